@@ -1,0 +1,1 @@
+//! Adapters for public labelled datasets. (in progress)

@@ -1,0 +1,1 @@
+//! Per-source anomaly detection. (in progress)

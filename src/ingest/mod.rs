@@ -1,0 +1,1 @@
+//! Readers for incident bundles and telemetry formats. (in progress)

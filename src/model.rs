@@ -1,0 +1,350 @@
+//! The in-memory incident: the alert, the telemetry around it, and (for labelled cases) the truth.
+//!
+//! Every reader (bundle files, dataset adapters, the simulator) produces these types and every
+//! later stage reads them, so they are deliberately plain data. Times are Unix milliseconds (UTC).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Unix time in milliseconds, UTC.
+pub type Ts = i64;
+
+pub const SECOND: Ts = 1_000;
+pub const MINUTE: Ts = 60 * SECOND;
+pub const HOUR: Ts = 60 * MINUTE;
+
+/// How urgent the alert is; high and critical alerts get an agent investigation in later stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    #[default]
+    Warning,
+    High,
+    Critical,
+}
+
+/// The alert that opened the incident: where the symptom was seen, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// When the alert fired (Unix ms).
+    pub time: Ts,
+    /// The service whose signal fired (the symptom, not necessarily the cause).
+    pub service: String,
+    /// The signal that fired, e.g. `latency`, `errors`, `cpu`.
+    pub signal: String,
+    #[serde(default)]
+    pub severity: Severity,
+    #[serde(default)]
+    pub title: String,
+}
+
+/// One metric time series of one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub service: String,
+    /// The metric name as the source spells it (`cpu`, `latency_p99`, `CpuUsageRate(%)`, …).
+    pub metric: String,
+    /// Points sorted by time.
+    pub points: Vec<(Ts, f64)>,
+}
+
+/// Log severity, normalised from the many spellings sources use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Level {
+    /// Parses the usual spellings (`ERROR`, `err`, `warning`, OTLP severity text); unknown is None.
+    pub fn parse(s: &str) -> Option<Level> {
+        let l = s.trim().to_ascii_lowercase();
+        Some(match l.as_str() {
+            "trace" | "finest" => Level::Trace,
+            "debug" | "fine" => Level::Debug,
+            "info" | "information" | "notice" => Level::Info,
+            "warn" | "warning" => Level::Warn,
+            "error" | "err" | "severe" => Level::Error,
+            "fatal" | "critical" | "crit" | "panic" | "alert" | "emergency" => Level::Fatal,
+            _ => return None,
+        })
+    }
+
+    /// OTLP `severityNumber` ranges (1–4 trace … 21–24 fatal).
+    pub fn from_otlp_number(n: i64) -> Option<Level> {
+        Some(match n {
+            1..=4 => Level::Trace,
+            5..=8 => Level::Debug,
+            9..=12 => Level::Info,
+            13..=16 => Level::Warn,
+            17..=20 => Level::Error,
+            21..=24 => Level::Fatal,
+            _ => return None,
+        })
+    }
+
+    pub fn is_error(self) -> bool {
+        self >= Level::Error
+    }
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub time: Ts,
+    pub service: String,
+    #[serde(default)]
+    pub level: Level,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<(String, String)>,
+}
+
+/// One span of a distributed trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    pub trace_id: String,
+    pub span_id: String,
+    /// None for a root span.
+    pub parent_id: Option<String>,
+    pub service: String,
+    pub operation: String,
+    /// Start time (Unix ms).
+    pub start: Ts,
+    /// Duration in milliseconds (fractional).
+    pub duration_ms: f64,
+    pub error: bool,
+}
+
+/// What kind of change an operator or pipeline made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Deploy,
+    Config,
+    Flag,
+}
+
+impl ChangeKind {
+    pub fn parse(s: &str) -> Option<ChangeKind> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "deploy" | "deployment" | "release" | "rollout" => Some(ChangeKind::Deploy),
+            "config" | "configuration" | "config_change" => Some(ChangeKind::Config),
+            "flag" | "feature_flag" | "feature-flag" | "featureflag" => Some(ChangeKind::Flag),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Deploy => "deploy",
+            ChangeKind::Config => "config",
+            ChangeKind::Flag => "flag",
+        }
+    }
+}
+
+/// One changed key of a config change or flag flip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyChange {
+    pub key: String,
+    #[serde(default)]
+    pub old: Option<String>,
+    #[serde(default)]
+    pub new: Option<String>,
+}
+
+/// A deployment, configuration change or feature-flag flip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub time: Ts,
+    pub service: String,
+    pub kind: ChangeKind,
+    #[serde(default)]
+    pub author: Option<String>,
+    /// The version deployed (deploys).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The version it replaced, when known (what a rollback returns to).
+    #[serde(default)]
+    pub previous_version: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<KeyChange>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Where the log records of an incident live: already in memory, or in files read on demand.
+///
+/// Files are streamed record by record when detection runs, so a bundle with a 1 GB log is never
+/// held in memory whole.
+#[derive(Debug, Clone, Default)]
+pub struct Logs {
+    pub records: Vec<LogRecord>,
+    pub files: Vec<LogFile>,
+}
+
+/// A log file to stream, with its format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogFile {
+    pub path: PathBuf,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line: time, service, level, message, attributes.
+    JsonLines,
+    /// OpenTelemetry OTLP/JSON `resourceLogs`, one export request per line (collector file exporter).
+    OtlpJson,
+    /// The Nezha dataset's container-log CSV.
+    NezhaCsv,
+}
+
+impl Logs {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.files.is_empty()
+    }
+}
+
+/// All telemetry of one period.
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    pub metrics: Vec<Series>,
+    pub logs: Logs,
+    pub spans: Vec<Span>,
+    pub changes: Vec<Change>,
+}
+
+/// Who calls whom. An edge `caller -> callee` means a fault in the callee can show in the caller.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    #[serde(default)]
+    pub services: Vec<TopologyNode>,
+    #[serde(default)]
+    pub edges: Vec<TopologyEdge>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyNode {
+    pub name: String,
+    /// `service`, `database`, `cache`, `queue`, …
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyEdge {
+    pub caller: String,
+    pub callee: String,
+}
+
+/// The labelled root cause of a case (`truth.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Truth {
+    /// The root-cause service; empty when `kind` is `none`.
+    #[serde(default)]
+    pub service: String,
+    /// The indicator that carries the fault (`cpu`, `mem`, `latency`, `errors`, a config key, …).
+    #[serde(default)]
+    pub indicator: String,
+    /// Fault kind, `none` for a fault-free window.
+    pub kind: String,
+    /// Services from cause to symptom.
+    #[serde(default)]
+    pub chain: Vec<String>,
+}
+
+impl Truth {
+    pub fn is_fault_free(&self) -> bool {
+        self.kind == "none"
+    }
+}
+
+/// A record that could not be read: where, and why. Collected, counted and reported, never fatal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIssue {
+    pub file: String,
+    /// 1-based line (or row) number; 0 when the problem is with the file as a whole.
+    pub line: u64,
+    /// The field at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ReadIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)?;
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// What could not be read, per file: the first few issues in full and a count of all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadReport {
+    /// Records read successfully.
+    pub records_read: u64,
+    /// Records skipped because they could not be read.
+    pub records_skipped: u64,
+    /// The first issues (bounded, so a badly broken file cannot flood the report).
+    pub issues: Vec<ReadIssue>,
+    /// Skipped-record counts per file.
+    pub skipped_per_file: BTreeMap<String, u64>,
+}
+
+impl ReadReport {
+    /// Issues kept in full; the rest are only counted.
+    pub const MAX_ISSUES: usize = 50;
+
+    pub fn skip(&mut self, issue: ReadIssue) {
+        self.records_skipped += 1;
+        *self.skipped_per_file.entry(issue.file.clone()).or_default() += 1;
+        if self.issues.len() < Self::MAX_ISSUES {
+            tracing::warn!(%issue, "skipped unreadable record");
+            self.issues.push(issue);
+        }
+    }
+
+    pub fn merge(&mut self, other: ReadReport) {
+        self.records_read += other.records_read;
+        self.records_skipped += other.records_skipped;
+        for (k, v) in other.skipped_per_file {
+            *self.skipped_per_file.entry(k).or_default() += v;
+        }
+        let room = Self::MAX_ISSUES.saturating_sub(self.issues.len());
+        self.issues.extend(other.issues.into_iter().take(room));
+    }
+}
+
+/// One incident ready for analysis.
+///
+/// `telemetry` holds the data around the alert. The reference for "normal" is `baseline` when the
+/// source recorded one separately (datasets with fault-free periods), otherwise the part of
+/// `telemetry` before `analysis_start`.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub id: String,
+    pub alert: Alert,
+    pub telemetry: Telemetry,
+    pub baseline: Option<Telemetry>,
+    /// Anomalies are searched from here on; earlier data is the baseline when `baseline` is None.
+    pub analysis_start: Ts,
+    /// Declared dependencies; when None the call graph is mined from spans.
+    pub topology: Option<Topology>,
+    /// The label, for evaluation; never read by the pipeline.
+    pub truth: Option<Truth>,
+    /// What could not be read while loading.
+    pub read_report: ReadReport,
+}

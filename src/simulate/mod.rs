@@ -1,0 +1,1 @@
+//! Fault-injection simulator. (in progress)
