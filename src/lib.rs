@@ -1,10 +1,18 @@
 //! culprit: root-cause investigation for production incidents.
 //!
 //! Data flows one way: ingest → detect → correlate → graph → rank → (investigate) → report.
+//! `triage` runs the pipeline; `eval` scores it; `simulate` makes labelled incidents.
 //! See ARCHITECTURE.md for the map.
 
 pub mod adapters;
+// pub mod bench;
+pub mod correlate;
 pub mod detect;
+// pub mod eval;
+pub mod graph;
 pub mod ingest;
 pub mod model;
+pub mod rank;
+pub mod report;
 pub mod simulate;
+pub mod triage;

@@ -1,1 +1,164 @@
-//! Per-source anomaly detection. (in progress)
+//! Per-source anomaly detection: what in the telemetry around the alert is not normal, where, and
+//! since when.
+//!
+//! Each detector compares the incident period with a reference (the incident's separate baseline,
+//! or the data before `analysis_start`) and emits [`Anomaly`] values with a strength and an onset
+//! time. Onsets matter as much as strengths: later stages order causes before effects by them.
+//! Detectors are pure functions of the incident; they never fail, they skip what they cannot judge
+//! and say so in [`Detection::unchecked`].
+
+pub mod changes;
+pub mod logs;
+pub mod metrics;
+pub mod stats;
+pub mod traces;
+
+use crate::model::{Incident, ReadReport, Ts};
+use serde::{Deserialize, Serialize};
+
+/// Where an anomaly was seen. A closed set: adding a source touches every stage on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Metric,
+    Log,
+    Trace,
+    Change,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Metric => "metric",
+            Source::Log => "log",
+            Source::Trace => "trace",
+            Source::Change => "change",
+        }
+    }
+}
+
+/// One thing that is not normal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub service: String,
+    pub source: Source,
+    /// What is anomalous: a canonical indicator (`cpu`, `mem`, `latency`, `errors`, `traffic`,
+    /// `log_errors`, `new_log_template`, a changed config key, `version`, …).
+    pub indicator: String,
+    /// The raw signal name (metric name, operation, template, change description).
+    pub signal: String,
+    /// When the anomaly started (Unix ms).
+    pub onset: Ts,
+    /// Robust z-score-like strength; ≥ the detector's threshold for every emitted anomaly.
+    pub score: f64,
+    /// +1 when the signal rose, −1 when it fell, 0 when not applicable (changes, new templates).
+    pub direction: i8,
+    /// One human-readable line of evidence with numbers.
+    pub evidence: String,
+}
+
+/// Thresholds and windows of the detectors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DetectConfig {
+    /// Robust z above which a metric or trace statistic is anomalous.
+    pub z_threshold: f64,
+    /// Consecutive points that must stay anomalous for a metric to count (spikes do not).
+    pub sustain: usize,
+    /// Changes this long before `analysis_start` are still candidates.
+    pub change_lookback: Ts,
+    /// Drain similarity threshold for log template mining.
+    pub drain_similarity: f64,
+    /// Minimum reference points for a series to be judged.
+    pub min_reference_points: usize,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            z_threshold: 4.0,
+            sustain: 2,
+            change_lookback: 30 * crate::model::MINUTE,
+            drain_similarity: 0.5,
+            min_reference_points: 5,
+        }
+    }
+}
+
+/// Everything the detectors found, plus what they could not judge.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Detection {
+    pub anomalies: Vec<Anomaly>,
+    /// Service call edges (caller, callee) mined from spans.
+    pub call_edges: Vec<(String, String)>,
+    /// Signals skipped for lack of reference data, with the reason.
+    pub unchecked: Vec<String>,
+    /// Log lines seen and templates mined, for the report.
+    pub log_lines: u64,
+    pub log_templates: usize,
+    /// Records that could not be read while streaming logs.
+    pub read_report: ReadReport,
+}
+
+/// Runs every detector on the incident.
+pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
+    let _span = tracing::info_span!("detect", incident = %incident.id).entered();
+    let mut out = Detection::default();
+    metrics::detect(incident, cfg, &mut out);
+    traces::detect(incident, cfg, &mut out);
+    logs::detect(incident, cfg, &mut out);
+    changes::detect(incident, cfg, &mut out);
+    out.anomalies.sort_by(|a, b| {
+        a.onset
+            .cmp(&b.onset)
+            .then_with(|| a.service.cmp(&b.service))
+            .then_with(|| a.indicator.cmp(&b.indicator))
+    });
+    tracing::info!(anomalies = out.anomalies.len(), "detection done");
+    out
+}
+
+/// Maps a metric name as sources spell it to the indicator people talk about.
+pub fn canonical_indicator(metric: &str) -> &'static str {
+    let m = metric.to_ascii_lowercase();
+    let has = |s: &str| m.contains(s);
+    if has("cpu") {
+        "cpu"
+    } else if has("mem") || has("heap") || has("rss") {
+        "mem"
+    } else if has("success") || has("error") || has("fail") || has("5xx") {
+        "errors"
+    } else if has("lat") || has("duration") || has("p99") || has("p95") || has("p90") || has("response_time") {
+        "latency"
+    } else if has("conn") || has("pool") {
+        "connections"
+    } else if has("queue") || has("lag") || has("backlog") {
+        "queue"
+    } else if has("syscall") || has("disk") || has("iops") {
+        "io"
+    } else if has("network") || has("bytes") || has("packet") {
+        "network"
+    } else if has("rps") || has("workload") || has("lod") || has("request") || has("throughput") || has("qps") {
+        "traffic"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indicators_from_dataset_spellings() {
+        assert_eq!(canonical_indicator("CpuUsageRate(%)"), "cpu");
+        assert_eq!(canonical_indicator("carts_mem"), "mem");
+        assert_eq!(canonical_indicator("MemoryUsage(Mi)"), "mem");
+        assert_eq!(canonical_indicator("PodSuccessRate(%)"), "errors");
+        assert_eq!(canonical_indicator("PodServerLatencyP99(s)"), "latency");
+        assert_eq!(canonical_indicator("lat_90"), "latency");
+        assert_eq!(canonical_indicator("PodWorkload(Ops)"), "traffic");
+        assert_eq!(canonical_indicator("connections_active"), "connections");
+        assert_eq!(canonical_indicator("NetworkReceiveBytes"), "network");
+    }
+}

@@ -1,0 +1,25 @@
+# The two commands a new machine needs (see README): `make demo` and `make test`.
+# Both run scripts/setup.sh first, which installs what is missing and is a no-op otherwise.
+SHELL := /bin/bash
+ENV := source .venv/culprit-env.sh
+
+.PHONY: setup demo test bench eval
+
+setup:
+	@scripts/setup.sh
+
+## Simulate seed 001's config-change incident and investigate it end to end (debug build).
+demo: setup
+	@$(ENV) && cargo run --quiet -- demo
+
+## Build and run every test (unit, integration, golden, simulated accuracy floor).
+test: setup
+	@$(ENV) && cargo test --no-fail-fast
+
+## Speed and memory figures for the README (release build).
+bench: setup
+	@$(ENV) && cargo run --release --quiet -- bench
+
+## Accuracy on the simulated suite and the public datasets beside the repo.
+eval: setup
+	@$(ENV) && cargo run --release --quiet -- eval sim:1-50 ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop

@@ -1,0 +1,562 @@
+//! Nezha (FSE'23) cases: TrainTicket (metrics, logs, traces) and OnlineBoutique (metrics and a
+//! declared call graph), one [`Incident`] per injected fault of `cases_index.csv`.
+//!
+//! Layout read (relative to the system folder, e.g. `nezha/trainticket`):
+//! `rca_data/<date>/metric/*.csv.gz` (whole-day, one row a minute, per pod plus
+//! `front_service`), `rca_data/<date>/{log,trace}/HH_MM_*.csv.gz` (one file a minute, TrainTicket
+//! only), `rca_data/<date>/metric/dependency.csv.gz` (OnlineBoutique call graph) and
+//! `construct_data/<date>/{log,trace}` (fault-free, the TrainTicket log/trace baseline).
+//!
+//! Windows: metrics in `[inject − 60 min, inject)` are the baseline, metrics in
+//! `[inject, window_end)` the incident, where `window_end` is `inject + 10 min` cut short at the
+//! next injection of the same system and day (faults are often only 4–9 min apart, and the next
+//! fault must not leak into this case's window). Times use `inject_time` (wall clock UTC), never
+//! `inject_timestamp_as_given` (off by 8 h for some rows).
+
+use super::{
+    column, csv_reader, headers, issue, line_of, parse_value, pod_to_service, slice_series,
+    AdapterError, CaseRef, CaseSource, DatasetKind, SeriesBuilder,
+};
+use crate::model::{
+    Alert, Incident, LogFile, LogFormat, Logs, ReadReport, Series, Severity, Span, Telemetry,
+    Topology, TopologyEdge, TopologyNode, Truth, Ts, MINUTE,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Metric history before the injection used as the baseline.
+pub const BASELINE_SPAN: Ts = 60 * MINUTE;
+/// Longest incident window after the injection (cut at the next injection).
+pub const INCIDENT_SPAN: Ts = 10 * MINUTE;
+
+/// The service every TrainTicket trace is rooted at; the alert names it.
+pub const TT_ALERT_SERVICE: &str = "ts-gateway-service";
+/// The service `front_service.csv` measures in TrainTicket: its latencies equal the
+/// `ts-ui-dashboard` pod's, so its columns join that service's series.
+pub const TT_FRONT_SERVICE: &str = "ts-ui-dashboard";
+/// The service `front_service.csv` measures in OnlineBoutique.
+pub const OB_FRONT_SERVICE: &str = "frontend";
+
+/// Metric-folder files that are not per-service metric tables.
+const NOT_METRICS: [&str; 3] = ["dependency", "source_50", "destination_50"];
+
+/// Where one Nezha case lives and how its windows are cut.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NezhaCase {
+    /// The system folder, e.g. `.../nezha/trainticket`.
+    pub system_dir: PathBuf,
+    /// The day folder name, e.g. `2023-01-29`.
+    pub date: String,
+    /// Injection time (Unix ms), from `inject_time`.
+    pub inject_time: Ts,
+    /// End (exclusive) of the incident window.
+    pub window_end: Ts,
+    /// The case's minute files (`HH_MM`), in order.
+    pub minute_files: Vec<String>,
+}
+
+impl NezhaCase {
+    fn rca_dir(&self) -> PathBuf {
+        self.system_dir.join("rca_data").join(&self.date)
+    }
+
+    fn construct_dir(&self) -> PathBuf {
+        self.system_dir.join("construct_data").join(&self.date)
+    }
+}
+
+/// `.../nezha`: holds `cases_index.csv` and at least one system folder.
+pub(crate) fn is_root(path: &Path) -> bool {
+    path.join("cases_index.csv").is_file()
+        && ["trainticket", "onlineboutique"]
+            .iter()
+            .any(|s| path.join(s).join("rca_data").is_dir())
+}
+
+/// `.../nezha/trainticket` or `.../nezha/onlineboutique` (with the index one level up).
+pub(crate) fn system_dir_kind(path: &Path) -> Option<DatasetKind> {
+    let kind = match path.file_name()?.to_str()? {
+        "trainticket" => DatasetKind::NezhaTrainTicket,
+        "onlineboutique" => DatasetKind::NezhaOnlineBoutique,
+        _ => return None,
+    };
+    let index = path.parent()?.join("cases_index.csv");
+    (path.join("rca_data").is_dir() && index.is_file()).then_some(kind)
+}
+
+fn front_service(kind: DatasetKind) -> &'static str {
+    match kind {
+        DatasetKind::NezhaTrainTicket => TT_FRONT_SERVICE,
+        _ => OB_FRONT_SERVICE,
+    }
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS` (UTC) into Unix ms.
+fn parse_wall_clock(s: &str) -> Option<Ts> {
+    chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(|t| t.and_utc().timestamp_millis())
+}
+
+/// Lists one system's cases from `<root>/cases_index.csv`.
+pub(crate) fn list_cases(root: &Path, kind: DatasetKind) -> Result<Vec<CaseRef>, AdapterError> {
+    let path = root.join("cases_index.csv");
+    let mut rdr = csv_reader(&path)?;
+    let hdr = headers(&mut rdr, &path)?;
+    let col = |name: &str| column(&hdr, name, &path);
+    let (c_system, c_date, c_id, c_inject) = (
+        col("system")?,
+        col("date")?,
+        col("case_id")?,
+        col("inject_time")?,
+    );
+    let (c_service, c_fault, c_inner, c_minutes) = (
+        col("root_cause_service")?,
+        col("fault_type")?,
+        col("inner_service_label")?,
+        col("minute_files")?,
+    );
+    let system_dir = root.join(kind.system());
+    let mut cases = Vec::new();
+    for record in rdr.records() {
+        let record = record.map_err(|source| AdapterError::Csv {
+            path: path.clone(),
+            source,
+        })?;
+        let get = |i: usize| record.get(i).unwrap_or("").trim().to_string();
+        if get(c_system) != kind.system() {
+            continue;
+        }
+        let line = line_of(&record);
+        let inject_time =
+            parse_wall_clock(&get(c_inject)).ok_or_else(|| AdapterError::BadIndex {
+                path: path.clone(),
+                line,
+                field: "inject_time".into(),
+                message: format!("not `YYYY-MM-DD HH:MM:SS`: {:?}", get(c_inject)),
+            })?;
+        let service = get(c_service);
+        let fault_kind = get(c_fault);
+        let minute_files: Vec<String> = get(c_minutes)
+            .split(';')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect();
+        cases.push(CaseRef {
+            dataset: kind,
+            id: get(c_id),
+            system: kind.system().to_string(),
+            fault_kind: fault_kind.clone(),
+            truth: Truth {
+                service: service.clone(),
+                indicator: get(c_inner),
+                kind: fault_kind,
+                chain: vec![service],
+            },
+            source: CaseSource::Nezha(NezhaCase {
+                system_dir: system_dir.clone(),
+                date: get(c_date),
+                inject_time,
+                window_end: inject_time + INCIDENT_SPAN,
+                minute_files,
+            }),
+        });
+    }
+    // Cut each incident window at the next injection of the same day.
+    let mut injections: BTreeMap<String, Vec<Ts>> = BTreeMap::new();
+    for c in &cases {
+        if let CaseSource::Nezha(n) = &c.source {
+            injections.entry(n.date.clone()).or_default().push(n.inject_time);
+        }
+    }
+    for c in &mut cases {
+        if let CaseSource::Nezha(n) = &mut c.source {
+            if let Some(next) = injections
+                .get(&n.date)
+                .and_then(|ts| ts.iter().copied().filter(|&t| t > n.inject_time).min())
+            {
+                n.window_end = n.window_end.min(next);
+            }
+        }
+    }
+    Ok(cases)
+}
+
+/// Loads one Nezha case.
+pub(crate) fn load_case(case: &CaseRef, n: &NezhaCase) -> Result<Incident, AdapterError> {
+    let mut report = ReadReport::default();
+    let rca = n.rca_dir();
+
+    let day = read_metric_dir(&rca.join("metric"), front_service(case.dataset), &mut report)?;
+    let mut telemetry = Telemetry {
+        metrics: slice_series(&day, n.inject_time, n.window_end),
+        ..Telemetry::default()
+    };
+    let mut baseline = Telemetry {
+        metrics: slice_series(&day, n.inject_time - BASELINE_SPAN, n.inject_time),
+        ..Telemetry::default()
+    };
+    drop(day);
+
+    let mut topology = None;
+    match case.dataset {
+        DatasetKind::NezhaTrainTicket => {
+            for minute in &n.minute_files {
+                let log = rca.join("log").join(format!("{minute}_log.csv.gz"));
+                if log.is_file() {
+                    telemetry.logs.files.push(LogFile {
+                        path: log,
+                        format: LogFormat::NezhaCsv,
+                    });
+                } else {
+                    report.skip(issue(&log, 0, None, "minute log file missing".into()));
+                }
+                let trace = rca.join("trace").join(format!("{minute}_trace.csv.gz"));
+                if trace.is_file() {
+                    telemetry.spans.extend(read_trace_csv(&trace, &mut report)?);
+                } else {
+                    report.skip(issue(&trace, 0, None, "minute trace file missing".into()));
+                }
+            }
+            let construct = n.construct_dir();
+            baseline.logs = Logs {
+                records: Vec::new(),
+                files: csv_files(&construct.join("log"))?
+                    .into_iter()
+                    .map(|path| LogFile {
+                        path,
+                        format: LogFormat::NezhaCsv,
+                    })
+                    .collect(),
+            };
+            for trace in csv_files(&construct.join("trace"))? {
+                baseline.spans.extend(read_trace_csv(&trace, &mut report)?);
+            }
+        }
+        DatasetKind::NezhaOnlineBoutique => {
+            let dep = rca.join("metric").join("dependency.csv.gz");
+            topology = Some(read_dependency_csv(&dep, &mut report)?);
+        }
+        DatasetKind::RcdSockShop => {}
+    }
+
+    if telemetry.metrics.is_empty() {
+        return Err(AdapterError::NoData {
+            path: rca.join("metric"),
+            message: format!("no metric points in the incident window of case {}", case.id),
+        });
+    }
+
+    Ok(Incident {
+        id: case.id.clone(),
+        alert: Alert {
+            time: n.inject_time,
+            service: case.dataset.entry_service().to_string(),
+            signal: "latency".into(),
+            severity: Severity::High,
+            title: format!("{} case {}", case.dataset.label(), case.id),
+        },
+        telemetry,
+        baseline: Some(baseline),
+        analysis_start: n.inject_time,
+        topology,
+        truth: Some(case.truth.clone()),
+        read_report: report,
+    })
+}
+
+/// The `*.csv`/`*.csv.gz` files of a folder, sorted by name; none when the folder is absent.
+fn csv_files(dir: &Path) -> Result<Vec<PathBuf>, AdapterError> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| AdapterError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(".csv") || n.ends_with(".csv.gz"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads every metric table of a day's `metric` folder (all pods and `front_service`), skipping
+/// the call-graph and per-edge tables. Series of the same service and metric from several pods
+/// are merged.
+pub fn read_metric_dir(
+    dir: &Path,
+    front_service: &str,
+    report: &mut ReadReport,
+) -> Result<Vec<Series>, AdapterError> {
+    if !dir.is_dir() {
+        return Err(AdapterError::NoData {
+            path: dir.to_path_buf(),
+            message: "metric folder missing".into(),
+        });
+    }
+    let mut all = SeriesBuilder::default();
+    for path in csv_files(dir)? {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let stem = name.trim_end_matches(".gz").trim_end_matches(".csv");
+        if NOT_METRICS.contains(&stem) {
+            continue;
+        }
+        all.extend(read_metric_csv(&path, front_service, report)?);
+    }
+    Ok(all.finish())
+}
+
+/// Reads one Nezha metric table: `TimeStamp` (Unix s), `PodName` (per-pod tables; service =
+/// pod name without its hashes) or `ServiceName` (`front_service`, whose rows become
+/// `front_service`'s series), and numeric columns kept under their own names. `Time` and the
+/// `Node*` columns (the node's, not the service's) are dropped. `NaN` and empty cells are gaps.
+/// A row with an unreadable time or value is skipped and reported with file, line and field.
+pub fn read_metric_csv(
+    path: &Path,
+    front_service: &str,
+    report: &mut ReadReport,
+) -> Result<Vec<Series>, AdapterError> {
+    let mut rdr = csv_reader(path)?;
+    let hdr = headers(&mut rdr, path)?;
+    let time_col = column(&hdr, "TimeStamp", path)?;
+    let pod_col = hdr.iter().position(|h| h == "PodName");
+    let svc_col = hdr.iter().position(|h| h == "ServiceName");
+    if pod_col.is_none() && svc_col.is_none() {
+        return Err(AdapterError::MissingColumn {
+            path: path.to_path_buf(),
+            column: "PodName".into(),
+        });
+    }
+    let value_cols: Vec<usize> = (0..hdr.len())
+        .filter(|&i| {
+            i != time_col
+                && Some(i) != pod_col
+                && Some(i) != svc_col
+                && hdr[i] != "Time"
+                && !hdr[i].starts_with("Node")
+        })
+        .collect();
+
+    let mut out = SeriesBuilder::default();
+    let mut record = csv::StringRecord::new();
+    let mut row: Vec<(usize, f64)> = Vec::with_capacity(value_cols.len());
+    let mut last_pod = (String::new(), String::new());
+    loop {
+        match rdr.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                report.skip(issue(path, line, None, e.to_string()));
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    break;
+                }
+                continue;
+            }
+        }
+        let line = line_of(&record);
+        if record.len() != hdr.len() {
+            report.skip(issue(
+                path,
+                line,
+                None,
+                format!("{} fields, header has {}", record.len(), hdr.len()),
+            ));
+            continue;
+        }
+        let t = match record[time_col].trim().parse::<i64>() {
+            Ok(s) => s * 1000,
+            Err(_) => {
+                report.skip(issue(
+                    path,
+                    line,
+                    Some(&hdr[time_col]),
+                    format!("not a Unix time in seconds: {:?}", &record[time_col]),
+                ));
+                continue;
+            }
+        };
+        let service: &str = match pod_col {
+            Some(c) => {
+                let pod = record[c].trim();
+                if pod.is_empty() {
+                    report.skip(issue(path, line, Some(&hdr[c]), "empty pod name".into()));
+                    continue;
+                }
+                if last_pod.0 != pod {
+                    last_pod = (pod.to_string(), pod_to_service(pod));
+                }
+                &last_pod.1
+            }
+            None => front_service,
+        };
+        row.clear();
+        let mut bad = None;
+        for &i in &value_cols {
+            match parse_value(&record[i]) {
+                Ok(Some(v)) => row.push((i, v)),
+                Ok(None) => {}
+                Err(msg) => {
+                    bad = Some((i, msg));
+                    break;
+                }
+            }
+        }
+        if let Some((i, msg)) = bad {
+            report.skip(issue(path, line, Some(&hdr[i]), msg));
+            continue;
+        }
+        report.records_read += 1;
+        for &(i, v) in &row {
+            out.push(service, &hdr[i], t, v);
+        }
+    }
+    Ok(out.finish())
+}
+
+/// Reads a Nezha trace table into spans: `ParentID` `root` (or empty) marks a root span, the
+/// service is the pod name without its hashes, start is `StartTimeUnixNano` in ms and the
+/// duration `EndTimeUnixNano − StartTimeUnixNano` in ms. The data has no status column, so
+/// `error` is false. Unreadable rows are skipped and reported.
+pub fn read_trace_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, AdapterError> {
+    let mut rdr = csv_reader(path)?;
+    let hdr = headers(&mut rdr, path)?;
+    let col = |name: &str| column(&hdr, name, path);
+    let (c_trace, c_span, c_parent, c_pod) = (
+        col("TraceID")?,
+        col("SpanID")?,
+        col("ParentID")?,
+        col("PodName")?,
+    );
+    let (c_op, c_start, c_end) = (
+        col("OperationName")?,
+        col("StartTimeUnixNano")?,
+        col("EndTimeUnixNano")?,
+    );
+    let mut spans = Vec::new();
+    let mut services: BTreeMap<String, String> = BTreeMap::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                report.skip(issue(path, line, None, e.to_string()));
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    break;
+                }
+                continue;
+            }
+        }
+        let line = line_of(&record);
+        if record.len() != hdr.len() {
+            report.skip(issue(
+                path,
+                line,
+                None,
+                format!("{} fields, header has {}", record.len(), hdr.len()),
+            ));
+            continue;
+        }
+        let nanos = |c: usize| record[c].trim().parse::<i64>();
+        let (start, end) = match (nanos(c_start), nanos(c_end)) {
+            (Ok(s), Ok(e)) if e >= s => (s, e),
+            (Err(_), _) => {
+                report.skip(issue(path, line, Some(&hdr[c_start]), "not an integer".into()));
+                continue;
+            }
+            (_, Err(_)) => {
+                report.skip(issue(path, line, Some(&hdr[c_end]), "not an integer".into()));
+                continue;
+            }
+            _ => {
+                report.skip(issue(path, line, Some(&hdr[c_end]), "ends before it starts".into()));
+                continue;
+            }
+        };
+        let pod = record[c_pod].trim();
+        let service = match services.get(pod) {
+            Some(s) => s.clone(),
+            None => {
+                let s = pod_to_service(pod);
+                services.insert(pod.to_string(), s.clone());
+                s
+            }
+        };
+        let parent = record[c_parent].trim();
+        report.records_read += 1;
+        spans.push(Span {
+            trace_id: record[c_trace].trim().to_string(),
+            span_id: record[c_span].trim().to_string(),
+            parent_id: (!parent.is_empty() && parent != "root").then(|| parent.to_string()),
+            service,
+            operation: record[c_op].trim().to_string(),
+            start: start / 1_000_000,
+            duration_ms: (end - start) as f64 / 1e6,
+            error: false,
+        });
+    }
+    Ok(spans)
+}
+
+/// Reads OnlineBoutique's `dependency.csv` (`Source,Target,Weight`) into caller → callee edges.
+/// Edges to node IP addresses (where a pod runs, not a call) are dropped, and so are services
+/// left with no call edge (the load generator).
+pub fn read_dependency_csv(
+    path: &Path,
+    report: &mut ReadReport,
+) -> Result<Topology, AdapterError> {
+    let mut rdr = csv_reader(path)?;
+    let hdr = headers(&mut rdr, path)?;
+    let (c_src, c_dst) = (column(&hdr, "Source", path)?, column(&hdr, "Target", path)?);
+    let mut edges = BTreeSet::new();
+    for record in rdr.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                report.skip(issue(path, line, None, e.to_string()));
+                continue;
+            }
+        };
+        let (Some(src), Some(dst)) = (record.get(c_src), record.get(c_dst)) else {
+            report.skip(issue(path, line_of(&record), None, "too few fields".into()));
+            continue;
+        };
+        let (src, dst) = (src.trim(), dst.trim());
+        if src.is_empty() || dst.is_empty() {
+            report.skip(issue(path, line_of(&record), None, "empty service".into()));
+            continue;
+        }
+        report.records_read += 1;
+        if dst.parse::<std::net::IpAddr>().is_ok() || src == dst {
+            continue;
+        }
+        edges.insert((src.to_string(), dst.to_string()));
+    }
+    let services: BTreeSet<&String> = edges.iter().flat_map(|(a, b)| [a, b]).collect();
+    Ok(Topology {
+        services: services
+            .into_iter()
+            .map(|name| TopologyNode {
+                name: name.clone(),
+                kind: Some("service".into()),
+            })
+            .collect(),
+        edges: edges
+            .iter()
+            .map(|(caller, callee)| TopologyEdge {
+                caller: caller.clone(),
+                callee: callee.clone(),
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,366 @@
+//! Log anomalies: online template mining in the manner of Drain (He et al., ICWS'17), then per
+//! service the templates that are new, that burst, or that went missing against the reference.
+//!
+//! Logs are streamed once (reference first, then the incident period); only per-template counts
+//! and first-seen times are kept, so memory does not grow with the number of lines.
+
+use super::{Anomaly, DetectConfig, Detection, Source};
+use crate::model::{Incident, Level, LogRecord, Logs, ReadReport, Ts};
+use std::collections::{BTreeMap, HashMap};
+
+/// Most tokens of a line that take part in matching; longer lines are cut (rarely matters).
+const MAX_TOKENS: usize = 48;
+
+/// One mined template: tokens, `None` standing for a variable part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub tokens: Vec<Option<Box<str>>>,
+}
+
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, t) in self.tokens.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(t.as_deref().unwrap_or("<*>"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A Drain-style template miner: lines are grouped by token count and first token, then matched
+/// to the most similar template of that group, which is generalised where they differ.
+#[derive(Debug, Default)]
+pub struct Drain {
+    similarity: f64,
+    templates: Vec<Template>,
+    /// token count → first token (or "" for a variable) → template ids.
+    index: HashMap<usize, HashMap<Box<str>, Vec<u32>>>,
+}
+
+/// Whether a token is a variable part (ids, numbers, addresses) rather than template text.
+/// Code locations such as `OrderServiceImpl#120` stay: they say where in the code a line was.
+pub fn is_variable(tok: &str) -> bool {
+    let mut digits = 0usize;
+    let mut alnum = 0usize;
+    let mut hex_run = 0usize;
+    let mut max_hex_run = 0usize;
+    for c in tok.chars() {
+        if c.is_ascii_digit() {
+            digits += 1;
+        }
+        if c.is_alphanumeric() {
+            alnum += 1;
+        }
+        if c.is_ascii_hexdigit() {
+            hex_run += 1;
+            max_hex_run = max_hex_run.max(hex_run);
+        } else {
+            hex_run = 0;
+        }
+    }
+    digits > 0 && (digits * 2 >= alnum || max_hex_run >= 8)
+}
+
+impl Drain {
+    pub fn new(similarity: f64) -> Drain {
+        Drain { similarity, ..Default::default() }
+    }
+
+    pub fn templates(&self) -> &[Template] {
+        &self.templates
+    }
+
+    /// Adds one message and returns the id of its template.
+    pub fn add(&mut self, message: &str) -> u32 {
+        let tokens: Vec<Option<&str>> =
+            message.split_whitespace().take(MAX_TOKENS).map(|t| if is_variable(t) { None } else { Some(t) }).collect();
+        let first = tokens.first().copied().flatten().unwrap_or("");
+        let group = self.index.entry(tokens.len()).or_default();
+        let candidates = match group.get_mut(first) {
+            Some(c) => c,
+            None => group.entry(first.into()).or_default(),
+        };
+        let mut best: Option<(usize, f64)> = None;
+        for (slot, &id) in candidates.iter().enumerate() {
+            let t = &self.templates[id as usize];
+            let same = t.tokens.iter().zip(&tokens).filter(|(a, b)| matches!((a, b), (Some(x), Some(y)) if **x == **y)).count();
+            let wild = t.tokens.iter().filter(|a| a.is_none()).count();
+            let sim = if tokens.is_empty() { 1.0 } else { (same + wild) as f64 / tokens.len() as f64 };
+            let constant = t.tokens.len() - wild;
+            let enough = constant == 0 || same as f64 / constant as f64 >= self.similarity;
+            if enough && sim >= self.similarity && best.is_none_or(|(_, s)| sim > s) {
+                best = Some((slot, sim));
+            }
+        }
+        if let Some((slot, _)) = best {
+            let id = candidates[slot];
+            let t = &mut self.templates[id as usize];
+            for (a, b) in t.tokens.iter_mut().zip(&tokens) {
+                if let (Some(x), Some(y)) = (a.as_deref(), b) {
+                    if x != *y {
+                        *a = None;
+                    }
+                } else if b.is_none() {
+                    *a = None;
+                }
+            }
+            return id;
+        }
+        let id = self.templates.len() as u32;
+        self.templates.push(Template { tokens: tokens.iter().map(|t| t.map(Box::from)).collect() });
+        candidates.push(id);
+        id
+    }
+}
+
+/// Counts of one template in the reference and in the incident period.
+#[derive(Debug, Clone, Default)]
+struct TemplateStats {
+    reference: u64,
+    current: u64,
+    first_current: Option<Ts>,
+    level: Level,
+    example: String,
+}
+
+#[derive(Debug, Default)]
+struct ServiceLogs {
+    drain: Drain,
+    stats: Vec<TemplateStats>,
+    reference: u64,
+    current: u64,
+}
+
+impl ServiceLogs {
+    fn push(&mut self, rec: &LogRecord, current: bool) {
+        let id = self.drain.add(&rec.message) as usize;
+        if id >= self.stats.len() {
+            self.stats.resize_with(id + 1, TemplateStats::default);
+        }
+        let s = &mut self.stats[id];
+        s.level = s.level.max(rec.level);
+        if current {
+            self.current += 1;
+            s.current += 1;
+            if s.first_current.is_none_or(|t| rec.time < t) {
+                s.first_current = Some(rec.time);
+            }
+            if s.example.is_empty() || (rec.level.is_error() && s.example.len() < 2) {
+                s.example = rec.message.chars().take(200).collect();
+            }
+        } else {
+            self.reference += 1;
+            s.reference += 1;
+        }
+    }
+}
+
+/// Streams the log records of `logs` (in memory first, then files) into `f`.
+fn stream(logs: &Logs, report: &mut ReadReport, f: &mut dyn FnMut(&LogRecord)) {
+    for r in &logs.records {
+        f(r);
+    }
+    if !logs.files.is_empty() {
+        let files = Logs { records: Vec::new(), files: logs.files.clone() };
+        crate::ingest::for_each_log(&files, report, |r| f(&r));
+    }
+}
+
+pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
+    let mut services: BTreeMap<String, ServiceLogs> = BTreeMap::new();
+    let mut lines = 0u64;
+    let start = incident.analysis_start;
+    let mut push = |rec: &LogRecord, current: bool| {
+        lines += 1;
+        match services.get_mut(&rec.service) {
+            Some(s) => s.push(rec, current),
+            None => {
+                let mut s = ServiceLogs { drain: Drain::new(cfg.drain_similarity), ..Default::default() };
+                s.push(rec, current);
+                services.insert(rec.service.clone(), s);
+            }
+        }
+    };
+    let mut report = ReadReport::default();
+    if let Some(b) = &incident.baseline {
+        stream(&b.logs, &mut report, &mut |r| push(r, false));
+    }
+    let separate = incident.baseline.is_some();
+    stream(&incident.telemetry.logs, &mut report, &mut |r| push(r, separate || r.time >= start));
+    out.log_lines += lines;
+    out.read_report.merge(report);
+    for (name, s) in &services {
+        out.log_templates += s.drain.templates.len();
+        judge_service(name, s, cfg, out);
+    }
+}
+
+/// Poisson-style z of `observed` against `expected` counts.
+fn count_z(observed: f64, expected: f64) -> f64 {
+    (observed - expected) / (expected + 1.0).sqrt()
+}
+
+fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Detection) {
+    const MIN_REFERENCE_LINES: u64 = 20;
+    if s.current == 0 {
+        return;
+    }
+    if s.reference < MIN_REFERENCE_LINES {
+        out.unchecked.push(format!("logs of {name}: {} reference lines (need {MIN_REFERENCE_LINES})", s.reference));
+        return;
+    }
+    // Expected counts follow the template's share of the service's reference lines, so a change
+    // of traffic alone moves nothing.
+    let expected = |t: &TemplateStats| (t.reference as f64 + 0.5) / (s.reference as f64 + 1.0) * s.current as f64;
+    let mut best_error: Option<(f64, usize)> = None;
+    let mut best_new: Option<(f64, usize)> = None;
+    let mut best_missing: Option<(f64, usize)> = None;
+    for (id, t) in s.stats.iter().enumerate() {
+        let z = count_z(t.current as f64, expected(t));
+        if t.level.is_error() && z >= cfg.z_threshold && best_error.is_none_or(|(b, _)| z > b) {
+            best_error = Some((z, id));
+        } else if t.reference == 0 && z >= cfg.z_threshold && best_new.is_none_or(|(b, _)| z > b) {
+            best_new = Some((z, id));
+        } else if z <= -cfg.z_threshold && best_missing.is_none_or(|(b, _)| -z > b) {
+            best_missing = Some((-z, id));
+        }
+    }
+    let template = |id: usize| s.drain.templates.get(id).map(|t| t.to_string()).unwrap_or_default();
+    let first_seen = s.stats.iter().filter_map(|t| t.first_current).min().unwrap_or_default();
+    if let Some((z, id)) = best_error {
+        let t = &s.stats[id];
+        out.anomalies.push(Anomaly {
+            service: name.to_string(),
+            source: Source::Log,
+            indicator: "log_errors".into(),
+            signal: template(id),
+            onset: t.first_current.unwrap_or(first_seen),
+            score: z,
+            direction: 1,
+            evidence: format!(
+                "{name} logged {} {} lines of `{}` (expected {:.1}); e.g. \"{}\"",
+                t.current,
+                level_word(t.level),
+                template(id),
+                expected(t),
+                t.example
+            ),
+        });
+    }
+    if let Some((z, id)) = best_new {
+        let t = &s.stats[id];
+        out.anomalies.push(Anomaly {
+            service: name.to_string(),
+            source: Source::Log,
+            indicator: "new_log_template".into(),
+            signal: template(id),
+            onset: t.first_current.unwrap_or(first_seen),
+            score: z,
+            direction: 1,
+            evidence: format!("{name} logged a new template {} times: `{}`", t.current, template(id)),
+        });
+    }
+    if let Some((z, id)) = best_missing {
+        let t = &s.stats[id];
+        out.anomalies.push(Anomaly {
+            service: name.to_string(),
+            source: Source::Log,
+            indicator: "missing_log_template".into(),
+            signal: template(id),
+            onset: first_seen,
+            score: z,
+            direction: -1,
+            evidence: format!(
+                "{name} logged `{}` {} times where {:.1} were expected",
+                template(id),
+                t.current,
+                expected(t)
+            ),
+        });
+    }
+}
+
+fn level_word(l: Level) -> &'static str {
+    match l {
+        Level::Trace => "TRACE",
+        Level::Debug => "DEBUG",
+        Level::Info => "INFO",
+        Level::Warn => "WARN",
+        Level::Error => "ERROR",
+        Level::Fatal => "FATAL",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_groups_lines_that_differ_in_variables() {
+        let mut d = Drain::new(0.5);
+        let a = d.add("user 1234 logged in from 10.0.0.1");
+        let b = d.add("user 98 logged in from 10.0.0.7");
+        let c = d.add("payment declined for order 77");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(d.templates()[a as usize].to_string(), "user <*> logged in from <*>");
+    }
+
+    #[test]
+    fn drain_generalises_differing_words() {
+        let mut d = Drain::new(0.5);
+        let a = d.add("GET /cart took 12ms status ok");
+        let b = d.add("GET /cart took 15ms status failed");
+        assert_eq!(a, b);
+        assert_eq!(d.templates()[a as usize].to_string(), "GET /cart took <*> status <*>");
+    }
+
+    #[test]
+    fn code_locations_are_not_variables_but_ids_are() {
+        assert!(!is_variable("c.s.ContactsServiceImpl#31"));
+        assert!(is_variable("f3d4d4ef-693b-4456"));
+        assert!(is_variable("12.5ms"));
+        assert!(!is_variable("checkout"));
+    }
+
+    fn rec(t: Ts, level: Level, msg: &str) -> LogRecord {
+        LogRecord { time: t, service: "pay".into(), level, message: msg.into(), attributes: vec![] }
+    }
+
+    #[test]
+    fn new_error_template_is_an_anomaly_with_first_seen_onset() {
+        let mut s = ServiceLogs { drain: Drain::new(0.5), ..Default::default() };
+        for i in 0..200 {
+            s.push(&rec(i, Level::Info, &format!("charged order {i} amount {}", i * 3)), false);
+        }
+        for i in 0..100 {
+            s.push(&rec(1000 + i, Level::Info, &format!("charged order {i} amount {}", i * 3)), true);
+        }
+        for i in 0..30 {
+            s.push(&rec(1050 + i, Level::Error, "NullPointerException in ChargeHandler"), true);
+        }
+        let mut out = Detection::default();
+        judge_service("pay", &s, &DetectConfig::default(), &mut out);
+        let a = out.anomalies.iter().find(|a| a.indicator == "log_errors").expect("error anomaly");
+        assert_eq!(a.onset, 1050);
+        assert!(a.evidence.contains("NullPointerException"));
+    }
+
+    #[test]
+    fn more_traffic_alone_is_not_an_anomaly() {
+        let mut s = ServiceLogs { drain: Drain::new(0.5), ..Default::default() };
+        for i in 0..100 {
+            s.push(&rec(i, Level::Info, &format!("served request {i}")), false);
+            s.push(&rec(i, Level::Error, &format!("client sent bad token {i}")), false);
+        }
+        for i in 0..400 {
+            s.push(&rec(1000 + i, Level::Info, &format!("served request {i}")), true);
+            s.push(&rec(1000 + i, Level::Error, &format!("client sent bad token {i}")), true);
+        }
+        let mut out = Detection::default();
+        judge_service("pay", &s, &DetectConfig::default(), &mut out);
+        assert!(out.anomalies.is_empty(), "{:?}", out.anomalies);
+    }
+}

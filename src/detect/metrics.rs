@@ -1,0 +1,172 @@
+//! Metric anomalies: each series against its own robust baseline, with the onset of the change.
+//!
+//! A series is anomalous when its robust z-score (median/MAD of the reference) stays beyond the
+//! threshold for `sustain` consecutive points and leaves the reference's normal range; one-point
+//! spikes of noisy services do not count. The onset is the first anomalous point, walked back
+//! over the ramp that led to it, so a slow leak is dated when it began, not when it crossed.
+
+use super::stats::Robust;
+use super::{canonical_indicator, Anomaly, DetectConfig, Detection, Source};
+use crate::model::{Incident, Series, Ts};
+use std::collections::HashMap;
+
+pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
+    let baseline: HashMap<(&str, &str), &Series> = incident
+        .baseline
+        .iter()
+        .flat_map(|b| b.metrics.iter())
+        .map(|s| ((s.service.as_str(), s.metric.as_str()), s))
+        .collect();
+    for series in &incident.telemetry.metrics {
+        let reference: Vec<f64> = match (&incident.baseline, baseline.get(&(series.service.as_str(), series.metric.as_str()))) {
+            (Some(_), Some(b)) => b.points.iter().map(|p| p.1).collect(),
+            (Some(_), None) => Vec::new(),
+            (None, _) => series.points.iter().filter(|p| p.0 < incident.analysis_start).map(|p| p.1).collect(),
+        };
+        let current: Vec<(Ts, f64)> =
+            series.points.iter().copied().filter(|p| p.0 >= incident.analysis_start && p.1.is_finite()).collect();
+        if reference.len() < cfg.min_reference_points {
+            out.unchecked.push(format!(
+                "metric {}/{}: {} reference points (need {})",
+                series.service,
+                series.metric,
+                reference.len(),
+                cfg.min_reference_points
+            ));
+            continue;
+        }
+        if let Some(a) = judge(series, &reference, &current, cfg) {
+            out.anomalies.push(a);
+        }
+    }
+}
+
+/// Judges one series; `None` when it is normal.
+pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &DetectConfig) -> Option<Anomaly> {
+    if current.is_empty() {
+        return None;
+    }
+    let r = Robust::of(reference);
+    let z: Vec<f64> = current.iter().map(|p| r.z(p.1)).collect();
+    let k = cfg.sustain.max(1).min(z.len());
+    // The sustained excursion at i: the weakest |z| of the k points from i, all of one sign.
+    let sustained = |i: usize| -> f64 {
+        let w = &z[i..i + k];
+        let sign = w[0].signum();
+        if w.iter().any(|x| x.signum() != sign) {
+            return 0.0;
+        }
+        sign * w.iter().fold(f64::INFINITY, |m, x| m.min(x.abs()))
+    };
+    let mut best = 0.0f64;
+    let mut onset_idx = None;
+    for i in 0..=z.len() - k {
+        let s = sustained(i);
+        // It must also leave the reference's own normal range, so a noisy series is judged by
+        // its noise, not by its median.
+        let beyond = current[i..i + k].iter().all(|p| if s > 0.0 { p.1 > r.hi } else { p.1 < r.lo });
+        if s.abs() >= cfg.z_threshold && beyond {
+            if onset_idx.is_none() {
+                onset_idx = Some(i);
+            }
+            if s.abs() > best.abs() {
+                best = s;
+            }
+        }
+    }
+    let mut i = onset_idx?;
+    let sign = best.signum();
+    // Walk back over the ramp that led up to the crossing.
+    while i > 0 && z[i - 1] * sign >= 1.5 {
+        i -= 1;
+    }
+    let peak = current.iter().map(|p| p.1).fold(if sign > 0.0 { f64::MIN } else { f64::MAX }, |m, x| {
+        if sign > 0.0 {
+            m.max(x)
+        } else {
+            m.min(x)
+        }
+    });
+    let canon = canonical_indicator(&series.metric);
+    Some(Anomaly {
+        service: series.service.clone(),
+        source: Source::Metric,
+        indicator: if canon == "other" { series.metric.clone() } else { canon.to_string() },
+        signal: series.metric.clone(),
+        onset: current[i].0,
+        score: best.abs(),
+        direction: sign as i8,
+        evidence: format!(
+            "{} {} {} to {} (baseline median {}, z {:.1})",
+            series.service,
+            series.metric,
+            if sign > 0.0 { "rose" } else { "fell" },
+            fmt_num(peak),
+            fmt_num(r.median),
+            best
+        ),
+    })
+}
+
+/// Short number formatting for evidence lines.
+pub fn fmt_num(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 1e6 {
+        format!("{:.3e}", x)
+    } else if a >= 100.0 {
+        format!("{:.0}", x)
+    } else if a >= 1.0 {
+        format!("{:.2}", x)
+    } else {
+        format!("{:.4}", x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(points: &[(Ts, f64)]) -> Series {
+        Series { service: "api".into(), metric: "cpu".into(), points: points.to_vec() }
+    }
+
+    fn noisy_baseline(n: usize) -> Vec<f64> {
+        (0..n).map(|i| 50.0 + ((i * 7919) % 11) as f64 * 0.3).collect()
+    }
+
+    #[test]
+    fn sustained_shift_is_found_with_its_onset() {
+        let reference = noisy_baseline(60);
+        let current: Vec<(Ts, f64)> = (0..20).map(|i| (i * 1000, if i >= 8 { 90.0 } else { 51.0 })).collect();
+        let a = judge(&series(&current), &reference, &current, &DetectConfig::default()).expect("anomaly");
+        assert_eq!(a.onset, 8000);
+        assert_eq!(a.direction, 1);
+        assert_eq!(a.indicator, "cpu");
+    }
+
+    #[test]
+    fn a_single_spike_is_not_an_anomaly() {
+        let reference = noisy_baseline(60);
+        let current: Vec<(Ts, f64)> = (0..20).map(|i| (i * 1000, if i == 8 { 200.0 } else { 51.0 })).collect();
+        assert!(judge(&series(&current), &reference, &current, &DetectConfig::default()).is_none());
+    }
+
+    #[test]
+    fn a_ramp_is_dated_from_its_start() {
+        let reference = noisy_baseline(60);
+        let current: Vec<(Ts, f64)> =
+            (0..30).map(|i| (i * 1000, if i >= 10 { 51.0 + (i - 10) as f64 * 2.0 } else { 50.5 })).collect();
+        let a = judge(&series(&current), &reference, &current, &DetectConfig::default()).expect("anomaly");
+        assert!(a.onset <= 12_000, "onset {} should be near the ramp start", a.onset);
+    }
+
+    #[test]
+    fn a_drop_is_an_anomaly_too() {
+        let reference: Vec<f64> = (0..60).map(|i| 99.0 + (i % 3) as f64 * 0.2).collect();
+        let current: Vec<(Ts, f64)> = (0..10).map(|i| (i * 1000, if i >= 3 { 70.0 } else { 99.1 })).collect();
+        let a = judge(&series(&current), &reference, &current, &DetectConfig::default()).expect("anomaly");
+        assert_eq!(a.direction, -1);
+    }
+}

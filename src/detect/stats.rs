@@ -1,0 +1,87 @@
+//! Small robust statistics shared by the detectors: median, MAD, quantiles, a robust scale.
+
+/// Median of a slice (sorted copy); NaN-free input assumed, returns 0 for an empty slice.
+pub fn median(xs: &[f64]) -> f64 {
+    quantile(xs, 0.5)
+}
+
+/// Linear-interpolated quantile `q` in [0, 1]; 0 for an empty slice.
+pub fn quantile(xs: &[f64], q: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    quantile_sorted(&v, q)
+}
+
+/// Quantile of an already sorted, finite slice.
+pub fn quantile_sorted(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let frac = pos - lo as f64;
+    v[lo] * (1.0 - frac) + v[hi] * frac
+}
+
+/// A robust centre and scale of a reference sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Robust {
+    pub median: f64,
+    /// A standard-deviation-like scale that is never zero.
+    pub scale: f64,
+    /// The reference's 99th percentile and 1st percentile (its normal extremes).
+    pub hi: f64,
+    pub lo: f64,
+}
+
+impl Robust {
+    /// Median and a scale from MAD and IQR, floored so that a flat reference (all zeros, a
+    /// constant gauge) does not turn every wiggle into an infinite z-score.
+    pub fn of(xs: &[f64]) -> Robust {
+        let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let median = quantile_sorted(&v, 0.5);
+        let mut dev: Vec<f64> = v.iter().map(|x| (x - median).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        let mad = 1.4826 * quantile_sorted(&dev, 0.5);
+        let iqr = (quantile_sorted(&v, 0.75) - quantile_sorted(&v, 0.25)) / 1.349;
+        let floor = 0.01 * median.abs() + 1e-6 * (1.0 + quantile_sorted(&v, 1.0).abs());
+        let scale = mad.max(iqr).max(floor).max(1e-9);
+        Robust { median, scale, hi: quantile_sorted(&v, 0.99), lo: quantile_sorted(&v, 0.01) }
+    }
+
+    /// Signed robust z-score of `x`.
+    pub fn z(&self, x: f64) -> f64 {
+        (x - self.median) / self.scale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_quantiles() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 1.0), 5.0);
+    }
+
+    #[test]
+    fn robust_scale_ignores_outliers_and_is_never_zero() {
+        let r = Robust::of(&[10.0, 10.5, 9.5, 10.0, 1000.0]);
+        assert!((r.median - 10.0).abs() < 1e-9);
+        assert!(r.scale < 2.0, "outlier must not inflate the scale: {}", r.scale);
+        let flat = Robust::of(&[0.0; 20]);
+        assert!(flat.scale > 0.0);
+        assert!(flat.z(0.05) > 1000.0, "a rise from a flat zero is a large anomaly");
+    }
+}

@@ -1,0 +1,309 @@
+//! Trace anomalies and the mined call graph.
+//!
+//! Latency is judged on each span's *self time* (its duration minus its children's), and errors on
+//! *origin* errors (failed spans none of whose children failed), so an anomaly lands on the service
+//! where it arises rather than on every caller above it. End-to-end latency per service is kept
+//! too, as the symptom that callers see.
+
+use super::stats::{quantile, Robust};
+use super::{Anomaly, DetectConfig, Detection, Source};
+use crate::detect::metrics::fmt_num;
+use crate::model::{Incident, Span, Ts};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Per-span facts derived from the trace tree.
+#[derive(Debug, Clone, Copy)]
+struct Derived {
+    self_ms: f64,
+    origin_error: bool,
+    /// The span is the service's entry: a root, or called from another service.
+    entry: bool,
+}
+
+fn derive(spans: &[&Span]) -> Vec<Derived> {
+    let index: HashMap<(&str, &str), usize> =
+        spans.iter().enumerate().map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i)).collect();
+    let mut children_ms = vec![0.0f64; spans.len()];
+    let mut child_error = vec![false; spans.len()];
+    let mut entry = vec![true; spans.len()];
+    for (i, s) in spans.iter().enumerate() {
+        if let Some(p) = s.parent_id.as_deref().and_then(|p| index.get(&(s.trace_id.as_str(), p))) {
+            children_ms[*p] += s.duration_ms;
+            child_error[*p] |= s.error;
+            entry[i] = spans[*p].service != s.service;
+        }
+    }
+    spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Derived {
+            self_ms: (s.duration_ms - children_ms[i]).max(0.0),
+            origin_error: s.error && !child_error[i],
+            entry: entry[i],
+        })
+        .collect()
+}
+
+/// Mines `caller → callee` service edges from parent/child spans.
+pub fn call_edges(spans: &[&Span]) -> Vec<(String, String)> {
+    let index: HashMap<(&str, &str), &str> =
+        spans.iter().map(|s| ((s.trace_id.as_str(), s.span_id.as_str()), s.service.as_str())).collect();
+    let mut edges = BTreeSet::new();
+    for s in spans {
+        if let Some(parent) = s.parent_id.as_deref().and_then(|p| index.get(&(s.trace_id.as_str(), p))) {
+            if *parent != s.service {
+                edges.insert((parent.to_string(), s.service.clone()));
+            }
+        }
+    }
+    edges.into_iter().collect()
+}
+
+#[derive(Default)]
+struct OpStats {
+    ref_self: Vec<f64>,
+    ref_total: Vec<f64>,
+    cur_self: Vec<(Ts, f64)>,
+    cur_total: Vec<(Ts, f64)>,
+}
+
+#[derive(Default)]
+struct ErrStats {
+    ref_n: u64,
+    ref_err: u64,
+    cur_n: u64,
+    cur_err: Vec<Ts>,
+}
+
+pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
+    let (reference, current): (Vec<&Span>, Vec<&Span>) = match &incident.baseline {
+        Some(b) => (b.spans.iter().collect(), incident.telemetry.spans.iter().collect()),
+        None => incident.telemetry.spans.iter().partition(|s| s.start < incident.analysis_start),
+    };
+    if current.is_empty() {
+        return;
+    }
+    let mut all: Vec<&Span> = reference.clone();
+    all.extend(current.iter().copied());
+    // Mining over both periods: a reference-only baseline file holds other traces ids, so the
+    // two sets never join by mistake.
+    out.call_edges = call_edges(&all);
+    let mut ops: BTreeMap<(&str, &str), OpStats> = BTreeMap::new();
+    let mut errs: BTreeMap<&str, ErrStats> = BTreeMap::new();
+    for (spans, is_current) in [(&reference, false), (&current, true)] {
+        let derived = derive(spans);
+        for (s, d) in spans.iter().zip(&derived) {
+            let op = ops.entry((s.service.as_str(), s.operation.as_str())).or_default();
+            let e = errs.entry(s.service.as_str()).or_default();
+            if is_current {
+                op.cur_self.push((s.start, d.self_ms));
+                if d.entry {
+                    op.cur_total.push((s.start, s.duration_ms));
+                }
+                e.cur_n += 1;
+                if d.origin_error {
+                    e.cur_err.push(s.start);
+                }
+            } else {
+                op.ref_self.push(d.self_ms);
+                if d.entry {
+                    op.ref_total.push(s.duration_ms);
+                }
+                e.ref_n += 1;
+                e.ref_err += d.origin_error as u64;
+            }
+        }
+    }
+    let mut best_self: BTreeMap<&str, Anomaly> = BTreeMap::new();
+    let mut best_total: BTreeMap<&str, Anomaly> = BTreeMap::new();
+    for ((service, op), st) in &ops {
+        if let Some(a) = latency(service, op, &st.ref_self, &st.cur_self, "latency", "self time", cfg) {
+            keep_best(&mut best_self, service, a);
+        }
+        if let Some(a) = latency(service, op, &st.ref_total, &st.cur_total, "latency_total", "end-to-end", cfg) {
+            keep_best(&mut best_total, service, a);
+        }
+    }
+    out.anomalies.extend(best_self.into_values());
+    out.anomalies.extend(best_total.into_values());
+    for (service, e) in errs {
+        if let Some(a) = errors(service, &e, cfg) {
+            out.anomalies.push(a);
+        }
+    }
+}
+
+fn keep_best<'a>(best: &mut BTreeMap<&'a str, Anomaly>, service: &'a str, a: Anomaly) {
+    if best.get(service).is_none_or(|b| a.score > b.score) {
+        best.insert(service, a);
+    }
+}
+
+/// Latency of one operation: a shift of the median or a fattened tail against the reference.
+fn latency(
+    service: &str,
+    op: &str,
+    reference: &[f64],
+    current: &[(Ts, f64)],
+    indicator: &str,
+    what: &str,
+    cfg: &DetectConfig,
+) -> Option<Anomaly> {
+    const MIN_CURRENT: usize = 3;
+    if reference.len() < cfg.min_reference_points || current.len() < MIN_CURRENT {
+        return None;
+    }
+    let r = Robust::of(reference);
+    let cur: Vec<f64> = current.iter().map(|p| p.1).collect();
+    let med = quantile(&cur, 0.5);
+    let z_median = r.z(med) * (current.len() as f64).sqrt().min(3.0);
+    // Share of spans above the reference's 99th percentile, against the 1 % expected.
+    let over = cur.iter().filter(|x| **x > r.hi).count() as f64;
+    let n = cur.len() as f64;
+    let z_tail = (over - 0.01 * n) / (0.01 * 0.99 * n + 1.0).sqrt();
+    let z = z_median.max(z_tail);
+    if z < cfg.z_threshold || med <= r.median {
+        return None;
+    }
+    let mut sorted: Vec<(Ts, f64)> = current.to_vec();
+    sorted.sort_by_key(|p| p.0);
+    // Onset: the first slow span after which at least half of the next few are slow too.
+    let window = 5usize;
+    let onset = (0..sorted.len())
+        .find(|&i| {
+            let w = &sorted[i..(i + window).min(sorted.len())];
+            sorted[i].1 > r.hi && w.iter().filter(|p| p.1 > r.hi).count() * 2 >= w.len()
+        })
+        .map(|i| sorted[i].0)
+        .unwrap_or(sorted[0].0);
+    Some(Anomaly {
+        service: service.to_string(),
+        source: Source::Trace,
+        indicator: indicator.to_string(),
+        signal: op.to_string(),
+        onset,
+        score: z,
+        direction: 1,
+        evidence: format!(
+            "{service} `{op}` {what} median {} ms (baseline {} ms); {:.0} % of {} spans above the baseline p99",
+            fmt_num(med),
+            fmt_num(r.median),
+            100.0 * over / n,
+            current.len()
+        ),
+    })
+}
+
+/// Origin errors of one service against its reference error rate.
+fn errors(service: &str, e: &ErrStats, cfg: &DetectConfig) -> Option<Anomaly> {
+    if e.cur_n == 0 || e.cur_err.is_empty() {
+        return None;
+    }
+    let p0 = (e.ref_err as f64 + 0.5) / (e.ref_n as f64 + 1.0);
+    let n = e.cur_n as f64;
+    let k = e.cur_err.len() as f64;
+    let z = (k - n * p0) / (n * p0 * (1.0 - p0) + 1.0).sqrt();
+    if z < cfg.z_threshold {
+        return None;
+    }
+    let onset = e.cur_err.iter().copied().min().unwrap_or_default();
+    Some(Anomaly {
+        service: service.to_string(),
+        source: Source::Trace,
+        indicator: "errors".into(),
+        signal: "span errors".into(),
+        onset,
+        score: z,
+        direction: 1,
+        evidence: format!(
+            "{service} spans failed at their origin {:.1} % of the time ({} of {}), baseline {:.2} %",
+            100.0 * k / n,
+            k,
+            e.cur_n,
+            100.0 * e.ref_err as f64 / (e.ref_n.max(1)) as f64
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(trace: &str, id: &str, parent: Option<&str>, svc: &str, start: Ts, dur: f64, error: bool) -> Span {
+        Span {
+            trace_id: trace.into(),
+            span_id: id.into(),
+            parent_id: parent.map(Into::into),
+            service: svc.into(),
+            operation: format!("op-{svc}"),
+            start,
+            duration_ms: dur,
+            error,
+        }
+    }
+
+    /// frontend → api → db; after t=100 the db is slow, so every caller's duration rises too.
+    fn incident_spans() -> Vec<Span> {
+        let mut v = Vec::new();
+        for i in 0..60i64 {
+            let slow = i >= 30;
+            let db = if slow { 200.0 } else { 10.0 + (i % 3) as f64 };
+            let t = format!("t{i}");
+            v.push(span(&t, "a", None, "frontend", i * 10, db + 25.0 + (i % 2) as f64, false));
+            v.push(span(&t, "b", Some("a"), "api", i * 10 + 1, db + 12.0 + (i % 4) as f64 * 0.5, false));
+            v.push(span(&t, "c", Some("b"), "db", i * 10 + 2, db, false));
+        }
+        v
+    }
+
+    fn incident(spans: Vec<Span>) -> Incident {
+        Incident {
+            id: "t".into(),
+            alert: crate::model::Alert {
+                time: 400,
+                service: "frontend".into(),
+                signal: "latency".into(),
+                severity: Default::default(),
+                title: String::new(),
+            },
+            telemetry: crate::model::Telemetry { spans, ..Default::default() },
+            baseline: None,
+            analysis_start: 200,
+            topology: None,
+            truth: None,
+            read_report: Default::default(),
+        }
+    }
+
+    #[test]
+    fn self_time_blames_the_slow_callee_not_its_callers() {
+        let mut out = Detection::default();
+        detect(&incident(incident_spans()), &DetectConfig::default(), &mut out);
+        let selfs: Vec<&str> =
+            out.anomalies.iter().filter(|a| a.indicator == "latency").map(|a| a.service.as_str()).collect();
+        assert_eq!(selfs, vec!["db"]);
+        let db = out.anomalies.iter().find(|a| a.indicator == "latency").expect("db anomaly");
+        assert_eq!(db.onset, 302);
+        assert!(out.anomalies.iter().any(|a| a.indicator == "latency_total" && a.service == "frontend"));
+        assert_eq!(
+            out.call_edges,
+            vec![("api".to_string(), "db".to_string()), ("frontend".to_string(), "api".to_string())]
+        );
+    }
+
+    #[test]
+    fn errors_are_blamed_where_they_originate() {
+        let mut spans = Vec::new();
+        for i in 0..60i64 {
+            let bad = i >= 30 && i % 2 == 0;
+            let t = format!("t{i}");
+            spans.push(span(&t, "a", None, "frontend", i * 10, 30.0, bad));
+            spans.push(span(&t, "b", Some("a"), "pay", i * 10 + 1, 10.0, bad));
+        }
+        let mut out = Detection::default();
+        detect(&incident(spans), &DetectConfig::default(), &mut out);
+        let errs: Vec<&str> =
+            out.anomalies.iter().filter(|a| a.indicator == "errors").map(|a| a.service.as_str()).collect();
+        assert_eq!(errs, vec!["pay"]);
+    }
+}

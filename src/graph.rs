@@ -1,0 +1,185 @@
+//! The causal graph: anomalies as nodes, reasoned edges from a plausible cause to a later effect.
+//!
+//! Edges are heuristic but each one states its reason and weight, and every edge respects time:
+//! a cause's onset is before its effect's (within a tolerance for coarse metric resolution).
+//! - change → later anomalies of the changed service (and of its callees, when the changed
+//!   service itself became anomalous: a retry storm, a new query);
+//! - within a service, resource metrics → trace behaviour → service metrics → logs, and earlier →
+//!   later;
+//! - callee → caller along the dependency graph: a fault in a dependency shows in its callers.
+
+use crate::correlate::Dependencies;
+use crate::detect::{Anomaly, Source};
+use crate::model::{Ts, SECOND};
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::{Deserialize, Serialize};
+
+/// Why an edge exists. A closed set so reports and rankers can treat each kind explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeReason {
+    /// A change on a service, then an anomaly of that service.
+    ChangeThenEffect,
+    /// A change on a service that became anomalous, then an anomaly of a service it calls.
+    ChangeThenCalleeEffect,
+    /// Two anomalies of one service, the first a plausible driver of the second.
+    SameService,
+    /// An anomaly of a callee, then one of its caller.
+    CalleeToCaller,
+}
+
+impl EdgeReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            EdgeReason::ChangeThenEffect => "change preceded this anomaly of the same service",
+            EdgeReason::ChangeThenCalleeEffect => "change on the caller preceded this anomaly of its dependency",
+            EdgeReason::SameService => "earlier or more basic anomaly of the same service",
+            EdgeReason::CalleeToCaller => "dependency anomaly propagates to its caller",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    pub reason: EdgeReason,
+    pub weight: f64,
+    /// Effect onset minus cause onset.
+    pub lag_ms: Ts,
+}
+
+/// Tolerances of the edge rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GraphConfig {
+    /// An effect may appear to start this much before its cause (coarse metric steps, clocks).
+    pub tolerance: Ts,
+    /// Longest delay from a cause to an effect.
+    pub max_lag: Ts,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        GraphConfig { tolerance: 60 * SECOND, max_lag: 30 * crate::model::MINUTE }
+    }
+}
+
+/// Node weights are indices into the anomaly list the graph was built from.
+pub type CausalGraph = DiGraph<usize, Edge>;
+
+/// Orders the anomalies of one service from driver to symptom: resources first, logs last.
+fn layer(a: &Anomaly) -> u8 {
+    match (a.source, a.indicator.as_str()) {
+        (Source::Change, _) => 0,
+        (Source::Metric, "cpu" | "mem" | "connections" | "io" | "network" | "queue") => 1,
+        (Source::Trace, "latency" | "errors") => 2,
+        (Source::Metric, _) => 3,
+        (Source::Trace, _) => 4,
+        (Source::Log, _) => 5,
+    }
+}
+
+pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> CausalGraph {
+    let mut g = CausalGraph::with_capacity(anomalies.len(), anomalies.len() * 4);
+    let nodes: Vec<NodeIndex> = (0..anomalies.len()).map(|i| g.add_node(i)).collect();
+    // Services that became anomalous (not counting changes) and when they first did.
+    let mut first_effect: std::collections::BTreeMap<&str, Ts> = Default::default();
+    for a in anomalies.iter().filter(|a| a.source != Source::Change) {
+        let e = first_effect.entry(a.service.as_str()).or_insert(a.onset);
+        *e = (*e).min(a.onset);
+    }
+    for (i, cause) in anomalies.iter().enumerate() {
+        for (j, effect) in anomalies.iter().enumerate() {
+            if i == j || effect.source == Source::Change {
+                continue;
+            }
+            let lag = effect.onset - cause.onset;
+            if lag < -cfg.tolerance || lag > cfg.max_lag {
+                continue;
+            }
+            let edge = if cause.source == Source::Change {
+                if effect.service == cause.service && lag >= -cfg.tolerance {
+                    Some((EdgeReason::ChangeThenEffect, 1.0))
+                } else if deps.calls(&cause.service, &effect.service)
+                    && first_effect.get(cause.service.as_str()).is_some_and(|t| *t >= cause.onset - cfg.tolerance)
+                {
+                    Some((EdgeReason::ChangeThenCalleeEffect, 0.6))
+                } else {
+                    None
+                }
+            } else if effect.service == cause.service {
+                let (lc, le) = (layer(cause), layer(effect));
+                let earlier = lag > cfg.tolerance;
+                let same_time = lag.abs() <= cfg.tolerance;
+                (earlier || (same_time && lc < le)).then_some((EdgeReason::SameService, 0.8))
+            } else if deps.calls(&effect.service, &cause.service) {
+                Some((EdgeReason::CalleeToCaller, 0.7))
+            } else {
+                None
+            };
+            if let Some((reason, weight)) = edge {
+                g.add_edge(nodes[i], nodes[j], Edge { reason, weight, lag_ms: lag });
+            }
+        }
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(service: &str, source: Source, indicator: &str, onset: Ts) -> Anomaly {
+        Anomaly {
+            service: service.into(),
+            source,
+            indicator: indicator.into(),
+            signal: indicator.into(),
+            onset,
+            score: 6.0,
+            direction: 1,
+            evidence: String::new(),
+        }
+    }
+
+    fn reasons(g: &CausalGraph, anomalies: &[Anomaly]) -> Vec<(String, String, EdgeReason)> {
+        let mut v: Vec<_> = g
+            .edge_indices()
+            .filter_map(|e| {
+                let (x, y) = g.edge_endpoints(e)?;
+                let (ax, ay) = (&anomalies[g[x]], &anomalies[g[y]]);
+                Some((format!("{}:{}", ax.service, ax.indicator), format!("{}:{}", ay.service, ay.indicator), g[e].reason))
+            })
+            .collect();
+        v.sort_by(|p, q| (&p.0, &p.1).cmp(&(&q.0, &q.1)));
+        v
+    }
+
+    #[test]
+    fn edges_follow_time_and_dependencies() {
+        let deps = Dependencies::new(None, &[("web".into(), "auth".into()), ("auth".into(), "ldap".into())]);
+        let anomalies = vec![
+            a("auth", Source::Change, "ldap.timeout_ms", 0),
+            a("auth", Source::Log, "log_errors", 30_000),
+            a("ldap", Source::Metric, "cpu", 40_000),
+            a("web", Source::Trace, "latency_total", 50_000),
+            a("unrelated", Source::Metric, "cpu", 45_000),
+        ];
+        let g = build(&anomalies, &deps, &GraphConfig::default());
+        let r = reasons(&g, &anomalies);
+        use EdgeReason::*;
+        assert!(r.contains(&("auth:ldap.timeout_ms".into(), "auth:log_errors".into(), ChangeThenEffect)));
+        assert!(r.contains(&("auth:ldap.timeout_ms".into(), "ldap:cpu".into(), ChangeThenCalleeEffect)));
+        assert!(r.contains(&("auth:log_errors".into(), "web:latency_total".into(), CalleeToCaller)));
+        assert!(r.contains(&("ldap:cpu".into(), "auth:log_errors".into(), CalleeToCaller)));
+        assert!(!r.iter().any(|e| e.0.starts_with("unrelated") || e.1.starts_with("unrelated")));
+        assert!(!r.iter().any(|e| e.0.starts_with("web")), "nothing is caused by the top caller: {r:?}");
+    }
+
+    #[test]
+    fn a_change_with_no_effect_on_its_service_reaches_no_callee() {
+        let deps = Dependencies::new(None, &[("web".into(), "db".into())]);
+        let anomalies = vec![a("web", Source::Change, "version", 0), a("db", Source::Metric, "cpu", 10_000)];
+        let g = build(&anomalies, &deps, &GraphConfig::default());
+        assert_eq!(g.edge_count(), 0);
+    }
+}

@@ -1,0 +1,133 @@
+//! The change-event reader (deploys, config changes, flag flips) and its writer.
+//!
+//! Changes are the most likely root causes, so a change line that cannot be read is reported
+//! precisely rather than guessed at.
+
+use super::io::{self, Lines};
+use super::time::format_rfc3339;
+use super::IngestError;
+use crate::model::{Change, ChangeKind, KeyChange, ReadReport};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::Path;
+
+/// Reads JSON lines `{"time", "service", "kind": "deploy|config|flag", "author", "version",
+/// "previous_version", "keys": [{"key", "old", "new"}], "description"}`. `keys` may be spelled
+/// `changed_keys` and may be an object `{"k": {"old", "new"}}` (or `{"k": "new"}`).
+pub fn read_changes(path: &Path, report: &mut ReadReport) -> Result<Vec<Change>, IngestError> {
+    let mut lines = Lines::open(path)?;
+    let file = lines.file().to_string();
+    let mut out = Vec::new();
+    while let Some((n, line)) = lines.next_line(report) {
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let obj = match serde_json::from_str::<Value>(text) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => {
+                report.skip(io::issue(&file, n, None, "not a JSON object"));
+                continue;
+            }
+            Err(e) => {
+                report.skip(io::issue(&file, n, None, format!("not valid JSON: {e}")));
+                continue;
+            }
+        };
+        match change(&obj) {
+            Ok(c) => {
+                report.records_read += 1;
+                out.push(c);
+            }
+            Err((field, msg)) => report.skip(io::issue(&file, n, Some(field), msg)),
+        }
+    }
+    Ok(out)
+}
+
+fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
+    let time = match io::get(obj, &["time", "timestamp", "ts"]) {
+        None => return Err(("time", "missing".into())),
+        Some(v) => io::time_of(v).ok_or_else(|| ("time", format!("not a time: {v}")))?,
+    };
+    let service = match io::get(obj, &["service", "service.name", "service_name"]) {
+        None => return Err(("service", "missing".into())),
+        Some(v) => io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?,
+    };
+    let kind = match io::get(obj, &["kind", "type"]) {
+        None => return Err(("kind", "missing".into())),
+        Some(v) => v
+            .as_str()
+            .and_then(ChangeKind::parse)
+            .ok_or_else(|| ("kind", format!("unknown kind {v} (want deploy, config or flag)")))?,
+    };
+    let text = |key: &str| opt_text(obj.get(key));
+    let keys = match io::get(obj, &["keys", "changed_keys"]) {
+        None => Vec::new(),
+        Some(v) => keys(v).map_err(|m| ("keys", m))?,
+    };
+    Ok(Change {
+        time,
+        service,
+        kind,
+        author: text("author"),
+        version: text("version"),
+        previous_version: text("previous_version"),
+        keys,
+        description: text("description"),
+    })
+}
+
+fn opt_text(v: Option<&Value>) -> Option<String> {
+    v.filter(|v| !v.is_null()).map(io::to_text)
+}
+
+fn keys(v: &Value) -> Result<Vec<KeyChange>, String> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::Object(o) => match o.get("key") {
+                    Some(k) if !k.is_null() => Ok(KeyChange { key: io::to_text(k), old: opt_text(o.get("old")), new: opt_text(o.get("new")) }),
+                    _ => Err("key entry without `key`".to_string()),
+                },
+                Value::String(k) => Ok(KeyChange { key: k.clone(), old: None, new: None }),
+                _ => Err("key entries must be objects {key, old, new}".to_string()),
+            })
+            .collect(),
+        Value::Object(m) => Ok(m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::Object(o) if o.contains_key("old") || o.contains_key("new") => {
+                    KeyChange { key: k.clone(), old: opt_text(o.get("old")), new: opt_text(o.get("new")) }
+                }
+                other => KeyChange { key: k.clone(), old: None, new: opt_text(Some(other)) },
+            })
+            .collect()),
+        _ => Err("must be an array of {key, old, new} or an object".to_string()),
+    }
+}
+
+/// Writes changes as the JSON lines `read_changes` reads back unchanged.
+pub(crate) fn write_changes(changes: &[Change], w: &mut dyn Write) -> std::io::Result<()> {
+    for c in changes {
+        let mut obj = serde_json::Map::new();
+        obj.insert("time".into(), format_rfc3339(c.time).map_or(json!(c.time), Value::String));
+        obj.insert("service".into(), json!(c.service));
+        obj.insert("kind".into(), json!(c.kind.as_str()));
+        for (key, v) in [("author", &c.author), ("version", &c.version), ("previous_version", &c.previous_version)] {
+            if let Some(v) = v {
+                obj.insert(key.into(), json!(v));
+            }
+        }
+        if !c.keys.is_empty() {
+            obj.insert("keys".into(), json!(c.keys.iter().map(|k| json!({"key": k.key, "old": k.old, "new": k.new})).collect::<Vec<_>>()));
+        }
+        if let Some(d) = &c.description {
+            obj.insert("description".into(), json!(d));
+        }
+        serde_json::to_writer(&mut *w, &Value::Object(obj))?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}

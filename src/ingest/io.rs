@@ -1,0 +1,344 @@
+//! The plumbing every reader shares: opening plain or gzip files, walking them line by line or
+//! CSV record by CSV record without holding them whole, JSON value helpers, and issue building.
+//!
+//! **Invariant:** nothing here panics on any byte sequence; I/O errors in the middle of a file
+//! end that file with one issue, never the whole load.
+
+use super::IngestError;
+use crate::model::{ReadIssue, ReadReport, Ts};
+use flate2::read::MultiGzDecoder;
+use serde_json::Value;
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::rc::Rc;
+
+/// How a file is named in issues and errors.
+pub(crate) fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+pub(crate) fn is_gz(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
+/// The lowercased file name without a trailing `.gz`: what format detection looks at.
+pub(crate) fn base_name(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    match name.strip_suffix(".gz") {
+        Some(base) => base.to_string(),
+        None => name,
+    }
+}
+
+/// Opens a file for streaming, decompressing it when its name ends in `.gz`.
+pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, IngestError> {
+    let file = File::open(path).map_err(|source| IngestError::Open { path: path.to_path_buf(), source })?;
+    if is_gz(path) {
+        Ok(Box::new(BufReader::new(MultiGzDecoder::new(BufReader::new(file)))))
+    } else {
+        Ok(Box::new(BufReader::new(file)))
+    }
+}
+
+pub(crate) fn issue(file: &str, line: u64, field: Option<&str>, message: impl Into<String>) -> ReadIssue {
+    ReadIssue { file: file.to_string(), line, field: field.map(str::to_string), message: message.into() }
+}
+
+/// A file read line by line. Lines that are not UTF-8 are skipped with an issue; a read error
+/// (say, a corrupt gzip stream) ends the file with an issue.
+pub(crate) struct Lines {
+    reader: Box<dyn BufRead>,
+    buf: Vec<u8>,
+    line: u64,
+    file: String,
+    done: bool,
+}
+
+impl Lines {
+    pub(crate) fn open(path: &Path) -> Result<Lines, IngestError> {
+        Ok(Lines { reader: open(path)?, buf: Vec::new(), line: 0, file: display(path), done: false })
+    }
+
+    pub(crate) fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The next line (1-based number, text without the line ending), or None at the end.
+    pub(crate) fn next_line(&mut self, report: &mut ReadReport) -> Option<(u64, &str)> {
+        loop {
+            if self.done {
+                return None;
+            }
+            self.buf.clear();
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(_) => {
+                    self.line += 1;
+                    let mut end = self.buf.len();
+                    while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+                        end -= 1;
+                    }
+                    let start = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+                    let start = start.min(end);
+                    if std::str::from_utf8(&self.buf[start..end]).is_err() {
+                        report.skip(issue(&self.file, self.line, None, "line is not valid UTF-8"));
+                        continue;
+                    }
+                    let text = std::str::from_utf8(&self.buf[start..end]).unwrap_or("");
+                    return Some((self.line, text));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.done = true;
+                    report.skip(issue(&self.file, self.line + 1, None, format!("read error, rest of file skipped: {e}")));
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// A CSV file read record by record, with its header. Fields are decoded lossily, so a stray
+/// invalid byte in a log message does not cost the record.
+pub(crate) struct CsvRows {
+    reader: csv::Reader<Box<dyn BufRead>>,
+    record: csv::ByteRecord,
+    pub(crate) headers: Vec<String>,
+    file: String,
+    done: bool,
+}
+
+impl CsvRows {
+    pub(crate) fn open(path: &Path) -> Result<CsvRows, IngestError> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(open(path)?);
+        let headers = match reader.byte_headers() {
+            Ok(h) => h.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect(),
+            Err(e) => {
+                return Err(IngestError::Invalid {
+                    file: display(path),
+                    field: "header".into(),
+                    message: format!("cannot read the CSV header: {e}"),
+                })
+            }
+        };
+        Ok(CsvRows { reader, record: csv::ByteRecord::new(), headers, file: display(path), done: false })
+    }
+
+    pub(crate) fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Index of the first column whose normalised name (lowercase, no `_`, `-`, `.`, spaces) is
+    /// one of `names` (given normalised), trying the names in order.
+    pub(crate) fn column(&self, names: &[&str]) -> Option<usize> {
+        let norm: Vec<String> = self.headers.iter().map(|h| normalise(h)).collect();
+        names.iter().find_map(|n| norm.iter().position(|h| h == n))
+    }
+
+    /// Moves to the next record; returns its 1-based line, or None at the end.
+    pub(crate) fn next_record(&mut self, report: &mut ReadReport) -> Option<u64> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let before = self.reader.position().byte();
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(false) => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(true) => return Some(self.record.position().map_or(0, |p| p.line())),
+                Err(e) => {
+                    let line = e.position().map_or(self.reader.position().line(), |p| p.line());
+                    let fatal = matches!(e.kind(), csv::ErrorKind::Io(_)) || self.reader.position().byte() == before;
+                    if fatal {
+                        self.done = true;
+                        report.skip(issue(&self.file, line, None, format!("read error, rest of file skipped: {e}")));
+                        return None;
+                    }
+                    report.skip(issue(&self.file, line, None, e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Field `i` of the current record, trimmed; empty when the row is short.
+    pub(crate) fn get(&self, i: usize) -> std::borrow::Cow<'_, str> {
+        match self.record.get(i) {
+            Some(b) => match String::from_utf8_lossy(b) {
+                std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.trim()),
+                std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.trim().to_string()),
+            },
+            None => std::borrow::Cow::Borrowed(""),
+        }
+    }
+}
+
+/// Column-name normal form for alias matching: lowercase without `_`, `-`, `.` and spaces.
+pub(crate) fn normalise(h: &str) -> String {
+    h.chars().filter(|c| !matches!(c, '_' | '-' | '.' | ' ')).flat_map(char::to_lowercase).collect()
+}
+
+/// A `Read` that counts the newlines passed through it, so a streamed JSON document knows its line.
+struct CountingReader<R> {
+    inner: R,
+    newlines: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let count = buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        self.newlines.set(self.newlines.get() + count);
+        Ok(n)
+    }
+}
+
+/// Calls `f(line, document)` for every JSON document in a file: one per line (OTLP file exporter,
+/// JSON lines), or, when the first line is not a document alone, the whole file read as a
+/// sequence of (pretty-printed) documents. Unparseable lines are skipped with an issue.
+pub(crate) fn for_each_json_doc(
+    path: &Path,
+    report: &mut ReadReport,
+    f: &mut dyn FnMut(u64, Value, &mut ReadReport),
+) -> Result<(), IngestError> {
+    let mut lines = Lines::open(path)?;
+    let file = lines.file().to_string();
+    let mut first = true;
+    while let Some((n, line)) = lines.next_line(report) {
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => f(n, v, report),
+            Err(e) => {
+                if first && whole_file_docs(path, &file, report, f)? {
+                    return Ok(());
+                }
+                report.skip(issue(&file, n, None, format!("not valid JSON: {e}")));
+            }
+        }
+        first = false;
+    }
+    Ok(())
+}
+
+/// Reads the file as a stream of JSON documents. Returns false (having done nothing) when the
+/// first document already fails: then the file is JSON lines with a bad first line.
+fn whole_file_docs(
+    path: &Path,
+    file: &str,
+    report: &mut ReadReport,
+    f: &mut dyn FnMut(u64, Value, &mut ReadReport),
+) -> Result<bool, IngestError> {
+    let newlines = Rc::new(Cell::new(0u64));
+    let reader = CountingReader { inner: open(path)?, newlines: Rc::clone(&newlines) };
+    let mut docs = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
+    let mut seen = false;
+    let mut start = 1;
+    loop {
+        match docs.next() {
+            None => return Ok(seen),
+            Some(Ok(v)) => {
+                seen = true;
+                f(start, v, report);
+                start = newlines.get() + 1;
+            }
+            Some(Err(e)) => {
+                if !seen {
+                    return Ok(false);
+                }
+                report.skip(issue(file, e.line() as u64, None, format!("not valid JSON, rest of file skipped: {e}")));
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// An error and its sources, `outer: inner: …`.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The first of `keys` present in `obj` with a non-null value.
+pub(crate) fn get<'a>(obj: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter().find_map(|k| obj.get(k).filter(|v| !v.is_null()))
+}
+
+/// A JSON value as text: strings as they are, anything else as compact JSON.
+pub(crate) fn to_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A non-empty string or number as text; None for anything else.
+pub(crate) fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A time given as a JSON number (magnitude decides the unit) or string.
+pub(crate) fn time_of(v: &Value) -> Option<Ts> {
+    match v {
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => super::time::parse_time_str(&i.to_string()),
+            None => n.as_f64().filter(|x| x.is_finite()).map(super::time::from_number),
+        },
+        Value::String(s) => super::time::parse_time_str(s),
+        _ => None,
+    }
+}
+
+/// A nanosecond count given as a JSON string or number (OTLP writes int64 as strings).
+pub(crate) fn nanos_of(v: &Value) -> Option<i128> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+            .or_else(|| n.as_f64().filter(|x| x.is_finite()).map(|x| x.round() as i128)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<i128>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().filter(|x| x.is_finite()).map(|x| x.round() as i128))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_name_strips_gz_and_case() {
+        assert_eq!(base_name(Path::new("/x/Metrics.PROM.gz")), "metrics.prom");
+        assert_eq!(base_name(Path::new("logs.jsonl")), "logs.jsonl");
+    }
+
+    #[test]
+    fn normalise_column_names() {
+        assert_eq!(normalise("Trace_ID"), "traceid");
+        assert_eq!(normalise("startTimeUnixNano"), "starttimeunixnano");
+    }
+}

@@ -1,0 +1,433 @@
+//! Log readers: JSON lines, OTLP/JSON `resourceLogs`, and the Nezha container-log CSV.
+//!
+//! Logs can be far larger than memory, so they are never loaded with a bundle: `Logs.files`
+//! lists them and [`for_each_log`] streams them record by record whenever a stage needs them.
+
+use super::io::{self, CsvRows, Lines};
+use super::time::nanos_to_ms;
+use super::{pod_to_service, IngestError};
+use crate::model::{Level, LogFile, LogFormat, LogRecord, Logs, ReadReport};
+use serde_json::Value;
+use std::path::Path;
+
+/// Yields the in-memory records of `logs` (cloned), then every record of every file in
+/// `logs.files`, streamed. Unreadable records are skipped into `report`; a file that cannot be
+/// read at all is one issue (line 0) and the others are still read.
+pub fn for_each_log(logs: &Logs, report: &mut ReadReport, mut f: impl FnMut(LogRecord)) {
+    for r in &logs.records {
+        f(r.clone());
+    }
+    for file in &logs.files {
+        if let Err(e) = read_log_file(file, report, &mut f) {
+            report.skip(io::issue(&io::display(&file.path), 0, None, io::error_chain(&e)));
+        }
+    }
+}
+
+/// All records of `logs` in memory; for tests and small inputs.
+pub fn read_logs(logs: &Logs, report: &mut ReadReport) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    for_each_log(logs, report, |r| out.push(r));
+    out
+}
+
+/// Streams one log file in its format.
+pub fn read_log_file(file: &LogFile, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
+    match file.format {
+        LogFormat::JsonLines => read_json_lines_logs(&file.path, report, f),
+        LogFormat::OtlpJson => read_otlp_logs(&file.path, report, f),
+        LogFormat::NezhaCsv => read_nezha_logs(&file.path, report, f),
+    }
+}
+
+/// Attributes as (key, text): a JSON object (keys in the document's order as far as serde_json
+/// keeps it), an array of `[key, value]` pairs, or an array of `{"key", "value"}` objects (OTLP
+/// style). Values of any JSON type are stringified.
+fn attributes_of(v: &Value) -> Result<Vec<(String, String)>, String> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Object(m) => Ok(m.iter().map(|(k, v)| (k.clone(), io::to_text(v))).collect()),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::Array(pair) if pair.len() == 2 => Ok((io::to_text(&pair[0]), io::to_text(&pair[1]))),
+                Value::Object(o) => match (o.get("key"), o.get("value")) {
+                    (Some(k), Some(v)) => Ok((io::to_text(k), any_value_text(v))),
+                    _ => Err("attribute objects need `key` and `value`".to_string()),
+                },
+                _ => Err("attributes array items must be [key, value] pairs".to_string()),
+            })
+            .collect(),
+        _ => Err("attributes must be an object or an array of pairs".to_string()),
+    }
+}
+
+fn level_of(v: Option<&Value>) -> Level {
+    match v {
+        Some(Value::String(s)) => Level::parse(s).or_else(|| severity_name(s)).unwrap_or_default(),
+        Some(Value::Number(n)) => n.as_i64().and_then(Level::from_otlp_number).unwrap_or_default(),
+        _ => Level::default(),
+    }
+}
+
+/// `SEVERITY_NUMBER_ERROR2` → Error.
+fn severity_name(s: &str) -> Option<Level> {
+    let rest = s.strip_prefix("SEVERITY_NUMBER_")?;
+    Level::parse(rest.trim_end_matches(|c: char| c.is_ascii_digit()))
+}
+
+/// Reads JSON-lines logs: `{"time", "service", "level", "message", "attributes"}` per line, also
+/// spelled `timestamp`/`ts`/`@timestamp`, `service.name`/`service_name`, `severity`, `msg`/`body`.
+pub fn read_json_lines_logs(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
+    let mut lines = Lines::open(path)?;
+    let file = lines.file().to_string();
+    while let Some((n, line)) = lines.next_line(report) {
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let obj = match serde_json::from_str::<Value>(text) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => {
+                report.skip(io::issue(&file, n, None, "not a JSON object"));
+                continue;
+            }
+            Err(e) => {
+                report.skip(io::issue(&file, n, None, format!("not valid JSON: {e}")));
+                continue;
+            }
+        };
+        match json_log(&obj) {
+            Ok(r) => {
+                report.records_read += 1;
+                f(r);
+            }
+            Err((field, msg)) => report.skip(io::issue(&file, n, Some(field), msg)),
+        }
+    }
+    Ok(())
+}
+
+fn json_log(obj: &Value) -> Result<LogRecord, (&'static str, String)> {
+    let time = match io::get(obj, &["time", "timestamp", "ts", "@timestamp"]) {
+        None => return Err(("time", "missing".into())),
+        Some(v) => io::time_of(v).ok_or_else(|| ("time", format!("not a time: {v}")))?,
+    };
+    let service = match io::get(obj, &["service", "service.name", "service_name"]) {
+        None => return Err(("service", "missing".into())),
+        Some(v) => io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?,
+    };
+    let message = match io::get(obj, &["message", "msg", "body"]) {
+        None => return Err(("message", "missing".into())),
+        Some(v) => io::to_text(v),
+    };
+    let level = level_of(io::get(obj, &["level", "severity", "severity_text", "lvl"]));
+    let attributes = match obj.get("attributes") {
+        Some(a) => attributes_of(a).map_err(|m| ("attributes", m))?,
+        None => Vec::new(),
+    };
+    Ok(LogRecord { time, service, level, message, attributes })
+}
+
+/// An OTLP `AnyValue` (`{"stringValue": "x"}`, `intValue`, `doubleValue`, `boolValue`, arrays, …) as text.
+pub(crate) fn any_value_text(v: &Value) -> String {
+    let Some(obj) = v.as_object() else {
+        return io::to_text(v);
+    };
+    for key in ["stringValue", "intValue", "doubleValue", "boolValue"] {
+        if let Some(x) = obj.get(key) {
+            return io::to_text(x);
+        }
+    }
+    if let Some(kv) = obj.get("kvlistValue").and_then(|k| k.get("values")).and_then(Value::as_array) {
+        let map: serde_json::Map<String, Value> = kv
+            .iter()
+            .filter_map(|e| Some((io::to_text(e.get("key")?), Value::String(any_value_text(e.get("value")?)))))
+            .collect();
+        return Value::Object(map).to_string();
+    }
+    if let Some(items) = obj.get("arrayValue").and_then(|a| a.get("values")).and_then(Value::as_array) {
+        return Value::Array(items.iter().map(|i| Value::String(any_value_text(i))).collect()).to_string();
+    }
+    if let Some(b) = obj.get("bytesValue") {
+        return io::to_text(b);
+    }
+    io::to_text(v)
+}
+
+/// OTLP `[{"key", "value": AnyValue}]` as (key, text) pairs.
+pub(crate) fn otlp_attributes(v: Option<&Value>) -> Vec<(String, String)> {
+    v.and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|a| Some((io::to_text(a.get("key")?), a.get("value").map(any_value_text).unwrap_or_default())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `service.name` of an OTLP resource.
+pub(crate) fn otlp_service(resource: &Value) -> Option<String> {
+    otlp_attributes(resource.get("resource").and_then(|r| r.get("attributes")))
+        .into_iter()
+        .find(|(k, v)| k == "service.name" && !v.trim().is_empty())
+        .map(|(_, v)| v)
+}
+
+pub(crate) fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+/// Reads OTLP/JSON logs: one `{"resourceLogs": […]}` export request per line, or one
+/// pretty-printed document. A record needs `timeUnixNano` (or `observedTimeUnixNano`) and a
+/// resource `service.name`.
+pub fn read_otlp_logs(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
+    let file = io::display(path);
+    io::for_each_json_doc(path, report, &mut |n, doc, report| {
+        let Some(resources) = doc.get("resourceLogs").and_then(Value::as_array) else {
+            report.skip(io::issue(&file, n, Some("resourceLogs"), "no resourceLogs array"));
+            return;
+        };
+        for res in resources {
+            let service = otlp_service(res);
+            for scope in array(res, "scopeLogs").iter().chain(array(res, "instrumentationLibraryLogs")) {
+                for rec in array(scope, "logRecords") {
+                    match otlp_log(rec, service.as_deref()) {
+                        Ok(r) => {
+                            report.records_read += 1;
+                            f(r);
+                        }
+                        Err((field, msg)) => report.skip(io::issue(&file, n, Some(field), msg)),
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn otlp_log(rec: &Value, service: Option<&str>) -> Result<LogRecord, (&'static str, String)> {
+    let nanos = ["timeUnixNano", "observedTimeUnixNano"]
+        .iter()
+        .find_map(|k| rec.get(k).and_then(io::nanos_of).filter(|n| *n != 0));
+    let Some(nanos) = nanos else {
+        return Err(("timeUnixNano", "missing or not a number (nor observedTimeUnixNano)".into()));
+    };
+    let Some(service) = service else {
+        return Err(("service.name", "resource has no service.name".into()));
+    };
+    let level = match rec.get("severityNumber") {
+        Some(n @ Value::Number(_)) => level_of(Some(n)),
+        Some(Value::String(s)) => s
+            .parse::<i64>()
+            .ok()
+            .and_then(Level::from_otlp_number)
+            .or_else(|| severity_name(s))
+            .unwrap_or_else(|| level_of(rec.get("severityText"))),
+        _ => level_of(rec.get("severityText")),
+    };
+    let message = rec.get("body").map(any_value_text).unwrap_or_default();
+    let mut attributes = otlp_attributes(rec.get("attributes"));
+    for (key, name) in [("traceId", "trace_id"), ("spanId", "span_id")] {
+        if let Some(id) = rec.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            attributes.push((name.to_string(), id.to_string()));
+        }
+    }
+    Ok(LogRecord { time: nanos_to_ms(nanos), service: service.to_string(), level, message, attributes })
+}
+
+/// Reads the Nezha container-log CSV (`Timestamp,TimeUnixNano,Node,PodName,Container,TraceID,
+/// SpanID,Log`). Service is the pod name without its hashes, time comes from `TimeUnixNano`, and
+/// the `Log` column (a Docker JSON line or raw text) is split by [`parse_app_log_line`].
+pub fn read_nezha_logs(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
+    let mut rows = CsvRows::open(path)?;
+    let file = rows.file().to_string();
+    let missing = |field: &str| IngestError::Invalid { file: file.clone(), field: field.into(), message: "column missing".into() };
+    let pod_col = rows.column(&["podname", "pod", "service"]).ok_or_else(|| missing("PodName"))?;
+    let log_col = rows.column(&["log", "message"]).ok_or_else(|| missing("Log"))?;
+    let nano_col = rows.column(&["timeunixnano"]);
+    let ts_col = rows.column(&["timestamp", "time"]);
+    if nano_col.is_none() && ts_col.is_none() {
+        return Err(missing("TimeUnixNano"));
+    }
+    let container_col = rows.column(&["container"]);
+    let trace_col = rows.column(&["traceid"]);
+    let span_col = rows.column(&["spanid"]);
+    while let Some(n) = rows.next_record(report) {
+        let time = nano_col
+            .and_then(|c| rows.get(c).parse::<i128>().ok())
+            .map(nanos_to_ms)
+            .or_else(|| ts_col.and_then(|c| super::time::parse_time_str(&rows.get(c))));
+        let Some(time) = time else {
+            report.skip(io::issue(&file, n, Some("TimeUnixNano"), "missing or not a number"));
+            continue;
+        };
+        let pod = rows.get(pod_col);
+        let service = if pod.is_empty() {
+            container_col.map(|c| rows.get(c).to_string()).unwrap_or_default()
+        } else {
+            pod_to_service(&pod)
+        };
+        if service.is_empty() {
+            report.skip(io::issue(&file, n, Some("PodName"), "missing"));
+            continue;
+        }
+        let raw = rows.get(log_col);
+        let text = match serde_json::from_str::<Value>(&raw) {
+            Ok(v) => match v.get("log").and_then(Value::as_str) {
+                Some(s) => s.to_string(),
+                None => raw.to_string(),
+            },
+            Err(_) => raw.to_string(),
+        };
+        let line = parse_app_log_line(&text);
+        let mut attributes = Vec::new();
+        let ids = [("trace_id", trace_col, line.trace_id), ("span_id", span_col, line.span_id)];
+        for (name, col, from_text) in ids {
+            let id = col.map(|c| rows.get(c).to_string()).filter(|s| !s.is_empty()).or(from_text);
+            if let Some(id) = id {
+                attributes.push((name.to_string(), id));
+            }
+        }
+        report.records_read += 1;
+        f(LogRecord { time, service, level: line.level, message: line.message, attributes });
+    }
+    Ok(())
+}
+
+/// An application log line taken apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppLine {
+    pub level: Level,
+    /// The text without leading date/clock, level and `TraceID: … SpanID: …`.
+    pub message: String,
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+}
+
+fn is_clock(tok: &str) -> bool {
+    let b = tok.as_bytes();
+    b.len() >= 8 && b[2] == b':' && b[5] == b':' && [0, 1, 3, 4, 6, 7].iter().all(|i| b[*i].is_ascii_digit())
+}
+
+fn is_date(tok: &str) -> bool {
+    let b = tok.as_bytes();
+    b.len() >= 10 && (b[4] == b'-' || b[4] == b'/') && b[7] == b[4] && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|i| b[*i].is_ascii_digit())
+}
+
+/// A level word in a token such as `ERROR`, `[WARN]`, `level=error`, `ERROR:root:`.
+fn level_word(tok: &str) -> Option<Level> {
+    let t = tok.trim_matches(|c: char| matches!(c, '[' | ']' | '(' | ')' | '<' | '>' | ':' | ',' | '|' | '"'));
+    let t = t.split(':').next().unwrap_or(t);
+    Level::parse(t)
+}
+
+/// Takes an application log line apart: drops a leading date and clock time, reads the level
+/// from the next token when it is a level word (else from the first upper-case level word or
+/// `level=…` in the line, default Info), and removes `TraceID: x` / `SpanID: y`, keeping their
+/// values. The logger token (`t.s.TravelServiceImpl#532`) stays at the start of the message.
+pub fn parse_app_log_line(text: &str) -> AppLine {
+    let mut rest = text.trim();
+    let mut level = None;
+    let mut stamped = false;
+    // Leading date / clock tokens.
+    loop {
+        let (tok, after) = split_token(rest);
+        if !tok.is_empty() && (is_clock(tok) || is_date(tok)) {
+            rest = after;
+            stamped = true;
+        } else {
+            break;
+        }
+    }
+    let (tok, after) = split_token(rest);
+    let shouted = tok.bytes().any(|b| b.is_ascii_uppercase()) && !tok.bytes().any(|b| b.is_ascii_lowercase());
+    if let Some(l) = level_word(tok).filter(|_| tok.len() < 16 && (stamped || shouted)) {
+        level = Some(l);
+        rest = after;
+    } else if matches!(tok, "-" | "|") {
+        let (tok2, after2) = split_token(after);
+        if let Some(l) = level_word(tok2) {
+            level = Some(l);
+            rest = after2.trim_start_matches(['-', '|']).trim_start();
+        }
+    }
+    let (mut message, trace_id) = remove_id(rest, "TraceID:");
+    let (m, span_id) = remove_id(&message, "SpanID:");
+    message = m;
+    let level = level.or_else(|| guess_level(&message)).unwrap_or_default();
+    AppLine { level, message: message.trim().to_string(), trace_id, span_id }
+}
+
+fn split_token(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], s[i..].trim_start()),
+        None => (s, ""),
+    }
+}
+
+/// Removes `marker value` from the text, returning the rest and the value.
+fn remove_id(text: &str, marker: &str) -> (String, Option<String>) {
+    let Some(p) = text.find(marker) else {
+        return (text.to_string(), None);
+    };
+    let after = text[p + marker.len()..].trim_start();
+    let (id, tail) = split_token(after);
+    let head = text[..p].trim_end();
+    let joined = match (head.is_empty(), tail.is_empty()) {
+        (true, _) => tail.to_string(),
+        (false, true) => head.to_string(),
+        (false, false) => format!("{head} {tail}"),
+    };
+    (joined, Some(id.to_string()).filter(|s| !s.is_empty()))
+}
+
+/// The first upper-case level word (`ERROR`, `[WARN]`) or `level=…` in the line.
+fn guess_level(text: &str) -> Option<Level> {
+    text.split_whitespace().find_map(|tok| {
+        let lower = tok.to_ascii_lowercase();
+        for key in ["level=", "lvl=", "severity=", "\"level\":"] {
+            if let Some(v) = lower.strip_prefix(key) {
+                return Level::parse(v.trim_matches(|c: char| !c.is_ascii_alphabetic()));
+            }
+        }
+        let word = tok.trim_matches(|c: char| !c.is_ascii_alphabetic());
+        if word.len() >= 3 && word.bytes().all(|b| b.is_ascii_uppercase()) {
+            level_word(word)
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_nezha_java_lines_apart() {
+        let l = parse_app_log_line("16:42:22.382 INFO  t.s.TravelServiceImpl#532 TraceID: ffc8ca7e SpanID: 439bc949 [getRouteByRouteId][Get Route By Id]\n");
+        assert_eq!(l.level, Level::Info);
+        assert_eq!(l.message, "t.s.TravelServiceImpl#532 [getRouteByRouteId][Get Route By Id]");
+        assert_eq!(l.trace_id.as_deref(), Some("ffc8ca7e"));
+        assert_eq!(l.span_id.as_deref(), Some("439bc949"));
+        let l = parse_app_log_line("16:42:22.418 ERROR f.s.FoodServiceImpl#302 TraceID: a SpanID: b [getAllFood][failed]");
+        assert_eq!((l.level, l.message.as_str()), (Level::Error, "f.s.FoodServiceImpl#302 [getAllFood][failed]"));
+    }
+
+    #[test]
+    fn guesses_levels_of_other_formats() {
+        let l = parse_app_log_line("2023-01-29 08:42:22,123 - WARNING - slow query");
+        assert_eq!((l.level, l.message.as_str()), (Level::Warn, "slow query"));
+        let l = parse_app_log_line("time=\"2023\" level=error msg=\"boom\"");
+        assert_eq!(l.level, Level::Error);
+        let l = parse_app_log_line("no error here, all fine");
+        assert_eq!((l.level, l.message.as_str()), (Level::Info, "no error here, all fine"));
+        let l = parse_app_log_line("[ERROR] failed to connect");
+        assert_eq!((l.level, l.message.as_str()), (Level::Error, "failed to connect"));
+        for odd in ["", " ", "TraceID:", "SpanID: ", "12:34", "\u{1F600}:\u{1F600}", "2023-01-29T", "ü2:45:67"] {
+            let _ = parse_app_log_line(odd);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Turning the many spellings of a point in time into Unix milliseconds.
+//!
+//! Sources write RFC 3339 strings, ISO-8601 with a space, or bare numbers whose unit is only
+//! known from their magnitude (seconds, ms, µs or ns since the epoch). Everything ends up as
+//! [`Ts`]; spans additionally need nanosecond precision to keep fractional durations.
+
+use crate::model::Ts;
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+/// The unit of a bare epoch number, guessed from its magnitude.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochUnit {
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl EpochUnit {
+    /// `< 1e11` seconds, `< 1e14` ms, `< 1e17` µs, else ns (so any date after 1973 is classified right).
+    pub fn of(x: f64) -> EpochUnit {
+        let a = x.abs();
+        if a < 1e11 {
+            EpochUnit::Seconds
+        } else if a < 1e14 {
+            EpochUnit::Millis
+        } else if a < 1e17 {
+            EpochUnit::Micros
+        } else {
+            EpochUnit::Nanos
+        }
+    }
+
+    /// Nanoseconds in one of this unit.
+    pub fn nanos(self) -> i128 {
+        match self {
+            EpochUnit::Seconds => 1_000_000_000,
+            EpochUnit::Millis => 1_000_000,
+            EpochUnit::Micros => 1_000,
+            EpochUnit::Nanos => 1,
+        }
+    }
+}
+
+/// An epoch number of unknown unit to Unix ms, rounded to the nearest ms. Non-finite is 0;
+/// out-of-range values saturate.
+pub fn from_number(x: f64) -> Ts {
+    if !x.is_finite() {
+        return 0;
+    }
+    let ms = x * EpochUnit::of(x).nanos() as f64 / 1e6;
+    ms.round() as Ts
+}
+
+/// An epoch number of unknown unit to Unix nanoseconds.
+pub fn nanos_from_number(x: f64) -> i128 {
+    if !x.is_finite() {
+        return 0;
+    }
+    (x * EpochUnit::of(x).nanos() as f64).round() as i128
+}
+
+/// Nanoseconds to ms, rounding down, saturating at the ends of `Ts`.
+pub fn nanos_to_ms(ns: i128) -> Ts {
+    let ms = ns.div_euclid(1_000_000);
+    ms.clamp(Ts::MIN as i128, Ts::MAX as i128) as Ts
+}
+
+/// A time written as text: RFC 3339 / ISO-8601 (`T` or space, `Z`, `+hh:mm`, `+hhmm` or no zone
+/// meaning UTC, fractional seconds with `.` or `,`), a bare date, or a bare epoch number.
+pub fn parse_time_str(s: &str) -> Option<Ts> {
+    let t = s.trim();
+    if t.parse::<i64>().is_err() {
+        if let Ok(x) = t.parse::<f64>() {
+            // Fractional epoch numbers round to the nearest ms, like `from_number`.
+            return x.is_finite().then(|| from_number(x));
+        }
+    }
+    parse_time_nanos(t).map(nanos_to_ms)
+}
+
+/// Like [`parse_time_str`] but to nanoseconds, exact for integers and date strings.
+pub fn parse_time_nanos(s: &str) -> Option<i128> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(i as i128 * EpochUnit::of(i as f64).nanos());
+    }
+    if let Ok(x) = s.parse::<f64>() {
+        // Also catches `NaN` and `inf`, which are no time.
+        return x.is_finite().then(|| nanos_from_number(x));
+    }
+    parse_date_nanos(s)
+}
+
+fn parse_date_nanos(s: &str) -> Option<i128> {
+    if s.len() < 10 || !s.is_char_boundary(10) {
+        return None;
+    }
+    // Normalise `2023-01-29 08:42:22,123 UTC` to `2023-01-29T08:42:22.123Z`.
+    let mut t = String::with_capacity(s.len() + 1);
+    t.push_str(&s[..10]);
+    let rest = &s[10..];
+    let rest = rest.strip_prefix(' ').map_or(rest, |r| r);
+    if !rest.is_empty() && !rest.starts_with('T') && !rest.starts_with('t') {
+        t.push('T');
+    }
+    t.push_str(rest);
+    if let Some(stripped) = t.strip_suffix(" UTC").or_else(|| t.strip_suffix(" utc")) {
+        t = format!("{stripped}Z");
+    }
+    if t.ends_with(['Z', 'z']) {
+        t.pop();
+        t.push_str("+00:00");
+    }
+    if let Some(p) = t.find(',') {
+        t.replace_range(p..p + 1, ".");
+    }
+    let t = t.as_str();
+    let nanos = |secs: i64, sub: u32| secs as i128 * 1_000_000_000 + sub as i128;
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Some(nanos(d.timestamp(), d.timestamp_subsec_nanos()));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M%z"] {
+        if let Ok(d) = DateTime::parse_from_str(t, fmt) {
+            return Some(nanos(d.timestamp(), d.timestamp_subsec_nanos()));
+        }
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(d) = NaiveDateTime::parse_from_str(t, fmt) {
+            let d = d.and_utc();
+            return Some(nanos(d.timestamp(), d.timestamp_subsec_nanos()));
+        }
+    }
+    if t.len() == 10 {
+        if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+            let d = d.and_hms_opt(0, 0, 0)?.and_utc();
+            return Some(nanos(d.timestamp(), 0));
+        }
+    }
+    None
+}
+
+/// RFC 3339 with milliseconds and `Z` (`2023-01-29T08:42:22.383Z`), or None when the time is
+/// outside years 1–9999 (the writer then falls back to the bare number).
+pub fn format_rfc3339(ts: Ts) -> Option<String> {
+    use chrono::Datelike;
+    let d = DateTime::from_timestamp_millis(ts)?;
+    if !(1..=9999).contains(&d.year()) {
+        return None;
+    }
+    Some(d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Ts = 1_674_981_742_383; // 2023-01-29T08:42:22.383Z
+
+    #[test]
+    fn parses_rfc3339_variants() {
+        for s in [
+            "2023-01-29T08:42:22.383Z",
+            "2023-01-29T08:42:22.383150913Z",
+            "2023-01-29 08:42:22.383Z",
+            "2023-01-29T08:42:22.383+00:00",
+            "2023-01-29T16:42:22.383+08:00",
+            "2023-01-29T16:42:22.383+0800",
+            "2023-01-29 08:42:22.383",
+            "2023-01-29 08:42:22,383",
+            "2023-01-29 08:42:22.383 UTC",
+            "  2023-01-29T08:42:22.383z ",
+        ] {
+            assert_eq!(parse_time_str(s), Some(T), "{s}");
+        }
+        assert_eq!(parse_time_str("2023-01-29T08:42:22Z"), Some(T - 383));
+        assert_eq!(parse_time_str("2023-01-29T08:42Z"), Some(T - 22_383));
+        assert_eq!(parse_time_str("2023-01-29"), Some(T - 8 * 3_600_000 - 42 * 60_000 - 22_383));
+    }
+
+    #[test]
+    fn parses_numbers_by_magnitude() {
+        assert_eq!(parse_time_str("1674981742.383"), Some(T));
+        assert_eq!(parse_time_str("1674981742383"), Some(T));
+        assert_eq!(parse_time_str("1674981742383150"), Some(T));
+        assert_eq!(parse_time_str("1674981742383150913"), Some(T));
+        assert_eq!(from_number(1_674_981_742.383), T);
+        assert_eq!(from_number(1_674_981_742_383.0), T);
+        assert_eq!(from_number(1_674_981_742_383_150.0), T);
+        assert_eq!(from_number(1.674_981_742_383_150_9e18), T);
+        assert_eq!(from_number(1_700_000_000.123), 1_700_000_000_123);
+    }
+
+    #[test]
+    fn rejects_garbage_without_panicking() {
+        for s in ["", "NaN", "nan", "inf", "-inf", "+Inf", "yesterday", "2023-13-45T99:00:00Z", "1e999", "ü", "2023-01-2ü", "99999999999999999999999999"] {
+            let _ = parse_time_str(s);
+        }
+        assert_eq!(parse_time_str("NaN"), None);
+        assert_eq!(parse_time_str("yesterday"), None);
+        assert_eq!(parse_time_str("2023-13-45T99:00:00Z"), None);
+        assert_eq!(from_number(f64::NAN), 0);
+        assert_eq!(from_number(1e300), Ts::MAX);
+    }
+
+    #[test]
+    fn formats_and_reparses_exactly() {
+        for ts in [0, 1, T, -1, 253_402_300_799_999] {
+            let s = format_rfc3339(ts);
+            assert_eq!(s.as_deref().and_then(parse_time_str), Some(ts), "{s:?}");
+        }
+        assert_eq!(format_rfc3339(Ts::MAX), None);
+    }
+}

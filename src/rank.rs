@@ -1,0 +1,353 @@
+//! Root-cause ranking: a random walk with restart on the reversed causal graph, weighted by
+//! anomaly strength and change priors, then the rule that a symptom is never ranked above an
+//! upstream cause that explains it.
+//!
+//! The walk starts from the symptoms (the alert service's anomalies, and every anomaly in
+//! proportion to its strength), moves from an effect to its plausible causes in proportion to the
+//! edge weight and the cause's strength, and stays put with some probability (an anomaly may be its
+//! own cause). Anomalies without causes keep what reaches them, so mass gathers at root causes,
+//! in the manner of MicroCause/CloudRanger-style random walks.
+
+use crate::correlate::Dependencies;
+use crate::detect::{Anomaly, Source};
+use crate::graph::CausalGraph;
+use crate::model::ChangeKind;
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RankConfig {
+    /// Probability of restarting the walk at each step.
+    pub restart: f64,
+    /// Share of the restart mass put on the alert service's anomalies (the rest on all anomalies).
+    pub alert_share: f64,
+    /// Weight of staying at a node, relative to moving to its causes.
+    pub stay: f64,
+    /// Prior strength of a change as a cause, per kind.
+    pub deploy_prior: f64,
+    pub config_prior: f64,
+    pub flag_prior: f64,
+    /// z-score at which an anomaly's strength reaches 1 − 1/e.
+    pub strength_scale: f64,
+    /// Below this confidence the verdict is `no_root_cause`.
+    pub min_confidence: f64,
+    /// The strongest anomaly must reach this strength for any root cause to be reported.
+    pub min_strength: f64,
+}
+
+impl Default for RankConfig {
+    fn default() -> Self {
+        RankConfig {
+            restart: 0.15,
+            alert_share: 0.5,
+            stay: 0.3,
+            deploy_prior: 0.5,
+            config_prior: 0.6,
+            flag_prior: 0.6,
+            strength_scale: 10.0,
+            min_confidence: 0.2,
+            min_strength: 0.45,
+        }
+    }
+}
+
+/// One ranked candidate root cause (a service and what about it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub service: String,
+    /// The anomaly that best represents the cause (index into the anomaly list).
+    pub lead: usize,
+    /// All of this service's anomalies, most causal first.
+    pub anomalies: Vec<usize>,
+    /// The walk's mass on this service.
+    pub score: f64,
+    pub confidence: f64,
+    /// Another candidate's anomalies explain this one's (it is downstream of them).
+    pub explained: bool,
+    /// Services from the cause to the symptom.
+    pub chain: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranking {
+    pub candidates: Vec<Candidate>,
+    /// Whether the evidence supports naming any root cause at all.
+    pub has_root_cause: bool,
+    /// Walk mass per anomaly (same order as the anomaly list).
+    pub mass: Vec<f64>,
+}
+
+/// How strongly an anomaly speaks, in [0, 1]: saturating in its z-score; a change's prior.
+pub fn strength(a: &Anomaly, cfg: &RankConfig) -> f64 {
+    match a.source {
+        Source::Change => match ChangeKind::parse(&a.signal) {
+            Some(ChangeKind::Deploy) => cfg.deploy_prior,
+            Some(ChangeKind::Config) => cfg.config_prior,
+            Some(ChangeKind::Flag) => cfg.flag_prior,
+            None => cfg.deploy_prior,
+        },
+        _ => 1.0 - (-a.score.max(0.0) / cfg.strength_scale).exp(),
+    }
+}
+
+/// Personalised random walk with restart over the reversed causal graph; returns mass per node.
+fn walk(anomalies: &[Anomaly], g: &CausalGraph, alert_service: &str, cfg: &RankConfig) -> Vec<f64> {
+    let n = anomalies.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let s: Vec<f64> = anomalies.iter().map(|a| strength(a, cfg)).collect();
+    let mut restart = vec![0.0; n];
+    let symptoms: Vec<usize> =
+        (0..n).filter(|&i| anomalies[i].service == alert_service && anomalies[i].source != Source::Change).collect();
+    let all: Vec<usize> = (0..n).filter(|&i| anomalies[i].source != Source::Change).collect();
+    let spread = |set: &[usize], share: f64, r: &mut Vec<f64>| {
+        let total: f64 = set.iter().map(|&i| s[i]).sum();
+        if total > 0.0 {
+            for &i in set {
+                r[i] += share * s[i] / total;
+            }
+        }
+    };
+    let alert_share = if symptoms.is_empty() { 0.0 } else { cfg.alert_share };
+    spread(&symptoms, alert_share, &mut restart);
+    spread(&all, 1.0 - alert_share, &mut restart);
+    if restart.iter().sum::<f64>() <= 0.0 {
+        restart.iter_mut().for_each(|r| *r = 1.0 / n as f64);
+    }
+    // Transitions from each effect to its causes (and itself).
+    let moves: Vec<Vec<(usize, f64)>> = g
+        .node_indices()
+        .map(|v| {
+            let i = g[v];
+            let mut m: Vec<(usize, f64)> = g
+                .edges_directed(v, Direction::Incoming)
+                .map(|e| {
+                    let c = g[e.source()];
+                    (c, e.weight().weight * s[c])
+                })
+                .collect();
+            let stay = if m.is_empty() { 1.0 } else { cfg.stay * s[i].max(0.05) };
+            m.push((i, stay));
+            let total: f64 = m.iter().map(|x| x.1).sum();
+            m.iter_mut().for_each(|x| x.1 /= total.max(1e-12));
+            m
+        })
+        .collect();
+    let mut p = restart.clone();
+    for _ in 0..100 {
+        let mut next: Vec<f64> = restart.iter().map(|r| cfg.restart * r).collect();
+        for (v, m) in moves.iter().enumerate() {
+            let i = g[petgraph::graph::NodeIndex::new(v)];
+            for &(c, w) in m {
+                next[c] += (1.0 - cfg.restart) * p[i] * w;
+            }
+        }
+        let delta: f64 = next.iter().zip(&p).map(|(a, b)| (a - b).abs()).sum();
+        p = next;
+        if delta < 1e-10 {
+            break;
+        }
+    }
+    p
+}
+
+/// Service-level "explains" edges: T → S when an anomaly of T is a cause of one of S.
+fn service_edges(anomalies: &[Anomaly], g: &CausalGraph) -> BTreeMap<String, BTreeSet<String>> {
+    let mut e: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for edge in g.edge_references() {
+        let (a, b) = (&anomalies[g[edge.source()]], &anomalies[g[edge.target()]]);
+        if a.service != b.service {
+            e.entry(a.service.clone()).or_default().insert(b.service.clone());
+        }
+    }
+    e
+}
+
+fn reach(edges: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeMap<String, String> {
+    // Visited service → predecessor on a shortest path.
+    let mut prev = BTreeMap::new();
+    let mut queue = VecDeque::from([from.to_string()]);
+    prev.insert(from.to_string(), String::new());
+    while let Some(s) = queue.pop_front() {
+        for t in edges.get(&s).into_iter().flatten() {
+            if !prev.contains_key(t) {
+                prev.insert(t.clone(), s.clone());
+                queue.push_back(t.clone());
+            }
+        }
+    }
+    prev
+}
+
+fn path_to(prev: &BTreeMap<String, String>, to: &str) -> Option<Vec<String>> {
+    prev.get(to)?;
+    let mut path = vec![to.to_string()];
+    let mut cur = to.to_string();
+    while let Some(p) = prev.get(&cur).filter(|p| !p.is_empty()) {
+        path.push(p.clone());
+        cur = p.clone();
+    }
+    path.reverse();
+    Some(path)
+}
+
+pub fn rank(
+    anomalies: &[Anomaly],
+    g: &CausalGraph,
+    deps: &Dependencies,
+    alert_service: &str,
+    cfg: &RankConfig,
+) -> Ranking {
+    let mass = walk(anomalies, g, alert_service, cfg);
+    let mut per_service: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, a) in anomalies.iter().enumerate() {
+        per_service.entry(a.service.as_str()).or_default().push(i);
+    }
+    let edges = service_edges(anomalies, g);
+    let reaches: BTreeMap<&str, BTreeMap<String, String>> =
+        per_service.keys().map(|s| (*s, reach(&edges, s))).collect();
+    let mut candidates: Vec<Candidate> = per_service
+        .iter()
+        .map(|(service, idx)| {
+            let mut idx = idx.clone();
+            idx.sort_by(|&a, &b| mass[b].total_cmp(&mass[a]).then(a.cmp(&b)));
+            let score: f64 = idx.iter().map(|&i| mass[i]).sum();
+            // Explained: another service reaches this one and this one does not reach it back.
+            let explained = reaches.iter().any(|(other, r)| {
+                other != service && r.contains_key(*service) && !reaches[service].contains_key(*other)
+            });
+            let chain = path_to(&reaches[service], alert_service)
+                .or_else(|| deps.caller_path(service, alert_service))
+                .unwrap_or_else(|| vec![service.to_string()]);
+            Candidate {
+                service: service.to_string(),
+                lead: idx[0],
+                anomalies: idx,
+                score,
+                confidence: 0.0,
+                explained,
+                chain,
+            }
+        })
+        .collect();
+    // Unexplained before explained; within each, by walk mass.
+    candidates.sort_by(|a, b| a.explained.cmp(&b.explained).then(b.score.total_cmp(&a.score)).then(a.service.cmp(&b.service)));
+    // Confidence: the candidate's share of the mass among the top five, scaled by how strong the
+    // evidence in its service is.
+    let top_mass: f64 = candidates.iter().take(5).map(|c| c.score).sum::<f64>().max(1e-12);
+    let evidence = |c: &Candidate| {
+        c.anomalies
+            .iter()
+            .map(|&i| &anomalies[i])
+            .filter(|a| a.source != Source::Change)
+            .map(|a| strength(a, cfg))
+            .fold(0.0f64, f64::max)
+    };
+    let effect_strength = |c: &Candidate| {
+        // A change is as convincing as the effects that followed it.
+        let own = evidence(c);
+        let downstream = g
+            .edge_references()
+            .filter(|e| c.anomalies.contains(&g[e.source()]))
+            .map(|e| strength(&anomalies[g[e.target()]], cfg))
+            .fold(0.0f64, f64::max);
+        own.max(downstream)
+    };
+    for c in &mut candidates {
+        let share = c.score / top_mass;
+        let e = effect_strength(c);
+        c.confidence = (share.sqrt() * e).clamp(0.0, 1.0);
+        if c.explained {
+            c.confidence *= 0.5;
+        }
+    }
+    let strongest = anomalies
+        .iter()
+        .filter(|a| a.source != Source::Change)
+        .map(|a| strength(a, cfg))
+        .fold(0.0f64, f64::max);
+    let has_root_cause = strongest >= cfg.min_strength
+        && candidates.first().is_some_and(|c| c.confidence >= cfg.min_confidence);
+    Ranking { candidates, has_root_cause, mass }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{build, GraphConfig};
+    use crate::model::Ts;
+
+    fn a(service: &str, source: Source, indicator: &str, onset: Ts, score: f64) -> Anomaly {
+        Anomaly {
+            service: service.into(),
+            source,
+            indicator: indicator.into(),
+            signal: if source == Source::Change { "config".into() } else { indicator.into() },
+            onset,
+            score,
+            direction: 1,
+            evidence: String::new(),
+        }
+    }
+
+    fn run(anomalies: &[Anomaly], edges: &[(&str, &str)], alert: &str) -> Ranking {
+        let mined: Vec<(String, String)> = edges.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let deps = Dependencies::new(None, &mined);
+        let g = build(anomalies, &deps, &GraphConfig::default());
+        rank(anomalies, &g, &deps, alert, &RankConfig::default())
+    }
+
+    #[test]
+    fn the_stronger_symptom_is_not_blamed_over_its_upstream_cause() {
+        // db is slow first (weakly); the frontend's latency is the loudest anomaly.
+        let anomalies = vec![
+            a("db", Source::Metric, "latency", 0, 5.0),
+            a("api", Source::Trace, "latency_total", 20_000, 12.0),
+            a("frontend", Source::Trace, "latency_total", 30_000, 40.0),
+        ];
+        let r = run(&anomalies, &[("frontend", "api"), ("api", "db")], "frontend");
+        assert_eq!(r.candidates[0].service, "db");
+        assert_eq!(r.candidates[0].chain, vec!["db", "api", "frontend"]);
+        assert!(r.candidates.iter().skip(1).all(|c| c.explained));
+    }
+
+    #[test]
+    fn a_config_change_beats_the_dependency_it_overloaded() {
+        let anomalies = vec![
+            a("auth", Source::Change, "ldap.timeout_ms", 0, 0.0),
+            a("auth", Source::Log, "log_errors", 30_000, 8.0),
+            a("ldap", Source::Metric, "cpu", 40_000, 30.0),
+            a("web", Source::Trace, "latency_total", 50_000, 15.0),
+        ];
+        let r = run(&anomalies, &[("web", "auth"), ("auth", "ldap")], "web");
+        assert_eq!(r.candidates[0].service, "auth");
+        assert_eq!(anomalies[r.candidates[0].lead].source, Source::Change);
+        assert!(r.has_root_cause);
+    }
+
+    #[test]
+    fn an_unrelated_change_with_no_effect_is_not_the_cause() {
+        let anomalies = vec![
+            a("search", Source::Change, "version", 0, 0.0),
+            a("cart", Source::Metric, "cpu", 10_000, 20.0),
+            a("frontend", Source::Trace, "latency_total", 20_000, 10.0),
+        ];
+        let r = run(&anomalies, &[("frontend", "cart"), ("frontend", "search")], "frontend");
+        assert_eq!(r.candidates[0].service, "cart");
+        let search = r.candidates.iter().find(|c| c.service == "search").expect("search ranked");
+        assert!(search.score < 0.01, "{}", search.score);
+    }
+
+    #[test]
+    fn weak_noise_gives_no_root_cause() {
+        let anomalies = vec![a("cart", Source::Metric, "cpu", 10_000, 4.2)];
+        let r = run(&anomalies, &[("frontend", "cart")], "frontend");
+        assert!(!r.has_root_cause);
+        let none = run(&[], &[], "frontend");
+        assert!(!none.has_root_cause && none.candidates.is_empty());
+    }
+}

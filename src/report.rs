@@ -1,0 +1,352 @@
+//! The report: what an on-call engineer reads (text) and what machines read (JSON).
+//!
+//! Built from the incident and its triage; rendering never changes the findings. The JSON shape
+//! is versioned (`schema`) because the eval harness, the service and notifications consume it.
+
+use crate::detect::{changes, Anomaly, Source};
+use crate::graph::EdgeReason;
+use crate::model::{Alert, Incident, ReadReport, Ts};
+use crate::triage::Triage;
+use petgraph::visit::EdgeRef;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+pub const SCHEMA: &str = "culprit.report/v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    RootCause,
+    NoRootCause,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub time: String,
+    pub service: String,
+    pub source: Source,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RootCause {
+    pub rank: usize,
+    pub service: String,
+    pub indicator: String,
+    /// `deploy`, `config`, `flag` for changes; otherwise the class of the leading anomaly
+    /// (`cpu`, `memory`, `latency`, `errors`, `saturation`, `traffic`, `anomaly`).
+    pub kind: String,
+    pub confidence: f64,
+    /// Services from the cause to the symptom.
+    pub chain: Vec<String>,
+    /// Downstream of another candidate that explains it.
+    pub explained: bool,
+    pub evidence: Vec<Evidence>,
+    pub action: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub time: String,
+    pub service: String,
+    pub source: Source,
+    pub indicator: String,
+    pub score: f64,
+    pub evidence: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphEdge {
+    /// Indices into `timeline`.
+    pub cause: usize,
+    pub effect: usize,
+    pub reason: EdgeReason,
+    pub weight: f64,
+    pub lag_ms: Ts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub start: String,
+    pub end: String,
+    pub services: Vec<String>,
+    pub anomalies: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSummary {
+    pub metric_series: usize,
+    pub log_lines: u64,
+    pub log_templates: usize,
+    pub spans: usize,
+    pub changes: usize,
+    /// Where the service dependencies came from (`topology`, `traces`, both, or `none`).
+    pub dependencies: String,
+    /// Signals that could not be judged, and why.
+    pub unchecked: Vec<String>,
+    /// Records that could not be read.
+    pub unreadable: ReadReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub incident: String,
+    pub alert: Alert,
+    pub verdict: Verdict,
+    pub root_causes: Vec<RootCause>,
+    pub timeline: Vec<TimelineEntry>,
+    pub groups: Vec<GroupSummary>,
+    pub causal_edges: Vec<GraphEdge>,
+    pub data: DataSummary,
+}
+
+/// RFC 3339 UTC with seconds.
+pub fn fmt_time(t: Ts) -> String {
+    chrono::DateTime::from_timestamp_millis(t)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn kind_of(a: &Anomaly) -> String {
+    if a.source == Source::Change {
+        return a.signal.clone();
+    }
+    match a.indicator.as_str() {
+        "cpu" => "cpu",
+        "mem" => "memory",
+        "latency" | "latency_total" => "latency",
+        "errors" | "log_errors" | "new_log_template" | "missing_log_template" => "errors",
+        "connections" | "queue" => "saturation",
+        "traffic" => "traffic",
+        _ => "anomaly",
+    }
+    .to_string()
+}
+
+fn action(incident: &Incident, lead: &Anomaly) -> String {
+    let s = &lead.service;
+    if lead.source == Source::Change {
+        let change = incident
+            .telemetry
+            .changes
+            .iter()
+            .find(|c| c.service == *s && c.time == lead.onset && changes::indicator(c) == lead.indicator);
+        if let Some(c) = change {
+            return match c.kind {
+                crate::model::ChangeKind::Deploy => format!(
+                    "roll back deploy {} of {s}{}",
+                    c.version.as_deref().unwrap_or("(latest)"),
+                    c.previous_version.as_deref().map(|p| format!(" to {p}")).unwrap_or_default()
+                ),
+                crate::model::ChangeKind::Config => {
+                    let keys: Vec<String> = c
+                        .keys
+                        .iter()
+                        .map(|k| format!("{} to {}", k.key, k.old.as_deref().unwrap_or("its previous value")))
+                        .collect();
+                    format!("revert the config change on {s}: set {}", keys.join(", "))
+                }
+                crate::model::ChangeKind::Flag => {
+                    let keys: Vec<&str> = c.keys.iter().map(|k| k.key.as_str()).collect();
+                    format!("turn feature flag {} on {s} back off", keys.join(", "))
+                }
+            };
+        }
+    }
+    match lead.indicator.as_str() {
+        "cpu" => format!("relieve CPU saturation on {s}: scale it out or stop the hot path (profile it)"),
+        "mem" => format!("restart {s} to relieve memory pressure, then look for the leak (heap profile)"),
+        "latency" | "latency_total" => format!("look at what slowed {s} down (`{}`): its dependencies, locks, GC", lead.signal),
+        "connections" => format!("{s} is out of connections: raise the pool or find what holds them"),
+        "errors" | "log_errors" | "new_log_template" => format!("inspect the new errors in {s}: `{}`", lead.signal),
+        "missing_log_template" => format!("{s} stopped logging `{}`: check the code path around it", lead.signal),
+        "traffic" => format!("find where the extra traffic to {s} comes from (retries, a caller's change)"),
+        _ => format!("inspect {s} `{}`", lead.signal),
+    }
+}
+
+pub fn build(incident: &Incident, triage: &Triage) -> Report {
+    let anomalies = &triage.detection.anomalies;
+    let ranking = &triage.ranking;
+    let timeline: Vec<TimelineEntry> = anomalies
+        .iter()
+        .map(|a| TimelineEntry {
+            time: fmt_time(a.onset),
+            service: a.service.clone(),
+            source: a.source,
+            indicator: a.indicator.clone(),
+            score: (a.score * 100.0).round() / 100.0,
+            evidence: a.evidence.clone(),
+        })
+        .collect();
+    let root_causes: Vec<RootCause> = ranking
+        .candidates
+        .iter()
+        .take(5)
+        .enumerate()
+        .map(|(i, c)| {
+            let lead = &anomalies[c.lead];
+            let mut evidence: Vec<Evidence> = c
+                .anomalies
+                .iter()
+                .take(4)
+                .map(|&k| {
+                    let a = &anomalies[k];
+                    Evidence { time: fmt_time(a.onset), service: a.service.clone(), source: a.source, text: a.evidence.clone() }
+                })
+                .collect();
+            // The strongest effect downstream, so the reader sees what the cause did.
+            let effect = triage
+                .graph
+                .edge_references()
+                .filter(|e| c.anomalies.contains(&triage.graph[e.source()]))
+                .map(|e| triage.graph[e.target()])
+                .filter(|k| anomalies[*k].service != c.service)
+                .max_by(|x, y| anomalies[*x].score.total_cmp(&anomalies[*y].score));
+            if let Some(k) = effect {
+                let a = &anomalies[k];
+                evidence.push(Evidence {
+                    time: fmt_time(a.onset),
+                    service: a.service.clone(),
+                    source: a.source,
+                    text: a.evidence.clone(),
+                });
+            }
+            RootCause {
+                rank: i + 1,
+                service: c.service.clone(),
+                indicator: lead.indicator.clone(),
+                kind: kind_of(lead),
+                confidence: (c.confidence * 1000.0).round() / 1000.0,
+                chain: c.chain.clone(),
+                explained: c.explained,
+                evidence,
+                action: action(incident, lead),
+            }
+        })
+        .collect();
+    let causal_edges = triage
+        .graph
+        .edge_references()
+        .map(|e| GraphEdge {
+            cause: triage.graph[e.source()],
+            effect: triage.graph[e.target()],
+            reason: e.weight().reason,
+            weight: e.weight().weight,
+            lag_ms: e.weight().lag_ms,
+        })
+        .collect();
+    let groups = triage
+        .groups
+        .iter()
+        .map(|g| GroupSummary {
+            start: fmt_time(g.start),
+            end: fmt_time(g.end),
+            services: g.services.clone(),
+            anomalies: g.members.len(),
+        })
+        .collect();
+    let mut unreadable = incident.read_report.clone();
+    unreadable.merge(triage.detection.read_report.clone());
+    let t = &incident.telemetry;
+    Report {
+        schema: SCHEMA.into(),
+        incident: incident.id.clone(),
+        alert: incident.alert.clone(),
+        verdict: if ranking.has_root_cause { Verdict::RootCause } else { Verdict::NoRootCause },
+        root_causes,
+        timeline,
+        groups,
+        causal_edges,
+        data: DataSummary {
+            metric_series: t.metrics.len(),
+            log_lines: triage.detection.log_lines,
+            log_templates: triage.detection.log_templates,
+            spans: t.spans.len() + incident.baseline.as_ref().map_or(0, |b| b.spans.len()),
+            changes: t.changes.len(),
+            dependencies: triage.dependencies.origin.to_string(),
+            unchecked: triage.detection.unchecked.clone(),
+            unreadable,
+        },
+    }
+}
+
+/// The readable report for a terminal or a chat message (markdown-friendly).
+pub fn render_text(r: &Report) -> String {
+    let mut s = String::new();
+    let a = &r.alert;
+    let _ = writeln!(s, "# Incident {}", r.incident);
+    let _ = writeln!(
+        s,
+        "Alert: {} — {} {} on {} at {} ({:?})",
+        if a.title.is_empty() { "(untitled)" } else { &a.title },
+        a.signal,
+        "alert",
+        a.service,
+        fmt_time(a.time),
+        a.severity
+    );
+    let _ = writeln!(s);
+    match (r.verdict, r.root_causes.first()) {
+        (Verdict::RootCause, Some(top)) => {
+            let _ = writeln!(
+                s,
+                "## Root cause: {} ({} {}), confidence {:.0} %",
+                top.service,
+                top.kind,
+                top.indicator,
+                top.confidence * 100.0
+            );
+            let _ = writeln!(s, "Chain: {}", top.chain.join(" → "));
+            let _ = writeln!(s, "Recommended action: {}", top.action);
+            let _ = writeln!(s, "Evidence:");
+            for e in &top.evidence {
+                let _ = writeln!(s, "  - {} [{}] {}", e.time, e.source.as_str(), e.text);
+            }
+        }
+        _ => {
+            let _ = writeln!(s, "## No root cause: nothing anomalous enough explains the alert.");
+            let _ = writeln!(s, "The alert may be noise, or the cause is outside the data culprit saw.");
+        }
+    }
+    if r.root_causes.len() > 1 || r.verdict == Verdict::NoRootCause {
+        let _ = writeln!(s, "\n## {}", if r.verdict == Verdict::RootCause { "Other candidates" } else { "Weak suspicions" });
+        let skip = usize::from(r.verdict == Verdict::RootCause);
+        for c in r.root_causes.iter().skip(skip) {
+            let _ = writeln!(
+                s,
+                "  {}. {} ({} {}) confidence {:.0} %{}",
+                c.rank,
+                c.service,
+                c.kind,
+                c.indicator,
+                c.confidence * 100.0,
+                if c.explained { " — explained by an upstream cause" } else { "" }
+            );
+        }
+    }
+    let _ = writeln!(s, "\n## Timeline ({} anomalies in {} groups)", r.timeline.len(), r.groups.len());
+    for t in r.timeline.iter().take(25) {
+        let _ = writeln!(s, "  {} {:<7} {}", t.time, t.source.as_str(), t.evidence);
+    }
+    if r.timeline.len() > 25 {
+        let _ = writeln!(s, "  … {} more (use --json for all)", r.timeline.len() - 25);
+    }
+    let d = &r.data;
+    let _ = writeln!(
+        s,
+        "\nData: {} metric series, {} log lines ({} templates), {} spans, {} changes; dependencies from {}.",
+        d.metric_series, d.log_lines, d.log_templates, d.spans, d.changes, d.dependencies
+    );
+    if !d.unchecked.is_empty() {
+        let _ = writeln!(s, "Not checked: {} signals lacked reference data (e.g. {}).", d.unchecked.len(), d.unchecked[0]);
+    }
+    if d.unreadable.records_skipped > 0 {
+        let _ = writeln!(s, "Unreadable: {} records skipped:", d.unreadable.records_skipped);
+        for i in d.unreadable.issues.iter().take(10) {
+            let _ = writeln!(s, "  - {i}");
+        }
+    }
+    s
+}
