@@ -53,13 +53,17 @@ pub struct Edge {
 pub struct GraphConfig {
     /// An effect may appear to start this much before its cause (coarse metric steps, clocks).
     pub tolerance: Ts,
-    /// Longest delay from a cause to an effect.
+    /// Longest delay from a cause to an effect within a service or after a change (a leak
+    /// takes a while to hurt).
     pub max_lag: Ts,
+    /// Longest delay for a fault to propagate from a callee to its caller: calls fail or slow
+    /// down within seconds, so an older callee anomaly does not explain a new caller one.
+    pub propagation_lag: Ts,
 }
 
 impl Default for GraphConfig {
     fn default() -> Self {
-        GraphConfig { tolerance: 60 * SECOND, max_lag: 30 * crate::model::MINUTE }
+        GraphConfig { tolerance: 60 * SECOND, max_lag: 30 * crate::model::MINUTE, propagation_lag: 5 * crate::model::MINUTE }
     }
 }
 
@@ -111,7 +115,7 @@ pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> C
                 let earlier = lag > cfg.tolerance;
                 let same_time = lag.abs() <= cfg.tolerance;
                 (earlier || (same_time && lc < le)).then_some((EdgeReason::SameService, 0.8))
-            } else if deps.calls(&effect.service, &cause.service) {
+            } else if deps.calls(&effect.service, &cause.service) && lag <= cfg.propagation_lag {
                 Some((EdgeReason::CalleeToCaller, 0.7))
             } else {
                 None

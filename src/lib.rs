@@ -5,10 +5,10 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod adapters;
-// pub mod bench;
+pub mod bench;
 pub mod correlate;
 pub mod detect;
-// pub mod eval;
+pub mod eval;
 pub mod graph;
 pub mod ingest;
 pub mod model;

@@ -1,1 +1,242 @@
-fn main() {}
+//! The `culprit` command line: a thin shell over the library. Parses arguments, installs logging,
+//! runs one verb, prints its result, and maps errors to exit codes.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use culprit::eval;
+use culprit::ingest;
+use culprit::report::{self, Verdict};
+use culprit::simulate::{self, FaultKind, SimConfig};
+use culprit::triage::{self, Config};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// culprit — root-cause investigation for production incidents.
+///
+/// Give it an incident bundle (the alert plus the metrics, logs, traces and change events around
+/// it) and it answers with the ranked root cause, the causal chain to the symptom, the evidence
+/// and a recommended action.
+///
+/// Start with `culprit demo`, then `culprit simulate --out /tmp/inc --seed 7` and
+/// `culprit investigate /tmp/inc`.
+///
+/// Exit codes: 0 a root cause was found (or the verb succeeded), 3 the analysis found no root
+/// cause, 1 an error (unreadable input, bad arguments to a verb), 2 a usage error.
+#[derive(Parser, Debug)]
+#[command(name = "culprit", version, about, long_about, propagate_version = true)]
+struct Cli {
+    /// Log progress to stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Investigate an incident bundle and report its root cause.
+    ///
+    /// A bundle is a directory with `incident.json` and telemetry files (see docs/bundle-format.md).
+    /// Records that cannot be read are skipped, counted and listed at the end of the report.
+    Investigate {
+        /// The bundle directory.
+        bundle: PathBuf,
+        /// Print the report as JSON (schema culprit.report/v1) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Group anomalies whose onsets lie within this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        window: u64,
+    },
+    /// Simulate seed 001's config-change incident (a lowered LDAP timeout causing a retry storm)
+    /// and investigate it end to end.
+    Demo {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Keep the simulated bundle in this directory (default: a temporary one, removed after).
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
+    /// Write a simulated, labelled incident bundle (with truth.json).
+    ///
+    /// A microservice system with a database, a cache and a queue; normal traffic with
+    /// seasonality and noise; one injected fault that propagates to callers, plus red herrings.
+    /// Deterministic for a seed.
+    Simulate {
+        /// Directory to write the bundle into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Fault to inject (default: drawn from the seed; `none` for a fault-free window).
+        /// One of: cpu_hog, memory_leak, latency, packet_loss, bad_deploy, config_change,
+        /// db_pool_exhaustion, feature_flag, none.
+        #[arg(long, value_name = "KIND")]
+        fault: Option<String>,
+        /// Number of services (at least 6).
+        #[arg(long, value_name = "N")]
+        services: Option<usize>,
+        /// Leave out topology.json, so the dependency graph must be mined from traces.
+        #[arg(long)]
+        no_topology: bool,
+    },
+    /// Score culprit on labelled suites: AC@1/3/5, Avg@5, MRR per system and fault kind, FPR.
+    ///
+    /// A SUITE is a dataset folder (../shared/datasets/nezha/trainticket,
+    /// ../shared/datasets/nezha/onlineboutique, ../shared/datasets/rcd_sockshop), a directory of
+    /// bundles each with truth.json, or `sim:A-B` for simulated seeds A to B.
+    Eval {
+        #[arg(required = true, value_name = "SUITE")]
+        suites: Vec<String>,
+        /// Print JSON (per-case results included) instead of a markdown table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure speed and memory on a simulated one-hour, 50-service incident
+    /// (~1M log lines, ~500 metric series, ~200k spans). Build with --release for real figures.
+    Bench {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Investigate { bundle, json, window } => {
+            let cfg = Config { group_window: window as i64 * 1000, ..Config::default() };
+            investigate(&bundle, json, &cfg)
+        }
+        Command::Demo { json, keep } => {
+            let (dir, _tmp) = match keep {
+                Some(d) => (d, None),
+                None => {
+                    let t = std::env::temp_dir().join(format!("culprit-demo-{}", std::process::id()));
+                    (t.clone(), Some(TempDir(t)))
+                }
+            };
+            let incident = simulate::simulate(&simulate::demo_config());
+            ingest::write_bundle(&incident, incident.truth.as_ref(), &dir)
+                .with_context(|| format!("writing the demo bundle to {}", dir.display()))?;
+            if !json {
+                println!("Simulated seed 001's incident into {} and investigating it.\n", dir.display());
+            }
+            investigate(&dir, json, &Config::default())
+        }
+        Command::Simulate { out, seed, fault, services, no_topology } => {
+            let mut cfg = SimConfig { seed, topology_declared: !no_topology, ..SimConfig::default() };
+            if let Some(f) = fault {
+                let kind = FaultKind::parse(&f).with_context(|| {
+                    format!("unknown fault kind `{f}`; expected one of cpu_hog, memory_leak, latency, packet_loss, bad_deploy, config_change, db_pool_exhaustion, feature_flag, none")
+                })?;
+                cfg.fault = Some(kind);
+            }
+            if let Some(n) = services {
+                if n < 6 {
+                    bail!("--services must be at least 6 (got {n})");
+                }
+                cfg.services = n;
+            }
+            let incident = simulate::simulate(&cfg);
+            ingest::write_bundle(&incident, incident.truth.as_ref(), &out)
+                .with_context(|| format!("writing the bundle to {}", out.display()))?;
+            let truth = incident.truth.as_ref();
+            println!(
+                "wrote {} ({} fault at {}) to {}",
+                incident.id,
+                truth.map_or("unknown", |t| t.kind.as_str()),
+                truth.map_or("-", |t| if t.service.is_empty() { "-" } else { t.service.as_str() }),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { suites, json } => run_eval(&suites, json),
+        Command::Bench { seed, json } => {
+            let b = culprit::bench::run(seed);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+            } else {
+                print!("{}", culprit::bench::render(&b));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Removes a temporary directory when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn investigate(bundle: &Path, json: bool, cfg: &Config) -> Result<ExitCode> {
+    let incident = ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
+    let t = triage::triage(&incident, cfg);
+    let r = report::build(&incident, &t);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", report::render_text(&r));
+    }
+    Ok(match r.verdict {
+        Verdict::RootCause => ExitCode::SUCCESS,
+        Verdict::NoRootCause => ExitCode::from(3),
+    })
+}
+
+fn run_eval(args: &[String], json: bool) -> Result<ExitCode> {
+    let mut all = Vec::new();
+    for a in args {
+        all.extend(eval::suites(a)?);
+    }
+    let total: usize = all.iter().map(|s| s.cases.len()).sum();
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} eval {pos}/{len} cases [{elapsed_precise}] {wide_bar} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let cfg = Config::default();
+    let reports: Vec<eval::SuiteReport> = all.iter().map(|s| eval::run_suite(s, &cfg, &|| bar.inc(1))).collect();
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "suites": reports }))?);
+    } else {
+        print!("{}", eval::render_markdown(&reports));
+        for r in &reports {
+            for c in &r.results {
+                if let eval::Outcome::Invalid { reason } = &c.outcome {
+                    eprintln!("invalid: {} {}: {}", r.name, c.id, reason);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

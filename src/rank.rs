@@ -123,11 +123,26 @@ fn walk(anomalies: &[Anomaly], g: &CausalGraph, alert_service: &str, cfg: &RankC
         .node_indices()
         .map(|v| {
             let i = g[v];
-            let mut m: Vec<(usize, f64)> = g
+            let causes: Vec<(usize, f64)> = g
                 .edges_directed(v, Direction::Incoming)
                 .map(|e| {
                     let c = g[e.source()];
                     (c, e.weight().weight * s[c])
+                })
+                .collect();
+            // Each cause *service* weighs as much as its strongest link, shared among its
+            // anomalies: a service with many anomalies is not a likelier cause for that alone.
+            let mut best: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+            for &(c, w) in &causes {
+                let e = best.entry(anomalies[c].service.as_str()).or_insert((0.0, 0.0));
+                e.0 = e.0.max(w);
+                e.1 += w;
+            }
+            let mut m: Vec<(usize, f64)> = causes
+                .iter()
+                .map(|&(c, w)| {
+                    let (max, sum) = best[anomalies[c].service.as_str()];
+                    (c, max * w / sum.max(1e-12))
                 })
                 .collect();
             let stay = if m.is_empty() { 1.0 } else { cfg.stay * s[i].max(0.05) };
@@ -195,6 +210,9 @@ fn path_to(prev: &BTreeMap<String, String>, to: &str) -> Option<Vec<String>> {
     Some(path)
 }
 
+/// An explaining service must carry at least this share of the explained one's walk mass.
+const EXPLAINER_MASS: f64 = 0.5;
+
 pub fn rank(
     anomalies: &[Anomaly],
     g: &CausalGraph,
@@ -208,17 +226,39 @@ pub fn rank(
         per_service.entry(a.service.as_str()).or_default().push(i);
     }
     let edges = service_edges(anomalies, g);
+    // When two services each reach the other, the one whose outgoing influence started first is
+    // upstream (a change first on a tie: its time is exact, a metric's onset is rounded up to the
+    // next sample).
+    let mut first: BTreeMap<&str, (crate::model::Ts, u8)> = BTreeMap::new();
+    for e in g.edge_references() {
+        let (a, b) = (&anomalies[g[e.source()]], &anomalies[g[e.target()]]);
+        if a.service != b.service {
+            let key = (a.onset, u8::from(a.source != Source::Change));
+            let f = first.entry(a.service.as_str()).or_insert(key);
+            *f = (*f).min(key);
+        }
+    }
+    let never = (crate::model::Ts::MAX, 1u8);
     let reaches: BTreeMap<&str, BTreeMap<String, String>> =
         per_service.keys().map(|s| (*s, reach(&edges, s))).collect();
+    let service_mass: BTreeMap<&str, f64> =
+        per_service.iter().map(|(s, idx)| (*s, idx.iter().map(|&i| mass[i]).sum())).collect();
     let mut candidates: Vec<Candidate> = per_service
         .iter()
         .map(|(service, idx)| {
             let mut idx = idx.clone();
             idx.sort_by(|&a, &b| mass[b].total_cmp(&mass[a]).then(a.cmp(&b)));
             let score: f64 = idx.iter().map(|&i| mass[i]).sum();
-            // Explained: another service reaches this one and this one does not reach it back.
+            // Explained: another service reaches this one and this one does not reach it back,
+            // or both reach each other and the other's influence started first.
+            // Only an explainer with comparable weight counts: a faint blip in a dependency does
+            // not take the blame away from a service with strong evidence of its own.
             let explained = reaches.iter().any(|(other, r)| {
-                other != service && r.contains_key(*service) && !reaches[service].contains_key(*other)
+                other != service
+                    && r.contains_key(*service)
+                    && service_mass[other] >= EXPLAINER_MASS * service_mass[service]
+                    && (!reaches[service].contains_key(*other)
+                        || first.get(other).unwrap_or(&never) < first.get(service).unwrap_or(&never))
             });
             let chain = path_to(&reaches[service], alert_service)
                 .or_else(|| deps.caller_path(service, alert_service))

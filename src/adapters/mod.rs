@@ -19,7 +19,7 @@ pub mod nezha;
 pub mod rcd;
 
 pub(crate) use crate::ingest::pod_to_service;
-use crate::model::{Incident, ReadIssue, ReadReport, Series, Truth, Ts};
+use crate::model::{Alert, Incident, ReadIssue, Series, Severity, Truth, Ts};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -146,10 +146,13 @@ pub fn recognise(path: &Path) -> Vec<DatasetKind> {
         return vec![DatasetKind::RcdSockShop];
     }
     if nezha::is_root(path) {
-        return [DatasetKind::NezhaTrainTicket, DatasetKind::NezhaOnlineBoutique]
-            .into_iter()
-            .filter(|k| path.join(k.system()).join("rca_data").is_dir())
-            .collect();
+        return [
+            DatasetKind::NezhaTrainTicket,
+            DatasetKind::NezhaOnlineBoutique,
+        ]
+        .into_iter()
+        .filter(|k| path.join(k.system()).join("rca_data").is_dir())
+        .collect();
     }
     nezha::system_dir_kind(path).into_iter().collect()
 }
@@ -191,6 +194,22 @@ pub fn load_case(case: &CaseRef) -> Result<Incident, AdapterError> {
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers.
+
+/// The alert every case gets: the entry service's latency at `time`, severity high. Built from
+/// the dataset and the time only, never from the label or the case id (RCD ids spell the label).
+pub(crate) fn alert(kind: DatasetKind, time: Ts) -> Alert {
+    let service = kind.entry_service();
+    let when = chrono::DateTime::from_timestamp_millis(time)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| time.to_string());
+    Alert {
+        time,
+        service: service.to_string(),
+        signal: "latency".into(),
+        severity: Severity::High,
+        title: format!("{}: latency alert on {service} at {when}", kind.label()),
+    }
+}
 
 /// Opens a file for reading, decompressing `*.gz` transparently.
 pub(crate) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>, AdapterError> {

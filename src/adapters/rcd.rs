@@ -5,9 +5,11 @@
 //! anomalous timestamp: the alert fires then and analysis starts there. The label comes from
 //! `cases_index.csv` (`<service>-<cpu|mem>` folders).
 
-use super::{column, csv_reader, headers, line_of, AdapterError, CaseRef, CaseSource, DatasetKind};
+use super::{
+    alert, column, csv_reader, headers, line_of, AdapterError, CaseRef, CaseSource, DatasetKind,
+};
 use crate::ingest::read_wide_csv;
-use crate::model::{Alert, Incident, ReadReport, Severity, Telemetry, Truth};
+use crate::model::{Incident, ReadReport, Telemetry, Truth};
 use std::path::{Path, PathBuf};
 
 /// Where one RCD case lives.
@@ -105,13 +107,7 @@ pub(crate) fn load_case(case: &CaseRef, r: &RcdCase) -> Result<Incident, Adapter
     }
     Ok(Incident {
         id: case.id.clone(),
-        alert: Alert {
-            time: start,
-            service: DatasetKind::RcdSockShop.entry_service().to_string(),
-            signal: "latency".into(),
-            severity: Severity::High,
-            title: format!("{} case {}", DatasetKind::RcdSockShop.label(), case.id),
-        },
+        alert: alert(DatasetKind::RcdSockShop, start),
         telemetry: Telemetry {
             metrics: anomalous,
             ..Telemetry::default()

@@ -197,9 +197,12 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     }
 }
 
-/// Poisson-style z of `observed` against `expected` counts.
+/// z of `observed` against `expected` counts under an over-dispersed (negative-binomial-like)
+/// variance: log volumes wander with traffic mix far more than a Poisson count would, so a large
+/// template must move by a large share, while a rare one appearing from nothing still stands out.
 fn count_z(observed: f64, expected: f64) -> f64 {
-    (observed - expected) / (expected + 1.0).sqrt()
+    const DISPERSION: f64 = 0.05;
+    (observed - expected) / (expected * (1.0 + DISPERSION * expected) + 1.0).sqrt()
 }
 
 fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Detection) {

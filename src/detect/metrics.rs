@@ -74,9 +74,12 @@ pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &De
             }
         }
     }
-    let mut i = onset_idx?;
+    let first_crossing = onset_idx?;
     let sign = best.signum();
-    // Walk back over the ramp that led up to the crossing.
+    // The shift itself is dated by CUSUM (an odd early excursion does not decide), then walked
+    // back over the ramp that led up to it; never later than the first sustained crossing.
+    let signed: Vec<f64> = z.iter().map(|v| v * sign).collect();
+    let mut i = super::stats::change_point(&signed, 0.0).min(first_crossing);
     while i > 0 && z[i - 1] * sign >= 1.5 {
         i -= 1;
     }

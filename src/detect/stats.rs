@@ -63,6 +63,33 @@ impl Robust {
     }
 }
 
+/// Where a sequence shifts upward from its reference level `mean0`: the start of the suffix that
+/// maximises the CUSUM statistic Σ (xᵢ − c), with c halfway between `mean0` and the level after
+/// the shift, refined once. Values are clipped at 50 so a single outlier cannot decide. Unlike a
+/// "first point over the threshold" rule, it is not fooled by an odd excursion long before the
+/// real change.
+pub fn change_point(x: &[f64], mean0: f64) -> usize {
+    const CLIP: f64 = 50.0;
+    let clipped: Vec<f64> = x.iter().map(|v| v.clamp(-CLIP, CLIP)).collect();
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+    let mut start = 0usize;
+    let mut after = mean(&clipped);
+    for _ in 0..3 {
+        let c = (mean0 + after) / 2.0;
+        let (mut best, mut best_k, mut suffix) = (f64::MIN, 0usize, 0.0);
+        for k in (0..clipped.len()).rev() {
+            suffix += clipped[k] - c;
+            if suffix >= best {
+                best = suffix;
+                best_k = k;
+            }
+        }
+        start = best_k;
+        after = mean(&clipped[start..]);
+    }
+    start
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +100,21 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(quantile(&[], 0.5), 0.0);
         assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 1.0), 5.0);
+    }
+
+    #[test]
+    fn change_point_ignores_early_stragglers() {
+        let mut x = vec![0.0; 40];
+        x[5] = 6.0;
+        x[12] = 7.0;
+        for v in x.iter_mut().skip(25) {
+            *v = 30.0;
+        }
+        x[30] = 2.0;
+        assert_eq!(change_point(&x, 0.0), 25);
+        assert_eq!(change_point(&[1.0, 1.0], 0.0), 0);
+        let flags = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+        assert_eq!(change_point(&flags, 0.05), 6);
     }
 
     #[test]

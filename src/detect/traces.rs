@@ -5,7 +5,7 @@
 //! where it arises rather than on every caller above it. End-to-end latency per service is kept
 //! too, as the symptom that callers see.
 
-use super::stats::{quantile, Robust};
+use super::stats::{change_point, quantile, Robust};
 use super::{Anomaly, DetectConfig, Detection, Source};
 use crate::detect::metrics::fmt_num;
 use crate::model::{Incident, Span, Ts};
@@ -71,8 +71,8 @@ struct OpStats {
 struct ErrStats {
     ref_n: u64,
     ref_err: u64,
-    cur_n: u64,
-    cur_err: Vec<Ts>,
+    /// Start and origin-error flag of every current span.
+    cur: Vec<(Ts, bool)>,
 }
 
 pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
@@ -100,10 +100,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
                 if d.entry {
                     op.cur_total.push((s.start, s.duration_ms));
                 }
-                e.cur_n += 1;
-                if d.origin_error {
-                    e.cur_err.push(s.start);
-                }
+                e.cur.push((s.start, d.origin_error));
             } else {
                 op.ref_self.push(d.self_ms);
                 if d.entry {
@@ -150,6 +147,8 @@ fn latency(
     cfg: &DetectConfig,
 ) -> Option<Anomaly> {
     const MIN_CURRENT: usize = 3;
+    const MIN_RELATIVE_SHIFT: f64 = 0.2;
+    const MIN_SLOW_SHARE: f64 = 0.1;
     if reference.len() < cfg.min_reference_points || current.len() < MIN_CURRENT {
         return None;
     }
@@ -162,20 +161,17 @@ fn latency(
     let n = cur.len() as f64;
     let z_tail = (over - 0.01 * n) / (0.01 * 0.99 * n + 1.0).sqrt();
     let z = z_median.max(z_tail);
-    if z < cfg.z_threshold || med <= r.median {
+    // Statistically clear is not enough: the shift must matter to a user too (a 5 % slower
+    // median over thousands of spans is significant and irrelevant).
+    let relative = (med - r.median) / r.median.abs().max(1e-9);
+    let material = relative >= MIN_RELATIVE_SHIFT || over / n >= MIN_SLOW_SHARE;
+    if z < cfg.z_threshold || med <= r.median || !material {
         return None;
     }
     let mut sorted: Vec<(Ts, f64)> = current.to_vec();
     sorted.sort_by_key(|p| p.0);
-    // Onset: the first slow span after which at least half of the next few are slow too.
-    let window = 5usize;
-    let onset = (0..sorted.len())
-        .find(|&i| {
-            let w = &sorted[i..(i + window).min(sorted.len())];
-            sorted[i].1 > r.hi && w.iter().filter(|p| p.1 > r.hi).count() * 2 >= w.len()
-        })
-        .map(|i| sorted[i].0)
-        .unwrap_or(sorted[0].0);
+    let zs: Vec<f64> = sorted.iter().map(|p| r.z(p.1)).collect();
+    let onset = sorted[change_point(&zs, 0.0)].0;
     Some(Anomaly {
         service: service.to_string(),
         source: Source::Trace,
@@ -196,17 +192,20 @@ fn latency(
 
 /// Origin errors of one service against its reference error rate.
 fn errors(service: &str, e: &ErrStats, cfg: &DetectConfig) -> Option<Anomaly> {
-    if e.cur_n == 0 || e.cur_err.is_empty() {
+    let k = e.cur.iter().filter(|c| c.1).count() as f64;
+    if k == 0.0 {
         return None;
     }
     let p0 = (e.ref_err as f64 + 0.5) / (e.ref_n as f64 + 1.0);
-    let n = e.cur_n as f64;
-    let k = e.cur_err.len() as f64;
+    let n = e.cur.len() as f64;
     let z = (k - n * p0) / (n * p0 * (1.0 - p0) + 1.0).sqrt();
-    if z < cfg.z_threshold {
+    if z < cfg.z_threshold || n == 0.0 {
         return None;
     }
-    let onset = e.cur_err.iter().copied().min().unwrap_or_default();
+    let mut cur = e.cur.clone();
+    cur.sort_by_key(|c| c.0);
+    let flags: Vec<f64> = cur.iter().map(|c| if c.1 { 1.0 } else { 0.0 }).collect();
+    let onset = cur[change_point(&flags, p0)].0;
     Some(Anomaly {
         service: service.to_string(),
         source: Source::Trace,
@@ -219,7 +218,7 @@ fn errors(service: &str, e: &ErrStats, cfg: &DetectConfig) -> Option<Anomaly> {
             "{service} spans failed at their origin {:.1} % of the time ({} of {}), baseline {:.2} %",
             100.0 * k / n,
             k,
-            e.cur_n,
+            e.cur.len(),
             100.0 * e.ref_err as f64 / (e.ref_n.max(1)) as f64
         ),
     })

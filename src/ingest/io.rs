@@ -20,12 +20,16 @@ pub(crate) fn display(path: &Path) -> String {
 }
 
 pub(crate) fn is_gz(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// The lowercased file name without a trailing `.gz`: what format detection looks at.
 pub(crate) fn base_name(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     match name.strip_suffix(".gz") {
         Some(base) => base.to_string(),
         None => name,
@@ -34,16 +38,31 @@ pub(crate) fn base_name(path: &Path) -> String {
 
 /// Opens a file for streaming, decompressing it when its name ends in `.gz`.
 pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, IngestError> {
-    let file = File::open(path).map_err(|source| IngestError::Open { path: path.to_path_buf(), source })?;
+    let file = File::open(path).map_err(|source| IngestError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if is_gz(path) {
-        Ok(Box::new(BufReader::new(MultiGzDecoder::new(BufReader::new(file)))))
+        Ok(Box::new(BufReader::new(MultiGzDecoder::new(
+            BufReader::new(file),
+        ))))
     } else {
         Ok(Box::new(BufReader::new(file)))
     }
 }
 
-pub(crate) fn issue(file: &str, line: u64, field: Option<&str>, message: impl Into<String>) -> ReadIssue {
-    ReadIssue { file: file.to_string(), line, field: field.map(str::to_string), message: message.into() }
+pub(crate) fn issue(
+    file: &str,
+    line: u64,
+    field: Option<&str>,
+    message: impl Into<String>,
+) -> ReadIssue {
+    ReadIssue {
+        file: file.to_string(),
+        line,
+        field: field.map(str::to_string),
+        message: message.into(),
+    }
 }
 
 /// A file read line by line. Lines that are not UTF-8 are skipped with an issue; a read error
@@ -58,7 +77,13 @@ pub(crate) struct Lines {
 
 impl Lines {
     pub(crate) fn open(path: &Path) -> Result<Lines, IngestError> {
-        Ok(Lines { reader: open(path)?, buf: Vec::new(), line: 0, file: display(path), done: false })
+        Ok(Lines {
+            reader: open(path)?,
+            buf: Vec::new(),
+            line: 0,
+            file: display(path),
+            done: false,
+        })
     }
 
     pub(crate) fn file(&self) -> &str {
@@ -83,10 +108,19 @@ impl Lines {
                     while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
                         end -= 1;
                     }
-                    let start = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+                    let start = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
+                        3
+                    } else {
+                        0
+                    };
                     let start = start.min(end);
                     if std::str::from_utf8(&self.buf[start..end]).is_err() {
-                        report.skip(issue(&self.file, self.line, None, "line is not valid UTF-8"));
+                        report.skip(issue(
+                            &self.file,
+                            self.line,
+                            None,
+                            "line is not valid UTF-8",
+                        ));
                         continue;
                     }
                     let text = std::str::from_utf8(&self.buf[start..end]).unwrap_or("");
@@ -95,7 +129,12 @@ impl Lines {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.done = true;
-                    report.skip(issue(&self.file, self.line + 1, None, format!("read error, rest of file skipped: {e}")));
+                    report.skip(issue(
+                        &self.file,
+                        self.line + 1,
+                        None,
+                        format!("read error, rest of file skipped: {e}"),
+                    ));
                     return None;
                 }
             }
@@ -115,9 +154,15 @@ pub(crate) struct CsvRows {
 
 impl CsvRows {
     pub(crate) fn open(path: &Path) -> Result<CsvRows, IngestError> {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(open(path)?);
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(true)
+            .from_reader(open(path)?);
         let headers = match reader.byte_headers() {
-            Ok(h) => h.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect(),
+            Ok(h) => h
+                .iter()
+                .map(|f| String::from_utf8_lossy(f).trim().to_string())
+                .collect(),
             Err(e) => {
                 return Err(IngestError::Invalid {
                     file: display(path),
@@ -126,7 +171,13 @@ impl CsvRows {
                 })
             }
         };
-        Ok(CsvRows { reader, record: csv::ByteRecord::new(), headers, file: display(path), done: false })
+        Ok(CsvRows {
+            reader,
+            record: csv::ByteRecord::new(),
+            headers,
+            file: display(path),
+            done: false,
+        })
     }
 
     pub(crate) fn file(&self) -> &str {
@@ -154,11 +205,19 @@ impl CsvRows {
                 }
                 Ok(true) => return Some(self.record.position().map_or(0, |p| p.line())),
                 Err(e) => {
-                    let line = e.position().map_or(self.reader.position().line(), |p| p.line());
-                    let fatal = matches!(e.kind(), csv::ErrorKind::Io(_)) || self.reader.position().byte() == before;
+                    let line = e
+                        .position()
+                        .map_or(self.reader.position().line(), |p| p.line());
+                    let fatal = matches!(e.kind(), csv::ErrorKind::Io(_))
+                        || self.reader.position().byte() == before;
                     if fatal {
                         self.done = true;
-                        report.skip(issue(&self.file, line, None, format!("read error, rest of file skipped: {e}")));
+                        report.skip(issue(
+                            &self.file,
+                            line,
+                            None,
+                            format!("read error, rest of file skipped: {e}"),
+                        ));
                         return None;
                     }
                     report.skip(issue(&self.file, line, None, e.to_string()));
@@ -181,7 +240,10 @@ impl CsvRows {
 
 /// Column-name normal form for alias matching: lowercase without `_`, `-`, `.` and spaces.
 pub(crate) fn normalise(h: &str) -> String {
-    h.chars().filter(|c| !matches!(c, '_' | '-' | '.' | ' ')).flat_map(char::to_lowercase).collect()
+    h.chars()
+        .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// A `Read` that counts the newlines passed through it, so a streamed JSON document knows its line.
@@ -238,7 +300,10 @@ fn whole_file_docs(
     f: &mut dyn FnMut(u64, Value, &mut ReadReport),
 ) -> Result<bool, IngestError> {
     let newlines = Rc::new(Cell::new(0u64));
-    let reader = CountingReader { inner: open(path)?, newlines: Rc::clone(&newlines) };
+    let reader = CountingReader {
+        inner: open(path)?,
+        newlines: Rc::clone(&newlines),
+    };
     let mut docs = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
     let mut seen = false;
     let mut start = 1;
@@ -254,7 +319,12 @@ fn whole_file_docs(
                 if !seen {
                     return Ok(false);
                 }
-                report.skip(issue(file, e.line() as u64, None, format!("not valid JSON, rest of file skipped: {e}")));
+                report.skip(issue(
+                    file,
+                    e.line() as u64,
+                    None,
+                    format!("not valid JSON, rest of file skipped: {e}"),
+                ));
                 return Ok(true);
             }
         }
@@ -275,7 +345,8 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The first of `keys` present in `obj` with a non-null value.
 pub(crate) fn get<'a>(obj: &'a Value, keys: &[&str]) -> Option<&'a Value> {
-    keys.iter().find_map(|k| obj.get(k).filter(|v| !v.is_null()))
+    keys.iter()
+        .find_map(|k| obj.get(k).filter(|v| !v.is_null()))
 }
 
 /// A JSON value as text: strings as they are, anything else as compact JSON.
@@ -299,31 +370,37 @@ pub(crate) fn scalar_text(v: &Value) -> Option<String> {
 /// A time given as a JSON number (magnitude decides the unit) or string.
 pub(crate) fn time_of(v: &Value) -> Option<Ts> {
     match v {
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => super::time::parse_time_str(&i.to_string()),
-            None => n.as_f64().filter(|x| x.is_finite()).map(super::time::from_number),
-        },
+        Value::Number(n) => super::time::parse_time_str(&n.to_string()),
         Value::String(s) => super::time::parse_time_str(s),
         _ => None,
     }
 }
 
-/// A nanosecond count given as a JSON string or number (OTLP writes int64 as strings).
+/// A nanosecond count given as a JSON string or number (OTLP writes int64 as strings); None
+/// beyond the plausible range of times.
 pub(crate) fn nanos_of(v: &Value) -> Option<i128> {
-    match v {
+    let ns = match v {
         Value::Number(n) => n
             .as_i64()
             .map(i128::from)
             .or_else(|| n.as_u64().map(i128::from))
-            .or_else(|| n.as_f64().filter(|x| x.is_finite()).map(|x| x.round() as i128)),
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|x| x.is_finite())
+                    .map(|x| x.round() as i128)
+            }),
         Value::String(s) => {
             let s = s.trim();
-            s.parse::<i128>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().filter(|x| x.is_finite()).map(|x| x.round() as i128))
+            s.parse::<i128>().ok().or_else(|| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .map(|x| x.round() as i128)
+            })
         }
         _ => None,
-    }
+    };
+    ns.filter(|ns| super::time::plausible(super::time::nanos_to_ms(*ns)))
 }
 
 #[cfg(test)]

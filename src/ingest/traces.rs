@@ -20,12 +20,20 @@ pub fn read_otlp_traces(path: &Path, report: &mut ReadReport) -> Result<Vec<Span
     let mut out = Vec::new();
     io::for_each_json_doc(path, report, &mut |n, doc, report| {
         let Some(resources) = doc.get("resourceSpans").and_then(Value::as_array) else {
-            report.skip(io::issue(&file, n, Some("resourceSpans"), "no resourceSpans array"));
+            report.skip(io::issue(
+                &file,
+                n,
+                Some("resourceSpans"),
+                "no resourceSpans array",
+            ));
             return;
         };
         for res in resources {
             let service = otlp_service(res);
-            for scope in array(res, "scopeSpans").iter().chain(array(res, "instrumentationLibrarySpans")) {
+            for scope in array(res, "scopeSpans")
+                .iter()
+                .chain(array(res, "instrumentationLibrarySpans"))
+            {
                 for span in array(scope, "spans") {
                     match otlp_span(span, service.as_deref()) {
                         Ok(s) => {
@@ -51,9 +59,19 @@ fn otlp_span(span: &Value, service: Option<&str>) -> Result<Span, (&'static str,
     };
     let trace_id = id("traceId")?;
     let span_id = id("spanId")?;
-    let parent_id = span.get("parentSpanId").and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_string);
-    let start = span.get("startTimeUnixNano").and_then(io::nanos_of).ok_or(("startTimeUnixNano", "missing or not a number".to_string()))?;
-    let end = span.get("endTimeUnixNano").and_then(io::nanos_of).ok_or(("endTimeUnixNano", "missing or not a number".to_string()))?;
+    let parent_id = span
+        .get("parentSpanId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string);
+    let start = span
+        .get("startTimeUnixNano")
+        .and_then(io::nanos_of)
+        .ok_or(("startTimeUnixNano", "missing or not a number".to_string()))?;
+    let end = span
+        .get("endTimeUnixNano")
+        .and_then(io::nanos_of)
+        .ok_or(("endTimeUnixNano", "missing or not a number".to_string()))?;
     if end < start {
         return Err(("endTimeUnixNano", "span ends before it starts".into()));
     }
@@ -84,7 +102,9 @@ fn is_error(cell: &str, error_column: bool) -> bool {
     }
     match v.as_str() {
         "error" | "2" | "true" | "status_code_error" => true,
-        _ => v.parse::<i64>().is_ok_and(|code| (500..=599).contains(&code)),
+        _ => v
+            .parse::<i64>()
+            .is_ok_and(|code| (500..=599).contains(&code)),
     }
 }
 
@@ -97,20 +117,37 @@ fn is_error(cell: &str, error_column: bool) -> bool {
 pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, IngestError> {
     let mut rows = CsvRows::open(path)?;
     let file = rows.file().to_string();
-    let missing = |field: &str| IngestError::Invalid { file: file.clone(), field: field.into(), message: "column missing".into() };
-    let trace_col = rows.column(&["traceid"]).ok_or_else(|| missing("trace_id"))?;
+    let missing = |field: &str| IngestError::Invalid {
+        file: file.clone(),
+        field: field.into(),
+        message: "column missing".into(),
+    };
+    let trace_col = rows
+        .column(&["traceid"])
+        .ok_or_else(|| missing("trace_id"))?;
     let span_col = rows.column(&["spanid"]).ok_or_else(|| missing("span_id"))?;
     let parent_col = rows.column(&["parentid", "parentspanid"]);
     let (service_col, from_pod) = match rows.column(&["service", "servicename"]) {
         Some(c) => (c, false),
-        None => (rows.column(&["podname", "pod"]).ok_or_else(|| missing("service"))?, true),
+        None => (
+            rows.column(&["podname", "pod"])
+                .ok_or_else(|| missing("service"))?,
+            true,
+        ),
     };
     let op_col = rows.column(&["operation", "operationname", "name", "spanname"]);
-    let start_col = rows.column(&["start", "starttime", "starttimeunixnano"]).ok_or_else(|| missing("start"))?;
+    let start_col = rows
+        .column(&["start", "starttime", "starttimeunixnano"])
+        .ok_or_else(|| missing("start"))?;
     let end_col = rows.column(&["end", "endtime", "endtimeunixnano"]);
-    let duration_col = [("durationms", 1.0), ("duration", 1.0), ("durationus", 1e-3), ("durationns", 1e-6)]
-        .iter()
-        .find_map(|(name, scale)| rows.column(&[name]).map(|c| (c, *scale)));
+    let duration_col = [
+        ("durationms", 1.0),
+        ("duration", 1.0),
+        ("durationus", 1e-3),
+        ("durationns", 1e-6),
+    ]
+    .iter()
+    .find_map(|(name, scale)| rows.column(&[name]).map(|c| (c, *scale)));
     if end_col.is_none() && duration_col.is_none() {
         return Err(missing("end"));
     }
@@ -134,9 +171,18 @@ pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, 
             report.skip(io::issue(&file, n, Some(&name(service_col)), "missing"));
             continue;
         }
-        let service = if from_pod { pod_to_service(&service) } else { service.to_string() };
+        let service = if from_pod {
+            pod_to_service(&service)
+        } else {
+            service.to_string()
+        };
         let Some(start) = parse_time_nanos(&rows.get(start_col)) else {
-            report.skip(io::issue(&file, n, Some(&name(start_col)), format!("not a time: {:?}", rows.get(start_col))));
+            report.skip(io::issue(
+                &file,
+                n,
+                Some(&name(start_col)),
+                format!("not a time: {:?}", rows.get(start_col)),
+            ));
             continue;
         };
         let end = end_col.map(|c| rows.get(c)).filter(|s| !s.is_empty());
@@ -144,27 +190,49 @@ pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, 
             (Some(end), _) => match parse_time_nanos(&end) {
                 Some(e) if e >= start => (e - start) as f64 / 1e6,
                 Some(_) => {
-                    report.skip(io::issue(&file, n, end_col.map(name).as_deref(), "span ends before it starts"));
+                    report.skip(io::issue(
+                        &file,
+                        n,
+                        end_col.map(name).as_deref(),
+                        "span ends before it starts",
+                    ));
                     continue;
                 }
                 None => {
-                    report.skip(io::issue(&file, n, end_col.map(name).as_deref(), format!("not a time: {end:?}")));
+                    report.skip(io::issue(
+                        &file,
+                        n,
+                        end_col.map(name).as_deref(),
+                        format!("not a time: {end:?}"),
+                    ));
                     continue;
                 }
             },
             (None, Some((c, scale))) => match rows.get(c).parse::<f64>() {
                 Ok(d) if d.is_finite() && d >= 0.0 => d * scale,
                 _ => {
-                    report.skip(io::issue(&file, n, Some(&name(c)), format!("not a duration: {:?}", rows.get(c))));
+                    report.skip(io::issue(
+                        &file,
+                        n,
+                        Some(&name(c)),
+                        format!("not a duration: {:?}", rows.get(c)),
+                    ));
                     continue;
                 }
             },
             (None, None) => {
-                report.skip(io::issue(&file, n, end_col.map(name).as_deref(), "no end time or duration"));
+                report.skip(io::issue(
+                    &file,
+                    n,
+                    end_col.map(name).as_deref(),
+                    "no end time or duration",
+                ));
                 continue;
             }
         };
-        let parent_id = parent_col.map(|c| rows.get(c).to_string()).filter(|p| !matches!(p.as_str(), "" | "root" | "-1"));
+        let parent_id = parent_col
+            .map(|c| rows.get(c).to_string())
+            .filter(|p| !matches!(p.as_str(), "" | "root" | "-1"));
         out.push(Span {
             trace_id,
             span_id,
@@ -184,7 +252,16 @@ pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, 
 /// (`trace_id,span_id,parent_id,service,operation,start,duration_ms,error`).
 pub(crate) fn write_span_csv(spans: &[Span], w: &mut dyn Write) -> std::io::Result<()> {
     let mut csv = csv::Writer::from_writer(w);
-    csv.write_record(["trace_id", "span_id", "parent_id", "service", "operation", "start", "duration_ms", "error"])?;
+    csv.write_record([
+        "trace_id",
+        "span_id",
+        "parent_id",
+        "service",
+        "operation",
+        "start",
+        "duration_ms",
+        "error",
+    ])?;
     for s in spans {
         let start = format_rfc3339(s.start).unwrap_or_else(|| s.start.to_string());
         csv.write_record([

@@ -182,7 +182,6 @@ pub(crate) struct ConfigFault {
     pub node: usize,
     pub callee: usize,
     pub key: String,
-    pub old_ms: f64,
     pub new_ms: f64,
 }
 
@@ -209,8 +208,6 @@ pub(crate) struct Phases {
 pub(crate) struct Plan {
     pub kind: FaultKind,
     pub cause: Option<usize>,
-    pub start: Ts,
-    pub end: Ts,
     /// When the fault was injected (for `none`, when the spurious alert's blip began).
     pub fault_time: Ts,
     pub effects: Vec<Vec<Effect>>,
@@ -224,12 +221,10 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    pub(crate) fn new(sys: &System, kind: FaultKind, start: Ts, end: Ts, fault_time: Ts) -> Plan {
+    pub(crate) fn new(sys: &System, kind: FaultKind, fault_time: Ts) -> Plan {
         Plan {
             kind,
             cause: None,
-            start,
-            end,
             fault_time,
             effects: vec![Vec::new(); sys.nodes.len()],
             edge_faults: vec![None; sys.edges.len()],

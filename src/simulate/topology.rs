@@ -6,7 +6,7 @@
 //! Node indices are sorted by rank, so every edge goes from a lower index to a higher one: the graph
 //! is a DAG and a forward pass over the nodes is a topological pass.
 
-use super::rng::{self, SimRng};
+use super::rng;
 use crate::model::{Topology, TopologyEdge, TopologyNode, Ts, SECOND};
 use rand::Rng;
 
@@ -96,18 +96,21 @@ struct OpSpec {
     calls: &'static [(&'static str, f64, u32)],
 }
 
-const fn op(name: &'static str, weight: f64, calls: &'static [(&'static str, f64, u32)]) -> OpSpec {
-    OpSpec {
-        name,
-        weight,
-        calls,
-    }
+/// An operation literal (a macro, so the tables below are promoted to statics).
+macro_rules! op {
+    ($name:expr, $weight:expr, $calls:expr $(,)?) => {
+        OpSpec {
+            name: $name,
+            weight: $weight,
+            calls: $calls,
+        }
+    };
 }
 
 fn op_specs(role: Role) -> &'static [OpSpec] {
     match role {
         Role::Frontend => &[
-            op(
+            op!(
                 "GET /",
                 3.0,
                 &[
@@ -117,7 +120,7 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
                     ("auth", 0.3, 1),
                 ],
             ),
-            op(
+            op!(
                 "GET /product/{id}",
                 3.0,
                 &[
@@ -128,17 +131,17 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
                     ("auth", 0.3, 1),
                 ],
             ),
-            op("GET /api/cart", 2.0, &[("cart", 1.0, 1), ("auth", 0.5, 1)]),
-            op(
+            op!("GET /api/cart", 2.0, &[("cart", 1.0, 1), ("auth", 0.5, 1)]),
+            op!(
                 "POST /api/checkout",
                 1.0,
                 &[("checkout", 1.0, 1), ("auth", 1.0, 1)],
             ),
-            op("GET /api/search", 2.0, &[("search", 1.0, 1)]),
-            op("POST /api/login", 0.7, &[("auth", 1.0, 1), ("user", 0.5, 1)]),
+            op!("GET /api/search", 2.0, &[("search", 1.0, 1)]),
+            op!("POST /api/login", 0.7, &[("auth", 1.0, 1), ("user", 0.5, 1)]),
         ],
         Role::Checkout => &[
-            op(
+            op!(
                 "POST /api/checkout",
                 1.0,
                 &[
@@ -152,14 +155,14 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
                     ("currency", 0.4, 1),
                 ],
             ),
-            op(
+            op!(
                 "GET /api/orders/{id}",
                 0.5,
                 &[("orders-db", 1.0, 1), ("redis-cache", 0.5, 1)],
             ),
         ],
         Role::Catalog => &[
-            op(
+            op!(
                 "GET /api/products",
                 2.0,
                 &[
@@ -169,7 +172,7 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
                     ("pricing", 0.5, 1),
                 ],
             ),
-            op(
+            op!(
                 "GET /api/products/{id}",
                 3.0,
                 &[
@@ -180,15 +183,15 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
             ),
         ],
         Role::Cart => &[
-            op("GET /api/cart", 2.0, &[("redis-cache", 1.0, 2)]),
-            op(
+            op!("GET /api/cart", 2.0, &[("redis-cache", 1.0, 2)]),
+            op!(
                 "POST /api/cart/items",
                 1.0,
                 &[("redis-cache", 1.0, 1), ("inventory", 0.5, 1)],
             ),
         ],
         Role::Auth => &[
-            op(
+            op!(
                 "POST /api/login",
                 1.0,
                 &[
@@ -197,18 +200,18 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
                     ("user", 0.5, 1),
                 ],
             ),
-            op(
+            op!(
                 "GET /api/session",
                 3.0,
                 &[("redis-cache", 1.0, 1), ("user-directory", 0.15, 1)],
             ),
         ],
-        Role::Search => &[op(
+        Role::Search => &[op!(
             "GET /api/search",
             1.0,
             &[("catalog", 0.6, 1), ("redis-cache", 0.8, 1)],
         )],
-        Role::Payment => &[op(
+        Role::Payment => &[op!(
             "POST /api/charge",
             1.0,
             &[
@@ -217,54 +220,54 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
                 ("redis-cache", 0.3, 1),
             ],
         )],
-        Role::Shipping => &[op(
+        Role::Shipping => &[op!(
             "POST /api/shipments/quote",
             1.0,
             &[("currency", 0.5, 1), ("orders-db", 0.5, 1)],
         )],
-        Role::Recommendation => &[op(
+        Role::Recommendation => &[op!(
             "GET /api/recommendations",
             1.0,
             &[("catalog", 1.0, 1), ("redis-cache", 0.6, 1)],
         )],
         Role::Inventory => &[
-            op("GET /api/stock/{sku}", 2.0, &[("orders-db", 1.0, 1)]),
-            op("POST /api/stock/reserve", 1.0, &[("orders-db", 1.0, 2)]),
+            op!("GET /api/stock/{sku}", 2.0, &[("orders-db", 1.0, 1)]),
+            op!("POST /api/stock/reserve", 1.0, &[("orders-db", 1.0, 2)]),
         ],
-        Role::User => &[op(
+        Role::User => &[op!(
             "GET /api/users/{id}",
             1.0,
             &[("orders-db", 1.0, 1), ("redis-cache", 0.5, 1)],
         )],
-        Role::Notification => &[op(
+        Role::Notification => &[op!(
             "consume order.created",
             1.0,
             &[("events-queue", 1.0, 1), ("user", 0.6, 1)],
         )],
-        Role::Currency => &[op("GET /api/convert", 1.0, &[("redis-cache", 0.4, 1)])],
-        Role::Pricing => &[op(
+        Role::Currency => &[op!("GET /api/convert", 1.0, &[("redis-cache", 0.4, 1)])],
+        Role::Pricing => &[op!(
             "GET /api/prices/{sku}",
             1.0,
             &[("redis-cache", 0.7, 1), ("orders-db", 0.3, 1)],
         )],
-        Role::Review => &[op("GET /api/reviews/{id}", 1.0, &[("orders-db", 1.0, 1)])],
-        Role::Ad => &[op("GET /api/ads", 1.0, &[("redis-cache", 0.5, 1)])],
-        Role::Directory => &[op("ldap BIND", 1.0, &[]), op("ldap SEARCH", 1.0, &[])],
+        Role::Review => &[op!("GET /api/reviews/{id}", 1.0, &[("orders-db", 1.0, 1)])],
+        Role::Ad => &[op!("GET /api/ads", 1.0, &[("redis-cache", 0.5, 1)])],
+        Role::Directory => &[op!("ldap BIND", 1.0, &[]), op!("ldap SEARCH", 1.0, &[])],
         Role::Database => &[
-            op("SELECT orders", 3.0, &[]),
-            op("INSERT orders", 1.0, &[]),
-            op("SELECT products", 2.0, &[]),
-            op("UPDATE stock", 1.0, &[]),
-            op("SELECT users", 1.0, &[]),
+            op!("SELECT orders", 3.0, &[]),
+            op!("INSERT orders", 1.0, &[]),
+            op!("SELECT products", 2.0, &[]),
+            op!("UPDATE stock", 1.0, &[]),
+            op!("SELECT users", 1.0, &[]),
         ],
         Role::Cache => &[
-            op("redis GET", 5.0, &[]),
-            op("redis SET", 2.0, &[]),
-            op("redis MGET", 1.0, &[]),
+            op!("redis GET", 5.0, &[]),
+            op!("redis SET", 2.0, &[]),
+            op!("redis MGET", 1.0, &[]),
         ],
         Role::Queue => &[
-            op("publish order.created", 1.0, &[]),
-            op("receive order.created", 1.0, &[]),
+            op!("publish order.created", 1.0, &[]),
+            op!("receive order.created", 1.0, &[]),
         ],
         Role::Extra => &[],
     }
