@@ -135,6 +135,7 @@ mod tests {
             indicator: "cpu".into(),
             signal: "cpu".into(),
             onset,
+            end: Ts::MAX,
             score: 5.0,
             direction: 1,
             evidence: String::new(),

@@ -56,7 +56,7 @@ pub fn suites(arg: &str) -> Result<Vec<Suite>, EvalError> {
             .map(|seed| Case {
                 id: format!("sim-{seed}"),
                 system: "simulated".into(),
-                source: CaseSource::Simulated(SimConfig { seed, ..SimConfig::default() }),
+                source: CaseSource::Simulated(SimConfig::for_seed(seed)),
             })
             .collect();
         return Ok(vec![Suite { name: arg.to_string(), cases }]);

@@ -59,11 +59,16 @@ pub struct GraphConfig {
     /// Longest delay for a fault to propagate from a callee to its caller: calls fail or slow
     /// down within seconds, so an older callee anomaly does not explain a new caller one.
     pub propagation_lag: Ts,
+    /// Longest delay from a change on a caller to the effect on its callee (a retry storm or a
+    /// new query pattern starts as soon as the change takes effect).
+    pub change_callee_lag: Ts,
 }
 
 impl Default for GraphConfig {
     fn default() -> Self {
-        GraphConfig { tolerance: 60 * SECOND, max_lag: 30 * crate::model::MINUTE, propagation_lag: 5 * crate::model::MINUTE }
+        GraphConfig { tolerance: 60 * SECOND, max_lag: 30 * crate::model::MINUTE, propagation_lag: 5 * crate::model::MINUTE,
+            change_callee_lag: 2 * crate::model::MINUTE,
+        }
     }
 }
 
@@ -85,26 +90,31 @@ fn layer(a: &Anomaly) -> u8 {
 pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> CausalGraph {
     let mut g = CausalGraph::with_capacity(anomalies.len(), anomalies.len() * 4);
     let nodes: Vec<NodeIndex> = (0..anomalies.len()).map(|i| g.add_node(i)).collect();
-    // Services that became anomalous (not counting changes) and when they first did.
-    let mut first_effect: std::collections::BTreeMap<&str, Ts> = Default::default();
+    // Onsets of each service's own anomalies (changes excluded), to tell whether a change was
+    // followed by any effect on the changed service itself.
+    let mut effects: std::collections::BTreeMap<&str, Vec<Ts>> = Default::default();
     for a in anomalies.iter().filter(|a| a.source != Source::Change) {
-        let e = first_effect.entry(a.service.as_str()).or_insert(a.onset);
-        *e = (*e).min(a.onset);
+        effects.entry(a.service.as_str()).or_default().push(a.onset);
     }
+    let affected = |service: &str, change: Ts| {
+        effects.get(service).is_some_and(|ts| ts.iter().any(|t| *t >= change - cfg.tolerance && *t <= change + cfg.max_lag))
+    };
     for (i, cause) in anomalies.iter().enumerate() {
         for (j, effect) in anomalies.iter().enumerate() {
             if i == j || effect.source == Source::Change {
                 continue;
             }
             let lag = effect.onset - cause.onset;
-            if lag < -cfg.tolerance || lag > cfg.max_lag {
+            // Cause before effect, and the cause still active when the effect began.
+            if lag < -cfg.tolerance || lag > cfg.max_lag || effect.onset > cause.end.saturating_add(cfg.tolerance) {
                 continue;
             }
             let edge = if cause.source == Source::Change {
                 if effect.service == cause.service && lag >= -cfg.tolerance {
                     Some((EdgeReason::ChangeThenEffect, 1.0))
                 } else if deps.calls(&cause.service, &effect.service)
-                    && first_effect.get(cause.service.as_str()).is_some_and(|t| *t >= cause.onset - cfg.tolerance)
+                    && lag <= cfg.change_callee_lag
+                    && affected(&cause.service, cause.onset)
                 {
                     Some((EdgeReason::ChangeThenCalleeEffect, 0.6))
                 } else {
@@ -139,6 +149,7 @@ mod tests {
             indicator: indicator.into(),
             signal: indicator.into(),
             onset,
+            end: Ts::MAX,
             score: 6.0,
             direction: 1,
             evidence: String::new(),

@@ -149,7 +149,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
             investigate(&dir, json, &Config::default())
         }
         Command::Simulate { out, seed, fault, services, no_topology } => {
-            let mut cfg = SimConfig { seed, topology_declared: !no_topology, ..SimConfig::default() };
+            let mut cfg = SimConfig { topology_declared: !no_topology, ..SimConfig::for_seed(seed) };
             if let Some(f) = fault {
                 let kind = FaultKind::parse(&f).with_context(|| {
                     format!("unknown fault kind `{f}`; expected one of cpu_hog, memory_leak, latency, packet_loss, bad_deploy, config_change, db_pool_exhaustion, feature_flag, none")

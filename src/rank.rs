@@ -11,7 +11,7 @@
 use crate::correlate::Dependencies;
 use crate::detect::{Anomaly, Source};
 use crate::graph::CausalGraph;
-use crate::model::ChangeKind;
+use crate::model::{Alert, ChangeKind};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,9 @@ pub struct RankConfig {
     pub flag_prior: f64,
     /// z-score at which an anomaly's strength reaches 1 − 1/e.
     pub strength_scale: f64,
+    /// Time scale over which an anomaly's weight as a symptom decays with its distance from the
+    /// alert.
+    pub symptom_horizon: crate::model::Ts,
     /// Below this confidence the verdict is `no_root_cause`.
     pub min_confidence: f64,
     /// The strongest anomaly must reach this strength for any root cause to be reported.
@@ -48,6 +51,7 @@ impl Default for RankConfig {
             config_prior: 0.6,
             flag_prior: 0.6,
             strength_scale: 10.0,
+            symptom_horizon: 10 * crate::model::MINUTE,
             min_confidence: 0.2,
             min_strength: 0.45,
         }
@@ -94,21 +98,45 @@ pub fn strength(a: &Anomaly, cfg: &RankConfig) -> f64 {
 }
 
 /// Personalised random walk with restart over the reversed causal graph; returns mass per node.
-fn walk(anomalies: &[Anomaly], g: &CausalGraph, alert_service: &str, cfg: &RankConfig) -> Vec<f64> {
+fn walk(anomalies: &[Anomaly], g: &CausalGraph, alert: &Alert, cfg: &RankConfig) -> Vec<f64> {
     let n = anomalies.len();
     if n == 0 {
         return Vec::new();
     }
+    let alert_service = alert.service.as_str();
     let s: Vec<f64> = anomalies.iter().map(|a| strength(a, cfg)).collect();
+    // Symptoms are what was wrong when the alert fired: anomalies far from it in time weigh less
+    // as starting points (they may still be reached as causes).
+    let near: Vec<f64> = anomalies
+        .iter()
+        .map(|a| (-((a.onset - alert.time).abs() as f64) / cfg.symptom_horizon as f64).exp())
+        .collect();
     let mut restart = vec![0.0; n];
-    let symptoms: Vec<usize> =
-        (0..n).filter(|&i| anomalies[i].service == alert_service && anomalies[i].source != Source::Change).collect();
+    // The alert guides the walk only where the graph can take it further: a symptom with no
+    // cause in another service would just keep its share, and so outrank the cause it hides.
+    let connected = |i: usize| {
+        g.edges_directed(petgraph::graph::NodeIndex::new(i), Direction::Incoming)
+            .any(|e| anomalies[g[e.source()]].service != anomalies[i].service)
+    };
+    let symptoms: Vec<usize> = (0..n)
+        .filter(|&i| anomalies[i].service == alert_service && anomalies[i].source != Source::Change && connected(i))
+        .collect();
     let all: Vec<usize> = (0..n).filter(|&i| anomalies[i].source != Source::Change).collect();
+    // Restart mass goes to services by their strongest anomaly, then within a service by
+    // strength: a service that exports more series is not more suspect for that.
     let spread = |set: &[usize], share: f64, r: &mut Vec<f64>| {
-        let total: f64 = set.iter().map(|&i| s[i]).sum();
+        let w = |i: usize| s[i] * near[i];
+        let mut per_service: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        for &i in set {
+            let e = per_service.entry(anomalies[i].service.as_str()).or_insert((0.0, 0.0));
+            e.0 = e.0.max(w(i));
+            e.1 += w(i);
+        }
+        let total: f64 = per_service.values().map(|v| v.0).sum();
         if total > 0.0 {
             for &i in set {
-                r[i] += share * s[i] / total;
+                let (max, sum) = per_service[anomalies[i].service.as_str()];
+                r[i] += share * (max / total) * w(i) / sum.max(1e-12);
             }
         }
     };
@@ -217,10 +245,11 @@ pub fn rank(
     anomalies: &[Anomaly],
     g: &CausalGraph,
     deps: &Dependencies,
-    alert_service: &str,
+    alert: &Alert,
     cfg: &RankConfig,
 ) -> Ranking {
-    let mass = walk(anomalies, g, alert_service, cfg);
+    let alert_service = alert.service.as_str();
+    let mass = walk(anomalies, g, alert, cfg);
     let mut per_service: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in anomalies.iter().enumerate() {
         per_service.entry(a.service.as_str()).or_default().push(i);
@@ -328,6 +357,7 @@ mod tests {
             indicator: indicator.into(),
             signal: if source == Source::Change { "config".into() } else { indicator.into() },
             onset,
+            end: Ts::MAX,
             score,
             direction: 1,
             evidence: String::new(),
@@ -338,7 +368,14 @@ mod tests {
         let mined: Vec<(String, String)> = edges.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         let deps = Dependencies::new(None, &mined);
         let g = build(anomalies, &deps, &GraphConfig::default());
-        rank(anomalies, &g, &deps, alert, &RankConfig::default())
+        let alert = Alert {
+            time: anomalies.iter().map(|a| a.onset).max().unwrap_or(0),
+            service: alert.into(),
+            signal: "latency".into(),
+            severity: Default::default(),
+            title: String::new(),
+        };
+        rank(anomalies, &g, &deps, &alert, &RankConfig::default())
     }
 
     #[test]

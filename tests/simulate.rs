@@ -1,9 +1,10 @@
 //! Tests of the fault-injection simulator at its public boundary: determinism, labels, sizes.
 
-use culprit::model::{ChangeKind, Incident, Level, Series, Severity, Span, Truth, Ts, HOUR, MINUTE, SECOND};
+use culprit::model::{
+    ChangeKind, Incident, Level, Series, Severity, Span, Truth, Ts, HOUR, MINUTE, SECOND,
+};
 use culprit::simulate::{bench_config, demo_config, simulate, FaultKind, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 fn cfg(seed: u64, fault: Option<FaultKind>) -> SimConfig {
     SimConfig {
@@ -13,7 +14,9 @@ fn cfg(seed: u64, fault: Option<FaultKind>) -> SimConfig {
 }
 
 fn truth(inc: &Incident) -> Truth {
-    inc.truth.clone().unwrap_or_else(|| panic!("{}: no truth", inc.id))
+    inc.truth
+        .clone()
+        .unwrap_or_else(|| panic!("{}: no truth", inc.id))
 }
 
 fn series<'a>(inc: &'a Incident, service: &str, metric: &str) -> &'a Series {
@@ -25,7 +28,11 @@ fn series<'a>(inc: &'a Incident, service: &str, metric: &str) -> &'a Series {
 }
 
 fn stats(points: &[(Ts, f64)], from: Ts, to: Ts) -> (f64, f64) {
-    let v: Vec<f64> = points.iter().filter(|p| p.0 >= from && p.0 < to).map(|p| p.1).collect();
+    let v: Vec<f64> = points
+        .iter()
+        .filter(|p| p.0 >= from && p.0 < to)
+        .map(|p| p.1)
+        .collect();
     assert!(!v.is_empty(), "no points in window");
     let mean = v.iter().sum::<f64>() / v.len() as f64;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
@@ -80,12 +87,22 @@ fn every_fault_has_a_consistent_truth_and_alert() {
             assert!(!t.indicator.is_empty());
             assert!(t.chain.len() >= 2, "{}: chain {:?}", inc.id, t.chain);
             assert_eq!(t.chain.first(), Some(&t.service));
-            assert_eq!(t.chain.last(), Some(&inc.alert.service), "{}: chain ends elsewhere", inc.id);
+            assert_eq!(
+                t.chain.last(),
+                Some(&inc.alert.service),
+                "{}: chain ends elsewhere",
+                inc.id
+            );
             // The chain follows calls upward: each element is called by the next.
-            let topo = inc.topology.clone().unwrap_or_else(|| panic!("{}: no topology", inc.id));
+            let topo = inc
+                .topology
+                .clone()
+                .unwrap_or_else(|| panic!("{}: no topology", inc.id));
             for w in t.chain.windows(2) {
                 assert!(
-                    topo.edges.iter().any(|e| e.caller == w[1] && e.callee == w[0]),
+                    topo.edges
+                        .iter()
+                        .any(|e| e.caller == w[1] && e.callee == w[0]),
                     "{}: {} does not call {}",
                     inc.id,
                     w[1],
@@ -121,7 +138,9 @@ fn the_cause_indicator_moves_after_the_fault() {
         _ => None,
     };
     for kind in FaultKind::ALL_FAULTS {
-        let Some(metric) = metric_of(kind) else { continue };
+        let Some(metric) = metric_of(kind) else {
+            continue;
+        };
         for seed in 1..=6u64 {
             let c = cfg(seed, Some(kind));
             let inc = simulate(&c);
@@ -154,7 +173,10 @@ fn change_faults_come_with_their_change() {
         assert!(d.version.is_some() && d.previous_version.is_some());
         assert_ne!(d.version, d.previous_version);
         let new_errors = inc.telemetry.logs.records.iter().any(|r| {
-            r.service == t.service && r.level.is_error() && r.time >= d.time && r.message.contains("Exception")
+            r.service == t.service
+                && r.level.is_error()
+                && r.time >= d.time
+                && r.message.contains("Exception")
         });
         assert!(new_errors, "{}: no exception logs after the deploy", inc.id);
 
@@ -166,10 +188,21 @@ fn change_faults_come_with_their_change() {
             .iter()
             .find(|c| c.service == t.service && c.kind == ChangeKind::Config)
             .unwrap_or_else(|| panic!("{}: no config change", inc.id));
-        let key = ch.keys.first().unwrap_or_else(|| panic!("{}: no key", inc.id));
+        let key = ch
+            .keys
+            .first()
+            .unwrap_or_else(|| panic!("{}: no key", inc.id));
         assert_eq!(key.key, t.indicator);
-        let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN);
-        assert!(num(&key.new) < num(&key.old), "{}: timeout not lowered", inc.id);
+        let num = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        assert!(
+            num(&key.new) < num(&key.old),
+            "{}: timeout not lowered",
+            inc.id
+        );
 
         let inc = simulate(&cfg(seed, Some(FaultKind::FeatureFlag)));
         let t = truth(&inc);
@@ -179,7 +212,10 @@ fn change_faults_come_with_their_change() {
             .iter()
             .find(|c| c.service == t.service && c.kind == ChangeKind::Flag)
             .unwrap_or_else(|| panic!("{}: no flag change", inc.id));
-        let key = ch.keys.first().unwrap_or_else(|| panic!("{}: no key", inc.id));
+        let key = ch
+            .keys
+            .first()
+            .unwrap_or_else(|| panic!("{}: no key", inc.id));
         assert_eq!(key.key, t.indicator);
         assert!(key.key.starts_with("flag."));
         assert_eq!(key.old.as_deref(), Some("false"));
@@ -223,7 +259,10 @@ fn the_demo_is_the_ldap_retry_storm() {
         .find(|c| c.kind == ChangeKind::Config)
         .unwrap_or_else(|| panic!("no config change"));
     let key = &ch.keys[0];
-    assert_eq!((key.old.as_deref(), key.new.as_deref()), (Some("5000"), Some("500")));
+    assert_eq!(
+        (key.old.as_deref(), key.new.as_deref()),
+        (Some("5000"), Some("500"))
+    );
     // The directory drowns in retries and looks guiltier than the changed service.
     let end = c.start + c.duration;
     let rise = |svc: &str, metric: &str| {
@@ -236,7 +275,12 @@ fn the_demo_is_the_ldap_retry_storm() {
     assert!(a > 2.0 * b, "directory rps {b} -> {a}");
     let (da, db) = rise("user-directory", "cpu");
     let (aa, ab) = rise("auth", "cpu");
-    assert!(da - db > aa - ab, "directory cpu +{} vs auth +{}", da - db, aa - ab);
+    assert!(
+        da - db > aa - ab,
+        "directory cpu +{} vs auth +{}",
+        da - db,
+        aa - ab
+    );
     let failed_logins = inc
         .telemetry
         .logs
@@ -255,7 +299,9 @@ fn spans_form_traces_over_the_declared_graph() {
     };
     let inc = simulate(&c);
     assert!(inc.topology.is_none());
-    let declared = simulate(&cfg(5, None)).topology.unwrap_or_else(|| panic!("no topology"));
+    let declared = simulate(&cfg(5, None))
+        .topology
+        .unwrap_or_else(|| panic!("no topology"));
     let edges: BTreeSet<(String, String)> = declared
         .edges
         .iter()
@@ -281,12 +327,26 @@ fn spans_form_traces_over_the_declared_graph() {
         }
     }
     assert!(mined.is_subset(&edges), "spans call outside the graph");
-    assert!(mined.len() * 10 >= edges.len() * 8, "mined {} of {} edges", mined.len(), edges.len());
-    let kinds: BTreeSet<String> = declared.services.iter().filter_map(|n| n.kind.clone()).collect();
+    assert!(
+        mined.len() * 10 >= edges.len() * 8,
+        "mined {} of {} edges",
+        mined.len(),
+        edges.len()
+    );
+    let kinds: BTreeSet<String> = declared
+        .services
+        .iter()
+        .filter_map(|n| n.kind.clone())
+        .collect();
     for k in ["service", "database", "cache", "queue"] {
         assert!(kinds.contains(k), "no {k} node");
     }
-    assert!(inc.telemetry.logs.records.windows(2).all(|w| w[0].time <= w[1].time));
+    assert!(inc
+        .telemetry
+        .logs
+        .records
+        .windows(2)
+        .all(|w| w[0].time <= w[1].time));
 }
 
 #[test]
@@ -321,16 +381,32 @@ fn bench_config_scales() {
     assert!((450..=550).contains(&series), "{series} series");
     let spans = inc.telemetry.spans.len() as f64 * 12.0;
     let logs = inc.telemetry.logs.records.len() as f64 * 12.0;
-    assert!((140_000.0..=280_000.0).contains(&spans), "{spans} spans per hour");
-    assert!((650_000.0..=1_400_000.0).contains(&logs), "{logs} log lines per hour");
-    let names: BTreeSet<&str> = inc.telemetry.metrics.iter().map(|s| s.service.as_str()).collect();
+    assert!(
+        (140_000.0..=280_000.0).contains(&spans),
+        "{spans} spans per hour"
+    );
+    assert!(
+        (650_000.0..=1_400_000.0).contains(&logs),
+        "{logs} log lines per hour"
+    );
+    let names: BTreeSet<&str> = inc
+        .telemetry
+        .metrics
+        .iter()
+        .map(|s| s.service.as_str())
+        .collect();
     assert_eq!(names.len(), 50);
     assert!(names.contains("svc-50"));
 }
 
 #[test]
 fn small_large_and_odd_configs_work() {
-    for (services, duration, step) in [(3, 2 * MINUTE, 15 * SECOND), (6, HOUR, 10 * SECOND), (7, 2 * HOUR, 60 * SECOND), (30, 20 * MINUTE, 7 * SECOND)] {
+    for (services, duration, step) in [
+        (3, 2 * MINUTE, 15 * SECOND),
+        (6, HOUR, 10 * SECOND),
+        (7, 2 * HOUR, 60 * SECOND),
+        (30, 20 * MINUTE, 7 * SECOND),
+    ] {
         for kind in FaultKind::ALL_FAULTS.into_iter().chain([FaultKind::None]) {
             let c = SimConfig {
                 services,
@@ -342,104 +418,25 @@ fn small_large_and_odd_configs_work() {
             let inc = simulate(&c);
             let t = truth(&inc);
             assert_eq!(t.kind, kind.as_str(), "{services} services");
-            let topo = inc.topology.clone().unwrap_or_else(|| panic!("no topology"));
+            let topo = inc
+                .topology
+                .clone()
+                .unwrap_or_else(|| panic!("no topology"));
             assert_eq!(topo.services.len(), services.max(6));
             if kind != FaultKind::None {
                 assert_eq!(t.chain.last(), Some(&inc.alert.service));
             }
             let end = c.start + c.duration.max(5 * MINUTE);
             assert!(inc.analysis_start >= c.start && inc.alert.time < end);
-            assert!(inc.telemetry.metrics.iter().all(|s| s.points.iter().all(|p| p.0 >= c.start && p.0 < end && p.1.is_finite())));
-            assert!(inc.telemetry.spans.iter().all(|s| s.start >= c.start && s.duration_ms.is_finite()));
+            assert!(inc.telemetry.metrics.iter().all(|s| s
+                .points
+                .iter()
+                .all(|p| p.0 >= c.start && p.0 < end && p.1.is_finite())));
+            assert!(inc
+                .telemetry
+                .spans
+                .iter()
+                .all(|s| s.start >= c.start && s.duration_ms.is_finite()));
         }
     }
-}
-
-fn mean_in(inc: &Incident, service: &str, metric: &str, from: Ts, to: Ts) -> Option<f64> {
-    let s = inc
-        .telemetry
-        .metrics
-        .iter()
-        .find(|s| s.service == service && s.metric == metric)?;
-    let v: Vec<f64> = s.points.iter().filter(|p| p.0 >= from && p.0 < to).map(|p| p.1).collect();
-    if v.is_empty() {
-        return None;
-    }
-    Some(v.iter().sum::<f64>() / v.len() as f64)
-}
-
-#[test]
-#[ignore]
-fn explore() {
-    for seed in 19..=50u64 {
-        let cfg = SimConfig::for_seed(seed);
-        let t = Instant::now();
-        let inc = simulate(&cfg);
-        let el = t.elapsed();
-        let truth = inc.truth.clone().unwrap_or_else(|| panic!());
-        let errs = inc.telemetry.logs.records.iter().filter(|r| r.level.is_error()).count();
-        let err_spans = inc.telemetry.spans.iter().filter(|s| s.error).count();
-        println!(
-            "seed {seed:2} {:18} cause={:14} ind={:22} chain={:?} alert={} {} {:?} '{}' | spans={} logs={} series={} errlogs={} errspans={} changes={:?} {:?}",
-            truth.kind, truth.service, truth.indicator, truth.chain, inc.alert.service, inc.alert.signal, inc.alert.severity, inc.alert.title,
-            inc.telemetry.spans.len(), inc.telemetry.logs.records.len(), inc.telemetry.metrics.len(), errs, err_spans,
-            inc.telemetry.changes.iter().map(|c| format!("{}@{}:{:?}", c.service, (c.time - cfg.start)/60000, c.kind)).collect::<Vec<_>>(), el
-        );
-        let start = cfg.start;
-        let end = start + cfg.duration;
-        for s in inc.telemetry.metrics.iter() {
-            let b = mean_in(&inc, &s.service, &s.metric, start, inc.analysis_start).unwrap_or(0.0);
-            let a = mean_in(&inc, &s.service, &s.metric, inc.alert.time, end).unwrap_or(0.0);
-            if (a - b).abs() / b.abs().max(1e-3) > 0.5 && ["cpu","mem","latency_p99","error_rate","rps","connections_active"].contains(&s.metric.as_str()) {
-                println!("      {:16} {:20} before={:10.3} after={:10.3}", s.service, s.metric, b, a);
-            }
-        }
-    }
-}
-
-#[test]
-#[ignore]
-fn explore_spans() {
-    let seeds: Vec<u64> = std::env::var("SEEDS").unwrap_or("1".into()).split(',').filter_map(|s| s.parse().ok()).collect();
-    for seed in seeds {
-        let cfg = SimConfig::for_seed(seed);
-        let inc = simulate(&cfg);
-        let truth = inc.truth.clone().unwrap_or_else(|| panic!());
-        println!("seed {seed} {:?} alert {:?} analysis_start +{}m", truth, inc.alert, (inc.analysis_start - cfg.start) / 60000);
-        let mut names: Vec<String> = inc.telemetry.spans.iter().map(|s| s.service.clone()).collect();
-        names.sort();
-        names.dedup();
-        for n in &names {
-            let before: Vec<_> = inc.telemetry.spans.iter().filter(|s| &s.service == n && s.start < inc.analysis_start).collect();
-            let after: Vec<_> = inc.telemetry.spans.iter().filter(|s| &s.service == n && s.start >= inc.alert.time).collect();
-            let med = |v: &Vec<&culprit::model::Span>| { let mut d: Vec<f64> = v.iter().map(|s| s.duration_ms).collect(); d.sort_by(|a,b| a.total_cmp(b)); d.get(d.len()/2).copied().unwrap_or(0.0) };
-            let er = |v: &Vec<&culprit::model::Span>| v.iter().filter(|s| s.error).count() as f64 / v.len().max(1) as f64;
-            let lb = inc.telemetry.logs.records.iter().filter(|r| &r.service == n && r.time < inc.analysis_start && r.level.is_error()).count();
-            let la = inc.telemetry.logs.records.iter().filter(|r| &r.service == n && r.time >= inc.alert.time && r.level.is_error()).count();
-            println!("  {n:16} spans {:5}/{:5} med {:8.1}/{:8.1} err {:.3}/{:.3} errlogs {lb}/{la}", before.len(), after.len(), med(&before), med(&after), er(&before), er(&after));
-        }
-        let mut shown = std::collections::BTreeSet::new();
-        for r in inc.telemetry.logs.records.iter().filter(|r| r.time >= inc.alert.time - 600_000 && (r.level >= culprit::model::Level::Warn)) {
-            let key: String = r.message.chars().filter(|c| !c.is_ascii_digit()).take(50).collect();
-            if shown.insert((r.service.clone(), key)) {
-                println!("    [{}] {:?} {}", r.service, r.level, r.message);
-            }
-        }
-    }
-}
-
-#[test]
-#[ignore]
-fn explore_bench() {
-    for seed in [1u64, 2] {
-        let mut cfg = culprit::simulate::bench_config(seed);
-        cfg.duration = 5 * 60_000;
-        let t = Instant::now();
-        let inc = simulate(&cfg);
-        println!("bench seed {seed} rps={:.2} 5min: spans={} logs={} series={} points/series={} in {:?}", cfg.requests_per_second, inc.telemetry.spans.len(), inc.telemetry.logs.records.len(), inc.telemetry.metrics.len(), inc.telemetry.metrics[0].points.len(), t.elapsed());
-    }
-    let cfg = culprit::simulate::bench_config(3);
-    let t = Instant::now();
-    let inc = simulate(&cfg);
-    println!("bench seed 3 1h: spans={} logs={} series={} in {:?}", inc.telemetry.spans.len(), inc.telemetry.logs.records.len(), inc.telemetry.metrics.len(), t.elapsed());
 }

@@ -2,7 +2,7 @@
 //! during the incident period is a suspect until the graph shows what, if anything, followed it.
 
 use super::{Anomaly, DetectConfig, Detection, Source};
-use crate::model::{Change, ChangeKind, Incident};
+use crate::model::{Change, ChangeKind, Incident, Ts};
 
 pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     let from = incident.analysis_start - cfg.change_lookback;
@@ -53,6 +53,7 @@ fn candidate(c: &Change) -> Anomaly {
         indicator: indicator(c),
         signal: c.kind.as_str().to_string(),
         onset: c.time,
+        end: Ts::MAX,
         score: 0.0,
         direction: 0,
         evidence: format!("{} on {}", describe(c), c.service),

@@ -240,6 +240,7 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
             indicator: "log_errors".into(),
             signal: template(id),
             onset: t.first_current.unwrap_or(first_seen),
+            end: Ts::MAX,
             score: z,
             direction: 1,
             evidence: format!(
@@ -260,6 +261,7 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
             indicator: "new_log_template".into(),
             signal: template(id),
             onset: t.first_current.unwrap_or(first_seen),
+            end: Ts::MAX,
             score: z,
             direction: 1,
             evidence: format!("{name} logged a new template {} times: `{}`", t.current, template(id)),
@@ -273,6 +275,7 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
             indicator: "missing_log_template".into(),
             signal: template(id),
             onset: first_seen,
+            end: Ts::MAX,
             score: z,
             direction: -1,
             evidence: format!(

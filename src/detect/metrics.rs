@@ -41,6 +41,10 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     }
 }
 
+/// A shift smaller than this share of the baseline median does not matter to anyone, however
+/// significant (a slowly drifting gauge against a short baseline).
+const MIN_RELATIVE_SHIFT: f64 = 0.1;
+
 /// Judges one series; `None` when it is normal.
 pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &DetectConfig) -> Option<Anomaly> {
     if current.is_empty() {
@@ -64,7 +68,10 @@ pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &De
         let s = sustained(i);
         // It must also leave the reference's own normal range, so a noisy series is judged by
         // its noise, not by its median.
-        let beyond = current[i..i + k].iter().all(|p| if s > 0.0 { p.1 > r.hi } else { p.1 < r.lo });
+        let beyond = current[i..i + k].iter().all(|p| {
+            let material = (p.1 - r.median).abs() >= MIN_RELATIVE_SHIFT * r.median.abs();
+            material && if s > 0.0 { p.1 > r.hi } else { p.1 < r.lo }
+        });
         if s.abs() >= cfg.z_threshold && beyond {
             if onset_idx.is_none() {
                 onset_idx = Some(i);
@@ -83,6 +90,20 @@ pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &De
     while i > 0 && z[i - 1] * sign >= 1.5 {
         i -= 1;
     }
+    // The episode lasts while the series stays well off its baseline, allowing short gaps.
+    let mut end = i;
+    let mut gap = 0;
+    for (j, zj) in z.iter().enumerate().skip(i) {
+        if zj * sign >= cfg.z_threshold / 2.0 {
+            end = j;
+            gap = 0;
+        } else {
+            gap += 1;
+            if gap > 2 {
+                break;
+            }
+        }
+    }
     let peak = current.iter().map(|p| p.1).fold(if sign > 0.0 { f64::MIN } else { f64::MAX }, |m, x| {
         if sign > 0.0 {
             m.max(x)
@@ -97,6 +118,7 @@ pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &De
         indicator: if canon == "other" { series.metric.clone() } else { canon.to_string() },
         signal: series.metric.clone(),
         onset: current[i].0,
+        end: current[end].0,
         score: best.abs(),
         direction: sign as i8,
         evidence: format!(

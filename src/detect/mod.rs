@@ -49,6 +49,9 @@ pub struct Anomaly {
     pub signal: String,
     /// When the anomaly started (Unix ms).
     pub onset: Ts,
+    /// When it was last seen (`Ts::MAX` while it lasts or when the source cannot tell). A blip
+    /// that is over cannot cause what starts after it.
+    pub end: Ts,
     /// Robust z-score-like strength; ≥ the detector's threshold for every emitted anomaly.
     pub score: f64,
     /// +1 when the signal rose, −1 when it fell, 0 when not applicable (changes, new templates).

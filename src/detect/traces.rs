@@ -178,6 +178,7 @@ fn latency(
         indicator: indicator.to_string(),
         signal: op.to_string(),
         onset,
+        end: Ts::MAX,
         score: z,
         direction: 1,
         evidence: format!(
@@ -212,6 +213,7 @@ fn errors(service: &str, e: &ErrStats, cfg: &DetectConfig) -> Option<Anomaly> {
         indicator: "errors".into(),
         signal: "span errors".into(),
         onset,
+        end: Ts::MAX,
         score: z,
         direction: 1,
         evidence: format!(

@@ -93,7 +93,9 @@ impl Shape {
     /// The first time the shape is non-zero.
     pub(crate) fn start(self) -> Ts {
         match self {
-            Shape::Ramp { start, .. } | Shape::Window { start, .. } | Shape::Decay { start, .. } => start,
+            Shape::Ramp { start, .. }
+            | Shape::Window { start, .. }
+            | Shape::Decay { start, .. } => start,
             Shape::Periodic { first, .. } => first,
         }
     }
@@ -245,7 +247,9 @@ impl Plan {
 
     pub(crate) fn own(&self, node: usize, t: Ts) -> Own {
         let mut o = Own::default();
-        let Some(list) = self.effects.get(node) else { return o };
+        let Some(list) = self.effects.get(node) else {
+            return o;
+        };
         for e in list {
             let v = e.mag * e.shape.at(t);
             if v == 0.0 {

@@ -28,7 +28,11 @@ const fn t(level: Level, weight: f64, text: &'static str) -> Tpl {
 use Level::{Debug as D, Error as E, Info as I, Warn as W};
 
 const COMMON_APP: &[Tpl] = &[
-    t(I, 3.0, "request completed method={op} status=200 duration={ms}ms"),
+    t(
+        I,
+        3.0,
+        "request completed method={op} status=200 duration={ms}ms",
+    ),
     t(D, 2.0, "handling {op} request_id={req}"),
     t(D, 1.0, "auth context resolved for user {user}"),
     t(W, 0.06, "request {req} retried by client {ip}"),
@@ -40,17 +44,29 @@ const FRONTEND: &[Tpl] = &[
     t(I, 2.0, "GET {path} 200 {ms}ms user={user}"),
     t(I, 1.0, "rendered page {page} in {ms}ms"),
     t(D, 1.0, "session {sess} refreshed for user {user}"),
-    t(I, 0.8, "served static asset /static/{asset} ({bytes} bytes)"),
+    t(
+        I,
+        0.8,
+        "served static asset /static/{asset} ({bytes} bytes)",
+    ),
     t(W, 0.05, "client {ip} disconnected before response was sent"),
 ];
 
 const CHECKOUT: &[Tpl] = &[
-    t(I, 1.5, "order {order} placed by user {user}, total={amount} USD"),
+    t(
+        I,
+        1.5,
+        "order {order} placed by user {user}, total={amount} USD",
+    ),
     t(I, 1.0, "checkout started for user {user} with {n} items"),
     t(D, 1.0, "reserving stock for order {order}"),
     t(I, 1.0, "published order.created for {order}"),
     t(W, 0.05, "payment retry scheduled for order {order}"),
-    t(E, 0.008, "order {order} rejected: address validation failed"),
+    t(
+        E,
+        0.008,
+        "order {order} rejected: address validation failed",
+    ),
 ];
 
 const CATALOG: &[Tpl] = &[
@@ -80,13 +96,25 @@ const SEARCH: &[Tpl] = &[
 ];
 
 const PAYMENT: &[Tpl] = &[
-    t(I, 1.5, "charge {charge} authorized for order {order}: {amount} USD"),
+    t(
+        I,
+        1.5,
+        "charge {charge} authorized for order {order}: {amount} USD",
+    ),
     t(D, 1.0, "card token tok_{req} validated"),
-    t(W, 0.08, "card declined for order {order}: insufficient_funds"),
+    t(
+        W,
+        0.08,
+        "card declined for order {order}: insufficient_funds",
+    ),
 ];
 
 const SHIPPING: &[Tpl] = &[
-    t(I, 1.5, "shipping quote for order {order}: {amount} USD ({n} days)"),
+    t(
+        I,
+        1.5,
+        "shipping quote for order {order}: {amount} USD ({n} days)",
+    ),
     t(D, 1.0, "carrier {carrier} selected for order {order}"),
 ];
 
@@ -156,9 +184,21 @@ const DIRECTORY: &[Tpl] = &[
 const DATABASE: &[Tpl] = &[
     t(D, 2.0, "duration: {ms} ms statement: {query}"),
     t(I, 0.3, "connection authorized: user=app database=orders"),
-    t(I, 0.2, "automatic vacuum of table \"orders.public.{table}\": index scans: 1"),
-    t(W, 0.01, "checkpoints are occurring too frequently ({n} seconds apart)"),
-    t(E, 0.002, "could not receive data from client: Connection reset by peer"),
+    t(
+        I,
+        0.2,
+        "automatic vacuum of table \"orders.public.{table}\": index scans: 1",
+    ),
+    t(
+        W,
+        0.01,
+        "checkpoints are occurring too frequently ({n} seconds apart)",
+    ),
+    t(
+        E,
+        0.002,
+        "could not receive data from client: Connection reset by peer",
+    ),
 ];
 
 const CACHE: &[Tpl] = &[
@@ -168,8 +208,16 @@ const CACHE: &[Tpl] = &[
 ];
 
 const QUEUE: &[Tpl] = &[
-    t(D, 2.0, "message published to order-events partition {n} offset {offset}"),
-    t(I, 0.5, "consumer group notification committed offset {offset}"),
+    t(
+        D,
+        2.0,
+        "message published to order-events partition {n} offset {offset}",
+    ),
+    t(
+        I,
+        0.5,
+        "consumer group notification committed offset {offset}",
+    ),
     t(W, 0.01, "partition order-events-{n} under-replicated"),
 ];
 
@@ -226,8 +274,17 @@ pub(crate) struct Vars<'a> {
 }
 
 const PAGES: &[&str] = &["home", "product", "cart", "checkout", "search", "account"];
-const CATEGORIES: &[&str] = &["shoes", "books", "kitchen", "garden", "toys", "audio", "outdoor"];
-const TERMS: &[&str] = &["running shoes", "usb-c cable", "coffee grinder", "tent", "lego", "headphones"];
+const CATEGORIES: &[&str] = &[
+    "shoes", "books", "kitchen", "garden", "toys", "audio", "outdoor",
+];
+const TERMS: &[&str] = &[
+    "running shoes",
+    "usb-c cable",
+    "coffee grinder",
+    "tent",
+    "lego",
+    "headphones",
+];
 const CARRIERS: &[&str] = &["ups", "dhl", "fedex", "usps"];
 const CURRENCIES: &[&str] = &["EUR", "GBP", "JPY", "CAD", "CHF"];
 const TABLES: &[&str] = &["orders", "order_items", "stock", "users", "products"];
@@ -242,7 +299,10 @@ const QUERIES: &[&str] = &[
 const ASSETS: &[&str] = &["app.js", "main.css", "logo.svg", "vendor.js"];
 
 fn pick<'a>(rng: &mut SimRng, items: &[&'a str]) -> &'a str {
-    items.get(rng.gen_range(0..items.len().max(1))).copied().unwrap_or("")
+    items
+        .get(rng.gen_range(0..items.len().max(1)))
+        .copied()
+        .unwrap_or("")
 }
 
 /// Appends `text` with its placeholders filled to `out`.
@@ -268,7 +328,12 @@ pub(crate) fn render(out: &mut String, text: &str, v: &Vars, rng: &mut SimRng) {
             "sku" => write!(out, "SKU-{:05}", rng.gen_range(10_000..99_999)),
             "n" => write!(out, "{}", rng.gen_range(1..40)),
             "offset" => write!(out, "{}", rng.gen_range(100_000..9_000_000)),
-            "amount" => write!(out, "{}.{:02}", rng.gen_range(3..400), rng.gen_range(0..100)),
+            "amount" => write!(
+                out,
+                "{}.{:02}",
+                rng.gen_range(3..400),
+                rng.gen_range(0..100)
+            ),
             "ip" => write!(
                 out,
                 "10.{}.{}.{}",
@@ -283,7 +348,11 @@ pub(crate) fn render(out: &mut String, text: &str, v: &Vars, rng: &mut SimRng) {
             "ad" => write!(out, "ad-{:04}", rng.gen_range(0..5000)),
             "bytes" => write!(out, "{}", rng.gen_range(800..250_000)),
             "hit" => {
-                out.push_str(if rng.gen::<f64>() < 0.9 { "hit" } else { "miss" });
+                out.push_str(if rng.gen::<f64>() < 0.9 {
+                    "hit"
+                } else {
+                    "miss"
+                });
                 Ok(())
             }
             "page" => {

@@ -249,9 +249,12 @@ mod tests {
 
     #[test]
     fn seeds_reach_every_kind() {
-        let kinds: std::collections::BTreeSet<FaultKind> = (1..=50).map(FaultKind::for_seed).collect();
+        let kinds: std::collections::BTreeSet<FaultKind> =
+            (1..=50).map(FaultKind::for_seed).collect();
         assert_eq!(kinds.len(), 9);
-        let none = (1..=900).filter(|&s| FaultKind::for_seed(s) == FaultKind::None).count();
+        let none = (1..=900)
+            .filter(|&s| FaultKind::for_seed(s) == FaultKind::None)
+            .count();
         assert!((90..=110).contains(&none), "{none} fault-free of 900");
     }
 }

@@ -11,7 +11,9 @@ use super::effects::{
 use super::rng::{self, SimRng};
 use super::topology::{Role, System};
 use super::{FaultKind, SimConfig, MIN_DURATION};
-use crate::model::{Alert, Change, ChangeKind, KeyChange, Severity, Truth, Ts, HOUR, MINUTE, SECOND};
+use crate::model::{
+    Alert, Change, ChangeKind, KeyChange, Severity, Truth, Ts, HOUR, MINUTE, SECOND,
+};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -152,7 +154,9 @@ pub(crate) fn build(sys: &System, cfg: &SimConfig, kind: FaultKind) -> Scenario 
                     let node = if rng.gen::<f64>() < 0.6 {
                         sys.frontend
                     } else {
-                        rng::choose(&mut rng, &apps).copied().unwrap_or(sys.frontend)
+                        rng::choose(&mut rng, &apps)
+                            .copied()
+                            .unwrap_or(sys.frontend)
                     };
                     let signal = if rng.gen::<bool>() {
                         Signal::Latency
@@ -190,7 +194,8 @@ pub(crate) fn build(sys: &System, cfg: &SimConfig, kind: FaultKind) -> Scenario 
             (alert, truth)
         }
     };
-    plan.changes.sort_by(|a, b| a.time.cmp(&b.time).then(a.service.cmp(&b.service)));
+    plan.changes
+        .sort_by(|a, b| a.time.cmp(&b.time).then(a.service.cmp(&b.service)));
     Scenario {
         plan,
         alert,
@@ -204,7 +209,10 @@ fn pick(sys: &System, rng: &mut SimRng, filter: impl Fn(usize) -> bool) -> Optio
     let cands: Vec<usize> = (0..sys.nodes.len())
         .filter(|&i| i != sys.frontend && sys.reachable[i] && !sys.inc[i].is_empty() && filter(i))
         .collect();
-    let weights: Vec<f64> = cands.iter().map(|&i| 0.1 + sys.rel_rps[i].min(1.0)).collect();
+    let weights: Vec<f64> = cands
+        .iter()
+        .map(|&i| 0.1 + sys.rel_rps[i].min(1.0))
+        .collect();
     if cands.is_empty() {
         return None;
     }
@@ -243,7 +251,11 @@ fn nice_ms(x: f64) -> f64 {
 
 fn flag_feature(role: Role, rng: &mut SimRng) -> &'static str {
     let options: &[&'static str] = match role {
-        Role::Checkout => &["one_click_checkout", "new_checkout_flow", "async_order_events"],
+        Role::Checkout => &[
+            "one_click_checkout",
+            "new_checkout_flow",
+            "async_order_events",
+        ],
         Role::Catalog => &["catalog_v2_listing", "product_graph_lookup"],
         Role::Cart => &["cart_merge_v2", "persistent_cart"],
         Role::Auth => &["passwordless_login", "session_rotation"],
@@ -253,7 +265,9 @@ fn flag_feature(role: Role, rng: &mut SimRng) -> &'static str {
         Role::Pricing => &["dynamic_pricing"],
         _ => &["new_code_path", "batch_lookups", "strict_validation"],
     };
-    rng::choose(rng, options).copied().unwrap_or("new_code_path")
+    rng::choose(rng, options)
+        .copied()
+        .unwrap_or("new_code_path")
 }
 
 fn timeout_key(sys: &System, callee: usize) -> String {
@@ -293,22 +307,43 @@ fn inject(
             let c = pick(sys, rng, is_app)?;
             let r = ramp(rng);
             let level = (95.0 - sys.nodes[c].base_cpu).max(20.0);
-            plan.add(c, Target::Cpu, Shape::Ramp { start: tf, ramp: r, power: 1.0 }, level);
+            plan.add(
+                c,
+                Target::Cpu,
+                Shape::Ramp {
+                    start: tf,
+                    ramp: r,
+                    power: 1.0,
+                },
+                level,
+            );
             let m = rng::uniform(rng, 2.0, 5.0);
             plan.add(
                 c,
                 Target::LatMult,
-                Shape::Ramp { start: tf + secs(10.0), ramp: r, power: 1.0 },
+                Shape::Ramp {
+                    start: tf + secs(10.0),
+                    ramp: r,
+                    power: 1.0,
+                },
                 m,
             );
             let e = rng::uniform(rng, 0.01, 0.03);
             plan.add(
                 c,
                 Target::Err,
-                Shape::Ramp { start: tf + secs(30.0), ramp: r, power: 1.0 },
+                Shape::Ramp {
+                    start: tf + secs(30.0),
+                    ramp: r,
+                    power: 1.0,
+                },
                 e,
             );
-            Injected { cause: c, indicator: "cpu".into(), prefer: Some(Signal::Latency) }
+            Injected {
+                cause: c,
+                indicator: "cpu".into(),
+                prefer: Some(Signal::Latency),
+            }
         }
         FaultKind::MemoryLeak => {
             let c = pick(sys, rng, is_app)?;
@@ -316,8 +351,21 @@ fn inject(
             let tg = tf - clock.mins(rng::uniform(rng, 3.0, 6.0));
             let tlim = tf + clock.mins(rng::uniform(rng, 2.0, 4.0));
             let grow = sys.nodes[c].base_mem * rng::uniform(rng, 1.2, 2.0);
-            plan.add(c, Target::Mem, Shape::Ramp { start: t0, ramp: tlim - t0, power: 1.3 }, grow);
-            let gc = Shape::Ramp { start: tg, ramp: tf + secs(60.0) - tg, power: 1.5 };
+            plan.add(
+                c,
+                Target::Mem,
+                Shape::Ramp {
+                    start: t0,
+                    ramp: tlim - t0,
+                    power: 1.3,
+                },
+                grow,
+            );
+            let gc = Shape::Ramp {
+                start: tg,
+                ramp: tf + secs(60.0) - tg,
+                power: 1.5,
+            };
             let g = rng::uniform(rng, 150.0, 400.0);
             plan.add(c, Target::Gc, gc, g);
             let l = rng::uniform(rng, 150.0, 500.0);
@@ -325,32 +373,87 @@ fn inject(
             let u = rng::uniform(rng, 10.0, 25.0);
             plan.add(c, Target::Cpu, gc, u);
             let e = rng::uniform(rng, 0.03, 0.12);
-            plan.add(c, Target::Err, Shape::Ramp { start: tf, ramp: secs(60.0), power: 1.0 }, e);
+            plan.add(
+                c,
+                Target::Err,
+                Shape::Ramp {
+                    start: tf,
+                    ramp: secs(60.0),
+                    power: 1.0,
+                },
+                e,
+            );
             plan.phases.gc_from = tg;
-            let prefer = if rng.gen::<f64>() < 0.7 { Signal::Latency } else { Signal::Errors };
-            Injected { cause: c, indicator: "mem".into(), prefer: Some(prefer) }
+            let prefer = if rng.gen::<f64>() < 0.7 {
+                Signal::Latency
+            } else {
+                Signal::Errors
+            };
+            Injected {
+                cause: c,
+                indicator: "mem".into(),
+                prefer: Some(prefer),
+            }
         }
         FaultKind::Latency => {
             let c = pick(sys, rng, |i| {
-                is_app(i) || matches!(sys.nodes[i].role, Role::Cache | Role::Directory | Role::Queue)
+                is_app(i)
+                    || matches!(
+                        sys.nodes[i].role,
+                        Role::Cache | Role::Directory | Role::Queue
+                    )
             })?;
-            let r = if slow { ramp(rng) } else { secs(rng::uniform(rng, 5.0, 30.0)) };
+            let r = if slow {
+                ramp(rng)
+            } else {
+                secs(rng::uniform(rng, 5.0, 30.0))
+            };
             let add = if is_app(c) {
                 rng::uniform(rng, 300.0, 900.0)
             } else {
                 rng::uniform(rng, 150.0, 500.0)
             };
-            plan.add(c, Target::LatAdd, Shape::Ramp { start: tf, ramp: r, power: 1.0 }, add);
+            plan.add(
+                c,
+                Target::LatAdd,
+                Shape::Ramp {
+                    start: tf,
+                    ramp: r,
+                    power: 1.0,
+                },
+                add,
+            );
             if sys.nodes[c].role == Role::Queue {
-                plan.add(c, Target::QueueDepth, Shape::Ramp { start: tf, ramp: r, power: 1.0 }, 400.0);
+                plan.add(
+                    c,
+                    Target::QueueDepth,
+                    Shape::Ramp {
+                        start: tf,
+                        ramp: r,
+                        power: 1.0,
+                    },
+                    400.0,
+                );
             }
-            Injected { cause: c, indicator: "latency".into(), prefer: Some(Signal::Latency) }
+            Injected {
+                cause: c,
+                indicator: "latency".into(),
+                prefer: Some(Signal::Latency),
+            }
         }
         FaultKind::PacketLoss => {
             let c = pick(sys, rng, |_| true)?;
-            let r = if slow { ramp(rng) } else { secs(rng::uniform(rng, 5.0, 20.0)) };
+            let r = if slow {
+                ramp(rng)
+            } else {
+                secs(rng::uniform(rng, 5.0, 20.0))
+            };
             let p = rng::uniform(rng, 0.3, 0.6);
-            let shape = Shape::Ramp { start: tf, ramp: r, power: 1.0 };
+            let shape = Shape::Ramp {
+                start: tf,
+                ramp: r,
+                power: 1.0,
+            };
             for &e in &sys.inc[c] {
                 let edge = &sys.edges[e];
                 plan.edge_faults[e] = Some(EdgeFault {
@@ -364,7 +467,11 @@ fn inject(
             plan.add(c, Target::Err, shape, p * 0.1);
             let l = rng::uniform(rng, 20.0, 80.0);
             plan.add(c, Target::LatAdd, shape, l);
-            Injected { cause: c, indicator: "errors".into(), prefer: None }
+            Injected {
+                cause: c,
+                indicator: "errors".into(),
+                prefer: None,
+            }
         }
         FaultKind::BadDeploy => {
             let c = pick(sys, rng, is_app)?;
@@ -381,13 +488,21 @@ fn inject(
                 description: Some(format!("deploy {} {}", node.name, version_str(new))),
             });
             let onset = tf + secs(rng::uniform(rng, 10.0, 40.0));
-            let shape = Shape::Ramp { start: onset, ramp: ramp(rng), power: 1.0 };
+            let shape = Shape::Ramp {
+                start: onset,
+                ramp: ramp(rng),
+                power: 1.0,
+            };
             let e = rng::uniform(rng, 0.10, 0.35);
             plan.add(c, Target::Err, shape, e);
             let m = rng::uniform(rng, 0.2, 0.6);
             plan.add(c, Target::LatMult, shape, m);
             restart_blip(plan, rng, sys, c, tf);
-            Injected { cause: c, indicator: "version".into(), prefer: Some(Signal::Errors) }
+            Injected {
+                cause: c,
+                indicator: "version".into(),
+                prefer: Some(Signal::Errors),
+            }
         }
         FaultKind::ConfigChange => {
             let (s, d) = config_edge(sys, rng, seed)?;
@@ -419,7 +534,11 @@ fn inject(
             });
             plan.edge_faults[e] = Some(EdgeFault {
                 mode: FailMode::Timeout { new_ms },
-                shape: Shape::Ramp { start: tf, ramp: 0, power: 1.0 },
+                shape: Shape::Ramp {
+                    start: tf,
+                    ramp: 0,
+                    power: 1.0,
+                },
                 p: 0.0,
                 wait_ms: new_ms,
                 attempts: 4,
@@ -439,11 +558,24 @@ fn inject(
             plan.add(
                 s,
                 Target::Cpu,
-                Shape::Ramp { start: tf + secs(10.0), ramp: secs(60.0), power: 1.0 },
+                Shape::Ramp {
+                    start: tf + secs(10.0),
+                    ramp: secs(60.0),
+                    power: 1.0,
+                },
                 u,
             );
-            plan.config = Some(ConfigFault { node: s, callee: d, key: key.clone(), new_ms });
-            Injected { cause: s, indicator: key, prefer: Some(Signal::Errors) }
+            plan.config = Some(ConfigFault {
+                node: s,
+                callee: d,
+                key: key.clone(),
+                new_ms,
+            });
+            Injected {
+                cause: s,
+                indicator: key,
+                prefer: Some(Signal::Errors),
+            }
         }
         FaultKind::DbPoolExhaustion => {
             let d = (0..sys.nodes.len()).find(|&i| sys.nodes[i].role == Role::Database)?;
@@ -454,7 +586,16 @@ fn inject(
             };
             plan.add(d, Target::Conn, sat, 1.0);
             let m = rng::uniform(rng, 2.0, 5.0);
-            plan.add(d, Target::LatMult, Shape::Ramp { start: tf, ramp: secs(60.0), power: 1.0 }, m);
+            plan.add(
+                d,
+                Target::LatMult,
+                Shape::Ramp {
+                    start: tf,
+                    ramp: secs(60.0),
+                    power: 1.0,
+                },
+                m,
+            );
             let u = rng::uniform(rng, 8.0, 15.0);
             plan.add(d, Target::Cpu, sat, u);
             plan.add(d, Target::Err, sat, 0.003);
@@ -474,8 +615,16 @@ fn inject(
                     attempts: 1,
                 });
             }
-            let prefer = if rng.gen::<bool>() { Signal::Latency } else { Signal::Errors };
-            Injected { cause: d, indicator: "connections_active".into(), prefer: Some(prefer) }
+            let prefer = if rng.gen::<bool>() {
+                Signal::Latency
+            } else {
+                Signal::Errors
+            };
+            Injected {
+                cause: d,
+                indicator: "connections_active".into(),
+                prefer: Some(prefer),
+            }
         }
         FaultKind::FeatureFlag => {
             let c = pick(sys, rng, is_app)?;
@@ -483,7 +632,16 @@ fn inject(
             let key = format!("flag.{feature}");
             let frac = *rng::choose(rng, &[0.25, 0.5, 1.0]).unwrap_or(&1.0);
             let r = if slow { ramp(rng) } else { secs(5.0) };
-            plan.add(c, Target::PathFrac, Shape::Ramp { start: tf, ramp: r, power: 1.0 }, frac);
+            plan.add(
+                c,
+                Target::PathFrac,
+                Shape::Ramp {
+                    start: tf,
+                    ramp: r,
+                    power: 1.0,
+                },
+                frac,
+            );
             plan.flag = Some(FlagFault {
                 node: c,
                 key: key.clone(),
@@ -508,7 +666,11 @@ fn inject(
                     frac * 100.0
                 )),
             });
-            Injected { cause: c, indicator: key, prefer: None }
+            Injected {
+                cause: c,
+                indicator: key,
+                prefer: None,
+            }
         }
     };
     plan.cause = Some(injected.cause);
@@ -542,10 +704,34 @@ fn config_edge(sys: &System, rng: &mut SimRng, seed: u64) -> Option<(usize, usiz
 /// A restart after a deploy: a short CPU burst, a memory drop that refills, a slow warm-up.
 fn restart_blip(plan: &mut Plan, rng: &mut SimRng, sys: &System, node: usize, t: Ts) {
     let cpu = rng::uniform(rng, 15.0, 30.0);
-    plan.add(node, Target::Cpu, Shape::Decay { start: t, tau: secs(40.0) }, cpu);
+    plan.add(
+        node,
+        Target::Cpu,
+        Shape::Decay {
+            start: t,
+            tau: secs(40.0),
+        },
+        cpu,
+    );
     let mem = -0.3 * sys.nodes[node].base_mem;
-    plan.add(node, Target::Mem, Shape::Decay { start: t, tau: 4 * MINUTE }, mem);
-    plan.add(node, Target::LatMult, Shape::Decay { start: t, tau: secs(30.0) }, 0.3);
+    plan.add(
+        node,
+        Target::Mem,
+        Shape::Decay {
+            start: t,
+            tau: 4 * MINUTE,
+        },
+        mem,
+    );
+    plan.add(
+        node,
+        Target::LatMult,
+        Shape::Decay {
+            start: t,
+            tau: secs(30.0),
+        },
+        0.3,
+    );
 }
 
 fn scores(sys: &System, plan: &Plan, prop: &Propagation, s: usize, t: Ts) -> (f64, f64) {
@@ -663,12 +849,14 @@ fn make_alert(
         Signal::Latency => {
             let base = sys.p99[node];
             let value = base + x.p99;
-            let threshold = nice_ms((base * 1.5).max(base + 20.0).min(base + 0.7 * x.p99.max(0.0)));
+            let threshold = nice_ms(
+                (base * 1.5)
+                    .max(base + 20.0)
+                    .min(base + 0.7 * x.p99.max(0.0)),
+            );
             (
                 "latency",
-                format!(
-                    "High p99 latency on {name}: {value:.0} ms (threshold {threshold:.0} ms)"
-                ),
+                format!("High p99 latency on {name}: {value:.0} ms (threshold {threshold:.0} ms)"),
             )
         }
         Signal::Errors => {
@@ -720,7 +908,9 @@ fn add_herrings(
                 let cands: Vec<usize> = (0..n)
                     .filter(|&i| sys.nodes[i].is_app() && !blocked[i])
                     .collect();
-                let Some(&h) = rng::choose(rng, &cands) else { continue };
+                let Some(&h) = rng::choose(rng, &cands) else {
+                    continue;
+                };
                 let mut t = if cause.is_some() && rng.gen::<f64>() < 0.4 {
                     tf - clock.mins(rng::uniform(rng, 2.0, 10.0))
                 } else {
@@ -748,8 +938,11 @@ fn add_herrings(
             }
             Herring::Noisy => {
                 let cands: Vec<usize> = (0..n).filter(|&i| Some(i) != cause).collect();
-                let Some(&node) = rng::choose(rng, &cands) else { continue };
-                let metric = *rng::choose(rng, &["cpu", "latency_p99", "error_rate"]).unwrap_or(&"cpu");
+                let Some(&node) = rng::choose(rng, &cands) else {
+                    continue;
+                };
+                let metric =
+                    *rng::choose(rng, &["cpu", "latency_p99", "error_rate"]).unwrap_or(&"cpu");
                 plan.noisy.push(Noisy {
                     node,
                     metric,
@@ -763,23 +956,46 @@ fn add_herrings(
                 let from = tf + secs(rng::uniform(rng, 5.0, 20.0));
                 let to = from + secs(rng::uniform(rng, 60.0, 120.0));
                 let m = rng::uniform(rng, 0.15, 0.35);
-                plan.add(node, Target::Err, Shape::Window { start: from, ramp: secs(5.0), end: to }, m);
+                plan.add(
+                    node,
+                    Target::Err,
+                    Shape::Window {
+                        start: from,
+                        ramp: secs(5.0),
+                        end: to,
+                    },
+                    m,
+                );
                 plan.phases.burst = Some((node, from, to));
             }
             Herring::Batch => {
                 let cands: Vec<usize> = (0..n)
                     .filter(|&i| sys.nodes[i].is_app() && i != sys.frontend && Some(i) != cause)
                     .collect();
-                let Some(&node) = rng::choose(rng, &cands) else { continue };
-                let period = clock.mins(*rng::choose(rng, &[10.0, 15.0]).unwrap_or(&10.0)).max(MINUTE);
+                let Some(&node) = rng::choose(rng, &cands) else {
+                    continue;
+                };
+                let period = clock
+                    .mins(*rng::choose(rng, &[10.0, 15.0]).unwrap_or(&10.0))
+                    .max(MINUTE);
                 let width = clock.mins(rng::uniform(rng, 1.0, 3.0)).max(10 * SECOND);
                 let first = clock.start + (rng.gen::<f64>() * period as f64) as Ts;
-                let shape = Shape::Periodic { first, period, width };
+                let shape = Shape::Periodic {
+                    first,
+                    period,
+                    width,
+                };
                 let cpu = rng::uniform(rng, 30.0, 50.0);
                 plan.add(node, Target::Cpu, shape, cpu);
                 plan.add(node, Target::LatMult, shape, 0.15);
                 let job = *rng::choose(rng, BATCH_JOBS).unwrap_or(&"batch");
-                plan.batches.push(Batch { node, job, first, period, width });
+                plan.batches.push(Batch {
+                    node,
+                    job,
+                    first,
+                    period,
+                    width,
+                });
             }
         }
     }

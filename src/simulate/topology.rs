@@ -138,7 +138,11 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
                 &[("checkout", 1.0, 1), ("auth", 1.0, 1)],
             ),
             op!("GET /api/search", 2.0, &[("search", 1.0, 1)]),
-            op!("POST /api/login", 0.7, &[("auth", 1.0, 1), ("user", 0.5, 1)]),
+            op!(
+                "POST /api/login",
+                0.7,
+                &[("auth", 1.0, 1), ("user", 0.5, 1)]
+            ),
         ],
         Role::Checkout => &[
             op!(
@@ -453,7 +457,8 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
         n_extra += 1;
     }
     specs.sort_by_key(|s| s.2);
-    let index_of = |name: &str, specs: &[(String, Role, u32)]| specs.iter().position(|s| s.0 == name);
+    let index_of =
+        |name: &str, specs: &[(String, Role, u32)]| specs.iter().position(|s| s.0 == name);
 
     // Operations and the calls they make to services that exist.
     let mut drafts: Vec<Draft> = specs
@@ -469,7 +474,9 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
         for o in op_specs(d.role) {
             let mut calls = Vec::new();
             for &(callee, prob, repeat) in o.calls {
-                let Some(c) = index_of(callee, &specs) else { continue };
+                let Some(c) = index_of(callee, &specs) else {
+                    continue;
+                };
                 // Optional calls are sometimes absent, and probabilities vary by seed.
                 if prob < 1.0 && rng.gen::<f64>() < 0.12 {
                     continue;
@@ -484,8 +491,13 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
             d.ops.push((o.name.to_string(), o.weight, calls));
         }
         if d.role == Role::Extra {
-            d.ops.push((format!("GET /internal/{}/items", d.name), 2.0, Vec::new()));
-            d.ops.push((format!("POST /internal/{}/process", d.name), 1.0, Vec::new()));
+            d.ops
+                .push((format!("GET /internal/{}/items", d.name), 2.0, Vec::new()));
+            d.ops.push((
+                format!("POST /internal/{}/process", d.name),
+                1.0,
+                Vec::new(),
+            ));
         }
     }
     let n = drafts.len();
@@ -501,9 +513,11 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
         depth
     };
     let has_caller = |drafts: &[Draft], c: usize| {
-        drafts
-            .iter()
-            .any(|d| d.ops.iter().any(|o| o.1 > 0.0 && o.2.iter().any(|x| x.0 == c)))
+        drafts.iter().any(|d| {
+            d.ops
+                .iter()
+                .any(|o| o.1 > 0.0 && o.2.iter().any(|x| x.0 == c))
+        })
     };
     let infra: Vec<usize> = (0..n)
         .filter(|&i| matches!(drafts[i].role, Role::Database | Role::Cache))
@@ -527,7 +541,9 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
         let k = rng.gen_range(1..=2usize);
         let mut my_depth = 1;
         for _ in 0..k {
-            let Some(&c) = rng::choose(&mut rng, &callers) else { break };
+            let Some(&c) = rng::choose(&mut rng, &callers) else {
+                break;
+            };
             if drafts[c].ops.iter().any(|o| o.2.iter().any(|y| y.0 == x)) {
                 continue;
             }
@@ -539,7 +555,9 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
         if my_depth <= 2 {
             let k = rng.gen_range(0..=2usize);
             for _ in 0..k {
-                let Some(&c) = rng::choose(&mut rng, &infra) else { break };
+                let Some(&c) = rng::choose(&mut rng, &infra) else {
+                    break;
+                };
                 if drafts[x].ops.iter().any(|o| o.2.iter().any(|y| y.0 == c)) {
                     continue;
                 }
@@ -596,7 +614,9 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
             continue;
         }
         let oi = rng.gen_range(0..drafts[caller].ops.len());
-        drafts[caller].ops[oi].2.push((c, rng::uniform(&mut rng, 0.4, 0.9), 1));
+        drafts[caller].ops[oi]
+            .2
+            .push((c, rng::uniform(&mut rng, 0.4, 0.9), 1));
     }
 
     // Nodes with their seeded parameters.
@@ -682,10 +702,19 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
     let mut out = vec![Vec::new(); n];
     let mut inc = vec![Vec::new(); n];
     for (s, d) in drafts.iter().enumerate() {
-        let total_w: f64 = d.ops.iter().map(|o| o.1).sum::<f64>().max(f64::MIN_POSITIVE);
+        let total_w: f64 = d
+            .ops
+            .iter()
+            .map(|o| o.1)
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
         for (oi, (_, weight, calls)) in d.ops.iter().enumerate() {
             for &(c, prob, repeat) in calls {
-                let e = match out[s].iter().copied().find(|&e: &usize| edges[e].callee == c) {
+                let e = match out[s]
+                    .iter()
+                    .copied()
+                    .find(|&e: &usize| edges[e].callee == c)
+                {
                     Some(e) => e,
                     None => {
                         let callee_role = drafts[c].role;
@@ -729,7 +758,10 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
         }
     }
 
-    let frontend = nodes.iter().position(|n| n.role == Role::Frontend).unwrap_or(0);
+    let frontend = nodes
+        .iter()
+        .position(|n| n.role == Role::Frontend)
+        .unwrap_or(0);
     let mut sys = System {
         nodes,
         edges,
@@ -846,7 +878,10 @@ mod tests {
                         assert!(!sys.inc[i].is_empty(), "{} has no caller", node.name);
                     }
                 }
-                assert!(sys.depth.iter().all(|&d| d <= 4), "too deep for seed {seed} size {size}");
+                assert!(
+                    sys.depth.iter().all(|&d| d <= 4),
+                    "too deep for seed {seed} size {size}"
+                );
                 let mut names: Vec<&str> = sys.nodes.iter().map(|n| n.name.as_str()).collect();
                 names.sort_unstable();
                 names.dedup();

@@ -43,7 +43,11 @@ pub(crate) fn generate(sys: &System, plan: &Plan, cfg: &SimConfig) -> (Vec<LogRe
             .iter()
             .map(|n| n.ops.iter().map(|o| o.weight).collect())
             .collect(),
-        lines: sys.nodes.iter().map(|n| logs::lines_per_span(n.role)).collect(),
+        lines: sys
+            .nodes
+            .iter()
+            .map(|n| logs::lines_per_span(n.role))
+            .collect(),
     };
     let end = cfg.start + cfg.duration;
     let buckets: Vec<Ts> = (0..)
@@ -89,10 +93,20 @@ pub(crate) fn generate(sys: &System, plan: &Plan, cfg: &SimConfig) -> (Vec<LogRe
 #[derive(Debug, Clone, Copy)]
 enum Failure {
     Own,
-    Timeout { callee: usize, ms: f64, attempts: u32 },
-    Reset { callee: usize },
-    Pool { callee: usize },
-    Upstream { callee: usize },
+    Timeout {
+        callee: usize,
+        ms: f64,
+        attempts: u32,
+    },
+    Reset {
+        callee: usize,
+    },
+    Pool {
+        callee: usize,
+    },
+    Upstream {
+        callee: usize,
+    },
 }
 
 struct Outcome {
@@ -157,7 +171,13 @@ impl Gen<'_, '_> {
         });
     }
 
-    fn visit(&mut self, node: usize, parent: Option<&str>, caller: Option<usize>, start: f64) -> Outcome {
+    fn visit(
+        &mut self,
+        node: usize,
+        parent: Option<&str>,
+        caller: Option<usize>,
+        start: f64,
+    ) -> Outcome {
         let sys = self.sys;
         let plan = self.plan;
         let t = start as Ts;
@@ -170,7 +190,10 @@ impl Gen<'_, '_> {
             rng::weighted(self.rng, &self.prep.op_weights[node])
         };
         let Some(op) = nd.ops.get(oi) else {
-            return Outcome { dur: 0.0, error: false };
+            return Outcome {
+                dur: 0.0,
+                error: false,
+            };
         };
         let span_id = hex64(self.rng);
         let slot = self.spans.len();
@@ -209,7 +232,12 @@ impl Gen<'_, '_> {
             }
         }
         let dur = cursor + (self_ms - pre) - start;
-        let own_err = own.err + if flag_path { flag.map_or(0.0, |f| f.err) } else { 0.0 };
+        let own_err = own.err
+            + if flag_path {
+                flag.map_or(0.0, |f| f.err)
+            } else {
+                0.0
+            };
         if failure.is_none() && self.rng.gen::<f64>() < own_err {
             failure = Some(Failure::Own);
         }
@@ -224,7 +252,13 @@ impl Gen<'_, '_> {
 
     /// One logical call from `caller` over edge `e`, with retries. Returns the time the caller
     /// waited and the failure it saw.
-    fn call_edge(&mut self, caller: usize, e: usize, span_id: &str, at: f64) -> (f64, Option<Failure>) {
+    fn call_edge(
+        &mut self,
+        caller: usize,
+        e: usize,
+        span_id: &str,
+        at: f64,
+    ) -> (f64, Option<Failure>) {
         let sys = self.sys;
         let plan = self.plan;
         let edge = &sys.edges[e];
@@ -253,7 +287,11 @@ impl Gen<'_, '_> {
                             sys.nodes[callee].name, timeout
                         );
                         self.log(now + timeout, caller, Level::Warn, msg, Some(span_id));
-                        Failure::Timeout { callee, ms: timeout, attempts }
+                        Failure::Timeout {
+                            callee,
+                            ms: timeout,
+                            attempts,
+                        }
                     } else {
                         let child = self.visit(callee, Some(span_id), Some(caller), now);
                         let w = child.dur * rng::uniform(self.rng, 0.3, 1.0);
@@ -304,7 +342,11 @@ impl Gen<'_, '_> {
                             ),
                         };
                         self.log(now + timeout, caller, Level::Warn, msg, Some(span_id));
-                        Failure::Timeout { callee, ms: timeout, attempts }
+                        Failure::Timeout {
+                            callee,
+                            ms: timeout,
+                            attempts,
+                        }
                     } else {
                         waited += child.dur;
                         if !child.error {
@@ -377,7 +419,11 @@ impl Gen<'_, '_> {
             self.log(start + dur, node, Level::Warn, msg, Some(span_id));
         }
         // The cause's own situation.
-        if plan.is_cause_active(node, t) || (plan.kind == FaultKind::MemoryLeak && plan.cause == Some(node) && t >= plan.phases.gc_from) {
+        if plan.is_cause_active(node, t)
+            || (plan.kind == FaultKind::MemoryLeak
+                && plan.cause == Some(node)
+                && t >= plan.phases.gc_from)
+        {
             match plan.kind {
                 FaultKind::MemoryLeak if self.rng.gen::<f64>() < 0.25 => {
                     let o = plan.own(node, t);
@@ -402,10 +448,7 @@ impl Gen<'_, '_> {
         }
         if let (true, Some(f)) = (flag_path, plan.flag.as_ref()) {
             if self.rng.gen::<f64>() < 0.7 {
-                let msg = format!(
-                    "{} enabled: serving {op} via {} path",
-                    f.key, f.feature
-                );
+                let msg = format!("{} enabled: serving {op} via {} path", f.key, f.feature);
                 self.log(start, node, Level::Info, msg, Some(span_id));
             }
         }
@@ -417,7 +460,10 @@ impl Gen<'_, '_> {
         }
         if let Some(f) = failure {
             let msg = self.failure_message(node, op, t, f, flag_path);
-            let level = if matches!(f, Failure::Own) && plan.kind == FaultKind::MemoryLeak && plan.cause == Some(node) {
+            let level = if matches!(f, Failure::Own)
+                && plan.kind == FaultKind::MemoryLeak
+                && plan.cause == Some(node)
+            {
                 Level::Fatal
             } else {
                 Level::Error
@@ -426,13 +472,24 @@ impl Gen<'_, '_> {
         }
     }
 
-    fn failure_message(&mut self, node: usize, op: &str, t: Ts, f: Failure, flag_path: bool) -> String {
+    fn failure_message(
+        &mut self,
+        node: usize,
+        op: &str,
+        t: Ts,
+        f: Failure,
+        flag_path: bool,
+    ) -> String {
         let sys = self.sys;
         let plan = self.plan;
         let nd = &sys.nodes[node];
         let name = |i: usize| sys.nodes[i].name.as_str();
         match f {
-            Failure::Timeout { callee, ms, attempts } => {
+            Failure::Timeout {
+                callee,
+                ms,
+                attempts,
+            } => {
                 if nd.role == Role::Auth && sys.nodes[callee].role == Role::Directory {
                     format!(
                         "authentication failed for user u-{:05}: LDAP bind timed out after {ms:.0}ms ({attempts} attempts)",
@@ -464,12 +521,17 @@ impl Gen<'_, '_> {
                 }
                 if plan.is_cause_active(node, t) {
                     match plan.kind {
-                        FaultKind::BadDeploy => return logs::deploy_exception(&nd.name, op, self.rng),
+                        FaultKind::BadDeploy => {
+                            return logs::deploy_exception(&nd.name, op, self.rng)
+                        }
                         FaultKind::MemoryLeak => {
                             return "java.lang.OutOfMemoryError: Java heap space".to_string()
                         }
                         FaultKind::CpuHog => {
-                            return format!("request {op} timed out in worker queue after {:.0}ms", rng::uniform(self.rng, 500.0, 3000.0))
+                            return format!(
+                                "request {op} timed out in worker queue after {:.0}ms",
+                                rng::uniform(self.rng, 500.0, 3000.0)
+                            )
                         }
                         FaultKind::DbPoolExhaustion => {
                             return "FATAL: sorry, too many clients already".to_string()
@@ -485,15 +547,20 @@ impl Gen<'_, '_> {
                     );
                 }
                 match nd.role {
-                    Role::Database => "ERROR: canceling statement due to statement timeout".to_string(),
+                    Role::Database => {
+                        "ERROR: canceling statement due to statement timeout".to_string()
+                    }
                     Role::Cache => "ERR max number of clients reached".to_string(),
                     Role::Directory => "conn closed: result=51 (server busy)".to_string(),
                     Role::Queue => "produce request failed: NOT_LEADER_FOR_PARTITION".to_string(),
-                    _ => format!("internal error handling {op}: {}", match self.rng.gen_range(0..3) {
-                        0 => "IllegalStateException: unexpected response shape",
-                        1 => "SocketTimeoutException: read timed out",
-                        _ => "RuntimeException: invariant violated",
-                    }),
+                    _ => format!(
+                        "internal error handling {op}: {}",
+                        match self.rng.gen_range(0..3) {
+                            0 => "IllegalStateException: unexpected response shape",
+                            1 => "SocketTimeoutException: read timed out",
+                            _ => "RuntimeException: invariant violated",
+                        }
+                    ),
                 }
             }
         }
@@ -512,7 +579,13 @@ impl Gen<'_, '_> {
                     for _ in 0..2 {
                         let ms = rng::uniform(self.rng, 0.2, 2.0);
                         let t = at(self.rng);
-                        self.log(t, i, Level::Debug, format!("GET /healthz 200 {ms:.1}ms"), None);
+                        self.log(
+                            t,
+                            i,
+                            Level::Debug,
+                            format!("GET /healthz 200 {ms:.1}ms"),
+                            None,
+                        );
                     }
                     let t = at(self.rng);
                     let msg = format!(
@@ -578,7 +651,9 @@ impl Gen<'_, '_> {
             if c.time < t0 || c.time >= t1 {
                 continue;
             }
-            let Some(i) = sys.index(&c.service) else { continue };
+            let Some(i) = sys.index(&c.service) else {
+                continue;
+            };
             let t = c.time as f64;
             match c.kind {
                 ChangeKind::Deploy => {
@@ -596,7 +671,10 @@ impl Gen<'_, '_> {
                         t + boot * 1000.0,
                         i,
                         Level::Info,
-                        format!("{} {version} started in {boot:.1}s, listening on 0.0.0.0:8080", c.service),
+                        format!(
+                            "{} {version} started in {boot:.1}s, listening on 0.0.0.0:8080",
+                            c.service
+                        ),
                         None,
                     );
                 }
@@ -633,7 +711,13 @@ impl Gen<'_, '_> {
                     break;
                 }
                 if s >= t0 {
-                    self.log(s as f64, b.node, Level::Info, format!("batch job {} started", b.job), None);
+                    self.log(
+                        s as f64,
+                        b.node,
+                        Level::Info,
+                        format!("batch job {} started", b.job),
+                        None,
+                    );
                 }
                 let e = s + b.width;
                 if e >= t0 && e < t1 {
@@ -654,14 +738,32 @@ impl Gen<'_, '_> {
             match plan.kind {
                 FaultKind::MemoryLeak if t0 >= plan.phases.gc_from => {
                     let pct = rng::uniform(self.rng, 20.0, 60.0);
-                    self.log(t, c, Level::Warn, format!("GC overhead high: {pct:.0}% of time spent in GC"), None);
+                    self.log(
+                        t,
+                        c,
+                        Level::Warn,
+                        format!("GC overhead high: {pct:.0}% of time spent in GC"),
+                        None,
+                    );
                     if t0 >= plan.fault_time {
-                        self.log(t, c, Level::Error, "java.lang.OutOfMemoryError: GC overhead limit exceeded".into(), None);
+                        self.log(
+                            t,
+                            c,
+                            Level::Error,
+                            "java.lang.OutOfMemoryError: GC overhead limit exceeded".into(),
+                            None,
+                        );
                     }
                 }
                 FaultKind::CpuHog if t0 >= plan.fault_time => {
                     let lag = rng::uniform(self.rng, 200.0, 2000.0);
-                    self.log(t, c, Level::Warn, format!("event loop blocked for {lag:.0}ms"), None);
+                    self.log(
+                        t,
+                        c,
+                        Level::Warn,
+                        format!("event loop blocked for {lag:.0}ms"),
+                        None,
+                    );
                 }
                 _ => {}
             }
