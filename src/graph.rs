@@ -4,8 +4,7 @@
 //! a cause's onset is before its effect's (within a tolerance for coarse metric resolution).
 //! - change → later anomalies of the changed service (and of its callees, when the changed
 //!   service itself became anomalous: a retry storm, a new query);
-//! - within a service, resource metrics → trace behaviour → service metrics → logs, and earlier →
-//!   later;
+//! - within a service, resource metrics → trace behaviour → service metrics → logs;
 //! - callee → caller along the dependency graph: a fault in a dependency shows in its callers.
 
 use crate::correlate::Dependencies;
@@ -22,7 +21,7 @@ pub enum EdgeReason {
     ChangeThenEffect,
     /// A change on a service that became anomalous, then an anomaly of a service it calls.
     ChangeThenCalleeEffect,
-    /// Two anomalies of one service, the first a plausible driver of the second.
+    /// Two anomalies of one service, the first a more basic signal that drives the second.
     SameService,
     /// An anomaly of a callee, then one of its caller.
     CalleeToCaller,
@@ -33,7 +32,7 @@ impl EdgeReason {
         match self {
             EdgeReason::ChangeThenEffect => "change preceded this anomaly of the same service",
             EdgeReason::ChangeThenCalleeEffect => "change on the caller preceded this anomaly of its dependency",
-            EdgeReason::SameService => "earlier or more basic anomaly of the same service",
+            EdgeReason::SameService => "more basic anomaly of the same service",
             EdgeReason::CalleeToCaller => "dependency anomaly propagates to its caller",
         }
     }
@@ -87,6 +86,12 @@ fn layer(a: &Anomaly) -> u8 {
     }
 }
 
+/// Resource usage of a service (its CPU, memory, connections, I/O): driven by the service's own
+/// work, so a dependency's trouble does not explain it (a caller gets slower or fails instead).
+fn is_resource(a: &Anomaly) -> bool {
+    a.source == Source::Metric && layer(a) == 1
+}
+
 pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> CausalGraph {
     let mut g = CausalGraph::with_capacity(anomalies.len(), anomalies.len() * 4);
     let nodes: Vec<NodeIndex> = (0..anomalies.len()).map(|i| g.add_node(i)).collect();
@@ -121,11 +126,10 @@ pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> C
                     None
                 }
             } else if effect.service == cause.service {
-                let (lc, le) = (layer(cause), layer(effect));
-                let earlier = lag > cfg.tolerance;
-                let same_time = lag.abs() <= cfg.tolerance;
-                (earlier || (same_time && lc < le)).then_some((EdgeReason::SameService, 0.8))
-            } else if deps.calls(&effect.service, &cause.service) && lag <= cfg.propagation_lag {
+                // Within a service only a more basic signal drives a more derived one (CPU →
+                // latency → errors in logs); two readings of one symptom are not cause and effect.
+                (layer(cause) < layer(effect)).then_some((EdgeReason::SameService, 0.8))
+            } else if deps.calls(&effect.service, &cause.service) && lag <= cfg.propagation_lag && !is_resource(effect) {
                 Some((EdgeReason::CalleeToCaller, 0.7))
             } else {
                 None

@@ -11,7 +11,7 @@
 use crate::correlate::Dependencies;
 use crate::detect::{Anomaly, Source};
 use crate::graph::CausalGraph;
-use crate::model::{Alert, ChangeKind};
+use crate::model::{Alert, ChangeKind, Ts};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,10 @@ pub struct RankConfig {
     /// Time scale over which an anomaly's weight as a symptom decays with its distance from the
     /// alert.
     pub symptom_horizon: crate::model::Ts,
+    /// Evidence that lasted this long is a lasting problem, not a blip.
+    pub lasting: Ts,
+    /// Evidence last seen this close to the end of the data is still going on.
+    pub still_active: Ts,
     /// Below this confidence the verdict is `no_root_cause`.
     pub min_confidence: f64,
     /// The strongest anomaly must reach this strength for any root cause to be reported.
@@ -52,6 +56,8 @@ impl Default for RankConfig {
             flag_prior: 0.6,
             strength_scale: 10.0,
             symptom_horizon: 10 * crate::model::MINUTE,
+            lasting: 5 * crate::model::MINUTE,
+            still_active: 2 * crate::model::MINUTE,
             min_confidence: 0.2,
             min_strength: 0.45,
         }
@@ -246,6 +252,7 @@ pub fn rank(
     g: &CausalGraph,
     deps: &Dependencies,
     alert: &Alert,
+    data_end: Ts,
     cfg: &RankConfig,
 ) -> Ranking {
     let alert_service = alert.service.as_str();
@@ -339,8 +346,21 @@ pub fn rank(
         .filter(|a| a.source != Source::Change)
         .map(|a| strength(a, cfg))
         .fold(0.0f64, f64::max);
+    // A cause must still be at work: evidence that lasted a while or is still there at the end
+    // of the data. A blip that crossed a threshold and went away by itself needs no fix.
+    let lasting = |a: &Anomaly| {
+        a.source != Source::Change && (a.end >= data_end - cfg.still_active || a.end - a.onset >= cfg.lasting)
+    };
+    // Judged on what carries the candidate (its anomalies with most of the walk's mass), not
+    // on some unrelated drift of the same service.
+    let persistent = |c: &Candidate| {
+        let top = c.anomalies.first().map_or(0.0, |&i| mass[i]);
+        let lead: Vec<usize> = c.anomalies.iter().copied().filter(|&i| mass[i] >= 0.5 * top).collect();
+        lead.iter().any(|&i| lasting(&anomalies[i]))
+            || g.edge_references().any(|e| lead.contains(&g[e.source()]) && lasting(&anomalies[g[e.target()]]))
+    };
     let has_root_cause = strongest >= cfg.min_strength
-        && candidates.first().is_some_and(|c| c.confidence >= cfg.min_confidence);
+        && candidates.first().is_some_and(|c| c.confidence >= cfg.min_confidence && persistent(c));
     Ranking { candidates, has_root_cause, mass }
 }
 
@@ -348,7 +368,6 @@ pub fn rank(
 mod tests {
     use super::*;
     use crate::graph::{build, GraphConfig};
-    use crate::model::Ts;
 
     fn a(service: &str, source: Source, indicator: &str, onset: Ts, score: f64) -> Anomaly {
         Anomaly {
@@ -375,7 +394,7 @@ mod tests {
             severity: Default::default(),
             title: String::new(),
         };
-        rank(anomalies, &g, &deps, &alert, &RankConfig::default())
+        rank(anomalies, &g, &deps, &alert, alert.time, &RankConfig::default())
     }
 
     #[test]

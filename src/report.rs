@@ -52,6 +52,11 @@ pub struct TimelineEntry {
     pub source: Source,
     pub indicator: String,
     pub score: f64,
+    /// Share of the ranking walk's mass that settled on this anomaly.
+    pub mass: f64,
+    /// When it was last seen, if it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
     pub evidence: String,
 }
 
@@ -171,8 +176,11 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
     let ranking = &triage.ranking;
     let timeline: Vec<TimelineEntry> = anomalies
         .iter()
-        .map(|a| TimelineEntry {
+        .enumerate()
+        .map(|(i, a)| TimelineEntry {
             time: fmt_time(a.onset),
+            mass: (ranking.mass.get(i).copied().unwrap_or(0.0) * 1e4).round() / 1e4,
+            end: (a.end != Ts::MAX).then(|| fmt_time(a.end)),
             service: a.service.clone(),
             source: a.source,
             indicator: a.indicator.clone(),

@@ -48,7 +48,7 @@ pub fn triage(incident: &Incident, cfg: &Config) -> Triage {
     let dependencies = Dependencies::new(incident.topology.as_ref(), &detection.call_edges);
     let groups = correlate::group(&detection.anomalies, cfg.group_window);
     let graph = graph::build(&detection.anomalies, &dependencies, &cfg.graph);
-    let ranking = rank::rank(&detection.anomalies, &graph, &dependencies, &incident.alert, &cfg.rank);
+    let ranking = rank::rank(&detection.anomalies, &graph, &dependencies, &incident.alert, detection.data_end, &cfg.rank);
     tracing::info!(
         anomalies = detection.anomalies.len(),
         edges = graph.edge_count(),

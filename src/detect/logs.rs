@@ -121,6 +121,7 @@ struct TemplateStats {
     reference: u64,
     current: u64,
     first_current: Option<Ts>,
+    last_current: Option<Ts>,
     level: Level,
     example: String,
 }
@@ -147,6 +148,9 @@ impl ServiceLogs {
             if s.first_current.is_none_or(|t| rec.time < t) {
                 s.first_current = Some(rec.time);
             }
+            if s.last_current.is_none_or(|t| rec.time > t) {
+                s.last_current = Some(rec.time);
+            }
             if s.example.is_empty() || (rec.level.is_error() && s.example.len() < 2) {
                 s.example = rec.message.chars().take(200).collect();
             }
@@ -171,9 +175,13 @@ fn stream(logs: &Logs, report: &mut ReadReport, f: &mut dyn FnMut(&LogRecord)) {
 pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     let mut services: BTreeMap<String, ServiceLogs> = BTreeMap::new();
     let mut lines = 0u64;
+    let mut last = Ts::MIN;
     let start = incident.analysis_start;
     let mut push = |rec: &LogRecord, current: bool| {
         lines += 1;
+        if current {
+            last = last.max(rec.time);
+        }
         match services.get_mut(&rec.service) {
             Some(s) => s.push(rec, current),
             None => {
@@ -190,6 +198,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     let separate = incident.baseline.is_some();
     stream(&incident.telemetry.logs, &mut report, &mut |r| push(r, separate || r.time >= start));
     out.log_lines += lines;
+    out.data_end = out.data_end.max(last);
     out.read_report.merge(report);
     for (name, s) in &services {
         out.log_templates += s.drain.templates.len();
@@ -240,7 +249,7 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
             indicator: "log_errors".into(),
             signal: template(id),
             onset: t.first_current.unwrap_or(first_seen),
-            end: Ts::MAX,
+            end: t.last_current.unwrap_or(Ts::MAX),
             score: z,
             direction: 1,
             evidence: format!(
@@ -261,7 +270,7 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
             indicator: "new_log_template".into(),
             signal: template(id),
             onset: t.first_current.unwrap_or(first_seen),
-            end: Ts::MAX,
+            end: t.last_current.unwrap_or(Ts::MAX),
             score: z,
             direction: 1,
             evidence: format!("{name} logged a new template {} times: `{}`", t.current, template(id)),

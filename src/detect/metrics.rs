@@ -45,12 +45,21 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
 /// significant (a slowly drifting gauge against a short baseline).
 const MIN_RELATIVE_SHIFT: f64 = 0.1;
 
+/// Smallest change of an error ratio (0–1) that counts.
+const MIN_ERROR_RATIO_SHIFT: f64 = 0.005;
+
+/// Weight of an excursion that stays within the reference's 1st–99th percentile range.
+const WITHIN_RANGE_DISCOUNT: f64 = 0.5;
+
 /// Judges one series; `None` when it is normal.
 pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &DetectConfig) -> Option<Anomaly> {
     if current.is_empty() {
         return None;
     }
     let r = Robust::of(reference);
+    // An error ratio must move by half a percentage point to matter, whatever its z-score.
+    let is_ratio = canonical_indicator(&series.metric) == "errors" && reference.iter().all(|x| (0.0..=1.0).contains(x));
+    let min_abs = if is_ratio { MIN_ERROR_RATIO_SHIFT } else { 0.0 };
     let z: Vec<f64> = current.iter().map(|p| r.z(p.1)).collect();
     let k = cfg.sustain.max(1).min(z.len());
     // The sustained excursion at i: the weakest |z| of the k points from i, all of one sign.
@@ -65,14 +74,18 @@ pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &De
     let mut best = 0.0f64;
     let mut onset_idx = None;
     for i in 0..=z.len() - k {
-        let s = sustained(i);
-        // It must also leave the reference's own normal range, so a noisy series is judged by
-        // its noise, not by its median.
-        let beyond = current[i..i + k].iter().all(|p| {
-            let material = (p.1 - r.median).abs() >= MIN_RELATIVE_SHIFT * r.median.abs();
-            material && if s > 0.0 { p.1 > r.hi } else { p.1 < r.lo }
-        });
-        if s.abs() >= cfg.z_threshold && beyond {
+        let mut s = sustained(i);
+        let window = &current[i..i + k];
+        let material = window
+            .iter()
+            .all(|p| (p.1 - r.median).abs() >= (MIN_RELATIVE_SHIFT * r.median.abs()).max(min_abs));
+        // Within the reference's own extremes, a noisy series is only as suspect as its noise
+        // allows: the evidence counts half.
+        let beyond = window.iter().all(|p| if s > 0.0 { p.1 > r.hi } else { p.1 < r.lo });
+        if !beyond {
+            s *= WITHIN_RANGE_DISCOUNT;
+        }
+        if s.abs() >= cfg.z_threshold && material {
             if onset_idx.is_none() {
                 onset_idx = Some(i);
             }

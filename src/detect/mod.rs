@@ -101,12 +101,22 @@ pub struct Detection {
     pub log_templates: usize,
     /// Records that could not be read while streaming logs.
     pub read_report: ReadReport,
+    /// The latest time seen in the incident period (metrics, spans, logs): "now" for the data.
+    pub data_end: Ts,
 }
 
 /// Runs every detector on the incident.
 pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
     let _span = tracing::info_span!("detect", incident = %incident.id).entered();
     let mut out = Detection::default();
+    let t = &incident.telemetry;
+    out.data_end = t
+        .metrics
+        .iter()
+        .filter_map(|s| s.points.last().map(|p| p.0))
+        .chain(t.spans.iter().map(|s| s.start + s.duration_ms as Ts))
+        .max()
+        .unwrap_or(incident.alert.time);
     metrics::detect(incident, cfg, &mut out);
     traces::detect(incident, cfg, &mut out);
     logs::detect(incident, cfg, &mut out);

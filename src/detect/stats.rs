@@ -90,6 +90,28 @@ pub fn change_point(x: &[f64], mean0: f64) -> usize {
     start
 }
 
+/// Where an upward shift that began at `start` ends: the end of the prefix of `x[start..]` that
+/// maximises Σ (xᵢ − c), c halfway between `mean0` and the shifted level. The last index for a
+/// shift that lasts to the end of the data.
+pub fn segment_end(x: &[f64], start: usize, mean0: f64) -> usize {
+    const CLIP: f64 = 50.0;
+    if start >= x.len() {
+        return x.len().saturating_sub(1);
+    }
+    let tail: Vec<f64> = x[start..].iter().map(|v| v.clamp(-CLIP, CLIP)).collect();
+    let level = tail.iter().sum::<f64>() / tail.len() as f64;
+    let c = (mean0 + level) / 2.0;
+    let (mut best, mut best_k, mut sum) = (f64::MIN, 0usize, 0.0);
+    for (k, v) in tail.iter().enumerate() {
+        sum += v - c;
+        if sum > best {
+            best = sum;
+            best_k = k;
+        }
+    }
+    start + best_k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +137,18 @@ mod tests {
         assert_eq!(change_point(&[1.0, 1.0], 0.0), 0);
         let flags = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0];
         assert_eq!(change_point(&flags, 0.05), 6);
+    }
+
+    #[test]
+    fn segment_end_finds_where_a_blip_is_over() {
+        let mut x = vec![0.5; 60];
+        for v in x.iter_mut().take(14).skip(10) {
+            *v = 20.0;
+        }
+        x[40] = 3.0;
+        assert_eq!(segment_end(&x, 10, 0.0), 13);
+        let lasting: Vec<f64> = (0..30).map(|i| if i >= 10 { 15.0 } else { 0.0 }).collect();
+        assert_eq!(segment_end(&lasting, 10, 0.0), 29);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! where it arises rather than on every caller above it. End-to-end latency per service is kept
 //! too, as the symptom that callers see.
 
-use super::stats::{change_point, quantile, Robust};
+use super::stats::{change_point, quantile, segment_end, Robust};
 use super::{Anomaly, DetectConfig, Detection, Source};
 use crate::detect::metrics::fmt_num;
 use crate::model::{Incident, Span, Ts};
@@ -171,14 +171,16 @@ fn latency(
     let mut sorted: Vec<(Ts, f64)> = current.to_vec();
     sorted.sort_by_key(|p| p.0);
     let zs: Vec<f64> = sorted.iter().map(|p| r.z(p.1)).collect();
-    let onset = sorted[change_point(&zs, 0.0)].0;
+    let start = change_point(&zs, 0.0);
+    let onset = sorted[start].0;
+    let end = sorted[segment_end(&zs, start, 0.0)].0;
     Some(Anomaly {
         service: service.to_string(),
         source: Source::Trace,
         indicator: indicator.to_string(),
         signal: op.to_string(),
         onset,
-        end: Ts::MAX,
+        end,
         score: z,
         direction: 1,
         evidence: format!(
@@ -206,14 +208,16 @@ fn errors(service: &str, e: &ErrStats, cfg: &DetectConfig) -> Option<Anomaly> {
     let mut cur = e.cur.clone();
     cur.sort_by_key(|c| c.0);
     let flags: Vec<f64> = cur.iter().map(|c| if c.1 { 1.0 } else { 0.0 }).collect();
-    let onset = cur[change_point(&flags, p0)].0;
+    let start = change_point(&flags, p0);
+    let onset = cur[start].0;
+    let end = cur[segment_end(&flags, start, p0)].0;
     Some(Anomaly {
         service: service.to_string(),
         source: Source::Trace,
         indicator: "errors".into(),
         signal: "span errors".into(),
         onset,
-        end: Ts::MAX,
+        end,
         score: z,
         direction: 1,
         evidence: format!(
