@@ -7,7 +7,7 @@
 
 use crate::adapters;
 use crate::model::{Incident, Truth};
-use crate::simulate::{self, SimConfig};
+use crate::simulate::{self, FaultKind, SimConfig};
 use crate::triage::{self, Config};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,17 @@ pub struct Suite {
 
 /// Resolves a suite argument into its cases (cheap: nothing heavy is loaded yet).
 pub fn suites(arg: &str) -> Result<Vec<Suite>, EvalError> {
-    if let Some(range) = arg.strip_prefix("sim:") {
+    if let Some(spec) = arg.strip_prefix("sim:") {
+        let (range, fault) = match spec.split_once(':') {
+            Some((r, k)) => {
+                let kind = FaultKind::parse(k).ok_or_else(|| EvalError::Suite {
+                    path: arg.into(),
+                    message: format!("unknown fault kind `{k}`"),
+                })?;
+                (r, Some(kind))
+            }
+            None => (spec, None),
+        };
         let (a, b) = range.split_once('-').unwrap_or((range, range));
         let parse = |s: &str| {
             s.trim().parse::<u64>().map_err(|_| EvalError::Suite { path: arg.into(), message: format!("`{s}` is not a seed") })
@@ -56,7 +66,7 @@ pub fn suites(arg: &str) -> Result<Vec<Suite>, EvalError> {
             .map(|seed| Case {
                 id: format!("sim-{seed}"),
                 system: "simulated".into(),
-                source: CaseSource::Simulated(SimConfig::for_seed(seed)),
+                source: CaseSource::Simulated(SimConfig { fault, ..SimConfig::for_seed(seed) }),
             })
             .collect();
         return Ok(vec![Suite { name: arg.to_string(), cases }]);
@@ -354,6 +364,8 @@ mod tests {
     fn suite_arguments_are_checked() {
         assert!(matches!(suites("sim:1-3"), Ok(v) if v[0].cases.len() == 3));
         assert!(suites("sim:x-3").is_err());
+        assert!(matches!(suites("sim:1-2:none"), Ok(v) if v[0].cases.len() == 2));
+        assert!(suites("sim:1-2:meteor").is_err());
         assert!(matches!(suites("/nonexistent/place"), Err(EvalError::UnknownSuite(_))));
     }
 }

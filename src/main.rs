@@ -85,7 +85,8 @@ enum Command {
     ///
     /// A SUITE is a dataset folder (../shared/datasets/nezha/trainticket,
     /// ../shared/datasets/nezha/onlineboutique, ../shared/datasets/rcd_sockshop), a directory of
-    /// bundles each with truth.json, or `sim:A-B` for simulated seeds A to B.
+    /// bundles each with truth.json, or `sim:A-B` for simulated seeds A to B (`sim:A-B:KIND` forces
+    /// a fault kind, e.g. `sim:1-50:none` for fault-free windows).
     Eval {
         #[arg(required = true, value_name = "SUITE")]
         suites: Vec<String>,

@@ -37,6 +37,9 @@ pub struct RankConfig {
     pub symptom_horizon: crate::model::Ts,
     /// Evidence that lasted this long is a lasting problem, not a blip.
     pub lasting: Ts,
+    /// Only evidence that began this long before the alert, or later, decides whether a cause
+    /// is still at work.
+    pub lasting_window: Ts,
     /// Evidence last seen this close to the end of the data is still going on.
     pub still_active: Ts,
     /// Below this confidence the verdict is `no_root_cause`.
@@ -58,6 +61,7 @@ impl Default for RankConfig {
             symptom_horizon: 10 * crate::model::MINUTE,
             lasting: 5 * crate::model::MINUTE,
             still_active: 2 * crate::model::MINUTE,
+            lasting_window: 15 * crate::model::MINUTE,
             min_confidence: 0.2,
             min_strength: 0.45,
         }
@@ -351,13 +355,21 @@ pub fn rank(
     let lasting = |a: &Anomaly| {
         a.source != Source::Change && (a.end >= data_end - cfg.still_active || a.end - a.onset >= cfg.lasting)
     };
-    // Judged on what carries the candidate (its anomalies with most of the walk's mass), not
-    // on some unrelated drift of the same service.
+    // Judged on the candidate's clear evidence from around the alert, not on some older drift of
+    // the same service.
     let persistent = |c: &Candidate| {
-        let top = c.anomalies.first().map_or(0.0, |&i| mass[i]);
-        let lead: Vec<usize> = c.anomalies.iter().copied().filter(|&i| mass[i] >= 0.5 * top).collect();
-        lead.iter().any(|&i| lasting(&anomalies[i]))
-            || g.edge_references().any(|e| lead.contains(&g[e.source()]) && lasting(&anomalies[g[e.target()]]))
+        let recent = |i: usize| anomalies[i].onset >= alert.time - cfg.lasting_window;
+        let clear = |i: usize| anomalies[i].source == Source::Change || strength(&anomalies[i], cfg) >= 0.5;
+        let lead: Vec<usize> = c.anomalies.iter().copied().filter(|&i| recent(i) && clear(i)).collect();
+        // A change is an instant: it lasts through its effects.
+        lead.iter().any(|&i| {
+            if anomalies[i].source == Source::Change {
+                g.edges_directed(petgraph::graph::NodeIndex::new(i), Direction::Outgoing)
+                    .any(|e| lasting(&anomalies[g[e.target()]]))
+            } else {
+                lasting(&anomalies[i])
+            }
+        })
     };
     let has_root_cause = strongest >= cfg.min_strength
         && candidates.first().is_some_and(|c| c.confidence >= cfg.min_confidence && persistent(c));
