@@ -148,7 +148,7 @@ fn latency(
 ) -> Option<Anomaly> {
     const MIN_CURRENT: usize = 3;
     const MIN_RELATIVE_SHIFT: f64 = 0.2;
-    const MIN_SLOW_SHARE: f64 = 0.1;
+    const MIN_SLOW_SHARE: f64 = 0.25;
     if reference.len() < cfg.min_reference_points || current.len() < MIN_CURRENT {
         return None;
     }
@@ -159,7 +159,9 @@ fn latency(
     // Share of spans above the reference's 99th percentile, against the 1 % expected.
     let over = cur.iter().filter(|x| **x > r.hi).count() as f64;
     let n = cur.len() as f64;
-    let z_tail = (over - 0.01 * n) / (0.01 * 0.99 * n + 1.0).sqrt();
+    // A small reference's 99th percentile is its maximum: expect at least 1/(m+1) above it.
+    let p_tail = (1.0 / (reference.len() as f64 + 1.0)).max(0.01);
+    let z_tail = (over - p_tail * n) / (p_tail * (1.0 - p_tail) * n + 1.0).sqrt();
     let z = z_median.max(z_tail);
     // Statistically clear is not enough: the shift must matter to a user too (a 5 % slower
     // median over thousands of spans is significant and irrelevant).
