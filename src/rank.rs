@@ -103,7 +103,17 @@ pub fn strength(a: &Anomaly, cfg: &RankConfig) -> f64 {
             Some(ChangeKind::Flag) => cfg.flag_prior,
             None => cfg.deploy_prior,
         },
-        _ => 1.0 - (-a.score.max(0.0) / cfg.strength_scale).exp(),
+        _ => reliability(a) * (1.0 - (-a.score.max(0.0) / cfg.strength_scale).exp()),
+    }
+}
+
+/// How much an anomaly of this kind says about a fault, whatever its score: a log template that
+/// is new but not an error mostly reflects a different request mix, a vanished one even more so.
+fn reliability(a: &Anomaly) -> f64 {
+    match a.indicator.as_str() {
+        "new_log_template" => 0.5,
+        "missing_log_template" => 0.3,
+        _ => 1.0,
     }
 }
 

@@ -195,8 +195,15 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     if let Some(b) = &incident.baseline {
         stream(&b.logs, &mut report, &mut |r| push(r, false));
     }
+    // With a separate baseline, lines before `analysis_start` belong to neither period.
     let separate = incident.baseline.is_some();
-    stream(&incident.telemetry.logs, &mut report, &mut |r| push(r, separate || r.time >= start));
+    stream(&incident.telemetry.logs, &mut report, &mut |r| {
+        if r.time >= start {
+            push(r, true)
+        } else if !separate {
+            push(r, false)
+        }
+    });
     out.log_lines += lines;
     out.data_end = out.data_end.max(last);
     out.read_report.merge(report);

@@ -77,7 +77,10 @@ struct ErrStats {
 
 pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     let (reference, current): (Vec<&Span>, Vec<&Span>) = match &incident.baseline {
-        Some(b) => (b.spans.iter().collect(), incident.telemetry.spans.iter().collect()),
+        Some(b) => (
+            b.spans.iter().collect(),
+            incident.telemetry.spans.iter().filter(|s| s.start >= incident.analysis_start).collect(),
+        ),
         None => incident.telemetry.spans.iter().partition(|s| s.start < incident.analysis_start),
     };
     if current.is_empty() {
@@ -149,6 +152,7 @@ fn latency(
     const MIN_CURRENT: usize = 3;
     const MIN_RELATIVE_SHIFT: f64 = 0.2;
     const MIN_SLOW_SHARE: f64 = 0.25;
+    const MIN_ABSOLUTE_SHIFT_MS: f64 = 1.0;
     if reference.len() < cfg.min_reference_points || current.len() < MIN_CURRENT {
         return None;
     }
@@ -166,7 +170,10 @@ fn latency(
     // Statistically clear is not enough: the shift must matter to a user too (a 5 % slower
     // median over thousands of spans is significant and irrelevant).
     let relative = (med - r.median) / r.median.abs().max(1e-9);
-    let material = relative >= MIN_RELATIVE_SHIFT || over / n >= MIN_SLOW_SHARE;
+    // …and by enough milliseconds to be felt: a database call going from 0.7 to 0.9 ms is not.
+    let felt = med - r.median >= MIN_ABSOLUTE_SHIFT_MS
+        || quantile(&cur, 0.9) - quantile(reference, 0.9) >= 5.0 * MIN_ABSOLUTE_SHIFT_MS;
+    let material = (relative >= MIN_RELATIVE_SHIFT || over / n >= MIN_SLOW_SHARE) && felt;
     if z < cfg.z_threshold || med <= r.median || !material {
         return None;
     }
