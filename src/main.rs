@@ -96,9 +96,15 @@ enum Command {
     },
     /// Measure speed and memory on a simulated one-hour, 50-service incident
     /// (~1M log lines, ~500 metric series, ~200k spans). Build with --release for real figures.
+    ///
+    /// With --write DIR it only writes that incident as a bundle, so the whole path from files
+    /// can be timed: `culprit bench --write /tmp/big && time culprit investigate /tmp/big`.
     Bench {
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Write the benchmark incident as a bundle into DIR instead of measuring.
+        #[arg(long, value_name = "DIR")]
+        write: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -177,7 +183,14 @@ fn run(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval { suites, json } => run_eval(&suites, json),
-        Command::Bench { seed, json } => {
+        Command::Bench { seed, write: Some(dir), .. } => {
+            let incident = simulate::simulate(&simulate::bench_config(seed));
+            ingest::write_bundle(&incident, incident.truth.as_ref(), &dir)
+                .with_context(|| format!("writing the benchmark bundle to {}", dir.display()))?;
+            println!("wrote {} to {}", incident.id, dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { seed, json, write: None } => {
             let b = culprit::bench::run(seed);
             if json {
                 println!("{}", serde_json::to_string_pretty(&b)?);

@@ -117,10 +117,22 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
         .chain(t.spans.iter().map(|s| s.start + s.duration_ms as Ts))
         .max()
         .unwrap_or(incident.alert.time);
-    metrics::detect(incident, cfg, &mut out);
-    traces::detect(incident, cfg, &mut out);
-    logs::detect(incident, cfg, &mut out);
-    changes::detect(incident, cfg, &mut out);
+    // Logs are the bulk of the work (streamed, template-mined); the other sources run beside them.
+    let mut from_logs = Detection { data_end: out.data_end, ..Detection::default() };
+    rayon::join(
+        || logs::detect(incident, cfg, &mut from_logs),
+        || {
+            metrics::detect(incident, cfg, &mut out);
+            traces::detect(incident, cfg, &mut out);
+            changes::detect(incident, cfg, &mut out);
+        },
+    );
+    out.anomalies.append(&mut from_logs.anomalies);
+    out.unchecked.append(&mut from_logs.unchecked);
+    out.log_lines = from_logs.log_lines;
+    out.log_templates = from_logs.log_templates;
+    out.read_report = from_logs.read_report;
+    out.data_end = out.data_end.max(from_logs.data_end);
     out.anomalies.sort_by(|a, b| {
         a.onset
             .cmp(&b.onset)
