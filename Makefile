@@ -22,4 +22,4 @@ bench: setup
 
 ## Accuracy on the simulated suite and the public datasets beside the repo.
 eval: setup
-	@$(ENV) && cargo run --release --quiet -- eval sim:1-50 ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop
+	@$(ENV) && cargo run --release --quiet -- eval sim:1-50 sim:1-50:none sim:301-500 sim:201-300:none ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop

@@ -26,7 +26,7 @@ pub enum EvalError {
 /// One case to run: how to load it, and its label.
 #[derive(Debug, Clone)]
 pub enum CaseSource {
-    Dataset(adapters::CaseRef),
+    Dataset(Box<adapters::CaseRef>),
     Bundle(PathBuf),
     Simulated(SimConfig),
 }
@@ -80,7 +80,7 @@ pub fn suites(arg: &str) -> Result<Vec<Suite>, EvalError> {
             by_system.entry(c.system.clone()).or_default().push(Case {
                 id: c.id.clone(),
                 system: c.system.clone(),
-                source: CaseSource::Dataset(c),
+                source: CaseSource::Dataset(Box::new(c)),
             });
         }
         return Ok(by_system

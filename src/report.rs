@@ -287,10 +287,9 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(s, "# Incident {}", r.incident);
     let _ = writeln!(
         s,
-        "Alert: {} — {} {} on {} at {} ({:?})",
+        "Alert: {} — {} alert on {} at {} ({:?})",
         if a.title.is_empty() { "(untitled)" } else { &a.title },
         a.signal,
-        "alert",
         a.service,
         fmt_time(a.time),
         a.severity

@@ -1,6 +1,8 @@
 //! Dataset adapters at their boundary: listing and loading real labelled cases (skipped when
 //! `../shared/datasets` is absent) and skipping malformed metric rows with file, line and field.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use culprit::adapters::{self, nezha, CaseRef, CaseSource, DatasetKind};
 use culprit::model::{Incident, ReadReport, Severity};
 use std::collections::BTreeSet;

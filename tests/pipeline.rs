@@ -2,6 +2,8 @@
 //! windows, the accuracy floor on seeds 1..50, malformed bundles through the binary, and the
 //! golden JSON report of the demo incident.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use culprit::eval::{self, Outcome};
 use culprit::ingest;
 use culprit::model::Incident;

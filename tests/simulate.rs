@@ -1,5 +1,7 @@
 //! Tests of the fault-injection simulator at its public boundary: determinism, labels, sizes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use culprit::model::{
     ChangeKind, Incident, Level, Series, Severity, Span, Truth, Ts, HOUR, MINUTE, SECOND,
 };

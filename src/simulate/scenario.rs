@@ -798,7 +798,7 @@ fn best_path(sys: &System, cause: usize, symptom: usize) -> Vec<usize> {
                 continue;
             }
             let edge = &sys.edges[e];
-            let g = (edge.lat_gain + edge.err_gain) * edge.w.min(1.0).max(0.05) * val[c];
+            let g = (edge.lat_gain + edge.err_gain) * edge.w.clamp(0.05, 1.0) * val[c];
             if g > val[s] {
                 val[s] = g;
                 next[s] = c;

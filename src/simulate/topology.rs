@@ -429,11 +429,14 @@ impl System {
     }
 }
 
+/// A draft operation: name, traffic weight, and calls as (callee, probability, repeats).
+type DraftOp = (String, f64, Vec<(usize, f64, u32)>);
+
 struct Draft {
     name: String,
     role: Role,
     rank: u32,
-    ops: Vec<(String, f64, Vec<(usize, f64, u32)>)>,
+    ops: Vec<DraftOp>,
 }
 
 /// Builds the system of `services` nodes (at least 6) for `seed`.
