@@ -298,7 +298,7 @@ fn load_every_case() {
     let metrics_took = started.elapsed();
     let started = std::time::Instant::now();
     let spans =
-        nezha::read_trace_csv(&day.join("trace/10_12_trace.csv.gz"), &mut report).expect("spans");
+        culprit::ingest::read_span_csv(&day.join("trace/10_12_trace.csv.gz"), &mut report).expect("spans");
     eprintln!(
         "trainticket day metrics: {} series in {metrics_took:.2?}; one minute of traces: {} spans in {:.2?}",
         metrics.len(),

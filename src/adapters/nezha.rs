@@ -21,7 +21,7 @@ use super::{
     AdapterError, CaseRef, CaseSource, DatasetKind, SeriesBuilder,
 };
 use crate::model::{
-    Incident, LogFile, LogFormat, Logs, ReadReport, Series, Span, Telemetry, Topology,
+    Incident, LogFile, LogFormat, Logs, ReadReport, Series, Telemetry, Topology,
     TopologyEdge, TopologyNode, Truth, Ts, MINUTE,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -221,7 +221,7 @@ pub(crate) fn load_case(case: &CaseRef, n: &NezhaCase) -> Result<Incident, Adapt
                 }
                 let trace = rca.join("trace").join(format!("{minute}_trace.csv.gz"));
                 if trace.is_file() {
-                    telemetry.spans.extend(read_trace_csv(&trace, &mut report)?);
+                    telemetry.spans.extend(crate::ingest::read_span_csv(&trace, &mut report)?);
                 } else {
                     report.skip(issue(&trace, 0, None, "minute trace file missing".into()));
                 }
@@ -238,7 +238,7 @@ pub(crate) fn load_case(case: &CaseRef, n: &NezhaCase) -> Result<Incident, Adapt
                     .collect(),
             };
             for trace in csv_files(&construct.join("trace"))? {
-                baseline.spans.extend(read_trace_csv(&trace, &mut report)?);
+                baseline.spans.extend(crate::ingest::read_span_csv(&trace, &mut report)?);
             }
         }
         DatasetKind::NezhaOnlineBoutique => {
@@ -518,106 +518,6 @@ fn parse_go_time(s: &str) -> Option<Ts> {
     Some(naive.and_utc().timestamp_millis() - sign * (h * 60 + m) * MINUTE)
 }
 
-/// Reads a Nezha trace table into spans: `ParentID` `root` (or empty) marks a root span, the
-/// service is the pod name without its hashes, start is `StartTimeUnixNano` in ms and the
-/// duration `EndTimeUnixNano − StartTimeUnixNano` in ms. The data has no status column, so
-/// `error` is false. Unreadable rows are skipped and reported.
-pub fn read_trace_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, AdapterError> {
-    let mut rdr = csv_reader(path)?;
-    let hdr = headers(&mut rdr, path)?;
-    let col = |name: &str| column(&hdr, name, path);
-    let (c_trace, c_span, c_parent, c_pod) = (
-        col("TraceID")?,
-        col("SpanID")?,
-        col("ParentID")?,
-        col("PodName")?,
-    );
-    let (c_op, c_start, c_end) = (
-        col("OperationName")?,
-        col("StartTimeUnixNano")?,
-        col("EndTimeUnixNano")?,
-    );
-    let mut spans = Vec::new();
-    let mut services: BTreeMap<String, String> = BTreeMap::new();
-    let mut record = csv::StringRecord::new();
-    loop {
-        match rdr.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                report.skip(issue(path, line, None, e.to_string()));
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    break;
-                }
-                continue;
-            }
-        }
-        let line = line_of(&record);
-        if record.len() != hdr.len() {
-            report.skip(issue(
-                path,
-                line,
-                None,
-                format!("{} fields, header has {}", record.len(), hdr.len()),
-            ));
-            continue;
-        }
-        let nanos = |c: usize| record[c].trim().parse::<i64>();
-        let (start, end) = match (nanos(c_start), nanos(c_end)) {
-            (Ok(s), Ok(e)) if e >= s => (s, e),
-            (Err(_), _) => {
-                report.skip(issue(
-                    path,
-                    line,
-                    Some(&hdr[c_start]),
-                    "not an integer".into(),
-                ));
-                continue;
-            }
-            (_, Err(_)) => {
-                report.skip(issue(
-                    path,
-                    line,
-                    Some(&hdr[c_end]),
-                    "not an integer".into(),
-                ));
-                continue;
-            }
-            _ => {
-                report.skip(issue(
-                    path,
-                    line,
-                    Some(&hdr[c_end]),
-                    "ends before it starts".into(),
-                ));
-                continue;
-            }
-        };
-        let pod = record[c_pod].trim();
-        let service = match services.get(pod) {
-            Some(s) => s.clone(),
-            None => {
-                let s = pod_to_service(pod);
-                services.insert(pod.to_string(), s.clone());
-                s
-            }
-        };
-        let parent = record[c_parent].trim();
-        report.records_read += 1;
-        spans.push(Span {
-            trace_id: record[c_trace].trim().to_string(),
-            span_id: record[c_span].trim().to_string(),
-            parent_id: (!parent.is_empty() && parent != "root").then(|| parent.to_string()),
-            service,
-            operation: record[c_op].trim().to_string(),
-            start: start / 1_000_000,
-            duration_ms: (end - start) as f64 / 1e6,
-            error: false,
-        });
-    }
-    Ok(spans)
-}
 
 /// Reads OnlineBoutique's `dependency.csv` (`Source,Target,Weight`) into caller → callee edges.
 /// Edges to node IP addresses (where a pod runs, not a call) are dropped, and so are services
