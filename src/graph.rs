@@ -80,6 +80,7 @@ fn layer(a: &Anomaly) -> u8 {
         (Source::Change, _) => 0,
         (Source::Metric, "cpu" | "mem" | "connections" | "io" | "network" | "queue") => 1,
         (Source::Trace, "latency" | "errors") => 2,
+        (Source::Metric, "latency_client") => 4,
         (Source::Metric, _) => 3,
         (Source::Trace, _) => 4,
         (Source::Log, _) => 5,

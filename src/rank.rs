@@ -112,6 +112,8 @@ pub fn strength(a: &Anomaly, cfg: &RankConfig) -> f64 {
 fn reliability(a: &Anomaly) -> f64 {
     match a.indicator.as_str() {
         "new_log_template" => 0.5,
+        // Waiting on others says little about oneself.
+        "latency_client" => 0.5,
         "missing_log_template" => 0.3,
         _ => 1.0,
     }

@@ -120,8 +120,8 @@ fn kind_of(a: &Anomaly) -> String {
     match a.indicator.as_str() {
         "cpu" => "cpu",
         "mem" => "memory",
-        "latency" | "latency_total" => "latency",
-        "errors" | "log_errors" | "new_log_template" | "missing_log_template" => "errors",
+        "latency" | "latency_total" | "latency_client" => "latency",
+        "errors" | "log_errors" | "new_log_template" | "missing_log_template" | "broken_log_sequence" => "errors",
         "connections" | "queue" => "saturation",
         "traffic" => "traffic",
         _ => "anomaly",
@@ -162,9 +162,11 @@ fn action(incident: &Incident, lead: &Anomaly) -> String {
     match lead.indicator.as_str() {
         "cpu" => format!("relieve CPU saturation on {s}: scale it out or stop the hot path (profile it)"),
         "mem" => format!("restart {s} to relieve memory pressure, then look for the leak (heap profile)"),
+        "latency_client" => format!("{s} waits on slow dependencies (`{}`): look at what it calls", lead.signal),
         "latency" | "latency_total" => format!("look at what slowed {s} down (`{}`): its dependencies, locks, GC", lead.signal),
         "connections" => format!("{s} is out of connections: raise the pool or find what holds them"),
         "errors" | "log_errors" | "new_log_template" => format!("inspect the new errors in {s}: `{}`", lead.signal),
+        "broken_log_sequence" => format!("requests in {s} stop short between `{}`: check the code between those log lines", lead.signal),
         "missing_log_template" => format!("{s} stopped logging `{}`: check the code path around it", lead.signal),
         "traffic" => format!("find where the extra traffic to {s} comes from (retries, a caller's change)"),
         _ => format!("inspect {s} `{}`", lead.signal),

@@ -154,7 +154,12 @@ pub fn canonical_indicator(metric: &str) -> &'static str {
     } else if has("success") || has("error") || has("fail") || has("5xx") {
         "errors"
     } else if has("lat") || has("duration") || has("p99") || has("p95") || has("p90") || has("response_time") {
-        "latency"
+        // A client-side latency is how long this service waited for others: about its callees.
+        if has("client") {
+            "latency_client"
+        } else {
+            "latency"
+        }
     } else if has("conn") || has("pool") {
         "connections"
     } else if has("queue") || has("lag") || has("backlog") {
@@ -181,6 +186,7 @@ mod tests {
         assert_eq!(canonical_indicator("MemoryUsage(Mi)"), "mem");
         assert_eq!(canonical_indicator("PodSuccessRate(%)"), "errors");
         assert_eq!(canonical_indicator("PodServerLatencyP99(s)"), "latency");
+        assert_eq!(canonical_indicator("PodClientLatencyP90(s)"), "latency_client");
         assert_eq!(canonical_indicator("lat_90"), "latency");
         assert_eq!(canonical_indicator("PodWorkload(Ops)"), "traffic");
         assert_eq!(canonical_indicator("connections_active"), "connections");
