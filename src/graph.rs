@@ -130,7 +130,12 @@ pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> C
                 // Within a service only a more basic signal drives a more derived one (CPU →
                 // latency → errors in logs); two readings of one symptom are not cause and effect.
                 (layer(cause) < layer(effect)).then_some((EdgeReason::SameService, 0.8))
-            } else if deps.calls(&effect.service, &cause.service) && lag <= cfg.propagation_lag && !is_resource(effect) {
+            } else if deps.calls(&effect.service, &cause.service)
+                && lag <= cfg.propagation_lag
+                && !is_resource(effect)
+                // A callee's wait on its own dependencies is their anomaly to pass on, not its.
+                && cause.indicator != "latency_client"
+            {
                 Some((EdgeReason::CalleeToCaller, 0.7))
             } else {
                 None
