@@ -87,6 +87,13 @@ fn layer(a: &Anomaly) -> u8 {
     }
 }
 
+/// Whether an anomaly of a callee can show in its callers. Its traffic, I/O and network volume
+/// cannot: they follow from what callers send, not the other way round. Its client-side latency
+/// cannot either: that is its own dependencies' anomaly to pass on.
+fn propagates_to_callers(a: &Anomaly) -> bool {
+    !(a.source == Source::Metric && matches!(a.indicator.as_str(), "traffic" | "io" | "network" | "latency_client"))
+}
+
 /// Resource usage of a service (its CPU, memory, connections, I/O): driven by the service's own
 /// work, so a dependency's trouble does not explain it (a caller gets slower or fails instead).
 fn is_resource(a: &Anomaly) -> bool {
@@ -133,8 +140,7 @@ pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> C
             } else if deps.calls(&effect.service, &cause.service)
                 && lag <= cfg.propagation_lag
                 && !is_resource(effect)
-                // A callee's wait on its own dependencies is their anomaly to pass on, not its.
-                && cause.indicator != "latency_client"
+                && propagates_to_callers(cause)
             {
                 Some((EdgeReason::CalleeToCaller, 0.7))
             } else {
