@@ -110,14 +110,14 @@ pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> C
         effects.entry(a.service.as_str()).or_default().push(a.onset);
     }
     let affected = |service: &str, change: Ts| {
-        effects.get(service).is_some_and(|ts| ts.iter().any(|t| *t >= change - cfg.tolerance && *t <= change + cfg.max_lag))
+        effects.get(service).is_some_and(|ts| ts.iter().any(|t| *t >= change.saturating_sub(cfg.tolerance) && *t <= change.saturating_add(cfg.max_lag)))
     };
     for (i, cause) in anomalies.iter().enumerate() {
         for (j, effect) in anomalies.iter().enumerate() {
             if i == j || effect.source == Source::Change {
                 continue;
             }
-            let lag = effect.onset - cause.onset;
+            let lag = effect.onset.saturating_sub(cause.onset);
             // Cause before effect, and the cause still active when the effect began.
             if lag < -cfg.tolerance || lag > cfg.max_lag || effect.onset > cause.end.saturating_add(cfg.tolerance) {
                 continue;

@@ -131,7 +131,7 @@ fn walk(anomalies: &[Anomaly], g: &CausalGraph, alert: &Alert, cfg: &RankConfig)
     // as starting points (they may still be reached as causes).
     let near: Vec<f64> = anomalies
         .iter()
-        .map(|a| (-((a.onset - alert.time).abs() as f64) / cfg.symptom_horizon as f64).exp())
+        .map(|a| (-(a.onset.abs_diff(alert.time) as f64) / cfg.symptom_horizon as f64).exp())
         .collect();
     let mut restart = vec![0.0; n];
     // The alert guides the walk only where the graph can take it further: a symptom with no
@@ -365,12 +365,12 @@ pub fn rank(
     // A cause must still be at work: evidence that lasted a while or is still there at the end
     // of the data. A blip that crossed a threshold and went away by itself needs no fix.
     let lasting = |a: &Anomaly| {
-        a.source != Source::Change && (a.end >= data_end - cfg.still_active || a.end - a.onset >= cfg.lasting)
+        a.source != Source::Change && (a.end >= data_end.saturating_sub(cfg.still_active) || a.end.saturating_sub(a.onset) >= cfg.lasting)
     };
     // Judged on the candidate's clear evidence from around the alert, not on some older drift of
     // the same service.
     let persistent = |c: &Candidate| {
-        let recent = |i: usize| anomalies[i].onset >= alert.time - cfg.lasting_window;
+        let recent = |i: usize| anomalies[i].onset >= alert.time.saturating_sub(cfg.lasting_window);
         let clear = |i: usize| anomalies[i].source == Source::Change || strength(&anomalies[i], cfg) >= 0.5;
         let lead: Vec<usize> = c.anomalies.iter().copied().filter(|&i| recent(i) && clear(i)).collect();
         // A change is an instant: it lasts through its effects.

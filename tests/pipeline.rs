@@ -166,3 +166,50 @@ fn eval_marks_unloadable_cases_invalid() {
     assert_eq!(r.overall.invalid, 1);
     assert!(matches!(&r.results[0].outcome, Outcome::Invalid { reason } if reason.contains("incident.json")));
 }
+
+/// Degenerate but valid input never panics: an alert with no telemetry at all, and telemetry
+/// with non-finite values, extreme times and spans that point at missing parents.
+#[test]
+fn degenerate_incidents_are_answered_not_panicked_on() {
+    use culprit::model::{Alert, LogRecord, Series, Span, Telemetry, HOUR};
+    let alert = Alert { time: 1_700_000_000_000, service: "web".into(), signal: "latency".into(), severity: Default::default(), title: String::new() };
+    let empty = Incident {
+        id: "empty".into(),
+        alert: alert.clone(),
+        telemetry: Telemetry::default(),
+        baseline: None,
+        analysis_start: alert.time - HOUR,
+        topology: None,
+        truth: None,
+        read_report: Default::default(),
+    };
+    let r = investigate(&empty);
+    assert_eq!(r.verdict, Verdict::NoRootCause);
+    assert!(r.root_causes.is_empty());
+
+    let mut odd = empty.clone();
+    odd.telemetry.metrics.push(Series {
+        service: "web".into(),
+        metric: "cpu".into(),
+        points: vec![(i64::MIN, f64::NAN), (0, f64::INFINITY), (alert.time, 1.0), (i64::MAX, -0.0)],
+    });
+    odd.telemetry.spans.push(Span {
+        trace_id: "t".into(),
+        span_id: "a".into(),
+        parent_id: Some("missing".into()),
+        service: "web".into(),
+        operation: "GET /".into(),
+        start: alert.time,
+        duration_ms: f64::NAN,
+        error: true,
+    });
+    odd.telemetry.logs.records.push(LogRecord {
+        time: i64::MAX,
+        service: "web".into(),
+        level: Default::default(),
+        message: String::new(),
+        attributes: vec![("trace_id".into(), "t".into())],
+    });
+    let r = investigate(&odd);
+    assert_eq!(r.verdict, Verdict::NoRootCause);
+}

@@ -5,7 +5,7 @@ use super::{Anomaly, DetectConfig, Detection, Source};
 use crate::model::{Change, ChangeKind, Incident, Ts};
 
 pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
-    let from = incident.analysis_start - cfg.change_lookback;
+    let from = incident.analysis_start.saturating_sub(cfg.change_lookback);
     for c in incident.telemetry.changes.iter().filter(|c| c.time >= from) {
         out.anomalies.push(candidate(c));
     }

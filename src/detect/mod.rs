@@ -114,7 +114,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
         .metrics
         .iter()
         .filter_map(|s| s.points.last().map(|p| p.0))
-        .chain(t.spans.iter().map(|s| s.start + s.duration_ms as Ts))
+        .chain(t.spans.iter().map(|s| s.start.saturating_add(s.duration_ms as Ts)))
         .max()
         .unwrap_or(incident.alert.time);
     // Logs are the bulk of the work (streamed, template-mined); the other sources run beside them.
