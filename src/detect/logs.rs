@@ -134,8 +134,11 @@ struct ServiceLogs {
     current: u64,
     /// Templates seen per trace (lines that carry a `trace_id` attribute), per period, with the
     /// trace's first time: what a request did in this service, step by step.
-    traces: [HashMap<Box<str>, (Ts, Vec<u32>)>; 2],
+    traces: [TraceSteps; 2],
 }
+
+/// Trace id → (first time seen, template ids logged in that trace).
+type TraceSteps = HashMap<Box<str>, (Ts, Vec<u32>)>;
 
 /// Most traces remembered per service and period; beyond it, new traces are not followed (the
 /// counts above still are). Bounds memory on very large logs.
