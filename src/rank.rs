@@ -110,6 +110,10 @@ pub fn strength(a: &Anomaly, cfg: &RankConfig) -> f64 {
 /// How much an anomaly of this kind says about a fault, whatever its score: a log template that
 /// is new but not an error mostly reflects a different request mix, a vanished one even more so.
 fn reliability(a: &Anomaly) -> f64 {
+    // A service holding *less* memory is rarely what hurts: it is what a restart looks like.
+    if a.source == Source::Metric && a.direction < 0 && a.indicator == "mem" {
+        return 0.3;
+    }
     match a.indicator.as_str() {
         "new_log_template" => 0.5,
         // Waiting on others says little about oneself.
@@ -377,7 +381,7 @@ pub fn rank(
         lead.iter().any(|&i| {
             if anomalies[i].source == Source::Change {
                 g.edges_directed(petgraph::graph::NodeIndex::new(i), Direction::Outgoing)
-                    .any(|e| lasting(&anomalies[g[e.target()]]))
+                    .any(|e| clear(g[e.target()]) && lasting(&anomalies[g[e.target()]]))
             } else {
                 lasting(&anomalies[i])
             }
