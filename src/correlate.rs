@@ -1,7 +1,7 @@
 //! Temporal correlation: anomalies whose onsets fall close together are grouped, and the service
 //! dependency graph (declared, or mined from traces) says which services can affect which.
 
-use crate::detect::Anomaly;
+use crate::detect::{Anomaly, Source};
 use crate::model::{Topology, Ts};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -36,6 +36,51 @@ pub fn group(anomalies: &[Anomaly], window: Ts) -> Vec<Group> {
         g.services = s.into_iter().map(String::from).collect();
     }
     groups
+}
+
+/// Suspects that show nothing themselves: when callers wait longer on their calls (client-side
+/// latency), the cause is among what they call. Each waiting caller spreads its evidence over its
+/// callees; a dependency shared by several waiting callers collects the most. Only services with
+/// no anomaly of their own become suspects this way (those with one are linked by the graph).
+pub fn infer(anomalies: &[Anomaly], deps: &Dependencies) -> Vec<Anomaly> {
+    let observed: BTreeSet<&str> =
+        anomalies.iter().filter(|a| a.source != Source::Change).map(|a| a.service.as_str()).collect();
+    // Strongest waiting signal per caller.
+    let mut waiting: BTreeMap<&str, &Anomaly> = BTreeMap::new();
+    for a in anomalies.iter().filter(|a| a.indicator == "latency_client" && a.direction > 0) {
+        let best = waiting.entry(a.service.as_str()).or_insert(a);
+        if a.score > best.score {
+            *best = a;
+        }
+    }
+    let mut suspects: BTreeMap<&str, (f64, Vec<&str>, Ts, Ts)> = BTreeMap::new();
+    for (caller, a) in &waiting {
+        let callees: Vec<&str> = deps.callees_of(caller).collect();
+        for callee in callees.iter().filter(|c| !observed.contains(*c)) {
+            let e = suspects.entry(callee).or_insert((0.0, Vec::new(), Ts::MAX, Ts::MIN));
+            e.0 += a.score / callees.len() as f64;
+            e.1.push(caller);
+            e.2 = e.2.min(a.onset);
+            e.3 = e.3.max(a.end);
+        }
+    }
+    suspects
+        .into_iter()
+        .map(|(service, (score, callers, onset, end))| Anomaly {
+            service: service.to_string(),
+            source: Source::Inferred,
+            indicator: "latency".into(),
+            signal: format!("waited on by {}", callers.join(", ")),
+            onset,
+            end,
+            score,
+            direction: 1,
+            evidence: format!(
+                "{service} shows nothing itself, but its callers {} wait longer on their calls",
+                callers.join(", ")
+            ),
+        })
+        .collect()
 }
 
 /// Who calls whom, in both directions.
@@ -150,6 +195,30 @@ mod tests {
         assert_eq!(g[0].members, vec![1, 0, 3]);
         assert_eq!(g[0].services, vec!["a", "b"]);
         assert_eq!(g[1].members, vec![2]);
+    }
+
+    #[test]
+    fn the_dependency_all_waiting_callers_share_is_the_suspect() {
+        let deps = Dependencies::new(
+            None,
+            &[
+                ("web".into(), "cart".into()),
+                ("web".into(), "currency".into()),
+                ("web".into(), "ads".into()),
+                ("checkout".into(), "currency".into()),
+                ("checkout".into(), "email".into()),
+            ],
+        );
+        let mut w = a("web", 100);
+        w.indicator = "latency_client".into();
+        let mut c = a("checkout", 120);
+        c.indicator = "latency_client".into();
+        let ads = a("ads", 90);
+        let inferred = infer(&[w, c, ads], &deps);
+        let top = inferred.iter().max_by(|x, y| x.score.total_cmp(&y.score)).expect("suspects");
+        assert_eq!(top.service, "currency");
+        assert_eq!(top.onset, 100);
+        assert!(inferred.iter().all(|s| s.service != "ads"), "ads has its own anomaly");
     }
 
     #[test]

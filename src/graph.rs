@@ -79,7 +79,7 @@ fn layer(a: &Anomaly) -> u8 {
     match (a.source, a.indicator.as_str()) {
         (Source::Change, _) => 0,
         (Source::Metric, "cpu" | "mem" | "connections" | "io" | "network" | "queue") => 1,
-        (Source::Trace, "latency" | "errors") => 2,
+        (Source::Trace, "latency" | "errors") | (Source::Inferred, _) => 2,
         (Source::Metric, "latency_client") => 4,
         (Source::Metric, _) => 3,
         (Source::Trace, _) => 4,

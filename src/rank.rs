@@ -114,6 +114,9 @@ fn reliability(a: &Anomaly) -> f64 {
     if a.source == Source::Metric && a.direction < 0 && a.indicator == "mem" {
         return 0.3;
     }
+    if a.source == Source::Inferred {
+        return 0.5;
+    }
     match a.indicator.as_str() {
         "new_log_template" => 0.5,
         // Waiting on others says little about oneself.

@@ -44,8 +44,10 @@ pub struct Triage {
 
 pub fn triage(incident: &Incident, cfg: &Config) -> Triage {
     let _span = tracing::info_span!("triage", incident = %incident.id).entered();
-    let detection = detect::detect(incident, &cfg.detect);
+    let mut detection = detect::detect(incident, &cfg.detect);
     let dependencies = Dependencies::new(incident.topology.as_ref(), &detection.call_edges);
+    let inferred = correlate::infer(&detection.anomalies, &dependencies);
+    detection.anomalies.extend(inferred);
     let groups = correlate::group(&detection.anomalies, cfg.group_window);
     let graph = graph::build(&detection.anomalies, &dependencies, &cfg.graph);
     let ranking = rank::rank(&detection.anomalies, &graph, &dependencies, &incident.alert, detection.data_end, &cfg.rank);

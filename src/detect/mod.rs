@@ -24,6 +24,9 @@ pub enum Source {
     Log,
     Trace,
     Change,
+    /// Not observed but inferred from other services' signals (see `correlate::infer`): a
+    /// dependency that every waiting caller has in common.
+    Inferred,
 }
 
 impl Source {
@@ -33,6 +36,7 @@ impl Source {
             Source::Log => "log",
             Source::Trace => "trace",
             Source::Change => "change",
+            Source::Inferred => "inferred",
         }
     }
 }
