@@ -119,8 +119,9 @@ fn reliability(a: &Anomaly) -> f64 {
     }
     match a.indicator.as_str() {
         "new_log_template" => 0.5,
-        // Waiting on others says little about oneself.
-        "latency_client" => 0.5,
+        // Waiting on others says little about oneself; nor does an end-to-end time that includes
+        // the callees' (the self-time anomaly speaks for the service's own share).
+        "latency_client" | "latency_total" => 0.5,
         "missing_log_template" => 0.3,
         _ => 1.0,
     }
