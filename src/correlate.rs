@@ -133,14 +133,6 @@ impl Dependencies {
         self.callees.get(service).into_iter().flatten().map(String::as_str)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.callees.is_empty()
-    }
-
-    pub fn edges(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.callees.iter().flat_map(|(a, bs)| bs.iter().map(move |b| (a.as_str(), b.as_str())))
-    }
-
     /// Shortest call path `from` a callee up to `to` through callers, if there is one.
     pub fn caller_path(&self, from: &str, to: &str) -> Option<Vec<String>> {
         let mut prev: BTreeMap<&str, &str> = BTreeMap::new();
