@@ -213,3 +213,105 @@ fn degenerate_incidents_are_answered_not_panicked_on() {
     let r = investigate(&odd);
     assert_eq!(r.verdict, Verdict::NoRootCause);
 }
+
+/// The same incident written in the other formats a bundle may use — OTLP/JSON traces and logs
+/// (one export request per line, as the collector's file exporter writes), a Prometheus
+/// `query_range` response and a gzipped exposition file — is read into the same telemetry and
+/// gets the same answer.
+#[test]
+fn every_bundle_format_feeds_the_same_answer() {
+    use culprit::model::Ts;
+    use flate2::{write::GzEncoder, Compression};
+    use serde_json::json;
+    let incident = sim(41, FaultKind::BadDeploy);
+    let expected = investigate(&incident);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path();
+    ingest::write_bundle(&incident, incident.truth.as_ref(), bundle).expect("write bundle");
+    let nanos = |t: Ts| (t as i128 * 1_000_000).to_string();
+    let attr = |k: &str, v: &str| json!({"key": k, "value": {"stringValue": v}});
+
+    // Traces: one OTLP export request per service, one per line.
+    std::fs::remove_file(bundle.join("spans.csv")).expect("rm spans");
+    std::fs::create_dir(bundle.join("traces")).expect("mkdir");
+    let mut services: Vec<&str> = incident.telemetry.spans.iter().map(|s| s.service.as_str()).collect();
+    services.sort();
+    services.dedup();
+    let mut lines = String::new();
+    for svc in &services {
+        let spans: Vec<serde_json::Value> = incident
+            .telemetry
+            .spans
+            .iter()
+            .filter(|s| s.service == *svc)
+            .map(|s| {
+                json!({
+                    "traceId": s.trace_id, "spanId": s.span_id,
+                    "parentSpanId": s.parent_id.clone().unwrap_or_default(), "name": s.operation,
+                    "startTimeUnixNano": nanos(s.start),
+                    "endTimeUnixNano": (s.start as i128 * 1_000_000 + (s.duration_ms * 1e6) as i128).to_string(),
+                    "status": {"code": if s.error { 2 } else { 0 }}
+                })
+            })
+            .collect();
+        let req = json!({"resourceSpans": [{"resource": {"attributes": [attr("service.name", svc)]},
+            "scopeSpans": [{"spans": spans}]}]});
+        lines.push_str(&req.to_string());
+        lines.push('\n');
+    }
+    std::fs::write(bundle.join("traces/export.json"), lines).expect("write traces");
+
+    // Logs: OTLP, a batch of records per line.
+    std::fs::remove_file(bundle.join("logs.jsonl")).expect("rm logs");
+    let mut lines = String::new();
+    for chunk in incident.telemetry.logs.records.chunks(500) {
+        let resources: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|r| {
+                let attrs: Vec<serde_json::Value> = r.attributes.iter().map(|(k, v)| attr(k, v)).collect();
+                json!({"resource": {"attributes": [attr("service.name", &r.service)]},
+                    "scopeLogs": [{"logRecords": [{"timeUnixNano": nanos(r.time),
+                        "severityText": format!("{:?}", r.level).to_uppercase(),
+                        "body": {"stringValue": r.message}, "attributes": attrs}]}]})
+            })
+            .collect();
+        lines.push_str(&json!({ "resourceLogs": resources }).to_string());
+        lines.push('\n');
+    }
+    std::fs::write(bundle.join("logs.otlp.json"), lines).expect("write logs");
+
+    // Metrics: half as a query_range response, half as gzipped exposition.
+    std::fs::remove_file(bundle.join("metrics.prom")).expect("rm metrics");
+    let (first, second) = incident.telemetry.metrics.split_at(incident.telemetry.metrics.len() / 2);
+    let result: Vec<serde_json::Value> = first
+        .iter()
+        .map(|s| {
+            let values: Vec<serde_json::Value> =
+                s.points.iter().map(|(t, v)| json!([*t as f64 / 1000.0, v.to_string()])).collect();
+            json!({"metric": {"__name__": s.metric, "service": s.service}, "values": values})
+        })
+        .collect();
+    let body = json!({"status": "success", "data": {"resultType": "matrix", "result": result}});
+    std::fs::write(bundle.join("metrics.json"), body.to_string()).expect("write query_range");
+    let mut text = String::new();
+    for s in second {
+        for (t, v) in &s.points {
+            text.push_str(&format!("{}{{service=\"{}\"}} {} {}\n", s.metric, s.service, v, t));
+        }
+    }
+    let mut gz = GzEncoder::new(std::fs::File::create(bundle.join("metrics.prom.gz")).expect("create"), Compression::fast());
+    gz.write_all(text.as_bytes()).expect("gzip");
+    gz.finish().expect("gzip finish");
+
+    let loaded = ingest::load_bundle(bundle).expect("load bundle");
+    assert_eq!(loaded.read_report.records_skipped, 0, "{:?}", loaded.read_report.issues);
+    assert_eq!(loaded.telemetry.spans.len(), incident.telemetry.spans.len());
+    assert_eq!(loaded.telemetry.metrics.len(), incident.telemetry.metrics.len());
+    let r = investigate(&loaded);
+    assert_eq!(r.data.log_lines, expected.data.log_lines);
+    assert_eq!(r.data.unreadable.records_skipped, 0);
+    assert_eq!(r.verdict, expected.verdict);
+    let services = |r: &Report| r.root_causes.iter().map(|c| c.service.clone()).collect::<Vec<_>>();
+    assert_eq!(services(&r), services(&expected));
+    assert_eq!(r.root_causes[0].service, incident.truth.expect("label").service);
+}
