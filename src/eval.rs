@@ -6,18 +6,18 @@
 //! analysis fails is `Invalid`: counted apart, never a hit or a miss.
 
 use crate::adapters;
+use crate::baselines::{self, Method};
 use crate::model::{Incident, Truth};
 use crate::simulate::{self, FaultKind, SimConfig};
 use crate::triage::{self, Config};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("{0}: not a dataset culprit knows, a directory of bundles with truth.json, or sim:A-B")]
+    #[error("{0}: not a dataset culprit knows, a directory of bundles with truth.json, a simulated-suite .toml, or sim:A-B")]
     UnknownSuite(String),
     #[error("{path}: {message}")]
     Suite { path: String, message: String },
@@ -42,6 +42,46 @@ pub struct Case {
 pub struct Suite {
     pub name: String,
     pub cases: Vec<Case>,
+}
+
+/// A simulated suite, generated at eval time (`evals/simulated.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimulatedSpec {
+    name: String,
+    /// First and last seed, inclusive.
+    seeds: [u64; 2],
+    /// Fault kinds to force, one case per seed and kind; empty lets each seed choose.
+    #[serde(default)]
+    faults: Vec<String>,
+    #[serde(default)]
+    services: Option<usize>,
+}
+
+fn simulated_spec(path: &Path) -> Result<Vec<Suite>, EvalError> {
+    let err = |message: String| EvalError::Suite { path: path.display().to_string(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let spec: SimulatedSpec = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let faults: Vec<Option<FaultKind>> = if spec.faults.is_empty() {
+        vec![None]
+    } else {
+        spec.faults
+            .iter()
+            .map(|f| FaultKind::parse(f).map(Some).ok_or_else(|| err(format!("field `faults`: unknown fault kind `{f}`"))))
+            .collect::<Result<_, _>>()?
+    };
+    let mut cases = Vec::new();
+    for seed in spec.seeds[0]..=spec.seeds[1] {
+        for fault in &faults {
+            let mut cfg = SimConfig { fault: *fault, ..SimConfig::for_seed(seed) };
+            if let Some(n) = spec.services {
+                cfg.services = n;
+            }
+            let kind = fault.map(|f| format!("-{}", f.as_str())).unwrap_or_default();
+            cases.push(Case { id: format!("sim-{seed}{kind}"), system: "simulated".into(), source: CaseSource::Simulated(cfg) });
+        }
+    }
+    Ok(vec![Suite { name: spec.name, cases }])
 }
 
 /// Resolves a suite argument into its cases (cheap: nothing heavy is loaded yet).
@@ -72,6 +112,9 @@ pub fn suites(arg: &str) -> Result<Vec<Suite>, EvalError> {
         return Ok(vec![Suite { name: arg.to_string(), cases }]);
     }
     let path = Path::new(arg);
+    if arg.ends_with(".toml") {
+        return simulated_spec(path);
+    }
     let kinds = adapters::recognise(path);
     if !kinds.is_empty() {
         let cases = adapters::list_cases(path).map_err(|e| EvalError::Suite { path: arg.into(), message: e.to_string() })?;
@@ -113,22 +156,28 @@ pub fn suites(arg: &str) -> Result<Vec<Suite>, EvalError> {
     Err(EvalError::UnknownSuite(arg.to_string()))
 }
 
-/// How one case ended.
+/// How one method did on one case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
-    Scored {
-        truth: Truth,
-        /// 1-based rank of the true service, if it was ranked at all.
-        rank: Option<usize>,
-        /// Services in ranked order (top 5).
-        ranked: Vec<String>,
-        root_cause_reported: bool,
-        confidence: f64,
-    },
-    Invalid {
-        reason: String,
-    },
+    /// Top-1 right (a fault case), or no root cause claimed (a fault-free case).
+    Pass(Scored),
+    Fail(Scored),
+    /// The case could not be judged (loading failed, a panic, a time-out): never a hit or a miss.
+    Invalid { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    /// 1-based rank of the true service, if it was ranked at all (None for fault-free cases).
+    pub rank: Option<usize>,
+    /// Services in ranked order (top 5).
+    pub ranked: Vec<String>,
+    /// Whether a root cause was claimed (culprit's verdict; baselines always rank, never claim).
+    pub root_cause_reported: Option<bool>,
+    /// The top-1 confidence (culprit only).
+    pub confidence: Option<f64>,
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,9 +185,9 @@ pub struct CaseResult {
     pub id: String,
     pub system: String,
     pub fault_kind: String,
-    pub seconds: f64,
-    #[serde(flatten)]
-    pub outcome: Outcome,
+    pub truth: Option<Truth>,
+    pub load_seconds: f64,
+    pub methods: BTreeMap<Method, Outcome>,
 }
 
 pub fn load(case: &Case) -> Result<Incident, String> {
@@ -149,49 +198,105 @@ pub fn load(case: &Case) -> Result<Incident, String> {
     }
 }
 
-/// Loads, triages and scores one case; a panic inside is caught and makes the case Invalid.
-pub fn run_case(case: &Case, cfg: &Config) -> CaseResult {
-    let start = Instant::now();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(Truth, Outcome), String> {
-        let incident = load(case)?;
-        let truth = incident.truth.clone().ok_or_else(|| "case has no truth label".to_string())?;
-        let t = triage::triage(&incident, cfg);
-        let ranked: Vec<String> = t.ranking.candidates.iter().map(|c| c.service.clone()).collect();
-        let rank = if truth.is_fault_free() { None } else { ranked.iter().position(|s| *s == truth.service).map(|p| p + 1) };
-        let confidence = t.ranking.candidates.first().map_or(0.0, |c| c.confidence);
-        Ok((
-            truth.clone(),
-            Outcome::Scored {
-                truth,
-                rank,
-                ranked: ranked.into_iter().take(5).collect(),
-                root_cause_reported: t.ranking.has_root_cause,
-                confidence,
-            },
-        ))
-    }));
-    let (fault_kind, outcome) = match outcome {
-        Ok(Ok((truth, o))) => (truth.kind, o),
-        Ok(Err(reason)) => ("unknown".into(), Outcome::Invalid { reason }),
-        Err(panic) => {
-            let reason = panic
+/// Runs `f` on its own thread, waiting at most `limit`; a panic or a time-out is an error
+/// message. A timed-out thread is left to finish on its own: the run goes on without it.
+fn guarded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().stack_size(16 << 20).spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r);
+    });
+    if let Err(e) = spawned {
+        return Err(format!("could not start a worker thread: {e}"));
+    }
+    match rx.recv_timeout(limit) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(panic)) => Err(format!(
+            "panic: {}",
+            panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panicked".into());
-            ("unknown".into(), Outcome::Invalid { reason: format!("panic: {reason}") })
+                .unwrap_or_else(|| "(no message)".into())
+        )),
+        Err(_) => Err(format!("timed out after {} s", limit.as_secs())),
+    }
+}
+
+/// Options of an eval run.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub methods: Vec<Method>,
+    pub config: Config,
+    /// Longest a case may take (loading and every method).
+    pub timeout: Duration,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions { methods: Method::ALL.to_vec(), config: Config::default(), timeout: Duration::from_secs(300) }
+    }
+}
+
+fn judge(truth: &Truth, ranked: Vec<String>, reported: Option<bool>, confidence: Option<f64>, seconds: f64) -> Outcome {
+    let rank = if truth.is_fault_free() { None } else { ranked.iter().position(|s| *s == truth.service).map(|p| p + 1) };
+    let pass = if truth.is_fault_free() { reported == Some(false) } else { rank == Some(1) };
+    let scored = Scored { rank, ranked: ranked.into_iter().take(5).collect(), root_cause_reported: reported, confidence, seconds };
+    if pass {
+        Outcome::Pass(scored)
+    } else {
+        Outcome::Fail(scored)
+    }
+}
+
+/// Loads one case and runs every method on it, each guarded against panics; the whole case is
+/// bounded by the options' time-out.
+pub fn run_case(case: &Case, opts: &EvalOptions) -> CaseResult {
+    let started = Instant::now();
+    let (case2, opts2) = (case.clone(), opts.clone());
+    let work = move || -> Result<(Truth, f64, BTreeMap<Method, Outcome>), String> {
+        let t0 = Instant::now();
+        let incident = load(&case2)?;
+        let truth = incident.truth.clone().ok_or_else(|| "case has no truth label".to_string())?;
+        let load_seconds = t0.elapsed().as_secs_f64();
+        let mut out = BTreeMap::new();
+        for &m in &opts2.methods {
+            let t = Instant::now();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match m {
+                Method::Culprit => {
+                    let tr = triage::triage(&incident, &opts2.config);
+                    let ranked: Vec<String> = tr.ranking.candidates.iter().map(|c| c.service.clone()).collect();
+                    let confidence = tr.ranking.candidates.first().map(|c| c.confidence);
+                    (ranked, Some(tr.ranking.has_root_cause), confidence)
+                }
+                other => (baselines::rank(other, &incident), None, None),
+            }));
+            let outcome = match result {
+                Ok((ranked, reported, confidence)) => judge(&truth, ranked, reported, confidence, t.elapsed().as_secs_f64()),
+                Err(_) => Outcome::Invalid { reason: format!("{} panicked", m.as_str()) },
+            };
+            out.insert(m, outcome);
+        }
+        Ok((truth, load_seconds, out))
+    };
+    let (truth, load_seconds, methods) = match guarded(opts.timeout, work).and_then(|r| r) {
+        Ok((truth, l, m)) => (Some(truth), l, m),
+        Err(reason) => {
+            let m = opts.methods.iter().map(|m| (*m, Outcome::Invalid { reason: reason.clone() })).collect();
+            (None, started.elapsed().as_secs_f64(), m)
         }
     };
     CaseResult {
         id: case.id.clone(),
         system: case.system.clone(),
-        fault_kind,
-        seconds: start.elapsed().as_secs_f64(),
-        outcome,
+        fault_kind: truth.as_ref().map_or_else(|| "unknown".to_string(), |t| t.kind.clone()),
+        truth,
+        load_seconds,
+        methods,
     }
 }
 
-/// Accuracy figures over a set of case results.
+/// Accuracy figures of one method over a set of cases.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     pub cases: usize,
@@ -206,42 +311,86 @@ pub struct Scores {
     #[serde(rename = "avg@5")]
     pub avg5: f64,
     pub mrr: f64,
-    /// Fault-free cases, and the share of them where a root cause was (wrongly) reported.
+    /// Fault-free cases, and the share of them where a root cause was (wrongly) claimed; None
+    /// when there were none, or for a method that never claims.
     pub fault_free: usize,
     pub fpr: Option<f64>,
-    /// Fault cases where a root cause was reported at all.
-    pub detected: f64,
+    /// Share of fault cases where a root cause was claimed (culprit only).
+    pub detected: Option<f64>,
+    /// Brier score and expected calibration error of the top-1 confidence (culprit only).
+    pub brier: Option<f64>,
+    pub ece: Option<f64>,
     pub invalid: usize,
-    pub seconds_mean: f64,
+    /// Mean seconds per case for this method (loading excluded).
+    pub seconds: f64,
 }
 
-pub fn score(results: &[&CaseResult]) -> Scores {
+/// (confidence, top-1 was right) pairs for calibration.
+fn calibration_pairs(results: &[&CaseResult], m: Method) -> Vec<(f64, bool)> {
+    results
+        .iter()
+        .filter_map(|r| match r.methods.get(&m)? {
+            Outcome::Pass(s) | Outcome::Fail(s) => Some((s.confidence?, s.rank == Some(1))),
+            Outcome::Invalid { .. } => None,
+        })
+        .collect()
+}
+
+/// Expected calibration error over `bins` equal-width bins, and the bins themselves
+/// (mean confidence, accuracy, count) for a reliability plot.
+pub fn calibration(pairs: &[(f64, bool)], bins: usize) -> (f64, Vec<(f64, f64, usize)>) {
+    let mut acc = vec![(0.0f64, 0.0f64, 0usize); bins];
+    for (c, ok) in pairs {
+        let b = ((c.clamp(0.0, 1.0) * bins as f64) as usize).min(bins - 1);
+        acc[b].0 += c;
+        acc[b].1 += f64::from(u8::from(*ok));
+        acc[b].2 += 1;
+    }
+    let n = pairs.len().max(1) as f64;
+    let table: Vec<(f64, f64, usize)> = acc
+        .into_iter()
+        .map(|(c, a, k)| if k == 0 { (0.0, 0.0, 0) } else { (c / k as f64, a / k as f64, k) })
+        .collect();
+    let ece = table.iter().map(|(c, a, k)| (*k as f64 / n) * (c - a).abs()).sum();
+    (ece, table)
+}
+
+pub fn score(results: &[&CaseResult], m: Method) -> Scores {
     let mut s = Scores { cases: results.len(), ..Default::default() };
     let mut hits = [0usize; 5];
-    let mut rr = 0.0;
-    let mut fp = 0usize;
-    let mut detected = 0usize;
+    let (mut rr, mut fp, mut claims, mut detected, mut timed) = (0.0, 0usize, 0usize, 0usize, 0usize);
     for r in results {
-        s.seconds_mean += r.seconds / results.len().max(1) as f64;
-        match &r.outcome {
-            Outcome::Invalid { .. } => s.invalid += 1,
-            Outcome::Scored { truth, rank, root_cause_reported, .. } => {
-                if truth.is_fault_free() {
-                    s.fault_free += 1;
-                    fp += usize::from(*root_cause_reported);
-                    continue;
-                }
-                s.faults += 1;
-                detected += usize::from(*root_cause_reported);
-                if let Some(k) = rank {
-                    for (i, h) in hits.iter_mut().enumerate() {
-                        if *k <= i + 1 {
-                            *h += 1;
-                        }
-                    }
-                    rr += 1.0 / *k as f64;
+        let Some(outcome) = r.methods.get(&m) else { continue };
+        let sc = match outcome {
+            Outcome::Invalid { .. } => {
+                s.invalid += 1;
+                continue;
+            }
+            Outcome::Pass(sc) | Outcome::Fail(sc) => sc,
+        };
+        s.seconds += sc.seconds;
+        timed += 1;
+        let fault_free = r.truth.as_ref().is_some_and(Truth::is_fault_free);
+        if let Some(reported) = sc.root_cause_reported {
+            claims += 1;
+            if fault_free {
+                fp += usize::from(reported);
+            } else {
+                detected += usize::from(reported);
+            }
+        }
+        if fault_free {
+            s.fault_free += 1;
+            continue;
+        }
+        s.faults += 1;
+        if let Some(k) = sc.rank {
+            for (i, h) in hits.iter_mut().enumerate() {
+                if k <= i + 1 {
+                    *h += 1;
                 }
             }
+            rr += 1.0 / k as f64;
         }
     }
     let n = s.faults.max(1) as f64;
@@ -251,8 +400,16 @@ pub fn score(results: &[&CaseResult]) -> Scores {
     s.ac5 = ac[4];
     s.avg5 = ac.iter().sum::<f64>() / 5.0;
     s.mrr = rr / n;
-    s.detected = detected as f64 / n;
-    s.fpr = (s.fault_free > 0).then(|| fp as f64 / s.fault_free as f64);
+    s.seconds /= timed.max(1) as f64;
+    if claims > 0 {
+        s.fpr = (s.fault_free > 0).then(|| fp as f64 / s.fault_free as f64);
+        s.detected = (s.faults > 0).then(|| detected as f64 / s.faults as f64);
+    }
+    let pairs = calibration_pairs(results, m);
+    if !pairs.is_empty() {
+        s.brier = Some(pairs.iter().map(|(c, ok)| (c - f64::from(u8::from(*ok))).powi(2)).sum::<f64>() / pairs.len() as f64);
+        s.ece = Some(calibration(&pairs, 10).0);
+    }
     s
 }
 
@@ -260,20 +417,53 @@ pub fn score(results: &[&CaseResult]) -> Scores {
 pub struct SuiteReport {
     pub name: String,
     pub system: String,
-    pub overall: Scores,
-    pub per_fault: BTreeMap<String, Scores>,
+    pub cases: usize,
+    pub methods: BTreeMap<Method, Scores>,
+    /// Per fault kind, per method.
+    pub per_fault: BTreeMap<String, BTreeMap<Method, Scores>>,
     pub results: Vec<CaseResult>,
 }
 
+impl SuiteReport {
+    /// culprit's scores (present whenever culprit was among the methods).
+    pub fn culprit(&self) -> Option<&Scores> {
+        self.methods.get(&Method::Culprit)
+    }
+}
+
 /// Runs a suite's cases in parallel (up to the core count) with a progress callback.
-pub fn run_suite(suite: &Suite, cfg: &Config, progress: &(dyn Fn() + Sync)) -> SuiteReport {
-    let results: Vec<CaseResult> = suite
-        .cases
-        .par_iter()
-        .map(|c| {
-            let r = run_case(c, cfg);
-            progress();
-            r
+///
+/// The workers are plain threads, not rayon's: each waits for its case on a guarded thread, and
+/// the analysis inside uses rayon's pool, which must not be the one that is waiting.
+pub fn run_suite(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + Sync)) -> SuiteReport {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(suite.cases.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<CaseResult>>> = suite.cases.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(case) = suite.cases.get(i) else { break };
+                let r = run_case(case, opts);
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(r);
+                }
+                progress();
+            });
+        }
+    });
+    let results: Vec<CaseResult> = slots
+        .into_iter()
+        .zip(&suite.cases)
+        .map(|(slot, case)| {
+            slot.into_inner().ok().flatten().unwrap_or_else(|| CaseResult {
+                id: case.id.clone(),
+                system: case.system.clone(),
+                fault_kind: "unknown".into(),
+                truth: None,
+                load_seconds: 0.0,
+                methods: opts.methods.iter().map(|m| (*m, Outcome::Invalid { reason: "worker lost".into() })).collect(),
+            })
         })
         .collect();
     let all: Vec<&CaseResult> = results.iter().collect();
@@ -284,80 +474,154 @@ pub fn run_suite(suite: &Suite, cfg: &Config, progress: &(dyn Fn() + Sync)) -> S
     SuiteReport {
         name: suite.name.clone(),
         system: suite.cases.first().map(|c| c.system.clone()).unwrap_or_default(),
-        overall: score(&all),
-        per_fault: per_fault.into_iter().map(|(k, v)| (k, score(&v))).collect(),
+        cases: results.len(),
+        methods: opts.methods.iter().map(|m| (*m, score(&all, *m))).collect(),
+        per_fault: per_fault
+            .into_iter()
+            .map(|(k, v)| (k, opts.methods.iter().map(|m| (*m, score(&v, *m))).collect()))
+            .collect(),
         results,
     }
 }
 
-/// The markdown table people read.
+fn opt(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into())
+}
+
+/// The markdown tables people read: methods × metrics per suite, then AC@1 per fault kind.
 pub fn render_markdown(reports: &[SuiteReport]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let _ = writeln!(s, "| suite | system | fault | cases | AC@1 | AC@3 | AC@5 | Avg@5 | MRR | FPR | invalid | s/case |");
-    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in reports {
-        let mut row = |fault: &str, sc: &Scores| {
-            let fpr = sc.fpr.map(|f| format!("{f:.2}")).unwrap_or_else(|| "–".into());
+        let _ = writeln!(s, "### {} ({}, {} cases)
+", r.name, r.system, r.cases);
+        let _ = writeln!(s, "| method | AC@1 | AC@3 | AC@5 | Avg@5 | MRR | FPR | detected | Brier | ECE | invalid | s/case |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (m, sc) in &r.methods {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {:.2} |",
-                r.name, r.system, fault, sc.cases, sc.ac1, sc.ac3, sc.ac5, sc.avg5, sc.mrr, fpr, sc.invalid, sc.seconds_mean
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {:.3} |",
+                m.as_str(),
+                sc.ac1,
+                sc.ac3,
+                sc.ac5,
+                sc.avg5,
+                sc.mrr,
+                opt(sc.fpr),
+                opt(sc.detected),
+                opt(sc.brier),
+                opt(sc.ece),
+                sc.invalid,
+                sc.seconds
             );
-        };
-        row("all", &r.overall);
-        for (k, sc) in &r.per_fault {
-            row(k, sc);
         }
+        let methods: Vec<Method> = r.methods.keys().copied().collect();
+        let _ = writeln!(s, "
+AC@1 per fault kind:
+");
+        let _ = writeln!(s, "| fault | cases | {} |", methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(s, "|---|---:|{}", "---:|".repeat(methods.len()));
+        for (kind, per) in &r.per_fault {
+            let cases = per.values().next().map_or(0, |x| x.cases);
+            let cells: Vec<String> = methods
+                .iter()
+                .map(|m| match per.get(m) {
+                    Some(sc) if kind == "none" => format!("FPR {}", opt(sc.fpr)),
+                    Some(sc) => format!("{:.3}", sc.ac1),
+                    None => "–".into(),
+                })
+                .collect();
+            let _ = writeln!(s, "| {kind} | {cases} | {} |", cells.join(" | "));
+        }
+        let _ = writeln!(s);
     }
     s
+}
+
+/// The JSON summary: `{"suites":[{"name","system","cases","methods":{…},"per_fault":{…}}]}`,
+/// without per-case results (those go to `--out`).
+pub fn summary_json(reports: &[SuiteReport]) -> serde_json::Value {
+    let suites: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name,
+                "system": r.system,
+                "cases": r.cases,
+                "methods": r.methods.iter().map(|(m, s)| (m.as_str(), s)).collect::<BTreeMap<_, _>>(),
+                "per_fault": r.per_fault.iter().map(|(k, per)| {
+                    (k.as_str(), per.iter().map(|(m, s)| (m.as_str(), s)).collect::<BTreeMap<_, _>>())
+                }).collect::<BTreeMap<_, _>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "suites": suites })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn res(kind: &str, rank: Option<usize>, reported: bool) -> CaseResult {
+    fn res(kind: &str, rank: Option<usize>, reported: bool, confidence: f64) -> CaseResult {
+        let truth = Truth { service: "a".into(), indicator: String::new(), kind: kind.into(), chain: vec![] };
+        let ranked = match rank {
+            Some(k) => (1..=5).map(|i| if i == k { "a".to_string() } else { format!("x{i}") }).collect(),
+            None => vec!["x1".to_string()],
+        };
+        let outcome = judge(&truth, ranked, Some(reported), Some(confidence), 1.0);
         CaseResult {
             id: "c".into(),
             system: "s".into(),
             fault_kind: kind.into(),
-            seconds: 1.0,
-            outcome: Outcome::Scored {
-                truth: Truth { service: "a".into(), indicator: String::new(), kind: kind.into(), chain: vec![] },
-                rank,
-                ranked: vec![],
-                root_cause_reported: reported,
-                confidence: 0.5,
-            },
+            truth: Some(truth),
+            load_seconds: 0.0,
+            methods: BTreeMap::from([(Method::Culprit, outcome)]),
         }
     }
 
     #[test]
-    fn accuracy_at_k_and_fpr() {
+    fn accuracy_at_k_fpr_and_calibration() {
+        let mut invalid = res("cpu", Some(1), true, 0.5);
+        invalid.methods.insert(Method::Culprit, Outcome::Invalid { reason: "boom".into() });
         let rs = [
-            res("cpu", Some(1), true),
-            res("cpu", Some(3), true),
-            res("cpu", None, false),
-            res("none", None, true),
-            res("none", None, false),
-            CaseResult {
-                id: "x".into(),
-                system: "s".into(),
-                fault_kind: "unknown".into(),
-                seconds: 0.0,
-                outcome: Outcome::Invalid { reason: "boom".into() },
-            },
+            res("cpu", Some(1), true, 0.9),
+            res("cpu", Some(3), true, 0.6),
+            res("cpu", None, false, 0.2),
+            res("none", None, true, 0.7),
+            res("none", None, false, 0.1),
+            invalid,
         ];
+        assert!(matches!(rs[0].methods[&Method::Culprit], Outcome::Pass(_)));
+        assert!(matches!(rs[3].methods[&Method::Culprit], Outcome::Fail(_)));
+        assert!(matches!(rs[4].methods[&Method::Culprit], Outcome::Pass(_)));
         let refs: Vec<&CaseResult> = rs.iter().collect();
-        let s = score(&refs);
+        let s = score(&refs, Method::Culprit);
         assert_eq!(s.faults, 3);
         assert!((s.ac1 - 1.0 / 3.0).abs() < 1e-9);
         assert!((s.ac3 - 2.0 / 3.0).abs() < 1e-9);
         assert!((s.avg5 - (1.0 + 1.0 + 2.0 + 2.0 + 2.0) / 15.0).abs() < 1e-9);
         assert!((s.mrr - (1.0 + 1.0 / 3.0) / 3.0).abs() < 1e-9);
         assert_eq!(s.fpr, Some(0.5));
+        assert_eq!(s.detected, Some(2.0 / 3.0));
         assert_eq!(s.invalid, 1);
+        // Brier over the 5 judged cases: only the first top-1 was right.
+        let brier = ((0.9f64 - 1.0).powi(2) + 0.6f64.powi(2) + 0.2f64.powi(2) + 0.7f64.powi(2) + 0.1f64.powi(2)) / 5.0;
+        assert!((s.brier.expect("brier") - brier).abs() < 1e-9);
+        // A method without confidence or verdict has neither calibration nor FPR.
+        let mut base = rs[0].clone();
+        base.methods = BTreeMap::from([(Method::Random, judge(base.truth.as_ref().expect("t"), vec!["a".into()], None, None, 0.0))]);
+        let b = score(&[&base], Method::Random);
+        assert_eq!((b.brier, b.fpr, b.ac1), (None, None, 1.0));
+    }
+
+    #[test]
+    fn a_perfectly_calibrated_confidence_has_no_calibration_error() {
+        // Three right out of four at confidence 0.75.
+        let pairs = [(0.75, true), (0.75, true), (0.75, false), (0.75, true)];
+        let (ece, bins) = calibration(&pairs, 10);
+        assert!(ece.abs() < 1e-9, "{ece} {bins:?}");
+        let (ece, _) = calibration(&[(0.9, false), (0.9, false)], 10);
+        assert!((ece - 0.9).abs() < 1e-9);
     }
 
     #[test]
@@ -367,5 +631,26 @@ mod tests {
         assert!(matches!(suites("sim:1-2:none"), Ok(v) if v[0].cases.len() == 2));
         assert!(suites("sim:1-2:meteor").is_err());
         assert!(matches!(suites("/nonexistent/place"), Err(EvalError::UnknownSuite(_))));
+    }
+
+    #[test]
+    fn simulated_spec_files_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = dir.path().join("s.toml");
+        std::fs::write(&good, "name = \"mini\"\nseeds = [1, 3]\nfaults = [\"cpu_hog\", \"none\"]\n").expect("write");
+        let s = suites(good.to_str().expect("utf-8")).expect("suite");
+        assert_eq!((s[0].name.as_str(), s[0].cases.len()), ("mini", 6));
+        let bad = dir.path().join("b.toml");
+        std::fs::write(&bad, "name = \"x\"\nseeds = [1, 2]\nfaults = [\"meteor\"]\n").expect("write");
+        let e = suites(bad.to_str().expect("utf-8")).expect_err("bad fault").to_string();
+        assert!(e.contains("faults") && e.contains("meteor"), "{e}");
+    }
+
+    #[test]
+    fn a_hanging_case_is_invalid_and_the_run_goes_on() {
+        let r = guarded(Duration::from_millis(50), || std::thread::sleep(Duration::from_secs(2)));
+        assert!(matches!(r, Err(e) if e.contains("timed out")));
+        let r = guarded(Duration::from_secs(5), || -> u8 { panic!("kaboom") });
+        assert!(matches!(r, Err(e) if e.contains("kaboom")));
     }
 }

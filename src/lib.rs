@@ -5,6 +5,7 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod adapters;
+pub mod baselines;
 pub mod bench;
 pub mod correlate;
 pub mod detect;
@@ -12,6 +13,7 @@ pub mod eval;
 pub mod graph;
 pub mod ingest;
 pub mod model;
+pub mod plots;
 pub mod rank;
 pub mod report;
 pub mod simulate;

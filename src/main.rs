@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use culprit::baselines::Method;
 use culprit::eval;
 use culprit::ingest;
 use culprit::report::{self, Verdict};
@@ -81,18 +82,31 @@ enum Command {
         #[arg(long)]
         no_topology: bool,
     },
-    /// Score culprit on labelled suites: AC@1/3/5, Avg@5, MRR per system and fault kind, FPR.
+    /// Score culprit and the published baselines on labelled suites, side by side: AC@1/3/5,
+    /// Avg@5, MRR per suite, system and fault kind; FPR on fault-free cases; Brier score and
+    /// expected calibration error of culprit's confidence; seconds per case.
     ///
     /// A SUITE is a dataset folder (../shared/datasets/nezha/trainticket,
     /// ../shared/datasets/nezha/onlineboutique, ../shared/datasets/rcd_sockshop), a directory of
-    /// bundles each with truth.json, or `sim:A-B` for simulated seeds A to B (`sim:A-B:KIND` forces
-    /// a fault kind, e.g. `sim:1-50:none` for fault-free windows).
+    /// bundles each with truth.json, a simulated-suite spec (evals/simulated.toml), or `sim:A-B`
+    /// for simulated seeds A to B (`sim:A-B:KIND` forces a fault kind, e.g. `sim:1-50:none`).
     Eval {
         #[arg(required = true, value_name = "SUITE")]
         suites: Vec<String>,
-        /// Print JSON (per-case results included) instead of a markdown table.
+        /// Methods to run, comma-separated: culprit, baro, nsigma, epsilon_diagnosis, pagerank,
+        /// earliest, random (default: all).
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        methods: Option<Vec<String>>,
+        /// Print the summary as JSON ({"suites":[{"name","system","cases","methods":{…}}]}).
         #[arg(long)]
         json: bool,
+        /// Also write per-case details (JSON lines), the summary and SVG plots (accuracy per
+        /// method, reliability of culprit's confidence) into DIR.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// A case taking longer than this (loading and all methods) is Invalid.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        timeout: u64,
     },
     /// Measure speed and memory on a simulated one-hour, 50-service incident
     /// (~1M log lines, ~500 metric series, ~200k spans). Build with --release for real figures.
@@ -182,7 +196,20 @@ fn run(cmd: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { suites, json } => run_eval(&suites, json),
+        Command::Eval { suites, methods, json, out, timeout } => {
+            let mut opts = eval::EvalOptions { timeout: std::time::Duration::from_secs(timeout), ..Default::default() };
+            if let Some(names) = methods {
+                opts.methods = names
+                    .iter()
+                    .map(|n| {
+                        Method::parse(n).with_context(|| {
+                            format!("unknown method `{n}`; expected culprit, baro, nsigma, epsilon_diagnosis, pagerank, earliest or random")
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            run_eval(&suites, json, out.as_deref(), &opts)
+        }
         Command::Bench { seed, write: Some(dir), .. } => {
             let incident = simulate::simulate(&simulate::bench_config(seed));
             ingest::write_bundle(&incident, incident.truth.as_ref(), &dir)
@@ -226,7 +253,7 @@ fn investigate(bundle: &Path, json: bool, cfg: &Config) -> Result<ExitCode> {
     })
 }
 
-fn run_eval(args: &[String], json: bool) -> Result<ExitCode> {
+fn run_eval(args: &[String], json: bool, out: Option<&Path>, opts: &eval::EvalOptions) -> Result<ExitCode> {
     let mut all = Vec::new();
     for a in args {
         all.extend(eval::suites(a)?);
@@ -237,20 +264,56 @@ fn run_eval(args: &[String], json: bool) -> Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{spinner} eval {pos}/{len} cases [{elapsed_precise}] {wide_bar} eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let cfg = Config::default();
-    let reports: Vec<eval::SuiteReport> = all.iter().map(|s| eval::run_suite(s, &cfg, &|| bar.inc(1))).collect();
+    let reports: Vec<eval::SuiteReport> = all.iter().map(|s| eval::run_suite(s, opts, &|| bar.inc(1))).collect();
     bar.finish_and_clear();
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "suites": reports }))?);
+        println!("{}", serde_json::to_string_pretty(&eval::summary_json(&reports))?);
     } else {
         print!("{}", eval::render_markdown(&reports));
-        for r in &reports {
-            for c in &r.results {
-                if let eval::Outcome::Invalid { reason } = &c.outcome {
-                    eprintln!("invalid: {} {}: {}", r.name, c.id, reason);
+    }
+    for r in &reports {
+        for c in &r.results {
+            for (m, o) in &c.methods {
+                if let eval::Outcome::Invalid { reason } = o {
+                    eprintln!("invalid: {} {} {}: {}", r.name, c.id, m.as_str(), reason);
                 }
             }
         }
     }
+    if let Some(dir) = out {
+        write_eval_out(dir, &reports).with_context(|| format!("writing eval details to {}", dir.display()))?;
+        eprintln!("wrote per-case details and plots to {}", dir.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--out DIR`: the summary, per-case JSON lines and SVG plots for every suite.
+fn write_eval_out(dir: &Path, reports: &[eval::SuiteReport]) -> Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&eval::summary_json(reports))?)?;
+    for (i, r) in reports.iter().enumerate() {
+        let slug: String = r.name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let stem = format!("{:02}-{}", i + 1, slug.trim_matches('_'));
+        let mut cases = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{stem}.cases.jsonl")))?);
+        for c in &r.results {
+            writeln!(cases, "{}", serde_json::to_string(c)?)?;
+        }
+        cases.flush()?;
+        std::fs::write(dir.join(format!("{stem}.accuracy.svg")), culprit::plots::accuracy(r))?;
+        let pairs: Vec<(f64, bool)> = r
+            .results
+            .iter()
+            .filter_map(|c| match c.methods.get(&Method::Culprit)? {
+                eval::Outcome::Pass(s) | eval::Outcome::Fail(s) => Some((s.confidence?, s.rank == Some(1))),
+                eval::Outcome::Invalid { .. } => None,
+            })
+            .collect();
+        if !pairs.is_empty() {
+            let (ece, bins) = eval::calibration(&pairs, 10);
+            let title = format!("{}: culprit confidence (ECE {ece:.3})", r.name);
+            std::fs::write(dir.join(format!("{stem}.reliability.svg")), culprit::plots::reliability(&title, &bins))?;
+        }
+    }
+    Ok(())
 }

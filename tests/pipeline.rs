@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use culprit::eval::{self, Outcome};
+use culprit::baselines::Method;
+use culprit::eval::{self, EvalOptions, Outcome};
 use culprit::ingest;
 use culprit::model::Incident;
 use culprit::report::{self, Report, Verdict};
@@ -13,6 +14,10 @@ use culprit::triage::{self, Config};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+
+fn culprit_only() -> EvalOptions {
+    EvalOptions { methods: vec![Method::Culprit], ..Default::default() }
+}
 
 fn investigate(incident: &Incident) -> Report {
     let t = triage::triage(incident, &Config::default());
@@ -68,8 +73,8 @@ fn changes_are_named_with_their_rollback() {
 #[test]
 fn accuracy_floor_on_seeds_1_to_50() {
     let suite = &eval::suites("sim:1-50").expect("simulated suite")[0];
-    let r = eval::run_suite(suite, &Config::default(), &|| {});
-    let s = &r.overall;
+    let r = eval::run_suite(suite, &culprit_only(), &|| {});
+    let s = r.culprit().expect("culprit ran");
     assert_eq!(s.invalid, 0);
     assert!(s.ac1 >= 0.90, "AC@1 {:.3}\n{}", s.ac1, eval::render_markdown(std::slice::from_ref(&r)));
     assert!(s.ac3 >= 0.98, "AC@3 {:.3}\n{}", s.ac3, eval::render_markdown(std::slice::from_ref(&r)));
@@ -162,9 +167,11 @@ fn eval_marks_unloadable_cases_invalid() {
     std::fs::create_dir_all(&case).expect("mkdir");
     std::fs::write(case.join("truth.json"), r#"{"service":"a","kind":"cpu_hog"}"#).expect("write");
     let suite = &eval::suites(dir.path().to_str().expect("utf-8")).expect("bundle suite")[0];
-    let r = eval::run_suite(suite, &Config::default(), &|| {});
-    assert_eq!(r.overall.invalid, 1);
-    assert!(matches!(&r.results[0].outcome, Outcome::Invalid { reason } if reason.contains("incident.json")));
+    let r = eval::run_suite(suite, &EvalOptions::default(), &|| {});
+    for m in Method::ALL {
+        assert_eq!(r.methods[&m].invalid, 1, "{m:?}");
+        assert!(matches!(&r.results[0].methods[&m], Outcome::Invalid { reason } if reason.contains("incident.json")));
+    }
 }
 
 /// Degenerate but valid input never panics: an alert with no telemetry at all, and telemetry

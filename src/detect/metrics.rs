@@ -10,21 +10,49 @@ use super::{canonical_indicator, Anomaly, DetectConfig, Detection, Source};
 use crate::model::{Incident, Series, Ts};
 use std::collections::HashMap;
 
-pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
+/// One metric series split into its reference values and its incident-period points, by the
+/// model's rule: the separate baseline's series of the same name when there is a baseline, else
+/// the points before `analysis_start`. Non-finite values are dropped.
+pub struct Split<'a> {
+    pub series: &'a Series,
+    pub reference: Vec<f64>,
+    pub current: Vec<(Ts, f64)>,
+}
+
+/// Splits every metric series of the incident (the eval baselines read metrics the same way).
+pub fn split(incident: &Incident) -> Vec<Split<'_>> {
     let baseline: HashMap<(&str, &str), &Series> = incident
         .baseline
         .iter()
         .flat_map(|b| b.metrics.iter())
         .map(|s| ((s.service.as_str(), s.metric.as_str()), s))
         .collect();
-    for series in &incident.telemetry.metrics {
-        let reference: Vec<f64> = match (&incident.baseline, baseline.get(&(series.service.as_str(), series.metric.as_str()))) {
-            (Some(_), Some(b)) => b.points.iter().map(|p| p.1).collect(),
-            (Some(_), None) => Vec::new(),
-            (None, _) => series.points.iter().filter(|p| p.0 < incident.analysis_start).map(|p| p.1).collect(),
-        };
-        let current: Vec<(Ts, f64)> =
-            series.points.iter().copied().filter(|p| p.0 >= incident.analysis_start && p.1.is_finite()).collect();
+    incident
+        .telemetry
+        .metrics
+        .iter()
+        .map(|series| {
+            let reference: Vec<f64> = match &incident.baseline {
+                Some(_) => baseline
+                    .get(&(series.service.as_str(), series.metric.as_str()))
+                    .map(|b| b.points.iter().map(|p| p.1).filter(|v| v.is_finite()).collect())
+                    .unwrap_or_default(),
+                None => series
+                    .points
+                    .iter()
+                    .filter(|p| p.0 < incident.analysis_start && p.1.is_finite())
+                    .map(|p| p.1)
+                    .collect(),
+            };
+            let current =
+                series.points.iter().copied().filter(|p| p.0 >= incident.analysis_start && p.1.is_finite()).collect();
+            Split { series, reference, current }
+        })
+        .collect()
+}
+
+pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
+    for Split { series, reference, current } in split(incident) {
         if reference.len() < cfg.min_reference_points {
             out.unchecked.push(format!(
                 "metric {}/{}: {} reference points (need {})",
