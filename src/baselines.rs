@@ -84,13 +84,19 @@ pub fn rank(method: Method, incident: &Incident) -> Ranking {
     }
 }
 
+/// Whether a series varies within a period: RCAEval's preprocessing drops the columns that are
+/// constant in either period, and the baselines here do the same.
+fn informative(values: &[f64]) -> bool {
+    values.first().is_some_and(|first| values.iter().any(|v| v != first))
+}
+
 /// Ranks metrics by a per-series score, then services by their best metric (as RCAEval maps a
 /// metric ranking to services: the first metric of a service places it).
 fn by_service(splits: &[Split], score: fn(&[f64], &[f64]) -> Option<f64>) -> Ranking {
     let mut best: BTreeMap<&str, f64> = BTreeMap::new();
     for s in splits {
         let current: Vec<f64> = s.current.iter().map(|p| p.1).collect();
-        if s.reference.is_empty() || current.is_empty() {
+        if !informative(&s.reference) || !informative(&current) {
             continue;
         }
         if let Some(v) = score(&s.reference, &current).filter(|v| v.is_finite()) {
@@ -112,7 +118,8 @@ fn sorted(xs: &[f64]) -> Vec<f64> {
 /// BARO (Pham, Ha, Zhang: "BARO: Robust Root Cause Analysis for Microservices via Multivariate
 /// Bayesian Online Change Point Detection", FSE 2024), ranking stage: each metric is scaled by a
 /// RobustScaler fitted on the data before the change point (median and inter-quartile range),
-/// and scored by its largest absolute scaled value after it. The change point is the incident's
+/// and scored by its largest scaled value after it (a rise; RCAEval's reference implementation
+/// takes the plain maximum, not the absolute one). The change point is the incident's
 /// `analysis_start` (for the datasets the injection time, which is what RCAEval passes to BARO);
 /// the multivariate BOCPD stage that estimates it without that is not re-implemented here.
 pub fn baro_score(reference: &[f64], current: &[f64]) -> Option<f64> {
@@ -121,16 +128,17 @@ pub fn baro_score(reference: &[f64], current: &[f64]) -> Option<f64> {
     let iqr = quantile_sorted(&r, 0.75) - quantile_sorted(&r, 0.25);
     // scikit-learn's RobustScaler leaves a feature with zero range unscaled.
     let scale = if iqr > 0.0 { iqr } else { 1.0 };
-    current.iter().map(|x| ((x - median) / scale).abs()).reduce(f64::max)
+    current.iter().map(|x| (x - median) / scale).reduce(f64::max)
 }
 
 /// N-Sigma: each metric standardised by the mean and standard deviation of its normal period,
-/// scored by its largest absolute z in the incident period (the classic 3-sigma rule, as used
-/// as a baseline in RCAEval; a zero deviation leaves the metric unscaled, as StandardScaler does).
+/// scored by its largest z in the incident period (the classic 3-sigma rule, as used as a
+/// baseline in RCAEval: rises count; a zero deviation leaves the metric unscaled, as
+/// StandardScaler does).
 pub fn nsigma_score(reference: &[f64], current: &[f64]) -> Option<f64> {
     let (mean, sd) = mean_sd(reference);
     let sd = if sd > 0.0 { sd } else { 1.0 };
-    current.iter().map(|x| ((x - mean) / sd).abs()).reduce(f64::max)
+    current.iter().map(|x| (x - mean) / sd).reduce(f64::max)
 }
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
@@ -170,7 +178,7 @@ fn service_scores<'a>(splits: &'a [Split]) -> BTreeMap<&'a str, f64> {
     let mut out: BTreeMap<&str, f64> = BTreeMap::new();
     for s in splits {
         let current: Vec<f64> = s.current.iter().map(|p| p.1).collect();
-        if s.reference.is_empty() {
+        if !informative(&s.reference) || !informative(&current) {
             continue;
         }
         if let Some(v) = nsigma_score(&s.reference, &current).filter(|v| v.is_finite()) {
@@ -235,8 +243,8 @@ pub fn pagerank(incident: &Incident, splits: &[Split]) -> Ranking {
     ranked.into_iter().map(|(i, _)| names[i].to_string()).collect()
 }
 
-/// "Earliest anomaly": the service whose metric first leaves its normal range (3 sigma) in the
-/// incident period ranks first; services that never do follow by their largest z.
+/// "Earliest anomaly": the service whose metric first rises beyond its normal range (3 sigma)
+/// in the incident period ranks first; services that never do follow by their largest z.
 pub fn earliest(_incident: &Incident, splits: &[Split]) -> Ranking {
     let scores = service_scores(splits);
     let mut first: BTreeMap<&str, Ts> = BTreeMap::new();
@@ -246,7 +254,7 @@ pub fn earliest(_incident: &Incident, splits: &[Split]) -> Ranking {
         }
         let (mean, sd) = mean_sd(&s.reference);
         let sd = if sd > 0.0 { sd } else { 1.0 };
-        if let Some(t) = s.current.iter().find(|p| ((p.1 - mean) / sd).abs() >= 3.0).map(|p| p.0) {
+        if let Some(t) = s.current.iter().find(|p| (p.1 - mean) / sd >= 3.0).map(|p| p.0) {
             let e = first.entry(s.series.service.as_str()).or_insert(t);
             *e = (*e).min(t);
         }
@@ -304,6 +312,8 @@ mod tests {
     fn nsigma_scores_in_standard_deviations() {
         let normal = [9.0, 11.0, 9.0, 11.0];
         assert!((nsigma_score(&normal, &[13.0, 10.0]).expect("score") - 3.0).abs() < 1e-9);
+        // Rises count, as in the reference implementation: a drop scores below zero.
+        assert!(nsigma_score(&normal, &[7.0]).expect("score") < 0.0);
         // A flat normal period is left unscaled, as StandardScaler does.
         assert_eq!(nsigma_score(&[5.0; 10], &[7.0]), Some(2.0));
     }
