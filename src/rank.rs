@@ -268,6 +268,9 @@ fn path_to(prev: &BTreeMap<String, String>, to: &str) -> Option<Vec<String>> {
     Some(path)
 }
 
+/// Factor on every candidate's confidence when the verdict is that no root cause is at work.
+const NO_CAUSE_DISCOUNT: f64 = 0.25;
+
 /// An explaining service must carry at least this share of the explained one's walk mass.
 const EXPLAINER_MASS: f64 = 0.5;
 
@@ -393,6 +396,13 @@ pub fn rank(
     };
     let has_root_cause = strongest >= cfg.min_strength
         && candidates.first().is_some_and(|c| c.confidence >= cfg.min_confidence && persistent(c));
+    if !has_root_cause {
+        // The confidences say how likely each candidate is the cause; with no cause at work
+        // they cannot stand where they were.
+        for c in &mut candidates {
+            c.confidence *= NO_CAUSE_DISCOUNT;
+        }
+    }
     Ranking { candidates, has_root_cause, mass }
 }
 

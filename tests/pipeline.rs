@@ -322,3 +322,40 @@ fn every_bundle_format_feeds_the_same_answer() {
     assert_eq!(services(&r), services(&expected));
     assert_eq!(r.root_causes[0].service, incident.truth.expect("label").service);
 }
+
+/// The CI eval: culprit's AC@1 (and false-positive rate where set) on the suites listed in
+/// evals/thresholds.toml must not fall below their floors. A dataset that is not there (a
+/// checkout without ../shared) is skipped with a message; a missing simulated suite fails.
+#[test]
+fn ci_eval_meets_thresholds() {
+    #[derive(serde::Deserialize)]
+    struct Thresholds {
+        suite: Vec<Floor>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Floor {
+        path: String,
+        min_ac1: f64,
+        max_fpr: Option<f64>,
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("evals/thresholds.toml")).expect("evals/thresholds.toml");
+    let thresholds: Thresholds = toml::from_str(&text).expect("thresholds parse");
+    assert!(!thresholds.suite.is_empty());
+    for floor in thresholds.suite {
+        let path = root.join(&floor.path);
+        if floor.path.starts_with("../") && !path.exists() {
+            eprintln!("skipping {}: not present", floor.path);
+            continue;
+        }
+        for suite in eval::suites(path.to_str().expect("utf-8 path")).expect("suite") {
+            let r = eval::run_suite(&suite, &culprit_only(), &|| {});
+            let s = r.culprit().expect("culprit ran");
+            assert_eq!(s.invalid, 0, "{}: invalid cases", suite.name);
+            assert!(s.ac1 >= floor.min_ac1, "{}: AC@1 {:.3} < floor {:.3}", suite.name, s.ac1, floor.min_ac1);
+            if let (Some(max), Some(fpr)) = (floor.max_fpr, s.fpr) {
+                assert!(fpr <= max, "{}: FPR {fpr:.3} > ceiling {max:.3}", suite.name);
+            }
+        }
+    }
+}
