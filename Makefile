@@ -20,6 +20,6 @@ test: setup
 bench: setup
 	@$(ENV) && cargo run --release --quiet -- bench
 
-## Accuracy on the simulated suite and the public datasets beside the repo.
+## Accuracy of culprit and the baselines on the simulated suite and the public datasets (README's table).
 eval: setup
-	@$(ENV) && cargo run --release --quiet -- eval sim:1-50 sim:1-50:none sim:301-500 sim:201-300:none ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop
+	@$(ENV) && cargo run --release --quiet -- eval evals/simulated.toml ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop
