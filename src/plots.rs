@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 const W: f64 = 640.0;
 const H: f64 = 360.0;
 const PAD: f64 = 50.0;
+/// Room on the right for the legend.
+const LEGEND: f64 = 130.0;
 const COLOURS: [&str; 7] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f"];
 
 fn escape(s: &str) -> String {
@@ -27,7 +29,7 @@ fn frame(title: &str, body: &str) -> String {
 pub fn accuracy(report: &SuiteReport) -> String {
     let mut b = String::new();
     let methods: Vec<_> = report.methods.iter().collect();
-    let plot_w = W - 2.0 * PAD;
+    let plot_w = W - 2.0 * PAD - LEGEND;
     let plot_h = H - 2.0 * PAD;
     let group = plot_w / 3.0;
     let bar = group / (methods.len() as f64 + 1.0);
@@ -55,10 +57,10 @@ pub fn accuracy(report: &SuiteReport) -> String {
         let _ = writeln!(
             b,
             "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>",
-            W - 140.0,
+            W - LEGEND,
             y - 9.0,
             COLOURS[i % COLOURS.len()],
-            W - 125.0,
+            W - LEGEND + 15.0,
             y,
             m.as_str()
         );
@@ -67,7 +69,7 @@ pub fn accuracy(report: &SuiteReport) -> String {
 }
 
 fn axes(b: &mut String) {
-    let _ = writeln!(b, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>", H - PAD, W - PAD, H - PAD);
+    let _ = writeln!(b, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>", H - PAD, W - PAD - LEGEND, H - PAD);
     let _ = writeln!(b, "<line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{}\" stroke=\"black\"/>", H - PAD);
     for t in 0..=4 {
         let v = t as f64 / 4.0;
@@ -103,8 +105,13 @@ pub fn reliability(title: &str, bins: &[(f64, f64, usize)]) -> String {
     }
     let _ = writeln!(b, "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{}\" y2=\"{y0}\" stroke=\"black\"/>", x0 + plot);
     let _ = writeln!(b, "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x0}\" y2=\"{}\" stroke=\"black\"/>", y0 - plot);
+    for t in 0..=4 {
+        let v = t as f64 / 4.0;
+        let _ = writeln!(b, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{v:.2}</text>", x0 + v * plot, y0 + 14.0);
+        let _ = writeln!(b, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2}</text>", x0 - 4.0, y0 - v * plot + 4.0);
+    }
     let _ = writeln!(b, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">confidence</text>", x0 + plot / 2.0, y0 + 30.0);
-    let _ = writeln!(b, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 {} {})\">share right</text>", x0 - 30.0, y0 - plot / 2.0, x0 - 30.0, y0 - plot / 2.0);
+    let _ = writeln!(b, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 {} {})\">share right</text>", x0 - 36.0, y0 - plot / 2.0, x0 - 36.0, y0 - plot / 2.0);
     frame(title, &b)
 }
 
