@@ -90,16 +90,29 @@ fn informative(values: &[f64]) -> bool {
     values.first().is_some_and(|first| values.iter().any(|v| v != first))
 }
 
+/// RCAEval's preprocessing converts `*_mem` columns from bytes to megabytes. It matters where a
+/// scaler falls back to unit scale (a normal period with no spread): there the score is in the
+/// metric's own units, so the same units must be used to reproduce its rankings.
+fn rcaeval_units(metric: &str) -> f64 {
+    if metric == "mem" || metric.ends_with("_mem") {
+        1e-6
+    } else {
+        1.0
+    }
+}
+
 /// Ranks metrics by a per-series score, then services by their best metric (as RCAEval maps a
 /// metric ranking to services: the first metric of a service places it).
 fn by_service(splits: &[Split], score: fn(&[f64], &[f64]) -> Option<f64>) -> Ranking {
     let mut best: BTreeMap<&str, f64> = BTreeMap::new();
     for s in splits {
-        let current: Vec<f64> = s.current.iter().map(|p| p.1).collect();
-        if !informative(&s.reference) || !informative(&current) {
+        let unit = rcaeval_units(&s.series.metric);
+        let reference: Vec<f64> = s.reference.iter().map(|v| v * unit).collect();
+        let current: Vec<f64> = s.current.iter().map(|p| p.1 * unit).collect();
+        if !informative(&reference) || !informative(&current) {
             continue;
         }
-        if let Some(v) = score(&s.reference, &current).filter(|v| v.is_finite()) {
+        if let Some(v) = score(&reference, &current).filter(|v| v.is_finite()) {
             let e = best.entry(s.series.service.as_str()).or_insert(v);
             *e = e.max(v);
         }
@@ -126,8 +139,7 @@ pub fn baro_score(reference: &[f64], current: &[f64]) -> Option<f64> {
     let r = sorted(reference);
     let median = quantile_sorted(&r, 0.5);
     let iqr = quantile_sorted(&r, 0.75) - quantile_sorted(&r, 0.25);
-    // scikit-learn's RobustScaler leaves a feature with zero range unscaled.
-    let scale = if iqr > 0.0 { iqr } else { 1.0 };
+    let scale = unit_if_zero(iqr);
     current.iter().map(|x| (x - median) / scale).reduce(f64::max)
 }
 
@@ -137,8 +149,18 @@ pub fn baro_score(reference: &[f64], current: &[f64]) -> Option<f64> {
 /// StandardScaler does).
 pub fn nsigma_score(reference: &[f64], current: &[f64]) -> Option<f64> {
     let (mean, sd) = mean_sd(reference);
-    let sd = if sd > 0.0 { sd } else { 1.0 };
+    let sd = unit_if_zero(sd);
     current.iter().map(|x| (x - mean) / sd).reduce(f64::max)
+}
+
+/// scikit-learn's scalers leave a feature whose spread is zero (below ten machine epsilons,
+/// which catches the rounding residue of a constant) unscaled.
+fn unit_if_zero(scale: f64) -> f64 {
+    if scale < 10.0 * f64::EPSILON {
+        1.0
+    } else {
+        scale
+    }
 }
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
@@ -158,7 +180,7 @@ pub fn energy_distance(reference: &[f64], current: &[f64]) -> Option<f64> {
         return None;
     }
     let (mean, sd) = mean_sd(reference);
-    let sd = if sd > 0.0 { sd } else { 1.0 };
+    let sd = unit_if_zero(sd);
     let x: Vec<f64> = reference.iter().map(|v| (v - mean) / sd).collect();
     let y: Vec<f64> = current.iter().map(|v| (v - mean) / sd).collect();
     let mean_abs = |a: &[f64], b: &[f64]| {
@@ -253,7 +275,7 @@ pub fn earliest(_incident: &Incident, splits: &[Split]) -> Ranking {
             continue;
         }
         let (mean, sd) = mean_sd(&s.reference);
-        let sd = if sd > 0.0 { sd } else { 1.0 };
+        let sd = unit_if_zero(sd);
         if let Some(t) = s.current.iter().find(|p| (p.1 - mean) / sd >= 3.0).map(|p| p.0) {
             let e = first.entry(s.series.service.as_str()).or_insert(t);
             *e = (*e).min(t);
@@ -314,8 +336,11 @@ mod tests {
         assert!((nsigma_score(&normal, &[13.0, 10.0]).expect("score") - 3.0).abs() < 1e-9);
         // Rises count, as in the reference implementation: a drop scores below zero.
         assert!(nsigma_score(&normal, &[7.0]).expect("score") < 0.0);
-        // A flat normal period is left unscaled, as StandardScaler does.
+        // A flat normal period is left unscaled, as StandardScaler does, and so is one whose
+        // spread is only rounding residue.
         assert_eq!(nsigma_score(&[5.0; 10], &[7.0]), Some(2.0));
+        let residue = [0.005, 0.005 + 1e-18, 0.005, 0.005];
+        assert!((baro_score(&residue, &[0.105]).expect("score") - 0.1).abs() < 1e-9);
     }
 
     #[test]
