@@ -22,4 +22,4 @@ bench: setup
 
 ## Accuracy of culprit and the baselines on the simulated suite and the public datasets (README's table).
 eval: setup
-	@$(ENV) && cargo run --release --quiet -- eval evals/simulated.toml ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop
+	@$(ENV) && cargo run --release --quiet -- eval evals/simulated.toml evals/postmortems ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop
