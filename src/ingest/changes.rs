@@ -3,7 +3,7 @@
 //! Changes are the most likely root causes, so a change line that cannot be read is reported
 //! precisely rather than guessed at.
 
-use super::io::{self, Lines};
+use super::io;
 use super::time::format_rfc3339;
 use super::IngestError;
 use crate::model::{Change, ChangeKind, KeyChange, ReadReport};
@@ -15,33 +15,8 @@ use std::path::Path;
 /// "previous_version", "keys": [{"key", "old", "new"}], "description"}`. `keys` may be spelled
 /// `changed_keys` and may be an object `{"k": {"old", "new"}}` (or `{"k": "new"}`).
 pub fn read_changes(path: &Path, report: &mut ReadReport) -> Result<Vec<Change>, IngestError> {
-    let mut lines = Lines::open(path)?;
-    let file = lines.file().to_string();
     let mut out = Vec::new();
-    while let Some((n, line)) = lines.next_line(report) {
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let obj = match serde_json::from_str::<Value>(text) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => {
-                report.skip(io::issue(&file, n, None, "not a JSON object"));
-                continue;
-            }
-            Err(e) => {
-                report.skip(io::issue(&file, n, None, format!("not valid JSON: {e}")));
-                continue;
-            }
-        };
-        match change(&obj) {
-            Ok(c) => {
-                report.records_read += 1;
-                out.push(c);
-            }
-            Err((field, msg)) => report.skip(io::issue(&file, n, Some(field), msg)),
-        }
-    }
+    io::for_each_json_line(path, report, change, |c| out.push(c))?;
     Ok(out)
 }
 

@@ -403,6 +403,104 @@ pub(crate) fn nanos_of(v: &Value) -> Option<i128> {
     ns.filter(|ns| super::time::plausible(super::time::nanos_to_ms(*ns)))
 }
 
+
+
+/// A record parser's verdict: the record, or the field at fault and why.
+pub(crate) type Parsed<T> = Result<T, (&'static str, String)>;
+
+/// Streams a JSON-lines file: each non-empty line must be one JSON object, handed to `parse`.
+/// Lines that are not objects, and records `parse` rejects, are skipped and reported with file,
+/// line and field; the good ones go to `f`.
+pub(crate) fn for_each_json_line<T>(
+    path: &Path,
+    report: &mut ReadReport,
+    parse: impl Fn(&Value) -> Parsed<T>,
+    mut f: impl FnMut(T),
+) -> Result<(), IngestError> {
+    let mut lines = Lines::open(path)?;
+    let file = lines.file().to_string();
+    while let Some((n, line)) = lines.next_line(report) {
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let obj = match serde_json::from_str::<Value>(text) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => {
+                report.skip(issue(&file, n, None, "not a JSON object"));
+                continue;
+            }
+            Err(e) => {
+                report.skip(issue(&file, n, None, format!("not valid JSON: {e}")));
+                continue;
+            }
+        };
+        match parse(&obj) {
+            Ok(r) => {
+                report.records_read += 1;
+                f(r);
+            }
+            Err((field, msg)) => report.skip(issue(&file, n, Some(field), msg)),
+        }
+    }
+    Ok(())
+}
+
+/// Where the records sit in an OTLP/JSON export request: `resourceLogs` → `scopeLogs` (or the
+/// older `instrumentationLibraryLogs`) → `logRecords`, and the same shape for spans.
+pub(crate) struct OtlpShape {
+    pub resources: &'static str,
+    pub scopes: [&'static str; 2],
+    pub records: &'static str,
+}
+
+/// Streams the records of an OTLP/JSON file (one export request per line, or one document),
+/// each parsed with its resource's `service.name`; rejected records are skipped and reported.
+pub(crate) fn for_each_otlp_record<T>(
+    path: &Path,
+    report: &mut ReadReport,
+    shape: &OtlpShape,
+    parse: impl Fn(&Value, Option<&str>) -> Parsed<T>,
+    mut f: impl FnMut(T),
+) -> Result<(), IngestError> {
+    let file = display(path);
+    for_each_json_doc(path, report, &mut |n, doc, report| {
+        let Some(resources) = doc.get(shape.resources).and_then(Value::as_array) else {
+            report.skip(issue(&file, n, Some(shape.resources), format!("no {} array", shape.resources)));
+            return;
+        };
+        for res in resources {
+            let service = otlp_service(res);
+            for scope in shape.scopes.iter().flat_map(|k| array(res, k)) {
+                for rec in array(scope, shape.records) {
+                    match parse(rec, service.as_deref()) {
+                        Ok(r) => {
+                            report.records_read += 1;
+                            f(r);
+                        }
+                        Err((field, msg)) => report.skip(issue(&file, n, Some(field), msg)),
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// `service.name` of an OTLP resource.
+pub(crate) fn otlp_service(resource: &Value) -> Option<String> {
+    crate::ingest::logs::otlp_attributes(resource.get("resource").and_then(|r| r.get("attributes")))
+        .into_iter()
+        .find(|(k, v)| k == "service.name" && !v.trim().is_empty())
+        .map(|(_, v)| v)
+}
+
+/// The array at `key`, or an empty slice.
+pub(crate) fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! Logs can be far larger than memory, so they are never loaded with a bundle: `Logs.files`
 //! lists them and [`for_each_log`] streams them record by record whenever a stage needs them.
 
-use super::io::{self, CsvRows, Lines};
+use super::io::{self, CsvRows};
 use super::time::nanos_to_ms;
 use super::{pod_to_service, IngestError};
 use crate::model::{Level, LogFile, LogFormat, LogRecord, Logs, ReadReport};
@@ -99,33 +99,7 @@ pub fn read_json_lines_logs(
     report: &mut ReadReport,
     f: &mut dyn FnMut(LogRecord),
 ) -> Result<(), IngestError> {
-    let mut lines = Lines::open(path)?;
-    let file = lines.file().to_string();
-    while let Some((n, line)) = lines.next_line(report) {
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let obj = match serde_json::from_str::<Value>(text) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => {
-                report.skip(io::issue(&file, n, None, "not a JSON object"));
-                continue;
-            }
-            Err(e) => {
-                report.skip(io::issue(&file, n, None, format!("not valid JSON: {e}")));
-                continue;
-            }
-        };
-        match json_log(&obj) {
-            Ok(r) => {
-                report.records_read += 1;
-                f(r);
-            }
-            Err((field, msg)) => report.skip(io::issue(&file, n, Some(field), msg)),
-        }
-    }
-    Ok(())
+    io::for_each_json_line(path, report, json_log, f)
 }
 
 fn json_log(obj: &Value) -> Result<LogRecord, (&'static str, String)> {
@@ -219,20 +193,6 @@ pub(crate) fn otlp_attributes(v: Option<&Value>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// `service.name` of an OTLP resource.
-pub(crate) fn otlp_service(resource: &Value) -> Option<String> {
-    otlp_attributes(resource.get("resource").and_then(|r| r.get("attributes")))
-        .into_iter()
-        .find(|(k, v)| k == "service.name" && !v.trim().is_empty())
-        .map(|(_, v)| v)
-}
-
-pub(crate) fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
 /// Reads OTLP/JSON logs: one `{"resourceLogs": […]}` export request per line, or one
 /// pretty-printed document. A record needs `timeUnixNano` (or `observedTimeUnixNano`) and a
 /// resource `service.name`.
@@ -241,35 +201,12 @@ pub fn read_otlp_logs(
     report: &mut ReadReport,
     f: &mut dyn FnMut(LogRecord),
 ) -> Result<(), IngestError> {
-    let file = io::display(path);
-    io::for_each_json_doc(path, report, &mut |n, doc, report| {
-        let Some(resources) = doc.get("resourceLogs").and_then(Value::as_array) else {
-            report.skip(io::issue(
-                &file,
-                n,
-                Some("resourceLogs"),
-                "no resourceLogs array",
-            ));
-            return;
-        };
-        for res in resources {
-            let service = otlp_service(res);
-            for scope in array(res, "scopeLogs")
-                .iter()
-                .chain(array(res, "instrumentationLibraryLogs"))
-            {
-                for rec in array(scope, "logRecords") {
-                    match otlp_log(rec, service.as_deref()) {
-                        Ok(r) => {
-                            report.records_read += 1;
-                            f(r);
-                        }
-                        Err((field, msg)) => report.skip(io::issue(&file, n, Some(field), msg)),
-                    }
-                }
-            }
-        }
-    })
+    let shape = io::OtlpShape {
+        resources: "resourceLogs",
+        scopes: ["scopeLogs", "instrumentationLibraryLogs"],
+        records: "logRecords",
+    };
+    io::for_each_otlp_record(path, report, &shape, otlp_log, f)
 }
 
 fn otlp_log(rec: &Value, service: Option<&str>) -> Result<LogRecord, (&'static str, String)> {

@@ -4,7 +4,6 @@
 //! Durations keep sub-millisecond precision: times are handled in nanoseconds until the end.
 
 use super::io::{self, CsvRows};
-use super::logs::{array, otlp_service};
 use super::time::{format_rfc3339, nanos_to_ms, parse_time_nanos};
 use super::{pod_to_service, IngestError};
 use crate::model::{ReadReport, Span};
@@ -16,36 +15,13 @@ use std::path::Path;
 /// pretty-printed document. Service from the resource's `service.name`; a span is an error when
 /// `status.code` is 2 / `STATUS_CODE_ERROR`; an empty `parentSpanId` marks a root.
 pub fn read_otlp_traces(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, IngestError> {
-    let file = io::display(path);
+    let shape = io::OtlpShape {
+        resources: "resourceSpans",
+        scopes: ["scopeSpans", "instrumentationLibrarySpans"],
+        records: "spans",
+    };
     let mut out = Vec::new();
-    io::for_each_json_doc(path, report, &mut |n, doc, report| {
-        let Some(resources) = doc.get("resourceSpans").and_then(Value::as_array) else {
-            report.skip(io::issue(
-                &file,
-                n,
-                Some("resourceSpans"),
-                "no resourceSpans array",
-            ));
-            return;
-        };
-        for res in resources {
-            let service = otlp_service(res);
-            for scope in array(res, "scopeSpans")
-                .iter()
-                .chain(array(res, "instrumentationLibrarySpans"))
-            {
-                for span in array(scope, "spans") {
-                    match otlp_span(span, service.as_deref()) {
-                        Ok(s) => {
-                            report.records_read += 1;
-                            out.push(s);
-                        }
-                        Err((field, msg)) => report.skip(io::issue(&file, n, Some(field), msg)),
-                    }
-                }
-            }
-        }
-    })?;
+    io::for_each_otlp_record(path, report, &shape, otlp_span, |s| out.push(s))?;
     Ok(out)
 }
 
