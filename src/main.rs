@@ -91,6 +91,7 @@ enum Command {
     /// bundles each with truth.json, a simulated-suite spec (evals/simulated.toml), or `sim:A-B`
     /// for simulated seeds A to B (`sim:A-B:KIND` forces a fault kind, e.g. `sim:1-50:none`).
     Eval {
+        /// Suites to score, one table each (datasets with several systems give one per system).
         #[arg(required = true, value_name = "SUITE")]
         suites: Vec<String>,
         /// Methods to run, comma-separated: culprit, baro, nsigma, epsilon_diagnosis, pagerank,
