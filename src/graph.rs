@@ -71,6 +71,9 @@ impl Default for GraphConfig {
     }
 }
 
+/// How far an effect may seem to precede a cause whose time is exact (clock skew between hosts).
+const EXACT_TOLERANCE: Ts = 5 * SECOND;
+
 /// Node weights are indices into the anomaly list the graph was built from.
 pub type CausalGraph = DiGraph<usize, Edge>;
 
@@ -119,7 +122,10 @@ pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> C
             }
             let lag = effect.onset.saturating_sub(cause.onset);
             // Cause before effect, and the cause still active when the effect began.
-            if lag < -cfg.tolerance || lag > cfg.max_lag || effect.onset > cause.end.saturating_add(cfg.tolerance) {
+            // A sampled metric may have started up to a sample before its recorded onset; logs,
+            // spans and changes carry their exact time.
+            let early = if cause.source == Source::Metric { cfg.tolerance } else { EXACT_TOLERANCE };
+            if lag < -early || lag > cfg.max_lag || effect.onset > cause.end.saturating_add(cfg.tolerance) {
                 continue;
             }
             let edge = if cause.source == Source::Change {
