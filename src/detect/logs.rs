@@ -269,62 +269,47 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
     }
     let template = |id: usize| s.drain.templates.get(id).map(|t| t.to_string()).unwrap_or_default();
     let first_seen = s.stats.iter().filter_map(|t| t.first_current).min().unwrap_or_default();
+    // One log anomaly about template `id`: from its first to its last line in the incident
+    // period, unless told otherwise.
+    let anomaly = |indicator: &str, id: usize, z: f64, direction: i8, evidence: String| {
+        let t = &s.stats[id];
+        Anomaly {
+            service: name.to_string(),
+            source: Source::Log,
+            indicator: indicator.into(),
+            signal: template(id),
+            onset: t.first_current.unwrap_or(first_seen),
+            end: t.last_current.unwrap_or(Ts::MAX),
+            score: z,
+            direction,
+            evidence,
+        }
+    };
     if let Some((z, id)) = best_error {
         let t = &s.stats[id];
-        out.anomalies.push(Anomaly {
-            service: name.to_string(),
-            source: Source::Log,
-            indicator: "log_errors".into(),
-            signal: template(id),
-            onset: t.first_current.unwrap_or(first_seen),
-            end: t.last_current.unwrap_or(Ts::MAX),
-            score: z,
-            direction: 1,
-            evidence: format!(
-                "{name} logged {} {} lines of `{}` (expected {:.1}); e.g. \"{}\"",
-                t.current,
-                level_word(t.level),
-                template(id),
-                expected(t),
-                t.example
-            ),
-        });
+        let evidence = format!(
+            "{name} logged {} {} lines of `{}` (expected {:.1}); e.g. \"{}\"",
+            t.current,
+            level_word(t.level),
+            template(id),
+            expected(t),
+            t.example
+        );
+        out.anomalies.push(anomaly("log_errors", id, z, 1, evidence));
     }
     if let Some((z, id)) = best_new {
-        let t = &s.stats[id];
-        out.anomalies.push(Anomaly {
-            service: name.to_string(),
-            source: Source::Log,
-            indicator: "new_log_template".into(),
-            signal: template(id),
-            onset: t.first_current.unwrap_or(first_seen),
-            end: t.last_current.unwrap_or(Ts::MAX),
-            score: z,
-            direction: 1,
-            evidence: format!("{name} logged a new template {} times: `{}`", t.current, template(id)),
-        });
+        let evidence = format!("{name} logged a new template {} times: `{}`", s.stats[id].current, template(id));
+        out.anomalies.push(anomaly("new_log_template", id, z, 1, evidence));
     }
     if let Some(a) = broken_sequence(name, s, cfg) {
         out.anomalies.push(a);
     }
     if let Some((z, id)) = best_missing {
         let t = &s.stats[id];
-        out.anomalies.push(Anomaly {
-            service: name.to_string(),
-            source: Source::Log,
-            indicator: "missing_log_template".into(),
-            signal: template(id),
-            onset: first_seen,
-            end: Ts::MAX,
-            score: z,
-            direction: -1,
-            evidence: format!(
-                "{name} logged `{}` {} times where {:.1} were expected",
-                template(id),
-                t.current,
-                expected(t)
-            ),
-        });
+        let evidence =
+            format!("{name} logged `{}` {} times where {:.1} were expected", template(id), t.current, expected(t));
+        // An absence has no first or last line: it is dated from the period's start, and lasts.
+        out.anomalies.push(Anomaly { onset: first_seen, end: Ts::MAX, ..anomaly("missing_log_template", id, z, -1, evidence) });
     }
 }
 

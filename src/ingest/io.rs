@@ -191,6 +191,17 @@ impl CsvRows {
         names.iter().find_map(|n| norm.iter().position(|h| h == n))
     }
 
+    /// The first of `names` present, or an error naming the file and `field`: a column the
+    /// reader cannot do without.
+    pub(crate) fn require(&self, names: &[&str], field: &str) -> Result<usize, IngestError> {
+        self.column(names).ok_or_else(|| self.missing(field))
+    }
+
+    /// The error for a required column that is absent.
+    pub(crate) fn missing(&self, field: &str) -> IngestError {
+        IngestError::Invalid { file: self.file.clone(), field: field.into(), message: "column missing".into() }
+    }
+
     /// Moves to the next record; returns its 1-based line, or None at the end.
     pub(crate) fn next_record(&mut self, report: &mut ReadReport) -> Option<u64> {
         loop {

@@ -262,21 +262,12 @@ pub fn read_nezha_logs(
 ) -> Result<(), IngestError> {
     let mut rows = CsvRows::open(path)?;
     let file = rows.file().to_string();
-    let missing = |field: &str| IngestError::Invalid {
-        file: file.clone(),
-        field: field.into(),
-        message: "column missing".into(),
-    };
-    let pod_col = rows
-        .column(&["podname", "pod", "service"])
-        .ok_or_else(|| missing("PodName"))?;
-    let log_col = rows
-        .column(&["log", "message"])
-        .ok_or_else(|| missing("Log"))?;
+    let pod_col = rows.require(&["podname", "pod", "service"], "PodName")?;
+    let log_col = rows.require(&["log", "message"], "Log")?;
     let nano_col = rows.column(&["timeunixnano"]);
     let ts_col = rows.column(&["timestamp", "time"]);
     if nano_col.is_none() && ts_col.is_none() {
-        return Err(missing("TimeUnixNano"));
+        return Err(rows.missing("TimeUnixNano"));
     }
     let container_col = rows.column(&["container"]);
     let trace_col = rows.column(&["traceid"]);

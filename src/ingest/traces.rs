@@ -93,28 +93,18 @@ fn is_error(cell: &str, error_column: bool) -> bool {
 pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, IngestError> {
     let mut rows = CsvRows::open(path)?;
     let file = rows.file().to_string();
-    let missing = |field: &str| IngestError::Invalid {
-        file: file.clone(),
-        field: field.into(),
-        message: "column missing".into(),
-    };
-    let trace_col = rows
-        .column(&["traceid"])
-        .ok_or_else(|| missing("trace_id"))?;
-    let span_col = rows.column(&["spanid"]).ok_or_else(|| missing("span_id"))?;
+    let trace_col = rows.require(&["traceid"], "trace_id")?;
+    let span_col = rows.require(&["spanid"], "span_id")?;
     let parent_col = rows.column(&["parentid", "parentspanid"]);
     let (service_col, from_pod) = match rows.column(&["service", "servicename"]) {
         Some(c) => (c, false),
         None => (
-            rows.column(&["podname", "pod"])
-                .ok_or_else(|| missing("service"))?,
+            rows.require(&["podname", "pod"], "service")?,
             true,
         ),
     };
     let op_col = rows.column(&["operation", "operationname", "name", "spanname"]);
-    let start_col = rows
-        .column(&["start", "starttime", "starttimeunixnano"])
-        .ok_or_else(|| missing("start"))?;
+    let start_col = rows.require(&["start", "starttime", "starttimeunixnano"], "start")?;
     let end_col = rows.column(&["end", "endtime", "endtimeunixnano"]);
     let duration_col = [
         ("durationms", 1.0),
@@ -125,7 +115,7 @@ pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, 
     .iter()
     .find_map(|(name, scale)| rows.column(&[name]).map(|c| (c, *scale)));
     if end_col.is_none() && duration_col.is_none() {
-        return Err(missing("end"));
+        return Err(rows.missing("end"));
     }
     let status_col = rows.column(&["status", "error", "statuscode"]);
     let error_column = status_col.is_some_and(|c| io::normalise(&rows.headers[c]) == "error");
