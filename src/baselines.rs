@@ -23,6 +23,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum Method {
     /// The full culprit pipeline (`triage`).
     Culprit,
+    /// The pipeline with the learned k-NN embedding detector added (models fitted on each case's
+    /// reference period).
+    CulpritEmbed,
     Baro,
     NSigma,
     EpsilonDiagnosis,
@@ -32,8 +35,9 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 8] = [
         Method::Culprit,
+        Method::CulpritEmbed,
         Method::Baro,
         Method::NSigma,
         Method::EpsilonDiagnosis,
@@ -45,6 +49,7 @@ impl Method {
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Culprit => "culprit",
+            Method::CulpritEmbed => "culprit_embed",
             Method::Baro => "baro",
             Method::NSigma => "nsigma",
             Method::EpsilonDiagnosis => "epsilon_diagnosis",
@@ -52,6 +57,15 @@ impl Method {
             Method::Earliest => "earliest",
             Method::Random => "random",
         }
+    }
+
+    /// The pipeline configuration a culprit method runs with, from the user's `base`.
+    pub fn triage_config(self, base: &crate::triage::Config) -> crate::triage::Config {
+        let knn = match self {
+            Method::CulpritEmbed => Some(base.knn.clone().unwrap_or_default()),
+            _ => None,
+        };
+        crate::triage::Config { knn, ..base.clone() }
     }
 
     /// Parses a name, ignoring case, `-` and `_` (`n-sigma`, `NSigma`, `epsilon` also work).
@@ -69,7 +83,7 @@ pub type Ranking = Vec<String>;
 pub fn rank(method: Method, incident: &Incident) -> Ranking {
     let splits = split(incident);
     match method {
-        Method::Culprit => crate::triage::triage(incident, &crate::triage::Config::default())
+        Method::Culprit | Method::CulpritEmbed => crate::triage::triage(incident, &method.triage_config(&Default::default()))
             .ranking
             .candidates
             .into_iter()

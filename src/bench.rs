@@ -90,3 +90,140 @@ pub fn render(b: &Bench) -> String {
         b.peak_rss_mib.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "unknown".into())
     )
 }
+
+/// Figures of the learned parts: training, inference, and filtered k-NN over the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct LearnedBench {
+    pub train_events: usize,
+    pub train_steps: usize,
+    pub train_seconds: f64,
+    pub inference_events: usize,
+    pub inference_events_per_second: f64,
+    pub stored_vectors: usize,
+    pub ingest_seconds: f64,
+    pub index_seconds: f64,
+    pub indexes: Vec<String>,
+    pub queries: usize,
+    /// Filtered k-NN (k = 10, `source = 'logs' AND service = …`) latency with the index, ms.
+    pub knn_p50_ms: f64,
+    pub knn_p99_ms: f64,
+    pub threads: usize,
+    pub device: String,
+    pub optimized: bool,
+}
+
+/// Trains a logs model on `train_events` baseline log lines of the benchmark incident, embeds
+/// every line, stores `vectors` embeddings (cycling the lines with fresh ids) in a LanceDB store
+/// under `dir`, indexes it and times `queries` filtered k-NN queries.
+pub fn run_learned(
+    seed: u64,
+    dir: &std::path::Path,
+    train_events: usize,
+    vectors: usize,
+    queries: usize,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<LearnedBench> {
+    use crate::embed::{features, Embedder, SourceKind, DIM};
+    use crate::store::{EventRow, Store};
+    progress("simulating the benchmark incident");
+    let incident = simulate::simulate(&simulate::bench_config(seed));
+    let rows: Vec<features::Row> = incident.telemetry.logs.records.iter().map(features::log_row).collect();
+    let baseline: Vec<features::Row> =
+        rows.iter().filter(|r| r.time < incident.analysis_start).take(train_events).cloned().collect();
+    progress(&format!("training the logs model on {} events", baseline.len()));
+    let cfg = crate::embed::net::TrainConfig::default();
+    let t = Instant::now();
+    let model = Embedder::fit(SourceKind::Logs, &baseline, "bench", &cfg, |_, _| {})?;
+    let train_seconds = t.elapsed().as_secs_f64();
+    let train_steps = (cfg.epochs * baseline.len().div_ceil(cfg.batch)).min(cfg.max_steps);
+    progress(&format!("embedding {} events", rows.len()));
+    let t = Instant::now();
+    let z = model.embed(&rows)?;
+    let inference_seconds = t.elapsed().as_secs_f64().max(1e-9);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let uri = dir.to_string_lossy().into_owned();
+    let store = rt.block_on(Store::open(&uri))?;
+    const BATCH: usize = 100_000;
+    let t = Instant::now();
+    let mut stored = 0;
+    while stored < vectors {
+        progress(&format!("storing vectors {stored}/{vectors}"));
+        let n = BATCH.min(vectors - stored);
+        let batch: Vec<EventRow> = (stored..stored + n)
+            .map(|i| {
+                let j = i % rows.len();
+                EventRow {
+                    id: format!("bench/{i}"),
+                    time_ms: rows[j].time,
+                    source: "logs".to_string(),
+                    service: rows[j].service.clone(),
+                    environment: "bench".to_string(),
+                    attributes: String::new(),
+                    vector: Some(z[j * DIM..(j + 1) * DIM].to_vec()),
+                    anomaly_score: None,
+                }
+            })
+            .collect();
+        rt.block_on(store.add_events(&batch))?;
+        stored += n;
+    }
+    let ingest_seconds = t.elapsed().as_secs_f64();
+    progress("building indexes");
+    let t = Instant::now();
+    let indexes = rt.block_on(store.ensure_indexes(crate::store::EVENTS))?;
+    let index_seconds = t.elapsed().as_secs_f64();
+    let services: Vec<String> =
+        rows.iter().map(|r| r.service.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut latencies = Vec::with_capacity(queries);
+    for q in 0..queries {
+        let j = (q * 7919) % rows.len();
+        let filter = format!("source = 'logs' AND service = '{}'", services[q % services.len()]);
+        let t = Instant::now();
+        let hits = rt.block_on(store.nearest_events(&z[j * DIM..(j + 1) * DIM], Some(&filter), 10))?;
+        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(!hits.is_empty(), "query {q} returned nothing");
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(LearnedBench {
+        train_events: baseline.len(),
+        train_steps,
+        train_seconds,
+        inference_events: rows.len(),
+        inference_events_per_second: rows.len() as f64 / inference_seconds,
+        stored_vectors: stored,
+        ingest_seconds,
+        index_seconds,
+        indexes,
+        queries,
+        knn_p50_ms: crate::detect::stats::quantile_sorted(&latencies, 0.5),
+        knn_p99_ms: crate::detect::stats::quantile_sorted(&latencies, 0.99),
+        threads: tch::get_num_threads() as usize,
+        device: format!("{:?}", crate::embed::embedder::device()),
+        optimized: !cfg!(debug_assertions),
+    })
+}
+
+pub fn render_learned(b: &LearnedBench) -> String {
+    format!(
+        "learned bench ({} build, {} torch threads, {})\n\
+         train:     {} events, {} steps in {:.1} s\n\
+         inference: {:.0} events/s over {} events\n\
+         store:     {} vectors stored in {:.1} s; indexes built in {:.1} s: {}\n\
+         k-NN:      {} filtered queries (k=10): p50 {:.2} ms, p99 {:.2} ms\n",
+        if b.optimized { "release" } else { "debug, dependencies optimised" },
+        b.threads,
+        b.device,
+        b.train_events,
+        b.train_steps,
+        b.train_seconds,
+        b.inference_events_per_second,
+        b.inference_events,
+        b.stored_vectors,
+        b.ingest_seconds,
+        b.index_seconds,
+        if b.indexes.is_empty() { "none".to_string() } else { b.indexes.join(", ") },
+        b.queries,
+        b.knn_p50_ms,
+        b.knn_p99_ms
+    )
+}

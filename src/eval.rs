@@ -263,8 +263,8 @@ pub fn run_case(case: &Case, opts: &EvalOptions) -> CaseResult {
         for &m in &opts2.methods {
             let t = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match m {
-                Method::Culprit => {
-                    let tr = triage::triage(&incident, &opts2.config);
+                Method::Culprit | Method::CulpritEmbed => {
+                    let tr = triage::triage(&incident, &m.triage_config(&opts2.config));
                     let ranked: Vec<String> = tr.ranking.candidates.iter().map(|c| c.service.clone()).collect();
                     let confidence = tr.ranking.candidates.first().map(|c| c.confidence);
                     (ranked, Some(tr.ranking.has_root_cause), confidence)

@@ -12,6 +12,8 @@ use culprit::triage::{self, Config};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod commands;
+
 /// culprit — root-cause investigation for production incidents.
 ///
 /// Give it an incident bundle (the alert plus the metrics, logs, traces and change events around
@@ -48,6 +50,10 @@ enum Command {
         /// Group anomalies whose onsets lie within this many seconds.
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         window: u64,
+        /// Add the learned k-NN embedding detector: `fit` trains one model per source on the
+        /// bundle's own reference period; a directory uses models from `culprit train`.
+        #[arg(long, value_name = "DIR|fit")]
+        embeddings: Option<String>,
     },
     /// Simulate seed 001's config-change incident (a lowered LDAP timeout causing a retry storm)
     /// and investigate it end to end.
@@ -94,8 +100,9 @@ enum Command {
         /// Suites to score, one table each (datasets with several systems give one per system).
         #[arg(required = true, value_name = "SUITE")]
         suites: Vec<String>,
-        /// Methods to run, comma-separated: culprit, baro, nsigma, epsilon_diagnosis, pagerank,
-        /// earliest, random (default: all).
+        /// Methods to run, comma-separated: culprit, culprit_embed (with the learned k-NN
+        /// detector, fitted per case on its reference period), baro, nsigma, epsilon_diagnosis,
+        /// pagerank, earliest, random (default: all).
         #[arg(long, value_name = "LIST", value_delimiter = ',')]
         methods: Option<Vec<String>>,
         /// Print the summary as JSON ({"suites":[{"name","system","cases","methods":{…}}]}).
@@ -108,6 +115,49 @@ enum Command {
         /// A case taking longer than this (loading and all methods) is Invalid.
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         timeout: u64,
+    },
+    /// Train the learned embedders (a TabularResNet per source, self-supervised, no labels) on
+    /// fault-free events, and save weights and model cards.
+    ///
+    /// From a bundle, the events are its separate baseline, or those before the analysis start.
+    /// From a store (a LanceDB URI), the stored events of the source. Writes
+    /// `<source>.safetensors` and `<source>.card.json` (features, vocabularies, loss curve, data
+    /// window, seed) into --out. Runs on CUDA when available, else CPU.
+    Train {
+        /// Which model to train.
+        #[arg(long, value_enum, default_value = "all")]
+        source: TrainSource,
+        /// A bundle directory or a store URI.
+        #[arg(long, value_name = "BUNDLE|STORE")]
+        from: String,
+        /// Directory for the weights and model cards.
+        #[arg(long, value_name = "DIR", default_value = "models")]
+        out: PathBuf,
+        /// Passes over the data (capped at --max-steps optimiser steps).
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        #[arg(long, default_value_t = 2000)]
+        max_steps: usize,
+        /// Most events used per source (evenly thinned beyond).
+        #[arg(long, default_value_t = 200_000)]
+        max_events: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Inspect trained models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// The knowledge base of past incidents: add postmortems, search by similarity.
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
+    /// The event store (LanceDB): ingest a bundle's events with their embeddings, show sizes.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// Measure speed and memory on a simulated one-hour, 50-service incident
     /// (~1M log lines, ~500 metric series, ~200k spans). Build with --release for real figures.
@@ -123,6 +173,94 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Measure the learned parts instead: training a logs model on --train-events baseline
+        /// lines, inference throughput, and filtered k-NN latency over --vectors stored vectors
+        /// (in a temporary LanceDB store, with its indexes).
+        #[arg(long)]
+        learned: bool,
+        #[arg(long, default_value_t = 100_000, requires = "learned")]
+        train_events: usize,
+        #[arg(long, default_value_t = 1_000_000, requires = "learned")]
+        vectors: usize,
+        #[arg(long, default_value_t = 500, requires = "learned")]
+        queries: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TrainSource {
+    Logs,
+    Metrics,
+    Traces,
+    Changes,
+    All,
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// Which models exist, their age and data, and which should be retrained and why: features
+    /// that no longer match, age, or drift (a KS test of recent embeddings against the training
+    /// profile, per dimension). Exit code 3 when any model should be retrained.
+    Status {
+        #[arg(long, value_name = "DIR", default_value = "models")]
+        models: PathBuf,
+        /// A bundle of recent data to check drift against.
+        #[arg(long, value_name = "BUNDLE")]
+        recent: Option<PathBuf>,
+        /// Models older than this should be retrained.
+        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        max_age_days: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KbCommand {
+    /// Add past incidents: markdown postmortems with a front-matter block (root_cause, kind,
+    /// resolution, services, tags, title, date), incident JSON ({"title", "root_cause":
+    /// {"service", "kind"}, "resolution", …}), or bundle directories with truth.json. An entry
+    /// with the id of an existing one replaces it.
+    Add {
+        #[arg(required = true, value_name = "FILE|BUNDLE")]
+        files: Vec<PathBuf>,
+        /// Store URI (default: $CULPRIT_STORE, else the user's data directory).
+        #[arg(long, value_name = "URI")]
+        store: Option<String>,
+    },
+    /// Find past incidents similar to a question or to an incident bundle (which is investigated
+    /// first), with their root causes and resolutions.
+    Search {
+        /// Free text, or a bundle directory.
+        #[arg(value_name = "QUERY|BUNDLE")]
+        query: String,
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+        #[arg(long, value_name = "URI")]
+        store: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Stream a bundle's events (logs, metrics, traces, changes) into the events table, embedded
+    /// with the models in --models where one exists; one commit per --batch rows, each reported
+    /// as `committed N rows`. Indexes are built once the table is large enough.
+    Ingest {
+        bundle: PathBuf,
+        #[arg(long, value_name = "URI")]
+        store: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        #[arg(long, default_value = "production")]
+        environment: String,
+    },
+    /// Row counts of the tables.
+    Stats {
+        #[arg(long, value_name = "URI")]
+        store: Option<String>,
     },
 }
 
@@ -150,9 +288,48 @@ fn main() -> ExitCode {
 
 fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
-        Command::Investigate { bundle, json, window } => {
-            let cfg = Config { group_window: window as i64 * 1000, ..Config::default() };
+        Command::Investigate { bundle, json, window, embeddings } => {
+            let knn = embeddings.map(|e| culprit::embed::knn::KnnConfig {
+                models: if e == "fit" {
+                    culprit::embed::knn::Models::FitOnReference
+                } else {
+                    culprit::embed::knn::Models::Dir(PathBuf::from(e))
+                },
+                ..Default::default()
+            });
+            let cfg = Config { group_window: window as i64 * 1000, knn, ..Config::default() };
             investigate(&bundle, json, &cfg)
+        }
+        Command::Train { source, from, out, epochs, max_steps, max_events, seed } => {
+            use culprit::embed::SourceKind;
+            let sources = match source {
+                TrainSource::Logs => vec![SourceKind::Logs],
+                TrainSource::Metrics => vec![SourceKind::Metrics],
+                TrainSource::Traces => vec![SourceKind::Traces],
+                TrainSource::Changes => vec![SourceKind::Changes],
+                TrainSource::All => SourceKind::ALL.to_vec(),
+            };
+            let cfg = culprit::embed::net::TrainConfig { epochs, max_steps, seed, ..Default::default() };
+            commands::train(commands::TrainArgs { sources, from, out, cfg, max_events })
+        }
+        Command::Models { command: ModelsCommand::Status { models, recent, max_age_days } } => {
+            commands::models_status(&models, recent.as_deref(), max_age_days)
+        }
+        Command::Kb { command: KbCommand::Add { files, store } } => {
+            commands::kb_add(&store.unwrap_or_else(culprit::store::default_uri), &files)
+        }
+        Command::Kb { command: KbCommand::Search { query, k, store, json } } => {
+            commands::kb_search(&store.unwrap_or_else(culprit::store::default_uri), &query, k, json)
+        }
+        Command::Store { command: StoreCommand::Ingest { bundle, store, models, batch, environment } } => {
+            if batch == 0 {
+                bail!("--batch must be at least 1");
+            }
+            let uri = store.unwrap_or_else(culprit::store::default_uri);
+            commands::store_ingest(&uri, &bundle, models.as_deref(), batch, &environment)
+        }
+        Command::Store { command: StoreCommand::Stats { store } } => {
+            commands::store_stats(&store.unwrap_or_else(culprit::store::default_uri))
         }
         Command::Demo { json, keep } => {
             let (dir, _tmp) = match keep {
@@ -204,7 +381,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                     .iter()
                     .map(|n| {
                         Method::parse(n).with_context(|| {
-                            format!("unknown method `{n}`; expected culprit, baro, nsigma, epsilon_diagnosis, pagerank, earliest or random")
+                            format!("unknown method `{n}`; expected culprit, culprit_embed, baro, nsigma, epsilon_diagnosis, pagerank, earliest or random")
                         })
                     })
                     .collect::<Result<_>>()?;
@@ -218,7 +395,18 @@ fn run(cmd: Command) -> Result<ExitCode> {
             println!("wrote {} to {}", incident.id, dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { seed, json, write: None } => {
+        Command::Bench { seed, json, write: None, learned: true, train_events, vectors, queries } => {
+            let dir = std::env::temp_dir().join(format!("culprit-bench-store-{}", std::process::id()));
+            let _cleanup = TempDir(dir.clone());
+            let b = culprit::bench::run_learned(seed, &dir, train_events, vectors, queries, &|what| eprintln!("bench: {what}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+            } else {
+                print!("{}", culprit::bench::render_learned(&b));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { seed, json, write: None, .. } => {
             let b = culprit::bench::run(seed);
             if json {
                 println!("{}", serde_json::to_string_pretty(&b)?);

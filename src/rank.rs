@@ -123,6 +123,9 @@ fn reliability(a: &Anomaly) -> f64 {
         // the callees' (the self-time anomaly speaks for the service's own share).
         "latency_client" | "latency_total" => 0.5,
         "missing_log_template" => 0.3,
+        // The learned detector says *that* a service's events look foreign, not what broke: it
+        // corroborates more than it accuses.
+        "embedding" => 0.5,
         _ => 1.0,
     }
 }

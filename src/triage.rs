@@ -5,6 +5,7 @@
 
 use crate::correlate::{self, Dependencies, Group};
 use crate::detect::{self, DetectConfig, Detection};
+use crate::embed::knn::{self, KnnConfig};
 use crate::graph::{self, CausalGraph, GraphConfig};
 use crate::model::{Incident, Ts, MINUTE};
 use crate::rank::{self, RankConfig, Ranking};
@@ -19,6 +20,9 @@ pub struct Config {
     pub group_window: Ts,
     pub graph: GraphConfig,
     pub rank: RankConfig,
+    /// The learned k-NN embedding detector, when enabled (off by default: it needs libtorch time,
+    /// and models trained or fitted per incident).
+    pub knn: Option<KnnConfig>,
 }
 
 impl Default for Config {
@@ -28,6 +32,7 @@ impl Default for Config {
             group_window: 5 * MINUTE,
             graph: GraphConfig::default(),
             rank: RankConfig::default(),
+            knn: None,
         }
     }
 }
@@ -45,6 +50,12 @@ pub struct Triage {
 pub fn triage(incident: &Incident, cfg: &Config) -> Triage {
     let _span = tracing::info_span!("triage", incident = %incident.id).entered();
     let mut detection = detect::detect(incident, &cfg.detect);
+    if let Some(knn) = &cfg.knn {
+        knn::detect(incident, knn, &cfg.detect, &mut detection);
+        detection.anomalies.sort_by(|a, b| {
+            a.onset.cmp(&b.onset).then_with(|| a.service.cmp(&b.service)).then_with(|| a.indicator.cmp(&b.indicator))
+        });
+    }
     let dependencies = Dependencies::new(incident.topology.as_ref(), &detection.call_edges);
     let inferred = correlate::infer(&detection.anomalies, &dependencies);
     detection.anomalies.extend(inferred);

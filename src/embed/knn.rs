@@ -1,0 +1,301 @@
+//! The k-NN embedding detector (seed 001, step 3): a service is anomalous when many of its recent
+//! events sit farther from its baseline events, in a learned embedding, than baseline events sit
+//! from each other.
+//!
+//! Per source (logs, metrics, traces) and service:
+//! 1. reference events are sampled and split in two halves: `A`, the neighbours, and `H`, held out
+//!    to calibrate; the threshold is the `quantile` of `H`'s k-th-neighbour distance to `A`, so a
+//!    normal event exceeds it with probability `1 − quantile`;
+//! 2. incident-period events are sampled per minute; a minute is anomalous when the share of its
+//!    events beyond the threshold is both large (`min_share`) and improbable under that rate (a
+//!    binomial z of at least the detectors' `z_threshold`), for `sustain` minutes in a row.
+//!
+//! The models come from a models directory (`culprit train`) or are fitted on the incident's own
+//! reference period, which is what the eval harness does: no model ever sees the incident period
+//! while learning.
+
+use super::net::TrainConfig;
+use super::{Embedder, EmbedError, Row, SourceKind, DIM};
+use crate::detect::{Anomaly, DetectConfig, Detection};
+use crate::model::{Incident, ReadReport, Ts, MINUTE};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where the detector's models come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Models {
+    /// Trained models under this directory (`culprit train --out DIR`).
+    Dir(PathBuf),
+    /// Fit one model per source on the incident's reference period.
+    FitOnReference,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KnnConfig {
+    pub models: Models,
+    pub k: usize,
+    /// Share of held-out reference events below the threshold.
+    pub quantile: f64,
+    /// Share of a minute's events beyond the threshold for the minute to count.
+    pub min_share: f64,
+    /// Fewest sampled events in a minute for it to be judged.
+    pub min_bucket_events: usize,
+    /// Fewest reference events of a service for it to be judged.
+    pub min_reference: usize,
+    /// Reference events sampled per service and source (split between neighbours and held-out).
+    pub max_reference: usize,
+    /// Incident-period events sampled per service, source and minute.
+    pub max_per_minute: usize,
+    /// Training events per source when fitting on the reference period.
+    pub max_train_rows: usize,
+    pub train: TrainConfig,
+    pub seed: u64,
+}
+
+impl Default for KnnConfig {
+    fn default() -> Self {
+        KnnConfig {
+            models: Models::FitOnReference,
+            k: 5,
+            quantile: 0.99,
+            min_share: 0.2,
+            min_bucket_events: 10,
+            min_reference: 40,
+            max_reference: 2000,
+            max_per_minute: 200,
+            max_train_rows: 20_000,
+            train: TrainConfig { epochs: 3, max_steps: 200, ..TrainConfig::default() },
+            seed: 11,
+        }
+    }
+}
+
+/// A uniform sample of at most `cap` items from a stream (Vitter's algorithm R).
+#[derive(Debug, Clone)]
+struct Reservoir<T> {
+    cap: usize,
+    seen: u64,
+    items: Vec<T>,
+}
+
+impl<T> Reservoir<T> {
+    fn new(cap: usize) -> Self {
+        Reservoir { cap, seen: 0, items: Vec::new() }
+    }
+
+    fn push(&mut self, x: T, rng: &mut ChaCha8Rng) {
+        self.seen += 1;
+        if self.items.len() < self.cap {
+            self.items.push(x);
+        } else {
+            let j = rng.gen_range(0..self.seen);
+            if (j as usize) < self.cap {
+                self.items[j as usize] = x;
+            }
+        }
+    }
+}
+
+/// The sampled events of one source.
+#[derive(Default)]
+struct Sample {
+    reference: BTreeMap<String, Reservoir<Row>>,
+    current: BTreeMap<(String, i64), Reservoir<Row>>,
+    train: Option<Reservoir<Row>>,
+}
+
+fn sample(incident: &Incident, source: SourceKind, cfg: &KnnConfig, report: &mut ReadReport) -> Sample {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ source as u64);
+    let mut s = Sample {
+        train: matches!(cfg.models, Models::FitOnReference).then(|| Reservoir::new(cfg.max_train_rows)),
+        ..Sample::default()
+    };
+    let start = incident.analysis_start;
+    let reference = |r: Row, rng: &mut ChaCha8Rng, s: &mut Sample| {
+        if let Some(t) = &mut s.train {
+            t.push(r.clone(), rng);
+        }
+        s.reference.entry(r.service.clone()).or_insert_with(|| Reservoir::new(cfg.max_reference)).push(r, rng);
+    };
+    if let Some(b) = &incident.baseline {
+        super::features::for_each_row(source, b, report, |r| reference(r, &mut rng, &mut s));
+    }
+    let separate = incident.baseline.is_some();
+    super::features::for_each_row(source, &incident.telemetry, report, |r| {
+        if r.time >= start {
+            let minute = (r.time - start).div_euclid(MINUTE);
+            s.current
+                .entry((r.service.clone(), minute))
+                .or_insert_with(|| Reservoir::new(cfg.max_per_minute))
+                .push(r, &mut rng);
+        } else if !separate {
+            reference(r, &mut rng, &mut s);
+        }
+    });
+    s
+}
+
+/// For each row of `queries` (`q × DIM`), the distance to its k-th nearest row of `base`.
+fn kth_distance(queries: &[f32], base: &[f32], k: usize) -> Vec<f32> {
+    let (q, b) = (queries.len() / DIM, base.len() / DIM);
+    if q == 0 || b == 0 {
+        return vec![f32::INFINITY; q];
+    }
+    let k = k.clamp(1, b) as i64;
+    let qt = tch::Tensor::from_slice(queries).view([q as i64, DIM as i64]);
+    let bt = tch::Tensor::from_slice(base).view([b as i64, DIM as i64]);
+    // Rows are unit vectors: |x − y|² = 2 − 2 x·y.
+    let sim = qt.matmul(&bt.tr());
+    let (top, _) = sim.topk(k, 1, true, true);
+    let kth = top.select(1, k - 1);
+    let d = (kth * -2.0 + 2.0).clamp_min(0.0).sqrt().contiguous();
+    Vec::<f32>::try_from(&d).unwrap_or_else(|_| vec![f32::INFINITY; q])
+}
+
+/// Runs the detector on every source with a model; adds anomalies and notes to `out`.
+pub fn detect(incident: &Incident, cfg: &KnnConfig, det: &DetectConfig, out: &mut Detection) {
+    let _span = tracing::info_span!("knn", incident = %incident.id).entered();
+    for source in [SourceKind::Logs, SourceKind::Metrics, SourceKind::Traces] {
+        let mut report = ReadReport::default();
+        let s = sample(incident, source, cfg, &mut report);
+        if s.current.is_empty() {
+            continue;
+        }
+        let model = match &cfg.models {
+            Models::Dir(dir) => Embedder::load(dir, source),
+            Models::FitOnReference => {
+                let rows = s.train.as_ref().map(|t| t.items.as_slice()).unwrap_or_default();
+                let what = format!("reference period of {}", incident.id);
+                Embedder::fit(source, rows, &what, &cfg.train, |_, _| {})
+            }
+        };
+        let model = match model {
+            Ok(m) => m,
+            Err(e) => {
+                out.unchecked.push(format!("{source} embeddings: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = judge(source, &model, &s, cfg, det, out) {
+            out.unchecked.push(format!("{source} embeddings: {e}"));
+        }
+    }
+}
+
+fn judge(
+    source: SourceKind,
+    model: &Embedder,
+    s: &Sample,
+    cfg: &KnnConfig,
+    det: &DetectConfig,
+    out: &mut Detection,
+) -> Result<(), EmbedError> {
+    let p0 = 1.0 - cfg.quantile;
+    for (service, reference) in &s.reference {
+        let minutes: Vec<(i64, &Reservoir<Row>)> =
+            s.current.range((service.clone(), i64::MIN)..=(service.clone(), i64::MAX)).map(|((_, m), r)| (*m, r)).collect();
+        if minutes.is_empty() {
+            continue;
+        }
+        if reference.items.len() < cfg.min_reference {
+            out.unchecked.push(format!(
+                "{source} embeddings of {service}: {} reference events (need {})",
+                reference.items.len(),
+                cfg.min_reference
+            ));
+            continue;
+        }
+        let z = model.embed(&reference.items)?;
+        let (mut neighbours, mut held) = (Vec::new(), Vec::new());
+        for (i, row) in z.chunks(DIM).enumerate() {
+            (if i % 2 == 0 { &mut neighbours } else { &mut held }).extend_from_slice(row);
+        }
+        let mut calib = kth_distance(&held, &neighbours, cfg.k);
+        calib.sort_by(f32::total_cmp);
+        let threshold = calib[((calib.len() - 1) as f64 * cfg.quantile).round() as usize];
+        let rate = p0.max(1.0 / calib.len() as f64);
+        // Judge each minute.
+        let mut flagged: Vec<(i64, f64, Ts, Ts, usize, usize)> = Vec::new();
+        for (minute, rows) in &minutes {
+            let n = rows.items.len();
+            if n < cfg.min_bucket_events {
+                continue;
+            }
+            let d = kth_distance(&model.embed(&rows.items)?, &neighbours, cfg.k);
+            let far: Vec<Ts> = rows.items.iter().zip(&d).filter(|(_, &d)| d > threshold).map(|(r, _)| r.time).collect();
+            let x = far.len() as f64;
+            let z = (x - n as f64 * rate) / (n as f64 * rate * (1.0 - rate)).sqrt();
+            if z >= det.z_threshold && x / n as f64 >= cfg.min_share {
+                let (first, last) = far.iter().fold((Ts::MAX, Ts::MIN), |(a, b), &t| (a.min(t), b.max(t)));
+                flagged.push((*minute, z, first, last, far.len(), n));
+            }
+        }
+        // The first run of `sustain` consecutive anomalous minutes.
+        let sustain = det.sustain.max(1);
+        let Some(run_start) = (0..flagged.len()).find(|&i| {
+            i + sustain <= flagged.len() && (0..sustain).all(|j| flagged[i + j].0 == flagged[i].0 + j as i64)
+        }) else {
+            continue;
+        };
+        let mut run_end = run_start;
+        while run_end + 1 < flagged.len() && flagged[run_end + 1].0 == flagged[run_end].0 + 1 {
+            run_end += 1;
+        }
+        let run = &flagged[run_start..=run_end];
+        let last_minute = minutes.last().map_or(i64::MIN, |m| m.0);
+        let score = run.iter().map(|f| f.1).fold(0.0, f64::max).min(50.0);
+        let (far, total) = run.iter().fold((0, 0), |(a, b), f| (a + f.4, b + f.5));
+        out.anomalies.push(Anomaly {
+            service: service.clone(),
+            source: source.detect_source(),
+            indicator: "embedding".to_string(),
+            signal: format!("{source} embedding k-NN distance"),
+            onset: run[0].2,
+            end: if run[run.len() - 1].0 >= last_minute { Ts::MAX } else { run[run.len() - 1].3 },
+            score,
+            direction: 1,
+            evidence: format!(
+                "{far} of {total} sampled {source} events over {} min are farther from the baseline than {:.0} % of baseline events (k-NN distance > {threshold:.3})",
+                run.len(),
+                cfg.quantile * 100.0
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kth_distance_of_unit_vectors() {
+        let mut base = vec![0.0f32; 3 * DIM];
+        base[0] = 1.0; // e0
+        base[DIM + 1] = 1.0; // e1
+        base[2 * DIM + 2] = 1.0; // e2
+        let mut q = vec![0.0f32; DIM];
+        q[0] = 1.0;
+        let d1 = kth_distance(&q, &base, 1);
+        let d2 = kth_distance(&q, &base, 2);
+        assert!(d1[0].abs() < 1e-3, "{d1:?}");
+        assert!((d2[0] - 2f32.sqrt()).abs() < 1e-3, "{d2:?}");
+    }
+
+    #[test]
+    fn reservoir_keeps_a_bounded_uniform_sample() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut r = Reservoir::new(100);
+        for i in 0..10_000 {
+            r.push(i, &mut rng);
+        }
+        assert_eq!(r.items.len(), 100);
+        let mean = r.items.iter().sum::<i32>() as f64 / 100.0;
+        assert!((3500.0..6500.0).contains(&mean), "{mean}");
+    }
+}

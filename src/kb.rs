@@ -1,0 +1,292 @@
+//! The incident knowledge base: past incidents with their root causes and resolutions, searched
+//! by similarity to a question or to a new incident.
+//!
+//! Entries come from markdown postmortems with a front-matter block, from incident JSON, or from
+//! incident bundles with a `truth.json` label (culprit investigates the bundle and stores what it
+//! saw beside the labelled cause). Each entry gets a fingerprint: the text embedding
+//! ([`crate::embed::text`]) of its title, root cause and symptoms. A bundle used as a query gets
+//! the same kind of fingerprint from its investigation, without any label.
+
+use crate::embed::text;
+use crate::model::Ts;
+use crate::report::Report;
+use crate::store::{IncidentRow, Store, StoreError};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KbError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: {message}", path.display())]
+    Parse { path: PathBuf, line: usize, message: String },
+    #[error("{}: missing field `{field}` ({hint})", path.display())]
+    Missing { path: PathBuf, field: &'static str, hint: &'static str },
+    #[error("{0}")]
+    Bundle(#[from] crate::ingest::IngestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The text a fingerprint is made of, for an investigated incident: the alert, the ranked causes
+/// (the first counted twice) and the anomalies of the timeline.
+pub fn fingerprint_text(report: &Report) -> String {
+    let mut parts = vec![report.alert.title.clone(), format!("alert {} {}", report.alert.service, report.alert.signal)];
+    for (i, rc) in report.root_causes.iter().take(3).enumerate() {
+        let line = format!("suspect {} {} {}", rc.service, rc.indicator, rc.kind);
+        if i == 0 {
+            parts.push(line.clone());
+        }
+        parts.push(line);
+    }
+    let mut timeline: Vec<_> = report.timeline.iter().collect();
+    timeline.sort_by(|a, b| b.mass.total_cmp(&a.mass));
+    for e in timeline.iter().take(15) {
+        parts.push(format!("{} {}", e.service, e.indicator));
+    }
+    parts.join(". ")
+}
+
+/// The fingerprint text of a stored incident.
+fn entry_text(r: &IncidentRow) -> String {
+    format!(
+        "{}. root cause {} {}. {}. {}",
+        r.title, r.root_cause_service, r.root_cause_kind, r.summary, r.tags.join(" ")
+    )
+}
+
+/// Builds a knowledge-base entry from a file or bundle directory.
+pub fn read_entry(path: &Path) -> Result<IncidentRow, KbError> {
+    let mut row = if path.is_dir() {
+        from_bundle(path)?
+    } else {
+        let text = std::fs::read_to_string(path).map_err(|source| KbError::Io { path: path.to_path_buf(), source })?;
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => from_json(path, &text)?,
+            _ => from_markdown(path, &text)?,
+        }
+    };
+    row.embedder = text::NAME.to_string();
+    row.vector = text::embed(&entry_text(&row));
+    Ok(row)
+}
+
+fn default_id(path: &Path) -> String {
+    path.file_stem().map_or_else(|| "incident".to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Parses a date (`2026-03-01`) or an RFC 3339 time into Unix ms.
+fn parse_time(s: &str) -> Option<Ts> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
+        return Some(t.timestamp_millis());
+    }
+    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc().timestamp_millis())
+}
+
+/// A markdown postmortem: a `---` front-matter block of `key: value` lines (`root_cause`, `kind`,
+/// `resolution`, `services`, `tags`, `title`, `date`, `id`), then free text. The title defaults
+/// to the first `# ` heading.
+pub fn from_markdown(path: &Path, text: &str) -> Result<IncidentRow, KbError> {
+    let mut lines = text.lines().enumerate();
+    let parse = |line: usize, message: String| KbError::Parse { path: path.to_path_buf(), line: line + 1, message };
+    match lines.next() {
+        Some((_, l)) if l.trim() == "---" => {}
+        _ => return Err(parse(0, "expected a front-matter block starting with `---`".to_string())),
+    }
+    let mut row = IncidentRow {
+        id: default_id(path),
+        time_ms: 0,
+        title: String::new(),
+        summary: String::new(),
+        root_cause_service: String::new(),
+        root_cause_kind: String::new(),
+        resolution: String::new(),
+        postmortem: String::new(),
+        tags: Vec::new(),
+        embedder: String::new(),
+        vector: Vec::new(),
+    };
+    let mut closed = false;
+    for (i, l) in lines.by_ref() {
+        if l.trim() == "---" {
+            closed = true;
+            break;
+        }
+        if l.trim().is_empty() || l.trim_start().starts_with('#') {
+            continue;
+        }
+        let (key, value) = l.split_once(':').ok_or_else(|| parse(i, format!("expected `key: value`, found {l:?}")))?;
+        let value = value.trim().trim_matches('"').to_string();
+        let list = || -> Vec<String> {
+            value.trim_matches(['[', ']']).split(',').map(|s| s.trim().trim_matches('"').to_string()).filter(|s| !s.is_empty()).collect()
+        };
+        match key.trim() {
+            "id" => row.id = value.clone(),
+            "title" => row.title = value.clone(),
+            "date" | "time" => {
+                row.time_ms = parse_time(&value).ok_or_else(|| parse(i, format!("`{}`: not a date or RFC 3339 time: {value:?}", key.trim())))?
+            }
+            "root_cause" | "root_cause_service" => row.root_cause_service = value.clone(),
+            "kind" | "root_cause_kind" => row.root_cause_kind = value.clone(),
+            "resolution" => row.resolution = value.clone(),
+            "summary" => row.summary = value.clone(),
+            "services" | "tags" => row.tags.extend(list()),
+            other => return Err(parse(i, format!("unknown front-matter key `{other}`"))),
+        }
+    }
+    if !closed {
+        return Err(parse(text.lines().count().saturating_sub(1), "front-matter block is not closed with `---`".to_string()));
+    }
+    let body: Vec<&str> = lines.map(|(_, l)| l).collect();
+    if row.title.is_empty() {
+        row.title = body.iter().find_map(|l| l.strip_prefix("# ")).unwrap_or_default().trim().to_string();
+    }
+    if row.summary.is_empty() {
+        row.summary = body.iter().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or(&"").trim().to_string();
+    }
+    row.postmortem = body.join("\n");
+    if row.root_cause_service.is_empty() {
+        return Err(KbError::Missing { path: path.to_path_buf(), field: "root_cause", hint: "the service at fault, in the front matter" });
+    }
+    Ok(row)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonIncident {
+    id: Option<String>,
+    time: Option<String>,
+    title: String,
+    #[serde(default)]
+    summary: String,
+    root_cause: JsonCause,
+    #[serde(default)]
+    resolution: String,
+    #[serde(default)]
+    postmortem: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonCause {
+    service: String,
+    #[serde(default)]
+    kind: String,
+}
+
+/// Incident JSON: `{"title", "root_cause": {"service", "kind"}, "resolution", "summary",
+/// "postmortem", "tags", "id", "time"}`.
+pub fn from_json(path: &Path, text: &str) -> Result<IncidentRow, KbError> {
+    let j: JsonIncident = serde_json::from_str(text)
+        .map_err(|e| KbError::Parse { path: path.to_path_buf(), line: e.line(), message: e.to_string() })?;
+    let time_ms = match &j.time {
+        Some(t) => parse_time(t).ok_or_else(|| KbError::Parse { path: path.to_path_buf(), line: 1, message: format!("`time`: not a date or RFC 3339 time: {t:?}") })?,
+        None => 0,
+    };
+    Ok(IncidentRow {
+        id: j.id.unwrap_or_else(|| default_id(path)),
+        time_ms,
+        title: j.title,
+        summary: j.summary,
+        root_cause_service: j.root_cause.service,
+        root_cause_kind: j.root_cause.kind,
+        resolution: j.resolution,
+        postmortem: j.postmortem,
+        tags: j.tags,
+        embedder: String::new(),
+        vector: Vec::new(),
+    })
+}
+
+/// A labelled incident bundle: investigated now, stored with its label as the root cause.
+pub fn from_bundle(dir: &Path) -> Result<IncidentRow, KbError> {
+    let incident = crate::ingest::load_bundle(dir)?;
+    let truth = incident.truth.clone().ok_or(KbError::Missing {
+        path: dir.join("truth.json"),
+        field: "truth",
+        hint: "a bundle joins the knowledge base with its labelled root cause",
+    })?;
+    let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
+    let report = crate::report::build(&incident, &triage);
+    let resolution = report
+        .root_causes
+        .iter()
+        .find(|rc| rc.service == truth.service)
+        .map_or_else(String::new, |rc| rc.action.clone());
+    Ok(IncidentRow {
+        id: incident.id.clone(),
+        time_ms: incident.alert.time,
+        title: if incident.alert.title.is_empty() { format!("{} {} alert", incident.alert.service, incident.alert.signal) } else { incident.alert.title.clone() },
+        summary: fingerprint_text(&report),
+        root_cause_service: truth.service.clone(),
+        root_cause_kind: truth.kind.clone(),
+        resolution,
+        postmortem: String::new(),
+        tags: vec![truth.kind.clone()],
+        embedder: String::new(),
+        vector: Vec::new(),
+    })
+}
+
+/// The fingerprint of a query: a bundle directory is investigated; anything else is text.
+pub fn query_vector(query: &str) -> Result<(Vec<f32>, String), KbError> {
+    let p = Path::new(query);
+    if p.is_dir() {
+        let incident = crate::ingest::load_bundle(p)?;
+        let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
+        let text = fingerprint_text(&crate::report::build(&incident, &triage));
+        Ok((text::embed(&text), text))
+    } else {
+        Ok((text::embed(query), query.to_string()))
+    }
+}
+
+/// Adds entries (replacing any with the same id) in one commit.
+pub async fn add(store: &Store, rows: &[IncidentRow]) -> Result<(), KbError> {
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    store.delete_incidents(&ids).await?;
+    store.add_incidents(rows).await?;
+    Ok(())
+}
+
+/// The `k` most similar past incidents with their similarity (cosine, 1 = same).
+pub async fn search(store: &Store, vector: &[f32], k: usize) -> Result<Vec<(IncidentRow, f32)>, KbError> {
+    Ok(store.search_incidents(vector, text::NAME, k).await?.into_iter().map(|(r, d)| (r, 1.0 - d)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_front_matter_is_read_and_errors_name_the_line() {
+        let p = Path::new("pm.md");
+        let md = "---\nroot_cause: orders-db\nkind: db_pool_exhaustion\nresolution: raise the pool size\nservices: [checkout, orders-db]\ndate: 2026-03-01\n---\n# Checkout down\n\nCheckout timed out for 20 minutes.\n";
+        let r = from_markdown(p, md).unwrap();
+        assert_eq!(r.root_cause_service, "orders-db");
+        assert_eq!(r.title, "Checkout down");
+        assert_eq!(r.summary, "Checkout timed out for 20 minutes.");
+        assert_eq!(r.tags, vec!["checkout", "orders-db"]);
+        assert!(r.time_ms > 0);
+        let bad = from_markdown(p, "---\nroot_cause orders-db\n---\n").unwrap_err().to_string();
+        assert_eq!(bad, "pm.md:2: expected `key: value`, found \"root_cause orders-db\"");
+        let missing = from_markdown(p, "---\nkind: cpu\n---\n# x\n").unwrap_err().to_string();
+        assert!(missing.contains("missing field `root_cause`"), "{missing}");
+        let unclosed = from_markdown(p, "---\nroot_cause: a\n").unwrap_err().to_string();
+        assert!(unclosed.contains("not closed"), "{unclosed}");
+    }
+
+    #[test]
+    fn json_incidents_need_a_root_cause() {
+        let p = Path::new("i.json");
+        let ok = from_json(p, r#"{"title": "t", "root_cause": {"service": "cart", "kind": "cpu"}}"#).unwrap();
+        assert_eq!(ok.root_cause_service, "cart");
+        let err = from_json(p, r#"{"title": "t"}"#).unwrap_err().to_string();
+        assert!(err.contains("root_cause"), "{err}");
+    }
+}

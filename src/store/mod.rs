@@ -1,0 +1,462 @@
+//! The store: LanceDB, embedded (a directory) or on object storage (`s3://…`), with three tables.
+//!
+//! - `events`: telemetry events with their 64-d embeddings and anomaly scores, for k-NN queries
+//!   filtered by source, service and time;
+//! - `incidents`: the knowledge base of past incidents with a fingerprint embedding;
+//! - `feedback`: operators' verdicts on investigations.
+//!
+//! Every append is one LanceDB commit: a writer killed mid-way leaves the rows of earlier commits
+//! intact and the table readable. Vector and scalar indexes are built once a table is large enough
+//! to gain from them ([`Store::ensure_indexes`]); filters are pushed down to the scan (prefilter).
+
+use crate::embed::DIM;
+use arrow_array::types::Float32Type;
+use arrow_array::{
+    Array, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use futures::TryStreamExt;
+use lancedb::index::Index;
+use lancedb::query::{ExecutableQuery, QueryBase};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const EVENTS: &str = "events";
+pub const INCIDENTS: &str = "incidents";
+pub const FEEDBACK: &str = "feedback";
+/// Rows from which a vector index pays off (an IVF partition wants a few hundred rows).
+pub const INDEX_MIN_ROWS: usize = 50_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {uri}: {source}")]
+    Lance { uri: String, source: lancedb::Error },
+    #[error("store {uri}: table {table}: {message}")]
+    Schema { uri: String, table: String, message: String },
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+/// Where the store lives unless told: `$CULPRIT_STORE`, else `culprit/store` under the user's data
+/// directory (`$XDG_DATA_HOME`, else `~/.local/share`).
+pub fn default_uri() -> String {
+    if let Ok(uri) = std::env::var("CULPRIT_STORE") {
+        if !uri.is_empty() {
+            return uri;
+        }
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("culprit/store").to_string_lossy().into_owned()
+}
+
+fn vector_field(name: &str) -> Field {
+    Field::new(name, DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), DIM as i32), true)
+}
+
+pub fn events_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("time_ms", DataType::Int64, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("service", DataType::Utf8, false),
+        Field::new("environment", DataType::Utf8, false),
+        // The event's features as JSON ({"cats": [...], "nums": [...]}): enough to retrain from.
+        Field::new("attributes", DataType::Utf8, false),
+        vector_field("vector"),
+        Field::new("anomaly_score", DataType::Float32, true),
+    ]))
+}
+
+pub fn incidents_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("time_ms", DataType::Int64, false),
+        Field::new("title", DataType::Utf8, false),
+        Field::new("summary", DataType::Utf8, false),
+        Field::new("root_cause_service", DataType::Utf8, false),
+        Field::new("root_cause_kind", DataType::Utf8, false),
+        Field::new("resolution", DataType::Utf8, false),
+        Field::new("postmortem", DataType::Utf8, false),
+        // Comma-separated.
+        Field::new("tags", DataType::Utf8, false),
+        Field::new("embedder", DataType::Utf8, false),
+        vector_field("vector"),
+    ]))
+}
+
+pub fn feedback_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("investigation_id", DataType::Utf8, false),
+        Field::new("time_ms", DataType::Int64, false),
+        Field::new("verdict", DataType::Utf8, false),
+        Field::new("service", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("note", DataType::Utf8, false),
+        Field::new("author", DataType::Utf8, false),
+    ]))
+}
+
+/// One telemetry event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub id: String,
+    pub time_ms: i64,
+    pub source: String,
+    pub service: String,
+    pub environment: String,
+    pub attributes: String,
+    pub vector: Option<Vec<f32>>,
+    pub anomaly_score: Option<f32>,
+}
+
+/// One past incident of the knowledge base.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IncidentRow {
+    pub id: String,
+    pub time_ms: i64,
+    pub title: String,
+    pub summary: String,
+    pub root_cause_service: String,
+    pub root_cause_kind: String,
+    pub resolution: String,
+    pub postmortem: String,
+    pub tags: Vec<String>,
+    pub embedder: String,
+    #[serde(skip)]
+    pub vector: Vec<f32>,
+}
+
+/// A nearest-neighbour hit: the row's id, time, service and distance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub id: String,
+    pub time_ms: i64,
+    pub service: String,
+    pub distance: f32,
+}
+
+fn vectors(rows: impl Iterator<Item = Option<Vec<f32>>>) -> FixedSizeListArray {
+    FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
+        rows.map(|v| v.map(|v| v.into_iter().map(Some).collect::<Vec<_>>())),
+        DIM as i32,
+    )
+}
+
+fn strings<'a>(it: impl Iterator<Item = &'a str>) -> Arc<StringArray> {
+    Arc::new(StringArray::from_iter_values(it))
+}
+
+pub struct Store {
+    uri: String,
+    db: lancedb::Connection,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `uri` with its three tables.
+    pub async fn open(uri: &str) -> Result<Store, StoreError> {
+        let err = |source| StoreError::Lance { uri: uri.to_string(), source };
+        if !uri.contains("://") {
+            std::fs::create_dir_all(uri).map_err(|e| err(lancedb::Error::Runtime { message: e.to_string() }))?;
+        }
+        let db = lancedb::connect(uri).execute().await.map_err(err)?;
+        let store = Store { uri: uri.to_string(), db };
+        let names = store.db.table_names().execute().await.map_err(err)?;
+        for (name, schema) in [(EVENTS, events_schema()), (INCIDENTS, incidents_schema()), (FEEDBACK, feedback_schema())] {
+            if !names.iter().any(|n| n == name) {
+                store.db.create_empty_table(name, schema).execute().await.map_err(err)?;
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn err(&self, source: lancedb::Error) -> StoreError {
+        StoreError::Lance { uri: self.uri.clone(), source }
+    }
+
+    async fn table(&self, name: &str) -> Result<lancedb::Table, StoreError> {
+        let t = self.db.open_table(name).execute().await.map_err(|e| self.err(e))?;
+        let want = match name {
+            EVENTS => events_schema(),
+            INCIDENTS => incidents_schema(),
+            _ => feedback_schema(),
+        };
+        let have = t.schema().await.map_err(|e| self.err(e))?;
+        for f in want.fields() {
+            match have.field_with_name(f.name()) {
+                Ok(h) if h.data_type() == f.data_type() => {}
+                _ => {
+                    return Err(StoreError::Schema {
+                        uri: self.uri.clone(),
+                        table: name.to_string(),
+                        message: format!("column {} is missing or has another type (written by another culprit version?)", f.name()),
+                    })
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    pub async fn count(&self, table: &str, filter: Option<&str>) -> Result<usize, StoreError> {
+        self.table(table).await?.count_rows(filter.map(str::to_string)).await.map_err(|e| self.err(e))
+    }
+
+    /// Appends events in one commit.
+    pub async fn add_events(&self, rows: &[EventRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = RecordBatch::try_new(
+            events_schema(),
+            vec![
+                strings(rows.iter().map(|r| r.id.as_str())),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.time_ms))),
+                strings(rows.iter().map(|r| r.source.as_str())),
+                strings(rows.iter().map(|r| r.service.as_str())),
+                strings(rows.iter().map(|r| r.environment.as_str())),
+                strings(rows.iter().map(|r| r.attributes.as_str())),
+                Arc::new(vectors(rows.iter().map(|r| r.vector.clone()))),
+                Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.anomaly_score))),
+            ],
+        )?;
+        self.table(EVENTS).await?.add(batch).execute().await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Appends past incidents in one commit.
+    pub async fn add_incidents(&self, rows: &[IncidentRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tags: Vec<String> = rows.iter().map(|r| r.tags.join(",")).collect();
+        let batch = RecordBatch::try_new(
+            incidents_schema(),
+            vec![
+                strings(rows.iter().map(|r| r.id.as_str())),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.time_ms))),
+                strings(rows.iter().map(|r| r.title.as_str())),
+                strings(rows.iter().map(|r| r.summary.as_str())),
+                strings(rows.iter().map(|r| r.root_cause_service.as_str())),
+                strings(rows.iter().map(|r| r.root_cause_kind.as_str())),
+                strings(rows.iter().map(|r| r.resolution.as_str())),
+                strings(rows.iter().map(|r| r.postmortem.as_str())),
+                strings(tags.iter().map(String::as_str)),
+                strings(rows.iter().map(|r| r.embedder.as_str())),
+                Arc::new(vectors(rows.iter().map(|r| Some(r.vector.clone())))),
+            ],
+        )?;
+        self.table(INCIDENTS).await?.add(batch).execute().await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Deletes the incidents with these ids (re-adding one replaces it).
+    pub async fn delete_incidents(&self, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = ids.iter().map(|id| format!("'{}'", id.replace('\'', "''"))).collect();
+        self.table(INCIDENTS).await?.delete(format!("id IN ({})", list.join(",")).as_str()).await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The `k` past incidents nearest to `vector` made by `embedder`, nearest first.
+    pub async fn search_incidents(
+        &self,
+        vector: &[f32],
+        embedder: &str,
+        k: usize,
+    ) -> Result<Vec<(IncidentRow, f32)>, StoreError> {
+        let t = self.table(INCIDENTS).await?;
+        let batches: Vec<RecordBatch> = t
+            .query()
+            .only_if(format!("embedder = '{}'", embedder.replace('\'', "''")))
+            .nearest_to(vector)
+            .map_err(|e| self.err(e))?
+            .distance_type(lancedb::DistanceType::Cosine)
+            .limit(k)
+            .execute()
+            .await
+            .map_err(|e| self.err(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let s = |name: &str| -> Result<&StringArray, StoreError> { column(b, name, INCIDENTS, &self.uri) };
+            let (id, title, summary) = (s("id")?, s("title")?, s("summary")?);
+            let (svc, kind, res, pm, tags, emb) =
+                (s("root_cause_service")?, s("root_cause_kind")?, s("resolution")?, s("postmortem")?, s("tags")?, s("embedder")?);
+            let time: &Int64Array = column(b, "time_ms", INCIDENTS, &self.uri)?;
+            let dist: &Float32Array = column(b, "_distance", INCIDENTS, &self.uri)?;
+            for i in 0..b.num_rows() {
+                out.push((
+                    IncidentRow {
+                        id: id.value(i).to_string(),
+                        time_ms: time.value(i),
+                        title: title.value(i).to_string(),
+                        summary: summary.value(i).to_string(),
+                        root_cause_service: svc.value(i).to_string(),
+                        root_cause_kind: kind.value(i).to_string(),
+                        resolution: res.value(i).to_string(),
+                        postmortem: pm.value(i).to_string(),
+                        tags: tags.value(i).split(',').filter(|t| !t.is_empty()).map(str::to_string).collect(),
+                        embedder: emb.value(i).to_string(),
+                        vector: Vec::new(),
+                    },
+                    dist.value(i),
+                ));
+            }
+        }
+        out.sort_by(|a, b| a.1.total_cmp(&b.1));
+        Ok(out)
+    }
+
+    /// The `k` events nearest to `vector` among those matching `filter` (an SQL predicate such as
+    /// `source = 'logs' AND service = 'cart'`), nearest first.
+    pub async fn nearest_events(&self, vector: &[f32], filter: Option<&str>, k: usize) -> Result<Vec<Hit>, StoreError> {
+        let t = self.table(EVENTS).await?;
+        let mut q = t.query();
+        if let Some(f) = filter {
+            q = q.only_if(f);
+        }
+        let batches: Vec<RecordBatch> = q
+            .select(lancedb::query::Select::columns(&["id", "time_ms", "service"]))
+            .nearest_to(vector)
+            .map_err(|e| self.err(e))?
+            .nprobes(20)
+            .map_err(|e| self.err(e))?
+            .limit(k)
+            .execute()
+            .await
+            .map_err(|e| self.err(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let id: &StringArray = column(b, "id", EVENTS, &self.uri)?;
+            let svc: &StringArray = column(b, "service", EVENTS, &self.uri)?;
+            let time: &Int64Array = column(b, "time_ms", EVENTS, &self.uri)?;
+            let dist: &Float32Array = column(b, "_distance", EVENTS, &self.uri)?;
+            for i in 0..b.num_rows() {
+                out.push(Hit { id: id.value(i).to_string(), time_ms: time.value(i), service: svc.value(i).to_string(), distance: dist.value(i) });
+            }
+        }
+        out.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        Ok(out)
+    }
+
+    /// Up to `limit` stored events of `source` as feature rows (for training from the store).
+    /// Rows whose attributes cannot be read are skipped and counted in the log.
+    pub async fn event_rows(&self, source: &str, limit: usize) -> Result<Vec<crate::embed::Row>, StoreError> {
+        let t = self.table(EVENTS).await?;
+        let batches: Vec<RecordBatch> = t
+            .query()
+            .only_if(format!("source = '{}'", source.replace('\'', "''")))
+            .select(lancedb::query::Select::columns(&["time_ms", "service", "attributes"]))
+            .limit(limit)
+            .execute()
+            .await
+            .map_err(|e| self.err(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
+        #[derive(serde::Deserialize)]
+        struct Attributes {
+            cats: Vec<String>,
+            nums: Vec<f32>,
+        }
+        let mut out = Vec::new();
+        let mut bad = 0usize;
+        for b in &batches {
+            let time: &Int64Array = column(b, "time_ms", EVENTS, &self.uri)?;
+            let svc: &StringArray = column(b, "service", EVENTS, &self.uri)?;
+            let attrs: &StringArray = column(b, "attributes", EVENTS, &self.uri)?;
+            for i in 0..b.num_rows() {
+                match serde_json::from_str::<Attributes>(attrs.value(i)) {
+                    Ok(a) => out.push(crate::embed::Row { time: time.value(i), service: svc.value(i).to_string(), cats: a.cats, nums: a.nums }),
+                    Err(_) => bad += 1,
+                }
+            }
+        }
+        if bad > 0 {
+            tracing::warn!(bad, source, "stored events with unreadable attributes skipped");
+        }
+        Ok(out)
+    }
+
+    /// Builds the indexes a table lacks once it is large enough: IVF-PQ on `vector` and scalar
+    /// indexes on the filter columns. Returns the names of the indexes built.
+    pub async fn ensure_indexes(&self, table: &str) -> Result<Vec<String>, StoreError> {
+        let t = self.table(table).await?;
+        let rows = t.count_rows(None).await.map_err(|e| self.err(e))?;
+        let have = t.list_indices().await.map_err(|e| self.err(e))?;
+        let indexed = |c: &str| have.iter().any(|i| i.columns.iter().any(|x| x == c));
+        let mut built = Vec::new();
+        if table == EVENTS && rows >= INDEX_MIN_ROWS {
+            for col in ["source", "service"] {
+                if !indexed(col) {
+                    t.create_index(&[col], Index::Bitmap(Default::default())).execute().await.map_err(|e| self.err(e))?;
+                    built.push(format!("{col} (bitmap)"));
+                }
+            }
+            if !indexed("time_ms") {
+                t.create_index(&["time_ms"], Index::BTree(Default::default())).execute().await.map_err(|e| self.err(e))?;
+                built.push("time_ms (btree)".to_string());
+            }
+            if !indexed("vector") {
+                t.create_index(&["vector"], Index::Auto).execute().await.map_err(|e| self.err(e))?;
+                built.push("vector (IVF-PQ)".to_string());
+            }
+        }
+        Ok(built)
+    }
+
+    /// Appends one feedback record.
+    pub async fn add_feedback(&self, f: &FeedbackRow) -> Result<(), StoreError> {
+        let batch = RecordBatch::try_new(
+            feedback_schema(),
+            vec![
+                strings([f.id.as_str()].into_iter()),
+                strings([f.investigation_id.as_str()].into_iter()),
+                Arc::new(Int64Array::from_iter_values([f.time_ms])),
+                strings([f.verdict.as_str()].into_iter()),
+                strings([f.service.as_str()].into_iter()),
+                strings([f.kind.as_str()].into_iter()),
+                strings([f.note.as_str()].into_iter()),
+                strings([f.author.as_str()].into_iter()),
+            ],
+        )?;
+        self.table(FEEDBACK).await?.add(batch).execute().await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// An operator's verdict on an investigation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FeedbackRow {
+    pub id: String,
+    pub investigation_id: String,
+    pub time_ms: i64,
+    /// `confirm`, `reject` or `correct`.
+    pub verdict: String,
+    pub service: String,
+    pub kind: String,
+    pub note: String,
+    pub author: String,
+}
+
+fn column<'a, T: Array + 'static>(b: &'a RecordBatch, name: &str, table: &str, uri: &str) -> Result<&'a T, StoreError> {
+    b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<T>()).ok_or_else(|| StoreError::Schema {
+        uri: uri.to_string(),
+        table: table.to_string(),
+        message: format!("column {name} is missing or has another type"),
+    })
+}
