@@ -16,10 +16,10 @@ demo: setup
 test: setup
 	@$(ENV) && cargo test --no-fail-fast
 
-## Speed and memory figures for the README (release build).
+## Speed and memory figures for the README (dev build: dependencies optimised except the LanceDB engine, see Cargo.toml).
 bench: setup
-	@$(ENV) && cargo run --release --quiet -- bench
+	@$(ENV) && cargo run --quiet -- bench && cargo run --quiet -- bench --learned
 
 ## Accuracy of culprit and the baselines on the simulated suite and the public datasets (README's table).
 eval: setup
-	@$(ENV) && cargo run --release --quiet -- eval evals/simulated.toml evals/postmortems ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop
+	@$(ENV) && cargo run --quiet -- eval evals/simulated.toml evals/postmortems ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop

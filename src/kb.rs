@@ -47,12 +47,26 @@ pub fn fingerprint_text(report: &Report) -> String {
     parts.join(". ")
 }
 
-/// The fingerprint text of a stored incident.
-fn entry_text(r: &IncidentRow) -> String {
-    format!(
-        "{}. root cause {} {}. {}. {}",
-        r.title, r.root_cause_service, r.root_cause_kind, r.summary, r.tags.join(" ")
-    )
+/// How much the root cause counts in a fingerprint against the title and symptoms: two
+/// incidents are alike first when the same thing broke in the same way.
+const CAUSE_WEIGHT: f32 = 4.0;
+
+/// The cause field of a fingerprint: `cause:<service>` (a token only an identical service
+/// shares), the service's name parts and the kind.
+fn cause_field(service: &str, kind: &str) -> String {
+    format!("cause:{service} {kind}")
+}
+
+/// The fingerprint of a stored incident.
+fn entry_vector(r: &IncidentRow) -> Vec<f32> {
+    let rest = format!("{}. {}. {}", r.title, r.summary, r.tags.join(" "));
+    text::embed_fields(&[(&cause_field(&r.root_cause_service, &r.root_cause_kind), CAUSE_WEIGHT), (&rest, 1.0)])
+}
+
+/// The fingerprint of an investigated incident: its leading suspect as the cause.
+pub fn report_vector(report: &Report) -> Vec<f32> {
+    let cause = report.root_causes.first().map_or_else(String::new, |rc| cause_field(&rc.service, &format!("{} {}", rc.kind, rc.indicator)));
+    text::embed_fields(&[(&cause, CAUSE_WEIGHT), (&fingerprint_text(report), 1.0)])
 }
 
 /// Builds a knowledge-base entry from a file or bundle directory.
@@ -67,7 +81,7 @@ pub fn read_entry(path: &Path) -> Result<IncidentRow, KbError> {
         }
     };
     row.embedder = text::NAME.to_string();
-    row.vector = text::embed(&entry_text(&row));
+    row.vector = entry_vector(&row);
     Ok(row)
 }
 
@@ -239,8 +253,8 @@ pub fn query_vector(query: &str) -> Result<(Vec<f32>, String), KbError> {
     if p.is_dir() {
         let incident = crate::ingest::load_bundle(p)?;
         let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
-        let text = fingerprint_text(&crate::report::build(&incident, &triage));
-        Ok((text::embed(&text), text))
+        let report = crate::report::build(&incident, &triage);
+        Ok((report_vector(&report), fingerprint_text(&report)))
     } else {
         Ok((text::embed(query), query.to_string()))
     }

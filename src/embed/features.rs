@@ -29,7 +29,7 @@ impl FeatureSpec {
             ),
             SourceKind::Metrics => (
                 &["service", "metric", "indicator"],
-                &["value", "rolling_mean", "rolling_std", "z_rolling", "delta"],
+                &["value", "rolling_mean", "z_long", "z_rolling", "delta"],
             ),
             SourceKind::Traces => (
                 &["service", "operation", "status"],
@@ -95,27 +95,38 @@ pub fn log_row(r: &LogRecord) -> Row {
     }
 }
 
-/// Rows of one metric series: each point with its recent context (the previous ten points).
+/// Rows of one metric series: each point with its recent context. Scales differ wildly between
+/// metrics, so besides the value itself every point is measured against its own series: a robust
+/// z against the previous ten minutes or so (40 points: a level shift stays visible that long) and a
+/// plain z against the previous ten points.
 pub fn metric_rows(s: &Series, out: &mut Vec<Row>) {
-    const WINDOW: usize = 10;
+    const SHORT: usize = 10;
+    const LONG: usize = 40;
     let indicator = canonical_indicator(&s.metric);
     let values: Vec<(Ts, f64)> = s.points.iter().copied().filter(|p| p.1.is_finite()).collect();
     for (i, &(t, v)) in values.iter().enumerate() {
-        let context = &values[i.saturating_sub(WINDOW)..i];
-        let (mean, std) = if context.is_empty() {
+        let short = &values[i.saturating_sub(SHORT)..i];
+        let (mean, std) = if short.is_empty() {
             (v, 0.0)
         } else {
-            let m = context.iter().map(|p| p.1).sum::<f64>() / context.len() as f64;
-            let var = context.iter().map(|p| (p.1 - m).powi(2)).sum::<f64>() / context.len() as f64;
+            let m = short.iter().map(|p| p.1).sum::<f64>() / short.len() as f64;
+            let var = short.iter().map(|p| (p.1 - m).powi(2)).sum::<f64>() / short.len() as f64;
             (m, var.sqrt())
         };
         let z = ((v - mean) / (std + 1e-9 + 0.01 * mean.abs())).clamp(-10.0, 10.0);
+        let long: Vec<f64> = values[i.saturating_sub(LONG)..i].iter().map(|p| p.1).collect();
+        let z_long = if long.len() < 4 {
+            0.0
+        } else {
+            let r = crate::detect::stats::Robust::of(&long);
+            r.z(v).clamp(-10.0, 10.0)
+        };
         let delta = if i > 0 { v - values[i - 1].1 } else { 0.0 };
         out.push(Row {
             time: t,
             service: s.service.clone(),
             cats: vec![s.service.clone(), s.metric.clone(), indicator.to_string()],
-            nums: vec![slog(v), slog(mean), slog(std), z as f32, slog(delta)],
+            nums: vec![slog(v), slog(mean), z_long as f32, z as f32, slog(delta)],
         });
     }
 }

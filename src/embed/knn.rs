@@ -63,7 +63,7 @@ impl Default for KnnConfig {
             models: Models::FitOnReference,
             k: 5,
             quantile: 0.99,
-            min_share: 0.2,
+            min_share: 0.1,
             min_bucket_events: 10,
             min_reference: 40,
             max_reference: 2000,
@@ -157,6 +157,34 @@ fn kth_distance(queries: &[f32], base: &[f32], k: usize) -> Vec<f32> {
     Vec::<f32>::try_from(&d).unwrap_or_else(|_| vec![f32::INFINITY; q])
 }
 
+/// Reference embeddings per event identity.
+type Neighbours<'a> = BTreeMap<&'a [String], Vec<f32>>;
+
+/// What an event is, as opposed to how it went: its first two categorical features (service and
+/// metric, service and operation, service and level). An event is compared with reference events
+/// of the same identity only, so a service's many different series do not blur one another.
+fn identity(r: &Row) -> &[String] {
+    &r.cats[..r.cats.len().min(2)]
+}
+
+/// Each row's distance to its k-th nearest reference event of the same identity (infinite when
+/// the reference has none: a kind of event never seen before).
+fn distances(rows: &[(&Row, &[f32])], neighbours: &Neighbours, k: usize) -> Vec<f32> {
+    let mut by_identity: BTreeMap<&[String], Vec<usize>> = BTreeMap::new();
+    for (i, (r, _)) in rows.iter().enumerate() {
+        by_identity.entry(identity(r)).or_default().push(i);
+    }
+    let mut out = vec![f32::INFINITY; rows.len()];
+    for (id, idx) in by_identity {
+        let Some(base) = neighbours.get(id) else { continue };
+        let queries: Vec<f32> = idx.iter().flat_map(|&i| rows[i].1.iter().copied()).collect();
+        for (&i, d) in idx.iter().zip(kth_distance(&queries, base, k)) {
+            out[i] = d;
+        }
+    }
+    out
+}
+
 /// Runs the detector on every source with a model; adds anomalies and notes to `out`.
 pub fn detect(incident: &Incident, cfg: &KnnConfig, det: &DetectConfig, out: &mut Detection) {
     let _span = tracing::info_span!("knn", incident = %incident.id).entered();
@@ -211,11 +239,19 @@ fn judge(
             continue;
         }
         let z = model.embed(&reference.items)?;
-        let (mut neighbours, mut held) = (Vec::new(), Vec::new());
-        for (i, row) in z.chunks(DIM).enumerate() {
-            (if i % 2 == 0 { &mut neighbours } else { &mut held }).extend_from_slice(row);
+        let (mut neighbours, mut held): (Neighbours, Vec<(&Row, &[f32])>) = (Neighbours::default(), Vec::new());
+        for (i, (row, e)) in reference.items.iter().zip(z.chunks(DIM)).enumerate() {
+            if i % 2 == 0 {
+                neighbours.entry(identity(row)).or_default().extend_from_slice(e);
+            } else {
+                held.push((row, e));
+            }
         }
-        let mut calib = kth_distance(&held, &neighbours, cfg.k);
+        let mut calib = distances(&held, &neighbours, cfg.k);
+        calib.retain(|d| d.is_finite());
+        if calib.is_empty() {
+            continue;
+        }
         calib.sort_by(f32::total_cmp);
         let threshold = calib[((calib.len() - 1) as f64 * cfg.quantile).round() as usize];
         let rate = p0.max(1.0 / calib.len() as f64);
@@ -226,10 +262,13 @@ fn judge(
             if n < cfg.min_bucket_events {
                 continue;
             }
-            let d = kth_distance(&model.embed(&rows.items)?, &neighbours, cfg.k);
+            let z = model.embed(&rows.items)?;
+            let pairs: Vec<(&Row, &[f32])> = rows.items.iter().zip(z.chunks(DIM)).collect();
+            let d = distances(&pairs, &neighbours, cfg.k);
             let far: Vec<Ts> = rows.items.iter().zip(&d).filter(|(_, &d)| d > threshold).map(|(r, _)| r.time).collect();
             let x = far.len() as f64;
             let z = (x - n as f64 * rate) / (n as f64 * rate * (1.0 - rate)).sqrt();
+            tracing::debug!(%source, service, minute, n, far = far.len(), z, threshold, "k-NN minute");
             if z >= det.z_threshold && x / n as f64 >= cfg.min_share {
                 let (first, last) = far.iter().fold((Ts::MAX, Ts::MIN), |(a, b), &t| (a.min(t), b.max(t)));
                 flagged.push((*minute, z, first, last, far.len(), n));

@@ -8,7 +8,9 @@
 //! Training is SCARF (Bahri et al., ICLR'22): each row is corrupted by replacing a random subset of
 //! its features with the same features of other rows of the batch, and an InfoNCE loss pulls a
 //! row's embedding (through a projection head) towards its corrupted view and away from the other
-//! rows'. No labels are needed: the model learns what normal rows look like.
+//! rows'. A decoder reconstructs the numeric features from the clean row's embedding beside it
+//! (a denoising-autoencoder term), so the numbers stay in the embedding. No labels are needed: the
+//! model learns what normal rows look like.
 //!
 //! All randomness (initialisation, shuffling, corruption, dropout) comes from one ChaCha stream
 //! seeded by the caller, not from libtorch's global generator, so a model is a function of its
@@ -51,6 +53,8 @@ pub struct TrainConfig {
     /// Share of a row's features replaced in its corrupted view.
     pub corruption: f64,
     pub temperature: f64,
+    /// Weight of the numeric-feature reconstruction loss beside the contrastive one.
+    pub reconstruction_weight: f64,
     pub seed: u64,
 }
 
@@ -63,6 +67,7 @@ impl Default for TrainConfig {
             learning_rate: 1e-3,
             corruption: 0.6,
             temperature: 0.5,
+            reconstruction_weight: 1.0,
             seed: 7,
         }
     }
@@ -243,6 +248,7 @@ pub fn train(
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let head_vs = nn::VarStore::new(vs.device());
     let g = head(&head_vs.root(), out_dim);
+    let decoder = nn::linear(head_vs.root() / "decode", out_dim, data.nums.size()[1].max(1), Default::default());
     init_from(vs, &mut rng);
     init_from(&head_vs, &mut rng);
     let mut opt = nn::Adam::default().build(vs, cfg.learning_rate).map_err(EmbedError::Torch)?;
@@ -266,11 +272,21 @@ pub fn train(
             let idx = Tensor::from_slice(chunk).to_device(vs.device());
             let b = data.select(&idx);
             let view = corrupt(&b, cfg.corruption, &mut rng);
-            let z1 = normalise(&g.forward(&model.forward(&b, true, &mut Some(&mut rng))));
+            let e1 = model.forward(&b, true, &mut Some(&mut rng));
+            let z1 = normalise(&g.forward(&e1));
             let z2 = normalise(&g.forward(&model.forward(&view, true, &mut Some(&mut rng))));
             let logits = z1.matmul(&z2.tr()) / cfg.temperature;
             let labels = Tensor::arange(chunk.len() as i64, (Kind::Int64, vs.device()));
-            let loss = (logits.cross_entropy_for_logits(&labels) + logits.tr().cross_entropy_for_logits(&labels)) / 2.0;
+            let contrastive = (logits.cross_entropy_for_logits(&labels) + logits.tr().cross_entropy_for_logits(&labels)) / 2.0;
+            // Contrastive learning alone lets the embedding ignore numbers whenever the categories
+            // identify a row (one metric of one service); reconstructing the numbers from the
+            // embedding keeps them in it, so a value far from normal lands far from normal rows.
+            let reconstruction = if b.nums.size()[1] > 0 {
+                decoder.forward(&e1).mse_loss(&b.nums, tch::Reduction::Mean)
+            } else {
+                Tensor::zeros([], (Kind::Float, vs.device()))
+            };
+            let loss = contrastive + reconstruction * cfg.reconstruction_weight;
             opt.zero_grad();
             head_opt.zero_grad();
             loss.backward();

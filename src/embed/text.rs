@@ -45,19 +45,31 @@ fn fnv(s: &str) -> u64 {
 
 /// The embedding of `text` (all zeros for text without a single token).
 pub fn embed(text: &str) -> Vec<f32> {
-    let toks = tokens(text);
-    let mut tf: HashMap<String, f32> = HashMap::new();
-    for t in &toks {
-        *tf.entry(t.clone()).or_default() += 1.0;
-    }
-    for pair in toks.windows(2) {
-        *tf.entry(format!("{} {}", pair[0], pair[1])).or_default() += 0.5;
+    embed_fields(&[(text, 1.0)])
+}
+
+/// The embedding of several fields of one document, each feature weighted by its field's weight
+/// times its sublinear frequency in the field (a title or a root cause can count more than a
+/// list of symptoms).
+pub fn embed_fields(fields: &[(&str, f32)]) -> Vec<f32> {
+    let mut weights: HashMap<String, f32> = HashMap::new();
+    for (text, field_weight) in fields {
+        let toks = tokens(text);
+        let mut tf: HashMap<String, f32> = HashMap::new();
+        for t in &toks {
+            *tf.entry(t.clone()).or_default() += 1.0;
+        }
+        for pair in toks.windows(2) {
+            *tf.entry(format!("{} {}", pair[0], pair[1])).or_default() += 0.5;
+        }
+        for (feature, count) in tf {
+            *weights.entry(feature).or_default() += field_weight * (1.0 + count.max(0.5).ln().max(0.0));
+        }
     }
     let mut v = vec![0.0f32; DIM];
-    let mut keys: Vec<(&String, &f32)> = tf.iter().collect();
+    let mut keys: Vec<(&String, &f32)> = weights.iter().collect();
     keys.sort_by(|a, b| a.0.cmp(b.0));
-    for (feature, count) in keys {
-        let weight = 1.0 + count.ln();
+    for (feature, &weight) in keys {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(fnv(feature));
         for pair in v.chunks_mut(2) {
             // Box–Muller: two standard normal draws from two uniform ones.
