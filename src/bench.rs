@@ -104,7 +104,8 @@ pub struct LearnedBench {
     pub index_seconds: f64,
     pub indexes: Vec<String>,
     pub queries: usize,
-    /// Filtered k-NN (k = 10, `source = 'logs' AND service = …`) latency with the index, ms.
+    /// Filtered k-NN (k = 10, `source = 'logs' AND service = …`) latency, ms: with the indexes
+    /// built (the IVF-PQ vector index only when asked for).
     pub knn_p50_ms: f64,
     pub knn_p99_ms: f64,
     pub threads: usize,
@@ -121,6 +122,7 @@ pub fn run_learned(
     train_events: usize,
     vectors: usize,
     queries: usize,
+    vector_index: bool,
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<LearnedBench> {
     use crate::embed::{features, Embedder, SourceKind, DIM};
@@ -170,7 +172,7 @@ pub fn run_learned(
     let ingest_seconds = t.elapsed().as_secs_f64();
     progress("building indexes");
     let t = Instant::now();
-    let indexes = rt.block_on(store.ensure_indexes(crate::store::EVENTS))?;
+    let indexes = rt.block_on(store.ensure_indexes(crate::store::EVENTS, vector_index))?;
     let index_seconds = t.elapsed().as_secs_f64();
     let services: Vec<String> =
         rows.iter().map(|r| r.service.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();

@@ -209,7 +209,14 @@ pub fn kb_search(uri: &str, query: &str, k: usize, json: bool) -> Result<ExitCod
 
 /// Streams every event of a bundle into the store, embedded with the models in `models` when
 /// there is one for the source, `batch` rows per commit; prints the committed total after each.
-pub fn store_ingest(uri: &str, bundle: &Path, models: Option<&Path>, batch: usize, environment: &str) -> Result<ExitCode> {
+pub fn store_ingest(
+    uri: &str,
+    bundle: &Path,
+    models: Option<&Path>,
+    batch: usize,
+    environment: &str,
+    index: bool,
+) -> Result<ExitCode> {
     let incident = culprit::ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
     let rt = runtime()?;
     let store = open_store(&rt, uri)?;
@@ -280,7 +287,7 @@ pub fn store_ingest(uri: &str, bundle: &Path, models: Option<&Path>, batch: usiz
             flush(&mut pending, &mut committed)?;
         }
     }
-    let built = rt.block_on(store.ensure_indexes(culprit::store::EVENTS))?;
+    let built = if index { rt.block_on(store.ensure_indexes(culprit::store::EVENTS, true))? } else { Vec::new() };
     eprintln!(
         "ingested {} events from {} into {uri}{}{}",
         committed - start,

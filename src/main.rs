@@ -184,6 +184,11 @@ enum Command {
         vectors: usize,
         #[arg(long, default_value_t = 500, requires = "learned")]
         queries: usize,
+        /// Leave out the IVF-PQ vector index (filtered queries then scan the matching rows; with
+        /// LanceDB's engine unoptimised in the dev build, building the index over 1M vectors
+        /// takes very long).
+        #[arg(long, requires = "learned")]
+        no_vector_index: bool,
     },
 }
 
@@ -256,6 +261,9 @@ enum StoreCommand {
         batch: usize,
         #[arg(long, default_value = "production")]
         environment: String,
+        /// Do not build indexes at the end (build them later, on a quieter machine).
+        #[arg(long)]
+        no_index: bool,
     },
     /// Row counts of the tables.
     Stats {
@@ -321,12 +329,12 @@ fn run(cmd: Command) -> Result<ExitCode> {
         Command::Kb { command: KbCommand::Search { query, k, store, json } } => {
             commands::kb_search(&store.unwrap_or_else(culprit::store::default_uri), &query, k, json)
         }
-        Command::Store { command: StoreCommand::Ingest { bundle, store, models, batch, environment } } => {
+        Command::Store { command: StoreCommand::Ingest { bundle, store, models, batch, environment, no_index } } => {
             if batch == 0 {
                 bail!("--batch must be at least 1");
             }
             let uri = store.unwrap_or_else(culprit::store::default_uri);
-            commands::store_ingest(&uri, &bundle, models.as_deref(), batch, &environment)
+            commands::store_ingest(&uri, &bundle, models.as_deref(), batch, &environment, !no_index)
         }
         Command::Store { command: StoreCommand::Stats { store } } => {
             commands::store_stats(&store.unwrap_or_else(culprit::store::default_uri))
@@ -395,10 +403,10 @@ fn run(cmd: Command) -> Result<ExitCode> {
             println!("wrote {} to {}", incident.id, dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { seed, json, write: None, learned: true, train_events, vectors, queries } => {
+        Command::Bench { seed, json, write: None, learned: true, train_events, vectors, queries, no_vector_index } => {
             let dir = std::env::temp_dir().join(format!("culprit-bench-store-{}", std::process::id()));
             let _cleanup = TempDir(dir.clone());
-            let b = culprit::bench::run_learned(seed, &dir, train_events, vectors, queries, &|what| eprintln!("bench: {what}"))?;
+            let b = culprit::bench::run_learned(seed, &dir, train_events, vectors, queries, !no_vector_index, &|what| eprintln!("bench: {what}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&b)?);
             } else {

@@ -173,7 +173,9 @@ fn sigkill_during_ingest_loses_no_committed_rows() {
     assert!(logs > 0);
 
     // It takes more rows, and a filtered k-NN query returns only matching rows, nearest first.
-    let out = culprit(&["store", "ingest", bundle.to_str().unwrap(), "--store", store.to_str().unwrap(), "--models", models.to_str().unwrap()]);
+    let out = culprit(&[
+        "store", "ingest", bundle.to_str().unwrap(), "--store", store.to_str().unwrap(), "--models", models.to_str().unwrap(), "--no-index",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(rt.block_on(s.count("events", None)).unwrap() > rows);
     let model = Embedder::load(&models, SourceKind::Logs).unwrap();
@@ -271,4 +273,23 @@ fn store_open_reports_an_unusable_uri() {
     std::fs::write(&file, "x").unwrap();
     let err = rt().block_on(Store::open(file.to_str().unwrap())).err().expect("a file is not a store").to_string();
     assert!(err.contains("not-a-dir"), "{err}");
+}
+
+/// The eval harness runs culprit with and without the embedding detector side by side; on the CI
+/// suite the detector must not lower AC@1 nor raise the false-positive rate.
+#[test]
+fn embedding_detector_does_not_lower_accuracy_on_the_ci_suite() {
+    use culprit::baselines::Method;
+    use culprit::eval::{self, EvalOptions};
+    let opts = EvalOptions { methods: vec![Method::Culprit, Method::CulpritEmbed], ..Default::default() };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for suite in eval::suites(root.join("evals/ci.toml").to_str().unwrap()).unwrap() {
+        let r = eval::run_suite(&suite, &opts, &|| {});
+        let refs: Vec<&eval::CaseResult> = r.results.iter().collect();
+        let plain = eval::score(&refs, Method::Culprit);
+        let embed = eval::score(&refs, Method::CulpritEmbed);
+        assert_eq!(embed.invalid, 0, "{}: invalid cases with the embedding detector", suite.name);
+        assert!(embed.ac1 >= plain.ac1, "{}: AC@1 {:.3} with embeddings < {:.3} without", suite.name, embed.ac1, plain.ac1);
+        assert!(embed.fpr.unwrap_or(0.0) <= plain.fpr.unwrap_or(0.0), "{}: FPR rose with embeddings", suite.name);
+    }
 }

@@ -4,8 +4,10 @@
 //!
 //! Per source (logs, metrics, traces) and service:
 //! 1. reference events are sampled and split in two halves: `A`, the neighbours, and `H`, held out
-//!    to calibrate; the threshold is the `quantile` of `H`'s k-th-neighbour distance to `A`, so a
-//!    normal event exceeds it with probability `1 − quantile`;
+//!    to calibrate; an event's distance is to its k-th nearest event of `A` with the same identity
+//!    (service and metric, service and operation, service and log level), infinite when `A` has
+//!    none; the threshold is the `quantile` of `H`'s distances, so a normal event exceeds it with
+//!    probability `1 − quantile`;
 //! 2. incident-period events are sampled per minute; a minute is anomalous when the share of its
 //!    events beyond the threshold is both large (`min_share`) and improbable under that rate (a
 //!    binomial z of at least the detectors' `z_threshold`), for `sustain` minutes in a row.

@@ -392,9 +392,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Builds the indexes a table lacks once it is large enough: IVF-PQ on `vector` and scalar
-    /// indexes on the filter columns. Returns the names of the indexes built.
-    pub async fn ensure_indexes(&self, table: &str) -> Result<Vec<String>, StoreError> {
+    /// Builds the indexes a table lacks once it is large enough: scalar indexes on the filter
+    /// columns and, with `vector`, IVF-PQ on `vector`. Returns the names of the indexes built.
+    pub async fn ensure_indexes(&self, table: &str, vector: bool) -> Result<Vec<String>, StoreError> {
         let t = self.table(table).await?;
         let rows = t.count_rows(None).await.map_err(|e| self.err(e))?;
         let have = t.list_indices().await.map_err(|e| self.err(e))?;
@@ -411,7 +411,7 @@ impl Store {
                 t.create_index(&["time_ms"], Index::BTree(Default::default())).execute().await.map_err(|e| self.err(e))?;
                 built.push("time_ms (btree)".to_string());
             }
-            if !indexed("vector") {
+            if vector && !indexed("vector") {
                 t.create_index(&["vector"], Index::Auto).execute().await.map_err(|e| self.err(e))?;
                 built.push("vector (IVF-PQ)".to_string());
             }
