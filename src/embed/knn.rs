@@ -5,8 +5,9 @@
 //! Per source (logs, metrics, traces) and service:
 //! 1. reference events are sampled and split in two halves: `A`, the neighbours, and `H`, held out
 //!    to calibrate; an event's distance is to its k-th nearest event of `A` with the same identity
-//!    (service and metric, service and operation, service and log level), infinite when `A` has
-//!    none; the threshold is the `quantile` of `H`'s distances, so a normal event exceeds it with
+//!    (its categorical features: service and metric, operation and status, level and template);
+//!    an event whose identity
+//!    `A` lacks is not judged (new templates and operations have their own detectors); the threshold is the `quantile` of `H`'s distances, so a normal event exceeds it with
 //!    probability `1 − quantile`;
 //! 2. incident-period events are sampled per minute; a minute is anomalous when the share of its
 //!    events beyond the threshold is both large (`min_share`) and improbable under that rate (a
@@ -162,11 +163,12 @@ fn kth_distance(queries: &[f32], base: &[f32], k: usize) -> Vec<f32> {
 /// Reference embeddings per event identity.
 type Neighbours<'a> = BTreeMap<&'a [String], Vec<f32>>;
 
-/// What an event is, as opposed to how it went: its first two categorical features (service and
-/// metric, service and operation, service and level). An event is compared with reference events
-/// of the same identity only, so a service's many different series do not blur one another.
+/// What an event is, as opposed to how it went: its categorical features (service and metric;
+/// service, operation and status; service, level and template). An event is compared with
+/// reference events of the same identity only, so a service's many different series do not blur
+/// one another, and what the event's numbers say decides.
 fn identity(r: &Row) -> &[String] {
-    &r.cats[..r.cats.len().min(2)]
+    &r.cats
 }
 
 /// Each row's distance to its k-th nearest reference event of the same identity (infinite when
@@ -267,7 +269,14 @@ fn judge(
             let z = model.embed(&rows.items)?;
             let pairs: Vec<(&Row, &[f32])> = rows.items.iter().zip(z.chunks(DIM)).collect();
             let d = distances(&pairs, &neighbours, cfg.k);
-            let far: Vec<Ts> = rows.items.iter().zip(&d).filter(|(_, &d)| d > threshold).map(|(r, _)| r.time).collect();
+            // Events of a kind the reference never had cannot be judged here (new log templates
+            // and operations have their own detectors); only comparable events count.
+            let n = d.iter().filter(|d| d.is_finite()).count();
+            if n < cfg.min_bucket_events {
+                continue;
+            }
+            let far: Vec<Ts> =
+                rows.items.iter().zip(&d).filter(|(_, &d)| d.is_finite() && d > threshold).map(|(r, _)| r.time).collect();
             let x = far.len() as f64;
             let z = (x - n as f64 * rate) / (n as f64 * rate * (1.0 - rate)).sqrt();
             tracing::debug!(%source, service, minute, n, far = far.len(), z, threshold, "k-NN minute");
