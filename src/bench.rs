@@ -137,7 +137,7 @@ pub fn run_learned(
     let t = Instant::now();
     let model = Embedder::fit(SourceKind::Logs, &baseline, "bench", &cfg, |_, _| {})?;
     let train_seconds = t.elapsed().as_secs_f64();
-    let train_steps = (cfg.epochs * baseline.len().div_ceil(cfg.batch)).min(cfg.max_steps);
+    let train_steps = cfg.schedule(baseline.len()).1;
     progress(&format!("embedding {} events", rows.len()));
     let t = Instant::now();
     let z = model.embed(&rows)?;

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use culprit::embed::net::TrainConfig;
 use culprit::embed::{drift, features, Embedder, Row, SourceKind, DIM};
-use culprit::model::ReadReport;
+use culprit::model::{Incident, ReadReport};
 use culprit::store::{EventRow, Store};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,23 +29,19 @@ fn spinner(what: &str) -> indicatif::ProgressBar {
 
 /// The fault-free events of a bundle for `source`: its separate baseline if it has one, else
 /// everything before the analysis start. At most `max` events, evenly thinned.
-fn baseline_rows(bundle: &Path, source: SourceKind, max: usize) -> Result<(Vec<Row>, ReadReport)> {
-    let incident =
-        culprit::ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
+fn baseline_rows(incident: &Incident, source: SourceKind, max: usize) -> (Vec<Row>, ReadReport) {
     let mut report = ReadReport::default();
     let mut rows = Vec::new();
-    match &incident.baseline {
-        Some(b) => features::for_each_row(source, b, &mut report, |r| rows.push(r)),
-        None => {
-            let start = incident.analysis_start;
-            features::for_each_row(source, &incident.telemetry, &mut report, |r| {
-                if r.time < start {
-                    rows.push(r)
-                }
-            })
+    features::for_each_split_row(incident, source, &mut report, |r, reference| {
+        if reference {
+            rows.push(r)
         }
-    }
-    Ok((thin(rows, max), report))
+    });
+    (thin(rows, max), report)
+}
+
+fn load(bundle: &Path) -> Result<Incident> {
+    culprit::ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))
 }
 
 fn thin(rows: Vec<Row>, max: usize) -> Vec<Row> {
@@ -67,10 +63,11 @@ pub struct TrainArgs {
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let from_bundle = Path::new(&a.from).is_dir() && Path::new(&a.from).join("incident.json").exists();
     let rt = if from_bundle { None } else { Some(runtime()?) };
+    let incident = if from_bundle { Some(load(Path::new(&a.from))?) } else { None };
     let mut trained = 0;
     for source in &a.sources {
-        let rows = if from_bundle {
-            let (rows, report) = baseline_rows(Path::new(&a.from), *source, a.max_events)?;
+        let rows = if let Some(incident) = &incident {
+            let (rows, report) = baseline_rows(incident, *source, a.max_events);
             if report.records_skipped > 0 {
                 eprintln!("{source}: skipped {} unreadable records while reading {}", report.records_skipped, a.from);
             }
@@ -111,6 +108,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
 
 /// `culprit models status`: what is trained, how old it is, whether it still fits the data.
 pub fn models_status(dir: &Path, recent: Option<&Path>, max_age_days: i64) -> Result<ExitCode> {
+    let recent = recent.map(load).transpose()?;
     let mut retrain = 0;
     for source in SourceKind::ALL {
         let card = match Embedder::read_card(dir, source) {
@@ -136,8 +134,7 @@ pub fn models_status(dir: &Path, recent: Option<&Path>, max_age_days: i64) -> Re
             reasons.push(format!("trained {age} days ago (more than {max_age_days})"));
         }
         let mut drift_note = String::new();
-        if let (Some(bundle), true) = (recent, reasons.is_empty()) {
-            let incident = culprit::ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
+        if let (Some(incident), true) = (&recent, reasons.is_empty()) {
             let mut rows = Vec::new();
             features::for_each_row(source, &incident.telemetry, &mut ReadReport::default(), |r| rows.push(r));
             let rows = thin(rows, 20_000);
@@ -217,7 +214,7 @@ pub fn store_ingest(
     environment: &str,
     index: bool,
 ) -> Result<ExitCode> {
-    let incident = culprit::ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
+    let incident = load(bundle)?;
     let rt = runtime()?;
     let store = open_store(&rt, uri)?;
     let mut committed = rt.block_on(store.count(culprit::store::EVENTS, None))?;

@@ -217,16 +217,22 @@ pub fn from_json(path: &Path, text: &str) -> Result<IncidentRow, KbError> {
     })
 }
 
+/// Loads and investigates a bundle.
+fn investigate(dir: &Path) -> Result<(crate::model::Incident, Report), KbError> {
+    let incident = crate::ingest::load_bundle(dir)?;
+    let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
+    let report = crate::report::build(&incident, &triage);
+    Ok((incident, report))
+}
+
 /// A labelled incident bundle: investigated now, stored with its label as the root cause.
 pub fn from_bundle(dir: &Path) -> Result<IncidentRow, KbError> {
-    let incident = crate::ingest::load_bundle(dir)?;
+    let (incident, report) = investigate(dir)?;
     let truth = incident.truth.clone().ok_or(KbError::Missing {
         path: dir.join("truth.json"),
         field: "truth",
         hint: "a bundle joins the knowledge base with its labelled root cause",
     })?;
-    let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
-    let report = crate::report::build(&incident, &triage);
     let resolution = report
         .root_causes
         .iter()
@@ -251,9 +257,7 @@ pub fn from_bundle(dir: &Path) -> Result<IncidentRow, KbError> {
 pub fn query_vector(query: &str) -> Result<(Vec<f32>, String), KbError> {
     let p = Path::new(query);
     if p.is_dir() {
-        let incident = crate::ingest::load_bundle(p)?;
-        let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
-        let report = crate::report::build(&incident, &triage);
+        let (_, report) = investigate(p)?;
         Ok((report_vector(&report), fingerprint_text(&report)))
     } else {
         Ok((text::embed(query), query.to_string()))

@@ -18,6 +18,12 @@ fn culprit(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_culprit")).args(args).output().expect("run culprit")
 }
 
+/// `culprit train --source SOURCE --from BUNDLE --out MODELS --max-steps STEPS`, which must succeed.
+fn train(source: &str, bundle: &std::path::Path, models: &std::path::Path, steps: &str) {
+    let out = culprit(&["train", "--source", source, "--from", bundle.to_str().unwrap(), "--out", models.to_str().unwrap(), "--max-steps", steps]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn sim(seed: u64, fault: FaultKind) -> Incident {
     simulate::simulate(&SimConfig { fault: Some(fault), ..SimConfig::for_seed(seed) })
 }
@@ -49,10 +55,7 @@ fn train_save_load_and_refuse_mismatched_features() {
     let incident = sim(5, FaultKind::CpuHog);
     ingest::write_bundle(&incident, incident.truth.as_ref(), &bundle).unwrap();
     let models = dir.path().join("models");
-    let out = culprit(&[
-        "train", "--source", "traces", "--from", bundle.to_str().unwrap(), "--out", models.to_str().unwrap(), "--max-steps", "40",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    train("traces", &bundle, &models, "40");
     let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(models.join("traces.card.json")).unwrap()).unwrap();
     assert_eq!(card["source"], "traces");
     assert_eq!(card["features"]["numeric"][0], "duration");
@@ -121,8 +124,7 @@ fn models_status_reports_drift() {
     let incident = sim(41, FaultKind::None);
     ingest::write_bundle(&incident, incident.truth.as_ref(), &a).unwrap();
     let models = dir.path().join("models");
-    let out = culprit(&["train", "--source", "traces", "--from", a.to_str().unwrap(), "--out", models.to_str().unwrap(), "--max-steps", "150"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    train("traces", &a, &models, "150");
     let same = culprit(&["models", "status", "--models", models.to_str().unwrap(), "--recent", a.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&same.stdout);
     assert!(same.status.success(), "{text}");
@@ -146,8 +148,7 @@ fn sigkill_during_ingest_loses_no_committed_rows() {
     let incident = sim(51, FaultKind::Latency);
     ingest::write_bundle(&incident, incident.truth.as_ref(), &bundle).unwrap();
     let models = dir.path().join("models");
-    let out = culprit(&["train", "--source", "logs", "--from", bundle.to_str().unwrap(), "--out", models.to_str().unwrap(), "--max-steps", "20"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    train("logs", &bundle, &models, "20");
     let store = dir.path().join("store");
     let mut child = Command::new(env!("CARGO_BIN_EXE_culprit"))
         .args(["store", "ingest", bundle.to_str().unwrap(), "--store", store.to_str().unwrap()])

@@ -8,7 +8,7 @@
 use super::SourceKind;
 use crate::detect::canonical_indicator;
 use crate::detect::logs::is_variable;
-use crate::model::{Change, LogRecord, Logs, ReadReport, Series, Span, Telemetry, Ts};
+use crate::model::{Change, Incident, LogRecord, Logs, ReadReport, Series, Span, Telemetry, Ts};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -215,6 +215,24 @@ pub fn for_each_row(source: SourceKind, t: &Telemetry, report: &mut ReadReport, 
         }
         SourceKind::Changes => t.changes.iter().map(change_row).for_each(f),
     }
+}
+
+/// Every event of `source` in `incident`, marked reference (`true`) or incident period (`false`)
+/// by the model's one rule: the separate baseline when there is one (then events before
+/// `analysis_start` belong to neither period), else the events before `analysis_start`.
+pub fn for_each_split_row(incident: &Incident, source: SourceKind, report: &mut ReadReport, mut f: impl FnMut(Row, bool)) {
+    if let Some(b) = &incident.baseline {
+        for_each_row(source, b, report, |r| f(r, true));
+    }
+    let separate = incident.baseline.is_some();
+    let start = incident.analysis_start;
+    for_each_row(source, &incident.telemetry, report, |r| {
+        if r.time >= start {
+            f(r, false)
+        } else if !separate {
+            f(r, true)
+        }
+    });
 }
 
 #[cfg(test)]

@@ -119,25 +119,18 @@ fn sample(incident: &Incident, source: SourceKind, cfg: &KnnConfig, report: &mut
         ..Sample::default()
     };
     let start = incident.analysis_start;
-    let reference = |r: Row, rng: &mut ChaCha8Rng, s: &mut Sample| {
-        if let Some(t) = &mut s.train {
-            t.push(r.clone(), rng);
-        }
-        s.reference.entry(r.service.clone()).or_insert_with(|| Reservoir::new(cfg.max_reference)).push(r, rng);
-    };
-    if let Some(b) = &incident.baseline {
-        super::features::for_each_row(source, b, report, |r| reference(r, &mut rng, &mut s));
-    }
-    let separate = incident.baseline.is_some();
-    super::features::for_each_row(source, &incident.telemetry, report, |r| {
-        if r.time >= start {
+    super::features::for_each_split_row(incident, source, report, |r, reference| {
+        if reference {
+            if let Some(t) = &mut s.train {
+                t.push(r.clone(), &mut rng);
+            }
+            s.reference.entry(r.service.clone()).or_insert_with(|| Reservoir::new(cfg.max_reference)).push(r, &mut rng);
+        } else {
             let minute = (r.time - start).div_euclid(MINUTE);
             s.current
                 .entry((r.service.clone(), minute))
                 .or_insert_with(|| Reservoir::new(cfg.max_per_minute))
                 .push(r, &mut rng);
-        } else if !separate {
-            reference(r, &mut rng, &mut s);
         }
     });
     s

@@ -58,6 +58,14 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+impl TrainConfig {
+    /// The batch size and optimiser steps training takes on `n` rows.
+    pub fn schedule(&self, n: usize) -> (usize, usize) {
+        let batch = self.batch.clamp(2, n.max(2));
+        (batch, (self.epochs * n.div_ceil(batch)).min(self.max_steps).max(1))
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -253,9 +261,7 @@ pub fn train(
     init_from(&head_vs, &mut rng);
     let mut opt = nn::Adam::default().build(vs, cfg.learning_rate).map_err(EmbedError::Torch)?;
     let mut head_opt = nn::Adam::default().build(&head_vs, cfg.learning_rate).map_err(EmbedError::Torch)?;
-    let batch = cfg.batch.clamp(2, n);
-    let per_epoch = n.div_ceil(batch);
-    let total = (cfg.epochs * per_epoch).min(cfg.max_steps).max(1);
+    let (batch, total) = cfg.schedule(n);
     let mut losses = Vec::new();
     let mut step = 0;
     'epochs: for _ in 0..cfg.epochs.max(1) {
