@@ -171,7 +171,9 @@ pub fn kb_add(uri: &str, files: &[PathBuf]) -> Result<ExitCode> {
             }
         }
     }
+    let embedder = culprit::kb::TextEmbedder::from_env()?;
     let rt = runtime()?;
+    rt.block_on(culprit::kb::embed_entries(&embedder, &mut rows))?;
     let store = open_store(&rt, uri)?;
     rt.block_on(culprit::kb::add(&store, &rows))?;
     let total = rt.block_on(store.count(culprit::store::INCIDENTS, None))?;
@@ -180,10 +182,11 @@ pub fn kb_add(uri: &str, files: &[PathBuf]) -> Result<ExitCode> {
 }
 
 pub fn kb_search(uri: &str, query: &str, k: usize, json: bool) -> Result<ExitCode> {
-    let (vector, _text) = culprit::kb::query_vector(query)?;
+    let (fields, _text) = culprit::kb::query_fields(query)?;
+    let embedder = culprit::kb::TextEmbedder::from_env()?;
     let rt = runtime()?;
     let store = open_store(&rt, uri)?;
-    let hits = rt.block_on(culprit::kb::search(&store, &vector, k))?;
+    let hits = rt.block_on(culprit::kb::search(&store, &embedder, fields, k))?;
     if json {
         let out: Vec<serde_json::Value> = hits
             .iter()

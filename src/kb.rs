@@ -3,11 +3,17 @@
 //!
 //! Entries come from markdown postmortems with a front-matter block, from incident JSON, or from
 //! incident bundles with a `truth.json` label (culprit investigates the bundle and stores what it
-//! saw beside the labelled cause). Each entry gets a fingerprint: the text embedding
-//! ([`crate::embed::text`]) of its title, root cause and symptoms. A bundle used as a query gets
-//! the same kind of fingerprint from its investigation, without any label.
+//! saw beside the labelled cause). Each entry gets a fingerprint: the text embedding of its
+//! fields (title, root cause, symptoms), each weighted. A bundle used as a query gets the same
+//! kind of fingerprint from its investigation, without any label.
+//!
+//! Text is embedded offline by default ([`crate::embed::text`]), or by an OpenAI-compatible
+//! `/embeddings` endpoint when `CULPRIT_EMBEDDINGS_URL` and `CULPRIT_EMBEDDINGS_MODEL` are set
+//! ([`TextEmbedder`]). Each entry records which embedder made it, and a search only compares
+//! fingerprints of the same embedder.
 
 use crate::embed::text;
+use crate::llm::{self, Endpoint, LlmError};
 use crate::model::Ts;
 use crate::report::Report;
 use crate::store::{IncidentRow, Store, StoreError};
@@ -26,6 +32,67 @@ pub enum KbError {
     Bundle(#[from] crate::ingest::IngestError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("text embeddings: {0}")]
+    Embeddings(#[from] LlmError),
+}
+
+/// A document to fingerprint: its fields and their weights.
+pub type Fields = Vec<(String, f32)>;
+
+/// How knowledge-base text becomes a 64-d fingerprint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextEmbedder {
+    /// Hashed words and word pairs projected to 64-d: offline, deterministic, no model.
+    Offline,
+    /// An OpenAI-compatible `/embeddings` endpoint: each field is embedded, projected to 64-d
+    /// ([`text::Projection`]), and the fields are summed with their weights.
+    Endpoint(Endpoint),
+}
+
+impl TextEmbedder {
+    /// The endpoint configured in the environment, else the offline embedding.
+    pub fn from_env() -> Result<Self, KbError> {
+        Ok(Endpoint::embeddings_from_env()?.map_or(TextEmbedder::Offline, TextEmbedder::Endpoint))
+    }
+
+    /// The name stored beside each fingerprint.
+    pub fn name(&self) -> String {
+        match self {
+            TextEmbedder::Offline => text::NAME.to_string(),
+            TextEmbedder::Endpoint(e) => format!("endpoint:{}", e.model),
+        }
+    }
+
+    /// One unit vector per document.
+    pub async fn embed(&self, docs: &[Fields]) -> Result<Vec<Vec<f32>>, KbError> {
+        let endpoint = match self {
+            TextEmbedder::Offline => {
+                return Ok(docs
+                    .iter()
+                    .map(|d| text::embed_fields(&d.iter().map(|(t, w)| (t.as_str(), *w)).collect::<Vec<_>>()))
+                    .collect())
+            }
+            TextEmbedder::Endpoint(e) => e,
+        };
+        // Endpoints refuse empty inputs: only non-empty fields are sent.
+        let texts: Vec<String> = docs.iter().flatten().filter(|(t, _)| !t.trim().is_empty()).map(|(t, _)| t.clone()).collect();
+        let vectors = llm::embed(endpoint, &texts).await?;
+        let projection = text::Projection::new(vectors.iter().map(Vec::len).max().unwrap_or(0));
+        let mut projected = vectors.iter().map(|v| projection.project(v));
+        Ok(docs
+            .iter()
+            .map(|doc| {
+                let mut v = vec![0.0f32; crate::embed::DIM];
+                for (_, w) in doc.iter().filter(|(t, _)| !t.trim().is_empty()) {
+                    for (vj, pj) in v.iter_mut().zip(projected.next().unwrap_or_default()) {
+                        *vj += w * pj;
+                    }
+                }
+                text::normalise(&mut v);
+                v
+            })
+            .collect())
+    }
 }
 
 /// The text a fingerprint is made of, for an investigated incident: the alert, the ranked causes
@@ -57,32 +124,39 @@ fn cause_field(service: &str, kind: &str) -> String {
     format!("cause:{service} {kind}")
 }
 
-/// The fingerprint of a stored incident.
-fn entry_vector(r: &IncidentRow) -> Vec<f32> {
+/// What a stored incident's fingerprint is made of.
+pub fn entry_fields(r: &IncidentRow) -> Fields {
     let rest = format!("{}. {}. {}", r.title, r.summary, r.tags.join(" "));
-    text::embed_fields(&[(&cause_field(&r.root_cause_service, &r.root_cause_kind), CAUSE_WEIGHT), (&rest, 1.0)])
+    vec![(cause_field(&r.root_cause_service, &r.root_cause_kind), CAUSE_WEIGHT), (rest, 1.0)]
 }
 
-/// The fingerprint of an investigated incident: its leading suspect as the cause.
-pub fn report_vector(report: &Report) -> Vec<f32> {
+/// What an investigated incident's fingerprint is made of: its leading suspect as the cause.
+pub fn report_fields(report: &Report) -> Fields {
     let cause = report.root_causes.first().map_or_else(String::new, |rc| cause_field(&rc.service, &format!("{} {}", rc.kind, rc.indicator)));
-    text::embed_fields(&[(&cause, CAUSE_WEIGHT), (&fingerprint_text(report), 1.0)])
+    vec![(cause, CAUSE_WEIGHT), (fingerprint_text(report), 1.0)]
 }
 
-/// Builds a knowledge-base entry from a file or bundle directory.
+/// Fingerprints entries (and records the embedder) in place.
+pub async fn embed_entries(embedder: &TextEmbedder, rows: &mut [IncidentRow]) -> Result<(), KbError> {
+    let docs: Vec<Fields> = rows.iter().map(entry_fields).collect();
+    for (row, vector) in rows.iter_mut().zip(embedder.embed(&docs).await?) {
+        row.embedder = embedder.name();
+        row.vector = vector;
+    }
+    Ok(())
+}
+
+/// Builds a knowledge-base entry, not yet fingerprinted ([`embed_entries`]), from a file or
+/// bundle directory.
 pub fn read_entry(path: &Path) -> Result<IncidentRow, KbError> {
-    let mut row = if path.is_dir() {
-        from_bundle(path)?
-    } else {
-        let text = std::fs::read_to_string(path).map_err(|source| KbError::Io { path: path.to_path_buf(), source })?;
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("json") => from_json(path, &text)?,
-            _ => from_markdown(path, &text)?,
-        }
-    };
-    row.embedder = text::NAME.to_string();
-    row.vector = entry_vector(&row);
-    Ok(row)
+    if path.is_dir() {
+        return from_bundle(path);
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| KbError::Io { path: path.to_path_buf(), source })?;
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => from_json(path, &text),
+        _ => from_markdown(path, &text),
+    }
 }
 
 fn default_id(path: &Path) -> String {
@@ -253,14 +327,15 @@ pub fn from_bundle(dir: &Path) -> Result<IncidentRow, KbError> {
     })
 }
 
-/// The fingerprint of a query: a bundle directory is investigated; anything else is text.
-pub fn query_vector(query: &str) -> Result<(Vec<f32>, String), KbError> {
+/// What a query's fingerprint is made of, and its text: a bundle directory is investigated;
+/// anything else is text.
+pub fn query_fields(query: &str) -> Result<(Fields, String), KbError> {
     let p = Path::new(query);
     if p.is_dir() {
         let (_, report) = investigate(p)?;
-        Ok((report_vector(&report), fingerprint_text(&report)))
+        Ok((report_fields(&report), fingerprint_text(&report)))
     } else {
-        Ok((text::embed(query), query.to_string()))
+        Ok((vec![(query.to_string(), 1.0)], query.to_string()))
     }
 }
 
@@ -272,9 +347,11 @@ pub async fn add(store: &Store, rows: &[IncidentRow]) -> Result<(), KbError> {
     Ok(())
 }
 
-/// The `k` most similar past incidents with their similarity (cosine, 1 = same).
-pub async fn search(store: &Store, vector: &[f32], k: usize) -> Result<Vec<(IncidentRow, f32)>, KbError> {
-    Ok(store.search_incidents(vector, text::NAME, k).await?.into_iter().map(|(r, d)| (r, 1.0 - d)).collect())
+/// The `k` past incidents most similar to a query's fields, with their similarity (cosine, 1 =
+/// same), among those fingerprinted by the same embedder.
+pub async fn search(store: &Store, embedder: &TextEmbedder, query: Fields, k: usize) -> Result<Vec<(IncidentRow, f32)>, KbError> {
+    let vector = embedder.embed(&[query]).await?.pop().unwrap_or_default();
+    Ok(store.search_incidents(&vector, &embedder.name(), k).await?.into_iter().map(|(r, d)| (r, 1.0 - d)).collect())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod graph;
 pub mod ingest;
 pub mod kb;
+pub mod llm;
 pub mod model;
 pub mod plots;
 pub mod rank;

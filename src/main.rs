@@ -150,6 +150,11 @@ enum Command {
         command: ModelsCommand,
     },
     /// The knowledge base of past incidents: add postmortems, search by similarity.
+    ///
+    /// Text is embedded offline (hashed words and word pairs) unless CULPRIT_EMBEDDINGS_URL (an
+    /// OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1) and CULPRIT_EMBEDDINGS_MODEL
+    /// name an embeddings endpoint (key from CULPRIT_API_KEY or OPENAI_API_KEY). Searches compare
+    /// only entries made by the same embedder.
     Kb {
         #[command(subcommand)]
         command: KbCommand,

@@ -3,15 +3,22 @@
 //! from each other.
 //!
 //! Per source (logs, metrics, traces) and service:
-//! 1. reference events are sampled and split in two halves: `A`, the neighbours, and `H`, held out
-//!    to calibrate; an event's distance is to its k-th nearest event of `A` with the same identity
+//! 1. reference events are sampled and split by time: `A`, the earlier two thirds, are the
+//!    neighbours, and `H`, the last third, is held out to calibrate; an event's distance is to its k-th nearest event of `A` with the same identity
 //!    (its categorical features: service and metric, operation and status, level and template);
-//!    an event whose identity
-//!    `A` lacks is not judged (new templates and operations have their own detectors); the threshold is the `quantile` of `H`'s distances, so a normal event exceeds it with
-//!    probability `1 − quantile`;
+//!    an event whose identity `A` lacks is not judged (new templates and operations have their own
+//!    detectors); the threshold is the `quantile` of `H`'s distances, so a normal event exceeds
+//!    it with probability `1 − quantile`;
 //! 2. incident-period events are sampled per minute; a minute is anomalous when the share of its
-//!    events beyond the threshold is both large (`min_share`) and improbable under that rate (a
-//!    binomial z of at least the detectors' `z_threshold`), for `sustain` minutes in a row.
+//!    events beyond the threshold is large (`min_share`), improbable under that rate (a binomial
+//!    z of at least the detectors' `z_threshold`) and larger than in any held-out minute (far
+//!    events come in bursts, which the binomial bound ignores), for `sustain` minutes in a row;
+//! 3. a service is judged only when its reference is large and long enough (`min_reference`,
+//!    `min_reference_span`) and the statistical detectors found nothing wrong with it (see
+//!    [`already_flagged`]): the detector looks for what per-signal statistics miss, and does not
+//!    count their evidence a second time;
+//! 4. when more than `max_concurrent` services turn anomalous in the same minute, the system as a
+//!    whole shifted and no service is blamed (a note says so).
 //!
 //! The models come from a models directory (`culprit train`) or are fitted on the incident's own
 //! reference period, which is what the eval harness does: no model ever sees the incident period
@@ -50,8 +57,15 @@ pub struct KnnConfig {
     pub min_bucket_events: usize,
     /// Fewest reference events of a service for it to be judged.
     pub min_reference: usize,
+    /// Shortest time the reference events of a service must span for it to be judged: what is
+    /// normal cannot be learned from a minute or two, and a threshold calibrated on so little
+    /// flags noise.
+    pub min_reference_span: Ts,
     /// Reference events sampled per service and source (split between neighbours and held-out).
     pub max_reference: usize,
+    /// Most services of one source that may turn anomalous in the same minute and still be
+    /// blamed; more is a system-wide shift.
+    pub max_concurrent: usize,
     /// Incident-period events sampled per service, source and minute.
     pub max_per_minute: usize,
     /// Training events per source when fitting on the reference period.
@@ -69,8 +83,10 @@ impl Default for KnnConfig {
             min_share: 0.1,
             min_bucket_events: 10,
             min_reference: 40,
+            min_reference_span: 10 * MINUTE,
             max_reference: 2000,
             max_per_minute: 200,
+            max_concurrent: 2,
             max_train_rows: 20_000,
             train: TrainConfig { epochs: 3, max_steps: 200, ..TrainConfig::default() },
             seed: 11,
@@ -188,7 +204,7 @@ pub fn detect(incident: &Incident, cfg: &KnnConfig, det: &DetectConfig, out: &mu
     for source in [SourceKind::Logs, SourceKind::Metrics, SourceKind::Traces] {
         let mut report = ReadReport::default();
         let s = sample(incident, source, cfg, &mut report);
-        if s.current.is_empty() {
+        if !anything_to_judge(&s, cfg, out) {
             continue;
         }
         let model = match &cfg.models {
@@ -206,10 +222,77 @@ pub fn detect(incident: &Incident, cfg: &KnnConfig, det: &DetectConfig, out: &mu
                 continue;
             }
         };
-        if let Err(e) = judge(source, &model, &s, cfg, det, out) {
-            out.unchecked.push(format!("{source} embeddings: {e}"));
+        match judge(source, &model, &s, cfg, det, out) {
+            Ok(found) => keep_local(source, found, cfg, out),
+            Err(e) => out.unchecked.push(format!("{source} embeddings: {e}")),
         }
     }
+}
+
+/// Adds the anomalies that single out a few services; when more than `max_concurrent` services
+/// turn anomalous in the same minute, the whole system shifted (load, the collection pipeline, a
+/// shared dependency) and the detector cannot say where: those are noted, not attributed.
+fn keep_local(source: SourceKind, found: Vec<(i64, Anomaly)>, cfg: &KnnConfig, out: &mut Detection) {
+    let mut by_minute: BTreeMap<i64, Vec<Anomaly>> = BTreeMap::new();
+    for (minute, a) in found {
+        by_minute.entry(minute).or_default().push(a);
+    }
+    for (_, group) in by_minute {
+        if group.len() > cfg.max_concurrent {
+            let names: Vec<&str> = group.iter().map(|a| a.service.as_str()).collect();
+            out.unchecked.push(format!(
+                "{source} embeddings: {} services turned anomalous in the same minute ({}): a system-wide shift, not attributed",
+                group.len(),
+                names.join(", ")
+            ));
+        } else {
+            out.anomalies.extend(group);
+        }
+    }
+}
+
+/// Whether the statistical detectors already found something wrong with this service, in any
+/// source. The k-NN detector reads the same events: where they have spoken, another anomaly would
+/// count the same evidence twice and pull the ranking towards services with many kinds of
+/// evidence, not towards causes (on the real datasets it did). So it judges only services they
+/// found nothing in, which is where a joint view of an event's features can add something.
+fn already_flagged(out: &Detection, service: &str) -> bool {
+    out.anomalies.iter().any(|a| a.service == service && a.indicator != "embedding")
+}
+
+/// The share of far events (beyond `threshold`) in each held-out minute with enough events.
+fn reference_minute_shares(held: &[(&Row, &[f32])], d: &[f32], threshold: f32, min_events: usize) -> Vec<f64> {
+    let mut per_minute: BTreeMap<i64, (usize, usize)> = BTreeMap::new();
+    for ((row, _), &d) in held.iter().zip(d).filter(|(_, d)| d.is_finite()) {
+        let m = per_minute.entry(row.time.div_euclid(MINUTE)).or_default();
+        m.0 += 1;
+        m.1 += usize::from(d > threshold);
+    }
+    per_minute.values().filter(|(n, _)| *n >= min_events).map(|&(n, far)| far as f64 / n as f64).collect()
+}
+
+/// Why a service's reference cannot calibrate the detector, if it cannot.
+fn enough_reference(reference: &Reservoir<Row>, cfg: &KnnConfig) -> Result<(), String> {
+    if reference.items.len() < cfg.min_reference {
+        return Err(format!("{} reference events (need {})", reference.items.len(), cfg.min_reference));
+    }
+    let (first, last) = reference.items.iter().fold((Ts::MAX, Ts::MIN), |(a, b), r| (a.min(r.time), b.max(r.time)));
+    if last - first < cfg.min_reference_span {
+        return Err(format!("the reference spans {} s (need {} s)", (last - first) / 1000, cfg.min_reference_span / 1000));
+    }
+    Ok(())
+}
+
+/// A service's sampled incident-period events, per minute in order.
+fn minutes_of<'a>(s: &'a Sample, service: &str) -> Vec<(i64, &'a Reservoir<Row>)> {
+    s.current.range((service.to_string(), i64::MIN)..=(service.to_string(), i64::MAX)).map(|((_, m), r)| (*m, r)).collect()
+}
+
+/// Whether any service of this source will be judged (otherwise no model is needed).
+fn anything_to_judge(s: &Sample, cfg: &KnnConfig, out: &Detection) -> bool {
+    s.reference.iter().any(|(service, reference)| {
+        !already_flagged(out, service) && !minutes_of(s, service).is_empty() && enough_reference(reference, cfg).is_ok()
+    })
 }
 
 fn judge(
@@ -219,39 +302,50 @@ fn judge(
     cfg: &KnnConfig,
     det: &DetectConfig,
     out: &mut Detection,
-) -> Result<(), EmbedError> {
+) -> Result<Vec<(i64, Anomaly)>, EmbedError> {
     let p0 = 1.0 - cfg.quantile;
+    let mut found = Vec::new();
     for (service, reference) in &s.reference {
-        let minutes: Vec<(i64, &Reservoir<Row>)> =
-            s.current.range((service.clone(), i64::MIN)..=(service.clone(), i64::MAX)).map(|((_, m), r)| (*m, r)).collect();
-        if minutes.is_empty() {
+        if already_flagged(out, service) || minutes_of(s, service).is_empty() {
+            tracing::debug!(%source, service, "k-NN skipped: flagged by the statistical detectors, or no incident-period events");
             continue;
         }
-        if reference.items.len() < cfg.min_reference {
-            out.unchecked.push(format!(
-                "{source} embeddings of {service}: {} reference events (need {})",
-                reference.items.len(),
-                cfg.min_reference
-            ));
+        let minutes = minutes_of(s, service);
+        if let Err(why) = enough_reference(reference, cfg) {
+            out.unchecked.push(format!("{source} embeddings of {service}: {why}"));
             continue;
         }
         let z = model.embed(&reference.items)?;
         let (mut neighbours, mut held): (Neighbours, Vec<(&Row, &[f32])>) = (Neighbours::default(), Vec::new());
-        for (i, (row, e)) in reference.items.iter().zip(z.chunks(DIM)).enumerate() {
-            if i % 2 == 0 {
+        // Split by time, not at random: consecutive events of a series are near twins, and a
+        // held-out event whose twin sits among the neighbours would calibrate a threshold no later
+        // event can meet (every drifting series would then look anomalous).
+        let mut times: Vec<Ts> = reference.items.iter().map(|r| r.time).collect();
+        times.sort_unstable();
+        let cut = times[times.len() * 2 / 3];
+        for (row, e) in reference.items.iter().zip(z.chunks(DIM)) {
+            if row.time < cut {
                 neighbours.entry(identity(row)).or_default().extend_from_slice(e);
             } else {
                 held.push((row, e));
             }
         }
-        let mut calib = distances(&held, &neighbours, cfg.k);
-        calib.retain(|d| d.is_finite());
+        let held_d = distances(&held, &neighbours, cfg.k);
+        // Incident events are judged against the whole reference, the held-out part included.
+        for (row, e) in &held {
+            neighbours.entry(identity(row)).or_default().extend_from_slice(e);
+        }
+        let mut calib: Vec<f32> = held_d.iter().copied().filter(|d| d.is_finite()).collect();
         if calib.is_empty() {
             continue;
         }
         calib.sort_by(f32::total_cmp);
         let threshold = calib[((calib.len() - 1) as f64 * cfg.quantile).round() as usize];
         let rate = p0.max(1.0 / calib.len() as f64);
+        // Far events come in bursts (a series' consecutive points, a service's related series):
+        // the largest share of far events in any held-out minute is what normal minutes reach,
+        // and an incident minute must exceed it, not only the binomial bound.
+        let normal_share = reference_minute_shares(&held, &held_d, threshold, cfg.min_bucket_events).into_iter().fold(0.0, f64::max);
         // Judge each minute.
         let mut flagged: Vec<(i64, f64, Ts, Ts, usize, usize)> = Vec::new();
         for (minute, rows) in &minutes {
@@ -273,7 +367,8 @@ fn judge(
             let x = far.len() as f64;
             let z = (x - n as f64 * rate) / (n as f64 * rate * (1.0 - rate)).sqrt();
             tracing::debug!(%source, service, minute, n, far = far.len(), z, threshold, "k-NN minute");
-            if z >= det.z_threshold && x / n as f64 >= cfg.min_share {
+            let share = x / n as f64;
+            if z >= det.z_threshold && share >= cfg.min_share && share > normal_share {
                 let (first, last) = far.iter().fold((Ts::MAX, Ts::MIN), |(a, b), &t| (a.min(t), b.max(t)));
                 flagged.push((*minute, z, first, last, far.len(), n));
             }
@@ -293,7 +388,7 @@ fn judge(
         let last_minute = minutes.last().map_or(i64::MIN, |m| m.0);
         let score = run.iter().map(|f| f.1).fold(0.0, f64::max).min(50.0);
         let (far, total) = run.iter().fold((0, 0), |(a, b), f| (a + f.4, b + f.5));
-        out.anomalies.push(Anomaly {
+        found.push((run[0].0, Anomaly {
             service: service.clone(),
             source: source.detect_source(),
             indicator: "embedding".to_string(),
@@ -303,13 +398,13 @@ fn judge(
             score,
             direction: 1,
             evidence: format!(
-                "{far} of {total} sampled {source} events over {} min are farther from the baseline than {:.0} % of baseline events (k-NN distance > {threshold:.3})",
+                "{service}: {far} of {total} sampled {source} events over {} min are farther from the baseline than {:.0} % of baseline events (k-NN distance > {threshold:.3})",
                 run.len(),
                 cfg.quantile * 100.0
             ),
-        });
+        }));
     }
-    Ok(())
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -70,23 +70,69 @@ pub fn embed_fields(fields: &[(&str, f32)]) -> Vec<f32> {
     let mut keys: Vec<(&String, &f32)> = weights.iter().collect();
     keys.sort_by(|a, b| a.0.cmp(b.0));
     for (feature, &weight) in keys {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(fnv(feature));
-        for pair in v.chunks_mut(2) {
-            // Box–Muller: two standard normal draws from two uniform ones.
-            let (u1, u2): (f32, f32) = (rng.gen_range(f32::EPSILON..1.0), rng.gen_range(0.0..1.0));
-            let r = (-2.0 * u1.ln()).sqrt();
-            let theta = std::f32::consts::TAU * u2;
-            pair[0] += weight * r * theta.cos();
-            if let Some(y) = pair.get_mut(1) {
-                *y += weight * r * theta.sin();
-            }
+        for (vj, dj) in v.iter_mut().zip(gaussian_direction(fnv(feature))) {
+            *vj += weight * dj;
         }
     }
+    normalise(&mut v);
+    v
+}
+
+/// A standard normal vector drawn from `seed` (Box–Muller over a ChaCha stream).
+fn gaussian_direction(seed: u64) -> [f32; DIM] {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut row = [0.0f32; DIM];
+    for pair in row.chunks_mut(2) {
+        let (u1, u2): (f32, f32) = (rng.gen_range(f32::EPSILON..1.0), rng.gen_range(0.0..1.0));
+        let r = (-2.0 * u1.ln()).sqrt();
+        let theta = std::f32::consts::TAU * u2;
+        pair[0] = r * theta.cos();
+        if let Some(y) = pair.get_mut(1) {
+            *y = r * theta.sin();
+        }
+    }
+    row
+}
+
+/// A fixed random projection of any vector to `DIM` dimensions, L2-normalised: angles are kept
+/// approximately (Johnson–Lindenstrauss), so an endpoint's embeddings of any size fit the store's
+/// 64-d columns. The projection of input dimension `i` is seeded by `i` alone: deterministic.
+pub struct Projection {
+    rows: Vec<[f32; DIM]>,
+}
+
+impl Projection {
+    pub fn new(input_dim: usize) -> Self {
+        let rows = (0..input_dim)
+            .map(|i| gaussian_direction(0x9e37_79b9_7f4a_7c15 ^ i as u64))
+            .collect();
+        Projection { rows }
+    }
+
+    pub fn input_dim(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// `x` projected and L2-normalised (all zeros for a zero vector); extra dimensions of `x`
+    /// beyond [`Projection::input_dim`] are ignored.
+    pub fn project(&self, x: &[f32]) -> Vec<f32> {
+        let mut v = vec![0.0f32; DIM];
+        for (xi, row) in x.iter().zip(&self.rows) {
+            for (vj, rj) in v.iter_mut().zip(row) {
+                *vj += xi * rj;
+            }
+        }
+        normalise(&mut v);
+        v
+    }
+}
+
+/// Scales `v` to unit length (a zero vector stays zero).
+pub fn normalise(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
     }
-    v
 }
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -106,6 +152,25 @@ mod tests {
         assert!((cosine(&a, &a) - 1.0).abs() < 1e-5);
         assert_eq!(embed(""), vec![0.0; DIM]);
         assert_eq!(embed("same text"), embed("same text"));
+    }
+
+    #[test]
+    fn projection_keeps_angles_roughly() {
+        let p = Projection::new(512);
+        let a: Vec<f32> = (0..512).map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0).collect();
+        let b: Vec<f32> = a.iter().enumerate().map(|(i, x)| x + if i % 5 == 0 { 0.5 } else { 0.0 }).collect();
+        let c: Vec<f32> = (0..512).map(|i| ((i * 11 % 17) as f32 - 8.0) / 8.0).collect();
+        let cos = |x: &[f32], y: &[f32]| {
+            let (mut x, mut y) = (x.to_vec(), y.to_vec());
+            normalise(&mut x);
+            normalise(&mut y);
+            cosine(&x, &y)
+        };
+        let (pa, pb, pc) = (p.project(&a), p.project(&b), p.project(&c));
+        assert!((cosine(&pa, &pb) - cos(&a, &b)).abs() < 0.2, "{} vs {}", cosine(&pa, &pb), cos(&a, &b));
+        assert!((cosine(&pa, &pc) - cos(&a, &c)).abs() < 0.3, "{} vs {}", cosine(&pa, &pc), cos(&a, &c));
+        assert_eq!(pa, Projection::new(512).project(&a));
+        assert_eq!(p.project(&[0.0; 512]), vec![0.0; DIM]);
     }
 
     #[test]
