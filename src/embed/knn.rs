@@ -4,8 +4,9 @@
 //!
 //! Per source (logs, metrics, traces) and service:
 //! 1. reference events are sampled and split by time: `A`, the earlier two thirds, are the
-//!    neighbours, and `H`, the last third, is held out to calibrate; an event's distance is to its k-th nearest event of `A` with the same identity
-//!    (its categorical features: service and metric, operation and status, level and template);
+//!    neighbours, and `H`, the last third, is held out to calibrate; an event's distance is to
+//!    its k-th nearest event of `A` with the same identity (its categorical features: service and
+//!    metric, operation and status, level and template);
 //!    an event whose identity `A` lacks is not judged (new templates and operations have their own
 //!    detectors); the threshold is the `quantile` of `H`'s distances, so a normal event exceeds
 //!    it with probability `1 − quantile`;
