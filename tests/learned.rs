@@ -253,19 +253,26 @@ fn kb_search_finds_twins_of_held_apart_incidents() {
     assert!(found >= 9, "found {found} of 10; misses (expected, got): {misses:?}");
 }
 
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+/// Two markdown postmortems (a pool exhaustion, a memory leak) written into `dir`.
+fn postmortems(dir: &std::path::Path) -> (String, String) {
+    let a = write(dir, "pool.md", "---\nroot_cause: orders-db\nkind: db_pool_exhaustion\nresolution: raise max pool size to 200\n---\n# Checkout timeouts\n\nThe orders-db connection pool was exhausted; checkout requests timed out.\n");
+    let b = write(dir, "leak.md", "---\nroot_cause: recommendation\nkind: memory_leak\nresolution: roll back v2.3\n---\n# Recommendation OOM kills\n\nHeap grew after deploy v2.3 until the pods were OOM-killed.\n");
+    (a, b)
+}
+
 /// Text questions reach markdown postmortems; a bad postmortem is reported with file and line,
 /// and the good ones are still added.
 #[test]
 fn kb_add_markdown_and_search_text() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_string_lossy().into_owned()
-    };
-    let a = write("pool.md", "---\nroot_cause: orders-db\nkind: db_pool_exhaustion\nresolution: raise max pool size to 200\n---\n# Checkout timeouts\n\nThe orders-db connection pool was exhausted; checkout requests timed out.\n");
-    let b = write("leak.md", "---\nroot_cause: recommendation\nkind: memory_leak\nresolution: roll back v2.3\n---\n# Recommendation OOM kills\n\nHeap grew after deploy v2.3 until the pods were OOM-killed.\n");
-    let bad = write("bad.md", "---\nroot_cause orders-db\n---\n");
+    let (a, b) = postmortems(dir.path());
+    let bad = write(dir.path(), "bad.md", "---\nroot_cause orders-db\n---\n");
     let store = dir.path().join("kb");
     let out = culprit(&["kb", "add", "--store", store.to_str().unwrap(), &a, &b, &bad]);
     assert_eq!(out.status.code(), Some(1));
@@ -286,13 +293,7 @@ fn kb_add_markdown_and_search_text() {
 #[test]
 fn kb_uses_an_openai_compatible_embeddings_endpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_string_lossy().into_owned()
-    };
-    let a = write("pool.md", "---\nroot_cause: orders-db\nkind: db_pool_exhaustion\nresolution: raise max pool size to 200\n---\n# Checkout timeouts\n\nThe orders-db connection pool was exhausted.\n");
-    let b = write("leak.md", "---\nroot_cause: recommendation\nkind: memory_leak\nresolution: roll back v2.3\n---\n# Recommendation OOM kills\n\nHeap grew after deploy v2.3.\n");
+    let (a, b) = postmortems(dir.path());
     let store = dir.path().join("kb");
     let store = store.to_str().unwrap();
     let run = |env: &[(&str, &str)], args: &[&str]| {
