@@ -13,6 +13,7 @@ pub mod embed;
 pub mod eval;
 pub mod graph;
 pub mod ingest;
+pub mod investigate;
 pub mod kb;
 pub mod llm;
 pub mod model;
