@@ -2,3 +2,4 @@
 //! typed tools, the ReAct loop and its policies to come.
 
 pub mod ledger;
+pub mod tools;
