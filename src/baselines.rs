@@ -26,6 +26,9 @@ pub enum Method {
     /// The pipeline with the learned k-NN embedding detector added (models fitted on each case's
     /// reference period).
     CulpritEmbed,
+    /// The pipeline, then the agent with the offline `rules` policy (`investigate`); its
+    /// ranking is the ledger's posterior, its confidence the leader's.
+    CulpritAgent,
     Baro,
     NSigma,
     EpsilonDiagnosis,
@@ -35,9 +38,10 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 9] = [
         Method::Culprit,
         Method::CulpritEmbed,
+        Method::CulpritAgent,
         Method::Baro,
         Method::NSigma,
         Method::EpsilonDiagnosis,
@@ -50,6 +54,7 @@ impl Method {
         match self {
             Method::Culprit => "culprit",
             Method::CulpritEmbed => "culprit_embed",
+            Method::CulpritAgent => "culprit_agent",
             Method::Baro => "baro",
             Method::NSigma => "nsigma",
             Method::EpsilonDiagnosis => "epsilon_diagnosis",
@@ -83,7 +88,7 @@ pub type Ranking = Vec<String>;
 pub fn rank(method: Method, incident: &Incident) -> Ranking {
     let splits = split(incident);
     match method {
-        Method::Culprit | Method::CulpritEmbed => crate::triage::triage(incident, &method.triage_config(&Default::default()))
+        Method::Culprit | Method::CulpritEmbed | Method::CulpritAgent => crate::triage::triage(incident, &method.triage_config(&Default::default()))
             .ranking
             .candidates
             .into_iter()

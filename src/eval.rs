@@ -56,6 +56,9 @@ struct SimulatedSpec {
     faults: Vec<String>,
     #[serde(default)]
     services: Option<usize>,
+    /// Adds seed 001's hard red herring to every case (`SimConfig::decoy`).
+    #[serde(default)]
+    decoy: bool,
 }
 
 fn simulated_spec(path: &Path) -> Result<Vec<Suite>, EvalError> {
@@ -73,7 +76,7 @@ fn simulated_spec(path: &Path) -> Result<Vec<Suite>, EvalError> {
     let mut cases = Vec::new();
     for seed in spec.seeds[0]..=spec.seeds[1] {
         for fault in &faults {
-            let mut cfg = SimConfig { fault: *fault, ..SimConfig::for_seed(seed) };
+            let mut cfg = SimConfig { fault: *fault, decoy: spec.decoy, ..SimConfig::for_seed(seed) };
             if let Some(n) = spec.services {
                 cfg.services = n;
             }
@@ -228,13 +231,20 @@ fn guarded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 's
 pub struct EvalOptions {
     pub methods: Vec<Method>,
     pub config: Config,
+    /// The agent's budgets (method `culprit_agent`).
+    pub agent: crate::investigate::AgentConfig,
     /// Longest a case may take (loading and every method).
     pub timeout: Duration,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { methods: Method::ALL.to_vec(), config: Config::default(), timeout: Duration::from_secs(300) }
+        EvalOptions {
+            methods: Method::ALL.to_vec(),
+            config: Config::default(),
+            agent: Default::default(),
+            timeout: Duration::from_secs(300),
+        }
     }
 }
 
@@ -263,6 +273,13 @@ pub fn run_case(case: &Case, opts: &EvalOptions) -> CaseResult {
         for &m in &opts2.methods {
             let t = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match m {
+                Method::CulpritAgent => {
+                    let tr = triage::triage(&incident, &m.triage_config(&opts2.config));
+                    let t = crate::investigate::investigate(&incident, &tr, None, &mut crate::investigate::rules::Rules, &opts2.agent);
+                    let ranked = t.ranked(tr.ranking.candidates.iter().map(|c| c.service.as_str()));
+                    let reported = tr.ranking.has_root_cause && t.conclusion.service.is_some();
+                    (ranked, Some(reported), Some(t.conclusion.confidence))
+                }
                 Method::Culprit | Method::CulpritEmbed => {
                     let tr = triage::triage(&incident, &m.triage_config(&opts2.config));
                     let ranked: Vec<String> = tr.ranking.candidates.iter().map(|c| c.service.clone()).collect();

@@ -354,6 +354,43 @@ pub async fn search(store: &Store, embedder: &TextEmbedder, query: Fields, k: us
     Ok(store.search_incidents(&vector, &embedder.name(), k).await?.into_iter().map(|(r, d)| (r, 1.0 - d)).collect())
 }
 
+/// The knowledge base for the agent's `search_similar_incidents`: a store, an embedder and the
+/// runtime the blocking calls run on.
+pub struct BlockingKb {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+    embedder: TextEmbedder,
+}
+
+impl BlockingKb {
+    /// Opens the store at `uri` with the configured embedder (offline unless an endpoint is set).
+    pub fn open(uri: &str) -> Result<BlockingKb, KbError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| KbError::Io { path: PathBuf::from(uri), source: e })?;
+        let store = rt.block_on(Store::open(uri))?;
+        Ok(BlockingKb { rt, store, embedder: TextEmbedder::from_env()? })
+    }
+}
+
+impl crate::investigate::tools::PastIncidents for BlockingKb {
+    fn search(&self, query: Fields, k: usize) -> Result<Vec<crate::investigate::tools::similar::Match>, String> {
+        let hits = self.rt.block_on(search(&self.store, &self.embedder, query, k)).map_err(|e| e.to_string())?;
+        Ok(hits
+            .into_iter()
+            .map(|(r, sim)| crate::investigate::tools::similar::Match {
+                id: r.id,
+                title: r.title,
+                root_cause_service: r.root_cause_service,
+                root_cause_kind: r.root_cause_kind,
+                resolution: r.resolution,
+                similarity: f64::from(sim),
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use culprit::baselines::Method;
 use culprit::eval;
 use culprit::ingest;
+use culprit::investigate::{self as investigation, Trigger};
 use culprit::report::{self, Verdict};
 use culprit::simulate::{self, FaultKind, SimConfig};
 use culprit::triage::{self, Config};
@@ -54,6 +55,8 @@ enum Command {
         /// bundle's own reference period; a directory uses models from `culprit train`.
         #[arg(long, value_name = "DIR|fit")]
         embeddings: Option<String>,
+        #[command(flatten)]
+        agent: AgentArgs,
     },
     /// Simulate seed 001's config-change incident (a lowered LDAP timeout causing a retry storm)
     /// and investigate it end to end.
@@ -64,6 +67,8 @@ enum Command {
         /// Keep the simulated bundle in this directory (default: a temporary one, removed after).
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
+        #[command(flatten)]
+        agent: AgentArgs,
     },
     /// Write a simulated, labelled incident bundle (with truth.json).
     ///
@@ -87,6 +92,10 @@ enum Command {
         /// Leave out topology.json, so the dependency graph must be mined from traces.
         #[arg(long)]
         no_topology: bool,
+        /// Add seed 001's hard red herring: an innocent deploy between the cause and the alert
+        /// just before the fault, then a lasting CPU rise there (the evals/red_herrings.toml suite).
+        #[arg(long)]
+        decoy: bool,
     },
     /// Score culprit and the published baselines on labelled suites, side by side: AC@1/3/5,
     /// Avg@5, MRR per suite, system and fault kind; FPR on fault-free cases; Brier score and
@@ -197,6 +206,55 @@ enum Command {
     },
 }
 
+/// The agent that may follow the static triage.
+#[derive(clap::Args, Debug)]
+struct AgentArgs {
+    /// When to run the agent after the static triage: `always`, `never`, or `auto` (when the
+    /// alert is high or critical, or the triage is less confident than --threshold).
+    #[arg(long, value_enum, default_value_t = Trigger::Auto)]
+    agent: Trigger,
+    /// The agent stops once its leading hypothesis reaches this confidence (its posterior).
+    #[arg(long, value_name = "P", default_value_t = 0.85)]
+    threshold: f64,
+    /// Most tool calls the agent makes.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    max_turns: usize,
+    /// Save the agent's transcript (JSON, schema culprit.transcript/v1) to this file.
+    #[arg(long, value_name = "FILE")]
+    transcript: Option<PathBuf>,
+    /// The knowledge base the agent searches for similar past incidents (a LanceDB URI; default:
+    /// the default store, when it exists).
+    #[arg(long, value_name = "URI")]
+    kb: Option<String>,
+}
+
+impl AgentArgs {
+    fn config(&self) -> Result<investigation::AgentConfig> {
+        if !(self.threshold > 0.0 && self.threshold < 1.0) {
+            bail!("--threshold must be between 0 and 1 (exclusive), got {}", self.threshold);
+        }
+        Ok(investigation::AgentConfig { threshold: self.threshold, max_turns: self.max_turns, ..Default::default() })
+    }
+
+    fn knowledge_base(&self) -> Result<Option<culprit::kb::BlockingKb>> {
+        let uri = match &self.kb {
+            Some(u) => u.clone(),
+            None => {
+                let d = culprit::store::default_uri();
+                if !Path::new(&d).is_dir() {
+                    return Ok(None);
+                }
+                d
+            }
+        };
+        Ok(Some(culprit::kb::BlockingKb::open(&uri).with_context(|| format!("opening the knowledge base {uri}"))?))
+    }
+
+    fn policy(&self) -> Result<Box<dyn investigation::Policy>> {
+        Ok(Box::new(investigation::rules::Rules))
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum TrainSource {
     Logs,
@@ -301,7 +359,7 @@ fn main() -> ExitCode {
 
 fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
-        Command::Investigate { bundle, json, window, embeddings } => {
+        Command::Investigate { bundle, json, window, embeddings, agent } => {
             let knn = embeddings.map(|e| culprit::embed::knn::KnnConfig {
                 models: if e == "fit" {
                     culprit::embed::knn::Models::FitOnReference
@@ -311,7 +369,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 ..Default::default()
             });
             let cfg = Config { group_window: window as i64 * 1000, knn, ..Config::default() };
-            investigate(&bundle, json, &cfg)
+            investigate(&bundle, json, &cfg, &agent)
         }
         Command::Train { source, from, out, epochs, max_steps, max_events, seed } => {
             use culprit::embed::SourceKind;
@@ -344,7 +402,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
         Command::Store { command: StoreCommand::Stats { store } } => {
             commands::store_stats(&store.unwrap_or_else(culprit::store::default_uri))
         }
-        Command::Demo { json, keep } => {
+        Command::Demo { json, keep, agent } => {
             let (dir, _tmp) = match keep {
                 Some(d) => (d, None),
                 None => {
@@ -358,10 +416,10 @@ fn run(cmd: Command) -> Result<ExitCode> {
             if !json {
                 println!("Simulated seed 001's incident into {} and investigating it.\n", dir.display());
             }
-            investigate(&dir, json, &Config::default())
+            investigate(&dir, json, &Config::default(), &agent)
         }
-        Command::Simulate { out, seed, fault, services, no_topology } => {
-            let mut cfg = SimConfig { topology_declared: !no_topology, ..SimConfig::for_seed(seed) };
+        Command::Simulate { out, seed, fault, services, no_topology, decoy } => {
+            let mut cfg = SimConfig { topology_declared: !no_topology, decoy, ..SimConfig::for_seed(seed) };
             if let Some(f) = fault {
                 let kind = FaultKind::parse(&f).with_context(|| {
                     format!("unknown fault kind `{f}`; expected one of cpu_hog, memory_leak, latency, packet_loss, bad_deploy, config_change, db_pool_exhaustion, feature_flag, none")
@@ -440,10 +498,21 @@ impl Drop for TempDir {
     }
 }
 
-fn investigate(bundle: &Path, json: bool, cfg: &Config) -> Result<ExitCode> {
+fn investigate(bundle: &Path, json: bool, cfg: &Config, agent: &AgentArgs) -> Result<ExitCode> {
     let incident = ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
     let t = triage::triage(&incident, cfg);
-    let r = report::build(&incident, &t);
+    let mut r = report::build(&incident, &t);
+    let agent_cfg = agent.config()?;
+    if investigation::should_run(agent.agent, &incident, &t, &agent_cfg) {
+        let kb = agent.knowledge_base()?;
+        let mut policy = agent.policy()?;
+        let transcript = investigation::investigate(&incident, &t, kb.as_ref().map(|k| k as _), policy.as_mut(), &agent_cfg);
+        if let Some(path) = &agent.transcript {
+            std::fs::write(path, serde_json::to_string_pretty(&transcript)?)
+                .with_context(|| format!("writing the transcript to {}", path.display()))?;
+        }
+        report::add_investigation(&mut r, transcript);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

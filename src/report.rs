@@ -5,6 +5,7 @@
 
 use crate::detect::{changes, Anomaly, Source};
 use crate::graph::EdgeReason;
+use crate::investigate::Transcript;
 use crate::model::{Alert, Incident, ReadReport, Ts};
 use crate::triage::Triage;
 use petgraph::visit::EdgeRef;
@@ -104,6 +105,9 @@ pub struct Report {
     pub groups: Vec<GroupSummary>,
     pub causal_edges: Vec<GraphEdge>,
     pub data: DataSummary,
+    /// The agent's investigation, when one ran after the triage (its transcript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub investigation: Option<Transcript>,
 }
 
 /// RFC 3339 UTC with seconds.
@@ -269,6 +273,7 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
         timeline,
         groups,
         causal_edges,
+        investigation: None,
         data: DataSummary {
             metric_series: t.metrics.len(),
             log_lines: triage.detection.log_lines,
@@ -280,6 +285,24 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
             unreadable,
         },
     }
+}
+
+/// Folds the agent's investigation into the report: the root causes follow the agent's posterior
+/// (their confidence becomes it), and a root cause is named only if the triage found one and
+/// the agent's leader is a named suspect rather than "none of these".
+pub fn add_investigation(r: &mut Report, t: Transcript) {
+    let order = t.ranked(r.root_causes.iter().map(|c| c.service.as_str()));
+    r.root_causes.sort_by_key(|c| order.iter().position(|s| *s == c.service).unwrap_or(usize::MAX));
+    for (i, c) in r.root_causes.iter_mut().enumerate() {
+        c.rank = i + 1;
+        if let Some(h) = t.hypotheses.iter().find(|h| h.service.as_deref() == Some(c.service.as_str())) {
+            c.confidence = h.posterior;
+        }
+    }
+    if t.conclusion.service.is_none() {
+        r.verdict = Verdict::NoRootCause;
+    }
+    r.investigation = Some(t);
 }
 
 /// The readable report for a terminal or a chat message (markdown-friendly).
@@ -334,6 +357,10 @@ pub fn render_text(r: &Report) -> String {
                 if c.explained { " — explained by an upstream cause" } else { "" }
             );
         }
+    }
+    if let Some(t) = &r.investigation {
+        let _ = writeln!(s, "\n## Investigation");
+        s.push_str(&t.render());
     }
     let _ = writeln!(s, "\n## Timeline ({} anomalies in {} groups)", r.timeline.len(), r.groups.len());
     for t in r.timeline.iter().take(25) {

@@ -13,14 +13,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Per-span facts derived from the trace tree.
 #[derive(Debug, Clone, Copy)]
-struct Derived {
-    self_ms: f64,
-    origin_error: bool,
+pub(crate) struct Derived {
+    pub(crate) self_ms: f64,
+    pub(crate) origin_error: bool,
     /// The span is the service's entry: a root, or called from another service.
-    entry: bool,
+    pub(crate) entry: bool,
 }
 
-fn derive(spans: &[&Span]) -> Vec<Derived> {
+pub(crate) fn derive(spans: &[&Span]) -> Vec<Derived> {
     let index: HashMap<(&str, &str), usize> =
         spans.iter().enumerate().map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i)).collect();
     let mut children_ms = vec![0.0f64; spans.len()];

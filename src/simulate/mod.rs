@@ -131,6 +131,11 @@ pub struct SimConfig {
     pub start: Ts,
     /// Whether the incident declares its topology; when false it must be mined from spans.
     pub topology_declared: bool,
+    /// Adds seed 001's hard red herring: a deploy on a service between the cause and the alert,
+    /// a minute or so before the fault, followed by a lasting CPU rise on that service (a cache
+    /// warm-up) that costs no latency. The deploy is innocent; it only looks guilty.
+    #[serde(default)]
+    pub decoy: bool,
 }
 
 impl Default for SimConfig {
@@ -151,6 +156,7 @@ impl SimConfig {
             requests_per_second: 0.25,
             start: default_start(seed),
             topology_declared: true,
+            decoy: false,
         }
     }
 

@@ -15,6 +15,7 @@ pub(crate) const TOPOLOGY: u64 = 1;
 pub(crate) const SCENARIO: u64 = 2;
 pub(crate) const METRICS: u64 = 3;
 pub(crate) const TRAFFIC: u64 = 4;
+pub(crate) const DECOY: u64 = 5;
 
 fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);

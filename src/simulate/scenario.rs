@@ -122,6 +122,11 @@ pub(crate) fn build(sys: &System, cfg: &SimConfig, kind: FaultKind) -> Scenario 
             let chain = best_path(sys, inj.cause, alert_node);
             let alert = make_alert(sys, &plan, &prop, &mut rng, alert_node, signal, alert_time);
             add_herrings(sys, &mut plan, &mut rng, &herrings, clock, Some(&chain));
+            if cfg.decoy {
+                // Its own stream, so the rest of the incident is the same with or without it.
+                let mut drng = rng::stream(cfg.seed, &[rng::SCENARIO, rng::DECOY]);
+                add_decoy(sys, &mut plan, &mut drng, &chain, inj.cause);
+            }
             let truth = Truth {
                 service: sys.nodes[inj.cause].name.clone(),
                 indicator: inj.indicator,
@@ -876,6 +881,39 @@ fn make_alert(
         severity,
         title,
     }
+}
+
+/// Seed 001's hard red herring (`SimConfig::decoy`): an innocent deploy on the first app service
+/// above the cause on the chain, 20–90 s before the fault, then 10–20 minutes of extra CPU there
+/// (a cache warm-up) with no latency or errors of its own. Skipped when the chain has no such
+/// service or the fault is itself a change of that service.
+fn add_decoy(sys: &System, plan: &mut Plan, rng: &mut SimRng, chain: &[usize], cause: usize) {
+    let Some(&node) = chain.iter().find(|&&i| i != cause && sys.nodes[i].is_app()) else {
+        return;
+    };
+    if plan.changes.iter().any(|c| c.service == sys.nodes[node].name) {
+        return;
+    }
+    let t = (plan.fault_time - secs(rng::uniform(rng, 20.0, 90.0))) / SECOND * SECOND;
+    let n = &sys.nodes[node];
+    let new = bump(rng, n.version);
+    plan.changes.push(Change {
+        time: t,
+        service: n.name.clone(),
+        kind: ChangeKind::Deploy,
+        author: author(rng),
+        version: Some(version_str(new)),
+        previous_version: Some(version_str(n.version)),
+        keys: Vec::new(),
+        description: Some(format!("deploy {} {}", n.name, version_str(new))),
+    });
+    let warm = Shape::Window {
+        start: t,
+        ramp: secs(30.0),
+        end: t + secs(rng::uniform(rng, 600.0, 1200.0)),
+    };
+    let cpu = rng::uniform(rng, 25.0, 40.0);
+    plan.add(node, Target::Cpu, warm, cpu);
 }
 
 fn add_herrings(

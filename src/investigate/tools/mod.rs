@@ -1,24 +1,77 @@
-//! Typed tools the investigator calls (issue 5, in progress): a `Tool` trait whose argument
-//! schema is derived (schemars), typed outputs, errors the model can read, and an object-safe
-//! `ToolDyn` that speaks JSON for the loop and the LLM policy.
+//! Typed tools the investigator calls: a `Tool` trait whose argument schema is derived
+//! (schemars), typed outputs, errors the model can read, and an object-safe `ToolDyn` that speaks
+//! JSON for the loop and the LLM policy.
+//!
+//! A tool does two things: it answers (its typed output, a one-line summary), and it *assesses*
+//! what the answer means for each hypothesis of the ledger, as likelihood ratios. Whoever chose
+//! the call (the rules policy or a model), the numbers come from the tool's assessment, never from
+//! the caller.
 //!
 //! What the model must not control (the incident, the triage, the time window, output limits)
-//! lives in [`ToolCx`], never in the arguments.
+//! lives in [`ToolCx`], never in the arguments. Each tool's spec for the model (description,
+//! argument docs, an example, output limits) is `tools/<name>.toml`; a test checks them against
+//! the Rust tools.
 
+pub mod config;
+pub mod dependencies;
+pub mod logs;
+pub mod metrics;
+pub mod similar;
 pub mod timeline;
+pub mod traces;
 
-use crate::model::Incident;
+use super::ledger::Ledger;
+use crate::model::{Incident, Ts, MINUTE};
 use crate::triage::Triage;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// What every tool may read: the incident and the static triage of it.
+/// The knowledge base as the agent sees it: a blocking search (the store is async; whoever
+/// builds the context owns the runtime).
+pub trait PastIncidents: Send + Sync {
+    fn search(&self, query: crate::kb::Fields, k: usize) -> Result<Vec<similar::Match>, String>;
+}
+
+/// What every tool may read: the incident, the static triage of it, and the knowledge base when
+/// one is configured.
 pub struct ToolCx<'a> {
     pub incident: &'a Incident,
     pub triage: &'a Triage,
+    pub kb: Option<&'a dyn PastIncidents>,
     /// Most items a tool returns in one list (the rest is counted, not shown).
     pub max_items: usize,
+}
+
+impl ToolCx<'_> {
+    /// The start of "during the incident" for tools that compare before and during: a little
+    /// before the alert (faults show before monitors fire), and never before the analysis start.
+    pub fn during_from(&self) -> Ts {
+        (self.incident.alert.time - 10 * MINUTE).max(self.incident.analysis_start)
+    }
+
+    /// Whether the incident knows this service at all (telemetry, topology, changes or the alert).
+    pub fn knows(&self, service: &str) -> bool {
+        let i = self.incident;
+        i.alert.service == service
+            || self.triage.detection.anomalies.iter().any(|a| a.service == service)
+            || i.telemetry.metrics.iter().any(|m| m.service == service)
+            || i.telemetry.spans.iter().any(|s| s.service == service)
+            || i.telemetry.changes.iter().any(|c| c.service == service)
+            || i.topology.as_ref().is_some_and(|t| t.services.iter().any(|n| n.name == service))
+    }
+
+    pub fn check_service(&self, service: &str) -> Result<(), ToolError> {
+        if self.knows(service) {
+            return Ok(());
+        }
+        let mut known: Vec<&str> = self.triage.ranking.candidates.iter().map(|c| c.service.as_str()).take(8).collect();
+        known.sort_unstable();
+        Err(ToolError::new(
+            ToolErrorKind::NotFound,
+            format!("no service named `{service}` in this incident; suspects include: {}", known.join(", ")),
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +83,7 @@ pub enum ToolErrorKind {
     Unavailable,
 }
 
-/// A failed call: evidence for the loop, not an abort. `message` is written for the model.
+/// A failed call: an observation for the loop, not an abort. `message` is written for the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("{kind:?}: {message}")]
 pub struct ToolError {
@@ -44,11 +97,30 @@ impl ToolError {
     }
 }
 
+/// A tool's answer, ready for the transcript and the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observation {
+    pub output: serde_json::Value,
+    /// One line for the transcript and the report.
+    pub summary: String,
+    /// (hypothesis index, likelihood ratio) by the tool's own assessment.
+    pub ratios: Vec<(usize, f64)>,
+}
+
 pub trait Tool: Send + Sync + 'static {
     const NAME: &'static str;
     type Args: DeserializeOwned + JsonSchema;
     type Output: Serialize;
-    fn call(&self, cx: &ToolCx, args: Self::Args) -> Result<Self::Output, ToolError>;
+    /// The smallest and largest likelihood ratio the assessment can give: how much one call can
+    /// move the odds, which is what the rules policy weighs when it picks a call.
+    const RATIOS: (f64, f64);
+    /// Whether the tool is asked about one suspect (`service` argument) or about the incident.
+    const PER_SERVICE: bool;
+    fn call(&self, cx: &ToolCx, args: &Self::Args) -> Result<Self::Output, ToolError>;
+    /// One line saying what was found.
+    fn summarize(&self, out: &Self::Output) -> String;
+    /// What the answer says about each hypothesis: likelihood ratios (1 = no information).
+    fn assess(&self, cx: &ToolCx, args: &Self::Args, out: &Self::Output, ledger: &Ledger) -> Vec<(usize, f64)>;
 }
 
 /// The JSON face of a tool, for the loop and the LLM policy.
@@ -56,7 +128,9 @@ pub trait ToolDyn: Send + Sync {
     fn name(&self) -> &'static str;
     /// The JSON schema of the arguments (derived, never hand-written).
     fn schema(&self) -> serde_json::Value;
-    fn call_json(&self, cx: &ToolCx, args: serde_json::Value) -> Result<serde_json::Value, ToolError>;
+    fn ratio_range(&self) -> (f64, f64);
+    fn per_service(&self) -> bool;
+    fn run(&self, cx: &ToolCx, args: serde_json::Value, ledger: &Ledger) -> Result<Observation, ToolError>;
 }
 
 impl<T: Tool> ToolDyn for T {
@@ -68,24 +142,57 @@ impl<T: Tool> ToolDyn for T {
         serde_json::to_value(schemars::schema_for!(T::Args)).unwrap_or(serde_json::Value::Null)
     }
 
-    fn call_json(&self, cx: &ToolCx, args: serde_json::Value) -> Result<serde_json::Value, ToolError> {
+    fn ratio_range(&self) -> (f64, f64) {
+        T::RATIOS
+    }
+
+    fn per_service(&self) -> bool {
+        T::PER_SERVICE
+    }
+
+    fn run(&self, cx: &ToolCx, args: serde_json::Value, ledger: &Ledger) -> Result<Observation, ToolError> {
+        // A model may send `null` for a tool without arguments.
+        let args = if args.is_null() { serde_json::json!({}) } else { args };
         let args: T::Args = serde_json::from_value(args)
             .map_err(|e| ToolError::new(ToolErrorKind::InvalidArgs, format!("arguments of {}: {e}", T::NAME)))?;
-        let out = self.call(cx, args)?;
-        serde_json::to_value(out).map_err(|e| ToolError::new(ToolErrorKind::Unavailable, e.to_string()))
+        let out = self.call(cx, &args)?;
+        let ratios = self.assess(cx, &args, &out, ledger);
+        let summary = self.summarize(&out);
+        let output = serde_json::to_value(&out).map_err(|e| ToolError::new(ToolErrorKind::Unavailable, e.to_string()))?;
+        Ok(Observation { output, summary, ratios })
     }
 }
 
-/// Every tool, by name.
+/// Every tool, in a fixed order.
 pub fn all() -> Vec<Box<dyn ToolDyn>> {
-    vec![Box::new(timeline::AnomalyTimeline)]
+    vec![
+        Box::new(timeline::AnomalyTimeline),
+        Box::new(traces::TraceQuery),
+        Box::new(config::ConfigDiff),
+        Box::new(dependencies::DependencyLookup),
+        Box::new(metrics::MetricCorrelation),
+        Box::new(logs::LogSearch),
+        Box::new(similar::SearchSimilarIncidents),
+    ]
 }
 
 /// Calls a tool by name with JSON arguments: an unknown name is an error the model can read.
-pub fn call(tools: &[Box<dyn ToolDyn>], cx: &ToolCx, name: &str, args: serde_json::Value) -> Result<serde_json::Value, ToolError> {
+pub fn run(tools: &[Box<dyn ToolDyn>], cx: &ToolCx, name: &str, args: serde_json::Value, ledger: &Ledger) -> Result<Observation, ToolError> {
     let tool = tools.iter().find(|t| t.name() == name).ok_or_else(|| {
         let names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
         ToolError::new(ToolErrorKind::UnknownTool, format!("no tool named `{name}`; the tools are: {}", names.join(", ")))
     })?;
-    tool.call_json(cx, args)
+    tool.run(cx, args, ledger)
+}
+
+/// The ratio for a hypothesis about `service`, if the ledger has one.
+pub(crate) fn about(ledger: &Ledger, service: &str, ratio: f64) -> Vec<(usize, f64)> {
+    ledger.find(service).map(|i| vec![(i, ratio)]).unwrap_or_default()
+}
+
+/// Keeps at most `max` items, returning how many were left out.
+pub(crate) fn truncate<T>(items: &mut Vec<T>, max: usize) -> usize {
+    let more = items.len().saturating_sub(max);
+    items.truncate(max);
+    more
 }

@@ -1,6 +1,7 @@
 //! `anomaly_timeline`: what became anomalous, where and when.
 
-use super::{Tool, ToolCx, ToolError, ToolErrorKind};
+use super::{Tool, ToolCx, ToolError};
+use crate::investigate::ledger::Ledger;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -36,13 +37,13 @@ impl Tool for AnomalyTimeline {
     const NAME: &'static str = "anomaly_timeline";
     type Args = Args;
     type Output = Output;
+    const RATIOS: (f64, f64) = (1.0, 1.0);
+    const PER_SERVICE: bool = false;
 
-    fn call(&self, cx: &ToolCx, args: Args) -> Result<Output, ToolError> {
+    fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         let anomalies = &cx.triage.detection.anomalies;
         if let Some(s) = &args.service {
-            if !anomalies.iter().any(|a| &a.service == s) && !cx.incident.telemetry.metrics.iter().any(|m| &m.service == s) {
-                return Err(ToolError::new(ToolErrorKind::NotFound, format!("no service named `{s}` in this incident")));
-            }
+            cx.check_service(s)?;
         }
         let mut chosen: Vec<_> = anomalies.iter().filter(|a| args.service.as_ref().is_none_or(|s| &a.service == s)).collect();
         chosen.sort_by_key(|a| a.onset);
@@ -60,19 +61,40 @@ impl Tool for AnomalyTimeline {
             .collect();
         Ok(Output { entries, more })
     }
+
+    fn summarize(&self, out: &Output) -> String {
+        match out.entries.first() {
+            Some(e) => format!(
+                "{} anomalies; first: {} {} at {:+} s",
+                out.entries.len() + out.more,
+                e.service,
+                e.indicator,
+                e.at_s
+            ),
+            None => "no anomalies".to_string(),
+        }
+    }
+
+    /// The timeline is context, not a test of any hypothesis: the triage already ranked on it.
+    fn assess(&self, _: &ToolCx, _: &Args, _: &Output, _: &Ledger) -> Vec<(usize, f64)> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{all, call, ToolCx, ToolErrorKind};
+    use super::super::{all, run, ToolCx, ToolErrorKind};
+    use crate::investigate::ledger::Ledger;
     use crate::simulate::{self, SimConfig};
 
     #[test]
     fn timeline_answers_filters_and_errors_readably() {
         let incident = simulate::simulate(&SimConfig::for_seed(1));
         let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
-        let cx = ToolCx { incident: &incident, triage: &triage, max_items: 5 };
+        let cx = ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5 };
         let tools = all();
+        let ledger = Ledger::new(&[], 0.5);
+        let call = |tools: &[Box<dyn super::super::ToolDyn>], cx: &ToolCx, name: &str, args| run(tools, cx, name, args, &ledger).map(|o| o.output);
         let out = call(&tools, &cx, "anomaly_timeline", serde_json::json!({})).unwrap();
         let n = out["entries"].as_array().unwrap().len();
         assert_eq!(n, 5.min(triage.detection.anomalies.len()));

@@ -1,0 +1,71 @@
+//! `dependency_lookup`: a service's callers and callees (declared topology merged with the call
+//! graph mined from traces), and whether the alerting service's requests can reach it.
+
+use super::{about, Tool, ToolCx, ToolError};
+use crate::investigate::ledger::Ledger;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub struct DependencyLookup;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// The service to look up.
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Output {
+    pub service: String,
+    /// Services that call it (trouble here can show there).
+    pub callers: Vec<String>,
+    /// Services it calls (trouble there can show here).
+    pub callees: Vec<String>,
+    pub alert_service: String,
+    /// The call path from this service up to the alerting service, when there is one.
+    pub path_to_alert: Option<Vec<String>>,
+    /// Whether any dependency is known at all (without one, reachability says nothing).
+    pub graph_known: bool,
+}
+
+impl Tool for DependencyLookup {
+    const NAME: &'static str = "dependency_lookup";
+    type Args = Args;
+    type Output = Output;
+    const RATIOS: (f64, f64) = (0.3, 1.2);
+    const PER_SERVICE: bool = true;
+
+    fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
+        cx.check_service(&args.service)?;
+        let deps = &cx.triage.dependencies;
+        let alert = cx.incident.alert.service.clone();
+        Ok(Output {
+            service: args.service.clone(),
+            callers: deps.callers_of(&args.service).map(str::to_string).collect(),
+            callees: deps.callees_of(&args.service).map(str::to_string).collect(),
+            path_to_alert: deps.caller_path(&args.service, &alert),
+            alert_service: alert,
+            graph_known: !cx.triage.detection.call_edges.is_empty()
+                || cx.incident.topology.as_ref().is_some_and(|t| !t.edges.is_empty()),
+        })
+    }
+
+    fn summarize(&self, o: &Output) -> String {
+        let path = match &o.path_to_alert {
+            Some(p) => format!("reaches {} via {}", o.alert_service, p.join(" → ")),
+            None if o.graph_known => format!("no call path to {}", o.alert_service),
+            None => "no dependency data".to_string(),
+        };
+        format!("{}: {} caller(s), {} callee(s); {path}", o.service, o.callers.len(), o.callees.len())
+    }
+
+    /// A cause must be able to reach the symptom: no call path to the alerting service, in a
+    /// known dependency graph, is evidence against (×0.3); a path is mild evidence for (×1.2).
+    fn assess(&self, _: &ToolCx, _: &Args, o: &Output, ledger: &Ledger) -> Vec<(usize, f64)> {
+        if o.service == o.alert_service || !o.graph_known {
+            return Vec::new();
+        }
+        about(ledger, &o.service, if o.path_to_alert.is_some() { 1.2 } else { 0.3 })
+    }
+}
