@@ -2,9 +2,10 @@
 //! separate the leading hypotheses best, and concludes when no call is worth making.
 //!
 //! The value of a call is how far it can move the odds (the mean of |ln| of the tool's smallest
-//! and largest ratio) times how undecided the hypotheses it bears on are (p·(1 − p) of each of the
-//! three leading named hypotheses; a call about the whole incident bears on all three). Calls
-//! already made are not repeated.
+//! and largest ratio) times how undecided the hypotheses it bears on are: p·(1 − p) for the
+//! leader, and p·(1 − p) + p·p_leader for a challenger (a check of a challenger also tests the
+//! leader: if the challenger wins, the leader loses); a call about the whole incident bears on
+//! the three leading named hypotheses. Calls already made are not repeated.
 
 use super::{Decision, Policy, PolicyError, View};
 use serde_json::json;
@@ -25,7 +26,11 @@ impl Policy for Rules {
         let mut order: Vec<usize> = (0..post.len()).filter(|&i| i != none).collect();
         order.sort_by(|&a, &b| post[b].total_cmp(&post[a]).then(a.cmp(&b)));
         let top: Vec<usize> = order.into_iter().take(3).collect();
-        let undecided = |i: usize| post[i] * (1.0 - post[i]);
+        let leader = top.first().copied();
+        let undecided = |i: usize| {
+            let challenge = if Some(i) == leader { 0.0 } else { post[i] * leader.map_or(0.0, |l| post[l]) };
+            post[i] * (1.0 - post[i]) + challenge
+        };
         let done = |tool: &str, args: &serde_json::Value| v.steps.iter().any(|s| s.tool == tool && &s.args == args);
         let mut best: Option<(f64, &str, serde_json::Value, Option<usize>)> = None;
         for t in v.tools {

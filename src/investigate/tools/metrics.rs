@@ -141,15 +141,25 @@ fn symptom_series<'a>(cx: &'a ToolCx, service: &str) -> Option<&'a Series> {
     .or_else(|| own().next())
 }
 
+/// When the service's trouble around the alert began: the earliest onset among its anomalies
+/// that are under way within two minutes of the alert (earlier, finished episodes are other
+/// stories).
 fn first_onset(cx: &ToolCx, service: &str) -> Option<Ts> {
-    cx.triage.detection.anomalies.iter().filter(|a| a.service == service).map(|a| a.onset).min()
+    let t = cx.incident.alert.time;
+    cx.triage
+        .detection
+        .anomalies
+        .iter()
+        .filter(|a| a.service == service && a.onset <= t + 2 * MINUTE && a.end >= t - 2 * MINUTE)
+        .map(|a| a.onset)
+        .min()
 }
 
 impl Tool for MetricCorrelation {
     const NAME: &'static str = "metric_correlation";
     type Args = Args;
     type Output = Output;
-    const RATIOS: (f64, f64) = (0.6, 2.86);
+    const RATIOS: (f64, f64) = (0.6, 1.8);
     const PER_SERVICE: bool = true;
 
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
@@ -208,10 +218,10 @@ impl Tool for MetricCorrelation {
         format!("{} vs {} {}: {best}{order}", o.service, o.symptom, o.symptom_metric, )
     }
 
-    /// Weak evidence by design (correlation is not causation; a busy bystander correlates too):
-    /// ×(0.7 + 1.5·|r|) for the best correlation at which the suspect leads or is level, ×1.3
-    /// more when the Granger test says its past helps; a suspect whose trouble began more than a
-    /// minute after the symptom's is discounted (×0.6).
+    /// Weak evidence by design (correlation is not causation; everything on the symptom's path
+    /// correlates with it): ×(0.8 + 0.7·|r|) for the best correlation at which the suspect leads
+    /// or is level, ×1.2 more when the Granger test says its past helps; a suspect whose trouble
+    /// around the alert began more than a minute after the symptom's is discounted (×0.6).
     fn assess(&self, _: &ToolCx, _: &Args, o: &Output, ledger: &Ledger) -> Vec<(usize, f64)> {
         if o.service == o.symptom {
             return Vec::new();
@@ -222,7 +232,7 @@ impl Tool for MetricCorrelation {
         let Some(best) = o.correlations.iter().filter(|c| c.lag_s >= 0).max_by(|a, b| a.correlation.abs().total_cmp(&b.correlation.abs())) else {
             return Vec::new();
         };
-        let granger = if best.granger_f >= 4.0 { 1.3 } else { 1.0 };
-        about(ledger, &o.service, (0.7 + 1.5 * best.correlation.abs()) * granger)
+        let granger = if best.granger_f >= 4.0 { 1.2 } else { 1.0 };
+        about(ledger, &o.service, (0.8 + 0.7 * best.correlation.abs()) * granger)
     }
 }

@@ -426,6 +426,11 @@ impl Tool for TraceQuery {
     /// traces (latency up by a fifth, or two points more failed requests) and there were traces to
     /// compare; a suspect the symptom's requests never reach gets 0.3 if it is traced elsewhere,
     /// and nothing (1) if it is not traced at all.
+    ///
+    /// A service's own span also holds its waits on callees that have no span for them, so when
+    /// its extra could not be split by callee and one of its callees is itself anomalous during
+    /// the incident, the traces cannot tell its own fault from that callee's: its ratio is capped
+    /// at 2 and that callee's is not lowered below 1.
     fn assess(&self, cx: &ToolCx, _: &Args, o: &Output, ledger: &Ledger) -> Vec<(usize, f64)> {
         if o.traces_before < 5 || o.traces_during < 5 {
             return Vec::new();
@@ -435,21 +440,33 @@ impl Tool for TraceQuery {
         if !lat_up && !err_up {
             return Vec::new();
         }
+        let share = |a: &Share| match (lat_up, err_up) {
+            (true, true) => a.latency_share.max(a.error_share),
+            (true, false) => a.latency_share,
+            _ => a.error_share,
+        };
+        let from = cx.during_from();
+        let anomalous = |s: &str| cx.triage.detection.anomalies.iter().any(|a| a.service == s && a.end >= from);
+        let mut cap: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut floor: BTreeMap<&str, f64> = BTreeMap::new();
+        for a in o.shares.iter().filter(|a| a.waiting_on.is_none() && share(a) >= 0.1) {
+            let callees: Vec<&str> = cx.triage.dependencies.callees_of(&a.service).filter(|c| anomalous(c)).collect();
+            if !callees.is_empty() {
+                cap.insert(a.service.as_str(), 2.0);
+                for c in callees {
+                    floor.insert(c, 1.0);
+                }
+            }
+        }
         let mut out = Vec::new();
         for h in &ledger.hypotheses {
             let Some(s) = h.service.as_deref() else { continue };
             let ratio = match o.shares.iter().find(|a| a.service == s) {
-                Some(a) => {
-                    let share = match (lat_up, err_up) {
-                        (true, true) => a.latency_share.max(a.error_share),
-                        (true, false) => a.latency_share,
-                        _ => a.error_share,
-                    };
-                    0.25 + 6.0 * share
-                }
+                Some(a) => 0.25 + 6.0 * share(a),
                 None if cx.incident.telemetry.spans.iter().any(|sp| sp.service == s) => 0.3,
                 None => continue,
             };
+            let ratio = ratio.min(cap.get(s).copied().unwrap_or(f64::MAX)).max(floor.get(s).copied().unwrap_or(0.0));
             out.extend(about(ledger, s, ratio));
         }
         out
