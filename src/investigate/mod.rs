@@ -1,8 +1,8 @@
 //! The investigation after the static triage: a ReAct loop (observe → hypothesize → act →
 //! update) over typed tools, with a Bayesian hypothesis ledger.
 //!
-//! The initial hypotheses are the triage's top candidates (priors in proportion to their walk
-//! mass) plus "none of these". Each turn a [`Policy`] chooses a tool call or concludes; the tool
+//! The initial hypotheses are the triage's top candidates (priors in proportion to their
+//! confidence) plus "none of these". Each turn a [`Policy`] chooses a tool call or concludes; the tool
 //! answers and assesses its answer as likelihood ratios, and the ledger updates the posterior.
 //! The loop stops when the leading named hypothesis reaches the confidence threshold, the policy
 //! concludes, or the turn, time or token budget runs out. Whatever chose the calls, confidence is
@@ -127,7 +127,7 @@ pub fn investigate(
         .take(cfg.hypotheses.max(1))
         .map(|c| {
             let a = &triage.detection.anomalies[c.lead];
-            (c.service.clone(), a.indicator.clone(), c.score)
+            (c.service.clone(), a.indicator.clone(), c.confidence)
         })
         .collect();
     let p_none = if triage.ranking.has_root_cause { 0.1 } else { 0.5 };

@@ -36,7 +36,7 @@ impl Policy for Rules {
         for t in v.tools {
             let (lo, hi) = t.ratio_range();
             let power = (lo.ln().abs() + hi.ln().abs()) / 2.0;
-            if power <= 0.0 || (t.name() == <super::tools::similar::SearchSimilarIncidents as super::tools::Tool>::NAME && v.cx.kb.is_none()) {
+            if power <= 0.0 || !t.applicable(v.cx) {
                 continue;
             }
             let options: Vec<(serde_json::Value, f64, Option<usize>)> = if t.per_service() {

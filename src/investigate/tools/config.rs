@@ -131,6 +131,10 @@ impl Tool for ConfigDiff {
     const RATIOS: (f64, f64) = (0.5, 5.0);
     const PER_SERVICE: bool = true;
 
+    fn applicable(&self, cx: &ToolCx) -> bool {
+        !cx.incident.telemetry.changes.is_empty()
+    }
+
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         cx.check_service(&args.service)?;
         let minutes = args.minutes.unwrap_or(60).clamp(1, 1440) as i64;

@@ -36,6 +36,10 @@ impl Tool for DependencyLookup {
     const RATIOS: (f64, f64) = (0.3, 1.2);
     const PER_SERVICE: bool = true;
 
+    fn applicable(&self, cx: &ToolCx) -> bool {
+        !cx.triage.detection.call_edges.is_empty() || cx.incident.topology.as_ref().is_some_and(|t| !t.edges.is_empty())
+    }
+
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         cx.check_service(&args.service)?;
         let deps = &cx.triage.dependencies;

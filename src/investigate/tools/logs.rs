@@ -63,6 +63,11 @@ impl Tool for LogSearch {
     const RATIOS: (f64, f64) = (0.7, 2.0);
     const PER_SERVICE: bool = true;
 
+    fn applicable(&self, cx: &ToolCx) -> bool {
+        let l = &cx.incident.telemetry.logs;
+        !l.records.is_empty() || !l.files.is_empty()
+    }
+
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         cx.check_service(&args.service)?;
         let i = cx.incident;

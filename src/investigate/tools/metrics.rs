@@ -44,6 +44,9 @@ pub struct Output {
     pub service: String,
     pub symptom: String,
     pub symptom_metric: String,
+    /// Whether that metric is the alert's own signal (otherwise the symptom's most anomalous
+    /// series stands in, and the correlation is shown but not weighed).
+    pub alert_signal: bool,
     /// Seconds between the suspect's first anomaly and the symptom's (negative: suspect first).
     pub onset_gap_s: Option<i64>,
     pub correlations: Vec<Correlation>,
@@ -122,13 +125,16 @@ fn granger(x: &[Option<f64>], y: &[Option<f64>]) -> f64 {
     ((rss_r - rss_f) / (rss_f / (n as f64 - 3.0))).min(1e6)
 }
 
-/// The symptom's series: the alerting signal's indicator on the symptom service, else its most
-/// anomalous series, else its first.
-fn symptom_series<'a>(cx: &'a ToolCx, service: &str) -> Option<&'a Series> {
+/// The symptom's series: the alerting signal's indicator on the symptom service (true), else its
+/// most anomalous series, else its first (false).
+fn symptom_series<'a>(cx: &'a ToolCx, service: &str) -> Option<(&'a Series, bool)> {
     let metrics = &cx.incident.telemetry.metrics;
     let wanted = canonical_indicator(&cx.incident.alert.signal);
     let own = || metrics.iter().filter(move |m| m.service == service);
-    own().find(|m| canonical_indicator(&m.metric) == wanted).or_else(|| {
+    if let Some(m) = own().find(|m| canonical_indicator(&m.metric) == wanted) {
+        return Some((m, true));
+    }
+    let top = || {
         let top = cx
             .triage
             .detection
@@ -137,8 +143,8 @@ fn symptom_series<'a>(cx: &'a ToolCx, service: &str) -> Option<&'a Series> {
             .filter(|a| a.service == service && a.source == crate::detect::Source::Metric)
             .max_by(|a, b| a.score.total_cmp(&b.score))?;
         own().find(|m| m.metric == top.signal)
-    })
-    .or_else(|| own().next())
+    };
+    top().or_else(|| own().next()).map(|m| (m, false))
 }
 
 /// When the service's trouble around the alert began: the earliest onset among its anomalies
@@ -162,11 +168,15 @@ impl Tool for MetricCorrelation {
     const RATIOS: (f64, f64) = (0.6, 1.8);
     const PER_SERVICE: bool = true;
 
+    fn applicable(&self, cx: &ToolCx) -> bool {
+        !cx.incident.telemetry.metrics.is_empty()
+    }
+
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         cx.check_service(&args.service)?;
         let symptom = args.symptom.clone().unwrap_or_else(|| cx.incident.alert.service.clone());
         cx.check_service(&symptom)?;
-        let y_series = symptom_series(cx, &symptom)
+        let (y_series, alert_signal) = symptom_series(cx, &symptom)
             .ok_or_else(|| ToolError::new(ToolErrorKind::Unavailable, format!("no metrics of the symptom service `{symptom}`")))?;
         let from = cx.during_from() - 20 * MINUTE;
         let to = cx.triage.detection.data_end.max(cx.incident.alert.time);
@@ -200,7 +210,7 @@ impl Tool for MetricCorrelation {
         correlations.sort_by(|a, b| b.correlation.abs().total_cmp(&a.correlation.abs()).then_with(|| a.metric.cmp(&b.metric)));
         let more = truncate(&mut correlations, cx.max_items);
         let onset_gap_s = first_onset(cx, &args.service).zip(first_onset(cx, &symptom)).map(|(a, b)| (a - b) / SECOND);
-        Ok(Output { service: args.service.clone(), symptom, symptom_metric: y_series.metric.clone(), onset_gap_s, correlations, more })
+        Ok(Output { service: args.service.clone(), symptom, symptom_metric: y_series.metric.clone(), alert_signal, onset_gap_s, correlations, more })
     }
 
     fn summarize(&self, o: &Output) -> String {
@@ -223,7 +233,7 @@ impl Tool for MetricCorrelation {
     /// or is level, ×1.2 more when the Granger test says its past helps; a suspect whose trouble
     /// around the alert began more than a minute after the symptom's is discounted (×0.6).
     fn assess(&self, _: &ToolCx, _: &Args, o: &Output, ledger: &Ledger) -> Vec<(usize, f64)> {
-        if o.service == o.symptom {
+        if o.service == o.symptom || !o.alert_signal {
             return Vec::new();
         }
         if o.onset_gap_s.is_some_and(|g| g > 60) {

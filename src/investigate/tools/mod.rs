@@ -116,6 +116,11 @@ pub trait Tool: Send + Sync + 'static {
     const RATIOS: (f64, f64);
     /// Whether the tool is asked about one suspect (`service` argument) or about the incident.
     const PER_SERVICE: bool;
+    /// Whether the incident has the data this tool reads (the rules policy skips it otherwise;
+    /// a model calling it anyway gets an `unavailable` error).
+    fn applicable(&self, _cx: &ToolCx) -> bool {
+        true
+    }
     fn call(&self, cx: &ToolCx, args: &Self::Args) -> Result<Self::Output, ToolError>;
     /// One line saying what was found.
     fn summarize(&self, out: &Self::Output) -> String;
@@ -130,6 +135,7 @@ pub trait ToolDyn: Send + Sync {
     fn schema(&self) -> serde_json::Value;
     fn ratio_range(&self) -> (f64, f64);
     fn per_service(&self) -> bool;
+    fn applicable(&self, cx: &ToolCx) -> bool;
     fn run(&self, cx: &ToolCx, args: serde_json::Value, ledger: &Ledger) -> Result<Observation, ToolError>;
 }
 
@@ -150,11 +156,18 @@ impl<T: Tool> ToolDyn for T {
         T::PER_SERVICE
     }
 
+    fn applicable(&self, cx: &ToolCx) -> bool {
+        Tool::applicable(self, cx)
+    }
+
     fn run(&self, cx: &ToolCx, args: serde_json::Value, ledger: &Ledger) -> Result<Observation, ToolError> {
         // A model may send `null` for a tool without arguments.
         let args = if args.is_null() { serde_json::json!({}) } else { args };
         let args: T::Args = serde_json::from_value(args)
             .map_err(|e| ToolError::new(ToolErrorKind::InvalidArgs, format!("arguments of {}: {e}", T::NAME)))?;
+        if !Tool::applicable(self, cx) {
+            return Err(ToolError::new(ToolErrorKind::Unavailable, format!("this incident has no data {} can read", T::NAME)));
+        }
         let out = self.call(cx, &args)?;
         let ratios = self.assess(cx, &args, &out, ledger);
         let summary = self.summarize(&out);

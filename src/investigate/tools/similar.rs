@@ -54,6 +54,10 @@ impl Tool for SearchSimilarIncidents {
     const RATIOS: (f64, f64) = (1.0, 3.0);
     const PER_SERVICE: bool = false;
 
+    fn applicable(&self, cx: &ToolCx) -> bool {
+        cx.kb.is_some()
+    }
+
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         let kb = cx
             .kb

@@ -301,6 +301,10 @@ impl Tool for TraceQuery {
     const RATIOS: (f64, f64) = (0.25, 6.25);
     const PER_SERVICE: bool = false;
 
+    fn applicable(&self, cx: &ToolCx) -> bool {
+        !cx.incident.telemetry.spans.is_empty()
+    }
+
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         let service = args.service.clone().unwrap_or_else(|| cx.incident.alert.service.clone());
         cx.check_service(&service)?;
@@ -423,9 +427,13 @@ impl Tool for TraceQuery {
 
     /// A suspect's likelihood follows its share of the symptom's change: 0.25 when it adds
     /// nothing, up to 6.25 when it is all of it. Only when the symptom visibly changed in the
-    /// traces (latency up by a fifth, or two points more failed requests) and there were traces to
+    /// traces (latency up by half, or two points more failed requests) and there were traces to
     /// compare; a suspect the symptom's requests never reach gets 0.3 if it is traced elsewhere,
     /// and nothing (1) if it is not traced at all.
+    ///
+    /// How sure the traces are is how concentrated the change is: every ratio is raised to the
+    /// power κ = (top share − 0.2) / 0.5, clamped to [0, 1], so a change spread thinly over many
+    /// services (missing spans, a noisy neighbour on shared hosts) says little about any of them.
     ///
     /// A service's own span also holds its waits on callees that have no span for them, so when
     /// its extra could not be split by callee and one of its callees is itself anomalous during
@@ -435,7 +443,7 @@ impl Tool for TraceQuery {
         if o.traces_before < 5 || o.traces_during < 5 {
             return Vec::new();
         }
-        let lat_up = o.latency_before_ms > 0.0 && o.latency_during_ms > 1.2 * o.latency_before_ms;
+        let lat_up = o.latency_before_ms > 0.0 && o.latency_during_ms > 1.5 * o.latency_before_ms;
         let err_up = o.error_rate_during > o.error_rate_before + 0.02;
         if !lat_up && !err_up {
             return Vec::new();
@@ -458,6 +466,11 @@ impl Tool for TraceQuery {
                 }
             }
         }
+        let top = o.shares.iter().map(share).fold(0.0, f64::max);
+        let kappa = ((top - 0.2) / 0.5).clamp(0.0, 1.0);
+        if kappa == 0.0 {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for h in &ledger.hypotheses {
             let Some(s) = h.service.as_deref() else { continue };
@@ -467,7 +480,7 @@ impl Tool for TraceQuery {
                 None => continue,
             };
             let ratio = ratio.min(cap.get(s).copied().unwrap_or(f64::MAX)).max(floor.get(s).copied().unwrap_or(0.0));
-            out.extend(about(ledger, s, ratio));
+            out.extend(about(ledger, s, ratio.powf(kappa)));
         }
         out
     }
