@@ -226,6 +226,24 @@ struct AgentArgs {
     /// the default store, when it exists).
     #[arg(long, value_name = "URI")]
     kb: Option<String>,
+    /// Who chooses the agent's checks: `rules` (offline, deterministic) or `llm` (a model behind
+    /// an OpenAI-compatible endpoint; if it fails, the investigation finishes with `rules`).
+    #[arg(long, value_enum, default_value_t = PolicyKind::Rules)]
+    policy: PolicyKind,
+    /// The chat endpoint's base URL for `--policy llm`, e.g. http://127.0.0.1:8080/v1
+    /// [env: CULPRIT_LLM_URL]. The key, if one is needed, only from CULPRIT_API_KEY or
+    /// OPENAI_API_KEY.
+    #[arg(long, value_name = "URL")]
+    llm_url: Option<String>,
+    /// The model's name at that endpoint [env: CULPRIT_LLM_MODEL].
+    #[arg(long, value_name = "NAME")]
+    llm_model: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PolicyKind {
+    Rules,
+    Llm,
 }
 
 impl AgentArgs {
@@ -251,7 +269,15 @@ impl AgentArgs {
     }
 
     fn policy(&self) -> Result<Box<dyn investigation::Policy>> {
-        Ok(Box::new(investigation::rules::Rules))
+        Ok(match self.policy {
+            PolicyKind::Rules => Box::new(investigation::rules::Rules),
+            PolicyKind::Llm => {
+                let endpoint = culprit::llm::Endpoint::chat_from_env(self.llm_url.clone(), self.llm_model.clone())?.with_context(|| {
+                    "--policy llm needs an endpoint: --llm-url and --llm-model (or CULPRIT_LLM_URL and CULPRIT_LLM_MODEL)"
+                })?;
+                Box::new(investigation::llm::LlmPolicy::new(endpoint)?)
+            }
+        })
     }
 }
 

@@ -12,6 +12,7 @@
 //! `rules` (the offline policy), `llm` (the model policy), `transcript` (the versioned artifact).
 
 pub mod ledger;
+pub mod llm;
 
 pub mod rules;
 pub mod tools;
@@ -99,8 +100,9 @@ pub trait Policy {
     /// `rules`, or `llm:<model>`.
     fn name(&self) -> String;
     fn decide(&mut self, view: &View) -> Result<Decision, PolicyError>;
-    /// The result of the call it chose (a model keeps it in its conversation).
-    fn observe(&mut self, _step: &Step) {}
+    /// The result of the call it chose and the posterior after it, with the turns left (a model
+    /// keeps them in its conversation).
+    fn observe(&mut self, _step: &Step, _ledger: &Ledger, _remaining: usize) {}
     /// Tokens used so far (0 for policies without a model).
     fn tokens(&self) -> u64 {
         0
@@ -203,7 +205,7 @@ pub fn investigate(
         };
         tracing::info!(turn = step.turn, tool = %step.tool, summary = %step.summary, confidence = step.confidence_after, "agent step");
         if fallback.is_none() {
-            policy.observe(&step);
+            policy.observe(&step, &ledger, cfg.max_turns.saturating_sub(step.turn));
         }
         steps.push(step);
     };

@@ -1,8 +1,9 @@
 //! The client of OpenAI-compatible endpoints: the only module that knows async-openai's types.
 //!
-//! Today it embeds text for the knowledge base (`/embeddings`); the agent's `llm` policy will
-//! talk to `/chat/completions` through it too. Endpoints are configured from the environment
-//! (secrets never come from files or flags), and transient failures are retried with backoff.
+//! It embeds text for the knowledge base (`/embeddings`) and carries the agent's `llm` policy's
+//! turns (`/chat/completions` with function calling). Endpoints are configured from the
+//! environment or flags, the key only from the environment (secrets never come from files or
+//! flags), and transient failures are retried with backoff.
 
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
@@ -15,6 +16,10 @@ use tracing::Instrument;
 pub const EMBEDDINGS_URL_VAR: &str = "CULPRIT_EMBEDDINGS_URL";
 /// The embedding model's name at that endpoint.
 pub const EMBEDDINGS_MODEL_VAR: &str = "CULPRIT_EMBEDDINGS_MODEL";
+/// Base URL of an OpenAI-compatible chat endpoint for the agent's `llm` policy.
+pub const LLM_URL_VAR: &str = "CULPRIT_LLM_URL";
+/// The chat model's name at that endpoint.
+pub const LLM_MODEL_VAR: &str = "CULPRIT_LLM_MODEL";
 /// The API key, if the endpoint needs one (`OPENAI_API_KEY` is read when this is unset).
 pub const API_KEY_VAR: &str = "CULPRIT_API_KEY";
 
@@ -26,7 +31,7 @@ const BATCH: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
-    #[error("{var} is set but {missing} is not: set both to use an embeddings endpoint")]
+    #[error("{var} is set but {missing} is not: set both to use that endpoint")]
     Incomplete { var: &'static str, missing: &'static str },
     #[error("{url}: {source}")]
     Request { url: String, source: OpenAIError },
@@ -60,11 +65,21 @@ impl Endpoint {
     /// The embeddings endpoint named by `CULPRIT_EMBEDDINGS_URL` and `CULPRIT_EMBEDDINGS_MODEL`,
     /// if any; the key comes from `CULPRIT_API_KEY` or `OPENAI_API_KEY`.
     pub fn embeddings_from_env() -> Result<Option<Self>, LlmError> {
+        Self::from_env(EMBEDDINGS_URL_VAR, EMBEDDINGS_MODEL_VAR, None, None)
+    }
+
+    /// The chat endpoint for the agent: `url` and `model` (flags) override `CULPRIT_LLM_URL` and
+    /// `CULPRIT_LLM_MODEL`; the key comes from `CULPRIT_API_KEY` or `OPENAI_API_KEY`.
+    pub fn chat_from_env(url: Option<String>, model: Option<String>) -> Result<Option<Self>, LlmError> {
+        Self::from_env(LLM_URL_VAR, LLM_MODEL_VAR, url, model)
+    }
+
+    fn from_env(url_var: &'static str, model_var: &'static str, url: Option<String>, model: Option<String>) -> Result<Option<Self>, LlmError> {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
-        match (var(EMBEDDINGS_URL_VAR), var(EMBEDDINGS_MODEL_VAR)) {
+        match (url.or_else(|| var(url_var)), model.or_else(|| var(model_var))) {
             (None, None) => Ok(None),
-            (Some(_), None) => Err(LlmError::Incomplete { var: EMBEDDINGS_URL_VAR, missing: EMBEDDINGS_MODEL_VAR }),
-            (None, Some(_)) => Err(LlmError::Incomplete { var: EMBEDDINGS_MODEL_VAR, missing: EMBEDDINGS_URL_VAR }),
+            (Some(_), None) => Err(LlmError::Incomplete { var: url_var, missing: model_var }),
+            (None, Some(_)) => Err(LlmError::Incomplete { var: model_var, missing: url_var }),
             (Some(url), Some(model)) => Ok(Some(Endpoint::new(url, model, var(API_KEY_VAR).or_else(|| var("OPENAI_API_KEY"))))),
         }
     }
@@ -144,6 +159,77 @@ fn pooled(v: &serde_json::Value) -> Option<Vec<f32>> {
         mean.iter_mut().zip(t).for_each(|(m, x)| *m += x / tokens.len() as f32);
     }
     Some(mean)
+}
+
+/// One function call a model asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments as the model wrote them (JSON text, possibly invalid).
+    pub arguments: String,
+}
+
+/// A model's reply to one chat turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatReply {
+    pub content: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    /// Prompt and completion tokens, as the server counted them (estimated when it did not).
+    pub tokens: u64,
+}
+
+/// One `/chat/completions` turn. `request` is the OpenAI request body without `model`; transient
+/// failures are retried like embeddings requests.
+pub async fn chat(endpoint: &Endpoint, mut request: serde_json::Value) -> Result<ChatReply, LlmError> {
+    let span = tracing::info_span!("chat", gen_ai.request.model = %endpoint.model, server.address = %endpoint.base_url);
+    async move {
+        request["model"] = serde_json::Value::String(endpoint.model.clone());
+        let client = endpoint.client();
+        let mut attempt = 0;
+        let response: serde_json::Value = loop {
+            attempt += 1;
+            match client.chat().create_byot(request.clone()).await {
+                Ok(r) => break r,
+                Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                    tracing::warn!(attempt, error = %e, "chat request failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(250 << (attempt - 1))).await;
+                }
+                Err(source) => return Err(LlmError::Request { url: endpoint.base_url.clone(), source }),
+            }
+        };
+        let bad = |message: String| LlmError::Response { url: endpoint.base_url.clone(), message };
+        let message = response
+            .pointer("/choices/0/message")
+            .ok_or_else(|| bad(format!("no `choices[0].message` in the response: {}", clip(&response))))?;
+        let content = message.get("content").and_then(|c| c.as_str()).map(str::to_string).filter(|c| !c.trim().is_empty());
+        let tool_calls = message
+            .get("tool_calls")
+            .and_then(|t| t.as_array())
+            .map(|calls| {
+                calls
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| {
+                        let f = c.get("function")?;
+                        Some(ToolCall {
+                            id: c.get("id").and_then(|x| x.as_str()).map_or_else(|| format!("call_{i}"), str::to_string),
+                            name: f.get("name")?.as_str()?.to_string(),
+                            arguments: match f.get("arguments") {
+                                Some(serde_json::Value::String(s)) => s.clone(),
+                                Some(v) => v.to_string(),
+                                None => String::new(),
+                            },
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tokens = response.pointer("/usage/total_tokens").and_then(|t| t.as_u64()).unwrap_or_else(|| (request.to_string().len() / 4) as u64);
+        Ok(ChatReply { content, tool_calls, tokens })
+    }
+    .instrument(span)
+    .await
 }
 
 /// The start of a JSON value, for error messages.

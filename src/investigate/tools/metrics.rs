@@ -147,18 +147,23 @@ fn symptom_series<'a>(cx: &'a ToolCx, service: &str) -> Option<(&'a Series, bool
     top().or_else(|| own().next()).map(|m| (m, false))
 }
 
-/// When the service's trouble around the alert began: the earliest onset among its anomalies
-/// that are under way within two minutes of the alert (earlier, finished episodes are other
-/// stories).
-fn first_onset(cx: &ToolCx, service: &str) -> Option<Ts> {
+/// When the service's trouble around the alert began: among its anomalies under way within two
+/// minutes of the alert (earlier, finished episodes are other stories), the earliest onset for a
+/// suspect (`first`) or the latest for the symptom (the one that fired).
+fn onset_near_alert(cx: &ToolCx, service: &str, first: bool) -> Option<Ts> {
     let t = cx.incident.alert.time;
-    cx.triage
+    let onsets = cx
+        .triage
         .detection
         .anomalies
         .iter()
         .filter(|a| a.service == service && a.onset <= t + 2 * MINUTE && a.end >= t - 2 * MINUTE)
-        .map(|a| a.onset)
-        .min()
+        .map(|a| a.onset);
+    if first {
+        onsets.min()
+    } else {
+        onsets.max()
+    }
 }
 
 impl Tool for MetricCorrelation {
@@ -209,7 +214,7 @@ impl Tool for MetricCorrelation {
         }
         correlations.sort_by(|a, b| b.correlation.abs().total_cmp(&a.correlation.abs()).then_with(|| a.metric.cmp(&b.metric)));
         let more = truncate(&mut correlations, cx.max_items);
-        let onset_gap_s = first_onset(cx, &args.service).zip(first_onset(cx, &symptom)).map(|(a, b)| (a - b) / SECOND);
+        let onset_gap_s = onset_near_alert(cx, &args.service, true).zip(onset_near_alert(cx, &symptom, false)).map(|(a, b)| (a - b) / SECOND);
         Ok(Output { service: args.service.clone(), symptom, symptom_metric: y_series.metric.clone(), alert_signal, onset_gap_s, correlations, more })
     }
 

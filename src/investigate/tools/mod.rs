@@ -17,6 +17,7 @@ pub mod dependencies;
 pub mod logs;
 pub mod metrics;
 pub mod similar;
+pub mod specs;
 pub mod timeline;
 pub mod traces;
 
@@ -201,6 +202,56 @@ pub fn run(tools: &[Box<dyn ToolDyn>], cx: &ToolCx, name: &str, args: serde_json
 /// The ratio for a hypothesis about `service`, if the ledger has one.
 pub(crate) fn about(ledger: &Ledger, service: &str, ratio: f64) -> Vec<(usize, f64)> {
     ledger.find(service).map(|i| vec![(i, ratio)]).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tool has a spec in tools/, every spec names a tool, the spec documents exactly the
+    /// arguments the Rust type has, and its example is a valid call.
+    #[test]
+    fn every_spec_matches_its_tool() {
+        let incident = crate::simulate::simulate(&crate::simulate::demo_config());
+        let triage = crate::triage::triage(&incident, &Default::default());
+        let cx = ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5 };
+        let ledger = Ledger::new(&[], 0.5);
+        let tools = all();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".toml").map(str::to_string))
+            .collect();
+        files.sort();
+        let mut names: Vec<String> = tools.iter().map(|t| t.name().to_string()).collect();
+        names.sort();
+        assert_eq!(files, names, "tools/*.toml and the Rust tools differ");
+        assert_eq!(specs::SPECS.len(), tools.len());
+        for t in &tools {
+            let s = specs::spec(t.name()).unwrap();
+            assert_eq!(s.name, t.name());
+            assert!(s.description.trim().len() > 40, "{}: describe the tool", s.name);
+            let schema = t.schema();
+            let mut props: Vec<&String> = schema["properties"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+            props.sort();
+            let documented: Vec<&String> = s.args.keys().collect();
+            assert_eq!(documented, props, "{}: documented arguments differ from the Rust type", s.name);
+            let example = serde_json::to_value(&s.example).unwrap();
+            match run(&tools, &cx, t.name(), example, &ledger) {
+                Ok(_) => {}
+                Err(e) => assert!(
+                    !matches!(e.kind, ToolErrorKind::InvalidArgs | ToolErrorKind::UnknownTool),
+                    "{}: the example is not a valid call: {}",
+                    s.name,
+                    e.message
+                ),
+            }
+            let offered = specs::parameters(t.as_ref(), &s);
+            for (name, p) in offered["properties"].as_object().unwrap() {
+                assert_eq!(p["description"].as_str(), Some(s.args[name].as_str()));
+            }
+        }
+    }
 }
 
 /// Keeps at most `max` items, returning how many were left out.

@@ -438,7 +438,8 @@ impl Tool for TraceQuery {
     /// A service's own span also holds its waits on callees that have no span for them, so when
     /// its extra could not be split by callee and one of its callees is itself anomalous during
     /// the incident, the traces cannot tell its own fault from that callee's: its ratio is capped
-    /// at 2 and that callee's is not lowered below 1.
+    /// at 2 and that callee's is not lowered below 1. A caller found waiting on a callee is not
+    /// lowered below 1 either: the fault is at their edge, and may be the caller's own setting.
     fn assess(&self, cx: &ToolCx, _: &Args, o: &Output, ledger: &Ledger) -> Vec<(usize, f64)> {
         if o.traces_before < 5 || o.traces_during < 5 {
             return Vec::new();
@@ -457,6 +458,11 @@ impl Tool for TraceQuery {
         let anomalous = |s: &str| cx.triage.detection.anomalies.iter().any(|a| a.service == s && a.end >= from);
         let mut cap: BTreeMap<&str, f64> = BTreeMap::new();
         let mut floor: BTreeMap<&str, f64> = BTreeMap::new();
+        // A caller waiting on a callee is at the faulty edge: its own setting (a timeout, a pool
+        // size) may be what broke, so the traces do not count against it.
+        for a in o.shares.iter().filter(|a| a.waiting_on.is_some()) {
+            floor.insert(a.service.as_str(), 1.0);
+        }
         for a in o.shares.iter().filter(|a| a.waiting_on.is_none() && share(a) >= 0.1) {
             let callees: Vec<&str> = cx.triage.dependencies.callees_of(&a.service).filter(|c| anomalous(c)).collect();
             if !callees.is_empty() {
