@@ -225,6 +225,9 @@ fn shared_wait(d: &Period, extra: &BTreeMap<String, f64>) -> Option<(String, Vec
         .map(|(_, callee, callers)| (callee.to_string(), callers.into_iter().map(str::to_string).collect()))
 }
 
+/// The least ratio a caller found waiting on a callee gets.
+const WAITING_FLOOR: f64 = 0.5;
+
 /// Fewest traces on each side of a comparison.
 const MIN_TRACES: usize = 5;
 
@@ -439,7 +442,7 @@ impl Tool for TraceQuery {
     /// its extra could not be split by callee and one of its callees is itself anomalous during
     /// the incident, the traces cannot tell its own fault from that callee's: its ratio is capped
     /// at 2 and that callee's is not lowered below 1. A caller found waiting on a callee is not
-    /// lowered below 1 either: the fault is at their edge, and may be the caller's own setting.
+    /// lowered below 0.5: the fault is at their edge, and may be the caller's own setting.
     fn assess(&self, cx: &ToolCx, _: &Args, o: &Output, ledger: &Ledger) -> Vec<(usize, f64)> {
         if o.traces_before < 5 || o.traces_during < 5 {
             return Vec::new();
@@ -459,9 +462,9 @@ impl Tool for TraceQuery {
         let mut cap: BTreeMap<&str, f64> = BTreeMap::new();
         let mut floor: BTreeMap<&str, f64> = BTreeMap::new();
         // A caller waiting on a callee is at the faulty edge: its own setting (a timeout, a pool
-        // size) may be what broke, so the traces do not count against it.
+        // size) may be what broke, so the traces count only half against it.
         for a in o.shares.iter().filter(|a| a.waiting_on.is_some()) {
-            floor.insert(a.service.as_str(), 1.0);
+            floor.insert(a.service.as_str(), WAITING_FLOOR);
         }
         for a in o.shares.iter().filter(|a| a.waiting_on.is_none() && share(a) >= 0.1) {
             let callees: Vec<&str> = cx.triage.dependencies.callees_of(&a.service).filter(|c| anomalous(c)).collect();
