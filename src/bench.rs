@@ -18,6 +18,9 @@ pub struct Bench {
     pub spans: usize,
     pub simulate_seconds: f64,
     pub triage_seconds: f64,
+    /// The rules agent after the triage.
+    pub agent_seconds: f64,
+    pub agent_steps: usize,
     pub anomalies: usize,
     pub drain_lines_per_second: f64,
     pub drain_templates: usize,
@@ -43,6 +46,10 @@ pub fn run(seed: u64) -> Bench {
     let t1 = Instant::now();
     let t = triage::triage(&incident, &Config::default());
     let triage_seconds = t1.elapsed().as_secs_f64();
+    // The rules agent always runs here (whatever the trigger would decide), with default budgets.
+    let t3 = Instant::now();
+    let agent = crate::investigate::investigate(&incident, &t, None, &mut crate::investigate::rules::Rules, &Default::default());
+    let agent_seconds = t3.elapsed().as_secs_f64();
     let records = &incident.telemetry.logs.records;
     let mut drain = Drain::new(0.5);
     let t2 = Instant::now();
@@ -58,6 +65,8 @@ pub fn run(seed: u64) -> Bench {
         spans: incident.telemetry.spans.len(),
         simulate_seconds,
         triage_seconds,
+        agent_seconds,
+        agent_steps: agent.steps.len(),
         anomalies: t.detection.anomalies.len(),
         drain_lines_per_second: records.len() as f64 / drain_seconds,
         drain_templates: drain.templates().len(),
@@ -73,6 +82,7 @@ pub fn render(b: &Bench) -> String {
          data:     {} services, {} metric series ({} points), {} log lines, {} spans\n\
          simulate: {:.2} s\n\
          triage:   {:.2} s ({} anomalies)\n\
+         agent:    {:.2} s (rules policy, {} steps)\n\
          drain:    {:.0} lines/s on one core ({} templates)\n\
          peak RSS: {}\n",
         if b.optimized { "release" } else { "debug — use --release for real figures" },
@@ -85,6 +95,8 @@ pub fn render(b: &Bench) -> String {
         b.simulate_seconds,
         b.triage_seconds,
         b.anomalies,
+        b.agent_seconds,
+        b.agent_steps,
         b.drain_lines_per_second,
         b.drain_templates,
         b.peak_rss_mib.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "unknown".into())

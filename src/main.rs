@@ -58,6 +58,23 @@ enum Command {
         #[command(flatten)]
         agent: AgentArgs,
     },
+    /// Ask follow-up questions about an incident, answered with the agent's tools.
+    ///
+    /// The agent first investigates the bundle; then each line you type is a question ("why not
+    /// the database?", "show the config diff for auth", "logs of checkout", "similar past
+    /// incidents"). With --policy llm a model chooses the checks; otherwise the question is read
+    /// for the service and the check it names. The session (ledger, steps, questions and answers)
+    /// is saved after every answer and resumed when you start again with the same --session.
+    /// Type `quit` or end the input to leave.
+    Chat {
+        /// The bundle directory.
+        bundle: PathBuf,
+        /// The session file (default: culprit-chat-<incident id>.json in the current directory).
+        #[arg(long, value_name = "FILE")]
+        session: Option<PathBuf>,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
     /// Simulate seed 001's config-change incident (a lowered LDAP timeout causing a retry storm)
     /// and investigate it end to end.
     Demo {
@@ -428,6 +445,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
         Command::Store { command: StoreCommand::Stats { store } } => {
             commands::store_stats(&store.unwrap_or_else(culprit::store::default_uri))
         }
+        Command::Chat { bundle, session, agent } => chat(&bundle, session, &agent),
         Command::Demo { json, keep, agent } => {
             let (dir, _tmp) = match keep {
                 Some(d) => (d, None),
@@ -548,6 +566,87 @@ fn investigate(bundle: &Path, json: bool, cfg: &Config, agent: &AgentArgs) -> Re
         Verdict::RootCause => ExitCode::SUCCESS,
         Verdict::NoRootCause => ExitCode::from(3),
     })
+}
+
+fn chat(bundle: &Path, session: Option<PathBuf>, agent: &AgentArgs) -> Result<ExitCode> {
+    use investigation::chat::{self, SavedChat, CHAT_SCHEMA};
+    use std::io::{BufRead, IsTerminal, Write};
+    let incident = ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
+    let t = triage::triage(&incident, &Config::default());
+    let cfg = agent.config()?;
+    let kb = agent.knowledge_base()?;
+    let path = session.unwrap_or_else(|| {
+        let id: String = incident.id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        PathBuf::from(format!("culprit-chat-{id}.json"))
+    });
+    let mut model = match agent.policy {
+        PolicyKind::Llm => {
+            let endpoint = culprit::llm::Endpoint::chat_from_env(agent.llm_url.clone(), agent.llm_model.clone())?
+                .context("--policy llm needs an endpoint: --llm-url and --llm-model (or CULPRIT_LLM_URL and CULPRIT_LLM_MODEL)")?;
+            Some(investigation::llm::LlmPolicy::new(endpoint)?)
+        }
+        PolicyKind::Rules => None,
+    };
+    let (mut s, mut exchanges) = if path.exists() {
+        let saved: SavedChat = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
+            .with_context(|| format!("{}: not a culprit chat session", path.display()))?;
+        if saved.schema != CHAT_SCHEMA || saved.incident != incident.id {
+            bail!("{}: a session of incident `{}` ({}), not of `{}`", path.display(), saved.incident, saved.schema, incident.id);
+        }
+        if let Some(m) = model.as_mut() {
+            m.restore(saved.messages.clone());
+        }
+        println!("Resumed {} ({} earlier questions).", path.display(), saved.exchanges.len());
+        (investigation::Session::resume(&incident, &t, kb.as_ref().map(|k| k as _), saved.ledger, saved.steps, &cfg), saved.exchanges)
+    } else {
+        let mut s = investigation::Session::new(&incident, &t, kb.as_ref().map(|k| k as _), &cfg);
+        let mut rules = investigation::rules::Rules;
+        let policy: &mut dyn investigation::Policy = match model.as_mut() {
+            Some(m) => m,
+            None => &mut rules,
+        };
+        let stop = s.run(policy, &cfg);
+        print!("{}", s.transcript(policy.name(), policy.tokens(), stop, cfg.threshold).render());
+        (s, Vec::new())
+    };
+    let save = |s: &investigation::Session, exchanges: &[chat::Exchange], messages: Vec<serde_json::Value>| -> Result<()> {
+        let saved = SavedChat {
+            schema: CHAT_SCHEMA.to_string(),
+            incident: incident.id.clone(),
+            ledger: s.ledger.clone(),
+            steps: s.steps.clone(),
+            exchanges: exchanges.to_vec(),
+            messages,
+        };
+        std::fs::write(&path, serde_json::to_string_pretty(&saved)?).with_context(|| format!("saving the session to {}", path.display()))
+    };
+    save(&s, &exchanges, model.as_ref().map(|m| m.messages().to_vec()).unwrap_or_default())?;
+    let interactive = std::io::stdin().is_terminal();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            print!("\n> ");
+            std::io::stdout().flush()?;
+        }
+        let Some(line) = lines.next() else { break };
+        let question = line?.trim().to_string();
+        if question.is_empty() {
+            continue;
+        }
+        if matches!(question.as_str(), "quit" | "exit" | "q") {
+            break;
+        }
+        let ex = match model.as_mut() {
+            Some(m) => chat::answer_with_model(&mut s, m, &question, &investigation::AgentConfig { max_turns: 4, ..cfg.clone() }),
+            None => chat::answer_offline(&mut s, &question),
+        };
+        println!("\n? {question}\n{}", ex.answer);
+        exchanges.push(ex);
+        save(&s, &exchanges, model.as_ref().map(|m| m.messages().to_vec()).unwrap_or_default())?;
+    }
+    println!("\nSession saved to {} (resume with --session {}).", path.display(), path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_eval(args: &[String], json: bool, out: Option<&Path>, opts: &eval::EvalOptions) -> Result<ExitCode> {

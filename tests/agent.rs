@@ -210,3 +210,77 @@ fn agent_eval_reports_calibration_and_runs_on_a_dataset_free_suite() {
     assert_eq!(s.invalid, 0);
     assert!(s.brier.is_some() && s.ece.is_some(), "the agent's confidence is scored");
 }
+
+/// `culprit chat` answers follow-ups with the tools, saves the session after every answer, and
+/// resumes it.
+#[test]
+fn chat_answers_follow_ups_and_resumes_the_session() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("demo");
+    let out = culprit(&["demo", "--keep", bundle.to_str().unwrap(), "--agent", "never", "--json"]);
+    assert!(bundle.join("incident.json").exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    let session = dir.path().join("s.json");
+    let ask = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_culprit"))
+            .args(["chat", bundle.to_str().unwrap(), "--session", session.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = ask("why not the database?\nshow the config diff for auth\nquit\n");
+    assert!(text.contains("Investigation (rules policy): auth"), "{text}");
+    assert!(text.contains("config_diff: no changes to orders-db"), "the database is found by its kind: {text}");
+    assert!(text.contains("ldap.timeout_ms lowered (5000 → 500)"), "{text}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
+    assert_eq!(saved["schema"], "culprit.chat/v1");
+    assert_eq!(saved["exchanges"].as_array().unwrap().len(), 2);
+    let again = ask("why auth?\n");
+    assert!(again.contains("Resumed") && again.contains("2 earlier questions"), "{again}");
+    assert!(again.contains("config_diff ×5.00"), "the resumed ledger keeps its evidence: {again}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
+    assert_eq!(saved["exchanges"].as_array().unwrap().len(), 3);
+    // A session of another incident is refused.
+    let other = dir.path().join("other");
+    culprit(&["simulate", "--out", other.to_str().unwrap(), "--seed", "7"]);
+    let out = culprit(&["chat", other.to_str().unwrap(), "--session", session.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a session of incident `sim-1-config_change`"));
+}
+
+/// `search_similar_incidents` reads the LanceDB knowledge base: past root causes come back and
+/// make the matching suspect likelier.
+#[test]
+fn similar_incidents_come_from_the_knowledge_base() {
+    use culprit::investigate::ledger::Ledger;
+    use culprit::investigate::tools::{self, ToolCx};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("evals/postmortems");
+    let bundles: Vec<String> = ["2025-03-orders-pool-exhaustion", "2025-06-session-cache-evictions", "2025-10-bank-gateway-certificate"]
+        .iter()
+        .map(|b| root.join(b).to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["kb", "add", "--store", store.to_str().unwrap()];
+    args.extend(bundles.iter().map(String::as_str));
+    let out = culprit(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let kb = culprit::kb::BlockingKb::open(store.to_str().unwrap()).unwrap();
+    let incident = simulate::simulate(&simulate::demo_config());
+    let t = triage::triage(&incident, &Default::default());
+    let cx = ToolCx { incident: &incident, triage: &t, kb: Some(&kb), max_items: 5 };
+    let ledger = Ledger::new(&[("bank-gw".into(), "errors".into(), 0.5), ("auth".into(), "config".into(), 0.5)], 0.1);
+    let obs = tools::run(&tools::all(), &cx, "search_similar_incidents", serde_json::json!({ "query": "x509 certificate has expired, upstream bank-gw returned 502, card payments failed", "k": 3 }), &ledger).unwrap();
+    let matches = obs.output["matches"].as_array().unwrap();
+    assert_eq!(matches.len(), 3);
+    assert_eq!(matches[0]["root_cause_service"], "bank-gw", "{}", obs.output);
+    let bank = obs.ratios.iter().find(|(i, _)| *i == 0).map(|r| r.1).unwrap();
+    assert!(bank > 1.5, "{obs:?}");
+    assert!(obs.ratios.iter().all(|(i, _)| *i != 1), "no past incident blamed auth: no evidence about it");
+}

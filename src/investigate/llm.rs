@@ -131,13 +131,25 @@ pub struct LlmPolicy {
     messages: Vec<Value>,
     /// The id of the tool call awaiting its result, when the model made a proper call.
     pending: Option<String>,
+    /// User messages to add once the conversation has started (chat questions).
+    queued: Vec<Value>,
     tokens: u64,
 }
 
 impl LlmPolicy {
     pub fn new(endpoint: Endpoint) -> Result<LlmPolicy, PolicyError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| PolicyError(e.to_string()))?;
-        Ok(LlmPolicy { endpoint, rt, prompts: Prompts::new()?, messages: Vec::new(), pending: None, tokens: 0 })
+        Ok(LlmPolicy { endpoint, rt, prompts: Prompts::new()?, messages: Vec::new(), pending: None, queued: Vec::new(), tokens: 0 })
+    }
+
+    /// Continues a saved conversation.
+    pub fn restore(&mut self, messages: Vec<Value>) {
+        self.messages = messages;
+    }
+
+    /// A user's follow-up question, answered on the next turns.
+    pub fn ask(&mut self, question: &str) {
+        self.queued.push(json!({ "role": "user", "content": format!("The on-call engineer asks: {question}\nAnswer with tool calls, then `conclude` with your answer as the reasoning.") }));
     }
 
     /// The conversation so far (for saving a session and for tests).
@@ -167,6 +179,7 @@ impl Policy for LlmPolicy {
             self.messages.push(json!({ "role": "system", "content": self.prompts.render("system", &json!({}))? }));
             self.messages.push(json!({ "role": "user", "content": incident_prompt(&self.prompts, v)? }));
         }
+        self.messages.append(&mut self.queued);
         // Only the tools this incident has data for.
         let tools = offered(v.tools.iter().map(|t| t.as_ref()).filter(|t| t.applicable(v.cx)))?;
         let request = json!({

@@ -11,6 +11,7 @@
 //! Map: `ledger` (the posterior), `tools/` (the tools, their JSON face and their assessments),
 //! `rules` (the offline policy), `llm` (the model policy), `transcript` (the versioned artifact).
 
+pub mod chat;
 pub mod ledger;
 pub mod llm;
 
@@ -109,8 +110,186 @@ pub trait Policy {
     }
 }
 
-/// Runs the loop. A policy that fails hands over to the `rules` policy for the rest of the
-/// investigation, and the transcript says so.
+/// The initial ledger: the triage's top candidates, priors in proportion to their confidence,
+/// and "none of these" (likelier when the triage names no root cause).
+pub fn initial_ledger(triage: &Triage, cfg: &AgentConfig) -> Ledger {
+    let candidates: Vec<(String, String, f64)> = triage
+        .ranking
+        .candidates
+        .iter()
+        .take(cfg.hypotheses.max(1))
+        .map(|c| {
+            let indicator = triage.detection.anomalies.get(c.lead).map(|a| a.indicator.clone()).unwrap_or_default();
+            (c.service.clone(), indicator, c.confidence)
+        })
+        .collect();
+    Ledger::new(&candidates, if triage.ranking.has_root_cause { 0.1 } else { 0.5 })
+}
+
+/// An investigation in progress: the ledger and the steps so far. `investigate` runs one to the
+/// end; `culprit chat` keeps one open, adds the user's questions as steps, and saves it.
+pub struct Session<'a> {
+    pub cx: ToolCx<'a>,
+    pub tools: Vec<Box<dyn ToolDyn>>,
+    pub ledger: Ledger,
+    pub priors: Vec<f64>,
+    pub steps: Vec<Step>,
+    pub tool_errors: usize,
+    /// Set when the policy failed and the rules policy took over.
+    pub fallback: Option<String>,
+    pub seconds: f64,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(incident: &'a Incident, triage: &'a Triage, kb: Option<&'a dyn PastIncidents>, cfg: &AgentConfig) -> Session<'a> {
+        Session::resume(incident, triage, kb, initial_ledger(triage, cfg), Vec::new(), cfg)
+    }
+
+    /// Continues from a saved ledger and steps (the priors are the ledger's before any evidence).
+    pub fn resume(
+        incident: &'a Incident,
+        triage: &'a Triage,
+        kb: Option<&'a dyn PastIncidents>,
+        ledger: Ledger,
+        steps: Vec<Step>,
+        cfg: &AgentConfig,
+    ) -> Session<'a> {
+        let priors = Ledger { hypotheses: ledger.hypotheses.iter().map(|h| ledger::Hypothesis { log_evidence: 0.0, ..h.clone() }).collect(), evidence: Vec::new() }.posterior();
+        let tool_errors = steps.iter().filter(|s| s.error.is_some()).count();
+        Session {
+            cx: ToolCx { incident, triage, kb, max_items: cfg.max_items.max(1) },
+            tools: tools::all(),
+            ledger,
+            priors,
+            steps,
+            tool_errors,
+            fallback: None,
+            seconds: 0.0,
+        }
+    }
+
+    /// Makes one call, scores its result into the ledger and records the step. A repeated call
+    /// (same tool, same arguments, succeeded before) is refused with a pointer to the earlier turn.
+    pub fn call(&mut self, tool: String, args: serde_json::Value, reasoning: String, policy: &str) -> &Step {
+        let before = self.ledger.leader();
+        let repeated = self.steps.iter().find(|s| s.tool == tool && s.args == args && s.error.is_none()).map(|s| s.turn);
+        let result = match repeated {
+            Some(turn) => Err(ToolError::new(ToolErrorKind::InvalidArgs, format!("already called with these arguments at turn {turn}; see its result"))),
+            None => tools::run(&self.tools, &self.cx, &tool, args.clone(), &self.ledger),
+        };
+        let (summary, output, error, ratios) = match result {
+            Ok(obs) => (obs.summary, Some(obs.output), None, obs.ratios),
+            Err(e) => {
+                self.tool_errors += 1;
+                (e.message.clone(), None, Some(e), Vec::new())
+            }
+        };
+        if !ratios.is_empty() {
+            self.ledger.update(Evidence { tool: tool.clone(), summary: summary.clone(), ratios: ratios.clone() });
+        }
+        let after = self.ledger.leader();
+        let label = |i: usize| transcript::label(&self.ledger.hypotheses[i]);
+        let step = Step {
+            turn: self.steps.len() + 1,
+            policy: policy.to_string(),
+            reasoning,
+            tool,
+            args,
+            summary,
+            output,
+            error,
+            ratios: ratios.iter().map(|&(i, r)| (label(i), r)).collect(),
+            leader_before: label(before.0),
+            confidence_before: before.1,
+            leader_after: label(after.0),
+            confidence_after: after.1,
+        };
+        tracing::info!(turn = step.turn, tool = %step.tool, summary = %step.summary, confidence = step.confidence_after, "agent step");
+        self.steps.push(step);
+        self.steps.last().expect("just pushed")
+    }
+
+    /// Runs the loop for up to `cfg.max_turns` more calls. A policy that fails hands over to the
+    /// `rules` policy for the rest of the session, and the transcript says so.
+    pub fn run(&mut self, policy: &mut dyn Policy, cfg: &AgentConfig) -> StopReason {
+        let started = Instant::now();
+        let first = self.steps.len();
+        let mut rules = rules::Rules;
+        let policy_name = policy.name();
+        let stop = loop {
+            let (leader, p) = self.ledger.leader();
+            if leader != self.ledger.none() && p >= cfg.threshold {
+                break StopReason::Confident;
+            }
+            if self.steps.len() - first >= cfg.max_turns {
+                break StopReason::TurnBudget;
+            }
+            if started.elapsed() > Duration::from_secs_f64(cfg.max_seconds.max(0.0)) {
+                break StopReason::TimeBudget;
+            }
+            if policy.tokens() >= cfg.max_tokens {
+                break StopReason::TokenBudget;
+            }
+            let view = View { cx: &self.cx, ledger: &self.ledger, steps: &self.steps, tools: &self.tools, threshold: cfg.threshold };
+            let decision = if self.fallback.is_some() {
+                rules.decide(&view)
+            } else {
+                match policy.decide(&view) {
+                    Ok(d) => Ok(d),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "policy failed; finishing with the rules policy");
+                        self.fallback = Some(format!("{policy_name} failed ({e}); finished with the rules policy"));
+                        rules.decide(&view)
+                    }
+                }
+            };
+            let (tool, args, reasoning) = match decision {
+                Ok(Decision::Call { tool, args, reasoning }) => (tool, args, reasoning),
+                Ok(Decision::Conclude { .. }) | Err(_) => break StopReason::Concluded,
+            };
+            let by = if self.fallback.is_some() { "rules".to_string() } else { policy_name.clone() };
+            self.call(tool, args, reasoning, &by);
+            if self.fallback.is_none() {
+                let remaining = cfg.max_turns.saturating_sub(self.steps.len() - first);
+                let step = self.steps.last().expect("a step was just made");
+                policy.observe(step, &self.ledger, remaining);
+            }
+        };
+        self.seconds += started.elapsed().as_secs_f64();
+        stop
+    }
+
+    /// The transcript of everything so far.
+    pub fn transcript(&self, policy: String, tokens: u64, stop: StopReason, threshold: f64) -> Transcript {
+        let posterior = self.ledger.posterior();
+        let mut hypotheses: Vec<HypothesisView> = self
+            .ledger
+            .hypotheses
+            .iter()
+            .zip(self.priors.iter().zip(&posterior))
+            .map(|(h, (&prior, &post))| HypothesisView { service: h.service.clone(), kind: h.kind.clone(), prior, posterior: post })
+            .collect();
+        hypotheses.sort_by(|a, b| b.posterior.total_cmp(&a.posterior));
+        let (leader, confidence) = self.ledger.leader();
+        let lead = &self.ledger.hypotheses[leader];
+        Transcript {
+            schema: TRANSCRIPT_SCHEMA.to_string(),
+            incident: self.cx.incident.id.clone(),
+            policy,
+            fallback: self.fallback.clone(),
+            threshold,
+            stop,
+            conclusion: Conclusion { service: lead.service.clone(), kind: lead.kind.clone(), confidence },
+            hypotheses,
+            steps: self.steps.clone(),
+            tool_errors: self.tool_errors,
+            tokens,
+            seconds: self.seconds,
+        }
+    }
+}
+
+/// Runs an investigation to the end with `policy`.
 pub fn investigate(
     incident: &Incident,
     triage: &Triage,
@@ -119,118 +298,7 @@ pub fn investigate(
     cfg: &AgentConfig,
 ) -> Transcript {
     let _span = tracing::info_span!("investigate", incident = %incident.id).entered();
-    let started = Instant::now();
-    let cx = ToolCx { incident, triage, kb, max_items: cfg.max_items.max(1) };
-    let tools = tools::all();
-    let candidates: Vec<(String, String, f64)> = triage
-        .ranking
-        .candidates
-        .iter()
-        .take(cfg.hypotheses.max(1))
-        .map(|c| {
-            let a = &triage.detection.anomalies[c.lead];
-            (c.service.clone(), a.indicator.clone(), c.confidence)
-        })
-        .collect();
-    let p_none = if triage.ranking.has_root_cause { 0.1 } else { 0.5 };
-    let mut ledger = Ledger::new(&candidates, p_none);
-    let priors = ledger.posterior();
-    let mut steps: Vec<Step> = Vec::new();
-    let mut fallback: Option<String> = None;
-    let mut rules = rules::Rules;
-    let mut tool_errors = 0usize;
-    let policy_name = policy.name();
-    let stop = loop {
-        let (leader, p) = ledger.leader();
-        if leader != ledger.none() && p >= cfg.threshold {
-            break StopReason::Confident;
-        }
-        if steps.len() >= cfg.max_turns {
-            break StopReason::TurnBudget;
-        }
-        if started.elapsed() > Duration::from_secs_f64(cfg.max_seconds.max(0.0)) {
-            break StopReason::TimeBudget;
-        }
-        if policy.tokens() >= cfg.max_tokens {
-            break StopReason::TokenBudget;
-        }
-        let view = View { cx: &cx, ledger: &ledger, steps: &steps, tools: &tools, threshold: cfg.threshold };
-        let decision = if fallback.is_some() {
-            rules.decide(&view)
-        } else {
-            match policy.decide(&view) {
-                Ok(d) => Ok(d),
-                Err(e) => {
-                    tracing::warn!(error = %e, "policy failed; finishing with the rules policy");
-                    fallback = Some(format!("{policy_name} failed ({e}); finished with the rules policy"));
-                    rules.decide(&view)
-                }
-            }
-        };
-        let (tool, args, reasoning) = match decision {
-            Ok(Decision::Call { tool, args, reasoning }) => (tool, args, reasoning),
-            Ok(Decision::Conclude { .. }) | Err(_) => break StopReason::Concluded,
-        };
-        let before = ledger.leader();
-        let repeated = steps.iter().find(|s| s.tool == tool && s.args == args && s.error.is_none()).map(|s| s.turn);
-        let result = match repeated {
-            Some(turn) => Err(ToolError::new(ToolErrorKind::InvalidArgs, format!("already called with these arguments at turn {turn}; see its result"))),
-            None => tools::run(&tools, &cx, &tool, args.clone(), &ledger),
-        };
-        let (summary, output, error, ratios) = match result {
-            Ok(obs) => (obs.summary, Some(obs.output), None, obs.ratios),
-            Err(e) => {
-                tool_errors += 1;
-                (e.message.clone(), None, Some(e), Vec::new())
-            }
-        };
-        if !ratios.is_empty() {
-            ledger.update(Evidence { tool: tool.clone(), summary: summary.clone(), ratios: ratios.clone() });
-        }
-        let after = ledger.leader();
-        let step = Step {
-            turn: steps.len() + 1,
-            policy: if fallback.is_some() { "rules".to_string() } else { policy_name.clone() },
-            reasoning,
-            tool,
-            args,
-            summary,
-            output,
-            error,
-            ratios: ratios.iter().map(|&(i, r)| (transcript::label(&ledger.hypotheses[i]), r)).collect(),
-            leader_before: transcript::label(&ledger.hypotheses[before.0]),
-            confidence_before: before.1,
-            leader_after: transcript::label(&ledger.hypotheses[after.0]),
-            confidence_after: after.1,
-        };
-        tracing::info!(turn = step.turn, tool = %step.tool, summary = %step.summary, confidence = step.confidence_after, "agent step");
-        if fallback.is_none() {
-            policy.observe(&step, &ledger, cfg.max_turns.saturating_sub(step.turn));
-        }
-        steps.push(step);
-    };
-    let posterior = ledger.posterior();
-    let mut hypotheses: Vec<HypothesisView> = ledger
-        .hypotheses
-        .iter()
-        .zip(priors.iter().zip(&posterior))
-        .map(|(h, (&prior, &post))| HypothesisView { service: h.service.clone(), kind: h.kind.clone(), prior, posterior: post })
-        .collect();
-    hypotheses.sort_by(|a, b| b.posterior.total_cmp(&a.posterior));
-    let (leader, confidence) = ledger.leader();
-    let lead = &ledger.hypotheses[leader];
-    Transcript {
-        schema: TRANSCRIPT_SCHEMA.to_string(),
-        incident: incident.id.clone(),
-        policy: policy_name,
-        fallback,
-        threshold: cfg.threshold,
-        stop,
-        conclusion: Conclusion { service: lead.service.clone(), kind: lead.kind.clone(), confidence },
-        hypotheses,
-        steps,
-        tool_errors,
-        tokens: policy.tokens(),
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    let mut session = Session::new(incident, triage, kb, cfg);
+    let stop = session.run(policy, cfg);
+    session.transcript(policy.name(), policy.tokens(), stop, cfg.threshold)
 }

@@ -131,6 +131,8 @@ impl Tool for ConfigDiff {
     const RATIOS: (f64, f64) = (0.5, 5.0);
     const PER_SERVICE: bool = true;
 
+    const NEEDS: &'static str = "change events";
+
     fn applicable(&self, cx: &ToolCx) -> bool {
         !cx.incident.telemetry.changes.is_empty()
     }

@@ -36,6 +36,8 @@ impl Tool for DependencyLookup {
     const RATIOS: (f64, f64) = (0.3, 1.2);
     const PER_SERVICE: bool = true;
 
+    const NEEDS: &'static str = "a dependency graph (a topology or traces)";
+
     fn applicable(&self, cx: &ToolCx) -> bool {
         !cx.triage.detection.call_edges.is_empty() || cx.incident.topology.as_ref().is_some_and(|t| !t.edges.is_empty())
     }

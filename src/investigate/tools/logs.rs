@@ -63,6 +63,8 @@ impl Tool for LogSearch {
     const RATIOS: (f64, f64) = (0.7, 2.0);
     const PER_SERVICE: bool = true;
 
+    const NEEDS: &'static str = "log lines";
+
     fn applicable(&self, cx: &ToolCx) -> bool {
         let l = &cx.incident.telemetry.logs;
         !l.records.is_empty() || !l.files.is_empty()

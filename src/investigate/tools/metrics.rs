@@ -173,6 +173,8 @@ impl Tool for MetricCorrelation {
     const RATIOS: (f64, f64) = (0.6, 1.8);
     const PER_SERVICE: bool = true;
 
+    const NEEDS: &'static str = "metrics";
+
     fn applicable(&self, cx: &ToolCx) -> bool {
         !cx.incident.telemetry.metrics.is_empty()
     }

@@ -122,6 +122,8 @@ pub trait Tool: Send + Sync + 'static {
     fn applicable(&self, _cx: &ToolCx) -> bool {
         true
     }
+    /// What the tool reads, for the error when it is not applicable.
+    const NEEDS: &'static str = "";
     fn call(&self, cx: &ToolCx, args: &Self::Args) -> Result<Self::Output, ToolError>;
     /// One line saying what was found.
     fn summarize(&self, out: &Self::Output) -> String;
@@ -167,7 +169,7 @@ impl<T: Tool> ToolDyn for T {
         let args: T::Args = serde_json::from_value(args)
             .map_err(|e| ToolError::new(ToolErrorKind::InvalidArgs, format!("arguments of {}: {e}", T::NAME)))?;
         if !Tool::applicable(self, cx) {
-            return Err(ToolError::new(ToolErrorKind::Unavailable, format!("this incident has no data {} can read", T::NAME)));
+            return Err(ToolError::new(ToolErrorKind::Unavailable, format!("{} needs {}, and this incident has none", T::NAME, T::NEEDS)));
         }
         let out = self.call(cx, &args)?;
         let ratios = self.assess(cx, &args, &out, ledger);

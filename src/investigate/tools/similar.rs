@@ -54,6 +54,8 @@ impl Tool for SearchSimilarIncidents {
     const RATIOS: (f64, f64) = (1.0, 3.0);
     const PER_SERVICE: bool = false;
 
+    const NEEDS: &'static str = "a knowledge base (culprit kb add, then --kb)";
+
     fn applicable(&self, cx: &ToolCx) -> bool {
         cx.kb.is_some()
     }

@@ -304,6 +304,8 @@ impl Tool for TraceQuery {
     const RATIOS: (f64, f64) = (0.25, 6.25);
     const PER_SERVICE: bool = false;
 
+    const NEEDS: &'static str = "spans";
+
     fn applicable(&self, cx: &ToolCx) -> bool {
         !cx.incident.telemetry.spans.is_empty()
     }

@@ -1,0 +1,224 @@
+//! `culprit chat`: follow-up questions about an investigation ("why not the database?", "show the
+//! config diff for auth"), answered with the same tools and the same ledger, in a session that is
+//! saved after every answer and can be resumed.
+//!
+//! Offline, a question is read for the service it names (by name, or by kind: "the database",
+//! "the cache", "ldap") and what it asks (changes, logs, traces, dependencies, correlation, past
+//! incidents, the timeline, "why"/"why not"); with a model, the question joins the model's
+//! conversation and the model chooses the calls. Either way the numbers are the ledger's.
+
+use super::ledger::Ledger;
+use super::llm::LlmPolicy;
+use super::{transcript, AgentConfig, Decision, Policy, Session, Step, View};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub const CHAT_SCHEMA: &str = "culprit.chat/v1";
+
+/// One question and its answer, with the turns (steps) it made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    pub question: String,
+    pub answer: String,
+    pub turns: Vec<usize>,
+}
+
+/// A saved chat session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedChat {
+    pub schema: String,
+    pub incident: String,
+    pub ledger: Ledger,
+    pub steps: Vec<Step>,
+    pub exchanges: Vec<Exchange>,
+    /// The model's conversation, for `--policy llm` sessions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<Value>,
+}
+
+/// Words that name a kind of dependency, and the topology kinds or name parts they mean.
+const KIND_WORDS: &[(&str, &[&str])] = &[
+    ("database", &["database", "db"]),
+    ("db", &["database", "db"]),
+    ("cache", &["cache", "redis"]),
+    ("redis", &["cache", "redis"]),
+    ("ldap", &["directory", "ldap"]),
+    ("directory", &["directory", "ldap"]),
+    ("queue", &["queue"]),
+];
+
+/// The service a question is about: a known name it contains (the longest), else a kind word.
+pub fn mentioned(session: &Session, question: &str) -> Option<String> {
+    let q = question.to_lowercase();
+    let mut names: Vec<String> = session.cx.incident.telemetry.metrics.iter().map(|m| m.service.clone()).collect();
+    names.extend(session.cx.incident.telemetry.spans.iter().map(|s| s.service.clone()));
+    names.extend(session.cx.triage.ranking.candidates.iter().map(|c| c.service.clone()));
+    if let Some(t) = &session.cx.incident.topology {
+        names.extend(t.services.iter().map(|n| n.name.clone()));
+    }
+    names.sort();
+    names.dedup();
+    if let Some(n) = names.iter().filter(|n| q.contains(&n.to_lowercase())).max_by_key(|n| n.len()) {
+        return Some(n.clone());
+    }
+    let words: Vec<&str> = q.split(|c: char| !c.is_alphanumeric()).collect();
+    for (word, hints) in KIND_WORDS {
+        if !words.contains(word) {
+            continue;
+        }
+        let kind_of = |n: &str| {
+            session.cx.incident.topology.as_ref().and_then(|t| t.services.iter().find(|s| s.name == n)).and_then(|s| s.kind.clone()).unwrap_or_default()
+        };
+        if let Some(n) = names.iter().find(|n| hints.iter().any(|h| kind_of(n) == *h || n.to_lowercase().contains(h))) {
+            return Some(n.clone());
+        }
+    }
+    None
+}
+
+/// The calls an offline question asks for: (tool, arguments).
+pub fn plan(session: &Session, question: &str) -> Vec<(String, Value)> {
+    let q = question.to_lowercase();
+    let service = mentioned(session, question);
+    let has = |words: &[&str]| words.iter().any(|w| q.contains(w));
+    let with_service = |tool: &str| service.as_ref().map(|s| (tool.to_string(), json!({ "service": s })));
+    let call = if has(&["config", "change", "diff", "deploy", "flag"]) {
+        with_service("config_diff")
+    } else if has(&["log"]) {
+        with_service("log_search")
+    } else if has(&["trace", "span", "slow", "critical path", "latency"]) {
+        Some(("trace_query".to_string(), service.as_ref().map_or_else(|| json!({}), |s| json!({ "service": s }))))
+    } else if has(&["depend", "call", "upstream", "downstream"]) {
+        with_service("dependency_lookup")
+    } else if has(&["correlat", "metric", "lead"]) {
+        with_service("metric_correlation")
+    } else if has(&["similar", "past", "history", "happened before"]) {
+        Some(("search_similar_incidents".to_string(), json!({})))
+    } else if has(&["timeline", "when"]) {
+        Some(("anomaly_timeline".to_string(), service.as_ref().map_or_else(|| json!({}), |s| json!({ "service": s }))))
+    } else {
+        None
+    };
+    if let Some(c) = call {
+        return vec![c];
+    }
+    // "why (not) X?" or just a service: the most telling check of X not made yet.
+    let Some(s) = service else { return Vec::new() };
+    let done = |tool: &str| session.steps.iter().any(|st| st.tool == tool && st.args == json!({ "service": s }));
+    ["config_diff", "log_search", "dependency_lookup", "metric_correlation"]
+        .into_iter()
+        .filter(|t| !done(t) && session.tools.iter().any(|x| x.name() == *t && x.applicable(&session.cx)))
+        .take(1)
+        .map(|t| (t.to_string(), json!({ "service": s })))
+        .collect()
+}
+
+/// What the ledger says about a service: prior, posterior and each piece of evidence about it.
+pub fn explain(session: &Session, service: &str) -> String {
+    let post = session.ledger.posterior();
+    let Some(i) = session.ledger.find(service) else {
+        return format!("{service} is not among the suspects: the triage found nothing that makes it a likely cause.");
+    };
+    let mut lines = vec![format!("{service}: probability {:.2} (prior {:.2}).", post[i], session.priors.get(i).copied().unwrap_or(0.0))];
+    for s in &session.steps {
+        if let Some((_, r)) = s.ratios.iter().find(|(h, _)| h == service) {
+            lines.push(format!("  - {} ×{r:.2}: {}", s.tool, s.summary));
+        }
+    }
+    if lines.len() == 1 {
+        lines.push("  No check has spoken about it yet.".to_string());
+    }
+    lines.join("\n")
+}
+
+fn standing(session: &Session) -> String {
+    let post = session.ledger.posterior();
+    let mut order: Vec<usize> = (0..post.len()).collect();
+    order.sort_by(|&a, &b| post[b].total_cmp(&post[a]));
+    let top: Vec<String> = order.iter().take(3).map(|&i| format!("{} {:.2}", transcript::label(&session.ledger.hypotheses[i]), post[i])).collect();
+    format!("Now: {}.", top.join(", "))
+}
+
+fn describe(step: &Step) -> String {
+    let mut s = match &step.error {
+        Some(e) => format!("{}: {}", step.tool, e.message),
+        None => format!("{}: {}", step.tool, step.summary),
+    };
+    if !step.ratios.is_empty() {
+        let r: Vec<String> = step.ratios.iter().map(|(h, r)| format!("{h} ×{r:.2}")).collect();
+        s.push_str(&format!(" (evidence: {})", r.join(", ")));
+    }
+    s
+}
+
+const HELP: &str = "Ask about a service or a check, e.g. \"why not the database?\", \"show the config diff for auth\", \
+\"logs of checkout\", \"is payment upstream of the alert?\", \"slow spans\", \"similar past incidents\", \"timeline\".";
+
+/// Answers one question offline (the rules), recording the calls in the session.
+pub fn answer_offline(session: &mut Session, question: &str) -> Exchange {
+    let first = session.steps.len();
+    let calls = plan(session, question);
+    let mut parts = Vec::new();
+    let service = mentioned(session, question);
+    for (tool, args) in calls {
+        // Asked again: the earlier answer, not a refused repeat.
+        if let Some(earlier) = session.steps.iter().find(|s| s.tool == tool && s.args == args && s.error.is_none()) {
+            parts.push(format!("(turn {}) {}", earlier.turn, describe(earlier)));
+            continue;
+        }
+        let step = session.call(tool, args, format!("asked: {question}"), "rules");
+        parts.push(describe(step));
+    }
+    let q = question.to_lowercase();
+    if let Some(s) = service.as_deref().filter(|_| q.contains("why")) {
+        parts.push(explain(session, s));
+    } else if q.contains("why") {
+        let (leader, _) = session.ledger.leader();
+        match session.ledger.hypotheses[leader].service.clone() {
+            Some(s) => parts.push(explain(session, &s)),
+            None => parts.push("No named suspect leads: the evidence clears the triage's suspects.".to_string()),
+        }
+    }
+    if parts.is_empty() {
+        parts.push(HELP.to_string());
+    } else {
+        parts.push(standing(session));
+    }
+    Exchange { question: question.to_string(), answer: parts.join("\n"), turns: (first + 1..=session.steps.len()).collect() }
+}
+
+/// Answers one question with a model choosing the calls (at most `cfg.max_turns`); if the model
+/// fails, the question is answered offline and the answer says so.
+pub fn answer_with_model(session: &mut Session, policy: &mut LlmPolicy, question: &str, cfg: &AgentConfig) -> Exchange {
+    let first = session.steps.len();
+    policy.ask(question);
+    let mut notes = Vec::new();
+    let mut final_text = None;
+    for _ in 0..cfg.max_turns {
+        let view = View { cx: &session.cx, ledger: &session.ledger, steps: &session.steps, tools: &session.tools, threshold: cfg.threshold };
+        match policy.decide(&view) {
+            Ok(Decision::Call { tool, args, reasoning }) => {
+                let name = policy.name();
+                session.call(tool, args, reasoning, &name);
+                let step = session.steps.last().expect("a step was just made");
+                notes.push(describe(step));
+                policy.observe(step, &session.ledger, cfg.max_turns);
+            }
+            Ok(Decision::Conclude { reasoning }) => {
+                final_text = Some(reasoning);
+                break;
+            }
+            Err(e) => {
+                let mut offline = answer_offline(session, question);
+                offline.answer = format!("(the model failed: {e}; answered offline)\n{}", offline.answer);
+                offline.turns = (first + 1..=session.steps.len()).collect();
+                return offline;
+            }
+        }
+    }
+    if let Some(t) = final_text {
+        notes.push(t);
+    }
+    notes.push(standing(session));
+    Exchange { question: question.to_string(), answer: notes.join("\n"), turns: (first + 1..=session.steps.len()).collect() }
+}
