@@ -25,4 +25,4 @@ bench: setup
 
 ## Accuracy of culprit and the baselines on the simulated suite and the public datasets (README's table).
 eval: setup
-	@$(ENV) && cargo run --quiet -- eval evals/simulated.toml evals/postmortems ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop
+	@$(ENV) && cargo run --quiet -- eval evals/simulated.toml evals/red_herrings.toml evals/postmortems ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop

@@ -167,7 +167,7 @@ pub fn answer_offline(session: &mut Session, question: &str) -> Exchange {
             continue;
         }
         let step = session.call(tool, args, format!("asked: {question}"), "rules");
-        parts.push(describe(step));
+        parts.push(describe(&step));
     }
     let q = question.to_lowercase();
     if let Some(s) = service.as_deref().filter(|_| q.contains("why")) {
@@ -199,10 +199,9 @@ pub fn answer_with_model(session: &mut Session, policy: &mut LlmPolicy, question
         match policy.decide(&view) {
             Ok(Decision::Call { tool, args, reasoning }) => {
                 let name = policy.name();
-                session.call(tool, args, reasoning, &name);
-                let step = session.steps.last().expect("a step was just made");
-                notes.push(describe(step));
-                policy.observe(step, &session.ledger, cfg.max_turns);
+                let step = session.call(tool, args, reasoning, &name);
+                notes.push(describe(&step));
+                policy.observe(&step, &session.ledger, cfg.max_turns);
             }
             Ok(Decision::Conclude { reasoning }) => {
                 final_text = Some(reasoning);

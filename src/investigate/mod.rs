@@ -170,7 +170,7 @@ impl<'a> Session<'a> {
 
     /// Makes one call, scores its result into the ledger and records the step. A repeated call
     /// (same tool, same arguments, succeeded before) is refused with a pointer to the earlier turn.
-    pub fn call(&mut self, tool: String, args: serde_json::Value, reasoning: String, policy: &str) -> &Step {
+    pub fn call(&mut self, tool: String, args: serde_json::Value, reasoning: String, policy: &str) -> Step {
         let before = self.ledger.leader();
         let repeated = self.steps.iter().find(|s| s.tool == tool && s.args == args && s.error.is_none()).map(|s| s.turn);
         let result = match repeated {
@@ -205,8 +205,8 @@ impl<'a> Session<'a> {
             confidence_after: after.1,
         };
         tracing::info!(turn = step.turn, tool = %step.tool, summary = %step.summary, confidence = step.confidence_after, "agent step");
-        self.steps.push(step);
-        self.steps.last().expect("just pushed")
+        self.steps.push(step.clone());
+        step
     }
 
     /// Runs the loop for up to `cfg.max_turns` more calls. A policy that fails hands over to the
@@ -248,11 +248,10 @@ impl<'a> Session<'a> {
                 Ok(Decision::Conclude { .. }) | Err(_) => break StopReason::Concluded,
             };
             let by = if self.fallback.is_some() { "rules".to_string() } else { policy_name.clone() };
-            self.call(tool, args, reasoning, &by);
+            let step = self.call(tool, args, reasoning, &by);
             if self.fallback.is_none() {
                 let remaining = cfg.max_turns.saturating_sub(self.steps.len() - first);
-                let step = self.steps.last().expect("a step was just made");
-                policy.observe(step, &self.ledger, remaining);
+                policy.observe(&step, &self.ledger, remaining);
             }
         };
         self.seconds += started.elapsed().as_secs_f64();

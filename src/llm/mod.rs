@@ -34,7 +34,7 @@ pub enum LlmError {
     #[error("{var} is set but {missing} is not: set both to use that endpoint")]
     Incomplete { var: &'static str, missing: &'static str },
     #[error("{url}: {source}")]
-    Request { url: String, source: OpenAIError },
+    Request { url: String, source: Box<OpenAIError> },
     #[error("{url}: {message}")]
     Response { url: String, message: String },
 }
@@ -120,7 +120,7 @@ async fn embed_batches(endpoint: &Endpoint, texts: &[String]) -> Result<Vec<Vec<
                     tracing::warn!(attempt, error = %e, "embeddings request failed; retrying");
                     tokio::time::sleep(Duration::from_millis(250 << (attempt - 1))).await;
                 }
-                Err(source) => return Err(LlmError::Request { url: endpoint.base_url.clone(), source }),
+                Err(source) => return Err(LlmError::Request { url: endpoint.base_url.clone(), source: Box::new(source) }),
             }
         };
         let bad = |message: String| LlmError::Response { url: endpoint.base_url.clone(), message };
@@ -195,7 +195,7 @@ pub async fn chat(endpoint: &Endpoint, mut request: serde_json::Value) -> Result
                     tracing::warn!(attempt, error = %e, "chat request failed; retrying");
                     tokio::time::sleep(Duration::from_millis(250 << (attempt - 1))).await;
                 }
-                Err(source) => return Err(LlmError::Request { url: endpoint.base_url.clone(), source }),
+                Err(source) => return Err(LlmError::Request { url: endpoint.base_url.clone(), source: Box::new(source) }),
             }
         };
         let bad = |message: String| LlmError::Response { url: endpoint.base_url.clone(), message };

@@ -206,6 +206,13 @@ pub(crate) fn about(ledger: &Ledger, service: &str, ratio: f64) -> Vec<(usize, f
     ledger.find(service).map(|i| vec![(i, ratio)]).unwrap_or_default()
 }
 
+/// Keeps at most `max` items, returning how many were left out.
+pub(crate) fn truncate<T>(items: &mut Vec<T>, max: usize) -> usize {
+    let more = items.len().saturating_sub(max);
+    items.truncate(max);
+    more
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,11 +261,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Keeps at most `max` items, returning how many were left out.
-pub(crate) fn truncate<T>(items: &mut Vec<T>, max: usize) -> usize {
-    let more = items.len().saturating_sub(max);
-    items.truncate(max);
-    more
 }

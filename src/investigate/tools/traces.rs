@@ -114,7 +114,7 @@ impl Period {
 }
 
 /// The spans of each trace that are `service`'s entry spans or below them.
-fn subtrees<'a>(spans: &[&'a Span], service: &str) -> Vec<Vec<usize>> {
+fn subtrees(spans: &[&Span], service: &str) -> Vec<Vec<usize>> {
     let mut by_trace: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, s) in spans.iter().enumerate() {
         by_trace.entry(s.trace_id.as_str()).or_default().push(i);
