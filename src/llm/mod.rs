@@ -98,6 +98,33 @@ fn transient(e: &OpenAIError) -> bool {
     matches!(e, OpenAIError::Reqwest(r) if r.is_connect() || r.is_timeout() || r.status().is_some_and(|s| s.is_server_error() || s.as_u16() == 429))
 }
 
+/// The APIs culprit calls.
+#[derive(Debug, Clone, Copy)]
+enum Api {
+    Embeddings,
+    Chat,
+}
+
+/// Posts one request, retrying transient failures; the response as JSON.
+async fn post(endpoint: &Endpoint, client: &Client<OpenAIConfig>, api: Api, request: &serde_json::Value) -> Result<serde_json::Value, LlmError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let sent = match api {
+            Api::Embeddings => client.embeddings().create_byot(request.clone()).await,
+            Api::Chat => client.chat().create_byot(request.clone()).await,
+        };
+        match sent {
+            Ok(r) => return Ok(r),
+            Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                tracing::warn!(attempt, ?api, error = %e, "request failed; retrying");
+                tokio::time::sleep(Duration::from_millis(250 << (attempt - 1))).await;
+            }
+            Err(source) => return Err(LlmError::Request { url: endpoint.base_url.clone(), source: Box::new(source) }),
+        }
+    }
+}
+
 /// One embedding per text, in order.
 pub async fn embed(endpoint: &Endpoint, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
     let span = tracing::info_span!("embeddings", gen_ai.request.model = %endpoint.model, server.address = %endpoint.base_url, inputs = texts.len());
@@ -109,20 +136,9 @@ async fn embed_batches(endpoint: &Endpoint, texts: &[String]) -> Result<Vec<Vec<
     let mut out = Vec::with_capacity(texts.len());
     for batch in texts.chunks(BATCH) {
         let request = serde_json::json!({ "model": endpoint.model, "input": batch });
-        let mut attempt = 0;
         // The response is read as JSON, not as async-openai's typed response: servers without
         // pooling (llama.cpp's by default) return one vector per token, which is mean-pooled here.
-        let response: serde_json::Value = loop {
-            attempt += 1;
-            match client.embeddings().create_byot(request.clone()).await {
-                Ok(r) => break r,
-                Err(e) if attempt < ATTEMPTS && transient(&e) => {
-                    tracing::warn!(attempt, error = %e, "embeddings request failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(250 << (attempt - 1))).await;
-                }
-                Err(source) => return Err(LlmError::Request { url: endpoint.base_url.clone(), source: Box::new(source) }),
-            }
-        };
+        let response = post(endpoint, &client, Api::Embeddings, &request).await?;
         let bad = |message: String| LlmError::Response { url: endpoint.base_url.clone(), message };
         let data = response.get("data").and_then(|d| d.as_array()).ok_or_else(|| bad(format!("no `data` array in the response: {}", clip(&response))))?;
         if data.len() != batch.len() {
@@ -185,19 +201,7 @@ pub async fn chat(endpoint: &Endpoint, mut request: serde_json::Value) -> Result
     let span = tracing::info_span!("chat", gen_ai.request.model = %endpoint.model, server.address = %endpoint.base_url);
     async move {
         request["model"] = serde_json::Value::String(endpoint.model.clone());
-        let client = endpoint.client();
-        let mut attempt = 0;
-        let response: serde_json::Value = loop {
-            attempt += 1;
-            match client.chat().create_byot(request.clone()).await {
-                Ok(r) => break r,
-                Err(e) if attempt < ATTEMPTS && transient(&e) => {
-                    tracing::warn!(attempt, error = %e, "chat request failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(250 << (attempt - 1))).await;
-                }
-                Err(source) => return Err(LlmError::Request { url: endpoint.base_url.clone(), source: Box::new(source) }),
-            }
-        };
+        let response = post(endpoint, &endpoint.client(), Api::Chat, &request).await?;
         let bad = |message: String| LlmError::Response { url: endpoint.base_url.clone(), message };
         let message = response
             .pointer("/choices/0/message")
