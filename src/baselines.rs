@@ -88,7 +88,12 @@ pub type Ranking = Vec<String>;
 pub fn rank(method: Method, incident: &Incident) -> Ranking {
     let splits = split(incident);
     match method {
-        Method::Culprit | Method::CulpritEmbed | Method::CulpritAgent => crate::triage::triage(incident, &method.triage_config(&Default::default()))
+        Method::CulpritAgent => {
+            let t = crate::triage::triage(incident, &method.triage_config(&Default::default()));
+            let transcript = crate::investigate::investigate(incident, &t, None, &mut crate::investigate::rules::Rules, &Default::default());
+            transcript.ranked(t.ranking.candidates.iter().map(|c| c.service.as_str()))
+        }
+        Method::Culprit | Method::CulpritEmbed => crate::triage::triage(incident, &method.triage_config(&Default::default()))
             .ranking
             .candidates
             .into_iter()

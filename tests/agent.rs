@@ -6,7 +6,7 @@ mod common;
 
 use culprit::baselines::Method;
 use culprit::eval::{self, EvalOptions};
-use culprit::investigate::llm::{LlmPolicy, CLOSE, OPEN};
+use culprit::investigate::llm::{quote, LlmPolicy, CLOSE, OPEN};
 use culprit::investigate::rules::Rules;
 use culprit::investigate::{investigate, AgentConfig, StopReason, Transcript, TRANSCRIPT_SCHEMA};
 use culprit::llm::Endpoint;
@@ -130,7 +130,7 @@ fn llm_policy_round_trip_invalid_calls_and_budgets() {
     assert_eq!(told.len(), failed.len());
     for (s, m) in failed.iter().zip(&told) {
         let e = s.error.as_ref().unwrap();
-        assert!(m.contains(&e.message.replace("<<<", "‹‹‹").replace(">>>", "›››")), "{m}");
+        assert!(m.contains(&quote(&e.message)), "{m}");
     }
     // Tool calls and their results pair up in the conversation (ids echoed back).
     let calls = policy.messages().iter().filter(|m| m["role"] == "assistant" && m.get("tool_calls").is_some()).count();

@@ -3,12 +3,13 @@
 //! saved after every answer and can be resumed.
 //!
 //! Offline, a question is read for the service it names (by name, or by kind: "the database",
-//! "the cache", "ldap") and what it asks (changes, logs, traces, dependencies, correlation, past
+//! "the cache", "ldap", the words `config_diff` reads in keys too) and what it asks (changes, logs, traces, dependencies, correlation, past
 //! incidents, the timeline, "why"/"why not"); with a model, the question joins the model's
 //! conversation and the model chooses the calls. Either way the numbers are the ledger's.
 
 use super::ledger::Ledger;
 use super::llm::LlmPolicy;
+use super::tools::config::DEPENDENCY_WORDS;
 use super::{transcript, AgentConfig, Decision, Policy, Session, Step, View};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -36,17 +37,6 @@ pub struct SavedChat {
     pub messages: Vec<Value>,
 }
 
-/// Words that name a kind of dependency, and the topology kinds or name parts they mean.
-const KIND_WORDS: &[(&str, &[&str])] = &[
-    ("database", &["database", "db"]),
-    ("db", &["database", "db"]),
-    ("cache", &["cache", "redis"]),
-    ("redis", &["cache", "redis"]),
-    ("ldap", &["directory", "ldap"]),
-    ("directory", &["directory", "ldap"]),
-    ("queue", &["queue"]),
-];
-
 /// The service a question is about: a known name it contains (the longest), else a kind word.
 pub fn mentioned(session: &Session, question: &str) -> Option<String> {
     let q = question.to_lowercase();
@@ -62,14 +52,11 @@ pub fn mentioned(session: &Session, question: &str) -> Option<String> {
         return Some(n.clone());
     }
     let words: Vec<&str> = q.split(|c: char| !c.is_alphanumeric()).collect();
-    for (word, hints) in KIND_WORDS {
+    for (word, kind) in DEPENDENCY_WORDS {
         if !words.contains(word) {
             continue;
         }
-        let kind_of = |n: &str| {
-            session.cx.incident.topology.as_ref().and_then(|t| t.services.iter().find(|s| s.name == n)).and_then(|s| s.kind.clone()).unwrap_or_default()
-        };
-        if let Some(n) = names.iter().find(|n| hints.iter().any(|h| kind_of(n) == *h || n.to_lowercase().contains(h))) {
+        if let Some(n) = names.iter().find(|n| session.cx.kind_of(n).as_deref() == Some(*kind) || n.to_lowercase().contains(kind)) {
             return Some(n.clone());
         }
     }

@@ -9,7 +9,7 @@ use super::effects::{
     Batch, ConfigFault, EdgeFault, FailMode, FlagFault, Noisy, Plan, Propagation, Shape, Target,
 };
 use super::rng::{self, SimRng};
-use super::topology::{Role, System};
+use super::topology::{Node, Role, System};
 use super::{FaultKind, SimConfig, MIN_DURATION};
 use crate::model::{
     Alert, Change, ChangeKind, KeyChange, Severity, Truth, Ts, HOUR, MINUTE, SECOND,
@@ -233,6 +233,21 @@ fn bump(rng: &mut SimRng, v: (u32, u32, u32)) -> (u32, u32, u32) {
         (v.0, v.1 + 1, 0)
     } else {
         (v.0, v.1, v.2 + 1)
+    }
+}
+
+/// A deploy of the next version of `node` at `t` (draws the version bump, then the author).
+fn deploy(rng: &mut SimRng, node: &Node, t: Ts) -> Change {
+    let new = bump(rng, node.version);
+    Change {
+        time: t,
+        service: node.name.clone(),
+        kind: ChangeKind::Deploy,
+        author: author(rng),
+        version: Some(version_str(new)),
+        previous_version: Some(version_str(node.version)),
+        keys: Vec::new(),
+        description: Some(format!("deploy {} {}", node.name, version_str(new))),
     }
 }
 
@@ -480,18 +495,7 @@ fn inject(
         }
         FaultKind::BadDeploy => {
             let c = pick(sys, rng, is_app)?;
-            let node = &sys.nodes[c];
-            let new = bump(rng, node.version);
-            plan.changes.push(Change {
-                time: tf,
-                service: node.name.clone(),
-                kind: ChangeKind::Deploy,
-                author: author(rng),
-                version: Some(version_str(new)),
-                previous_version: Some(version_str(node.version)),
-                keys: Vec::new(),
-                description: Some(format!("deploy {} {}", node.name, version_str(new))),
-            });
+            plan.changes.push(deploy(rng, &sys.nodes[c], tf));
             let onset = tf + secs(rng::uniform(rng, 10.0, 40.0));
             let shape = Shape::Ramp {
                 start: onset,
@@ -895,18 +899,7 @@ fn add_decoy(sys: &System, plan: &mut Plan, rng: &mut SimRng, chain: &[usize], c
         return;
     }
     let t = (plan.fault_time - secs(rng::uniform(rng, 20.0, 90.0))) / SECOND * SECOND;
-    let n = &sys.nodes[node];
-    let new = bump(rng, n.version);
-    plan.changes.push(Change {
-        time: t,
-        service: n.name.clone(),
-        kind: ChangeKind::Deploy,
-        author: author(rng),
-        version: Some(version_str(new)),
-        previous_version: Some(version_str(n.version)),
-        keys: Vec::new(),
-        description: Some(format!("deploy {} {}", n.name, version_str(new))),
-    });
+    plan.changes.push(deploy(rng, &sys.nodes[node], t));
     let warm = Shape::Window {
         start: t,
         ramp: secs(30.0),
@@ -960,18 +953,7 @@ fn add_herrings(
                     t = tf - clock.mins(3.0);
                 }
                 let t = t.max(clock.start + SECOND) / SECOND * SECOND;
-                let node = &sys.nodes[h];
-                let new = bump(rng, node.version);
-                plan.changes.push(Change {
-                    time: t,
-                    service: node.name.clone(),
-                    kind: ChangeKind::Deploy,
-                    author: author(rng),
-                    version: Some(version_str(new)),
-                    previous_version: Some(version_str(node.version)),
-                    keys: Vec::new(),
-                    description: Some(format!("deploy {} {}", node.name, version_str(new))),
-                });
+                plan.changes.push(deploy(rng, &sys.nodes[h], t));
                 restart_blip(plan, rng, sys, h, t);
             }
             Herring::Noisy => {

@@ -49,8 +49,9 @@ pub struct Output {
     pub more: usize,
 }
 
-/// Words in configuration keys that name a kind of dependency, and the topology kinds they mean.
-const DEPENDENCY_WORDS: &[(&str, &str)] = &[
+/// Words (in configuration keys, in questions) that name a kind of dependency, and the topology
+/// kinds they mean.
+pub(crate) const DEPENDENCY_WORDS: &[(&str, &str)] = &[
     ("ldap", "directory"),
     ("directory", "directory"),
     ("db", "database"),
@@ -72,16 +73,13 @@ const DEPENDENCY_WORDS: &[(&str, &str)] = &[
 fn dependency_of(cx: &ToolCx, service: &str, key: &str) -> Option<String> {
     let words: Vec<String> = key.to_ascii_lowercase().split(|c: char| !c.is_ascii_alphanumeric()).map(str::to_string).collect();
     let callees: Vec<&str> = cx.triage.dependencies.callees_of(service).collect();
-    let kind_of = |name: &str| {
-        cx.incident.topology.as_ref().and_then(|t| t.services.iter().find(|n| n.name == name)).and_then(|n| n.kind.clone())
-    };
     let key_lower = key.to_ascii_lowercase();
     if let Some(c) = callees.iter().find(|c| key_lower.contains(&c.to_ascii_lowercase())) {
         return Some(c.to_string());
     }
     for (word, kind) in DEPENDENCY_WORDS {
         if words.iter().any(|w| w == word) {
-            if let Some(c) = callees.iter().find(|c| kind_of(c).as_deref() == Some(kind) || c.contains(kind)) {
+            if let Some(c) = callees.iter().find(|c| cx.kind_of(c).as_deref() == Some(kind) || c.contains(kind)) {
                 return Some(c.to_string());
             }
         }

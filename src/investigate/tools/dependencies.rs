@@ -25,8 +25,6 @@ pub struct Output {
     pub alert_service: String,
     /// The call path from this service up to the alerting service, when there is one.
     pub path_to_alert: Option<Vec<String>>,
-    /// Whether any dependency is known at all (without one, reachability says nothing).
-    pub graph_known: bool,
 }
 
 impl Tool for DependencyLookup {
@@ -52,24 +50,22 @@ impl Tool for DependencyLookup {
             callees: deps.callees_of(&args.service).map(str::to_string).collect(),
             path_to_alert: deps.caller_path(&args.service, &alert),
             alert_service: alert,
-            graph_known: !cx.triage.detection.call_edges.is_empty()
-                || cx.incident.topology.as_ref().is_some_and(|t| !t.edges.is_empty()),
         })
     }
 
     fn summarize(&self, o: &Output) -> String {
         let path = match &o.path_to_alert {
             Some(p) => format!("reaches {} via {}", o.alert_service, p.join(" → ")),
-            None if o.graph_known => format!("no call path to {}", o.alert_service),
-            None => "no dependency data".to_string(),
+            None => format!("no call path to {}", o.alert_service),
         };
         format!("{}: {} caller(s), {} callee(s); {path}", o.service, o.callers.len(), o.callees.len())
     }
 
-    /// A cause must be able to reach the symptom: no call path to the alerting service, in a
-    /// known dependency graph, is evidence against (×0.3); a path is mild evidence for (×1.2).
+    /// A cause must be able to reach the symptom: no call path to the alerting service is
+    /// evidence against (×0.3); a path is mild evidence for (×1.2). (The tool only runs where a
+    /// dependency graph is known: `applicable`.)
     fn assess(&self, _: &ToolCx, _: &Args, o: &Output, ledger: &Ledger) -> Vec<(usize, f64)> {
-        if o.service == o.alert_service || !o.graph_known {
+        if o.service == o.alert_service {
             return Vec::new();
         }
         about(ledger, &o.service, if o.path_to_alert.is_some() { 1.2 } else { 0.3 })

@@ -62,6 +62,11 @@ impl ToolCx<'_> {
             || i.topology.as_ref().is_some_and(|t| t.services.iter().any(|n| n.name == service))
     }
 
+    /// The service's kind in the declared topology (`database`, `cache`, `directory`, …).
+    pub fn kind_of(&self, service: &str) -> Option<String> {
+        self.incident.topology.as_ref()?.services.iter().find(|n| n.name == service)?.kind.clone()
+    }
+
     pub fn check_service(&self, service: &str) -> Result<(), ToolError> {
         if self.knows(service) {
             return Ok(());

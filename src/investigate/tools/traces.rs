@@ -88,8 +88,6 @@ struct Period {
     entry_ms: f64,
     entries: usize,
     failed_traces: usize,
-    self_ms: BTreeMap<String, f64>,
-    origin_errors: BTreeMap<String, f64>,
     /// (caller, callee) → the caller's self time and origin errors summed over the traces in
     /// which it called the callee, and their count.
     with_call: BTreeMap<(String, String), (f64, f64, usize)>,
@@ -98,6 +96,11 @@ struct Period {
 }
 
 impl Period {
+    /// A service's self time (`errors` false) or origin errors (true) per trace of the period.
+    fn per_trace(&self, service: &str, errors: bool) -> f64 {
+        self.present.get(service).map_or(0.0, |x| if errors { x.1 } else { x.0 }) / self.traces.max(1) as f64
+    }
+
     /// The caller's mean self time and origin errors per trace in which it called the callee.
     fn with(&self, caller: &str, callee: &str) -> Option<(f64, f64, usize)> {
         let w = self.with_call.get(&(caller.to_string(), callee.to_string()))?;
@@ -168,11 +171,9 @@ fn period(spans: &[&Span], service: &str) -> (Period, Vec<(usize, f64, bool)>) {
         let mut calls: std::collections::BTreeSet<(&str, &str)> = Default::default();
         for &i in &tree {
             let (s, d) = (spans[i], derived[i]);
-            *p.self_ms.entry(s.service.clone()).or_default() += d.self_ms;
             let o = own.entry(s.service.as_str()).or_default();
             o.0 += d.self_ms;
             if d.origin_error {
-                *p.origin_errors.entry(s.service.clone()).or_default() += 1.0;
                 o.1 += 1.0;
             }
             if let Some(&parent) = s.parent_id.as_deref().and_then(|pid| by_id.get(&(s.trace_id.as_str(), pid))) {
@@ -255,10 +256,6 @@ fn waiting_on(b: &Period, d: &Period, caller: &str, errors: bool) -> Option<Stri
     best.map(|x| x.1)
 }
 
-fn per_trace(map: &BTreeMap<String, f64>, service: &str, traces: usize) -> f64 {
-    map.get(service).copied().unwrap_or(0.0) / traces.max(1) as f64
-}
-
 fn view(s: &Span, self_ms: f64, alert: i64) -> SpanView {
     SpanView {
         service: s.service.clone(),
@@ -328,15 +325,13 @@ impl Tool for TraceQuery {
         }
         let (b, _) = period(&before, &service);
         let (d, facts) = period(&during, &service);
-        let mut services: Vec<String> = b.self_ms.keys().chain(d.self_ms.keys()).cloned().collect();
+        let mut services: Vec<String> = b.present.keys().chain(d.present.keys()).cloned().collect();
         services.sort_unstable();
         services.dedup();
-        let extra = |m_b: &BTreeMap<String, f64>, m_d: &BTreeMap<String, f64>, s: &str| {
-            (per_trace(m_d, s, d.traces) - per_trace(m_b, s, b.traces)).max(0.0)
-        };
+        let extra = |s: &str, errors: bool| (d.per_trace(s, errors) - b.per_trace(s, errors)).max(0.0);
         // Extra time and errors per service; a waiting caller's are moved onto what it waits on.
-        let mut lat: BTreeMap<String, f64> = services.iter().map(|s| (s.clone(), extra(&b.self_ms, &d.self_ms, s))).collect();
-        let mut err: BTreeMap<String, f64> = services.iter().map(|s| (s.clone(), extra(&b.origin_errors, &d.origin_errors, s))).collect();
+        let mut lat: BTreeMap<String, f64> = services.iter().map(|s| (s.clone(), extra(s, false))).collect();
+        let mut err: BTreeMap<String, f64> = services.iter().map(|s| (s.clone(), extra(s, true))).collect();
         let mut waits: BTreeMap<String, String> = BTreeMap::new();
         for s in &services {
             for (errors, map) in [(false, &mut lat), (true, &mut err)] {
@@ -366,11 +361,11 @@ impl Tool for TraceQuery {
             .keys()
             .map(|s| Share {
                 service: s.to_string(),
-                self_ms_before: round(per_trace(&b.self_ms, s, b.traces)),
-                self_ms_during: round(per_trace(&d.self_ms, s, d.traces)),
+                self_ms_before: round(b.per_trace(s, false)),
+                self_ms_during: round(d.per_trace(s, false)),
                 latency_share: if total_lat > 0.0 { round(lat[s] / total_lat) } else { 0.0 },
-                origin_errors_before: round(per_trace(&b.origin_errors, s, b.traces)),
-                origin_errors_during: round(per_trace(&d.origin_errors, s, d.traces)),
+                origin_errors_before: round(b.per_trace(s, true)),
+                origin_errors_during: round(d.per_trace(s, true)),
                 error_share: if total_err > 0.0 { round(err.get(s).copied().unwrap_or(0.0) / total_err) } else { 0.0 },
                 waiting_on: waits.get(s).cloned(),
             })
