@@ -671,3 +671,96 @@ mod tests {
         assert!(matches!(r, Err(e) if e.contains("kaboom")));
     }
 }
+
+/// Before and after the feedback re-ranker on a held-apart half of a suite
+/// (`culprit eval --feedback-split`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackSplit {
+    pub suite: String,
+    /// Cases whose truth served as operators' feedback (even positions, by case id).
+    pub train_cases: usize,
+    /// Held-apart cases scored before and after (odd positions); fault-free cases are skipped.
+    pub test_cases: usize,
+    pub before_ac1: f64,
+    pub after_ac1: f64,
+    pub before_ac3: f64,
+    pub after_ac3: f64,
+    /// Cases that could not be loaded.
+    pub invalid: usize,
+    pub reranker: crate::rerank::Reranker,
+}
+
+/// Trains the re-ranker on half of `suite` — each case's truth given as an operator's feedback
+/// on its triage (confirm when the top candidate is right, correct otherwise) — and scores the
+/// other half with the triage's order and the re-ranked order.
+pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + Sync)) -> FeedbackSplit {
+    use crate::rerank::{self, Example, Label};
+    use rayon::prelude::*;
+    let mut cases: Vec<&Case> = suite.cases.iter().collect();
+    cases.sort_by(|a, b| a.id.cmp(&b.id));
+    let rows: Vec<Option<(usize, Vec<(String, Vec<f64>)>, Truth)>> = cases
+        .par_iter()
+        .enumerate()
+        .map(|(i, case)| {
+            let (case, cfg) = ((*case).clone(), opts.config.clone());
+            let r = guarded(opts.timeout, move || -> Option<(Vec<(String, Vec<f64>)>, Truth)> {
+                let incident = load(&case).ok()?;
+                let truth = incident.truth.clone()?;
+                let tr = triage::triage(&incident, &cfg);
+                Some((rerank::features(&tr, &incident.alert, &cfg.rank), truth))
+            });
+            progress();
+            r.ok().flatten().map(|(f, t)| (i, f, t))
+        })
+        .collect();
+    let invalid = rows.iter().filter(|r| r.is_none()).count();
+    let rows: Vec<_> = rows.into_iter().flatten().filter(|(_, f, t)| !t.is_fault_free() && !f.is_empty()).collect();
+    let examples: Vec<Example> = rows
+        .iter()
+        .filter(|(i, _, _)| i % 2 == 0)
+        .map(|(_, f, t)| {
+            let top_right = f.first().is_some_and(|(s, _)| *s == t.service);
+            Example { candidates: f.clone(), label: if top_right { Label::Confirm } else { Label::Correct { service: t.service.clone() } } }
+        })
+        .collect();
+    let model = rerank::Reranker::fit(&examples, 1e-3);
+    let test: Vec<_> = rows.iter().filter(|(i, _, _)| i % 2 == 1).collect();
+    let rank_of = |order: Vec<String>, t: &Truth| order.iter().position(|s| *s == t.service).map(|p| p + 1);
+    let (mut b1, mut a1, mut b3, mut a3) = (0usize, 0usize, 0usize, 0usize);
+    for (_, f, t) in &test {
+        let before = rank_of(f.iter().map(|(s, _)| s.clone()).collect(), t);
+        let after = rank_of(model.order(f).into_iter().map(|(s, _)| s).collect(), t);
+        b1 += usize::from(before == Some(1));
+        a1 += usize::from(after == Some(1));
+        b3 += usize::from(before.is_some_and(|r| r <= 3));
+        a3 += usize::from(after.is_some_and(|r| r <= 3));
+    }
+    let n = test.len().max(1) as f64;
+    FeedbackSplit {
+        suite: suite.name.clone(),
+        train_cases: examples.len(),
+        test_cases: test.len(),
+        before_ac1: b1 as f64 / n,
+        after_ac1: a1 as f64 / n,
+        before_ac3: b3 as f64 / n,
+        after_ac3: a3 as f64 / n,
+        invalid,
+        reranker: model,
+    }
+}
+
+pub fn render_feedback_split(rows: &[FeedbackSplit]) -> String {
+    let mut s = String::from(
+        "| suite | feedback on (cases) | held apart (cases) | AC@1 before | AC@1 after | AC@3 before | AC@3 after |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+            r.suite, r.train_cases, r.test_cases, r.before_ac1, r.after_ac1, r.before_ac3, r.after_ac3
+        ));
+        if r.invalid > 0 {
+            s.push_str(&format!("| ({} cases of {} could not be loaded) | | | | | | |\n", r.invalid, r.suite));
+        }
+    }
+    s
+}

@@ -136,6 +136,14 @@ pub fn report_fields(report: &Report) -> Fields {
     vec![(cause, CAUSE_WEIGHT), (fingerprint_text(report), 1.0)]
 }
 
+/// Fingerprints entries with the configured embedder and stores them (an entry with an existing
+/// id replaces it).
+pub async fn add_embedded(store: &Store, mut rows: Vec<IncidentRow>) -> Result<(), KbError> {
+    let embedder = TextEmbedder::from_env()?;
+    embed_entries(&embedder, &mut rows).await?;
+    add(store, &rows).await
+}
+
 /// Fingerprints entries (and records the embedder) in place.
 pub async fn embed_entries(embedder: &TextEmbedder, rows: &mut [IncidentRow]) -> Result<(), KbError> {
     let docs: Vec<Fields> = rows.iter().map(entry_fields).collect();

@@ -58,6 +58,28 @@ enum Command {
         #[command(flatten)]
         agent: AgentArgs,
     },
+    /// Run culprit as a service: alert webhooks in, investigations out, over HTTP.
+    ///
+    /// Alertmanager (`POST /v1/alerts/alertmanager`) and other alerting (`POST /v1/alerts/generic`)
+    /// send alerts; they are deduplicated and grouped per service, and critical/high alerts get
+    /// an agent investigation, others a static triage, in the background. Telemetry arrives over
+    /// OTLP/HTTP (`/v1/traces`, `/v1/logs`, `/v1/metrics`) and from Prometheus (`query_range`);
+    /// deploy pipelines post changes to `/v1/changes`. Operators follow investigations on the web
+    /// page at `/` or as server-sent events, ask follow-up questions (`/v1/sessions`) and give
+    /// feedback, which trains the re-ranker. Every call needs a bearer token (viewer, operator or
+    /// admin); everything done is written to <data_dir>/audit.jsonl. See docs/serve.md.
+    Serve {
+        /// The config file (TOML; see docs/serve.md). Without one: defaults, and the only token
+        /// is $CULPRIT_ADMIN_TOKEN.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Listen here instead of the config's `listen` (e.g. 127.0.0.1:0 for any free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Keep data here instead of the config's `data_dir`.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Ask follow-up questions about an incident, answered with the agent's tools.
     ///
     /// The agent first investigates the bundle; then each line you type is a question ("why not
@@ -141,6 +163,11 @@ enum Command {
         /// A case taking longer than this (loading and all methods) is Invalid.
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         timeout: u64,
+        /// Instead of scoring methods, measure the feedback loop: the re-ranker learns from half
+        /// of each suite (each case's truth given as an operator's feedback on its triage) and
+        /// the other, held-apart half is scored before and after it.
+        #[arg(long)]
+        feedback_split: bool,
     },
     /// Train the learned embedders (a TabularResNet per source, self-supervised, no labels) on
     /// fault-free events, and save weights and model cards.
@@ -220,6 +247,18 @@ enum Command {
         /// takes very long).
         #[arg(long, requires = "learned")]
         no_vector_index: bool,
+        /// Load-test the service instead: a server on loopback, --senders concurrent
+        /// Alertmanager webhooks and --watchers event-stream watchers for --seconds; reports
+        /// webhook latency and checks every accepted alert is in the audit log (exit code 1 if
+        /// one is missing or a request failed).
+        #[arg(long, conflicts_with = "learned")]
+        serve: bool,
+        #[arg(long, default_value_t = 60.0, requires = "serve")]
+        seconds: f64,
+        #[arg(long, default_value_t = 200, requires = "serve")]
+        senders: usize,
+        #[arg(long, default_value_t = 50, requires = "serve")]
+        watchers: usize,
     },
 }
 
@@ -446,6 +485,21 @@ fn run(cmd: Command) -> Result<ExitCode> {
             commands::store_stats(&store.unwrap_or_else(culprit::store::default_uri))
         }
         Command::Chat { bundle, session, agent } => chat(&bundle, session, &agent),
+        Command::Serve { config, listen, data_dir } => {
+            let mut cfg = match &config {
+                Some(p) => culprit::serve::config::ServeConfig::load(p)?,
+                None => culprit::serve::config::ServeConfig::default(),
+            };
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+            rt.block_on(culprit::serve::serve(cfg, config))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { json, keep, agent } => {
             let (dir, _tmp) = match keep {
                 Some(d) => (d, None),
@@ -489,8 +543,11 @@ fn run(cmd: Command) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { suites, methods, json, out, timeout } => {
+        Command::Eval { suites, methods, json, out, timeout, feedback_split } => {
             let mut opts = eval::EvalOptions { timeout: std::time::Duration::from_secs(timeout), ..Default::default() };
+            if feedback_split {
+                return run_feedback_split(&suites, json, &opts);
+            }
             if let Some(names) = methods {
                 opts.methods = names
                     .iter()
@@ -510,7 +567,21 @@ fn run(cmd: Command) -> Result<ExitCode> {
             println!("wrote {} to {}", incident.id, dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { seed, json, write: None, learned: true, train_events, vectors, queries, no_vector_index } => {
+        Command::Bench { json, write: None, serve: true, seconds, senders, watchers, .. } => {
+            let dir = std::env::temp_dir().join(format!("culprit-bench-serve-{}", std::process::id()));
+            let _cleanup = TempDir(dir.clone());
+            let cfg = culprit::serve::load::LoadConfig { seconds, senders, watchers, services: 20, data_dir: dir };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+            eprintln!("bench: load test for {seconds} s ({senders} webhook senders, {watchers} watchers)");
+            let r = rt.block_on(culprit::serve::load::run(&cfg)).map_err(|e| anyhow::anyhow!(e))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", culprit::serve::load::render(&r));
+            }
+            Ok(if r.errors == 0 && r.lost_alerts == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Bench { seed, json, write: None, learned: true, train_events, vectors, queries, no_vector_index, .. } => {
             let dir = std::env::temp_dir().join(format!("culprit-bench-store-{}", std::process::id()));
             let _cleanup = TempDir(dir.clone());
             let b = culprit::bench::run_learned(seed, &dir, train_events, vectors, queries, !no_vector_index, &|what| eprintln!("bench: {what}"))?;
@@ -679,6 +750,27 @@ fn run_eval(args: &[String], json: bool, out: Option<&Path>, opts: &eval::EvalOp
     if let Some(dir) = out {
         write_eval_out(dir, &reports).with_context(|| format!("writing eval details to {}", dir.display()))?;
         eprintln!("wrote per-case details and plots to {}", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_feedback_split(args: &[String], json: bool, opts: &eval::EvalOptions) -> Result<ExitCode> {
+    let mut all = Vec::new();
+    for a in args {
+        all.extend(eval::suites(a)?);
+    }
+    let total: usize = all.iter().map(|s| s.cases.len()).sum();
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} feedback split {pos}/{len} cases [{elapsed_precise}] {wide_bar} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let rows: Vec<eval::FeedbackSplit> = all.iter().map(|s| eval::feedback_split(s, opts, &|| bar.inc(1))).collect();
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", eval::render_feedback_split(&rows));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,11 @@ pub fn read_changes(path: &Path, report: &mut ReadReport) -> Result<Vec<Change>,
     Ok(out)
 }
 
+/// One change event from its JSON object (the reader's per-line parser; `POST /v1/changes`).
+pub(crate) fn change_from_json(obj: &Value) -> Result<Change, (&'static str, String)> {
+    change(obj)
+}
+
 fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
     let time = match io::get(obj, &["time", "timestamp", "ts"]) {
         None => return Err(("time", "missing".into())),

@@ -475,26 +475,38 @@ pub(crate) fn for_each_otlp_record<T>(
     mut f: impl FnMut(T),
 ) -> Result<(), IngestError> {
     let file = display(path);
-    for_each_json_doc(path, report, &mut |n, doc, report| {
-        let Some(resources) = doc.get(shape.resources).and_then(Value::as_array) else {
-            report.skip(issue(&file, n, Some(shape.resources), format!("no {} array", shape.resources)));
-            return;
-        };
-        for res in resources {
-            let service = otlp_service(res);
-            for scope in shape.scopes.iter().flat_map(|k| array(res, k)) {
-                for rec in array(scope, shape.records) {
-                    match parse(rec, service.as_deref()) {
-                        Ok(r) => {
-                            report.records_read += 1;
-                            f(r);
-                        }
-                        Err((field, msg)) => report.skip(issue(&file, n, Some(field), msg)),
+    for_each_json_doc(path, report, &mut |n, doc, report| otlp_doc_records(&doc, &file, n, report, shape, &parse, &mut f))
+}
+
+/// The records of one OTLP/JSON export request (`doc`, line `n` of `file`), each parsed with its
+/// resource's `service.name`; records that do not parse are skipped and reported.
+pub(crate) fn otlp_doc_records<T>(
+    doc: &Value,
+    file: &str,
+    n: u64,
+    report: &mut ReadReport,
+    shape: &OtlpShape,
+    parse: &impl Fn(&Value, Option<&str>) -> Parsed<T>,
+    f: &mut impl FnMut(T),
+) {
+    let Some(resources) = doc.get(shape.resources).and_then(Value::as_array) else {
+        report.skip(issue(file, n, Some(shape.resources), format!("no {} array", shape.resources)));
+        return;
+    };
+    for res in resources {
+        let service = otlp_service(res);
+        for scope in shape.scopes.iter().flat_map(|k| array(res, k)) {
+            for rec in array(scope, shape.records) {
+                match parse(rec, service.as_deref()) {
+                    Ok(r) => {
+                        report.records_read += 1;
+                        f(r);
                     }
+                    Err((field, msg)) => report.skip(issue(file, n, Some(field), msg)),
                 }
             }
         }
-    })
+    }
 }
 
 /// `service.name` of an OTLP resource.

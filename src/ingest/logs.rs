@@ -201,12 +201,20 @@ pub fn read_otlp_logs(
     report: &mut ReadReport,
     f: &mut dyn FnMut(LogRecord),
 ) -> Result<(), IngestError> {
-    let shape = io::OtlpShape {
-        resources: "resourceLogs",
-        scopes: ["scopeLogs", "instrumentationLibraryLogs"],
-        records: "logRecords",
-    };
-    io::for_each_otlp_record(path, report, &shape, otlp_log, f)
+    io::for_each_otlp_record(path, report, &LOGS, otlp_log, f)
+}
+
+const LOGS: io::OtlpShape = io::OtlpShape {
+    resources: "resourceLogs",
+    scopes: ["scopeLogs", "instrumentationLibraryLogs"],
+    records: "logRecords",
+};
+
+/// The log records of one OTLP/JSON `ExportLogsServiceRequest` (an OTLP/HTTP receiver's body).
+pub fn logs_from_otlp_json(doc: &Value, origin: &str, report: &mut ReadReport) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    io::otlp_doc_records(doc, origin, 1, report, &LOGS, &otlp_log, &mut |r| out.push(r));
+    out
 }
 
 fn otlp_log(rec: &Value, service: Option<&str>) -> Result<LogRecord, (&'static str, String)> {

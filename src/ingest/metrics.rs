@@ -365,99 +365,110 @@ pub fn read_prometheus_query_range(
 ) -> Result<Vec<Series>, IngestError> {
     let file = io::display(path);
     let mut out = SeriesBuilder::default();
-    io::for_each_json_doc(path, report, &mut |n, doc, report| {
-        if let Some(status) = doc.get("status").and_then(Value::as_str) {
-            if status != "success" {
-                report.skip(io::issue(
-                    &file,
-                    n,
-                    Some("status"),
-                    format!("query status is {status:?}"),
-                ));
-                return;
-            }
-        }
-        let Some(results) = doc.pointer("/data/result").and_then(Value::as_array) else {
+    io::for_each_json_doc(path, report, &mut |n, doc, report| query_range_doc(&doc, &file, n, None, report, &mut out))?;
+    Ok(out.finish())
+}
+
+/// The series of one Prometheus HTTP API response, such as a live `query_range` answer.
+/// `name` is the metric name for results without `__name__` (PromQL functions drop it).
+pub fn series_from_query_range(doc: &Value, origin: &str, name: Option<&str>, report: &mut ReadReport) -> Vec<Series> {
+    let mut out = SeriesBuilder::default();
+    query_range_doc(doc, origin, 1, name, report, &mut out);
+    out.finish()
+}
+
+fn query_range_doc(doc: &Value, file: &str, n: u64, fallback: Option<&str>, report: &mut ReadReport, out: &mut SeriesBuilder) {
+    if let Some(status) = doc.get("status").and_then(Value::as_str) {
+        if status != "success" {
             report.skip(io::issue(
-                &file,
+                file,
                 n,
-                Some("data.result"),
-                "no data.result array",
+                Some("status"),
+                format!("query status is {status:?}"),
             ));
             return;
+        }
+    }
+    let Some(results) = doc.pointer("/data/result").and_then(Value::as_array) else {
+        report.skip(io::issue(
+            file,
+            n,
+            Some("data.result"),
+            "no data.result array",
+        ));
+        return;
+    };
+    for (i, r) in results.iter().enumerate() {
+        let labels: Vec<(String, String)> = match r.get("metric").and_then(Value::as_object) {
+            Some(m) => m.iter().map(|(k, v)| (k.clone(), io::to_text(v))).collect(),
+            None => Vec::new(),
         };
-        for (i, r) in results.iter().enumerate() {
-            let labels: Vec<(String, String)> = match r.get("metric").and_then(Value::as_object) {
-                Some(m) => m.iter().map(|(k, v)| (k.clone(), io::to_text(v))).collect(),
-                None => Vec::new(),
-            };
-            let Some(name) = labels
-                .iter()
-                .find(|(k, _)| k == "__name__")
-                .map(|(_, v)| v.clone())
-            else {
+        let Some(name) = labels
+            .iter()
+            .find(|(k, _)| k == "__name__")
+            .map(|(_, v)| v.clone())
+            .or_else(|| fallback.map(str::to_string))
+        else {
+            report.skip(io::issue(
+                file,
+                n,
+                Some("__name__"),
+                format!("result {i} has no metric name"),
+            ));
+            continue;
+        };
+        let Some(service) = service_of(&labels) else {
+            report.skip(io::issue(
+                file,
+                n,
+                Some("service"),
+                format!("result {i} ({name}) has no service label"),
+            ));
+            continue;
+        };
+        let metric = metric_name(&name, &labels);
+        let points: Vec<&Value> = match (r.get("values"), r.get("value")) {
+            (Some(Value::Array(vs)), _) => vs.iter().collect(),
+            (_, Some(v @ Value::Array(_))) => vec![v],
+            _ => {
                 report.skip(io::issue(
-                    &file,
+                    file,
                     n,
-                    Some("__name__"),
-                    format!("result {i} has no metric name"),
+                    Some("values"),
+                    format!("result {i} ({name}) has no values"),
                 ));
                 continue;
-            };
-            let Some(service) = service_of(&labels) else {
-                report.skip(io::issue(
-                    &file,
+            }
+        };
+        for (j, p) in points.into_iter().enumerate() {
+            let pair = p.as_array().filter(|a| a.len() == 2);
+            let t = pair.and_then(|a| io::time_of(&a[0]));
+            let v = pair.map(|a| match &a[1] {
+                Value::String(s) => parse_value(s),
+                Value::Number(x) => x.as_f64().ok_or_else(|| "bad number".to_string()),
+                other => Err(format!("not a number: {}", short(&other.to_string()))),
+            });
+            match (t, v) {
+                (Some(t), Some(Ok(v))) => {
+                    out.push(&service, &metric, t, v);
+                    report.records_read += 1;
+                }
+                (None, _) => report.skip(io::issue(
+                    file,
                     n,
-                    Some("service"),
-                    format!("result {i} ({name}) has no service label"),
-                ));
-                continue;
-            };
-            let metric = metric_name(&name, &labels);
-            let points: Vec<&Value> = match (r.get("values"), r.get("value")) {
-                (Some(Value::Array(vs)), _) => vs.iter().collect(),
-                (_, Some(v @ Value::Array(_))) => vec![v],
-                _ => {
-                    report.skip(io::issue(
-                        &file,
-                        n,
-                        Some("values"),
-                        format!("result {i} ({name}) has no values"),
-                    ));
-                    continue;
-                }
-            };
-            for (j, p) in points.into_iter().enumerate() {
-                let pair = p.as_array().filter(|a| a.len() == 2);
-                let t = pair.and_then(|a| io::time_of(&a[0]));
-                let v = pair.map(|a| match &a[1] {
-                    Value::String(s) => parse_value(s),
-                    Value::Number(x) => x.as_f64().ok_or_else(|| "bad number".to_string()),
-                    other => Err(format!("not a number: {}", short(&other.to_string()))),
-                });
-                match (t, v) {
-                    (Some(t), Some(Ok(v))) => {
-                        out.push(&service, &metric, t, v);
-                        report.records_read += 1;
-                    }
-                    (None, _) => report.skip(io::issue(
-                        &file,
-                        n,
-                        Some("values"),
-                        format!("result {i} point {j}: not a [time, \"value\"] pair"),
-                    )),
-                    (_, Some(Err(msg))) => report.skip(io::issue(
-                        &file,
-                        n,
-                        Some("values"),
-                        format!("result {i} point {j}: {msg}"),
-                    )),
-                    (_, None) => {}
-                }
+                    Some("values"),
+                    format!("result {i} point {j}: not a [time, \"value\"] pair"),
+                )),
+                (_, Some(Err(msg))) => report.skip(io::issue(
+                    file,
+                    n,
+                    Some("values"),
+                    format!("result {i} point {j}: {msg}"),
+                )),
+                (_, None) => {}
             }
         }
-    })?;
-    Ok(out.finish())
+    }
 }
 
 /// Reads a wide CSV: a `time` (or `timestamp`) column and one `<service>_<metric>` column per

@@ -6,14 +6,14 @@
 //! The bundle layout is documented in `docs/bundle-format.md`.
 
 mod bundle;
-mod changes;
-mod io;
-mod logs;
-mod metrics;
+pub(crate) mod changes;
+pub(crate) mod io;
+pub(crate) mod logs;
+pub(crate) mod metrics;
 mod pod;
 pub mod time;
 mod topology;
-mod traces;
+pub(crate) mod traces;
 mod write;
 
 use std::path::PathBuf;

@@ -15,14 +15,23 @@ use std::path::Path;
 /// pretty-printed document. Service from the resource's `service.name`; a span is an error when
 /// `status.code` is 2 / `STATUS_CODE_ERROR`; an empty `parentSpanId` marks a root.
 pub fn read_otlp_traces(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, IngestError> {
-    let shape = io::OtlpShape {
-        resources: "resourceSpans",
-        scopes: ["scopeSpans", "instrumentationLibrarySpans"],
-        records: "spans",
-    };
     let mut out = Vec::new();
-    io::for_each_otlp_record(path, report, &shape, otlp_span, |s| out.push(s))?;
+    io::for_each_otlp_record(path, report, &SPANS, otlp_span, |s| out.push(s))?;
     Ok(out)
+}
+
+const SPANS: io::OtlpShape = io::OtlpShape {
+    resources: "resourceSpans",
+    scopes: ["scopeSpans", "instrumentationLibrarySpans"],
+    records: "spans",
+};
+
+/// The spans of one OTLP/JSON `ExportTraceServiceRequest` (an OTLP/HTTP receiver's body, named
+/// `origin` in the issues of records that cannot be read).
+pub fn spans_from_otlp_json(doc: &Value, origin: &str, report: &mut ReadReport) -> Vec<Span> {
+    let mut out = Vec::new();
+    io::otlp_doc_records(doc, origin, 1, report, &SPANS, &otlp_span, &mut |s| out.push(s));
+    out
 }
 
 fn otlp_span(span: &Value, service: Option<&str>) -> Result<Span, (&'static str, String)> {

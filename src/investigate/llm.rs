@@ -134,12 +134,29 @@ pub struct LlmPolicy {
     /// User messages to add once the conversation has started (chat questions).
     queued: Vec<Value>,
     tokens: u64,
+    /// Secrets and personal data are removed from every telemetry text before it is sent.
+    redactor: crate::redact::Redactor,
 }
 
 impl LlmPolicy {
     pub fn new(endpoint: Endpoint) -> Result<LlmPolicy, PolicyError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| PolicyError(e.to_string()))?;
-        Ok(LlmPolicy { endpoint, rt, prompts: Prompts::new()?, messages: Vec::new(), pending: None, queued: Vec::new(), tokens: 0 })
+        Ok(LlmPolicy {
+            endpoint,
+            rt,
+            prompts: Prompts::new()?,
+            messages: Vec::new(),
+            pending: None,
+            queued: Vec::new(),
+            tokens: 0,
+            redactor: crate::redact::Redactor::default(),
+        })
+    }
+
+    /// Redacts with these patterns instead of the defaults (the service's configured PII).
+    pub fn with_redactor(mut self, redactor: crate::redact::Redactor) -> LlmPolicy {
+        self.redactor = redactor;
+        self
     }
 
     /// Continues a saved conversation.
@@ -177,7 +194,7 @@ impl Policy for LlmPolicy {
     fn decide(&mut self, v: &View) -> Result<Decision, PolicyError> {
         if self.messages.is_empty() {
             self.messages.push(json!({ "role": "system", "content": self.prompts.render("system", &json!({}))? }));
-            self.messages.push(json!({ "role": "user", "content": incident_prompt(&self.prompts, v)? }));
+            self.messages.push(json!({ "role": "user", "content": self.redactor.apply(&incident_prompt(&self.prompts, v)?) }));
         }
         self.messages.append(&mut self.queued);
         // Only the tools this incident has data for.
@@ -220,6 +237,7 @@ impl Policy for LlmPolicy {
     fn observe(&mut self, step: &Step, ledger: &Ledger, remaining: usize) {
         let text = observation_prompt(&self.prompts, step, ledger, remaining)
             .unwrap_or_else(|e| format!("(the observation could not be rendered: {e})"));
+        let text = self.redactor.apply(&text);
         match self.pending.take() {
             Some(id) => self.messages.push(json!({ "role": "tool", "tool_call_id": id, "content": text })),
             None => self.messages.push(json!({ "role": "user", "content": text })),

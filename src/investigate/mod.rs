@@ -138,6 +138,8 @@ pub struct Session<'a> {
     /// Set when the policy failed and the rules policy took over.
     pub fallback: Option<String>,
     pub seconds: f64,
+    /// Called with each step as it is recorded (the service streams them to watchers).
+    pub on_step: Option<Box<dyn FnMut(&Step) + 'a>>,
 }
 
 impl<'a> Session<'a> {
@@ -165,6 +167,7 @@ impl<'a> Session<'a> {
             tool_errors,
             fallback: None,
             seconds: 0.0,
+            on_step: None,
         }
     }
 
@@ -206,6 +209,9 @@ impl<'a> Session<'a> {
         };
         tracing::info!(turn = step.turn, tool = %step.tool, summary = %step.summary, confidence = step.confidence_after, "agent step");
         self.steps.push(step.clone());
+        if let Some(f) = self.on_step.as_mut() {
+            f(&step);
+        }
         step
     }
 

@@ -392,6 +392,60 @@ impl Store {
         Ok(out)
     }
 
+    /// Stored events of `source` with `from <= time_ms < to`, as (time, service, attributes),
+    /// oldest first, at most `limit`.
+    pub async fn events_between(&self, source: &str, from: i64, to: i64, limit: usize) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let t = self.table(EVENTS).await?;
+        let batches: Vec<RecordBatch> = t
+            .query()
+            .only_if(format!("source = '{}' AND time_ms >= {from} AND time_ms < {to}", source.replace('\'', "''")))
+            .select(lancedb::query::Select::columns(&["time_ms", "service", "attributes"]))
+            .limit(limit)
+            .execute()
+            .await
+            .map_err(|e| self.err(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let time: &Int64Array = column(b, "time_ms", EVENTS, &self.uri)?;
+            let svc: &StringArray = column(b, "service", EVENTS, &self.uri)?;
+            let attrs: &StringArray = column(b, "attributes", EVENTS, &self.uri)?;
+            for i in 0..b.num_rows() {
+                out.push((time.value(i), svc.value(i).to_string(), attrs.value(i).to_string()));
+            }
+        }
+        out.sort_by_key(|r| r.0);
+        Ok(out)
+    }
+
+    /// Every operator verdict, oldest first.
+    pub async fn feedback(&self) -> Result<Vec<FeedbackRow>, StoreError> {
+        let t = self.table(FEEDBACK).await?;
+        let batches: Vec<RecordBatch> = t.query().execute().await.map_err(|e| self.err(e))?.try_collect().await.map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let s = |name: &str| column::<StringArray>(b, name, FEEDBACK, &self.uri);
+            let (id, inv, verdict, service, kind, note, author) = (s("id")?, s("investigation_id")?, s("verdict")?, s("service")?, s("kind")?, s("note")?, s("author")?);
+            let time: &Int64Array = column(b, "time_ms", FEEDBACK, &self.uri)?;
+            for i in 0..b.num_rows() {
+                out.push(FeedbackRow {
+                    id: id.value(i).to_string(),
+                    investigation_id: inv.value(i).to_string(),
+                    time_ms: time.value(i),
+                    verdict: verdict.value(i).to_string(),
+                    service: service.value(i).to_string(),
+                    kind: kind.value(i).to_string(),
+                    note: note.value(i).to_string(),
+                    author: author.value(i).to_string(),
+                });
+            }
+        }
+        out.sort_by_key(|f| f.time_ms);
+        Ok(out)
+    }
+
     /// Builds the indexes a table lacks once it is large enough: scalar indexes on the filter
     /// columns and, with `vector`, IVF-PQ on `vector`. Returns the names of the indexes built.
     pub async fn ensure_indexes(&self, table: &str, vector: bool) -> Result<Vec<String>, StoreError> {

@@ -1,0 +1,204 @@
+//! Alert payloads: Prometheus Alertmanager's webhook (version 4) and a generic JSON alert, both
+//! turned into [`Incoming`] alerts with a fingerprint (for deduplication) and a group (the
+//! service, for grouping).
+
+use crate::model::{Alert, Severity, Ts};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// One alert as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    pub alert: Alert,
+    /// Identical alerts share it (Alertmanager's fingerprint, or a hash of the labels).
+    pub fingerprint: String,
+    /// `false` for an Alertmanager "resolved" notification.
+    pub firing: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertmanagerPayload {
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub common_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_annotations: BTreeMap<String, String>,
+    pub alerts: Vec<AmAlert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AmAlert {
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub starts_at: Option<String>,
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+}
+
+/// A generic alert: `{"service", "signal", "severity", "title", "time"?, "labels"?}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericAlert {
+    pub service: String,
+    #[serde(default)]
+    pub signal: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Unix ms, Unix seconds or RFC 3339; default now.
+    #[serde(default)]
+    pub time: Option<serde_json::Value>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The usual severity spellings; unknown ones are warnings.
+pub fn severity(label: Option<&str>) -> Severity {
+    match label.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        Some("critical" | "crit" | "page" | "p1" | "sev1" | "fatal" | "emergency") => Severity::Critical,
+        Some("high" | "error" | "major" | "p2" | "sev2") => Severity::High,
+        Some("info" | "informational" | "low" | "none" | "p4" | "p5") => Severity::Info,
+        _ => Severity::Warning,
+    }
+}
+
+/// The signal an alert is about, from a `signal` label or the alert's name.
+pub fn signal(labels: &BTreeMap<String, String>) -> String {
+    if let Some(s) = labels.get("signal").filter(|s| !s.is_empty()) {
+        return s.clone();
+    }
+    let name = labels.get("alertname").map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+    for (needle, signal) in [("error", "errors"), ("5xx", "errors"), ("latency", "latency"), ("slow", "latency"), ("cpu", "cpu"), ("mem", "mem"), ("saturat", "saturation")] {
+        if name.contains(needle) {
+            return signal.to_string();
+        }
+    }
+    "errors".to_string()
+}
+
+const SERVICE_LABELS: &[&str] = &["service", "service_name", "app", "job", "container", "pod"];
+
+fn service(labels: &BTreeMap<String, String>) -> Option<String> {
+    SERVICE_LABELS.iter().find_map(|k| labels.get(*k).filter(|v| !v.trim().is_empty()).cloned())
+}
+
+fn fingerprint_of(labels: &BTreeMap<String, String>) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Parses a time given as Unix ms, Unix seconds or RFC 3339.
+pub fn time_of(v: &serde_json::Value) -> Option<Ts> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64().map(crate::ingest::time::from_number),
+        serde_json::Value::String(s) => crate::ingest::time::parse_time_str(s),
+        _ => None,
+    }
+}
+
+/// The alerts of an Alertmanager webhook. An alert without a service label is an error naming
+/// its index (Alertmanager sends whatever labels the rule has).
+pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incoming>, String> {
+    if let Some(v) = &p.version {
+        if v != "4" {
+            tracing::warn!(version = %v, "Alertmanager webhook version other than 4; reading it as 4");
+        }
+    }
+    let mut out = Vec::new();
+    for (i, a) in p.alerts.iter().enumerate() {
+        let mut labels = p.common_labels.clone();
+        labels.extend(a.labels.clone());
+        let svc = service(&labels).ok_or_else(|| format!("alerts[{i}]: no service label (one of {})", SERVICE_LABELS.join(", ")))?;
+        let annotations: BTreeMap<String, String> = p.common_annotations.clone().into_iter().chain(a.annotations.clone()).collect();
+        let time = a.starts_at.as_deref().and_then(crate::ingest::time::parse_time_str).filter(|t| *t > 0).unwrap_or(now);
+        let title = annotations
+            .get("summary")
+            .or_else(|| annotations.get("description"))
+            .or_else(|| labels.get("alertname"))
+            .cloned()
+            .unwrap_or_else(|| format!("alert on {svc}"));
+        let firing = a.status.as_deref().or(p.status.as_deref()).map_or(true, |s| s != "resolved");
+        out.push(Incoming {
+            alert: Alert { time, service: svc, signal: signal(&labels), severity: severity(labels.get("severity").map(String::as_str)), title },
+            fingerprint: a.fingerprint.clone().filter(|f| !f.is_empty()).unwrap_or_else(|| fingerprint_of(&labels)),
+            firing,
+            labels,
+        });
+    }
+    Ok(out)
+}
+
+pub fn from_generic(g: GenericAlert, now: Ts) -> Result<Incoming, String> {
+    if g.service.trim().is_empty() {
+        return Err("service: empty".into());
+    }
+    let time = match &g.time {
+        None => now,
+        Some(v) => time_of(v).ok_or_else(|| format!("time: not a time: {v}"))?,
+    };
+    let mut labels = g.labels.clone();
+    labels.insert("service".into(), g.service.clone());
+    if let Some(s) = &g.signal {
+        labels.insert("signal".into(), s.clone());
+    }
+    Ok(Incoming {
+        alert: Alert {
+            time,
+            service: g.service.clone(),
+            signal: signal(&labels),
+            severity: severity(g.severity.as_deref()),
+            title: g.title.unwrap_or_else(|| format!("{} on {}", signal(&labels), g.service)),
+        },
+        fingerprint: fingerprint_of(&labels),
+        firing: true,
+        labels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alertmanager_payloads_become_alerts() {
+        let body = r#"{"version":"4","status":"firing","receiver":"culprit","groupLabels":{"alertname":"FrontendErrorRate"},
+            "commonLabels":{"alertname":"FrontendErrorRate","severity":"critical"},"commonAnnotations":{"summary":"frontend errors above 5%"},
+            "alerts":[{"status":"firing","labels":{"service":"frontend"},"annotations":{},"startsAt":"2026-11-22T20:00:00Z","fingerprint":"abc"},
+                      {"status":"resolved","labels":{"job":"checkout","alertname":"CheckoutLatency","severity":"warning"},"startsAt":"2026-11-22T20:01:00Z"}]}"#;
+        let p: AlertmanagerPayload = serde_json::from_str(body).unwrap();
+        let a = from_alertmanager(&p, 0).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!((a[0].alert.service.as_str(), a[0].alert.signal.as_str(), a[0].alert.severity), ("frontend", "errors", Severity::Critical));
+        assert_eq!(a[0].alert.title, "frontend errors above 5%");
+        assert_eq!(a[0].alert.time, 1_795_377_600_000);
+        assert_eq!(a[0].fingerprint, "abc");
+        assert!(a[0].firing && !a[1].firing);
+        assert_eq!((a[1].alert.service.as_str(), a[1].alert.signal.as_str(), a[1].alert.severity), ("checkout", "latency", Severity::Warning));
+        let no_service: AlertmanagerPayload = serde_json::from_str(r#"{"alerts":[{"labels":{"alertname":"X"}}]}"#).unwrap();
+        assert!(from_alertmanager(&no_service, 0).unwrap_err().starts_with("alerts[0]: no service label"));
+    }
+
+    #[test]
+    fn generic_alerts_need_a_service_and_a_readable_time() {
+        let g: GenericAlert = serde_json::from_str(r#"{"service":"api","severity":"high","time":1700000000}"#).unwrap();
+        let a = from_generic(g, 5).unwrap();
+        assert_eq!((a.alert.time, a.alert.severity), (1_700_000_000_000, Severity::High));
+        let g: GenericAlert = serde_json::from_str(r#"{"service":"api","time":"yesterday"}"#).unwrap();
+        assert!(from_generic(g, 5).unwrap_err().starts_with("time: not a time"));
+        assert!(serde_json::from_str::<GenericAlert>(r#"{"service":"api","sevrity":"high"}"#).is_err());
+    }
+}

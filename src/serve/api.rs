@@ -1,0 +1,662 @@
+//! The HTTP routes. Every route but `/`, `/healthz` and the page's assets needs a bearer token;
+//! roles nest (viewer < operator < admin). Bodies are read as bytes and parsed here, so a bad one
+//! gets a 400 naming the line, column and field; bodies above `max_body_bytes` get 413.
+
+use super::config::{Role, ServeConfig};
+use super::{alerts, lock, now_ms, otlp, sources, worker, App, ChatSession, Mode, Record, Status, Summary};
+use crate::store::{EventRow, FeedbackRow};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+type AppState = Arc<App>;
+
+/// An error answered as `{"error": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+    fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, format!("no {what} {id:?}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"culprit\""));
+        }
+        r
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// Refuses (403, audited) a caller below `role`.
+    fn require(&self, app: &App, role: Role, action: &str) -> Result<(), ApiError> {
+        if self.role >= role {
+            return Ok(());
+        }
+        app.metrics.denied.with_label_values(&["403"]).inc();
+        app.audit.record(&self.name, self.role.as_str(), "denied", action, json!({ "status": 403, "needs": role.as_str() }));
+        Err(ApiError::new(StatusCode::FORBIDDEN, format!("{action} needs the {} role; this token is a {}", role.as_str(), self.role.as_str())))
+    }
+}
+
+fn token_from(parts: &Parts) -> Option<String> {
+    if let Some(h) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let mut it = h.splitn(2, ' ');
+        let scheme = it.next().unwrap_or("");
+        return scheme.eq_ignore_ascii_case("bearer").then(|| it.next().unwrap_or("").trim().to_string());
+    }
+    // EventSource cannot send headers: the event stream alone also takes `?token=`.
+    if parts.uri.path().ends_with("/events") {
+        return parts.uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(|t| percent_decode(t))));
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiError> {
+        let deny = |message: &str| {
+            app.metrics.denied.with_label_values(&["401"]).inc();
+            app.audit.record("anonymous", "none", "denied", parts.uri.path(), json!({ "status": 401, "why": message }));
+            ApiError::new(StatusCode::UNAUTHORIZED, message.to_string())
+        };
+        let Some(token) = token_from(parts) else {
+            return Err(deny("missing bearer token (Authorization: Bearer <token>)"));
+        };
+        let principals = app.principals.read().map(|p| p.clone()).unwrap_or_default();
+        // Every token is compared, in constant time, whichever matches.
+        let mut found: Option<Caller> = None;
+        for p in &principals {
+            if bool::from(p.secret.as_slice().ct_eq(token.as_bytes())) {
+                found = Some(Caller { name: p.name.clone(), role: p.role });
+            }
+        }
+        found.ok_or_else(|| deny("unknown token"))
+    }
+}
+
+/// Parses a JSON body, naming line, column and field on error.
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error(de)
+}
+
+fn serde_path_to_error<'de, T: serde::de::DeserializeOwned>(de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>) -> Result<T, ApiError> {
+    T::deserialize(de).map_err(|e| ApiError::bad(format!("request body, line {} column {}: {e}", e.line(), e.column())))
+}
+
+pub fn router(app: AppState) -> Router {
+    let limit = app.config().max_body_bytes;
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/alerts/alertmanager", post(alertmanager))
+        .route("/v1/alerts/generic", post(generic))
+        .route("/v1/investigations", get(list).post(create))
+        .route("/v1/investigations/{id}", get(detail))
+        .route("/v1/investigations/{id}/events", get(events))
+        .route("/v1/investigations/{id}/feedback", post(feedback))
+        .route("/v1/sessions", post(new_session))
+        .route("/v1/sessions/{id}", get(get_session))
+        .route("/v1/sessions/{id}/messages", post(message))
+        .route("/v1/changes", post(changes))
+        .route("/v1/traces", post(|s, c, h, b| otlp_in(s, c, h, b, otlp::Signal::Traces)))
+        .route("/v1/logs", post(|s, c, h, b| otlp_in(s, c, h, b, otlp::Signal::Logs)))
+        .route("/v1/metrics", post(|s, c, h, b| otlp_in(s, c, h, b, otlp::Signal::Metrics)))
+        .route("/v1/config", get(show_config))
+        .route("/v1/config/reload", post(reload))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// The web page: one self-contained file, allowed to talk to this origin only.
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(include_str!("web/index.html")),
+    )
+}
+
+async fn metrics(State(app): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(&app, Role::Viewer, "metrics")?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response())
+}
+
+/// What happened to one received alert.
+fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Value {
+    let cfg = app.config();
+    let now = now_ms();
+    let group = inc.alert.service.clone();
+    let (id, outcome, start) = {
+        let mut reg = lock(&app.registry);
+        let window = cfg.alerts.group_seconds as i64 * 1000;
+        let open = reg
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| reg.records.get(id))
+            .find(|r| r.group == group && now - r.summary.created_ms <= window && r.summary.status != Status::Failed)
+            .map(|r| r.summary.id.clone());
+        match (open, inc.firing) {
+            (Some(id), _) => {
+                let r = reg.records.get_mut(&id);
+                let outcome = match r {
+                    Some(r) if !inc.firing => {
+                        r.summary.updated_ms = now;
+                        "resolved"
+                    }
+                    Some(r) => {
+                        r.summary.updated_ms = now;
+                        if r.fingerprints.insert(inc.fingerprint.clone()) {
+                            r.summary.alerts += 1;
+                            "grouped"
+                        } else {
+                            "duplicate"
+                        }
+                    }
+                    None => "duplicate",
+                };
+                (Some(id), outcome, false)
+            }
+            (None, false) => (None, "resolved", false),
+            (None, true) => {
+                let id = reg.new_id(now);
+                let mode = if inc.alert.severity >= cfg.alerts.agent_from { Mode::Agent } else { Mode::Triage };
+                let record = new_record(&id, &inc.alert, mode, now, group.clone(), inc.fingerprint.clone());
+                reg.order.push(id.clone());
+                reg.records.insert(id.clone(), record);
+                (Some(id), "started", true)
+            }
+        }
+    };
+    app.metrics.alerts.with_label_values(&[source, outcome]).inc();
+    app.audit.record(
+        &caller.name,
+        caller.role.as_str(),
+        "alert.received",
+        id.as_deref().unwrap_or("-"),
+        json!({ "source": source, "outcome": outcome, "service": inc.alert.service, "signal": inc.alert.signal, "severity": inc.alert.severity, "fingerprint": inc.fingerprint, "title": inc.alert.title }),
+    );
+    if start {
+        if let Some(id) = &id {
+            app.emit(id, "status", json!({ "status": Status::Queued }));
+            worker::enqueue(app, id.clone());
+        }
+    }
+    json!({ "investigation": id, "outcome": outcome, "service": inc.alert.service })
+}
+
+fn new_record(id: &str, alert: &crate::model::Alert, mode: Mode, now: i64, group: String, fingerprint: String) -> Record {
+    Record {
+        summary: Summary {
+            id: id.to_string(),
+            title: alert.title.clone(),
+            service: alert.service.clone(),
+            severity: alert.severity,
+            status: Status::Queued,
+            mode,
+            created_ms: now,
+            updated_ms: now,
+            alerts: 1,
+            top: None,
+            feedback: None,
+        },
+        alert: alert.clone(),
+        group,
+        fingerprints: BTreeSet::from([fingerprint]),
+        report: None,
+        error: None,
+        feedback_items: Vec::new(),
+        features: Vec::new(),
+        events: Vec::new(),
+        tx: Some(tokio::sync::broadcast::channel(256).0),
+    }
+}
+
+async fn alertmanager(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+    caller.require(&app, Role::Operator, "alerts")?;
+    let payload: alerts::AlertmanagerPayload = parse(&body)?;
+    let incoming = alerts::from_alertmanager(&payload, now_ms()).map_err(ApiError::bad)?;
+    let results: Vec<Value> = incoming.into_iter().map(|i| accept(&app, &caller, i, "alertmanager")).collect();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "alerts": results }))).into_response())
+}
+
+async fn generic(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+    caller.require(&app, Role::Operator, "alerts")?;
+    let g: alerts::GenericAlert = parse(&body)?;
+    let inc = alerts::from_generic(g, now_ms()).map_err(ApiError::bad)?;
+    Ok((StatusCode::ACCEPTED, Json(accept(&app, &caller, inc, "generic"))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    alert: alerts::GenericAlert,
+    /// `triage` or `agent`; default by severity.
+    #[serde(default)]
+    mode: Option<Mode>,
+}
+
+/// `POST /v1/investigations`: investigate now, whatever the grouping.
+async fn create(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+    caller.require(&app, Role::Operator, "investigations.create")?;
+    let req: CreateRequest = parse(&body)?;
+    let inc = alerts::from_generic(req.alert, now_ms()).map_err(ApiError::bad)?;
+    let now = now_ms();
+    let mode = req.mode.unwrap_or(if inc.alert.severity >= app.config().alerts.agent_from { Mode::Agent } else { Mode::Triage });
+    let id = {
+        let mut reg = lock(&app.registry);
+        let id = reg.new_id(now);
+        // Its own group: later alerts do not join a manual investigation.
+        let record = new_record(&id, &inc.alert, mode, now, format!("manual:{id}"), inc.fingerprint.clone());
+        reg.order.push(id.clone());
+        reg.records.insert(id.clone(), record);
+        id
+    };
+    app.audit.record(&caller.name, caller.role.as_str(), "investigation.started", &id, json!({ "service": inc.alert.service, "mode": mode.as_str(), "manual": true }));
+    app.emit(&id, "status", json!({ "status": Status::Queued }));
+    worker::enqueue(&app, id.clone());
+    Ok((StatusCode::ACCEPTED, Json(json!({ "investigation": id, "mode": mode }))).into_response())
+}
+
+async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&app, Role::Viewer, "investigations.list")?;
+    let reg = lock(&app.registry);
+    let items: Vec<&Summary> = reg.order.iter().rev().filter_map(|id| reg.records.get(id)).map(|r| &r.summary).collect();
+    Ok(Json(json!({ "investigations": items })))
+}
+
+async fn detail(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    caller.require(&app, Role::Viewer, "investigations.read")?;
+    let reg = lock(&app.registry);
+    let r = reg.records.get(&id).ok_or_else(|| ApiError::not_found("investigation", &id))?;
+    let mut v = serde_json::to_value(&r.summary).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("alert".into(), json!(r.alert));
+        o.insert("report".into(), json!(r.report));
+        o.insert("error".into(), json!(r.error));
+        o.insert("feedback".into(), json!(r.feedback_items));
+        o.insert("latest_feedback".into(), json!(r.summary.feedback));
+    }
+    Ok(Json(v))
+}
+
+async fn events(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    caller.require(&app, Role::Viewer, "investigations.events")?;
+    let (history, rx) = worker::watch(&app, &id).ok_or_else(|| ApiError::not_found("investigation", &id))?;
+    let done_already = history.iter().any(|e| e.name == "done");
+    let to_sse = |e: super::Event| -> Result<axum::response::sse::Event, std::convert::Infallible> {
+        Ok(axum::response::sse::Event::default().event(e.name).data(e.data.to_string()))
+    };
+    let past = futures::stream::iter(history.into_iter().map(to_sse));
+    let live = futures::stream::unfold((rx, done_already), move |(rx, done)| async move {
+        if done {
+            return None;
+        }
+        let mut rx = rx?;
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    let finished = e.name == "done";
+                    return Some((to_sse(e), (Some(rx), finished)));
+                }
+                // A slow watcher missed events: it goes on with the next ones.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures::StreamExt;
+    Ok(Sse::new(past.chain(live)).keep_alive(KeepAlive::default()).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackRequest {
+    /// `confirm`, `reject` or `correct`.
+    verdict: String,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    note: String,
+}
+
+async fn feedback(State(app): State<AppState>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    caller.require(&app, Role::Operator, "feedback")?;
+    let req: FeedbackRequest = parse(&body)?;
+    let (top, alert, report) = {
+        let reg = lock(&app.registry);
+        let r = reg.records.get(&id).ok_or_else(|| ApiError::not_found("investigation", &id))?;
+        if r.report.is_none() {
+            return Err(ApiError::new(StatusCode::CONFLICT, format!("investigation {id} has no result yet ({:?})", r.summary.status)));
+        }
+        (r.summary.top.clone(), r.alert.clone(), r.report.clone())
+    };
+    let (service, kind) = match req.verdict.as_str() {
+        "confirm" => {
+            let t = top.as_ref().ok_or_else(|| ApiError::bad("nothing to confirm: the investigation named no root cause (use `correct`)"))?;
+            (req.service.clone().unwrap_or_else(|| t.service.clone()), req.kind.clone().unwrap_or_else(|| t.kind.clone()))
+        }
+        "reject" => (top.as_ref().map(|t| t.service.clone()).unwrap_or_default(), String::new()),
+        "correct" => {
+            let s = req.service.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| ApiError::bad("verdict `correct` needs `service`: the true root-cause service"))?;
+            (s, req.kind.clone().unwrap_or_default())
+        }
+        other => return Err(ApiError::bad(format!("verdict: {other:?} is not one of confirm, reject, correct"))),
+    };
+    let now = now_ms();
+    let row = FeedbackRow {
+        id: format!("fb-{now}-{}", &id),
+        investigation_id: id.clone(),
+        time_ms: now,
+        verdict: req.verdict.clone(),
+        service: service.clone(),
+        kind: kind.clone(),
+        note: req.note.clone(),
+        author: caller.name.clone(),
+    };
+    app.store.add_feedback(&row).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("feedback not stored: {e}")))?;
+    {
+        let mut reg = lock(&app.registry);
+        if let Some(r) = reg.records.get_mut(&id) {
+            r.feedback_items.push(row.clone());
+            r.summary.feedback = Some(req.verdict.clone());
+            r.summary.updated_ms = now;
+        }
+    }
+    worker::save(&app, &id);
+    // Confirmed and corrected causes join the knowledge base the agent searches.
+    let mut kb_id = None;
+    if req.verdict != "reject" {
+        if let Some(report) = report {
+            let entry = crate::store::IncidentRow {
+                id: format!("feedback-{id}"),
+                time_ms: alert.time,
+                title: alert.title.clone(),
+                summary: crate::kb::fingerprint_text(&report),
+                root_cause_service: service.clone(),
+                root_cause_kind: kind.clone(),
+                resolution: req.note.clone(),
+                postmortem: String::new(),
+                tags: vec![alert.service.clone(), "feedback".into()],
+                embedder: String::new(),
+                vector: Vec::new(),
+            };
+            match crate::kb::add_embedded(&app.store, vec![entry]).await {
+                Ok(()) => kb_id = Some(format!("feedback-{id}")),
+                Err(e) => tracing::warn!(error = %e, "feedback not added to the knowledge base"),
+            }
+        }
+    }
+    let app2 = app.clone();
+    let reranker = tokio::task::spawn_blocking(move || worker::retrain(&app2)).await.ok();
+    app.audit.record(&caller.name, caller.role.as_str(), "feedback", &id, json!({ "verdict": req.verdict, "service": service, "kind": kind, "note": req.note, "knowledge_base": kb_id }));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "stored": true, "id": row.id, "knowledge_base": kb_id, "reranker_examples": reranker.as_ref().map(|r| r.examples), "reranker_active": reranker.as_ref().is_some_and(|r| r.is_trained()) })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionRequest {
+    investigation: String,
+}
+
+async fn new_session(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+    caller.require(&app, Role::Operator, "sessions.create")?;
+    let req: SessionRequest = parse(&body)?;
+    let case = lock(&app.cases).get(&req.investigation).ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, format!("investigation {:?} is unknown, not finished, or no longer in memory: start a new one", req.investigation))
+    })?;
+    let cfg = agent_config(&app.config());
+    let chat = {
+        let s = crate::investigate::Session::new(&case.0, &case.1, None, &cfg);
+        crate::investigate::chat::SavedChat {
+            schema: crate::investigate::chat::CHAT_SCHEMA.to_string(),
+            incident: case.0.id.clone(),
+            ledger: s.ledger.clone(),
+            steps: Vec::new(),
+            exchanges: Vec::new(),
+            messages: Vec::new(),
+        }
+    };
+    let id = format!("chat-{}-{}", now_ms(), req.investigation);
+    let s = ChatSession { id: id.clone(), investigation: req.investigation.clone(), created_by: caller.name.clone(), chat };
+    worker::save_session(&app, &s);
+    lock(&app.sessions).insert(id.clone(), s);
+    app.audit.record(&caller.name, caller.role.as_str(), "session.created", &id, json!({ "investigation": req.investigation }));
+    Ok((StatusCode::CREATED, Json(json!({ "session": id, "investigation": req.investigation }))).into_response())
+}
+
+fn agent_config(cfg: &ServeConfig) -> crate::investigate::AgentConfig {
+    crate::investigate::AgentConfig { threshold: cfg.agent.threshold, max_turns: cfg.agent.max_turns, max_seconds: cfg.agent.max_seconds, ..Default::default() }
+}
+
+async fn get_session(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    caller.require(&app, Role::Viewer, "sessions.read")?;
+    let s = lock(&app.sessions).get(&id).cloned().ok_or_else(|| ApiError::not_found("session", &id))?;
+    Ok(Json(json!(s)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageRequest {
+    text: String,
+}
+
+async fn message(State(app): State<AppState>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    caller.require(&app, Role::Operator, "sessions.message")?;
+    let req: MessageRequest = parse(&body)?;
+    if req.text.trim().is_empty() {
+        return Err(ApiError::bad("text: empty"));
+    }
+    let session = lock(&app.sessions).get(&id).cloned().ok_or_else(|| ApiError::not_found("session", &id))?;
+    let case = lock(&app.cases)
+        .get(&session.investigation)
+        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, format!("the data of investigation {} is no longer in memory", session.investigation)))?;
+    let cfg = agent_config(&app.config());
+    let text = req.text.clone();
+    let updated = tokio::task::spawn_blocking(move || {
+        let mut s = crate::investigate::Session::resume(&case.0, &case.1, None, session.chat.ledger.clone(), session.chat.steps.clone(), &cfg);
+        let exchange = crate::investigate::chat::answer_offline(&mut s, &text);
+        let mut chat = session.chat.clone();
+        chat.ledger = s.ledger.clone();
+        chat.steps = s.steps.clone();
+        chat.exchanges.push(exchange.clone());
+        (ChatSession { chat, ..session }, exchange)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the answer failed: {e}")))?;
+    let (s, exchange) = updated;
+    worker::save_session(&app, &s);
+    lock(&app.sessions).insert(id.clone(), s);
+    app.audit.record(&caller.name, caller.role.as_str(), "session.message", &id, json!({ "question": req.text, "turns": exchange.turns }));
+    Ok(Json(json!({ "answer": exchange.answer, "turns": exchange.turns })))
+}
+
+/// `POST /v1/changes`: one change event or an array of them, in the bundle's change format.
+async fn changes(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+    caller.require(&app, Role::Operator, "changes")?;
+    let v: Value = parse(&body)?;
+    let items = match v {
+        Value::Array(a) => a,
+        o @ Value::Object(_) => vec![o],
+        _ => return Err(ApiError::bad("request body: a change object or an array of them")),
+    };
+    let mut rows = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let c = crate::ingest::changes::change_from_json(item).map_err(|(field, msg)| ApiError::bad(format!("change {i}: {field}: {msg}")))?;
+        rows.push(EventRow {
+            id: format!("change-{}-{}-{i}", c.time, c.service),
+            time_ms: c.time,
+            source: sources::CHANGE.into(),
+            service: c.service.clone(),
+            environment: "production".into(),
+            attributes: serde_json::to_string(&c).unwrap_or_default(),
+            vector: None,
+            anomaly_score: None,
+        });
+    }
+    app.store.add_events(&rows).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("changes not stored: {e}")))?;
+    let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
+    app.audit.record(&caller.name, caller.role.as_str(), "changes.recorded", "-", json!({ "count": rows.len(), "services": services }));
+    Ok((StatusCode::CREATED, Json(json!({ "stored": rows.len() }))).into_response())
+}
+
+async fn otlp_in(State(app): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes, signal: otlp::Signal) -> Result<Response, ApiError> {
+    caller.require(&app, Role::Operator, "otlp")?;
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let enc = otlp::Encoding::from_content_type(ct)
+        .ok_or_else(|| ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Type {ct:?}: OTLP/HTTP takes application/x-protobuf or application/json")))?;
+    let body = if headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) == Some("gzip") {
+        use std::io::Read;
+        let mut out = Vec::new();
+        let limit = app.config().max_body_bytes as u64;
+        flate2::read::GzDecoder::new(body.as_ref()).take(limit + 1).read_to_end(&mut out).map_err(|e| ApiError::bad(format!("gzip body: {e}")))?;
+        if out.len() as u64 > limit {
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the decompressed body is above max_body_bytes"));
+        }
+        Bytes::from(out)
+    } else {
+        body
+    };
+    let decoded = tokio::task::spawn_blocking(move || otlp::decode(signal, enc, &body))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::bad)?;
+    let mut rows = Vec::new();
+    let row = |i: usize, t: i64, source: &str, service: &str, attrs: String| EventRow {
+        id: format!("{source}-{t}-{service}-{i}"),
+        time_ms: t,
+        source: source.to_string(),
+        service: service.to_string(),
+        environment: "production".into(),
+        attributes: attrs,
+        vector: None,
+        anomaly_score: None,
+    };
+    for (i, s) in decoded.spans.iter().enumerate() {
+        rows.push(row(i, s.start, sources::SPAN, &s.service, serde_json::to_string(s).unwrap_or_default()));
+    }
+    for (i, l) in decoded.logs.iter().enumerate() {
+        rows.push(row(i, l.time, sources::LOG, &l.service, serde_json::to_string(l).unwrap_or_default()));
+    }
+    for (i, p) in decoded.points.iter().enumerate() {
+        rows.push(row(i, p.time, sources::METRIC, &p.service, serde_json::to_string(p).unwrap_or_default()));
+    }
+    app.store.add_events(&rows).await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("not stored, retry: {e}")))?;
+    app.metrics.otlp_records.with_label_values(&[signal.as_str(), "stored"]).inc_by(rows.len() as u64);
+    app.metrics.otlp_records.with_label_values(&[signal.as_str(), "rejected"]).inc_by(decoded.rejected());
+    if decoded.rejected() > 0 {
+        tracing::warn!(signal = signal.as_str(), rejected = decoded.rejected(), first = ?decoded.report.issues.first(), "OTLP records rejected");
+    }
+    let (bytes, ct) = otlp::response(signal, enc, &decoded);
+    Ok(([(header::CONTENT_TYPE, ct)], bytes).into_response())
+}
+
+async fn show_config(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&app, Role::Admin, "config.read")?;
+    app.audit.record(&caller.name, caller.role.as_str(), "config.read", "-", json!({}));
+    // Token values are never serialised (`skip_serializing`).
+    Ok(Json(json!(app.config())))
+}
+
+/// Re-reads the config file: tokens, agent, window, alert, Prometheus, redaction and notification
+/// settings take effect for the next request; `listen`, `data_dir`, `store` and `workers` need a
+/// restart.
+async fn reload(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&app, Role::Admin, "config.reload")?;
+    let path = app.config_path.clone().ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "started without --config: nothing to reload"))?;
+    let result = ServeConfig::load(&path).map_err(|e| e.to_string()).and_then(|new| {
+        let principals = new.principals(&|k| std::env::var(k).ok())?;
+        Ok((new, principals))
+    });
+    match result {
+        Ok((new, principals)) => {
+            let old = app.config();
+            let restart: Vec<&str> = [
+                ("listen", old.listen != new.listen),
+                ("data_dir", old.data_dir != new.data_dir),
+                ("store", old.store != new.store),
+                ("workers", old.workers != new.workers),
+            ]
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(k, _)| k)
+            .collect();
+            if let Ok(mut c) = app.cfg.write() {
+                *c = ServeConfig { listen: old.listen, data_dir: old.data_dir.clone(), store: old.store.clone(), workers: old.workers, ..new };
+            }
+            if let Ok(mut p) = app.principals.write() {
+                *p = principals;
+            }
+            app.audit.record(&caller.name, caller.role.as_str(), "config.reload", &path.display().to_string(), json!({ "ok": true, "needs_restart": restart }));
+            Ok(Json(json!({ "reloaded": true, "needs_restart": restart })))
+        }
+        Err(e) => {
+            app.audit.record(&caller.name, caller.role.as_str(), "config.reload", &path.display().to_string(), json!({ "ok": false, "error": e }));
+            Err(ApiError::bad(format!("config not reloaded: {e}")))
+        }
+    }
+}

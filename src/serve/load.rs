@@ -1,0 +1,259 @@
+//! The service's load test (`culprit bench --serve`): a real server on loopback, N concurrent
+//! senders posting Alertmanager webhooks for a fixed time while M watchers follow
+//! investigations' event streams; then every accepted alert is looked up in the audit log.
+
+use super::config::{Role, ServeConfig, TokenConfig};
+use super::App;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub seconds: f64,
+    /// Concurrent webhook senders (each posts, waits for the answer, posts again).
+    pub senders: usize,
+    /// Concurrent event-stream watchers.
+    pub watchers: usize,
+    /// Distinct services the alerts are spread over.
+    pub services: usize,
+    pub data_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub seconds: f64,
+    pub senders: usize,
+    pub watchers: usize,
+    pub webhooks_sent: u64,
+    pub webhooks_per_second: f64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    /// Accepted alerts missing from the audit log (must be 0).
+    pub lost_alerts: u64,
+    pub audit_alert_lines: u64,
+    pub investigations: usize,
+    pub investigations_finished: usize,
+    pub sse_events: u64,
+    pub sse_streams: u64,
+}
+
+const TOKEN: &str = "load-test-operator-token";
+
+/// Runs the load test against a fresh server in `cfg.data_dir`.
+pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
+    let serve_cfg = ServeConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: cfg.data_dir.clone(),
+        tokens: vec![TokenConfig { name: "load".into(), role: Role::Operator, token: Some(TOKEN.into()), token_env: None }],
+        window: super::config::WindowConfig { settle_seconds: 0, ..Default::default() },
+        // Short groups, so new investigations keep starting during the test.
+        alerts: super::config::AlertConfig { group_seconds: 2, ..Default::default() },
+        ..Default::default()
+    };
+    let app = App::start(serve_cfg, None, &|_| None).await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let router = super::api::router(app.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(cfg.senders + cfg.watchers).build().map_err(|e| e.to_string())?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let sse_events = Arc::new(AtomicU64::new(0));
+    let sse_streams = Arc::new(AtomicU64::new(0));
+    let fail = {
+        let (errors, first_error) = (errors.clone(), first_error.clone());
+        move |e: String| {
+            errors.fetch_add(1, Ordering::Relaxed);
+            let mut f = super::lock(&first_error);
+            if f.is_none() {
+                *f = Some(e);
+            }
+        }
+    };
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..cfg.senders {
+        let (client, base, stop, sent, latencies, accepted, fail) = (client.clone(), base.clone(), stop.clone(), sent.clone(), latencies.clone(), accepted.clone(), fail.clone());
+        let services = cfg.services.max(1);
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut local = Vec::new();
+            let mut fps = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let fingerprint = format!("load-{s}-{n}");
+                let service = format!("svc-{}", (s as u64 + n) % services as u64);
+                let severity = if n % 10 == 0 { "critical" } else { "warning" };
+                let body = serde_json::json!({
+                    "version": "4", "status": "firing", "receiver": "culprit",
+                    "commonLabels": { "alertname": "LoadTestErrors" },
+                    "alerts": [{ "status": "firing", "labels": { "service": service, "severity": severity },
+                                 "annotations": { "summary": "load test" }, "fingerprint": fingerprint,
+                                 "startsAt": chrono::Utc::now().to_rfc3339() }]
+                });
+                let t = Instant::now();
+                let r = client.post(format!("{base}/v1/alerts/alertmanager")).bearer_auth(TOKEN).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string()).send().await;
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                match r {
+                    Ok(resp) if resp.status().as_u16() == 202 => {
+                        let _ = resp.bytes().await;
+                        local.push(ms);
+                        fps.push(fingerprint);
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(resp) => fail(format!("HTTP {} from the webhook", resp.status())),
+                    Err(e) => fail(format!("webhook request failed: {e}")),
+                }
+            }
+            super::lock(&latencies).extend(local);
+            super::lock(&accepted).extend(fps);
+        }));
+    }
+    for w in 0..cfg.watchers {
+        let (client, base, stop, sse_events, sse_streams, fail, app) = (client.clone(), base.clone(), stop.clone(), sse_events.clone(), sse_streams.clone(), fail.clone(), app.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut k = w;
+            while !stop.load(Ordering::Relaxed) {
+                // Follow one of the recent investigations; when its stream ends, another.
+                let id = {
+                    let reg = super::lock(&app.registry);
+                    let n = reg.order.len();
+                    if n == 0 {
+                        None
+                    } else {
+                        reg.order.get(n - 1 - (k % n.min(20))).cloned()
+                    }
+                };
+                k += 1;
+                let Some(id) = id else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let resp = client.get(format!("{base}/v1/investigations/{id}/events")).bearer_auth(TOKEN).send().await;
+                let mut resp = match resp {
+                    Ok(r) if r.status().is_success() => r,
+                    Ok(r) => {
+                        fail(format!("HTTP {} from the event stream", r.status()));
+                        continue;
+                    }
+                    Err(e) => {
+                        fail(format!("event stream failed: {e}"));
+                        continue;
+                    }
+                };
+                sse_streams.fetch_add(1, Ordering::Relaxed);
+                loop {
+                    let chunk = tokio::select! {
+                        c = resp.chunk() => c,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                            if stop.load(Ordering::Relaxed) { break } else { continue }
+                        }
+                    };
+                    match chunk {
+                        Ok(Some(bytes)) => {
+                            let text = String::from_utf8_lossy(&bytes);
+                            sse_events.fetch_add(text.matches("event:").count() as u64, Ordering::Relaxed);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            if !stop.load(Ordering::Relaxed) {
+                                fail(format!("event stream broke: {e}"));
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(cfg.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        if let Err(e) = t.await {
+            fail(format!("a load task failed: {e}"));
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    server.abort();
+
+    // Every accepted alert must be in the audit log.
+    let audit = std::fs::read_to_string(app.audit.path()).map_err(|e| format!("reading the audit log: {e}"))?;
+    let mut logged = std::collections::HashSet::new();
+    for line in audit.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if v["action"] == "alert.received" {
+            if let Some(fp) = v["detail"]["fingerprint"].as_str() {
+                logged.insert(fp.to_string());
+            }
+        }
+    }
+    let accepted = super::lock(&accepted).clone();
+    let lost = accepted.iter().filter(|f| !logged.contains(*f)).count() as u64;
+    let mut lat = super::lock(&latencies).clone();
+    lat.sort_by(f64::total_cmp);
+    let q = |p: f64| if lat.is_empty() { 0.0 } else { lat[((lat.len() - 1) as f64 * p).round() as usize] };
+    let (investigations, finished) = {
+        let reg = super::lock(&app.registry);
+        (reg.order.len(), reg.records.values().filter(|r| matches!(r.summary.status, super::Status::Done | super::Status::Failed)).count())
+    };
+    super::worker::stop(&app);
+    let sent = sent.load(Ordering::Relaxed);
+    let first_error = super::lock(&first_error).clone();
+    Ok(LoadReport {
+        seconds: elapsed,
+        senders: cfg.senders,
+        watchers: cfg.watchers,
+        webhooks_sent: sent,
+        webhooks_per_second: sent as f64 / elapsed,
+        errors: errors.load(Ordering::Relaxed),
+        first_error,
+        latency_p50_ms: q(0.5),
+        latency_p99_ms: q(0.99),
+        latency_max_ms: lat.last().copied().unwrap_or(0.0),
+        lost_alerts: lost,
+        audit_alert_lines: logged.len() as u64,
+        investigations,
+        investigations_finished: finished,
+        sse_events: sse_events.load(Ordering::Relaxed),
+        sse_streams: sse_streams.load(Ordering::Relaxed),
+    })
+}
+
+pub fn render(r: &LoadReport) -> String {
+    format!(
+        "Service load test on loopback: {} webhook senders and {} event-stream watchers for {:.1} s\n\
+         webhooks accepted      {} ({:.0}/s), errors {}{}\n\
+         webhook latency        p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms\n\
+         audit log              {} alert lines; accepted alerts missing from it: {}\n\
+         investigations         {} started, {} finished during the test\n\
+         event streams          {} opened, {} events received\n",
+        r.senders,
+        r.watchers,
+        r.seconds,
+        r.webhooks_sent,
+        r.webhooks_per_second,
+        r.errors,
+        r.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default(),
+        r.latency_p50_ms,
+        r.latency_p99_ms,
+        r.latency_max_ms,
+        r.audit_alert_lines,
+        r.lost_alerts,
+        r.investigations,
+        r.investigations_finished,
+        r.sse_streams,
+        r.sse_events,
+    )
+}

@@ -1,0 +1,361 @@
+//! `culprit serve`: culprit as a service wired to alerting and telemetry.
+//!
+//! - `api.rs`: the HTTP routes (axum), authentication and roles, request limits;
+//! - `alerts.rs`: Alertmanager and generic alert payloads, fingerprints and groups;
+//! - `otlp.rs`: the OTLP/HTTP receiver's decoding (protobuf and JSON);
+//! - `sources.rs`: the window around an alert, from Prometheus and the store;
+//! - `worker.rs`: investigations in the background (triage, agent, re-ranker), streamed steps;
+//! - `audit.rs`: the append-only audit log; `notify.rs`: webhooks with retries;
+//! - `config.rs`: `culprit.toml`.
+//!
+//! Alerts are answered at once (deduplicated, grouped, written to the audit log, queued); the
+//! investigation runs on worker threads and its steps reach watchers as server-sent events. No
+//! endpoint runs a command or reads a path given in a request.
+
+pub mod alerts;
+pub mod api;
+pub mod audit;
+pub mod config;
+pub mod load;
+pub mod notify;
+pub mod otlp;
+pub mod sources;
+pub mod worker;
+
+use crate::model::{Alert, Severity, Ts};
+use crate::report::Report;
+use crate::rerank::Reranker;
+use crate::store::{FeedbackRow, Store};
+use config::{Principal, ServeConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::broadcast;
+
+pub fn now_ms() -> Ts {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The static triage only.
+    Triage,
+    /// The triage, then the agent.
+    Agent,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Triage => "triage",
+            Mode::Agent => "agent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Top {
+    pub service: String,
+    pub kind: String,
+    pub confidence: f64,
+}
+
+/// What the list of investigations shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub title: String,
+    pub service: String,
+    pub severity: Severity,
+    pub status: Status,
+    pub mode: Mode,
+    pub created_ms: Ts,
+    pub updated_ms: Ts,
+    /// Alerts that joined it (the first one included).
+    pub alerts: usize,
+    pub top: Option<Top>,
+    /// The latest operator verdict.
+    pub feedback: Option<String>,
+}
+
+/// One server-sent event of an investigation (`status`, `step`, `done`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub name: String,
+    pub data: serde_json::Value,
+}
+
+/// An investigation, as kept in memory and saved under `<data_dir>/investigations/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub alert: Alert,
+    /// Alerts on this service within the group window join this investigation.
+    pub group: String,
+    pub fingerprints: BTreeSet<String>,
+    pub report: Option<Report>,
+    pub error: Option<String>,
+    pub feedback_items: Vec<FeedbackRow>,
+    /// The triage's candidates' features, for the re-ranker's training on feedback.
+    pub features: Vec<(String, Vec<f64>)>,
+    pub events: Vec<Event>,
+    #[serde(skip)]
+    pub tx: Option<broadcast::Sender<Event>>,
+}
+
+/// The investigations, in creation order.
+#[derive(Default)]
+pub struct Registry {
+    pub order: Vec<String>,
+    pub records: HashMap<String, Record>,
+    next: u64,
+}
+
+impl Registry {
+    pub fn new_id(&mut self, now: Ts) -> String {
+        self.next += 1;
+        format!("inv-{now}-{:04}", self.next)
+    }
+}
+
+/// Incidents and triages of recent investigations, for chat sessions (bounded).
+pub struct Cases {
+    pub entries: VecDeque<(String, Arc<(crate::model::Incident, crate::triage::Triage)>)>,
+    pub capacity: usize,
+}
+
+impl Cases {
+    pub fn put(&mut self, id: String, case: Arc<(crate::model::Incident, crate::triage::Triage)>) {
+        self.entries.retain(|(i, _)| *i != id);
+        self.entries.push_back((id, case));
+        while self.entries.len() > self.capacity {
+            self.entries.pop_front();
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<(crate::model::Incident, crate::triage::Triage)>> {
+        self.entries.iter().find(|(i, _)| i == id).map(|(_, c)| c.clone())
+    }
+}
+
+/// A chat session over one investigation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatSession {
+    pub id: String,
+    pub investigation: String,
+    pub created_by: String,
+    pub chat: crate::investigate::chat::SavedChat,
+}
+
+/// The service's own metrics (`GET /metrics`).
+pub struct Metrics {
+    pub registry: prometheus::Registry,
+    pub alerts: prometheus::IntCounterVec,
+    pub investigations: prometheus::IntCounterVec,
+    pub latency: prometheus::HistogramVec,
+    pub tool_errors: prometheus::IntCounter,
+    pub llm_tokens: prometheus::IntCounter,
+    pub otlp_records: prometheus::IntCounterVec,
+    pub denied: prometheus::IntCounterVec,
+    pub queue: prometheus::IntGauge,
+    pub notify_failures: prometheus::IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        use prometheus::{opts, histogram_opts, HistogramVec, IntCounter, IntCounterVec, IntGauge};
+        let registry = prometheus::Registry::new();
+        let alerts = IntCounterVec::new(opts!("culprit_alerts_total", "Alerts received, by source and outcome (started, grouped, duplicate, resolved)."), &["source", "outcome"])?;
+        let investigations = IntCounterVec::new(opts!("culprit_investigations_total", "Investigations finished, by mode and status."), &["mode", "status"])?;
+        let latency = HistogramVec::new(
+            histogram_opts!("culprit_investigation_seconds", "Seconds from an alert's arrival to its investigation's end.", vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+            &["mode"],
+        )?;
+        let tool_errors = IntCounter::new("culprit_tool_errors_total", "Agent tool calls that failed.")?;
+        let llm_tokens = IntCounter::new("culprit_llm_tokens_total", "Tokens used by the agent's language model.")?;
+        let otlp_records = IntCounterVec::new(opts!("culprit_otlp_records_total", "OTLP records received, by signal and outcome (stored, rejected)."), &["signal", "outcome"])?;
+        let denied = IntCounterVec::new(opts!("culprit_requests_denied_total", "Requests refused by authentication (401) or role (403)."), &["status"])?;
+        let queue = IntGauge::new("culprit_investigations_queued", "Investigations waiting for a worker.")?;
+        let notify_failures = IntCounter::new("culprit_notify_failures_total", "Notifications that failed after every retry.")?;
+        for c in [
+            Box::new(alerts.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(investigations.clone()),
+            Box::new(latency.clone()),
+            Box::new(tool_errors.clone()),
+            Box::new(llm_tokens.clone()),
+            Box::new(otlp_records.clone()),
+            Box::new(denied.clone()),
+            Box::new(queue.clone()),
+            Box::new(notify_failures.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        Ok(Metrics { registry, alerts, investigations, latency, tool_errors, llm_tokens, otlp_records, denied, queue, notify_failures })
+    }
+
+    pub fn render(&self) -> String {
+        let enc = prometheus::TextEncoder::new();
+        enc.encode_to_string(&self.registry.gather()).unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
+    }
+}
+
+/// A queued investigation.
+pub struct Job {
+    pub id: String,
+    pub received: std::time::Instant,
+}
+
+/// Everything the routes and the workers share.
+pub struct App {
+    pub cfg: RwLock<ServeConfig>,
+    pub config_path: Option<PathBuf>,
+    pub principals: RwLock<Vec<Principal>>,
+    pub audit: audit::Audit,
+    pub store: Store,
+    pub registry: Mutex<Registry>,
+    pub cases: Mutex<Cases>,
+    pub sessions: Mutex<HashMap<String, ChatSession>>,
+    pub reranker: RwLock<Option<Reranker>>,
+    pub metrics: Metrics,
+    pub http: reqwest::Client,
+    pub jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl App {
+    /// Opens the data directory, the store and the audit log, reloads saved investigations and
+    /// the re-ranker, and starts the workers.
+    pub async fn start(cfg: ServeConfig, config_path: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> Result<Arc<App>, ServeError> {
+        cfg.validate(&config_path.as_ref().map_or("config".to_string(), |p| p.display().to_string()))?;
+        let principals = cfg.principals(env).map_err(ServeError::Setup)?;
+        let io = |p: &std::path::Path| {
+            let path = p.display().to_string();
+            move |source| ServeError::Io { path, source }
+        };
+        for d in [cfg.data_dir.clone(), cfg.data_dir.join("investigations"), cfg.data_dir.join("sessions")] {
+            std::fs::create_dir_all(&d).map_err(io(&d))?;
+        }
+        let audit_path = cfg.data_dir.join("audit.jsonl");
+        let audit = audit::Audit::open(&audit_path).map_err(io(&audit_path))?;
+        let store = Store::open(&cfg.store_uri()).await?;
+        let metrics = Metrics::new().map_err(|e| ServeError::Setup(format!("metrics: {e}")))?;
+        let reranker = match Reranker::load(&cfg.data_dir.join("reranker.json")) {
+            Ok(r) => Some(r),
+            Err(crate::rerank::RerankError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "re-ranker not loaded; ranking without it until the next feedback");
+                None
+            }
+        };
+        let registry = worker::load_records(&cfg.data_dir.join("investigations"));
+        let sessions = worker::load_sessions(&cfg.data_dir.join("sessions"));
+        let http = reqwest::Client::builder().user_agent(concat!("culprit/", env!("CARGO_PKG_VERSION"))).build().map_err(|e| ServeError::Setup(format!("HTTP client: {e}")))?;
+        let workers = cfg.workers;
+        let app = Arc::new(App {
+            cfg: RwLock::new(cfg),
+            config_path,
+            principals: RwLock::new(principals),
+            audit,
+            store,
+            registry: Mutex::new(registry),
+            cases: Mutex::new(Cases { entries: VecDeque::new(), capacity: 32 }),
+            sessions: Mutex::new(sessions),
+            reranker: RwLock::new(reranker),
+            metrics,
+            http,
+            jobs: Mutex::new(None),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        worker::spawn(&app, workers)?;
+        Ok(app)
+    }
+
+    pub fn config(&self) -> ServeConfig {
+        match self.cfg.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Appends an event to an investigation and sends it to its watchers.
+    pub fn emit(&self, id: &str, name: &str, data: serde_json::Value) {
+        let mut reg = lock(&self.registry);
+        if let Some(r) = reg.records.get_mut(id) {
+            let ev = Event { name: name.to_string(), data };
+            r.events.push(ev.clone());
+            if let Some(tx) = &r.tx {
+                // No watcher is not an error.
+                let _ = tx.send(ev);
+            }
+        }
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (every critical section
+/// leaves the data consistent).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Runs the service until Ctrl-C or SIGTERM.
+pub async fn serve(cfg: ServeConfig, config_path: Option<PathBuf>) -> Result<(), ServeError> {
+    let listen = cfg.listen;
+    let app = App::start(cfg, config_path, &|k| std::env::var(k).ok()).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| ServeError::Io { path: listen.to_string(), source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Io { path: listen.to_string(), source })?;
+    tracing::info!(%addr, "culprit serve listening");
+    eprintln!("culprit serve: listening on http://{addr} (data in {})", app.config().data_dir.display());
+    let router = api::router(app.clone());
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+    };
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(|source| ServeError::Io { path: addr.to_string(), source })?;
+    worker::stop(&app);
+    eprintln!("culprit serve: stopped");
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! Investigations in the background: worker threads take queued investigations, read the window
+//! around the alert, run the triage (and the agent for severe alerts), re-rank with the
+//! feedback-trained weights, stream each agent step to watchers and save the result.
+
+use super::{lock, now_ms, sources, App, ChatSession, Event, Job, Mode, Record, Registry, Status, Top};
+use crate::investigate::{self, rules::Rules, AgentConfig, Policy};
+use crate::rerank::{self, Example, Label, Reranker};
+use crate::triage;
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Starts `n` worker threads.
+pub fn spawn(app: &Arc<App>, n: usize) -> Result<(), super::ServeError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..n {
+        let (app, rx) = (Arc::downgrade(app), rx.clone());
+        std::thread::Builder::new()
+            .name(format!("culprit-worker-{i}"))
+            .stack_size(16 << 20)
+            .spawn(move || loop {
+                let job = match lock(&rx).recv() {
+                    Ok(j) => j,
+                    Err(_) => return,
+                };
+                let Some(app) = app.upgrade() else { return };
+                app.metrics.queue.dec();
+                run(&app, job);
+            })
+            .map_err(|e| super::ServeError::Setup(format!("starting a worker: {e}")))?;
+    }
+    *lock(&app.jobs) = Some(tx);
+    // Investigations a restart interrupted are queued again.
+    let pending: Vec<String> = {
+        let reg = lock(&app.registry);
+        reg.order.iter().filter(|id| reg.records.get(*id).is_some_and(|r| matches!(r.summary.status, Status::Queued | Status::Running))).cloned().collect()
+    };
+    for id in pending {
+        enqueue(app, id);
+    }
+    Ok(())
+}
+
+/// Closes the queue: workers finish their investigation and stop.
+pub fn stop(app: &App) {
+    lock(&app.jobs).take();
+}
+
+pub fn enqueue(app: &App, id: String) {
+    if let Some(tx) = lock(&app.jobs).as_ref() {
+        app.metrics.queue.inc();
+        if tx.send(Job { id, received: std::time::Instant::now() }).is_err() {
+            app.metrics.queue.dec();
+        }
+    }
+}
+
+fn set_status(app: &App, id: &str, status: Status) {
+    {
+        let mut reg = lock(&app.registry);
+        if let Some(r) = reg.records.get_mut(id) {
+            r.summary.status = status;
+            r.summary.updated_ms = now_ms();
+        }
+    }
+    app.emit(id, "status", json!({ "status": status }));
+}
+
+fn run(app: &Arc<App>, job: Job) {
+    let id = job.id.clone();
+    let Some((alert, mode)) = lock(&app.registry).records.get(&id).map(|r| (r.alert.clone(), r.summary.mode)) else { return };
+    set_status(app, &id, Status::Running);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| investigate(app, &id, &alert, mode, &job)));
+    let outcome = match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("the investigation panicked (a bug: please report it with the audit line)".to_string()),
+    };
+    let seconds = job.received.elapsed().as_secs_f64();
+    let status = if outcome.is_ok() { Status::Done } else { Status::Failed };
+    app.metrics.investigations.with_label_values(&[mode.as_str(), if outcome.is_ok() { "done" } else { "failed" }]).inc();
+    app.metrics.latency.with_label_values(&[mode.as_str()]).observe(seconds);
+    let top = {
+        let mut reg = lock(&app.registry);
+        let Some(r) = reg.records.get_mut(&id) else { return };
+        r.summary.status = status;
+        r.summary.updated_ms = now_ms();
+        if let Err(e) = &outcome {
+            r.error = Some(e.clone());
+        }
+        r.summary.top.clone()
+    };
+    app.audit.record(
+        "culprit",
+        "system",
+        "investigation.finished",
+        &id,
+        json!({ "status": status, "mode": mode.as_str(), "seconds": seconds, "top": top, "error": outcome.as_ref().err() }),
+    );
+    app.emit(&id, "done", json!({ "status": status, "top": top }));
+    save(app, &id);
+    if outcome.is_ok() {
+        super::notify::investigation_done(app, &id);
+    }
+}
+
+fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode, job: &Job) -> Result<(), String> {
+    let cfg = app.config();
+    // Let the moment's telemetry arrive (exported, scraped) before reading it.
+    let settle = Duration::from_secs(cfg.window.settle_seconds);
+    if let Some(wait) = settle.checked_sub(job.received.elapsed()) {
+        std::thread::sleep(wait);
+    }
+    let w = &cfg.window;
+    let to = (alert.time + w.after_seconds as i64 * 1000).min(now_ms().max(alert.time));
+    let window = sources::Window { from: alert.time - w.before_seconds as i64 * 1000, to: to + 1, analysis_start: alert.time - w.analysis_seconds as i64 * 1000 };
+    let mut gathered = sources::Gathered::default();
+    app.runtime.block_on(sources::stored(&app.store, window, &mut gathered));
+    if let Some(p) = &cfg.prometheus {
+        let services = sources::services(alert, None, &gathered);
+        app.runtime.block_on(sources::prometheus(&app.http, p, &services, window, &mut gathered));
+    }
+    let incident = sources::incident(id, alert, window, gathered, None);
+    let tcfg = triage::Config::default();
+    let tr = triage::triage(&incident, &tcfg);
+    let mut report = crate::report::build(&incident, &tr);
+    let features = rerank::features(&tr, alert, &tcfg.rank);
+    let reranker = app.reranker.read().map(|r| r.clone()).unwrap_or(None);
+    if let Some(r) = reranker.filter(Reranker::is_trained) {
+        rerank::apply(&mut report, &r.order(&features));
+    }
+    if mode == Mode::Agent {
+        let acfg = AgentConfig { threshold: cfg.agent.threshold, max_turns: cfg.agent.max_turns, max_seconds: cfg.agent.max_seconds, ..Default::default() };
+        let kb = crate::kb::BlockingKb::open(app.store.uri()).map_err(|e| tracing::warn!(error = %e, "knowledge base unavailable to the agent")).ok();
+        let mut session = investigate::Session::new(&incident, &tr, kb.as_ref().map(|k| k as _), &acfg);
+        let app2 = app.clone();
+        let id2 = id.to_string();
+        session.on_step = Some(Box::new(move |step| app2.emit(&id2, "step", serde_json::to_value(step).unwrap_or_default())));
+        let mut policy = policy(&cfg).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the configured policy is unavailable; using rules");
+            Box::new(Rules)
+        });
+        let stop = session.run(policy.as_mut(), &acfg);
+        let transcript = session.transcript(policy.name(), policy.tokens(), stop, acfg.threshold);
+        app.metrics.tool_errors.inc_by(transcript.tool_errors as u64);
+        app.metrics.llm_tokens.inc_by(transcript.tokens);
+        crate::report::add_investigation(&mut report, transcript);
+    }
+    let top = report.root_causes.first().map(|rc| Top { service: rc.service.clone(), kind: rc.kind.clone(), confidence: rc.confidence });
+    let top = match &report.investigation {
+        Some(t) if mode == Mode::Agent => t.conclusion.service.clone().map(|s| Top { service: s, kind: t.conclusion.kind.clone(), confidence: t.conclusion.confidence }).or(top),
+        _ => top,
+    };
+    lock(&app.cases).put(id.to_string(), Arc::new((incident, tr)));
+    let mut reg = lock(&app.registry);
+    if let Some(r) = reg.records.get_mut(id) {
+        r.summary.top = top;
+        r.report = Some(report);
+        r.features = features;
+    }
+    Ok(())
+}
+
+fn policy(cfg: &super::config::ServeConfig) -> Result<Box<dyn Policy>, String> {
+    match cfg.agent.policy {
+        super::config::PolicyName::Rules => Ok(Box::new(Rules)),
+        super::config::PolicyName::Llm => {
+            let endpoint = crate::llm::Endpoint::chat_from_env(cfg.agent.llm_url.clone(), cfg.agent.llm_model.clone())
+                .map_err(|e| e.to_string())?
+                .ok_or("agent.policy = \"llm\" needs agent.llm_url and agent.llm_model (or CULPRIT_LLM_URL and CULPRIT_LLM_MODEL)")?;
+            let redactor = cfg.redactor().map_err(|e| e.to_string())?;
+            Ok(Box::new(investigate::llm::LlmPolicy::new(endpoint).map_err(|e| e.0)?.with_redactor(redactor)))
+        }
+    }
+}
+
+/// Writes an investigation to `<data_dir>/investigations/<id>.json` (atomically).
+pub fn save(app: &App, id: &str) {
+    let dir = app.config().data_dir.join("investigations");
+    let text = {
+        let reg = lock(&app.registry);
+        let Some(r) = reg.records.get(id) else { return };
+        serde_json::to_string(r)
+    };
+    let result = text.map_err(|e| e.to_string()).and_then(|t| {
+        let tmp = dir.join(format!("{id}.json.tmp"));
+        std::fs::write(&tmp, t).and_then(|_| std::fs::rename(&tmp, dir.join(format!("{id}.json")))).map_err(|e| e.to_string())
+    });
+    if let Err(e) = result {
+        tracing::error!(id, error = %e, "could not save the investigation");
+    }
+}
+
+pub fn save_session(app: &App, s: &ChatSession) {
+    let path = app.config().data_dir.join("sessions").join(format!("{}.json", s.id));
+    if let Err(e) = serde_json::to_string(s).map_err(|e| e.to_string()).and_then(|t| std::fs::write(&path, t).map_err(|e| e.to_string())) {
+        tracing::error!(path = %path.display(), error = %e, "could not save the chat session");
+    }
+}
+
+/// Saved investigations, oldest first; unreadable files are logged and left alone.
+pub fn load_records(dir: &Path) -> Registry {
+    let mut reg = Registry::default();
+    let mut records: Vec<Record> = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        match std::fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str::<Record>(&t).map_err(|e| e.to_string())) {
+            Ok(r) => records.push(r),
+            Err(e) => tracing::warn!(path = %p.display(), error = %e, "saved investigation not loaded"),
+        }
+    }
+    records.sort_by(|a, b| a.summary.created_ms.cmp(&b.summary.created_ms).then_with(|| a.summary.id.cmp(&b.summary.id)));
+    for mut r in records {
+        r.tx = Some(tokio::sync::broadcast::channel(256).0);
+        reg.order.push(r.summary.id.clone());
+        reg.records.insert(r.summary.id.clone(), r);
+    }
+    reg
+}
+
+pub fn load_sessions(dir: &Path) -> std::collections::HashMap<String, ChatSession> {
+    let mut out = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        match std::fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str::<ChatSession>(&t).map_err(|e| e.to_string())) {
+            Ok(s) => {
+                out.insert(s.id.clone(), s);
+            }
+            Err(e) => tracing::warn!(path = %p.display(), error = %e, "saved chat session not loaded"),
+        }
+    }
+    out
+}
+
+/// The re-ranker's training examples: one per investigation with feedback (its latest verdict).
+pub fn examples(reg: &Registry) -> Vec<Example> {
+    reg.order
+        .iter()
+        .filter_map(|id| reg.records.get(id))
+        .filter(|r| !r.features.is_empty())
+        .filter_map(|r| {
+            let f = r.feedback_items.last()?;
+            let label = match f.verdict.as_str() {
+                "confirm" => Label::Confirm,
+                "reject" => Label::Reject,
+                _ => Label::Correct { service: f.service.clone() },
+            };
+            Some(Example { candidates: r.features.clone(), label })
+        })
+        .collect()
+}
+
+/// Refits the re-ranker on every investigation with feedback and saves it.
+pub fn retrain(app: &App) -> Reranker {
+    let ex = examples(&lock(&app.registry));
+    let r = Reranker::fit(&ex, 1e-3);
+    if let Err(e) = r.save(&app.config().data_dir.join("reranker.json")) {
+        tracing::error!(error = %e, "re-ranker not saved");
+    }
+    if let Ok(mut slot) = app.reranker.write() {
+        *slot = Some(r.clone());
+    }
+    r
+}
+
+/// The events of an investigation so far, and a receiver for the ones to come (None once it is
+/// done).
+pub fn watch(app: &App, id: &str) -> Option<(Vec<Event>, Option<tokio::sync::broadcast::Receiver<Event>>)> {
+    let reg = lock(&app.registry);
+    let r = reg.records.get(id)?;
+    let finished = matches!(r.summary.status, Status::Done | Status::Failed);
+    Some((r.events.clone(), if finished { None } else { r.tx.as_ref().map(|t| t.subscribe()) }))
+}

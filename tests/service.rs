@@ -1,0 +1,391 @@
+//! `culprit serve` end to end.
+//!
+//! - `api_auth_audit_and_feedback`: the HTTP API in process (tokens, roles, limits, alerts,
+//!   investigations, event streams, feedback, sessions, changes, OTLP JSON, the audit log);
+//! - `live_prometheus_alertmanager_otel_and_web_page`: real Prometheus and Alertmanager on
+//!   127.0.0.1 (Debian's packages) with a small exporter, the real OpenTelemetry Python SDK
+//!   exporting to culprit's receiver, the `culprit serve` binary, and the web page driven in
+//!   headless Chromium (screenshot saved under the target dir);
+//! - `load_test_loses_no_alert`: a short run of `culprit bench --serve`'s load test.
+//!
+//! The servers come from `scripts/setup.sh --llm` (run by `make test`), which exports their paths
+//! in `.venv/culprit-env.sh`.
+
+use culprit::serve::config::{Role, ServeConfig, TokenConfig};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const VIEWER: &str = "viewer-token-0001";
+const OPERATOR: &str = "operator-token-0002";
+const ADMIN: &str = "admin-token-0003";
+
+fn tokens() -> Vec<TokenConfig> {
+    [("grafana", Role::Viewer, VIEWER), ("alertmanager", Role::Operator, OPERATOR), ("root", Role::Admin, ADMIN)]
+        .into_iter()
+        .map(|(n, r, t)| TokenConfig { name: n.into(), role: r, token: Some(t.into()), token_env: None })
+        .collect()
+}
+
+fn audit_lines(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
+        let mut rb = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.header("content-type", "application/json").body(b);
+        }
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn wait_done(&self, id: &str, limit: Duration) -> Value {
+        let t = Instant::now();
+        loop {
+            let (s, v) = self.call("GET", &format!("/v1/investigations/{id}"), Some(VIEWER), None).await;
+            assert_eq!(s, 200, "{v}");
+            if v["status"] == "done" || v["status"] == "failed" {
+                return v;
+            }
+            assert!(t.elapsed() < limit, "investigation {id} not finished after {limit:?}: {v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+async fn start_in_process(dir: &Path) -> (Api, std::sync::Arc<culprit::serve::App>) {
+    let cfg = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        tokens: tokens(),
+        max_body_bytes: 64 * 1024,
+        window: culprit::serve::config::WindowConfig { settle_seconds: 0, ..Default::default() },
+        ..Default::default()
+    };
+    let app = culprit::serve::App::start(cfg, None, &|_| None).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = culprit::serve::api::router(app.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (Api { base: format!("http://{addr}"), http: reqwest::Client::new() }, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_auth_audit_and_feedback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, _app) = start_in_process(dir.path()).await;
+
+    // Authentication and roles.
+    assert_eq!(api.call("GET", "/healthz", None, None).await.0, 200);
+    assert_eq!(api.call("GET", "/v1/investigations", None, None).await.0, 401);
+    assert_eq!(api.call("GET", "/v1/investigations", Some("not-a-token-at-all"), None).await.0, 401);
+    assert_eq!(api.call("GET", "/v1/investigations", Some(VIEWER), None).await.0, 200);
+    let alert = json!({ "service": "checkout", "signal": "errors", "severity": "critical", "title": "checkout errors" }).to_string();
+    assert_eq!(api.call("POST", "/v1/alerts/generic", Some(VIEWER), Some(alert.clone())).await.0, 403);
+
+    // An alert starts an investigation; the same alert again is a duplicate of it.
+    let (s, v) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(alert.clone())).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["outcome"], "started");
+    let id = v["investigation"].as_str().unwrap().to_string();
+    let (_, again) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(alert.clone())).await;
+    assert_eq!((again["outcome"].as_str(), again["investigation"].as_str()), (Some("duplicate"), Some(id.as_str())));
+    let other = json!({ "service": "checkout", "signal": "latency", "severity": "high" }).to_string();
+    let (_, grouped) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(other)).await;
+    assert_eq!((grouped["outcome"].as_str(), grouped["investigation"].as_str()), (Some("grouped"), Some(id.as_str())));
+
+    let done = api.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!((done["mode"].as_str(), done["alerts"].as_u64()), (Some("agent"), Some(2)));
+    assert_eq!(done["report"]["schema"], "culprit.report/v1");
+
+    // The event stream replays the finished investigation (token in the query for EventSource).
+    let sse = api.http.get(format!("{}/v1/investigations/{id}/events?token={VIEWER}", api.base)).send().await.unwrap();
+    assert_eq!(sse.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(Duration::from_secs(10), sse.text()).await.expect("stream of a finished investigation ends").unwrap();
+    assert!(text.contains("event: status") && text.contains("event: done"), "{text}");
+
+    // Feedback: a viewer may not, an operator may; bad verdicts are named.
+    let fb = json!({ "verdict": "correct", "service": "payments-db", "kind": "latency", "note": "pool exhausted" }).to_string();
+    assert_eq!(api.call("POST", &format!("/v1/investigations/{id}/feedback"), Some(VIEWER), Some(fb.clone())).await.0, 403);
+    let (s, v) = api.call("POST", &format!("/v1/investigations/{id}/feedback"), Some(OPERATOR), Some(json!({ "verdict": "maybe" }).to_string())).await;
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().contains("not one of confirm, reject, correct"), "{v}");
+    let (s, v) = api.call("POST", &format!("/v1/investigations/{id}/feedback"), Some(OPERATOR), Some(fb)).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["knowledge_base"], format!("feedback-{id}"));
+    let (_, d) = api.call("GET", &format!("/v1/investigations/{id}"), Some(VIEWER), None).await;
+    assert_eq!((d["feedback"][0]["service"].as_str(), d["feedback"][0]["author"].as_str()), (Some("payments-db"), Some("alertmanager")));
+    let store = culprit::store::Store::open(dir.path().join("store").to_str().unwrap()).await.unwrap();
+    assert_eq!(store.feedback().await.unwrap().len(), 1);
+    assert_eq!(store.count("incidents", None).await.unwrap(), 1, "a corrected cause joins the knowledge base");
+
+    // Bad bodies: named position, size limit.
+    let (s, v) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some("{\"service\": }".into())).await;
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().contains("line 1 column"), "{v}");
+    let (s, v) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(json!({ "service": "a", "sevrity": "x" }).to_string())).await;
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().contains("sevrity"), "{v}");
+    let big = format!("{{\"service\": \"{}\"}}", "x".repeat(100 * 1024));
+    assert_eq!(api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(big)).await.0, 413);
+
+    // Changes, sessions, OTLP/JSON.
+    let change = json!({ "time": 1_700_000_000_000i64, "service": "payments-db", "kind": "config", "keys": [{ "key": "pool", "old": "50", "new": "5" }] });
+    assert_eq!(api.call("POST", "/v1/changes", Some(OPERATOR), Some(change.to_string())).await.0, 201);
+    let (s, v) = api.call("POST", "/v1/changes", Some(OPERATOR), Some(json!({ "service": "x", "kind": "deploy" }).to_string())).await;
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().starts_with("change 0: time"), "{v}");
+    let (s, v) = api.call("POST", "/v1/sessions", Some(OPERATOR), Some(json!({ "investigation": id }).to_string())).await;
+    assert_eq!(s, 201, "{v}");
+    let sid = v["session"].as_str().unwrap().to_string();
+    let (s, v) = api.call("POST", &format!("/v1/sessions/{sid}/messages"), Some(OPERATOR), Some(json!({ "text": "timeline" }).to_string())).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(!v["answer"].as_str().unwrap().is_empty());
+    let logs = json!({ "resourceLogs": [{ "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "checkout" } }] },
+        "scopeLogs": [{ "logRecords": [{ "timeUnixNano": "1700000000000000000", "severityText": "ERROR", "body": { "stringValue": "payment failed" } }, { "body": {} }] }] }] });
+    let (s, v) = api.call("POST", "/v1/logs", Some(OPERATOR), Some(logs.to_string())).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["partialSuccess"]["rejectedLogRecords"], 1);
+    assert_eq!(store.count("events", Some("source = 'log'")).await.unwrap(), 1);
+
+    // Admin: the config without token values; metrics for viewers.
+    assert_eq!(api.call("GET", "/v1/config", Some(OPERATOR), None).await.0, 403);
+    let (s, v) = api.call("GET", "/v1/config", Some(ADMIN), None).await;
+    assert_eq!(s, 200);
+    assert!(!v.to_string().contains(OPERATOR), "a token leaked: {v}");
+    let (_, m) = api.call("GET", "/metrics", Some(VIEWER), None).await;
+    let m = m.as_str().unwrap().to_string();
+    assert!(m.contains("culprit_investigations_total{mode=\"agent\",status=\"done\"} 1"), "{m}");
+    assert!(m.contains("culprit_alerts_total{outcome=\"duplicate\",source=\"generic\"} 1"), "{m}");
+
+    // Everything is in the audit log.
+    let audit = audit_lines(dir.path());
+    let count = |action: &str| audit.iter().filter(|l| l["action"] == action).count();
+    assert_eq!(count("alert.received"), 3);
+    assert_eq!(count("investigation.finished"), 1);
+    assert_eq!(count("feedback"), 1);
+    assert!(count("denied") >= 5, "{audit:?}");
+    let fb_line = audit.iter().find(|l| l["action"] == "feedback").unwrap();
+    assert_eq!((fb_line["who"].as_str(), fb_line["target"].as_str()), (Some("alertmanager"), Some(id.as_str())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_test_loses_no_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = culprit::serve::load::LoadConfig { seconds: 4.0, senders: 40, watchers: 10, services: 8, data_dir: dir.path().to_path_buf() };
+    let r = culprit::serve::load::run(&cfg).await.unwrap();
+    assert_eq!(r.errors, 0, "{r:?}");
+    assert_eq!(r.lost_alerts, 0, "{r:?}");
+    assert!(r.webhooks_sent > 100, "{r:?}");
+    assert_eq!(r.audit_alert_lines, r.webhooks_sent, "{r:?}");
+    assert!(r.sse_events > 0 && r.investigations > 1, "{r:?}");
+}
+
+// ---- the live test -------------------------------------------------------------------------
+
+/// Child processes killed on drop.
+struct Procs(Vec<(String, Child)>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn need(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run `scripts/setup.sh --llm` and `source .venv/culprit-env.sh` (make test does both)"))
+}
+
+fn render(template: &Path, out: &Path, vars: &[(&str, String)]) {
+    let mut text = std::fs::read_to_string(template).unwrap();
+    for (k, v) in vars {
+        text = text.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    assert!(!text.contains("{{") || template.ends_with("rules.yml"), "unfilled placeholder in {}", template.display());
+    std::fs::write(out, text).unwrap();
+}
+
+fn spawn(procs: &mut Procs, name: &str, cmd: &mut Command, log: &Path) {
+    let f = std::fs::File::create(log.join(format!("{name}.log"))).unwrap();
+    let child = cmd.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    procs.0.push((name.to_string(), child));
+}
+
+async fn wait_for(what: &str, limit: Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let t = Instant::now();
+    while !ok().await {
+        assert!(t.elapsed() < limit, "{what}: not after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_prometheus_alertmanager_otel_and_web_page() {
+    let (prometheus, alertmanager, python) = (need("CULPRIT_TEST_PROMETHEUS"), need("CULPRIT_TEST_ALERTMANAGER"), need("CULPRIT_TEST_PYTHON"));
+    let chromium = need("CULPRIT_TEST_CHROMIUM");
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/service");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let artefacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("service");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let (exp_port, prom_port, am_port, culprit_port) = (free_port(), free_port(), free_port(), free_port());
+    let mut procs = Procs(Vec::new());
+
+    // culprit, as users run it.
+    let config = format!(
+        r#"listen = "127.0.0.1:{culprit_port}"
+data_dir = "{data}"
+[window]
+before_seconds = 300
+after_seconds = 30
+analysis_seconds = 15
+settle_seconds = 4
+[[tokens]]
+name = "alertmanager"
+role = "operator"
+token = "{OPERATOR}"
+[[tokens]]
+name = "oncall"
+role = "viewer"
+token = "{VIEWER}"
+[prometheus]
+url = "http://127.0.0.1:{prom_port}"
+step_seconds = 1
+[[prometheus.queries]]
+name = "latency"
+promql = 'demo_latency_seconds{{service=~"{{services}}"}}'
+[[prometheus.queries]]
+name = "cpu"
+promql = 'demo_cpu_ratio{{service=~"{{services}}"}}'
+[[prometheus.queries]]
+name = "errors"
+promql = 'rate(demo_errors_total{{service=~"{{services}}"}}[5s])'
+"#,
+        data = t.join("culprit").display()
+    );
+    std::fs::write(t.join("culprit.toml"), config).unwrap();
+    spawn(&mut procs, "culprit", Command::new(env!("CARGO_BIN_EXE_culprit")).args(["serve", "--config"]).arg(t.join("culprit.toml")), &artefacts);
+
+    // The exporter, Prometheus scraping it with the alert rule, Alertmanager calling culprit.
+    let fault = t.join("fault-on");
+    spawn(&mut procs, "exporter", Command::new(&python).arg(here.join("exporter.py")).args(["--port", &exp_port.to_string(), "--fault-file"]).arg(&fault), &artefacts);
+    render(&here.join("prometheus.yml.tmpl"), &t.join("prometheus.yml"), &[
+        ("EXPORTER_ADDR", format!("127.0.0.1:{exp_port}")),
+        ("ALERTMANAGER_ADDR", format!("127.0.0.1:{am_port}")),
+        ("RULES_FILE", here.join("rules.yml").display().to_string()),
+    ]);
+    render(&here.join("alertmanager.yml.tmpl"), &t.join("alertmanager.yml"), &[("CULPRIT_PORT", culprit_port.to_string()), ("TOKEN", OPERATOR.to_string())]);
+    spawn(
+        &mut procs,
+        "prometheus",
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", t.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", t.join("prom-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg(format!("--web.external-url=http://127.0.0.1:{prom_port}/")),
+        &artefacts,
+    );
+    spawn(
+        &mut procs,
+        "alertmanager",
+        Command::new(&alertmanager)
+            .arg(format!("--config.file={}", t.join("alertmanager.yml").display()))
+            .arg(format!("--storage.path={}", t.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address=")
+            .arg(format!("--web.external-url=http://127.0.0.1:{am_port}/")),
+        &artefacts,
+    );
+    let api = Api { base: format!("http://127.0.0.1:{culprit_port}"), http: reqwest::Client::new() };
+    wait_for("culprit serve up", Duration::from_secs(60), async || api.http.get(format!("{}/healthz", api.base)).send().await.is_ok()).await;
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    wait_for("Prometheus scraping the exporter", Duration::from_secs(60), async || {
+        let r = api.http.get(format!("{prom}/api/v1/query?query=up%7Bjob%3D%22demo%22%7D")).send().await;
+        match r {
+            Ok(r) => r.text().await.unwrap_or_default().contains("\"1\"]"),
+            Err(_) => false,
+        }
+    })
+    .await;
+
+    // The OpenTelemetry SDK exports traces and logs: 35 s normal, then the fault.
+    let baseline = 35.0;
+    let otel = Command::new(&python)
+        .arg(here.join("otel_client.py"))
+        .args(["--base", &api.base, &format!("--token={OPERATOR}"), "--seconds", "60", "--fault-after", &baseline.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs_f64(baseline)).await;
+    std::fs::write(&fault, "on").unwrap();
+
+    // Alertmanager delivers the alert; culprit investigates it with Prometheus' data.
+    let mut id = String::new();
+    wait_for("an investigation from the Alertmanager webhook", Duration::from_secs(60), async || {
+        let (_, v) = api.call("GET", "/v1/investigations", Some(VIEWER), None).await;
+        match v["investigations"].as_array().and_then(|a| a.first()) {
+            Some(i) => {
+                id = i["id"].as_str().unwrap().to_string();
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    let out = otel.wait_with_output().unwrap();
+    assert!(out.status.success(), "the OpenTelemetry client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let sent: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let done = api.wait_done(&id, Duration::from_secs(120)).await;
+    std::fs::write(artefacts.join("investigation.json"), serde_json::to_string_pretty(&done).unwrap()).unwrap();
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!((done["service"].as_str(), done["severity"].as_str(), done["mode"].as_str()), (Some("frontend"), Some("critical"), Some("agent")));
+    let data = &done["report"]["data"];
+    assert!(data["metric_series"].as_u64().unwrap() >= 9, "Prometheus series expected (3 queries × 3 services): {data}");
+    assert!(data["spans"].as_u64().unwrap() > 100, "stored OTLP spans expected: {data} (client sent {sent})");
+    assert!(data["log_lines"].as_u64().unwrap() > 100, "stored OTLP logs expected: {data} (client sent {sent})");
+    let causes: Vec<&str> = done["report"]["root_causes"].as_array().unwrap().iter().map(|c| c["service"].as_str().unwrap()).collect();
+    assert!(!causes.is_empty() && causes[0] != "frontend", "the alerting frontend is a symptom; causes: {causes:?}");
+    assert_eq!(done["top"]["service"], "payments-db", "the injected fault is in payments-db; causes {causes:?}");
+    let audit = audit_lines(&t.join("culprit"));
+    assert!(audit.iter().any(|l| l["action"] == "alert.received" && l["who"] == "alertmanager" && l["detail"]["source"] == "alertmanager"), "{audit:?}");
+
+    // The web page, in headless Chromium: open it, see graph and causes, send feedback.
+    let shot = artefacts.join("web.png");
+    let web = Command::new(&python)
+        .arg(here.join("web_check.py"))
+        .args(["--base", &api.base, &format!("--token={OPERATOR}"), "--id", &id, "--chromium", &chromium, "--screenshot"])
+        .arg(&shot)
+        .output()
+        .unwrap();
+    assert!(web.status.success(), "web check failed: {}\n{}", String::from_utf8_lossy(&web.stdout), String::from_utf8_lossy(&web.stderr));
+    let seen: Value = serde_json::from_str(String::from_utf8_lossy(&web.stdout).lines().last().unwrap()).unwrap();
+    assert!(seen["causes"].as_u64().unwrap() >= 1 && seen["nodes"].as_u64().unwrap() >= 2, "{seen}");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot saved at {}", shot.display());
+    let (_, d) = api.call("GET", &format!("/v1/investigations/{id}"), Some(VIEWER), None).await;
+    assert_eq!(d["feedback"][0]["note"], "checked in chromium", "{}", d["feedback"]);
+    let audit = audit_lines(&t.join("culprit"));
+    assert!(audit.iter().any(|l| l["action"] == "feedback" && l["target"] == id.as_str()));
+    drop(procs);
+}
