@@ -222,7 +222,8 @@ fn render(template: &Path, out: &Path, vars: &[(&str, String)]) {
     for (k, v) in vars {
         text = text.replace(&format!("{{{{{k}}}}}"), v);
     }
-    assert!(!text.contains("{{") || template.ends_with("rules.yml"), "unfilled placeholder in {}", template.display());
+    let unfilled = text.lines().filter(|l| !l.trim_start().starts_with('#')).any(|l| l.contains("{{"));
+    assert!(!unfilled, "unfilled placeholder in {}", template.display());
     std::fs::write(out, text).unwrap();
 }
 
@@ -274,13 +275,13 @@ url = "http://127.0.0.1:{prom_port}"
 step_seconds = 1
 [[prometheus.queries]]
 name = "latency"
-promql = 'demo_latency_seconds{{service=~"{{services}}"}}'
+promql = 'max by (service) (demo_latency_seconds{{service=~"{{services}}"}})'
 [[prometheus.queries]]
 name = "cpu"
-promql = 'demo_cpu_ratio{{service=~"{{services}}"}}'
+promql = 'max by (service) (demo_cpu_ratio{{service=~"{{services}}"}})'
 [[prometheus.queries]]
 name = "errors"
-promql = 'rate(demo_errors_total{{service=~"{{services}}"}}[5s])'
+promql = 'sum by (service) (rate(demo_errors_total{{service=~"{{services}}"}}[5s]))'
 "#,
         data = t.join("culprit").display()
     );

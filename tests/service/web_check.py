@@ -144,10 +144,8 @@ def run(args: argparse.Namespace) -> dict:
             step("type the note", lambda: page.fill("#fb-note", NOTE))
             step("click #fb-correct", lambda: page.click("#fb-correct"))
             try:
-                page.wait_for_function(
-                    "() => { const s = document.querySelector('#fb-status'); return s && s.textContent.includes('Feedback stored'); }",
-                    timeout=timeout_ms,
-                )
+                # A selector, not wait_for_function: the page's Content-Security-Policy forbids eval.
+                page.wait_for_selector("#fb-status:has-text('Feedback stored')", state="visible", timeout=timeout_ms)
             except PlaywrightTimeout as e:
                 status = page.locator("#fb-status").text_content() or ""
                 raise CheckError(f"#fb-status never said 'Feedback stored' (it says {status.strip()!r})") from e
