@@ -259,6 +259,10 @@ enum Command {
         senders: usize,
         #[arg(long, default_value_t = 50, requires = "serve")]
         watchers: usize,
+        /// Webhooks per second per sender (as alerting systems pace them); 0 sends each as soon
+        /// as the previous one is answered (saturation).
+        #[arg(long, default_value_t = 10.0, requires = "serve")]
+        rate: f64,
     },
 }
 
@@ -567,12 +571,12 @@ fn run(cmd: Command) -> Result<ExitCode> {
             println!("wrote {} to {}", incident.id, dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { json, write: None, serve: true, seconds, senders, watchers, .. } => {
+        Command::Bench { json, write: None, serve: true, seconds, senders, watchers, rate, .. } => {
             let dir = std::env::temp_dir().join(format!("culprit-bench-serve-{}", std::process::id()));
             let _cleanup = TempDir(dir.clone());
-            let cfg = culprit::serve::load::LoadConfig { seconds, senders, watchers, services: 20, data_dir: dir };
+            let cfg = culprit::serve::load::LoadConfig { seconds, senders, watchers, services: 20, rate_per_sender: rate, data_dir: dir };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-            eprintln!("bench: load test for {seconds} s ({senders} webhook senders, {watchers} watchers)");
+            eprintln!("bench: load test for {seconds} s ({senders} webhook senders at {rate}/s each, {watchers} watchers)");
             let r = rt.block_on(culprit::serve::load::run(&cfg)).map_err(|e| anyhow::anyhow!(e))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

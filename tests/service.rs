@@ -186,7 +186,7 @@ async fn api_auth_audit_and_feedback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_test_loses_no_alert() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = culprit::serve::load::LoadConfig { seconds: 4.0, senders: 40, watchers: 10, services: 8, data_dir: dir.path().to_path_buf() };
+    let cfg = culprit::serve::load::LoadConfig { seconds: 4.0, senders: 40, watchers: 10, services: 8, rate_per_sender: 0.0, data_dir: dir.path().to_path_buf() };
     let r = culprit::serve::load::run(&cfg).await.unwrap();
     assert_eq!(r.errors, 0, "{r:?}");
     assert_eq!(r.lost_alerts, 0, "{r:?}");

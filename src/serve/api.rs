@@ -116,10 +116,13 @@ impl FromRequestParts<AppState> for Caller {
         let Some(token) = token_from(parts) else {
             return Err(deny("missing bearer token (Authorization: Bearer <token>)"));
         };
-        let principals = app.principals.read().map(|p| p.clone()).unwrap_or_default();
+        let principals = match app.principals.read() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         // Every token is compared, in constant time, whichever matches.
         let mut found: Option<Caller> = None;
-        for p in &principals {
+        for p in principals.iter() {
             if bool::from(p.secret.as_slice().ct_eq(token.as_bytes())) {
                 found = Some(Caller { name: p.name.clone(), role: p.role });
             }
@@ -181,12 +184,15 @@ async fn metrics(State(app): State<AppState>, caller: Caller) -> Result<Response
 
 /// What happened to one received alert.
 fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Value {
-    let cfg = app.config();
+    let (group_seconds, agent_from) = match app.cfg.read() {
+        Ok(c) => (c.alerts.group_seconds, c.alerts.agent_from),
+        Err(p) => (p.get_ref().alerts.group_seconds, p.get_ref().alerts.agent_from),
+    };
     let now = now_ms();
     let group = inc.alert.service.clone();
     let (id, outcome, start) = {
         let mut reg = lock(&app.registry);
-        let window = cfg.alerts.group_seconds as i64 * 1000;
+        let window = group_seconds as i64 * 1000;
         let open = reg
             .order
             .iter()
@@ -218,7 +224,7 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
             (None, false) => (None, "resolved", false),
             (None, true) => {
                 let id = reg.new_id(now);
-                let mode = if inc.alert.severity >= cfg.alerts.agent_from { Mode::Agent } else { Mode::Triage };
+                let mode = if inc.alert.severity >= agent_from { Mode::Agent } else { Mode::Triage };
                 let record = new_record(&id, &inc.alert, mode, now, group.clone(), inc.fingerprint.clone());
                 reg.order.push(id.clone());
                 reg.records.insert(id.clone(), record);

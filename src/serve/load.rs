@@ -18,6 +18,9 @@ pub struct LoadConfig {
     pub watchers: usize,
     /// Distinct services the alerts are spread over.
     pub services: usize,
+    /// Webhooks per second each sender sends (paced, as alerting systems send); 0: as fast as
+    /// the answers come back (saturation: latency is then concurrency ÷ throughput).
+    pub rate_per_sender: f64,
     pub data_dir: std::path::PathBuf,
 }
 
@@ -26,6 +29,7 @@ pub struct LoadReport {
     pub seconds: f64,
     pub senders: usize,
     pub watchers: usize,
+    pub rate_per_sender: f64,
     pub webhooks_sent: u64,
     pub webhooks_per_second: f64,
     pub errors: u64,
@@ -55,11 +59,41 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         alerts: super::config::AlertConfig { group_seconds: 2, ..Default::default() },
         ..Default::default()
     };
-    let app = App::start(serve_cfg, None, &|_| None).await.map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let router = super::api::router(app.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    // The server gets its own runtime, as in `culprit serve`: the load's tasks do not queue
+    // with its requests.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let started = async {
+                let app = App::start(serve_cfg, None, &|_| None).await.map_err(|e| e.to_string())?;
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+                let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                Ok::<_, String>((app, listener, addr))
+            }
+            .await;
+            match started {
+                Ok((app, listener, addr)) => {
+                    let router = super::api::router(app.clone());
+                    let _ = ready_tx.send(Ok((app, addr)));
+                    let _ = axum::serve(listener, router).with_graceful_shutdown(async move {
+                        let _ = server_stopped.await;
+                    }).await;
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+    });
+    let (app, addr) = ready_rx.await.map_err(|_| "the server thread ended early".to_string())??;
     let base = format!("http://{addr}");
     let client = reqwest::Client::builder().pool_max_idle_per_host(cfg.senders + cfg.watchers).build().map_err(|e| e.to_string())?;
 
@@ -87,11 +121,19 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     for s in 0..cfg.senders {
         let (client, base, stop, sent, latencies, accepted, fail) = (client.clone(), base.clone(), stop.clone(), sent.clone(), latencies.clone(), accepted.clone(), fail.clone());
         let services = cfg.services.max(1);
+        let (rate, senders) = (cfg.rate_per_sender, cfg.senders.max(1));
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             let mut local = Vec::new();
             let mut fps = Vec::new();
+            let pace = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+            // Senders start spread over one period, not all at once.
+            let mut next = tokio::time::Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64(s as f64 / senders as f64));
             while !stop.load(Ordering::Relaxed) {
+                if let Some(p) = pace {
+                    tokio::time::sleep_until(next).await;
+                    next += p;
+                }
                 n += 1;
                 let fingerprint = format!("load-{s}-{n}");
                 let service = format!("svc-{}", (s as u64 + n) % services as u64);
@@ -186,7 +228,8 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    server.abort();
+    let _ = stop_server.send(());
+    let _ = tokio::task::spawn_blocking(move || server.join()).await;
 
     // Every accepted alert must be in the audit log.
     let audit = std::fs::read_to_string(app.audit.path()).map_err(|e| format!("reading the audit log: {e}"))?;
@@ -215,6 +258,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         seconds: elapsed,
         senders: cfg.senders,
         watchers: cfg.watchers,
+        rate_per_sender: cfg.rate_per_sender,
         webhooks_sent: sent,
         webhooks_per_second: sent as f64 / elapsed,
         errors: errors.load(Ordering::Relaxed),
@@ -233,13 +277,14 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
 
 pub fn render(r: &LoadReport) -> String {
     format!(
-        "Service load test on loopback: {} webhook senders and {} event-stream watchers for {:.1} s\n\
+        "Service load test on loopback: {} webhook senders ({}) and {} event-stream watchers for {:.1} s\n\
          webhooks accepted      {} ({:.0}/s), errors {}{}\n\
          webhook latency        p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms\n\
          audit log              {} alert lines; accepted alerts missing from it: {}\n\
          investigations         {} started, {} finished during the test\n\
          event streams          {} opened, {} events received\n",
         r.senders,
+        if r.rate_per_sender > 0.0 { format!("{} webhooks/s each", r.rate_per_sender) } else { "each as fast as answered".to_string() },
         r.watchers,
         r.seconds,
         r.webhooks_sent,
