@@ -450,18 +450,20 @@ impl SuiteReport {
 
 /// Runs a suite's cases in parallel (up to the core count) with a progress callback.
 ///
-/// The workers are plain threads, not rayon's: each waits for its case on a guarded thread, and
-/// the analysis inside uses rayon's pool, which must not be the one that is waiting.
-pub fn run_suite(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + Sync)) -> SuiteReport {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(suite.cases.len().max(1));
+/// Runs `f` on every case, on plain worker threads (one per core) pulling the next case; the
+/// results in the cases' order (None for a case whose worker was lost). Not rayon's pool: each
+/// worker waits for its case on a guarded thread, and rayon's workers stay free for the analysis
+/// inside (a rayon worker blocked on a case that itself uses rayon deadlocks).
+fn on_workers<T: Send>(cases: &[Case], f: &(dyn Fn(&Case) -> T + Sync), progress: &(dyn Fn() + Sync)) -> Vec<Option<T>> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(cases.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<CaseResult>>> = suite.cases.iter().map(|_| Default::default()).collect();
+    let slots: Vec<std::sync::Mutex<Option<T>>> = cases.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(case) = suite.cases.get(i) else { break };
-                let r = run_case(case, opts);
+                let Some(case) = cases.get(i) else { break };
+                let r = f(case);
                 if let Ok(mut slot) = slots[i].lock() {
                     *slot = Some(r);
                 }
@@ -469,11 +471,17 @@ pub fn run_suite(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + Sync)
             });
         }
     });
+    slots.into_iter().map(|s| s.into_inner().ok().flatten()).collect()
+}
+
+/// Scores every method on every case of a suite (on [`on_workers`]).
+pub fn run_suite(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + Sync)) -> SuiteReport {
+    let slots = on_workers(&suite.cases, &|case| run_case(case, opts), progress);
     let results: Vec<CaseResult> = slots
         .into_iter()
         .zip(&suite.cases)
         .map(|(slot, case)| {
-            slot.into_inner().ok().flatten().unwrap_or_else(|| CaseResult {
+            slot.unwrap_or_else(|| CaseResult {
                 id: case.id.clone(),
                 system: case.system.clone(),
                 fault_kind: "unknown".into(),
@@ -677,9 +685,10 @@ mod tests {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackSplit {
     pub suite: String,
-    /// Cases whose truth served as operators' feedback (even positions, by case id).
+    /// Cases whose truth served as operators' feedback (half of the cases, chosen by a hash of
+    /// their ids, so that both halves hold every fault kind and system).
     pub train_cases: usize,
-    /// Held-apart cases scored before and after (odd positions); fault-free cases are skipped.
+    /// Held-apart cases scored before and after (the other half); fault-free cases are skipped.
     pub test_cases: usize,
     pub before_ac1: f64,
     pub after_ac1: f64,
@@ -695,36 +704,35 @@ pub struct FeedbackSplit {
 /// other half with the triage's order and the re-ranked order.
 pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + Sync)) -> FeedbackSplit {
     use crate::rerank::{self, Example, Label};
-    use rayon::prelude::*;
-    let mut cases: Vec<&Case> = suite.cases.iter().collect();
-    cases.sort_by(|a, b| a.id.cmp(&b.id));
-    let rows: Vec<Option<(usize, Vec<(String, Vec<f64>)>, Truth)>> = cases
-        .par_iter()
-        .enumerate()
-        .map(|(i, case)| {
-            let (case, cfg) = ((*case).clone(), opts.config.clone());
-            let r = guarded(opts.timeout, move || -> Option<(Vec<(String, Vec<f64>)>, Truth)> {
-                let incident = load(&case).ok()?;
-                let truth = incident.truth.clone()?;
-                let tr = triage::triage(&incident, &cfg);
-                Some((rerank::features(&tr, &incident.alert, &cfg.rank), truth))
-            });
-            progress();
-            r.ok().flatten().map(|(f, t)| (i, f, t))
+    let cases: Vec<Case> = suite.cases.clone();
+    // FNV-1a of the id: a fixed split, independent of the cases' order, that does not follow
+    // the order of fault kinds in the ids.
+    let held_apart = |id: &str| id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) % 2 == 1;
+    let features = |case: &Case| {
+        let (case, cfg) = (case.clone(), opts.config.clone());
+        guarded(opts.timeout, move || -> Option<(Vec<(String, Vec<f64>)>, Truth)> {
+            let incident = load(&case).ok()?;
+            let truth = incident.truth.clone()?;
+            let tr = triage::triage(&incident, &cfg);
+            Some((rerank::features(&tr, &incident.alert, &cfg.rank), truth))
         })
-        .collect();
+        .ok()
+        .flatten()
+    };
+    let rows: Vec<Option<(usize, Vec<(String, Vec<f64>)>, Truth)>> =
+        on_workers(&cases, &features, progress).into_iter().enumerate().map(|(i, r)| r.flatten().map(|(f, t)| (i, f, t))).collect();
     let invalid = rows.iter().filter(|r| r.is_none()).count();
     let rows: Vec<_> = rows.into_iter().flatten().filter(|(_, f, t)| !t.is_fault_free() && !f.is_empty()).collect();
     let examples: Vec<Example> = rows
         .iter()
-        .filter(|(i, _, _)| i % 2 == 0)
+        .filter(|(i, _, _)| !held_apart(&cases[*i].id))
         .map(|(_, f, t)| {
             let top_right = f.first().is_some_and(|(s, _)| *s == t.service);
             Example { candidates: f.clone(), label: if top_right { Label::Confirm } else { Label::Correct { service: t.service.clone() } } }
         })
         .collect();
     let model = rerank::Reranker::fit(&examples, 1e-3);
-    let test: Vec<_> = rows.iter().filter(|(i, _, _)| i % 2 == 1).collect();
+    let test: Vec<_> = rows.iter().filter(|(i, _, _)| held_apart(&cases[*i].id)).collect();
     let rank_of = |order: Vec<String>, t: &Truth| order.iter().position(|s| *s == t.service).map(|p| p + 1);
     let (mut b1, mut a1, mut b3, mut a3) = (0usize, 0usize, 0usize, 0usize);
     for (_, f, t) in &test {

@@ -176,6 +176,7 @@ async fn api_auth_audit_and_feedback() {
     let audit = audit_lines(dir.path());
     let count = |action: &str| audit.iter().filter(|l| l["action"] == action).count();
     assert_eq!(count("alert.received"), 3);
+    assert_eq!(count("investigation.started"), 1);
     assert_eq!(count("investigation.finished"), 1);
     assert_eq!(count("feedback"), 1);
     assert!(count("denied") >= 5, "{audit:?}");
@@ -193,6 +194,40 @@ async fn load_test_loses_no_alert() {
     assert!(r.webhooks_sent > 100, "{r:?}");
     assert_eq!(r.audit_alert_lines, r.webhooks_sent, "{r:?}");
     assert!(r.sse_events > 0 && r.investigations > 1, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_are_retried_until_delivered() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (c, b) = (calls.clone(), bodies.clone());
+    // A webhook that fails twice (503), then takes the message.
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let (c, b) = (c.clone(), b.clone());
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) < 2 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    b.lock().unwrap().push(body);
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let http = reqwest::Client::new();
+    let attempts = culprit::serve::notify::send(&http, &format!("http://{addr}/hook"), &json!({ "text": "root cause: payments-db" })).await.unwrap();
+    assert_eq!(attempts, 3);
+    assert_eq!(bodies.lock().unwrap().as_slice(), [r#"{"text":"root cause: payments-db"}"#]);
+    // A 4xx is not retried.
+    let err = culprit::serve::notify::send(&http, &format!("http://{addr}/missing"), &json!({})).await.unwrap_err();
+    assert!(err.contains("404") && err.contains("not retried"), "{err}");
 }
 
 // ---- the live test -------------------------------------------------------------------------

@@ -242,6 +242,7 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
     );
     if start {
         if let Some(id) = &id {
+            app.audit.record(&caller.name, caller.role.as_str(), "investigation.started", id, json!({ "service": inc.alert.service, "severity": inc.alert.severity, "source": source }));
             app.emit(id, "status", json!({ "status": Status::Queued }));
             worker::enqueue(app, id.clone());
         }
