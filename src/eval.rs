@@ -708,9 +708,10 @@ pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + 
     // FNV-1a of the id: a fixed split, independent of the cases' order, that does not follow
     // the order of fault kinds in the ids.
     let held_apart = |id: &str| id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) % 2 == 1;
+    type Candidates = Vec<(String, Vec<f64>)>;
     let features = |case: &Case| {
         let (case, cfg) = (case.clone(), opts.config.clone());
-        guarded(opts.timeout, move || -> Option<(Vec<(String, Vec<f64>)>, Truth)> {
+        guarded(opts.timeout, move || -> Option<(Candidates, Truth)> {
             let incident = load(&case).ok()?;
             let truth = incident.truth.clone()?;
             let tr = triage::triage(&incident, &cfg);
@@ -719,7 +720,7 @@ pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + 
         .ok()
         .flatten()
     };
-    let rows: Vec<Option<(usize, Vec<(String, Vec<f64>)>, Truth)>> =
+    let rows: Vec<Option<(usize, Candidates, Truth)>> =
         on_workers(&cases, &features, progress).into_iter().enumerate().map(|(i, r)| r.flatten().map(|(f, t)| (i, f, t))).collect();
     let invalid = rows.iter().filter(|r| r.is_none()).count();
     let rows: Vec<_> = rows.into_iter().flatten().filter(|(_, f, t)| !t.is_fault_free() && !f.is_empty()).collect();

@@ -11,6 +11,9 @@
 //! The servers come from `scripts/setup.sh --llm` (run by `make test`), which exports their paths
 //! in `.venv/culprit-env.sh`.
 
+// The helpers below are test code too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use culprit::serve::config::{Role, ServeConfig, TokenConfig};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

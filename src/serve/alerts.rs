@@ -131,7 +131,7 @@ pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incomin
             .or_else(|| labels.get("alertname"))
             .cloned()
             .unwrap_or_else(|| format!("alert on {svc}"));
-        let firing = a.status.as_deref().or(p.status.as_deref()).map_or(true, |s| s != "resolved");
+        let firing = a.status.as_deref().or(p.status.as_deref()).is_none_or(|s| s != "resolved");
         out.push(Incoming {
             alert: Alert { time, service: svc, signal: signal(&labels), severity: severity(labels.get("severity").map(String::as_str)), title },
             fingerprint: a.fingerprint.clone().filter(|f| !f.is_empty()).unwrap_or_else(|| fingerprint_of(&labels)),

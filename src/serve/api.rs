@@ -76,7 +76,7 @@ fn token_from(parts: &Parts) -> Option<String> {
     }
     // EventSource cannot send headers: the event stream alone also takes `?token=`.
     if parts.uri.path().ends_with("/events") {
-        return parts.uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(|t| percent_decode(t))));
+        return parts.uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(percent_decode)));
     }
     None
 }

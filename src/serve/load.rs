@@ -137,7 +137,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
                 n += 1;
                 let fingerprint = format!("load-{s}-{n}");
                 let service = format!("svc-{}", (s as u64 + n) % services as u64);
-                let severity = if n % 10 == 0 { "critical" } else { "warning" };
+                let severity = if n.is_multiple_of(10) { "critical" } else { "warning" };
                 let body = serde_json::json!({
                     "version": "4", "status": "firing", "receiver": "culprit",
                     "commonLabels": { "alertname": "LoadTestErrors" },

@@ -35,7 +35,7 @@ pub struct Decoded {
 
 impl Decoded {
     pub fn rejected(&self) -> u64 {
-        self.report.records_skipped as u64
+        self.report.records_skipped
     }
 }
 
@@ -197,15 +197,15 @@ pub fn response(signal: Signal, encoding: Encoding, d: &Decoded) -> (Vec<u8>, &'
         Encoding::Protobuf => {
             let bytes = match signal {
                 Signal::Traces => trace::v1::ExportTraceServiceResponse {
-                    partial_success: (rejected > 0).then(|| trace::v1::ExportTracePartialSuccess { rejected_spans: rejected, error_message: message }),
+                    partial_success: (rejected > 0).then_some(trace::v1::ExportTracePartialSuccess { rejected_spans: rejected, error_message: message }),
                 }
                 .encode_to_vec(),
                 Signal::Logs => logs::v1::ExportLogsServiceResponse {
-                    partial_success: (rejected > 0).then(|| logs::v1::ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: message }),
+                    partial_success: (rejected > 0).then_some(logs::v1::ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: message }),
                 }
                 .encode_to_vec(),
                 Signal::Metrics => metrics::v1::ExportMetricsServiceResponse {
-                    partial_success: (rejected > 0).then(|| metrics::v1::ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message: message }),
+                    partial_success: (rejected > 0).then_some(metrics::v1::ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message: message }),
                 }
                 .encode_to_vec(),
             };
