@@ -724,7 +724,8 @@ fn chat(bundle: &Path, session: Option<PathBuf>, agent: &AgentArgs) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_eval(args: &[String], json: bool, out: Option<&Path>, opts: &eval::EvalOptions) -> Result<ExitCode> {
+/// The suites named on the command line, and a progress bar over their cases.
+fn suites_with_progress(args: &[String], what: &str) -> Result<(Vec<eval::Suite>, indicatif::ProgressBar)> {
     let mut all = Vec::new();
     for a in args {
         all.extend(eval::suites(a)?);
@@ -732,9 +733,14 @@ fn run_eval(args: &[String], json: bool, out: Option<&Path>, opts: &eval::EvalOp
     let total: usize = all.iter().map(|s| s.cases.len()).sum();
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} eval {pos}/{len} cases [{elapsed_precise}] {wide_bar} eta {eta}")
+        indicatif::ProgressStyle::with_template(&format!("{{spinner}} {what} {{pos}}/{{len}} cases [{{elapsed_precise}}] {{wide_bar}} eta {{eta}}"))
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    Ok((all, bar))
+}
+
+fn run_eval(args: &[String], json: bool, out: Option<&Path>, opts: &eval::EvalOptions) -> Result<ExitCode> {
+    let (all, bar) = suites_with_progress(args, "eval")?;
     let reports: Vec<eval::SuiteReport> = all.iter().map(|s| eval::run_suite(s, opts, &|| bar.inc(1))).collect();
     bar.finish_and_clear();
     if json {
@@ -759,16 +765,7 @@ fn run_eval(args: &[String], json: bool, out: Option<&Path>, opts: &eval::EvalOp
 }
 
 fn run_feedback_split(args: &[String], json: bool, opts: &eval::EvalOptions) -> Result<ExitCode> {
-    let mut all = Vec::new();
-    for a in args {
-        all.extend(eval::suites(a)?);
-    }
-    let total: usize = all.iter().map(|s| s.cases.len()).sum();
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} feedback split {pos}/{len} cases [{elapsed_precise}] {wide_bar} eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let (all, bar) = suites_with_progress(args, "feedback split")?;
     let rows: Vec<eval::FeedbackSplit> = all.iter().map(|s| eval::feedback_split(s, opts, &|| bar.inc(1))).collect();
     bar.finish_and_clear();
     if json {

@@ -353,13 +353,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` stored events of `source` as feature rows (for training from the store).
-    /// Rows whose attributes cannot be read are skipped and counted in the log.
-    pub async fn event_rows(&self, source: &str, limit: usize) -> Result<Vec<crate::embed::Row>, StoreError> {
-        let t = self.table(EVENTS).await?;
-        let batches: Vec<RecordBatch> = t
+    /// `time_ms`, `service` and `attributes` of at most `limit` events matching `filter`.
+    async fn scan_events(&self, filter: String, limit: usize) -> Result<Vec<RecordBatch>, StoreError> {
+        self.table(EVENTS)
+            .await?
             .query()
-            .only_if(format!("source = '{}'", source.replace('\'', "''")))
+            .only_if(filter)
             .select(lancedb::query::Select::columns(&["time_ms", "service", "attributes"]))
             .limit(limit)
             .execute()
@@ -367,7 +366,13 @@ impl Store {
             .map_err(|e| self.err(e))?
             .try_collect()
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.err(e))
+    }
+
+    /// Up to `limit` stored events of `source` as feature rows (for training from the store).
+    /// Rows whose attributes cannot be read are skipped and counted in the log.
+    pub async fn event_rows(&self, source: &str, limit: usize) -> Result<Vec<crate::embed::Row>, StoreError> {
+        let batches = self.scan_events(format!("source = '{}'", source.replace('\'', "''")), limit).await?;
         #[derive(serde::Deserialize)]
         struct Attributes {
             cats: Vec<String>,
@@ -395,18 +400,7 @@ impl Store {
     /// Stored events of `source` with `from <= time_ms < to`, as (time, service, attributes),
     /// oldest first, at most `limit`.
     pub async fn events_between(&self, source: &str, from: i64, to: i64, limit: usize) -> Result<Vec<(i64, String, String)>, StoreError> {
-        let t = self.table(EVENTS).await?;
-        let batches: Vec<RecordBatch> = t
-            .query()
-            .only_if(format!("source = '{}' AND time_ms >= {from} AND time_ms < {to}", source.replace('\'', "''")))
-            .select(lancedb::query::Select::columns(&["time_ms", "service", "attributes"]))
-            .limit(limit)
-            .execute()
-            .await
-            .map_err(|e| self.err(e))?
-            .try_collect()
-            .await
-            .map_err(|e| self.err(e))?;
+        let batches = self.scan_events(format!("source = '{}' AND time_ms >= {from} AND time_ms < {to}", source.replace('\'', "''")), limit).await?;
         let mut out = Vec::new();
         for b in &batches {
             let time: &Int64Array = column(b, "time_ms", EVENTS, &self.uri)?;
