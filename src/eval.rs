@@ -723,10 +723,12 @@ pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + 
     let rows: Vec<Option<(usize, Candidates, Truth)>> =
         on_workers(&cases, &features, progress).into_iter().enumerate().map(|(i, r)| r.flatten().map(|(f, t)| (i, f, t))).collect();
     let invalid = rows.iter().filter(|r| r.is_none()).count();
-    let rows: Vec<_> = rows.into_iter().flatten().filter(|(_, f, t)| !t.is_fault_free() && !f.is_empty()).collect();
+    // A case the triage ranked nothing for stays in the held-apart half, as a miss before and
+    // after; it teaches the re-ranker nothing.
+    let rows: Vec<_> = rows.into_iter().flatten().filter(|(_, _, t)| !t.is_fault_free()).collect();
     let examples: Vec<Example> = rows
         .iter()
-        .filter(|(i, _, _)| !held_apart(&cases[*i].id))
+        .filter(|(i, f, _)| !held_apart(&cases[*i].id) && !f.is_empty())
         .map(|(_, f, t)| {
             let top_right = f.first().is_some_and(|(s, _)| *s == t.service);
             Example { candidates: f.clone(), label: if top_right { Label::Confirm } else { Label::Correct { service: t.service.clone() } } }
