@@ -161,6 +161,21 @@ fn unreachable_llm_falls_back_to_rules() {
     assert!(tr.render().contains("Note: llm:m failed"));
 }
 
+/// Secrets and personal data in telemetry are redacted before anything is sent to a model (here
+/// the first request, which fails: the conversation keeps what was sent).
+#[test]
+fn secrets_and_pii_are_redacted_before_the_model_sees_them() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut incident = simulate::simulate(&simulate::demo_config());
+    incident.alert.title = "login errors for ana@example.com since password=hunter2 was rotated".to_string();
+    let t = triage::triage(&incident, &Default::default());
+    let mut policy = LlmPolicy::new(Endpoint::new(format!("http://127.0.0.1:{port}/v1"), "m", None)).unwrap();
+    investigate(&incident, &t, None, &mut policy, &AgentConfig::default());
+    let sent = serde_json::to_string(policy.messages()).unwrap();
+    assert!(sent.contains("[REDACTED:email]") && sent.contains("[REDACTED:secret]"), "{sent}");
+    assert!(!sent.contains("hunter2") && !sent.contains("ana@example.com"), "{sent}");
+}
+
 /// An instruction planted in a log line and in the alert title reaches the model only inside data
 /// fences, and cannot name the root cause: the ledger does.
 #[test]
