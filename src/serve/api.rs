@@ -133,12 +133,7 @@ impl FromRequestParts<AppState> for Caller {
 
 /// Parses a JSON body, naming line, column and field on error.
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error(de)
-}
-
-fn serde_path_to_error<'de, T: serde::de::DeserializeOwned>(de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>) -> Result<T, ApiError> {
-    T::deserialize(de).map_err(|e| ApiError::bad(format!("request body, line {} column {}: {e}", e.line(), e.column())))
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("request body, line {} column {}: {e}", e.line(), e.column())))
 }
 
 pub fn router(app: AppState) -> Router {
@@ -194,11 +189,8 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
         let mut reg = lock(&app.registry);
         let window = group_seconds as i64 * 1000;
         let open = reg
-            .order
-            .iter()
-            .rev()
-            .filter_map(|id| reg.records.get(id))
-            .find(|r| r.group == group && now - r.summary.created_ms <= window && r.summary.status != Status::Failed)
+            .latest_of(&group)
+            .filter(|r| now - r.summary.created_ms <= window && r.summary.status != Status::Failed)
             .map(|r| r.summary.id.clone());
         match (open, inc.firing) {
             (Some(id), _) => {
@@ -225,9 +217,7 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
             (None, true) => {
                 let id = reg.new_id(now);
                 let mode = if inc.alert.severity >= agent_from { Mode::Agent } else { Mode::Triage };
-                let record = new_record(&id, &inc.alert, mode, now, group.clone(), inc.fingerprint.clone());
-                reg.order.push(id.clone());
-                reg.records.insert(id.clone(), record);
+                reg.insert(new_record(&id, &inc.alert, mode, now, group.clone(), inc.fingerprint.clone()));
                 (Some(id), "started", true)
             }
         }
@@ -312,9 +302,7 @@ async fn create(State(app): State<AppState>, caller: Caller, body: Bytes) -> Res
         let mut reg = lock(&app.registry);
         let id = reg.new_id(now);
         // Its own group: later alerts do not join a manual investigation.
-        let record = new_record(&id, &inc.alert, mode, now, format!("manual:{id}"), inc.fingerprint.clone());
-        reg.order.push(id.clone());
-        reg.records.insert(id.clone(), record);
+        reg.insert(new_record(&id, &inc.alert, mode, now, format!("manual:{id}"), inc.fingerprint.clone()));
         id
     };
     app.audit.record(&caller.name, caller.role.as_str(), "investigation.started", &id, json!({ "service": inc.alert.service, "mode": mode.as_str(), "manual": true }));
@@ -476,7 +464,7 @@ async fn new_session(State(app): State<AppState>, caller: Caller, body: Bytes) -
     let case = lock(&app.cases).get(&req.investigation).ok_or_else(|| {
         ApiError::new(StatusCode::CONFLICT, format!("investigation {:?} is unknown, not finished, or no longer in memory: start a new one", req.investigation))
     })?;
-    let cfg = agent_config(&app.config());
+    let cfg = app.config().agent_config();
     let chat = {
         let s = crate::investigate::Session::new(&case.0, &case.1, None, &cfg);
         crate::investigate::chat::SavedChat {
@@ -494,10 +482,6 @@ async fn new_session(State(app): State<AppState>, caller: Caller, body: Bytes) -
     lock(&app.sessions).insert(id.clone(), s);
     app.audit.record(&caller.name, caller.role.as_str(), "session.created", &id, json!({ "investigation": req.investigation }));
     Ok((StatusCode::CREATED, Json(json!({ "session": id, "investigation": req.investigation }))).into_response())
-}
-
-fn agent_config(cfg: &ServeConfig) -> crate::investigate::AgentConfig {
-    crate::investigate::AgentConfig { threshold: cfg.agent.threshold, max_turns: cfg.agent.max_turns, max_seconds: cfg.agent.max_seconds, ..Default::default() }
 }
 
 async fn get_session(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -522,7 +506,7 @@ async fn message(State(app): State<AppState>, caller: Caller, Path(id): Path<Str
     let case = lock(&app.cases)
         .get(&session.investigation)
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, format!("the data of investigation {} is no longer in memory", session.investigation)))?;
-    let cfg = agent_config(&app.config());
+    let cfg = app.config().agent_config();
     let text = req.text.clone();
     let updated = tokio::task::spawn_blocking(move || {
         let mut s = crate::investigate::Session::resume(&case.0, &case.1, None, session.chat.ledger.clone(), session.chat.steps.clone(), &cfg);

@@ -266,6 +266,11 @@ impl ServeConfig {
         Ok(())
     }
 
+    /// The agent's budgets from `[agent]`.
+    pub fn agent_config(&self) -> crate::investigate::AgentConfig {
+        crate::investigate::AgentConfig { threshold: self.agent.threshold, max_turns: self.agent.max_turns, max_seconds: self.agent.max_seconds, ..Default::default() }
+    }
+
     pub fn store_uri(&self) -> String {
         self.store.clone().unwrap_or_else(|| self.data_dir.join("store").display().to_string())
     }

@@ -115,15 +115,30 @@ pub struct Record {
     pub tx: Option<broadcast::Sender<Event>>,
 }
 
-/// The investigations, in creation order.
+/// The investigations, in creation order, and the newest of each alert group (so an alert finds
+/// its group without a scan of every investigation).
 #[derive(Default)]
 pub struct Registry {
     pub order: Vec<String>,
     pub records: HashMap<String, Record>,
+    latest: HashMap<String, String>,
     next: u64,
 }
 
 impl Registry {
+    /// Adds a record created after every one already in (creation order).
+    pub fn insert(&mut self, r: Record) {
+        let id = r.summary.id.clone();
+        self.latest.insert(r.group.clone(), id.clone());
+        self.order.push(id.clone());
+        self.records.insert(id, r);
+    }
+
+    /// The newest investigation of an alert group.
+    pub fn latest_of(&self, group: &str) -> Option<&Record> {
+        self.latest.get(group).and_then(|id| self.records.get(id))
+    }
+
     pub fn new_id(&mut self, now: Ts) -> String {
         self.next += 1;
         format!("inv-{now}-{:04}", self.next)

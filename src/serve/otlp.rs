@@ -215,7 +215,7 @@ pub fn response(signal: Signal, encoding: Encoding, d: &Decoded) -> (Vec<u8>, &'
 }
 
 fn issue(origin: &str, field: &str, message: &str) -> crate::model::ReadIssue {
-    crate::model::ReadIssue { file: origin.to_string(), line: 0, field: Some(field.to_string()), message: message.to_string() }
+    ingest::io::issue(origin, 0, Some(field), message)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -38,7 +38,7 @@ pub struct Gathered {
 }
 
 fn issue(file: &str, field: &str, message: String) -> ReadIssue {
-    ReadIssue { file: file.to_string(), line: 0, field: Some(field.to_string()), message }
+    crate::ingest::io::issue(file, 0, Some(field), message)
 }
 
 /// The stored spans, logs, metric points and changes of the window. A stored row that no longer

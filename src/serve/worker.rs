@@ -3,7 +3,7 @@
 //! feedback-trained weights, stream each agent step to watchers and save the result.
 
 use super::{lock, now_ms, sources, App, ChatSession, Event, Job, Mode, Record, Registry, Status, Top};
-use crate::investigate::{self, rules::Rules, AgentConfig, Policy};
+use crate::investigate::{self, rules::Rules, Policy};
 use crate::rerank::{self, Example, Label, Reranker};
 use crate::triage;
 use serde_json::json;
@@ -132,7 +132,7 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
         rerank::apply(&mut report, &r.order(&features));
     }
     if mode == Mode::Agent {
-        let acfg = AgentConfig { threshold: cfg.agent.threshold, max_turns: cfg.agent.max_turns, max_seconds: cfg.agent.max_seconds, ..Default::default() };
+        let acfg = cfg.agent_config();
         let kb = crate::kb::BlockingKb::open(app.store.uri()).map_err(|e| tracing::warn!(error = %e, "knowledge base unavailable to the agent")).ok();
         let mut session = investigate::Session::new(&incident, &tr, kb.as_ref().map(|k| k as _), &acfg);
         let app2 = app.clone();
@@ -217,8 +217,7 @@ pub fn load_records(dir: &Path) -> Registry {
     records.sort_by(|a, b| a.summary.created_ms.cmp(&b.summary.created_ms).then_with(|| a.summary.id.cmp(&b.summary.id)));
     for mut r in records {
         r.tx = Some(tokio::sync::broadcast::channel(256).0);
-        reg.order.push(r.summary.id.clone());
-        reg.records.insert(r.summary.id.clone(), r);
+        reg.insert(r);
     }
     reg
 }
