@@ -9,6 +9,7 @@ pub mod baselines;
 pub mod bench;
 pub mod correlate;
 pub mod detect;
+pub mod drilldown;
 pub mod embed;
 pub mod eval;
 pub mod graph;

@@ -58,6 +58,12 @@ enum Command {
         #[command(flatten)]
         agent: AgentArgs,
     },
+    /// (Work in progress, issue 7.) Score the drill-down methods on the RobustSpot RS dataset:
+    /// element-set F1 (micro, exact element match) and exact-set accuracy.
+    DrilldownEval {
+        /// The dataset folder (../shared/datasets/robustspot_rs).
+        dir: PathBuf,
+    },
     /// Run culprit as a service: alert webhooks in, investigations out, over HTTP.
     ///
     /// Alertmanager (`POST /v1/alerts/alertmanager`) and other alerting (`POST /v1/alerts/generic`)
@@ -489,6 +495,24 @@ fn run(cmd: Command) -> Result<ExitCode> {
             commands::store_stats(&store.unwrap_or_else(culprit::store::default_uri))
         }
         Command::Chat { bundle, session, agent } => chat(&bundle, session, &agent),
+        Command::DrilldownEval { dir } => {
+            use culprit::drilldown::{self, rs, SetScores};
+            let cases = rs::cases(&dir).map_err(|e| anyhow::anyhow!(e))?;
+            let (mut risk, mut adt, mut ripple) = (SetScores::default(), SetScores::default(), SetScores::default());
+            let t = std::time::Instant::now();
+            for c in &cases {
+                let cube = rs::cube(c).map_err(|e| anyhow::anyhow!(e))?;
+                risk.add(&drilldown::risk_search(&cube, &Default::default()), &c.truth);
+                adt.add(&drilldown::adtributor(&cube, 0.1, 0.67), &c.truth);
+                ripple.add(&drilldown::ripple_search(&cube, 3, 0.05, 0.2, 3), &c.truth);
+            }
+            println!("| method | cases | F1 | exact-set accuracy | TP | FP | FN |\n|---|---:|---:|---:|---:|---:|---:|");
+            for (name, s) in [("culprit (ripple search)", &ripple), ("culprit (weighted risk)", &risk), ("Adtributor", &adt)] {
+                println!("| {name} | {} | {:.3} | {:.3} | {} | {} | {} |", s.cases, s.f1(), s.exact_accuracy(), s.tp, s.fp, s.fn_);
+            }
+            eprintln!("{} cases in {:.1} s", cases.len(), t.elapsed().as_secs_f64());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { config, listen, data_dir } => {
             let mut cfg = match &config {
                 Some(p) => culprit::serve::config::ServeConfig::load(p)?,
