@@ -190,17 +190,18 @@ pub fn risk_search(cube: &Cube, cfg: &RiskConfig) -> Vec<Element> {
 /// are compared with a forecast in which only the element's leaves moved, all by the element's own
 /// ratio (the ripple effect); its *potential* is how much of the distance between actual and
 /// forecast that explains. The best element, less `succinct` per attribute, is taken, its leaves
-/// removed, and the search repeats while an element still explains at least `min_gain`.
+/// removed, and the search repeats while an element still explains at least `min_gain` of the
+/// *original* distance (measured against what is left, noise would look important at the end).
 pub fn ripple_search(cube: &Cube, max_layer: usize, succinct: f64, min_gain: f64, max_elements: usize) -> Vec<Element> {
     let expected = cube.expected();
     let n = cube.leaves.len();
     let mut alive = vec![true; n];
     let mut out = Vec::new();
+    let base: f64 = (0..n).map(|i| (cube.leaves[i].a - expected[i]).abs()).sum();
+    if base <= 1e-9 {
+        return out;
+    }
     while out.len() < max_elements {
-        let base: f64 = (0..n).filter(|&i| alive[i]).map(|i| (cube.leaves[i].a - expected[i]).abs()).sum();
-        if base <= 1e-9 {
-            break;
-        }
         let mut best: Option<(f64, f64, Vec<usize>, Vec<u32>)> = None;
         for layer in 1..=max_layer.min(cube.dims.len()) {
             for dims in combinations(cube.dims.len(), layer) {
