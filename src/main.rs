@@ -58,6 +58,30 @@ enum Command {
         #[command(flatten)]
         agent: AgentArgs,
     },
+    /// (Work in progress, issue 7.) Which attribute combinations explain a KPI's change between
+    /// a baseline window and the current one (ripple-effect search over up to 3 attributes).
+    Drilldown {
+        /// The rows: .csv or .csv.gz with a time column, the dimension columns and the measures.
+        #[arg(long, value_name = "FILE")]
+        data: PathBuf,
+        /// A measure column to total (or give --ratio).
+        #[arg(long, value_name = "COLUMN", required_unless_present = "ratio")]
+        metric: Option<String>,
+        /// A ratio KPI, NUM/DEN (e.g. orders/visits).
+        #[arg(long, value_name = "NUM/DEN", conflicts_with = "metric")]
+        ratio: Option<String>,
+        /// Dimension columns, comma-separated.
+        #[arg(long, value_name = "D1,D2,…", value_delimiter = ',', required = true)]
+        dims: Vec<String>,
+        /// The baseline window, START..END (Unix time or RFC 3339).
+        #[arg(long, value_name = "T0..T1")]
+        baseline: String,
+        /// The current window, START..END.
+        #[arg(long, value_name = "T2..T3")]
+        current: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// (Work in progress, issue 7.) Score the drill-down methods on the RobustSpot RS dataset:
     /// element-set F1 (micro, exact element match) and exact-set accuracy.
     DrilldownEval {
@@ -495,6 +519,38 @@ fn run(cmd: Command) -> Result<ExitCode> {
             commands::store_stats(&store.unwrap_or_else(culprit::store::default_uri))
         }
         Command::Chat { bundle, session, agent } => chat(&bundle, session, &agent),
+        Command::Drilldown { data, metric, ratio, dims, baseline, current, json } => {
+            use culprit::drilldown::{self, table};
+            let measure = match (metric, ratio) {
+                (Some(m), _) => table::Measure::Sum(m),
+                (None, Some(r)) => {
+                    let (a, b) = r.split_once('/').with_context(|| format!("--ratio {r:?}: expected NUM/DEN"))?;
+                    table::Measure::Ratio(a.to_string(), b.to_string())
+                }
+                (None, None) => bail!("give --metric or --ratio"),
+            };
+            let q = table::Query {
+                measure,
+                dims,
+                baseline: table::window(&baseline).map_err(|e| anyhow::anyhow!("--baseline {e}"))?,
+                current: table::window(&current).map_err(|e| anyhow::anyhow!("--current {e}"))?,
+            };
+            let cube = table::cube(&data, &q).map_err(|e| anyhow::anyhow!(e))?;
+            let found = drilldown::ripple_search(&cube, 3, 0.05, 0.2, 3);
+            let (before, after, findings) = drilldown::explain(&cube, &found);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "before": before, "after": after, "forecast": "baseline window totals per leaf, scaled to the current window's length", "findings": findings }))?);
+            } else {
+                println!("The KPI moved from {before:.4} (forecast from the baseline window) to {after:.4}.");
+                if findings.is_empty() {
+                    println!("No attribute combination explains the change.");
+                }
+                for f in &findings {
+                    println!("{:.0} % of the change is explained by {} ({:.4} → {:.4}).", f.share * 100.0, f.element, f.before, f.after);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DrilldownEval { dir } => {
             use culprit::drilldown::{self, rs, SetScores};
             let cases = rs::cases(&dir).map_err(|e| anyhow::anyhow!(e))?;

@@ -12,6 +12,7 @@
 //! it has no history), so a change of traffic is not taken for a change of the ratio.
 
 pub mod rs;
+pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -307,6 +308,42 @@ pub fn adtributor(cube: &Cube, t_eep: f64, t_ep: f64) -> Vec<Element> {
         }
     }
     best.map(|b| b.1).unwrap_or_default()
+}
+
+/// One finding of a drill-down: an element and the share of the KPI's change it explains.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Finding {
+    pub element: String,
+    pub share: f64,
+    pub before: f64,
+    pub after: f64,
+}
+
+/// The KPI before (forecast) and after (actual), and each element's share of the change.
+pub fn explain(cube: &Cube, elements: &[Element]) -> (f64, f64, Vec<Finding>) {
+    let expected = cube.expected();
+    let kpi = |a: f64, b: f64| if cube.ratio { if b > 0.0 { a / b } else { 0.0 } } else { a };
+    let (fa, fb, a, b) = cube.leaves.iter().fold((0.0, 0.0, 0.0, 0.0), |s, l| (s.0 + l.fa, s.1 + l.fb, s.2 + l.a, s.3 + l.b));
+    let total: f64 = expected.iter().sum::<f64>() - a;
+    let index: HashMap<&str, usize> = cube.dims.iter().enumerate().map(|(i, d)| (d.as_str(), i)).collect();
+    let findings = elements
+        .iter()
+        .map(|e| {
+            let inside = |l: &Leaf| e.iter().all(|(k, v)| index.get(k.as_str()).is_some_and(|&d| cube.values[d][l.attrs[d] as usize] == *v));
+            let (mut ex, mut ac, mut efa, mut efb, mut eb) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for (l, x) in cube.leaves.iter().zip(&expected) {
+                if inside(l) {
+                    ex += x;
+                    ac += l.a;
+                    efa += l.fa;
+                    efb += l.fb;
+                    eb += l.b;
+                }
+            }
+            Finding { element: element_text(e), share: if total.abs() > 1e-12 { (ex - ac) / total } else { 0.0 }, before: kpi(efa, efb), after: kpi(ac, eb) }
+        })
+        .collect();
+    (kpi(fa, fb), kpi(a, b), findings)
 }
 
 /// Element-set scoring over cases, as in the RiskLoc evaluation: an element counts only when it
