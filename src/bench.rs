@@ -242,3 +242,123 @@ pub fn render_learned(b: &LearnedBench) -> String {
         b.knn_p99_ms
     )
 }
+
+/// `culprit bench --drilldown`: one drill-down end to end over a generated file.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrilldownBench {
+    pub rows: usize,
+    pub dimensions: usize,
+    pub segments: usize,
+    pub file_mib: f64,
+    pub write_seconds: f64,
+    /// Reading and parsing the CSV into columns.
+    pub read_seconds: f64,
+    /// The cube with its robust forecast.
+    pub cube_seconds: f64,
+    /// Search, Shapley attribution, bootstrap confidence and the checks.
+    pub analyse_seconds: f64,
+    /// read + cube + analyse: what `culprit drilldown` takes on this file.
+    pub total_seconds: f64,
+    pub bootstrap_replicas: usize,
+    /// The injected cause and what the drill-down found.
+    pub injected: String,
+    pub found: Vec<String>,
+    pub peak_rss_mib: Option<f64>,
+    pub optimized: bool,
+}
+
+/// Writes `rows` rows (6 dimensions of 10, 8, 6, 5, 4 and 3 values; 7 baseline hours and one
+/// current hour, traffic even) with conversion falling by half in `d1=v3 ∧ d4=v2` in the current hour,
+/// then runs the drill-down on it as `culprit drilldown` would.
+pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<DrilldownBench, String> {
+    use crate::drilldown::{report, table};
+    use rand::{Rng, SeedableRng};
+    let cards = [10u32, 8, 6, 5, 4, 3];
+    let dims: Vec<String> = (0..cards.len()).map(|d| format!("d{d}")).collect();
+    let path = dir.join("drilldown-bench.csv");
+    let start = 1_700_000_000i64;
+    let hours = 8;
+    let t = Instant::now();
+    {
+        let f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut w = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, f));
+        let mut header: Vec<String> = vec!["time".into()];
+        header.extend(dims.iter().cloned());
+        header.extend(["orders".to_string(), "visits".to_string()]);
+        w.write_record(&header).map_err(|e| e.to_string())?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let current_rows = rows / hours as usize;
+        for i in 0..rows {
+            // The last rows are the current hour; the rest spreads over the baseline.
+            let time = if i >= rows - current_rows { start + (hours - 1) * 3600 + rng.gen_range(0..3600) } else { start + rng.gen_range(0..(hours - 1) * 3600) };
+            let attrs: Vec<u32> = cards.iter().map(|&c| rng.gen_range(0..c)).collect();
+            let visits: u32 = rng.gen_range(5..15);
+            let rate = if i >= rows - current_rows && attrs[1] == 3 && attrs[4] == 2 { 0.015 } else { 0.03 };
+            let orders = (0..visits).filter(|_| rng.gen_bool(rate)).count();
+            let mut rec: Vec<String> = vec![time.to_string()];
+            rec.extend(attrs.iter().map(|a| format!("v{a}")));
+            rec.extend([orders.to_string(), visits.to_string()]);
+            w.write_record(&rec).map_err(|e| e.to_string())?;
+        }
+        w.flush().map_err(|e| e.to_string())?;
+    }
+    let write_seconds = t.elapsed().as_secs_f64();
+    let file_mib = std::fs::metadata(&path).map(|m| m.len() as f64 / (1 << 20) as f64).unwrap_or(0.0);
+    let q = table::Query {
+        measure: table::Measure::Ratio("orders".into(), "visits".into()),
+        dims: dims.clone(),
+        baseline: (start * 1000, (start + (hours - 1) * 3600) * 1000),
+        current: ((start + (hours - 1) * 3600) * 1000, (start + hours * 3600) * 1000),
+        method: table::Method::Auto,
+    };
+    let t = Instant::now();
+    let data = table::read(&path, &q).map_err(|e| e.to_string())?;
+    let read_seconds = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (cube, forecast) = data.cube(&q).map_err(|e| e.to_string())?;
+    let cube_seconds = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let replicas = 100;
+    let opts = report::Options { kpi: "Conversion".into(), search: report::SearchKind::Ripple, max_attributes: 3, replicas, seed, changes: Vec::new(), treated: None, arm: None };
+    let base = report::BaselineRef { name: None, version: None, window: table::span_text(q.baseline), forecast, data: path.display().to_string(), created: None };
+    let r = report::build(&data, &q, &cube, base, &opts, None);
+    let analyse_seconds = t.elapsed().as_secs_f64();
+    Ok(DrilldownBench {
+        rows,
+        dimensions: dims.len(),
+        segments: cube.leaves.len(),
+        file_mib,
+        write_seconds,
+        read_seconds,
+        cube_seconds,
+        analyse_seconds,
+        total_seconds: read_seconds + cube_seconds + analyse_seconds,
+        bootstrap_replicas: replicas,
+        injected: "d1=v3&d4=v2".into(),
+        found: r.explanation.findings.iter().map(|f| format!("{} (share {:.2}, confidence {:.2})", f.element, f.share, f.confidence.unwrap_or(0.0))).collect(),
+        peak_rss_mib: peak_rss_mib(),
+        optimized: !cfg!(debug_assertions),
+    })
+}
+
+pub fn render_drilldown(b: &DrilldownBench) -> String {
+    format!(
+        "drill-down over {} rows × {} dimensions ({} segments, {:.0} MiB CSV, written in {:.1} s)\n  \
+         read {:.2} s, cube and robust forecast {:.2} s, search + Shapley + {} bootstrap replicas + checks {:.2} s\n  \
+         total {:.2} s; peak RSS {}; {} build\n  injected {}; found {}\n",
+        b.rows,
+        b.dimensions,
+        b.segments,
+        b.file_mib,
+        b.write_seconds,
+        b.read_seconds,
+        b.cube_seconds,
+        b.bootstrap_replicas,
+        b.analyse_seconds,
+        b.total_seconds,
+        b.peak_rss_mib.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "unknown".into()),
+        if b.optimized { "release" } else { "dev" },
+        b.injected,
+        if b.found.is_empty() { "nothing".to_string() } else { b.found.join(", ") }
+    )
+}

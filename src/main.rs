@@ -334,6 +334,13 @@ enum Command {
         /// takes very long).
         #[arg(long, requires = "learned")]
         no_vector_index: bool,
+        /// Measure the drill-down instead: write a CSV of --rows rows × 6 dimensions with a
+        /// known cause, then read it, forecast, search, attribute and bootstrap as `culprit
+        /// drilldown` does.
+        #[arg(long, conflicts_with_all = ["learned", "serve"])]
+        drilldown: bool,
+        #[arg(long, default_value_t = 1_000_000, requires = "drilldown")]
+        rows: usize,
         /// Load-test the service instead: a server on loopback, --senders concurrent
         /// Alertmanager webhooks and --watchers event-stream watchers for --seconds; reports
         /// webhook latency and checks every accepted alert is in the audit log (exit code 1 if
@@ -668,6 +675,19 @@ fn run(cmd: Command) -> Result<ExitCode> {
             ingest::write_bundle(&incident, incident.truth.as_ref(), &dir)
                 .with_context(|| format!("writing the benchmark bundle to {}", dir.display()))?;
             println!("wrote {} to {}", incident.id, dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { seed, json, write: None, drilldown: true, rows, .. } => {
+            let dir = std::env::temp_dir().join(format!("culprit-bench-drilldown-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let _cleanup = TempDir(dir.clone());
+            eprintln!("bench: writing {rows} rows, then the drill-down");
+            let b = culprit::bench::run_drilldown(rows, seed, &dir).map_err(|e| anyhow::anyhow!(e))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+            } else {
+                print!("{}", culprit::bench::render_drilldown(&b));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { json, write: None, serve: true, seconds, senders, watchers, rate, .. } => {

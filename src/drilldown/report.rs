@@ -55,8 +55,10 @@ pub fn confidence(kind: SearchKind, cube: &Cube, cuboids: &Cuboids, max_layer: u
                             let [aa, bb, ab] = l.var;
                             let sa = aa.max(0.0).sqrt();
                             let k = if sa > 0.0 { ab / sa } else { 0.0 };
-                            r.a = (l.a + sa * z1).max(0.0);
-                            r.b = (l.b + k * z1 + (bb - k * k).max(0.0).sqrt() * z2).max(0.0);
+                            // Not clamped at 0: clamping would bias sparse leaves upwards, and the
+                            // sum of those biases would pass for a change.
+                            r.a = l.a + sa * z1;
+                            r.b = l.b + k * z1 + (bb - k * k).max(0.0).sqrt() * z2;
                         }
                         let again = localise(kind, &replica, cuboids, max_layer);
                         for (h, e) in hits.iter_mut().zip(found) {

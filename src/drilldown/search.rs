@@ -18,11 +18,14 @@ pub struct Cuboids {
     pub dims: Vec<Vec<usize>>,
     pub group: Vec<Vec<u32>>,
     pub keys: Vec<Vec<Vec<u32>>>,
+    /// Per cuboid, the leaves of each group: `members[c][start[c][g]..start[c][g + 1]]`.
+    members: Vec<Vec<u32>>,
+    start: Vec<Vec<usize>>,
 }
 
 impl Cuboids {
     pub fn new(cube: &Cube, max_layer: usize) -> Cuboids {
-        let (mut dims, mut group, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut dims, mut group, mut keys, mut members, mut start) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for layer in 1..=max_layer.min(cube.dims.len()) {
             for ds in combinations(cube.dims.len(), layer) {
                 // Up to three u32 ids packed in a u128.
@@ -43,12 +46,32 @@ impl Cuboids {
                         })
                     })
                     .collect();
+                // Leaves by group (a counting sort).
+                let mut st = vec![0usize; ks.len() + 1];
+                for &x in &g {
+                    st[x as usize + 1] += 1;
+                }
+                for k in 1..st.len() {
+                    st[k] += st[k - 1];
+                }
+                let mut fill = st.clone();
+                let mut m = vec![0u32; g.len()];
+                for (i, &x) in g.iter().enumerate() {
+                    m[fill[x as usize]] = i as u32;
+                    fill[x as usize] += 1;
+                }
                 dims.push(ds);
                 group.push(g);
                 keys.push(ks);
+                members.push(m);
+                start.push(st);
             }
         }
-        Cuboids { dims, group, keys }
+        Cuboids { dims, group, keys, members, start }
+    }
+
+    fn members(&self, c: usize, g: usize) -> &[u32] {
+        &self.members[c][self.start[c][g]..self.start[c][g + 1]]
     }
 
     fn element(&self, cube: &Cube, c: usize, g: usize) -> Element {
@@ -74,6 +97,10 @@ pub(crate) fn combinations(n: usize, k: usize) -> Vec<Vec<usize>> {
     out
 }
 
+/// Standard deviations of sampling noise an element's aggregate deviation must exceed (with
+/// thousands of candidate elements, 5σ keeps chance findings rare).
+pub const SIGNIFICANT: f64 = 5.0;
+
 /// Settings of the ripple search (set a priori, not fitted to a dataset).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RippleConfig {
@@ -95,53 +122,85 @@ impl Default for RippleConfig {
 /// The ripple search. For each element, the actual values are compared with a forecast in which
 /// only the element's leaves moved, all by the element's own ratio (the ripple effect: a cause
 /// at `region=SE` moves every leaf under it alike); its *potential* is how much of the distance
-/// between actual and forecast that explains. The best element, less `succinct` per attribute,
-/// is taken, its leaves removed, and the search repeats while an element explains at least
-/// `min_gain` of the original distance (measured against what is left, noise would look
-/// important at the end).
+/// between actual and forecast that explains. Of the elements that explain at least `min_gain`
+/// of the original distance (measured against what is left, noise would look important at the
+/// end), the best, less `succinct` per attribute, is taken, its leaves removed, and the search
+/// repeats.
+///
+/// With many sparse leaves the distance is mostly sampling noise, and a real cause explains
+/// little of it. So when no element reaches `min_gain`, the most significant element is taken
+/// instead, if any is: its aggregate deviation is at least [`SIGNIFICANT`] standard deviations
+/// of its rows' sampling noise (the leaves' `var`; unknown for leaves without rows) and at
+/// least `min_gain` of the KPI's whole change, in the same direction. Aggregation averages the
+/// noise away, and the significance peaks at the element that holds the change: a parent adds
+/// unchanged leaves' noise, a child leaves part of the change out.
 pub fn ripple(cube: &Cube, cuboids: &Cuboids, cfg: &RippleConfig) -> Vec<Element> {
     let expected = cube.expected();
     let n = cube.leaves.len();
     let mut alive = vec![true; n];
     let mut out = Vec::new();
     let base: f64 = (0..n).map(|i| (cube.leaves[i].a - expected[i]).abs()).sum();
+    let change: f64 = (0..n).map(|i| cube.leaves[i].a - expected[i]).sum();
     if base <= 1e-9 {
         return out;
     }
+    let dist: Vec<f64> = (0..n).map(|i| (cube.leaves[i].a - expected[i]).abs()).collect();
     while out.len() < cfg.max_elements {
+        // The best element by potential (score, gain, cuboid, group), and the most significant
+        // one (z, cuboid, group).
         let mut best: Option<(f64, f64, usize, usize)> = None;
+        let mut best_z: Option<(f64, usize, usize)> = None;
         for (c, groups) in cuboids.group.iter().enumerate() {
             let layer = cuboids.dims[c].len();
             if layer > cfg.max_layer {
                 continue;
             }
             let m = cuboids.keys[c].len();
-            let (mut act, mut exp) = (vec![0.0; m], vec![0.0; m]);
-            for i in (0..n).filter(|&i| alive[i]) {
-                act[groups[i] as usize] += cube.leaves[i].a;
-                exp[groups[i] as usize] += expected[i];
-            }
-            let ratio: Vec<f64> = act.iter().zip(&exp).map(|(a, e)| if *e > 0.0 { a / e } else { f64::NAN }).collect();
-            let mut gain = vec![0.0; m];
+            let (mut act, mut exp, mut var, mut bound) = (vec![0.0; m], vec![0.0; m], vec![0.0; m], vec![0.0; m]);
             for i in (0..n).filter(|&i| alive[i]) {
                 let g = groups[i] as usize;
-                if ratio[g].is_finite() {
-                    let (a, e) = (cube.leaves[i].a, expected[i]);
-                    gain[g] += (a - e).abs() - (a - ratio[g] * e).abs();
+                act[g] += cube.leaves[i].a;
+                exp[g] += expected[i];
+                var[g] += cube.leaves[i].var[0];
+                bound[g] += dist[i];
+            }
+            // A group's gain is at most the distance of its leaves: most groups are pruned
+            // before their leaves are visited again.
+            let mut order: Vec<usize> = (0..m).filter(|&g| exp[g] > 0.0).collect();
+            order.sort_by(|&x, &y| bound[y].total_cmp(&bound[x]));
+            for &g in &order {
+                let dev = act[g] - exp[g];
+                if var[g] > 0.0 && dev * change.signum() >= cfg.min_gain * change.abs() {
+                    let z = dev.abs() / var[g].sqrt();
+                    if z >= SIGNIFICANT && best_z.is_none_or(|b| z > b.0) {
+                        best_z = Some((z, c, g));
+                    }
                 }
             }
-            for (g, &x) in gain.iter().enumerate() {
-                let x = x / base;
-                let score = x - cfg.succinct * layer as f64;
-                if ratio[g].is_finite() && best.is_none_or(|b| score > b.0) {
-                    best = Some((score, x, c, g));
+            for g in order {
+                let cap = bound[g] / base - cfg.succinct * layer as f64;
+                if bound[g] / base < cfg.min_gain || best.is_some_and(|b| cap <= b.0) {
+                    break;
+                }
+                let r = act[g] / exp[g];
+                let gain: f64 = cuboids
+                    .members(c, g)
+                    .iter()
+                    .map(|&i| i as usize)
+                    .filter(|&i| alive[i])
+                    .map(|i| dist[i] - (cube.leaves[i].a - r * expected[i]).abs())
+                    .sum::<f64>()
+                    / base;
+                let score = gain - cfg.succinct * layer as f64;
+                if gain >= cfg.min_gain && best.is_none_or(|b| score > b.0) {
+                    best = Some((score, gain, c, g));
                 }
             }
         }
-        let Some((_, gain, c, g)) = best else { break };
-        if gain < cfg.min_gain {
-            break;
-        }
+        let (c, g) = match (best, best_z) {
+            (Some((_, _, c, g)), _) | (None, Some((_, c, g))) => (c, g),
+            (None, None) => break,
+        };
         for i in 0..n {
             if cuboids.group[c][i] as usize == g {
                 alive[i] = false;
@@ -226,8 +285,8 @@ pub fn adtributor(cube: &Cube, t_eep: f64, t_ep: f64) -> Vec<Element> {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SqueezeConfig {
     pub max_layer: usize,
-    /// Abnormal leaves whose deviation scores differ by more than this start a new cluster.
-    pub cluster_gap: f64,
+    /// Histogram bins over deviation scores −2..2; each peak is a cluster.
+    pub bins: usize,
     /// Most elements per cluster.
     pub max_set: usize,
     /// Score given up per attribute of each element.
@@ -236,13 +295,14 @@ pub struct SqueezeConfig {
 
 impl Default for SqueezeConfig {
     fn default() -> Self {
-        SqueezeConfig { max_layer: 3, cluster_gap: 0.1, max_set: 3, succinct: 0.05 }
+        SqueezeConfig { max_layer: 3, bins: 10, max_set: 3, succinct: 0.05 }
     }
 }
 
 /// Squeeze (Li et al., ISSRE 2019): leaves are scored by deviation `2(f − v)/(f + v)`; those
-/// above the knee of the sorted scores are abnormal and are clustered by score (one cluster per
-/// root cause, since a cause moves its leaves alike); per cluster and cuboid, the elements are
+/// above the knee of the sorted scores are abnormal and are clustered by density (the peaks of
+/// a histogram of scores, each leaf to the nearest peak: one cluster per root cause, since a
+/// cause moves its leaves alike); per cluster and cuboid, the elements are
 /// ordered by the share of their leaves in the cluster and the best prefix set by generalized
 /// potential score (GPS, means over the leaves in and outside the set) less succinctness wins.
 pub fn squeeze(cube: &Cube, cuboids: &Cuboids, cfg: &SqueezeConfig) -> Vec<Element> {
@@ -255,15 +315,25 @@ pub fn squeeze(cube: &Cube, cuboids: &Cuboids, cfg: &SqueezeConfig) -> Vec<Eleme
         .map(|(l, &f)| if f + l.a > 0.0 { 2.0 * (f - l.a) / (f + l.a) } else { 0.0 })
         .collect();
     let Some(cut) = knee(&dev) else { return Vec::new() };
-    let mut abnormal: Vec<usize> = (0..n).filter(|&i| dev[i].abs() > cut).collect();
-    abnormal.sort_by(|&x, &y| dev[x].total_cmp(&dev[y]));
-    let mut clusters: Vec<Vec<usize>> = Vec::new();
+    let abnormal: Vec<usize> = (0..n).filter(|&i| dev[i] != 0.0 && dev[i].abs() >= cut).collect();
+    let width = 4.0 / cfg.bins.max(1) as f64;
+    let bin = |d: f64| (((d + 2.0) / width).floor().max(0.0) as usize).min(cfg.bins.max(1) - 1);
+    let mut counts = vec![0usize; cfg.bins.max(1)];
     for &i in &abnormal {
-        match clusters.last_mut() {
-            Some(c) if c.last().is_some_and(|&j| dev[i] - dev[j] <= cfg.cluster_gap) => c.push(i),
-            _ => clusters.push(vec![i]),
+        counts[bin(dev[i])] += 1;
+    }
+    let peaks: Vec<f64> = (0..counts.len())
+        .filter(|&k| counts[k] > 0 && (k == 0 || counts[k] >= counts[k - 1]) && counts.get(k + 1).is_none_or(|&c| counts[k] > c))
+        .map(|k| -2.0 + width * (k as f64 + 0.5))
+        .collect();
+    let mut clusters: Vec<Vec<usize>> = vec![Vec::new(); peaks.len()];
+    for &i in &abnormal {
+        let nearest = (0..peaks.len()).min_by(|&x, &y| (peaks[x] - dev[i]).abs().total_cmp(&(peaks[y] - dev[i]).abs()));
+        if let Some(k) = nearest {
+            clusters[k].push(i);
         }
     }
+    clusters.retain(|c| !c.is_empty());
     let mut out: Vec<Element> = Vec::new();
     for cluster in &clusters {
         let mut in_cluster = vec![false; n];
@@ -339,22 +409,25 @@ fn gps(cube: &Cube, expected: &[f64], groups: &[u32], inside: &[bool]) -> f64 {
     1.0 - (mean(in_moved, n_in) + mean(out_fc, n_out)) / before
 }
 
-/// The knee of the absolute scores sorted from the largest: the point farthest below the chord
-/// from the largest to the smallest (Kneedle), the first of the flat tail; scores above it are
-/// abnormal. `None` when nothing deviates.
+/// The knee of the cumulative log-deviation curve (scores sorted from the largest, Kneedle on
+/// the concave curve): the scores at or above it are abnormal. `None` when nothing deviates.
 fn knee(dev: &[f64]) -> Option<f64> {
     let mut s: Vec<f64> = dev.iter().map(|d| d.abs()).filter(|d| *d > 0.0).collect();
     s.sort_by(|x, y| y.total_cmp(x));
-    let (first, last) = (*s.first()?, *s.last()?);
-    if s.len() < 3 || first - last <= 1e-12 {
-        return Some(0.0);
+    if s.len() < 3 {
+        return s.last().copied();
     }
-    let n = (s.len() - 1) as f64;
-    let (i, _) = s
-        .iter()
-        .enumerate()
-        .map(|(i, &y)| (i, first + (last - first) * i as f64 / n - y))
-        .max_by(|x, y| x.1.total_cmp(&y.1))?;
+    let mut cum = Vec::with_capacity(s.len());
+    let mut acc = 0.0;
+    for d in &s {
+        acc += (d + 1.0).ln();
+        cum.push(acc);
+    }
+    let (y0, y1, n) = (cum[0], cum[cum.len() - 1], (s.len() - 1) as f64);
+    if y1 - y0 <= 1e-12 {
+        return s.last().copied();
+    }
+    let (i, _) = cum.iter().enumerate().map(|(i, y)| (i, (y - y0) / (y1 - y0) - i as f64 / n)).max_by(|x, y| x.1.total_cmp(&y.1))?;
     Some(s[i])
 }
 

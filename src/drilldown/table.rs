@@ -4,11 +4,12 @@
 //!
 //! The forecast, stated in every report:
 //! - **robust** (the default when the baseline holds at least three windows as long as the
-//!   current one): per leaf, the median of those windows' totals — one bad hour in the baseline
-//!   does not move it;
+//!   current one): per leaf, the mean of those windows, leaving out windows whose total KPI is
+//!   an outlier among them (beyond 3 robust standard deviations of the median) — one bad hour in
+//!   the baseline does not move it;
 //! - **seasonal** (`--season P`): the windows are the current window shifted back by whole
-//!   seasons (the same hours on previous days for `1d`); median of three or more, else their
-//!   mean (seasonal-naive);
+//!   seasons (the same hours on previous days for `1d`), outliers left out as above when there
+//!   are three or more (with one or two, seasonal-naive);
 //! - **scaled**: the baseline's totals per leaf scaled to the current window's length (what is
 //!   left when the baseline is short).
 //!
@@ -241,15 +242,31 @@ impl Rows {
                     per_window[leaf * w + k][1] += self.den(r);
                 }
             }
+            // Windows whose total KPI is an outlier among the windows (a bad hour, an outage in
+            // the baseline) are left out; each segment's forecast is its mean over the rest.
+            // (Not a per-segment median: for sparse counts that is biased, 0 for most leaves.)
+            let mut totals = vec![[0.0f64; 2]; w];
+            for (i, x) in per_window.iter().enumerate() {
+                totals[i % w][0] += x[0];
+                totals[i % w][1] += x[1];
+            }
+            let kpi: Vec<f64> = totals.iter().map(|t| if self.ratio { if t[1] > 0.0 { t[0] / t[1] } else { f64::NAN } } else { t[0] }).collect();
+            let med = median(kpi.iter().copied().filter(|x| x.is_finite()));
+            let mad = median(kpi.iter().filter(|x| x.is_finite()).map(|x| (x - med).abs()));
+            let sigma = (1.4826 * mad).max(0.01 * med.abs()).max(1e-12);
+            let keep: Vec<bool> = kpi.iter().map(|x| w < 3 || (x.is_finite() && (x - med).abs() <= 3.0 * sigma)).collect();
+            let kept = keep.iter().filter(|&&k| k).count().max(1);
             for (key, leaf) in leaf_of {
                 let ws = &per_window[leaf * w..(leaf + 1) * w];
-                let (fa, fb) = if w >= 3 { (median(ws.iter().map(|x| x[0])), median(ws.iter().map(|x| x[1]))) } else { (ws.iter().map(|x| x[0]).sum::<f64>() / w as f64, ws.iter().map(|x| x[1]).sum::<f64>() / w as f64) };
-                b.add_forecast(key, fa, fb);
+                let (fa, fb) = ws.iter().zip(&keep).filter(|(_, &k)| k).fold((0.0, 0.0), |(x, y), (v, _)| (x + v[0], y + v[1]));
+                b.add_forecast(key, fa / kept as f64, fb / kept as f64);
             }
+            let dropped = w - keep.iter().filter(|&&k| k).count();
+            let left_out = if dropped > 0 { format!(", leaving out {dropped} whose total was an outlier") } else { String::new() };
             statement = match q.method {
-                Method::Seasonal(p) if w >= 3 => format!("seasonal: per segment, the median of {w} windows one season ({} s) apart in the baseline", p / 1000),
+                Method::Seasonal(p) if w >= 3 => format!("seasonal: per segment, the mean of {w} windows one season ({} s) apart in the baseline{left_out}", p / 1000),
                 Method::Seasonal(p) => format!("seasonal-naive: per segment, the mean of {w} window(s) one season ({} s) back", p / 1000),
-                _ => format!("robust: per segment, the median of the {w} baseline windows as long as the current one"),
+                _ => format!("robust: per segment, the mean of the {w} baseline windows as long as the current one{left_out}"),
             };
         } else {
             let scale = len as f64 / (q.baseline.1 - q.baseline.0) as f64;
@@ -312,63 +329,156 @@ fn columns(file: &str, headers: &[String], q: &Query) -> Result<Columns, DataErr
     Ok(Columns { time, dims, num, den })
 }
 
-/// Reads the rows of `path` (.csv, .csv.gz, .parquet) that fall in the query's span.
-pub fn read(path: &Path, q: &Query) -> Result<Rows, DataError> {
-    let file = path.display().to_string();
-    let mut rows = Rows { file: file.clone(), dims: q.dims.clone(), ratio: matches!(q.measure, Measure::Ratio(..)), keys: Vec::new(), time: Vec::new(), num: Vec::new(), den: Vec::new(), builder: CubeBuilder::new(q.dims.clone()) };
-    let span = (q.baseline.0.min(q.current.0), q.baseline.1.max(q.current.1));
-    let mut push = |rows: &mut Rows, at: &dyn Fn() -> String, t: &str, dims: &[&str], num: Cell, den: Cell, names: &[&str; 3]| -> Result<(), DataError> {
+/// A measure cell: its number, or what is wrong with it.
+type Cell = Result<f64, String>;
+
+/// The rows one reader thread parsed, with its own value ids.
+struct Part {
+    ratio: bool,
+    span: (Ts, Ts),
+    builder: CubeBuilder,
+    keys: Vec<u32>,
+    time: Vec<Ts>,
+    num: Vec<f64>,
+    den: Vec<f64>,
+}
+
+impl Part {
+    fn new(q: &Query) -> Part {
+        Part {
+            ratio: matches!(q.measure, Measure::Ratio(..)),
+            span: (q.baseline.0.min(q.current.0), q.baseline.1.max(q.current.1)),
+            builder: CubeBuilder::new(q.dims.clone()),
+            keys: Vec::new(),
+            time: Vec::new(),
+            num: Vec::new(),
+            den: Vec::new(),
+        }
+    }
+
+    /// One row; `at` names it for errors, `names` are the time, numerator and denominator
+    /// columns' names.
+    fn push(&mut self, at: &dyn Fn() -> String, t: &str, dims: &[&str], num: Cell, den: Cell, names: &[&str; 3]) -> Result<(), DataError> {
         let cell = |column: &str, message: String| DataError::Cell { at: at(), column: column.to_string(), message };
-        let t = crate::ingest::time::parse_time_str(t).ok_or_else(|| cell(names[0], format!("{t:?} is not a time")))?;
-        if t < span.0 || t >= span.1 {
+        // Epoch integers (the common case) parse once; anything else as `parse_time_str` does.
+        let t = match t.parse::<i64>() {
+            Ok(i) if i.unsigned_abs() < 1 << 53 => crate::ingest::time::from_number(i as f64),
+            _ => crate::ingest::time::parse_time_str(t).ok_or_else(|| cell(names[0], format!("{t:?} is not a time")))?,
+        };
+        if t < self.span.0 || t >= self.span.1 {
             return Ok(());
         }
         let num = num.map_err(|m| cell(names[1], m))?;
-        let den = if rows.ratio { den.map_err(|m| cell(names[2], m))? } else { 0.0 };
-        rows.time.push(t);
-        rows.num.push(num);
-        if rows.ratio {
-            rows.den.push(den);
+        let den = if self.ratio { den.map_err(|m| cell(names[2], m))? } else { 0.0 };
+        self.time.push(t);
+        self.num.push(num);
+        if self.ratio {
+            self.den.push(den);
         }
         for (d, v) in dims.iter().enumerate() {
-            let id = rows.builder.id(d, v);
-            rows.keys.push(id);
+            let id = self.builder.id(d, v);
+            self.keys.push(id);
         }
         Ok(())
+    }
+}
+
+/// Parts in file order into rows, value ids renumbered into the first part's.
+fn merge(file: String, q: &Query, parts: Vec<Part>) -> Rows {
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Rows { file, dims: q.dims.clone(), ratio: matches!(q.measure, Measure::Ratio(..)), keys: Vec::new(), time: Vec::new(), num: Vec::new(), den: Vec::new(), builder: CubeBuilder::new(q.dims.clone()) };
     };
-    let number = |s: &str| s.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("{s:?} is not a number"));
+    let mut rows = Rows { file, dims: q.dims.clone(), ratio: first.ratio, keys: first.keys, time: first.time, num: first.num, den: first.den, builder: first.builder };
+    let d = rows.dims.len();
+    for p in parts {
+        let remap: Vec<Vec<u32>> = p.builder.values().iter().enumerate().map(|(dim, vals)| vals.iter().map(|v| rows.builder.id(dim, v)).collect()).collect();
+        rows.keys.extend(p.keys.iter().enumerate().map(|(i, &k)| remap[i % d][k as usize]));
+        rows.time.extend(p.time);
+        rows.num.extend(p.num);
+        rows.den.extend(p.den);
+    }
+    rows
+}
+
+/// Reads the rows of `path` (.csv, .csv.gz, .parquet) that fall in the query's span. A CSV is
+/// parsed on two threads, each from a line boundary (outside quotes) near half the file.
+pub fn read(path: &Path, q: &Query) -> Result<Rows, DataError> {
+    let file = path.display().to_string();
     if file.ends_with(".parquet") {
-        return read_parquet(path, q, rows, &mut push);
+        let mut part = Part::new(q);
+        read_parquet(path, q, &mut part)?;
+        return Ok(merge(file, q, vec![part]));
     }
     let raw = std::fs::File::open(path).map_err(|e| file_error(&file, e.to_string()))?;
-    let reader: Box<dyn Read> = if file.ends_with(".gz") { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
-    let mut r = csv::Reader::from_reader(std::io::BufReader::with_capacity(1 << 20, reader));
+    let mut reader: Box<dyn Read> = if file.ends_with(".gz") { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).map_err(|e| file_error(&file, e.to_string()))?;
+    let mut r = csv::Reader::from_reader(bytes.as_slice());
     let headers: Vec<String> = r.headers().map_err(|e| file_error(&file, e.to_string()))?.iter().map(str::to_string).collect();
+    let body_start = r.position().byte() as usize;
+    drop(r);
     let c = columns(&file, &headers, q)?;
     let names = [headers[c.time].as_str(), headers[c.num].as_str(), c.den.map_or("", |d| headers[d].as_str())];
+    let body = &bytes[body_start.min(bytes.len())..];
+    let split = split_point(body);
+    let first_line = 2 + bytecount(&bytes[..body_start.min(bytes.len())]).saturating_sub(1);
+    let chunks = [(&body[..split], first_line), (&body[split..], first_line + bytecount(&body[..split]))];
+    let results: Vec<Result<Part, DataError>> = std::thread::scope(|s| {
+        let (file, c, names) = (&file, &c, &names);
+        let handles: Vec<_> = chunks.iter().map(|&(chunk, line0)| s.spawn(move || parse_chunk(file, q, c, names, chunk, line0))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(file_error(&file, "a reader thread failed")))).collect()
+    });
+    let parts = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(merge(file, q, parts))
+}
+
+fn bytecount(b: &[u8]) -> usize {
+    b.iter().filter(|&&x| x == b'\n').count()
+}
+
+/// A byte offset just after a newline near the middle of `body` that is outside quotes (an
+/// even number of `"` before it), or 0 when there is none.
+fn split_point(body: &[u8]) -> usize {
+    let mut quotes = 0usize;
+    let half = body.len() / 2;
+    for (i, &b) in body.iter().enumerate() {
+        match b {
+            b'"' => quotes += 1,
+            b'\n' if i >= half && quotes % 2 == 0 => return i + 1,
+            _ => {}
+        }
+    }
+    0
+}
+
+fn parse_chunk(file: &str, q: &Query, c: &Columns, names: &[&str; 3], chunk: &[u8], first_line: usize) -> Result<Part, DataError> {
+    let mut part = Part::new(q);
+    let number = |s: &str| s.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("{s:?} is not a number"));
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(chunk);
     let mut rec = csv::StringRecord::new();
-    let mut line = 1usize;
+    let width = c.dims.iter().chain([&c.time, &c.num]).chain(c.den.iter()).max().map_or(0, |m| m + 1);
+    let mut line = first_line;
     loop {
-        line += 1;
         match r.read_record(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => return Err(file_error(&file, format!("line {line}: {e}"))),
+            Err(e) => return Err(file_error(file, format!("line {line}: {e}"))),
         }
         let at = || format!("{file}:{line}");
+        if rec.len() < width {
+            return Err(file_error(file, format!("line {line}: {} fields, but the columns read need {width}", rec.len())));
+        }
         let get = |i: usize| rec.get(i).unwrap_or("").trim();
         let dims: Vec<&str> = c.dims.iter().map(|&i| get(i)).collect();
         let den = c.den.map_or(Ok(0.0), |i| number(get(i)));
-        push(&mut rows, &at, get(c.time), &dims, number(get(c.num)), den, &names)?;
+        part.push(&at, get(c.time), &dims, number(get(c.num)), den, names)?;
+        line = first_line + r.position().line() as usize - 1;
     }
-    Ok(rows)
+    Ok(part)
 }
 
-/// A measure cell: its number, or what is wrong with it.
-type Cell = Result<f64, String>;
-type Push<'a> = dyn FnMut(&mut Rows, &dyn Fn() -> String, &str, &[&str], Cell, Cell, &[&str; 3]) -> Result<(), DataError> + 'a;
-
-fn read_parquet(path: &Path, q: &Query, mut rows: Rows, push: &mut Push) -> Result<Rows, DataError> {
+fn read_parquet(path: &Path, q: &Query, part: &mut Part) -> Result<(), DataError> {
     use arrow_array::{cast::AsArray, Array, RecordBatchReader};
     use arrow_schema::DataType;
     let file = path.display().to_string();
@@ -384,7 +494,7 @@ fn read_parquet(path: &Path, q: &Query, mut rows: Rows, push: &mut Push) -> Resu
         let batch = batch.map_err(|e| file_error(&file, format!("row {}: {e}", row + 1)))?;
         let text = |i: usize| arrow_cast::cast(batch.column(i), &DataType::Utf8).map_err(|e| file_error(&file, format!("column {:?}: {e}", headers[i])));
         let float = |i: usize| {
-            arrow_cast::cast(batch.column(i), &DataType::Float64).map_err(|_| DataError::Cell { at: format!("{file}"), column: headers[i].clone(), message: format!("has type {}, not a number", batch.column(i).data_type()) })
+            arrow_cast::cast(batch.column(i), &DataType::Float64).map_err(|_| DataError::Cell { at: file.clone(), column: headers[i].clone(), message: format!("has type {}, not a number", batch.column(i).data_type()) })
         };
         let time = text(c.time)?;
         let dims: Vec<_> = c.dims.iter().map(|&i| text(i)).collect::<Result<_, _>>()?;
@@ -407,10 +517,10 @@ fn read_parquet(path: &Path, q: &Query, mut rows: Rows, push: &mut Push) -> Resu
                 }
             };
             let t = if time.is_null(i) { "" } else { time.value(i) };
-            push(&mut rows, &at, t, &cells, value(num), den.map_or(Ok(0.0), value), &names)?;
+            part.push(&at, t, &cells, value(num), den.map_or(Ok(0.0), value), &names)?;
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -450,6 +560,14 @@ mod tests {
         assert!(e.contains("the baseline window (2023-11-14T22:13:20Z..2023-11-14T22:14:20Z) has no rows"), "{e}");
         let e = read_cube("time,device,region,orders,visits\n1700000010,ios,se,3,100\n1700000070,ios,se\n").unwrap_err().to_string();
         assert!(e.contains("line 3"), "{e}");
+        // Long enough for two reader threads: the line number counts from the file's start.
+        let mut long = String::from("time,device,region,orders,visits\n");
+        for i in 0..999 {
+            long += &format!("{},ios,\"s\ne\",3,100\n", 1_700_000_000 + i % 120);
+        }
+        long += "1700000070,ios,se,x,100\n";
+        let e = read_cube(&long).unwrap_err().to_string();
+        assert!(e.ends_with("kpi.csv:2000: column \"orders\": \"x\" is not a number"), "{e}");
         let c = read_cube("time,device,region,orders,visits\n1700000010,ios,se,3,100\n1700000070,ios,se,2,100\n1700000070,android,se,3,100\n").unwrap();
         assert_eq!((c.leaves.len(), c.ratio), (2, true));
         assert!(window("5..3").is_err() && window("1700000000..1700000600").is_ok());
@@ -470,7 +588,7 @@ mod tests {
         let q = Query { baseline: window("1700000000..1700000300").unwrap(), current: window("1700000300..1700000360").unwrap(), ..query() };
         let rows = read(&p, &q).unwrap();
         let (c, how) = rows.cube(&q).unwrap();
-        assert!(how.starts_with("robust") && how.contains("5 baseline windows"), "{how}");
+        assert!(how.starts_with("robust") && how.contains("5 baseline windows") && how.ends_with("leaving out 1 whose total was an outlier"), "{how}");
         assert_eq!((c.leaves[0].fa, c.leaves[0].a), (10.0, 5.0));
         let (c, how) = rows.cube(&Query { method: Method::Scaled, ..q.clone() }).unwrap();
         assert!(how.starts_with("scaled") && (c.leaves[0].fa - 28.0).abs() < 1e-9, "{how} {}", c.leaves[0].fa);

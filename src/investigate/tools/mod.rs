@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod dependencies;
+pub mod drilldown;
 pub mod logs;
 pub mod metrics;
 pub mod similar;
@@ -194,6 +195,7 @@ pub fn all() -> Vec<Box<dyn ToolDyn>> {
         Box::new(metrics::MetricCorrelation),
         Box::new(logs::LogSearch),
         Box::new(similar::SearchSimilarIncidents),
+        Box::new(drilldown::Drilldown),
     ]
 }
 

@@ -15,6 +15,7 @@ pub const SPECS: &[(&str, &str)] = &[
     ("metric_correlation", include_str!("../../../tools/metric_correlation.toml")),
     ("log_search", include_str!("../../../tools/log_search.toml")),
     ("search_similar_incidents", include_str!("../../../tools/search_similar_incidents.toml")),
+    ("drilldown", include_str!("../../../tools/drilldown.toml")),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
