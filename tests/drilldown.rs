@@ -90,7 +90,7 @@ fn drilldown_explains_a_conversion_drop_from_csv_gz_and_parquet() {
     assert!(lines[0].contains("baseline checkout v1, robust: per segment, the mean of the 4 baseline windows"), "{out}");
     assert!(lines[1].contains("of the drop is explained by device=ios ∧ region=se") && lines[1].contains("confidence 1.00"), "{out}");
     assert!(out.contains("Difference-in-differences, device=ios ∧ region=se against the rest: -0.0") && out.contains("Temporal order holds"), "{out}");
-    assert!(out.contains("Sample ratio of the arm arms") && out.contains("as planned"), "{out}");
+    assert!(out.contains("Sample ratio across the values of arm: χ² 0.00, p = 1.000, as planned"), "{out}");
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("device=ios ∧ region=se"));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();

@@ -483,11 +483,11 @@ impl Checks {
             });
         }
         if let Some(s) = &self.srm {
+            let p = if s.p_value >= 0.001 { format!("{:.3}", s.p_value) } else { format!("{:.1e}", s.p_value) };
             out.push(format!(
-                "Sample ratio of the {} arms: χ² {:.2}, p = {:.2e}{}.",
+                "Sample ratio across the values of {}: χ² {:.2}, p = {p}{}.",
                 s.dimension,
                 s.chi2,
-                s.p_value,
                 if s.mismatch { " — MISMATCH: assignment is broken, do not trust the experiment's comparison" } else { ", as planned" }
             ));
         }
