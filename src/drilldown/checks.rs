@@ -11,6 +11,7 @@
 
 use super::table::{Query, Rows};
 use super::Element;
+use crate::detect::stats::Robust;
 use crate::model::Ts;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -233,7 +234,8 @@ pub struct Order {
 
 /// The temporal-order check: where did the series (the treated segment's KPI less the
 /// control's, or the KPI when no segment is given) first leave its baseline range (median ± 3
-/// robust standard deviations, two intervals running), and was the change before that?
+/// robust standard deviations, `detect::stats::Robust`, two intervals running), and was the
+/// change before that?
 pub fn temporal_order(rows: &Rows, q: &Query, treated: Option<&Element>, change: Ts) -> Order {
     let step = bucket(rows, q);
     let (from, to) = (q.baseline.0.min(q.current.0), q.baseline.1.max(q.current.1));
@@ -248,11 +250,9 @@ pub fn temporal_order(rows: &Rows, q: &Query, treated: Option<&Element>, change:
     };
     let at = |i: usize| from + i as Ts * step;
     let base: Vec<f64> = series.iter().enumerate().filter(|&(i, x)| x.is_finite() && at(i) >= q.baseline.0 && at(i) < q.baseline.1).map(|(_, &x)| x).collect();
-    let med = median(&base);
-    let mad = median(&base.iter().map(|x| (x - med).abs()).collect::<Vec<_>>());
-    let sigma = (1.4826 * mad).max(1e-9 * med.abs()).max(1e-12);
-    let out = |i: usize| series.get(i).is_some_and(|x| x.is_finite() && (x - med).abs() > 3.0 * sigma);
-    let onset = (0..series.len()).find(|&i| at(i) >= q.baseline.1 && out(i) && out(i + 1)).map(at);
+    let robust = Robust::of(&base);
+    let out = |i: usize| series.get(i).is_some_and(|&x| x.is_finite() && robust.z(x).abs() > 3.0);
+    let onset = if base.is_empty() { None } else { (0..series.len()).find(|&i| at(i) >= q.baseline.1 && out(i) && out(i + 1)).map(at) };
     Order {
         change: crate::report::fmt_time(change),
         onset: onset.map(crate::report::fmt_time),
@@ -262,13 +262,7 @@ pub fn temporal_order(rows: &Rows, q: &Query, treated: Option<&Element>, change:
 }
 
 fn median(xs: &[f64]) -> f64 {
-    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    crate::detect::stats::quantile(xs, 0.5)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -200,6 +200,10 @@ pub struct Finding {
     /// The KPI inside the element, forecast and actual.
     pub before: f64,
     pub after: f64,
+    /// Adtributor's surprise: the Jensen–Shannon divergence of the element's share of the
+    /// numerator (and, for a ratio, of the denominator) between forecast and actual.
+    #[serde(default)]
+    pub surprise: f64,
     /// Share of bootstrap replicas in which the search found the element again.
     pub confidence: Option<f64>,
 }
@@ -211,7 +215,26 @@ pub struct Explanation {
     pub after: f64,
     /// Share of the change the findings explain together.
     pub explained: f64,
+    /// In the order of the elements given to [`explain`] until [`Explanation::rank`].
     pub findings: Vec<Finding>,
+}
+
+impl Explanation {
+    /// Findings by explanatory power (the size of their share), then surprise.
+    pub fn rank(&mut self) {
+        self.findings.sort_by(|x, y| y.share.abs().total_cmp(&x.share.abs()).then(y.surprise.total_cmp(&x.surprise)));
+    }
+}
+
+/// The Jensen–Shannon divergence of two shares (Adtributor's surprise of one element); 0 where
+/// a share is not a number.
+pub fn js(p: f64, q: f64) -> f64 {
+    if !p.is_finite() || !q.is_finite() {
+        return 0.0;
+    }
+    let m = (p + q) / 2.0;
+    let term = |x: f64| if x > 0.0 && m > 0.0 { x * (x / m).ln() } else { 0.0 };
+    0.5 * (term(p) + term(q))
 }
 
 /// Most findings attributed exactly (2^k coalitions).
@@ -278,7 +301,11 @@ pub fn explain(cube: &Cube, elements: &[Element]) -> Explanation {
         .zip(&shapley)
         .map(|((e, inside), &phi)| {
             let s = cube.leaves.iter().zip(inside).filter(|(_, &m)| m).fold((0.0, 0.0, 0.0, 0.0), |s, (l, _)| (s.0 + l.a, s.1 + l.b, s.2 + l.fa, s.3 + l.fb));
-            Finding { element: element_text(e), effect: phi, share: share(phi), before: cube.kpi(s.2, s.3), after: cube.kpi(s.0, s.1), confidence: None }
+            let mut surprise = js(s.2 / fa, s.0 / a);
+            if cube.ratio {
+                surprise += js(s.3 / fb, s.1 / b);
+            }
+            Finding { element: element_text(e), effect: phi, share: share(phi), before: cube.kpi(s.2, s.3), after: cube.kpi(s.0, s.1), surprise, confidence: None }
         })
         .collect();
     Explanation { before, after, explained: share(values[(1usize << k) - 1] - before), findings }
@@ -356,8 +383,12 @@ pub(crate) mod tests {
         assert!((sum - x.explained).abs() < 1e-9, "{sum} vs {}", x.explained);
         assert!(x.after < x.before);
         // The true segment alone explains nearly all of the drop; an unrelated one nearly none.
-        let alone = explain(&c, &[el("device=d2&region=r1"), el("device=d0")]);
-        assert!(alone.findings[0].share > 0.9 && alone.findings[1].share.abs() < 0.1, "{alone:?}");
+        let mut alone = explain(&c, &[el("device=d0"), el("device=d2&region=r1")]);
+        assert!(alone.findings[1].share > 0.9 && alone.findings[0].share.abs() < 0.1, "{alone:?}");
+        // Ranked by explanatory power; the moved segment is also the surprising one.
+        alone.rank();
+        assert_eq!(alone.findings[0].element, "device=d2&region=r1");
+        assert!(alone.findings[0].surprise > 10.0 * alone.findings[1].surprise, "{alone:?}");
         assert!((alone.findings[0].before - 0.9).abs() < 1e-9 && (alone.findings[0].after - 0.45).abs() < 1e-9);
         // A total KPI is additive: the value of a segment is its own change.
         let mut total = c.clone();

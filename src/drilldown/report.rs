@@ -295,6 +295,7 @@ pub fn build(rows: &Rows, q: &Query, cube: &Cube, baseline: BaselineRef, opts: &
     for (f, c) in explanation.findings.iter_mut().zip(conf) {
         f.confidence = (opts.replicas > 0).then_some(c);
     }
+    explanation.rank();
     let audit = checks::audit(rows, q);
     let changes: Vec<Checks> = opts
         .changes
@@ -520,7 +521,7 @@ mod tests {
         assert!((sum(&again) - sum(&cube)).abs() < 1e-6 && again.leaves.len() == cube.leaves.len());
         let base = BaselineRef { name: Some("checkout".into()), version: Some(1), window: span_text(q.baseline), forecast, data: "kpi.csv".into(), created: Some(v1.created) };
         let r = build(&rows, &q, &again, base, &Options { replicas: 0, ..options() }, None);
-        let earlier = Earlier { before: 0.03, after: 0.02, baseline: r.baseline.clone(), findings: vec![Finding { element: "device=web".into(), effect: 0.0, share: 0.5, before: 0.0, after: 0.0, confidence: None }] };
+        let earlier = Earlier { before: 0.03, after: 0.02, baseline: r.baseline.clone(), findings: vec![Finding { element: "device=web".into(), effect: 0.0, share: 0.5, before: 0.0, after: 0.0, surprise: 0.0, confidence: None }] };
         let s = compare(&earlier, &r.explanation.findings);
         assert_eq!((s.new, s.gone), (vec!["device=ios&region=se".to_string()], vec!["device=web".to_string()]));
         assert!(r.narrative.iter().any(|l| l.contains("baseline checkout v1")));

@@ -9,7 +9,7 @@
 //! search is array sums with no hashing, and a bootstrap replica (the same leaves with other
 //! values) reuses them.
 
-use super::{Cube, Element};
+use super::{js, Cube, Element};
 use std::collections::HashMap;
 
 /// Per cuboid, each leaf's group index and each group's value ids (per dimension of the cube;
@@ -218,11 +218,6 @@ pub fn ripple(cube: &Cube, cuboids: &Cuboids, cfg: &RippleConfig) -> Vec<Element
 /// `t_eep` until the dimension's kept power exceeds `t_ep`; the dimension whose kept set is most
 /// surprising is the answer. One attribute per element by design.
 pub fn adtributor(cube: &Cube, t_eep: f64, t_ep: f64) -> Vec<Element> {
-    let js = |p: f64, q: f64| {
-        let m = (p + q) / 2.0;
-        let term = |x: f64| if x > 0.0 && m > 0.0 { x * (x / m).ln() } else { 0.0 };
-        0.5 * (term(p) + term(q))
-    };
     let (a, b, fa, fb) = cube.totals();
     let mut best: Option<(f64, Vec<Element>)> = None;
     for d in 0..cube.dims.len() {

@@ -5,7 +5,7 @@
 //! The forecast, stated in every report:
 //! - **robust** (the default when the baseline holds at least three windows as long as the
 //!   current one): per leaf, the mean of those windows, leaving out windows whose total KPI is
-//!   an outlier among them (beyond 3 robust standard deviations of the median) — one bad hour in
+//!   an outlier among them (beyond 3 robust standard deviations, `detect::stats::Robust`) — one bad hour in
 //!   the baseline does not move it;
 //! - **seasonal** (`--season P`): the windows are the current window shifted back by whole
 //!   seasons (the same hours on previous days for `1d`), outliers left out as above when there
@@ -251,10 +251,8 @@ impl Rows {
                 totals[i % w][1] += x[1];
             }
             let kpi: Vec<f64> = totals.iter().map(|t| if self.ratio { if t[1] > 0.0 { t[0] / t[1] } else { f64::NAN } } else { t[0] }).collect();
-            let med = median(kpi.iter().copied().filter(|x| x.is_finite()));
-            let mad = median(kpi.iter().filter(|x| x.is_finite()).map(|x| (x - med).abs()));
-            let sigma = (1.4826 * mad).max(0.01 * med.abs()).max(1e-12);
-            let keep: Vec<bool> = kpi.iter().map(|x| w < 3 || (x.is_finite() && (x - med).abs() <= 3.0 * sigma)).collect();
+            let robust = crate::detect::stats::Robust::of(&kpi);
+            let keep: Vec<bool> = kpi.iter().map(|&x| w < 3 || (x.is_finite() && robust.z(x).abs() <= 3.0)).collect();
             let kept = keep.iter().filter(|&&k| k).count().max(1);
             for (key, leaf) in leaf_of {
                 let ws = &per_window[leaf * w..(leaf + 1) * w];
@@ -283,19 +281,6 @@ impl Rows {
             statement = "scaled: per segment, the baseline's total scaled to the current window's length".to_string();
         }
         Ok((b.build(self.ratio), statement))
-    }
-}
-
-fn median(xs: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = xs.collect();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 

@@ -187,14 +187,17 @@ impl Tool for Drilldown {
         let cuboids = Cuboids::new(&cube, layers);
         let found = localise(SearchKind::Ripple, &cube, &cuboids, layers);
         let conf = confidence(SearchKind::Ripple, &cube, &cuboids, layers, &found, REPLICAS, 1);
-        let x = explain(&cube, &found);
+        let mut x = explain(&cube, &found);
+        for (f, c) in x.findings.iter_mut().zip(conf) {
+            f.confidence = Some(c);
+        }
+        let labels: std::collections::HashMap<String, String> = found.iter().map(|e| (crate::drilldown::element_text(e), element_label(e))).collect();
+        x.rank();
         let round = |v: f64| (v * 10_000.0).round() / 10_000.0;
         let mut findings: Vec<FindingView> = x
             .findings
             .iter()
-            .zip(&found)
-            .zip(conf)
-            .map(|((f, e), c)| FindingView { segment: element_label(e), share: round(f.share), before: round(f.before), after: round(f.after), confidence: round(c) })
+            .map(|f| FindingView { segment: labels.get(&f.element).cloned().unwrap_or_else(|| f.element.clone()), share: round(f.share), before: round(f.before), after: round(f.after), confidence: round(f.confidence.unwrap_or(0.0)) })
             .collect();
         let more = truncate(&mut findings, cx.max_items);
         Ok(Output { signal: args.signal, by, before: round(x.before), after: round(x.after), rows_before: before.len(), rows_during: during.len(), segments: cube.leaves.len(), findings, explained: round(x.explained), more })
