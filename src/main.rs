@@ -61,12 +61,13 @@ enum Command {
     /// Which attribute combinations explain a business KPI's change (drill-down), and whether
     /// a change event caused it.
     ///
-    /// Compares the current window with a forecast from the baseline window (robust median of
-    /// windows as long as the current one, seasonal with --season, or scaled totals; the report
-    /// says which), finds the combinations of up to three attributes that explain the deviation
-    /// (ripple-effect search), attributes the change to them with Shapley values, gives each a
-    /// bootstrap confidence, and tells it in sentences ("Conversion fell from 3.20 % to 2.10 %;
-    /// 62 % of the drop is explained by device=ios ∧ region=se, confidence 0.87"). A data-quality
+    /// Compares the current window with a forecast from the baseline window (robust: the mean of
+    /// baseline windows as long as the current one, outlier windows left out; seasonal with
+    /// --season; or scaled totals; the report says which), finds the combinations of up to three
+    /// attributes that explain the deviation (ripple-effect search), attributes the change to
+    /// them with Shapley values, gives each a bootstrap confidence, and tells it in sentences
+    /// ("orders/visits fell from 4.99 % to 4.74 % … 101 % of the drop is explained by
+    /// device=ios ∧ region=se (4.99 % → 1.92 %), confidence 1.00"). A data-quality
     /// audit (missing intervals, patchy segments) warns first. With --change, each change event
     /// gets a difference-in-differences against untouched segments and the temporal-order check;
     /// with --arm, the experiment's sample ratio is checked. See docs/drilldown.md.
@@ -94,7 +95,7 @@ enum Command {
         #[arg(long, value_name = "T2..T3")]
         current: String,
         /// The forecast: auto (robust when the baseline holds three current-length windows,
-        /// else scaled), robust, or scaled.
+        /// else scaled), robust (the mean of those windows, outlier windows left out), or scaled.
         #[arg(long, value_enum, default_value = "auto")]
         forecast: ForecastArg,
         /// Seasonal forecast: the baseline windows one season apart (e.g. 1d, 7d).
@@ -934,11 +935,17 @@ fn drilldown(a: DrilldownArgs) -> Result<ExitCode> {
         (None, ForecastArg::Scaled) => table::Method::Scaled,
     };
     let current = table::window(&a.current).map_err(|e| anyhow::anyhow!("--current {e}"))?;
+    // With a stored baseline there are no baseline rows to read: its window is empty here (the
+    // report names the snapshot's), so the checks that need baseline rows say they were skipped.
     let baseline = match (&a.baseline, &against) {
-        (Some(b), _) => table::window(b).map_err(|e| anyhow::anyhow!("--baseline {e}"))?,
-        (None, Some(s)) => s.window,
+        (Some(_), Some(_)) => bail!("give --baseline or --against, not both"),
+        (Some(b), None) => table::window(b).map_err(|e| anyhow::anyhow!("--baseline {e}"))?,
+        (None, Some(_)) => (current.0, current.0),
         (None, None) => bail!("give --baseline or --against"),
     };
+    if against.is_none() && baseline.0 < current.1 && current.0 < baseline.1 && !matches!(method, table::Method::Seasonal(_)) {
+        bail!("--baseline {} and --current {} overlap: rows would count as both actual and forecast", table::span_text(baseline), table::span_text(current));
+    }
     let q = table::Query { measure, dims: a.dims, baseline, current, method };
     let data = a.data.display().to_string();
     eprintln!("drilldown: reading {data}");

@@ -290,24 +290,27 @@ pub fn srm(rows: &Rows, q: &Query, dimension: &str, split: &[f64]) -> Result<Srm
             units[rows.key(r)[d] as usize] += if rows.ratio { rows.den[r] } else { 1.0 };
         }
     }
+    // The arms are the values with rows in the current window (one seen only in the baseline
+    // is not part of this experiment).
+    let (arms, units): (Vec<String>, Vec<f64>) = arms.iter().cloned().zip(units).filter(|(_, u)| *u != 0.0).unzip();
     if arms.len() < 2 {
-        return Err(format!("{dimension} has {} value(s); an experiment needs two arms or more", arms.len()));
+        return Err(format!("{dimension} has {} value(s) in the current window; an experiment needs two arms or more", arms.len()));
     }
     if !split.is_empty() && split.len() != arms.len() {
-        return Err(format!("--split has {} shares but {dimension} has {} arms ({})", split.len(), arms.len(), arms.join(", ")));
+        return Err(format!("--split has {} shares but {dimension} has {} arms in the current window ({})", split.len(), arms.len(), arms.join(", ")));
     }
     let total: f64 = units.iter().sum();
     let plan: Vec<f64> = if split.is_empty() { vec![1.0; arms.len()] } else { split.to_vec() };
     let plan_total: f64 = plan.iter().sum();
-    if total <= 0.0 || plan_total <= 0.0 || plan.iter().any(|x| *x <= 0.0) {
-        return Err("no units in the current window, or a planned share that is not positive".into());
+    if !(total > 0.0 && total.is_finite()) || plan.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+        return Err("no units in the current window, or a planned share that is not a positive number".into());
     }
     let expected: Vec<f64> = plan.iter().map(|p| total * p / plan_total).collect();
     let chi2: f64 = units.iter().zip(&expected).map(|(o, e)| (o - e) * (o - e) / e).sum();
     let p_value = chi2_survival(chi2, (arms.len() - 1) as f64);
     Ok(Srm {
         dimension: dimension.to_string(),
-        arms: arms.iter().cloned().zip(units).zip(expected).map(|((a, o), e)| (a, o, e)).collect(),
+        arms: arms.into_iter().zip(units).zip(expected).map(|((a, o), e)| (a, o, e)).collect(),
         chi2,
         p_value,
         mismatch: p_value < 0.001,
@@ -548,6 +551,7 @@ mod tests {
         // Against the split it has (1,000 visits to 420), it is fine.
         assert!(!srm(&r, &q, "arm", &[10.0, 4.2]).unwrap().mismatch);
         assert!(srm(&r, &q, "region", &[1.0]).is_err() && srm(&r, &q, "device", &[]).is_err());
+        assert!(srm(&r, &q, "arm", &[f64::NAN, 1.0]).is_err() && srm(&r, &q, "arm", &[f64::INFINITY, 1.0]).is_err());
         // χ² critical values: 3.841 (1 df) and 11.07 (5 df) at 0.05; 10.83 (1 df) at 0.001.
         for (x, k, p) in [(3.841, 1.0, 0.05), (11.07, 5.0, 0.05), (10.83, 1.0, 0.001), (0.0, 2.0, 1.0)] {
             assert!((chi2_survival(x, k) - p).abs() < 2e-4 * p.max(1.0), "{x} {k}: {}", chi2_survival(x, k));

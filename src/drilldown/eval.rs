@@ -14,7 +14,6 @@ use super::{parse_elements, Cube, CubeBuilder, Element, SetScores};
 use crate::model::Ts;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Minutes of history an RS leaf's forecast averages (as in RiskLoc's evaluation of RS).
@@ -184,8 +183,7 @@ pub fn kontrast_cases(dir: &Path) -> Result<Vec<KontrastCase>, String> {
 /// A `timestamp,value` series (.csv or .csv.gz), time-sorted.
 pub fn read_series(path: &Path) -> Result<Vec<(Ts, f64)>, String> {
     let file = path.display().to_string();
-    let raw = std::fs::File::open(path).map_err(|e| format!("{file}: {e}"))?;
-    let reader: Box<dyn Read> = if file.ends_with(".gz") { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
+    let reader = crate::ingest::io::open(path).map_err(|e| e.to_string())?;
     let mut r = csv::Reader::from_reader(reader);
     let mut out = Vec::new();
     for (i, rec) in r.records().enumerate() {

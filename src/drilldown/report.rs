@@ -6,7 +6,8 @@ use super::search::{self, Cuboids, RippleConfig, SqueezeConfig};
 use super::table::{span_text, DataError, Query, Rows};
 use super::{element_label, parse_elements, Cube, CubeBuilder, Element, Explanation, Finding};
 use crate::model::{Change, Ts};
-use rand::{Rng, SeedableRng};
+use crate::simulate::rng::normal;
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ pub fn localise(kind: SearchKind, cube: &Cube, cuboids: &Cuboids, max_layer: usi
     match kind {
         SearchKind::Ripple => search::ripple(cube, cuboids, &RippleConfig { max_layer, ..Default::default() }),
         SearchKind::Squeeze => search::squeeze(cube, cuboids, &SqueezeConfig { max_layer, ..Default::default() }),
-        SearchKind::Adtributor => search::adtributor(cube, 0.1, 0.67),
+        SearchKind::Adtributor => search::adtributor(cube, search::ADTRIBUTOR_EEP, search::ADTRIBUTOR_EP),
     }
 }
 
@@ -51,7 +52,7 @@ pub fn confidence(kind: SearchKind, cube: &Cube, cuboids: &Cuboids, max_layer: u
                     let mut replica = cube.clone();
                     for _ in (t..replicas).step_by(threads) {
                         for (l, r) in cube.leaves.iter().zip(&mut replica.leaves) {
-                            let (z1, z2) = normal_pair(&mut rng);
+                            let (z1, z2) = (normal(&mut rng), normal(&mut rng));
                             let [aa, bb, ab] = l.var;
                             let sa = aa.max(0.0).sqrt();
                             let k = if sa > 0.0 { ab / sa } else { 0.0 };
@@ -72,15 +73,6 @@ pub fn confidence(kind: SearchKind, cube: &Cube, cuboids: &Cuboids, max_layer: u
         workers.into_iter().filter_map(|w| w.join().ok()).fold(vec![0; found.len()], |acc, h| acc.iter().zip(&h).map(|(a, b)| a + b).collect())
     });
     hits.iter().map(|&h| h as f64 / replicas as f64).collect()
-}
-
-/// Two independent standard normal draws (Box–Muller).
-fn normal_pair(rng: &mut impl Rng) -> (f64, f64) {
-    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
-    let u2: f64 = rng.gen_range(0.0..1.0);
-    let r = (-2.0 * u1.ln()).sqrt();
-    let t = 2.0 * std::f64::consts::PI * u2;
-    (r * t.cos(), r * t.sin())
 }
 
 /// What a report compared against.
@@ -178,7 +170,14 @@ pub fn load_baseline(root: &Path, spec: &str) -> Result<Snapshot, String> {
     }
     let path = dir.join(format!("v{v}.json"));
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let snap: Snapshot = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some((i, _)) = snap.segments.iter().enumerate().find(|(_, s)| s.0.len() != snap.dims.len()) {
+        return Err(format!("{}: segment {} has {} values for {} dimensions", path.display(), i + 1, snap.segments[i].0.len(), snap.dims.len()));
+    }
+    if snap.length_ms <= 0 {
+        return Err(format!("{}: length_ms must be positive", path.display()));
+    }
+    Ok(snap)
 }
 
 /// The cube of the current window against a stored baseline (scaled to the current window's
@@ -303,6 +302,10 @@ pub fn build(rows: &Rows, q: &Query, cube: &Cube, baseline: BaselineRef, opts: &
         .take(5)
         .map(|c| {
             let mut ch = Checks { change: Some(change_text(c)), ..Default::default() };
+            if q.baseline.1 <= q.baseline.0 {
+                ch.skipped.push("difference-in-differences and temporal order (compared against a stored baseline: no baseline rows were read)".into());
+                return ch;
+            }
             let treated = opts.treated.clone().or_else(|| touched(rows, c));
             match &treated {
                 Some(t) => match checks::did(rows, q, t, opts.seed) {

@@ -18,7 +18,7 @@
 use super::{Cube, CubeBuilder, Element};
 use crate::model::Ts;
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::Read as _;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +78,7 @@ pub fn duration(s: &str) -> Result<Ts, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: i64 = n.parse().map_err(|_| format!("{s:?}: expected a number and a unit (s, m, h, d, w)"))?;
+    let too_long = || format!("{s:?} is too long");
     let unit = match unit {
         "s" | "" => 1_000,
         "m" => 60_000,
@@ -86,7 +87,10 @@ pub fn duration(s: &str) -> Result<Ts, String> {
         "w" => 7 * 86_400_000,
         u => return Err(format!("{s:?}: unknown unit {u:?} (s, m, h, d, w)")),
     };
-    (n > 0).then_some(n * unit).ok_or_else(|| format!("{s:?}: must be positive"))
+    if n <= 0 {
+        return Err(format!("{s:?}: must be positive"));
+    }
+    n.checked_mul(unit).filter(|ms| *ms < 100 * 365 * 86_400_000).ok_or_else(too_long)
 }
 
 /// The rows inside the query's span (from the earliest window start to the latest end), in
@@ -192,6 +196,11 @@ impl Rows {
             Method::Scaled => None,
             Method::Auto | Method::Robust => Some(len),
         };
+        if let Method::Seasonal(p) = q.method {
+            if p < len {
+                return Err(file_error(&self.file, format!("the season ({} s) is shorter than the current window ({} s): its windows would overlap", p / 1000, len / 1000)));
+            }
+        }
         if let Some(p) = step {
             let mut start = if matches!(q.method, Method::Seasonal(_)) { q.current.0 - p } else { q.baseline.1 - len };
             while start >= q.baseline.0 && windows.len() < 28 {
@@ -390,19 +399,23 @@ fn merge(file: String, q: &Query, parts: Vec<Part>) -> Rows {
 /// parsed on two threads, each from a line boundary (outside quotes) near half the file.
 pub fn read(path: &Path, q: &Query) -> Result<Rows, DataError> {
     let file = path.display().to_string();
-    if file.ends_with(".parquet") {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
         let mut part = Part::new(q);
         read_parquet(path, q, &mut part)?;
         return Ok(merge(file, q, vec![part]));
     }
-    let raw = std::fs::File::open(path).map_err(|e| file_error(&file, e.to_string()))?;
-    let mut reader: Box<dyn Read> = if file.ends_with(".gz") { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
+    // Whole (decompressed; multi-member gzip too) in memory, so two threads can parse halves.
+    let mut reader = crate::ingest::io::open(path).map_err(|e| file_error(&file, e.to_string()))?;
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes).map_err(|e| file_error(&file, e.to_string()))?;
     let mut r = csv::Reader::from_reader(bytes.as_slice());
     let headers: Vec<String> = r.headers().map_err(|e| file_error(&file, e.to_string()))?.iter().map(str::to_string).collect();
-    let body_start = r.position().byte() as usize;
+    let mut body_start = r.position().byte() as usize;
     drop(r);
+    // After a CRLF header the reader stops before the `\n`.
+    if bytes.get(body_start) == Some(&b'\n') {
+        body_start += 1;
+    }
     let c = columns(&file, &headers, q)?;
     let names = [headers[c.time].as_str(), headers[c.num].as_str(), c.den.map_or("", |d| headers[d].as_str())];
     let body = &bytes[body_start.min(bytes.len())..];
@@ -443,12 +456,12 @@ fn parse_chunk(file: &str, q: &Query, c: &Columns, names: &[&str; 3], chunk: &[u
     let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(chunk);
     let mut rec = csv::StringRecord::new();
     let width = c.dims.iter().chain([&c.time, &c.num]).chain(c.den.iter()).max().map_or(0, |m| m + 1);
-    let mut line = first_line;
+    let (mut line, mut last_byte) = (first_line, 0usize);
     loop {
         match r.read_record(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => return Err(file_error(file, format!("line {line}: {e}"))),
+            Err(e) => return Err(file_error(file, format!("line {line}: {}", csv_problem(&e)))),
         }
         let at = || format!("{file}:{line}");
         if rec.len() < width {
@@ -458,9 +471,27 @@ fn parse_chunk(file: &str, q: &Query, c: &Columns, names: &[&str; 3], chunk: &[u
         let dims: Vec<&str> = c.dims.iter().map(|&i| get(i)).collect();
         let den = c.den.map_or(Ok(0.0), |i| number(get(i)));
         part.push(&at, get(c.time), &dims, number(get(c.num)), den, names)?;
-        line = first_line + r.position().line() as usize - 1;
+        // Physical lines, counted from the bytes (quoted newlines and CRLF included).
+        let mut byte = (r.position().byte() as usize).min(chunk.len());
+        // After a CRLF record the reader stops before the `\n`.
+        if chunk.get(byte) == Some(&b'\n') {
+            byte += 1;
+        }
+        line += bytecount(&chunk[last_byte..byte]);
+        last_byte = byte;
     }
     Ok(part)
+}
+
+/// What is wrong with a CSV record, without the reader's own position (it counts from the
+/// thread's chunk, not the file).
+fn csv_problem(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("{len} fields where the other lines have {expected_len}"),
+        csv::ErrorKind::Utf8 { err, .. } => format!("not UTF-8 ({err})"),
+        csv::ErrorKind::Io(err) => err.to_string(),
+        _ => "not readable as CSV".to_string(),
+    }
 }
 
 fn read_parquet(path: &Path, q: &Query, part: &mut Part) -> Result<(), DataError> {
@@ -553,6 +584,19 @@ mod tests {
         long += "1700000070,ios,se,x,100\n";
         let e = read_cube(&long).unwrap_err().to_string();
         assert!(e.ends_with("kpi.csv:2000: column \"orders\": \"x\" is not a number"), "{e}");
+        // CRLF line endings count the same lines.
+        let e = read_cube(&long.replace('\n', "\r\n").replace("\"s\r\ne\"", "\"s\ne\"")).unwrap_err().to_string();
+        assert!(e.ends_with("kpi.csv:2000: column \"orders\": \"x\" is not a number"), "{e}");
+        let e = read_cube("time,device,region,orders,visits\r\n1700000010,ios,se,3,100\r\n1700000070,ios,se,x,100\r\n").unwrap_err().to_string();
+        assert!(e.ends_with("kpi.csv:3: column \"orders\": \"x\" is not a number"), "{e}");
+        // A ragged line in the second thread's half names the file's line, not the chunk's.
+        let mut ragged = String::from("time,device,region,orders,visits\n");
+        for i in 0..100 {
+            ragged += &format!("{},ios,se,3,100\n", 1_700_000_000 + i);
+        }
+        ragged += "1700000070,ios,se,3,100,7\n1700000071,ios,se,3,100\n";
+        let e = read_cube(&ragged).unwrap_err().to_string();
+        assert!(e.contains("line 103: 5 fields where the other lines have 6") || e.contains("line 102: 6 fields where the other lines have 5"), "{e}");
         let c = read_cube("time,device,region,orders,visits\n1700000010,ios,se,3,100\n1700000070,ios,se,2,100\n1700000070,android,se,3,100\n").unwrap();
         assert_eq!((c.leaves.len(), c.ratio), (2, true));
         assert!(window("5..3").is_err() && window("1700000000..1700000600").is_ok());
@@ -582,5 +626,17 @@ mod tests {
         assert!(how.starts_with("seasonal-naive: per segment, the mean of 1 window"), "{how}");
         assert_eq!(c.leaves[0].fa, 100.0);
         assert_eq!(rows.step(), Some(60_000));
+        let e = rows.cube(&Query { method: Method::Seasonal(30_000), ..q.clone() }).unwrap_err().to_string();
+        assert!(e.contains("the season (30 s) is shorter than the current window (60 s)"), "{e}");
+        // A gzip file of two members (as pigz or concatenation make) is read whole.
+        let gz = |t: &str| {
+            let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut g, t.as_bytes()).unwrap();
+            g.finish().unwrap()
+        };
+        let (head, tail) = text.split_at(text.find("1700000180").unwrap());
+        let p = dir.path().join("two.csv.GZ");
+        std::fs::write(&p, [gz(head), gz(tail)].concat()).unwrap();
+        assert_eq!(read(&p, &q).unwrap().len(), 6);
     }
 }

@@ -17,7 +17,7 @@
 mod effects;
 mod logs;
 mod metrics;
-mod rng;
+pub(crate) mod rng;
 mod scenario;
 mod topology;
 mod traffic;
