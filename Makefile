@@ -23,6 +23,7 @@ test:
 bench: setup
 	@$(ENV) && cargo run --release --quiet -- bench && cargo run --release --quiet -- bench --learned
 
-## Accuracy of culprit and the baselines on the simulated suite and the public datasets (README's table).
+## Accuracy of culprit and the baselines on the simulated suite and the public datasets (README's
+## tables), and the drill-down datasets (RobustSpot RS, Kontrast).
 eval: setup
-	@$(ENV) && cargo run --quiet -- eval evals/simulated.toml evals/red_herrings.toml evals/postmortems ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop
+	@$(ENV) && cargo run --quiet -- eval evals/simulated.toml evals/red_herrings.toml evals/postmortems ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop ../shared/datasets/robustspot_rs ../shared/datasets/kontrast_software_change
