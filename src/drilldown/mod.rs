@@ -36,6 +36,11 @@ pub fn element_label(e: &Element) -> String {
     e.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ∧ ")
 }
 
+/// `k=v&k=v` (one element) in the narrative's spelling; other text as it is.
+pub fn text_label(text: &str) -> String {
+    parse_elements(text).ok().and_then(|mut e| e.pop().filter(|_| e.is_empty())).map_or_else(|| text.to_string(), |e| element_label(&e))
+}
+
 /// `k=v&k=v;k=v` → elements (keys sorted).
 pub fn parse_elements(s: &str) -> Result<Vec<Element>, String> {
     s.split(';')

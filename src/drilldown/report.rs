@@ -4,7 +4,7 @@
 use super::checks::{self, Audit, Checks};
 use super::search::{self, Cuboids, RippleConfig, SqueezeConfig};
 use super::table::{span_text, DataError, Query, Rows};
-use super::{element_label, parse_elements, Cube, CubeBuilder, Element, Explanation, Finding};
+use super::{text_label, Cube, CubeBuilder, Element, Explanation, Finding};
 use crate::model::{Change, Ts};
 use crate::simulate::rng::normal;
 use rand::SeedableRng;
@@ -191,7 +191,7 @@ pub fn cube_against(rows: &Rows, q: &Query, snap: &Snapshot) -> Result<Cube, Dat
     for r in 0..rows.len() {
         let t = rows.time[r];
         if t >= q.current.0 && t < q.current.1 {
-            b.add_row(rows.key(r), rows.num[r], if rows.ratio { rows.den[r] } else { 0.0 });
+            b.add_row(rows.key(r), rows.num[r], rows.den(r));
             any = true;
         }
     }
@@ -392,7 +392,7 @@ pub fn narrative(r: &Report, ratio: bool) -> Vec<String> {
     }
     for f in &x.findings {
         let conf = f.confidence.map(|c| format!(", confidence {c:.2}")).unwrap_or_default();
-        out.push(format!("{:.0} % of the {noun} is explained by {} ({} → {}){conf}.", 100.0 * f.share, label(&f.element), k(f.before), k(f.after)));
+        out.push(format!("{:.0} % of the {noun} is explained by {} ({} → {}){conf}.", 100.0 * f.share, text_label(&f.element), k(f.before), k(f.after)));
     }
     if x.findings.len() > 1 {
         out.push(format!("Together they explain {:.0} % of it.", 100.0 * x.explained));
@@ -407,21 +407,18 @@ pub fn narrative(r: &Report, ratio: bool) -> Vec<String> {
         out.push(format!(
             "Since the earlier report (against {}): new {}; gone {}.",
             s.earlier_baseline.window,
-            if s.new.is_empty() { "none".into() } else { s.new.iter().map(|e| label(e)).collect::<Vec<_>>().join(", ") },
-            if s.gone.is_empty() { "none".into() } else { s.gone.iter().map(|e| label(e)).collect::<Vec<_>>().join(", ") }
+            if s.new.is_empty() { "none".into() } else { s.new.iter().map(|e| text_label(e)).collect::<Vec<_>>().join(", ") },
+            if s.gone.is_empty() { "none".into() } else { s.gone.iter().map(|e| text_label(e)).collect::<Vec<_>>().join(", ") }
         ));
     }
     out
 }
 
-fn label(element: &str) -> String {
-    parse_elements(element).ok().and_then(|mut e| e.pop().filter(|_| e.is_empty())).map_or_else(|| element.to_string(), |e| element_label(&e))
-}
 
 /// A bar chart of the findings' shares of the change (and what is left), as SVG.
 pub fn chart(r: &Report) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let mut bars: Vec<(String, f64)> = r.explanation.findings.iter().map(|f| (label(&f.element), f.share)).collect();
+    let mut bars: Vec<(String, f64)> = r.explanation.findings.iter().map(|f| (text_label(&f.element), f.share)).collect();
     bars.push(("not explained".into(), 1.0 - r.explanation.explained));
     let (w, row, left) = (720.0, 28.0, 300.0);
     let max = bars.iter().map(|b| b.1.abs()).fold(1.0f64, f64::max);

@@ -127,7 +127,8 @@ impl Rows {
         self.builder.values()
     }
 
-    fn den(&self, row: usize) -> f64 {
+    /// A row's denominator (0 for a total).
+    pub fn den(&self, row: usize) -> f64 {
         if self.ratio { self.den[row] } else { 0.0 }
     }
 

@@ -9,7 +9,7 @@
 use super::{truncate, Tool, ToolCx, ToolError, ToolErrorKind};
 use crate::drilldown::report::{confidence, localise, SearchKind};
 use crate::drilldown::search::Cuboids;
-use crate::drilldown::{element_label, explain, CubeBuilder};
+use crate::drilldown::{explain, text_label, CubeBuilder};
 use crate::ingest::for_each_log;
 use crate::investigate::ledger::Ledger;
 use crate::model::{ReadReport, Ts};
@@ -191,13 +191,12 @@ impl Tool for Drilldown {
         for (f, c) in x.findings.iter_mut().zip(conf) {
             f.confidence = Some(c);
         }
-        let labels: std::collections::HashMap<String, String> = found.iter().map(|e| (crate::drilldown::element_text(e), element_label(e))).collect();
         x.rank();
         let round = |v: f64| (v * 10_000.0).round() / 10_000.0;
         let mut findings: Vec<FindingView> = x
             .findings
             .iter()
-            .map(|f| FindingView { segment: labels.get(&f.element).cloned().unwrap_or_else(|| f.element.clone()), share: round(f.share), before: round(f.before), after: round(f.after), confidence: round(f.confidence.unwrap_or(0.0)) })
+            .map(|f| FindingView { segment: text_label(&f.element), share: round(f.share), before: round(f.before), after: round(f.after), confidence: round(f.confidence.unwrap_or(0.0)) })
             .collect();
         let more = truncate(&mut findings, cx.max_items);
         Ok(Output { signal: args.signal, by, before: round(x.before), after: round(x.after), rows_before: before.len(), rows_during: during.len(), segments: cube.leaves.len(), findings, explained: round(x.explained), more })
