@@ -90,15 +90,23 @@ pub fn rank(method: Method, incident: &Incident) -> Ranking {
     match method {
         Method::CulpritAgent => {
             let t = crate::triage::triage(incident, &method.triage_config(&Default::default()));
-            let transcript = crate::investigate::investigate(incident, &t, None, &mut crate::investigate::rules::Rules, &Default::default());
+            let transcript = crate::investigate::investigate(
+                incident,
+                &t,
+                None,
+                &mut crate::investigate::rules::Rules,
+                &Default::default(),
+            );
             transcript.ranked(t.ranking.candidates.iter().map(|c| c.service.as_str()))
         }
-        Method::Culprit | Method::CulpritEmbed => crate::triage::triage(incident, &method.triage_config(&Default::default()))
-            .ranking
-            .candidates
-            .into_iter()
-            .map(|c| c.service)
-            .collect(),
+        Method::Culprit | Method::CulpritEmbed => {
+            crate::triage::triage(incident, &method.triage_config(&Default::default()))
+                .ranking
+                .candidates
+                .into_iter()
+                .map(|c| c.service)
+                .collect()
+        }
         Method::Baro => by_service(&splits, baro_score),
         Method::NSigma => by_service(&splits, nsigma_score),
         Method::EpsilonDiagnosis => by_service(&splits, energy_distance),
@@ -243,12 +251,8 @@ fn service_scores<'a>(splits: &'a [Split]) -> BTreeMap<&'a str, f64> {
 pub fn pagerank(incident: &Incident, splits: &[Split]) -> Ranking {
     const DAMPING: f64 = 0.85;
     let scores = service_scores(splits);
-    let spans: Vec<&crate::model::Span> = incident
-        .telemetry
-        .spans
-        .iter()
-        .chain(incident.baseline.iter().flat_map(|b| b.spans.iter()))
-        .collect();
+    let spans: Vec<&crate::model::Span> =
+        incident.telemetry.spans.iter().chain(incident.baseline.iter().flat_map(|b| b.spans.iter())).collect();
     let deps = Dependencies::new(incident.topology.as_ref(), &call_edges(&spans));
     let mut services: BTreeSet<&str> = scores.keys().copied().collect();
     for s in spans.iter() {
@@ -325,7 +329,8 @@ pub fn random(incident: &Incident, splits: &[Split]) -> Ranking {
     }
     let mut v: Vec<String> = services.into_iter().map(String::from).collect();
     // FNV-1a of the id: stable across runs and platforms.
-    let seed = incident.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let seed =
+        incident.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     v.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
     v
 }

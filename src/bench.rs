@@ -48,7 +48,13 @@ pub fn run(seed: u64) -> Bench {
     let triage_seconds = t1.elapsed().as_secs_f64();
     // The rules agent always runs here (whatever the trigger would decide), with default budgets.
     let t3 = Instant::now();
-    let agent = crate::investigate::investigate(&incident, &t, None, &mut crate::investigate::rules::Rules, &Default::default());
+    let agent = crate::investigate::investigate(
+        &incident,
+        &t,
+        None,
+        &mut crate::investigate::rules::Rules,
+        &Default::default(),
+    );
     let agent_seconds = t3.elapsed().as_secs_f64();
     let records = &incident.telemetry.logs.records;
     let mut drain = Drain::new(0.5);
@@ -58,7 +64,13 @@ pub fn run(seed: u64) -> Bench {
     }
     let drain_seconds = t2.elapsed().as_secs_f64().max(1e-9);
     Bench {
-        services: incident.telemetry.metrics.iter().map(|s| s.service.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
+        services: incident
+            .telemetry
+            .metrics
+            .iter()
+            .map(|s| s.service.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         metric_series: incident.telemetry.metrics.len(),
         metric_points: incident.telemetry.metrics.iter().map(|s| s.points.len()).sum(),
         log_lines: records.len(),
@@ -290,7 +302,11 @@ pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<Dr
         let current_rows = rows / hours as usize;
         for i in 0..rows {
             // The last rows are the current hour; the rest spreads over the baseline.
-            let time = if i >= rows - current_rows { start + (hours - 1) * 3600 + rng.gen_range(0..3600) } else { start + rng.gen_range(0..(hours - 1) * 3600) };
+            let time = if i >= rows - current_rows {
+                start + (hours - 1) * 3600 + rng.gen_range(0..3600)
+            } else {
+                start + rng.gen_range(0..(hours - 1) * 3600)
+            };
             let attrs: Vec<u32> = cards.iter().map(|&c| rng.gen_range(0..c)).collect();
             let visits: u32 = rng.gen_range(5..15);
             let rate = if i >= rows - current_rows && attrs[1] == 3 && attrs[4] == 2 { 0.015 } else { 0.03 };
@@ -319,8 +335,24 @@ pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<Dr
     let cube_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let replicas = 100;
-    let opts = report::Options { kpi: "Conversion".into(), search: report::SearchKind::Ripple, max_attributes: 3, replicas, seed, changes: Vec::new(), treated: None, arm: None };
-    let base = report::BaselineRef { name: None, version: None, window: table::span_text(q.baseline), forecast, data: path.display().to_string(), created: None };
+    let opts = report::Options {
+        kpi: "Conversion".into(),
+        search: report::SearchKind::Ripple,
+        max_attributes: 3,
+        replicas,
+        seed,
+        changes: Vec::new(),
+        treated: None,
+        arm: None,
+    };
+    let base = report::BaselineRef {
+        name: None,
+        version: None,
+        window: table::span_text(q.baseline),
+        forecast,
+        data: path.display().to_string(),
+        created: None,
+    };
     let r = report::build(&data, &q, &cube, base, &opts, None);
     let analyse_seconds = t.elapsed().as_secs_f64();
     Ok(DrilldownBench {
@@ -335,7 +367,12 @@ pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<Dr
         total_seconds: read_seconds + cube_seconds + analyse_seconds,
         bootstrap_replicas: replicas,
         injected: "d1=v3&d4=v2".into(),
-        found: r.explanation.findings.iter().map(|f| format!("{} (share {:.2}, confidence {:.2})", f.element, f.share, f.confidence.unwrap_or(0.0))).collect(),
+        found: r
+            .explanation
+            .findings
+            .iter()
+            .map(|f| format!("{} (share {:.2}, confidence {:.2})", f.element, f.share, f.confidence.unwrap_or(0.0)))
+            .collect(),
         peak_rss_mib: peak_rss_mib(),
         optimized: !cfg!(debug_assertions),
     })

@@ -21,8 +21,10 @@ fn open_store(rt: &tokio::runtime::Runtime, uri: &str) -> Result<Store> {
 fn spinner(what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!("{{spinner}} {what} {{pos}}/{{len}} [{{elapsed_precise}}] {{wide_bar}}"))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{pos}}/{{len}} [{{elapsed_precise}}] {{wide_bar}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
 }
@@ -188,17 +190,19 @@ pub fn kb_search(uri: &str, query: &str, k: usize, json: bool) -> Result<ExitCod
     let store = open_store(&rt, uri)?;
     let hits = rt.block_on(culprit::kb::search(&store, &embedder, fields, k))?;
     if json {
-        let out: Vec<serde_json::Value> = hits
-            .iter()
-            .map(|(r, sim)| serde_json::json!({"similarity": sim, "incident": r}))
-            .collect();
+        let out: Vec<serde_json::Value> =
+            hits.iter().map(|(r, sim)| serde_json::json!({"similarity": sim, "incident": r})).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if hits.is_empty() {
         println!("no past incidents in {uri} (add some with `culprit kb add`)");
     } else {
         for (i, (r, sim)) in hits.iter().enumerate() {
             println!("{}. {} (similarity {sim:.2}): {}", i + 1, r.id, r.title);
-            println!("   root cause: {} ({})", r.root_cause_service, if r.root_cause_kind.is_empty() { "-" } else { &r.root_cause_kind });
+            println!(
+                "   root cause: {} ({})",
+                r.root_cause_service,
+                if r.root_cause_kind.is_empty() { "-" } else { &r.root_cause_kind }
+            );
             if !r.resolution.is_empty() {
                 println!("   resolution: {}", r.resolution);
             }
@@ -292,7 +296,11 @@ pub fn store_ingest(
         "ingested {} events from {} into {uri}{}{}",
         committed - start,
         bundle.display(),
-        if report.records_skipped > 0 { format!(" ({} unreadable records skipped)", report.records_skipped) } else { String::new() },
+        if report.records_skipped > 0 {
+            format!(" ({} unreadable records skipped)", report.records_skipped)
+        } else {
+            String::new()
+        },
         if built.is_empty() { String::new() } else { format!("; built indexes: {}", built.join(", ")) }
     );
     Ok(ExitCode::SUCCESS)

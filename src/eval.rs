@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("{0}: not a dataset culprit knows, a directory of bundles with truth.json, a simulated-suite .toml, or sim:A-B")]
+    #[error(
+        "{0}: not a dataset culprit knows, a directory of bundles with truth.json, a simulated-suite .toml, or sim:A-B"
+    )]
     UnknownSuite(String),
     #[error("{path}: {message}")]
     Suite { path: String, message: String },
@@ -70,7 +72,9 @@ fn simulated_spec(path: &Path) -> Result<Vec<Suite>, EvalError> {
     } else {
         spec.faults
             .iter()
-            .map(|f| FaultKind::parse(f).map(Some).ok_or_else(|| err(format!("field `faults`: unknown fault kind `{f}`"))))
+            .map(|f| {
+                FaultKind::parse(f).map(Some).ok_or_else(|| err(format!("field `faults`: unknown fault kind `{f}`")))
+            })
             .collect::<Result<_, _>>()?
     };
     let mut cases = Vec::new();
@@ -81,7 +85,11 @@ fn simulated_spec(path: &Path) -> Result<Vec<Suite>, EvalError> {
                 cfg.services = n;
             }
             let kind = fault.map(|f| format!("-{}", f.as_str())).unwrap_or_default();
-            cases.push(Case { id: format!("sim-{seed}{kind}"), system: "simulated".into(), source: CaseSource::Simulated(cfg) });
+            cases.push(Case {
+                id: format!("sim-{seed}{kind}"),
+                system: "simulated".into(),
+                source: CaseSource::Simulated(cfg),
+            });
         }
     }
     Ok(vec![Suite { name: spec.name, cases }])
@@ -102,7 +110,9 @@ pub fn suites(arg: &str) -> Result<Vec<Suite>, EvalError> {
         };
         let (a, b) = range.split_once('-').unwrap_or((range, range));
         let parse = |s: &str| {
-            s.trim().parse::<u64>().map_err(|_| EvalError::Suite { path: arg.into(), message: format!("`{s}` is not a seed") })
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| EvalError::Suite { path: arg.into(), message: format!("`{s}` is not a seed") })
         };
         let (a, b) = (parse(a)?, parse(b)?);
         let cases = (a..=b)
@@ -120,7 +130,8 @@ pub fn suites(arg: &str) -> Result<Vec<Suite>, EvalError> {
     }
     let kinds = adapters::recognise(path);
     if !kinds.is_empty() {
-        let cases = adapters::list_cases(path).map_err(|e| EvalError::Suite { path: arg.into(), message: e.to_string() })?;
+        let cases =
+            adapters::list_cases(path).map_err(|e| EvalError::Suite { path: arg.into(), message: e.to_string() })?;
         let mut by_system: BTreeMap<String, Vec<Case>> = BTreeMap::new();
         for c in cases {
             by_system.entry(c.system.clone()).or_default().push(Case {
@@ -167,7 +178,9 @@ pub enum Outcome {
     Pass(Scored),
     Fail(Scored),
     /// The case could not be judged (loading failed, a panic, a time-out): never a hit or a miss.
-    Invalid { reason: String },
+    Invalid {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -249,9 +262,16 @@ impl Default for EvalOptions {
 }
 
 fn judge(truth: &Truth, ranked: Vec<String>, reported: Option<bool>, confidence: Option<f64>, seconds: f64) -> Outcome {
-    let rank = if truth.is_fault_free() { None } else { ranked.iter().position(|s| *s == truth.service).map(|p| p + 1) };
+    let rank =
+        if truth.is_fault_free() { None } else { ranked.iter().position(|s| *s == truth.service).map(|p| p + 1) };
     let pass = if truth.is_fault_free() { reported == Some(false) } else { rank == Some(1) };
-    let scored = Scored { rank, ranked: ranked.into_iter().take(5).collect(), root_cause_reported: reported, confidence, seconds };
+    let scored = Scored {
+        rank,
+        ranked: ranked.into_iter().take(5).collect(),
+        root_cause_reported: reported,
+        confidence,
+        seconds,
+    };
     if pass {
         Outcome::Pass(scored)
     } else {
@@ -275,7 +295,13 @@ pub fn run_case(case: &Case, opts: &EvalOptions) -> CaseResult {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match m {
                 Method::CulpritAgent => {
                     let tr = triage::triage(&incident, &m.triage_config(&opts2.config));
-                    let t = crate::investigate::investigate(&incident, &tr, None, &mut crate::investigate::rules::Rules, &opts2.agent);
+                    let t = crate::investigate::investigate(
+                        &incident,
+                        &tr,
+                        None,
+                        &mut crate::investigate::rules::Rules,
+                        &opts2.agent,
+                    );
                     let ranked = t.ranked(tr.ranking.candidates.iter().map(|c| c.service.as_str()));
                     let reported = tr.ranking.has_root_cause && t.conclusion.service.is_some();
                     (ranked, Some(reported), Some(t.conclusion.confidence))
@@ -289,7 +315,9 @@ pub fn run_case(case: &Case, opts: &EvalOptions) -> CaseResult {
                 other => (baselines::rank(other, &incident), None, None),
             }));
             let outcome = match result {
-                Ok((ranked, reported, confidence)) => judge(&truth, ranked, reported, confidence, t.elapsed().as_secs_f64()),
+                Ok((ranked, reported, confidence)) => {
+                    judge(&truth, ranked, reported, confidence, t.elapsed().as_secs_f64())
+                }
                 Err(_) => Outcome::Invalid { reason: format!("{} panicked", m.as_str()) },
             };
             out.insert(m, outcome);
@@ -364,10 +392,8 @@ pub fn calibration(pairs: &[(f64, bool)], bins: usize) -> (f64, Vec<(f64, f64, u
         acc[b].2 += 1;
     }
     let n = pairs.len().max(1) as f64;
-    let table: Vec<(f64, f64, usize)> = acc
-        .into_iter()
-        .map(|(c, a, k)| if k == 0 { (0.0, 0.0, 0) } else { (c / k as f64, a / k as f64, k) })
-        .collect();
+    let table: Vec<(f64, f64, usize)> =
+        acc.into_iter().map(|(c, a, k)| if k == 0 { (0.0, 0.0, 0) } else { (c / k as f64, a / k as f64, k) }).collect();
     let ece = table.iter().map(|(c, a, k)| (*k as f64 / n) * (c - a).abs()).sum();
     (ece, table)
 }
@@ -424,7 +450,8 @@ pub fn score(results: &[&CaseResult], m: Method) -> Scores {
     }
     let pairs = calibration_pairs(results, m);
     if !pairs.is_empty() {
-        s.brier = Some(pairs.iter().map(|(c, ok)| (c - f64::from(u8::from(*ok))).powi(2)).sum::<f64>() / pairs.len() as f64);
+        s.brier =
+            Some(pairs.iter().map(|(c, ok)| (c - f64::from(u8::from(*ok))).powi(2)).sum::<f64>() / pairs.len() as f64);
         s.ece = Some(calibration(&pairs, 10).0);
     }
     s
@@ -454,7 +481,11 @@ impl SuiteReport {
 /// results in the cases' order (None for a case whose worker was lost). Not rayon's pool: each
 /// worker waits for its case on a guarded thread, and rayon's workers stay free for the analysis
 /// inside (a rayon worker blocked on a case that itself uses rayon deadlocks).
-fn on_workers<T: Send>(cases: &[Case], f: &(dyn Fn(&Case) -> T + Sync), progress: &(dyn Fn() + Sync)) -> Vec<Option<T>> {
+fn on_workers<T: Send>(
+    cases: &[Case],
+    f: &(dyn Fn(&Case) -> T + Sync),
+    progress: &(dyn Fn() + Sync),
+) -> Vec<Option<T>> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(cases.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<T>>> = cases.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -518,9 +549,16 @@ pub fn render_markdown(reports: &[SuiteReport]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     for r in reports {
-        let _ = writeln!(s, "### {} ({}, {} cases)
-", r.name, r.system, r.cases);
-        let _ = writeln!(s, "| method | AC@1 | AC@3 | AC@5 | Avg@5 | MRR | FPR | detected | Brier | ECE | invalid | s/case |");
+        let _ = writeln!(
+            s,
+            "### {} ({}, {} cases)
+",
+            r.name, r.system, r.cases
+        );
+        let _ = writeln!(
+            s,
+            "| method | AC@1 | AC@3 | AC@5 | Avg@5 | MRR | FPR | detected | Brier | ECE | invalid | s/case |"
+        );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (m, sc) in &r.methods {
             let _ = writeln!(
@@ -541,10 +579,14 @@ pub fn render_markdown(reports: &[SuiteReport]) -> String {
             );
         }
         let methods: Vec<Method> = r.methods.keys().copied().collect();
-        let _ = writeln!(s, "
+        let _ = writeln!(
+            s,
+            "
 AC@1 per fault kind:
-");
-        let _ = writeln!(s, "| fault | cases | {} |", methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" | "));
+"
+        );
+        let _ =
+            writeln!(s, "| fault | cases | {} |", methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" | "));
         let _ = writeln!(s, "|---|---:|{}", "---:|".repeat(methods.len()));
         for (kind, per) in &r.per_fault {
             let cases = per.values().next().map_or(0, |x| x.cases);
@@ -634,7 +676,10 @@ mod tests {
         assert!((s.brier.expect("brier") - brier).abs() < 1e-9);
         // A method without confidence or verdict has neither calibration nor FPR.
         let mut base = rs[0].clone();
-        base.methods = BTreeMap::from([(Method::Random, judge(base.truth.as_ref().expect("t"), vec!["a".into()], None, None, 0.0))]);
+        base.methods = BTreeMap::from([(
+            Method::Random,
+            judge(base.truth.as_ref().expect("t"), vec!["a".into()], None, None, 0.0),
+        )]);
         let b = score(&[&base], Method::Random);
         assert_eq!((b.brier, b.fpr, b.ac1), (None, None, 1.0));
     }
@@ -707,7 +752,9 @@ pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + 
     let cases: Vec<Case> = suite.cases.clone();
     // FNV-1a of the id: a fixed split, independent of the cases' order, that does not follow
     // the order of fault kinds in the ids.
-    let held_apart = |id: &str| id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) % 2 == 1;
+    let held_apart = |id: &str| {
+        id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) % 2 == 1
+    };
     type Candidates = Vec<(String, Vec<f64>)>;
     let features = |case: &Case| {
         let (case, cfg) = (case.clone(), opts.config.clone());
@@ -720,8 +767,11 @@ pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + 
         .ok()
         .flatten()
     };
-    let rows: Vec<Option<(usize, Candidates, Truth)>> =
-        on_workers(&cases, &features, progress).into_iter().enumerate().map(|(i, r)| r.flatten().map(|(f, t)| (i, f, t))).collect();
+    let rows: Vec<Option<(usize, Candidates, Truth)>> = on_workers(&cases, &features, progress)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.flatten().map(|(f, t)| (i, f, t)))
+        .collect();
     let invalid = rows.iter().filter(|r| r.is_none()).count();
     // A case the triage ranked nothing for stays in the held-apart half, as a miss before and
     // after; it teaches the re-ranker nothing.
@@ -731,7 +781,10 @@ pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + 
         .filter(|(i, f, _)| !held_apart(&cases[*i].id) && !f.is_empty())
         .map(|(_, f, t)| {
             let top_right = f.first().is_some_and(|(s, _)| *s == t.service);
-            Example { candidates: f.clone(), label: if top_right { Label::Confirm } else { Label::Correct { service: t.service.clone() } } }
+            Example {
+                candidates: f.clone(),
+                label: if top_right { Label::Confirm } else { Label::Correct { service: t.service.clone() } },
+            }
         })
         .collect();
     let model = rerank::Reranker::fit(&examples, 1e-3);

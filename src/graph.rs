@@ -65,7 +65,10 @@ pub struct GraphConfig {
 
 impl Default for GraphConfig {
     fn default() -> Self {
-        GraphConfig { tolerance: 60 * SECOND, max_lag: 30 * crate::model::MINUTE, propagation_lag: 5 * crate::model::MINUTE,
+        GraphConfig {
+            tolerance: 60 * SECOND,
+            max_lag: 30 * crate::model::MINUTE,
+            propagation_lag: 5 * crate::model::MINUTE,
             change_callee_lag: 2 * crate::model::MINUTE,
         }
     }
@@ -113,7 +116,9 @@ pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> C
         effects.entry(a.service.as_str()).or_default().push(a.onset);
     }
     let affected = |service: &str, change: Ts| {
-        effects.get(service).is_some_and(|ts| ts.iter().any(|t| *t >= change.saturating_sub(cfg.tolerance) && *t <= change.saturating_add(cfg.max_lag)))
+        effects.get(service).is_some_and(|ts| {
+            ts.iter().any(|t| *t >= change.saturating_sub(cfg.tolerance) && *t <= change.saturating_add(cfg.max_lag))
+        })
     };
     for (i, cause) in anomalies.iter().enumerate() {
         for (j, effect) in anomalies.iter().enumerate() {
@@ -184,7 +189,11 @@ mod tests {
             .filter_map(|e| {
                 let (x, y) = g.edge_endpoints(e)?;
                 let (ax, ay) = (&anomalies[g[x]], &anomalies[g[y]]);
-                Some((format!("{}:{}", ax.service, ax.indicator), format!("{}:{}", ay.service, ay.indicator), g[e].reason))
+                Some((
+                    format!("{}:{}", ax.service, ax.indicator),
+                    format!("{}:{}", ay.service, ay.indicator),
+                    g[e].reason,
+                ))
             })
             .collect();
         v.sort_by(|p, q| (&p.0, &p.1).cmp(&(&q.0, &q.1)));

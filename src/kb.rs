@@ -75,7 +75,8 @@ impl TextEmbedder {
             TextEmbedder::Endpoint(e) => e,
         };
         // Endpoints refuse empty inputs: only non-empty fields are sent.
-        let texts: Vec<String> = docs.iter().flatten().filter(|(t, _)| !t.trim().is_empty()).map(|(t, _)| t.clone()).collect();
+        let texts: Vec<String> =
+            docs.iter().flatten().filter(|(t, _)| !t.trim().is_empty()).map(|(t, _)| t.clone()).collect();
         let vectors = llm::embed(endpoint, &texts).await?;
         let projection = text::Projection::new(vectors.iter().map(Vec::len).max().unwrap_or(0));
         let mut projected = vectors.iter().map(|v| projection.project(v));
@@ -132,7 +133,10 @@ pub fn entry_fields(r: &IncidentRow) -> Fields {
 
 /// What an investigated incident's fingerprint is made of: its leading suspect as the cause.
 pub fn report_fields(report: &Report) -> Fields {
-    let cause = report.root_causes.first().map_or_else(String::new, |rc| cause_field(&rc.service, &format!("{} {}", rc.kind, rc.indicator)));
+    let cause = report
+        .root_causes
+        .first()
+        .map_or_else(String::new, |rc| cause_field(&rc.service, &format!("{} {}", rc.kind, rc.indicator)));
     vec![(cause, CAUSE_WEIGHT), (fingerprint_text(report), 1.0)]
 }
 
@@ -217,13 +221,19 @@ pub fn from_markdown(path: &Path, text: &str) -> Result<IncidentRow, KbError> {
         let (key, value) = l.split_once(':').ok_or_else(|| parse(i, format!("expected `key: value`, found {l:?}")))?;
         let value = value.trim().trim_matches('"').to_string();
         let list = || -> Vec<String> {
-            value.trim_matches(['[', ']']).split(',').map(|s| s.trim().trim_matches('"').to_string()).filter(|s| !s.is_empty()).collect()
+            value
+                .trim_matches(['[', ']'])
+                .split(',')
+                .map(|s| s.trim().trim_matches('"').to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
         };
         match key.trim() {
             "id" => row.id = value.clone(),
             "title" => row.title = value.clone(),
             "date" | "time" => {
-                row.time_ms = parse_time(&value).ok_or_else(|| parse(i, format!("`{}`: not a date or RFC 3339 time: {value:?}", key.trim())))?
+                row.time_ms = parse_time(&value)
+                    .ok_or_else(|| parse(i, format!("`{}`: not a date or RFC 3339 time: {value:?}", key.trim())))?
             }
             "root_cause" | "root_cause_service" => row.root_cause_service = value.clone(),
             "kind" | "root_cause_kind" => row.root_cause_kind = value.clone(),
@@ -234,18 +244,26 @@ pub fn from_markdown(path: &Path, text: &str) -> Result<IncidentRow, KbError> {
         }
     }
     if !closed {
-        return Err(parse(text.lines().count().saturating_sub(1), "front-matter block is not closed with `---`".to_string()));
+        return Err(parse(
+            text.lines().count().saturating_sub(1),
+            "front-matter block is not closed with `---`".to_string(),
+        ));
     }
     let body: Vec<&str> = lines.map(|(_, l)| l).collect();
     if row.title.is_empty() {
         row.title = body.iter().find_map(|l| l.strip_prefix("# ")).unwrap_or_default().trim().to_string();
     }
     if row.summary.is_empty() {
-        row.summary = body.iter().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or(&"").trim().to_string();
+        row.summary =
+            body.iter().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or(&"").trim().to_string();
     }
     row.postmortem = body.join("\n");
     if row.root_cause_service.is_empty() {
-        return Err(KbError::Missing { path: path.to_path_buf(), field: "root_cause", hint: "the service at fault, in the front matter" });
+        return Err(KbError::Missing {
+            path: path.to_path_buf(),
+            field: "root_cause",
+            hint: "the service at fault, in the front matter",
+        });
     }
     Ok(row)
 }
@@ -278,10 +296,17 @@ struct JsonCause {
 /// Incident JSON: `{"title", "root_cause": {"service", "kind"}, "resolution", "summary",
 /// "postmortem", "tags", "id", "time"}`.
 pub fn from_json(path: &Path, text: &str) -> Result<IncidentRow, KbError> {
-    let j: JsonIncident = serde_json::from_str(text)
-        .map_err(|e| KbError::Parse { path: path.to_path_buf(), line: e.line(), message: e.to_string() })?;
+    let j: JsonIncident = serde_json::from_str(text).map_err(|e| KbError::Parse {
+        path: path.to_path_buf(),
+        line: e.line(),
+        message: e.to_string(),
+    })?;
     let time_ms = match &j.time {
-        Some(t) => parse_time(t).ok_or_else(|| KbError::Parse { path: path.to_path_buf(), line: 1, message: format!("`time`: not a date or RFC 3339 time: {t:?}") })?,
+        Some(t) => parse_time(t).ok_or_else(|| KbError::Parse {
+            path: path.to_path_buf(),
+            line: 1,
+            message: format!("`time`: not a date or RFC 3339 time: {t:?}"),
+        })?,
         None => 0,
     };
     Ok(IncidentRow {
@@ -323,7 +348,11 @@ pub fn from_bundle(dir: &Path) -> Result<IncidentRow, KbError> {
     Ok(IncidentRow {
         id: incident.id.clone(),
         time_ms: incident.alert.time,
-        title: if incident.alert.title.is_empty() { format!("{} {} alert", incident.alert.service, incident.alert.signal) } else { incident.alert.title.clone() },
+        title: if incident.alert.title.is_empty() {
+            format!("{} {} alert", incident.alert.service, incident.alert.signal)
+        } else {
+            incident.alert.title.clone()
+        },
         summary: fingerprint_text(&report),
         root_cause_service: truth.service.clone(),
         root_cause_kind: truth.kind.clone(),
@@ -357,7 +386,12 @@ pub async fn add(store: &Store, rows: &[IncidentRow]) -> Result<(), KbError> {
 
 /// The `k` past incidents most similar to a query's fields, with their similarity (cosine, 1 =
 /// same), among those fingerprinted by the same embedder.
-pub async fn search(store: &Store, embedder: &TextEmbedder, query: Fields, k: usize) -> Result<Vec<(IncidentRow, f32)>, KbError> {
+pub async fn search(
+    store: &Store,
+    embedder: &TextEmbedder,
+    query: Fields,
+    k: usize,
+) -> Result<Vec<(IncidentRow, f32)>, KbError> {
     let vector = embedder.embed(&[query]).await?.pop().unwrap_or_default();
     Ok(store.search_incidents(&vector, &embedder.name(), k).await?.into_iter().map(|(r, d)| (r, 1.0 - d)).collect())
 }

@@ -525,7 +525,8 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -584,8 +585,54 @@ fn run(cmd: Command) -> Result<ExitCode> {
             commands::store_stats(&store.unwrap_or_else(culprit::store::default_uri))
         }
         Command::Chat { bundle, session, agent } => chat(&bundle, session, &agent),
-        Command::Drilldown { data, metric, ratio, dims, baseline, current, forecast, season, search, max_attributes, bootstrap, change, treated, arm, split, save_baseline, against, baselines, compare, chart, out, json } => {
-            let args = DrilldownArgs { data, metric, ratio, dims, baseline, current, forecast, season, search, max_attributes, bootstrap, change, treated, arm, split, save_baseline, against, baselines, compare, chart, out, json };
+        Command::Drilldown {
+            data,
+            metric,
+            ratio,
+            dims,
+            baseline,
+            current,
+            forecast,
+            season,
+            search,
+            max_attributes,
+            bootstrap,
+            change,
+            treated,
+            arm,
+            split,
+            save_baseline,
+            against,
+            baselines,
+            compare,
+            chart,
+            out,
+            json,
+        } => {
+            let args = DrilldownArgs {
+                data,
+                metric,
+                ratio,
+                dims,
+                baseline,
+                current,
+                forecast,
+                season,
+                search,
+                max_attributes,
+                bootstrap,
+                change,
+                treated,
+                arm,
+                split,
+                save_baseline,
+                against,
+                baselines,
+                compare,
+                chart,
+                out,
+                json,
+            };
             drilldown(args)
         }
         Command::Serve { config, listen, data_dir } => {
@@ -599,7 +646,10 @@ fn run(cmd: Command) -> Result<ExitCode> {
             if let Some(d) = data_dir {
                 cfg.data_dir = d;
             }
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
             rt.block_on(culprit::serve::serve(cfg, config))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -649,7 +699,8 @@ fn run(cmd: Command) -> Result<ExitCode> {
         Command::Eval { suites, methods, json, out, timeout, feedback_split } => {
             let mut opts = eval::EvalOptions { timeout: std::time::Duration::from_secs(timeout), ..Default::default() };
             // Drill-down datasets (RobustSpot RS, Kontrast) have their own scores.
-            let (drill, suites): (Vec<String>, Vec<String>) = suites.into_iter().partition(|s| culprit::drilldown::eval::recognise(Path::new(s)).is_some());
+            let (drill, suites): (Vec<String>, Vec<String>) =
+                suites.into_iter().partition(|s| culprit::drilldown::eval::recognise(Path::new(s)).is_some());
             if !drill.is_empty() {
                 run_drilldown_eval(&drill, json)?;
                 if suites.is_empty() {
@@ -694,9 +745,21 @@ fn run(cmd: Command) -> Result<ExitCode> {
         Command::Bench { json, write: None, serve: true, seconds, senders, watchers, rate, .. } => {
             let dir = std::env::temp_dir().join(format!("culprit-bench-serve-{}", std::process::id()));
             let _cleanup = TempDir(dir.clone());
-            let cfg = culprit::serve::load::LoadConfig { seconds, senders, watchers, services: 20, rate_per_sender: rate, data_dir: dir };
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-            eprintln!("bench: load test for {seconds} s ({senders} webhook senders at {rate}/s each, {watchers} watchers)");
+            let cfg = culprit::serve::load::LoadConfig {
+                seconds,
+                senders,
+                watchers,
+                services: 20,
+                rate_per_sender: rate,
+                data_dir: dir,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            eprintln!(
+                "bench: load test for {seconds} s ({senders} webhook senders at {rate}/s each, {watchers} watchers)"
+            );
             let r = rt.block_on(culprit::serve::load::run(&cfg)).map_err(|e| anyhow::anyhow!(e))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -705,10 +768,23 @@ fn run(cmd: Command) -> Result<ExitCode> {
             }
             Ok(if r.errors == 0 && r.lost_alerts == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Bench { seed, json, write: None, learned: true, train_events, vectors, queries, no_vector_index, .. } => {
+        Command::Bench {
+            seed,
+            json,
+            write: None,
+            learned: true,
+            train_events,
+            vectors,
+            queries,
+            no_vector_index,
+            ..
+        } => {
             let dir = std::env::temp_dir().join(format!("culprit-bench-store-{}", std::process::id()));
             let _cleanup = TempDir(dir.clone());
-            let b = culprit::bench::run_learned(seed, &dir, train_events, vectors, queries, !no_vector_index, &|what| eprintln!("bench: {what}"))?;
+            let b =
+                culprit::bench::run_learned(seed, &dir, train_events, vectors, queries, !no_vector_index, &|what| {
+                    eprintln!("bench: {what}")
+                })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&b)?);
             } else {
@@ -745,7 +821,8 @@ fn investigate(bundle: &Path, json: bool, cfg: &Config, agent: &AgentArgs) -> Re
     if investigation::should_run(agent.agent, &incident, &t, &agent_cfg) {
         let kb = agent.knowledge_base()?;
         let mut policy = agent.policy()?;
-        let transcript = investigation::investigate(&incident, &t, kb.as_ref().map(|k| k as _), policy.as_mut(), &agent_cfg);
+        let transcript =
+            investigation::investigate(&incident, &t, kb.as_ref().map(|k| k as _), policy.as_mut(), &agent_cfg);
         if let Some(path) = &agent.transcript {
             std::fs::write(path, serde_json::to_string_pretty(&transcript)?)
                 .with_context(|| format!("writing the transcript to {}", path.display()))?;
@@ -771,28 +848,45 @@ fn chat(bundle: &Path, session: Option<PathBuf>, agent: &AgentArgs) -> Result<Ex
     let cfg = agent.config()?;
     let kb = agent.knowledge_base()?;
     let path = session.unwrap_or_else(|| {
-        let id: String = incident.id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let id: String = incident
+            .id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
         PathBuf::from(format!("culprit-chat-{id}.json"))
     });
     let mut model = match agent.policy {
         PolicyKind::Llm => {
             let endpoint = culprit::llm::Endpoint::chat_from_env(agent.llm_url.clone(), agent.llm_model.clone())?
-                .context("--policy llm needs an endpoint: --llm-url and --llm-model (or CULPRIT_LLM_URL and CULPRIT_LLM_MODEL)")?;
+                .context(
+                "--policy llm needs an endpoint: --llm-url and --llm-model (or CULPRIT_LLM_URL and CULPRIT_LLM_MODEL)",
+            )?;
             Some(investigation::llm::LlmPolicy::new(endpoint)?)
         }
         PolicyKind::Rules => None,
     };
     let (mut s, mut exchanges) = if path.exists() {
-        let saved: SavedChat = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
-            .with_context(|| format!("{}: not a culprit chat session", path.display()))?;
+        let saved: SavedChat = serde_json::from_str(
+            &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("{}: not a culprit chat session", path.display()))?;
         if saved.schema != CHAT_SCHEMA || saved.incident != incident.id {
-            bail!("{}: a session of incident `{}` ({}), not of `{}`", path.display(), saved.incident, saved.schema, incident.id);
+            bail!(
+                "{}: a session of incident `{}` ({}), not of `{}`",
+                path.display(),
+                saved.incident,
+                saved.schema,
+                incident.id
+            );
         }
         if let Some(m) = model.as_mut() {
             m.restore(saved.messages.clone());
         }
         println!("Resumed {} ({} earlier questions).", path.display(), saved.exchanges.len());
-        (investigation::Session::resume(&incident, &t, kb.as_ref().map(|k| k as _), saved.ledger, saved.steps, &cfg), saved.exchanges)
+        (
+            investigation::Session::resume(&incident, &t, kb.as_ref().map(|k| k as _), saved.ledger, saved.steps, &cfg),
+            saved.exchanges,
+        )
     } else {
         let mut s = investigation::Session::new(&incident, &t, kb.as_ref().map(|k| k as _), &cfg);
         let mut rules = investigation::rules::Rules;
@@ -804,17 +898,19 @@ fn chat(bundle: &Path, session: Option<PathBuf>, agent: &AgentArgs) -> Result<Ex
         print!("{}", s.transcript(policy.name(), policy.tokens(), stop, cfg.threshold).render());
         (s, Vec::new())
     };
-    let save = |s: &investigation::Session, exchanges: &[chat::Exchange], messages: Vec<serde_json::Value>| -> Result<()> {
-        let saved = SavedChat {
-            schema: CHAT_SCHEMA.to_string(),
-            incident: incident.id.clone(),
-            ledger: s.ledger.clone(),
-            steps: s.steps.clone(),
-            exchanges: exchanges.to_vec(),
-            messages,
+    let save =
+        |s: &investigation::Session, exchanges: &[chat::Exchange], messages: Vec<serde_json::Value>| -> Result<()> {
+            let saved = SavedChat {
+                schema: CHAT_SCHEMA.to_string(),
+                incident: incident.id.clone(),
+                ledger: s.ledger.clone(),
+                steps: s.steps.clone(),
+                exchanges: exchanges.to_vec(),
+                messages,
+            };
+            std::fs::write(&path, serde_json::to_string_pretty(&saved)?)
+                .with_context(|| format!("saving the session to {}", path.display()))
         };
-        std::fs::write(&path, serde_json::to_string_pretty(&saved)?).with_context(|| format!("saving the session to {}", path.display()))
-    };
     save(&s, &exchanges, model.as_ref().map(|m| m.messages().to_vec()).unwrap_or_default())?;
     let interactive = std::io::stdin().is_terminal();
     let stdin = std::io::stdin();
@@ -833,7 +929,12 @@ fn chat(bundle: &Path, session: Option<PathBuf>, agent: &AgentArgs) -> Result<Ex
             break;
         }
         let ex = match model.as_mut() {
-            Some(m) => chat::answer_with_model(&mut s, m, &question, &investigation::AgentConfig { max_turns: 4, ..cfg.clone() }),
+            Some(m) => chat::answer_with_model(
+                &mut s,
+                m,
+                &question,
+                &investigation::AgentConfig { max_turns: 4, ..cfg.clone() },
+            ),
             None => chat::answer_offline(&mut s, &question),
         };
         println!("\n? {question}\n{}", ex.answer);
@@ -853,8 +954,10 @@ fn suites_with_progress(args: &[String], what: &str) -> Result<(Vec<eval::Suite>
     let total: usize = all.iter().map(|s| s.cases.len()).sum();
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!("{{spinner}} {what} {{pos}}/{{len}} cases [{{elapsed_precise}}] {{wide_bar}} eta {{eta}}"))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} {{pos}}/{{len}} cases [{{elapsed_precise}}] {{wide_bar}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Ok((all, bar))
 }
@@ -943,8 +1046,16 @@ fn drilldown(a: DrilldownArgs) -> Result<ExitCode> {
         (None, Some(_)) => (current.0, current.0),
         (None, None) => bail!("give --baseline or --against"),
     };
-    if against.is_none() && baseline.0 < current.1 && current.0 < baseline.1 && !matches!(method, table::Method::Seasonal(_)) {
-        bail!("--baseline {} and --current {} overlap: rows would count as both actual and forecast", table::span_text(baseline), table::span_text(current));
+    if against.is_none()
+        && baseline.0 < current.1
+        && current.0 < baseline.1
+        && !matches!(method, table::Method::Seasonal(_))
+    {
+        bail!(
+            "--baseline {} and --current {} overlap: rows would count as both actual and forecast",
+            table::span_text(baseline),
+            table::span_text(current)
+        );
     }
     let q = table::Query { measure, dims: a.dims, baseline, current, method };
     let data = a.data.display().to_string();
@@ -953,11 +1064,28 @@ fn drilldown(a: DrilldownArgs) -> Result<ExitCode> {
     let (cube, base) = match &against {
         Some(s) => (
             report::cube_against(&rows, &q, s)?,
-            report::BaselineRef { name: Some(s.name.clone()), version: Some(s.version), window: table::span_text(s.window), forecast: s.forecast.clone(), data: s.data.clone(), created: Some(s.created.clone()) },
+            report::BaselineRef {
+                name: Some(s.name.clone()),
+                version: Some(s.version),
+                window: table::span_text(s.window),
+                forecast: s.forecast.clone(),
+                data: s.data.clone(),
+                created: Some(s.created.clone()),
+            },
         ),
         None => {
             let (cube, forecast) = rows.cube(&q)?;
-            (cube, report::BaselineRef { name: None, version: None, window: table::span_text(q.baseline), forecast, data: data.clone(), created: None })
+            (
+                cube,
+                report::BaselineRef {
+                    name: None,
+                    version: None,
+                    window: table::span_text(q.baseline),
+                    forecast,
+                    data: data.clone(),
+                    created: None,
+                },
+            )
         }
     };
     let mut base = base;
@@ -971,7 +1099,8 @@ fn drilldown(a: DrilldownArgs) -> Result<ExitCode> {
     let changes = match &a.change {
         Some(p) => {
             let mut rr = culprit::model::ReadReport::default();
-            let c = culprit::ingest::read_changes(p, &mut rr).with_context(|| format!("reading changes from {}", p.display()))?;
+            let c = culprit::ingest::read_changes(p, &mut rr)
+                .with_context(|| format!("reading changes from {}", p.display()))?;
             for issue in rr.issues.iter().take(5) {
                 eprintln!("drilldown: {}: {issue}", p.display());
             }
@@ -983,17 +1112,34 @@ fn drilldown(a: DrilldownArgs) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let treated = match &a.treated {
-        Some(t) => Some(drilldown::parse_elements(t).map_err(|e| anyhow::anyhow!("--treated {e}"))?.into_iter().next().context("--treated is empty")?),
+        Some(t) => Some(
+            drilldown::parse_elements(t)
+                .map_err(|e| anyhow::anyhow!("--treated {e}"))?
+                .into_iter()
+                .next()
+                .context("--treated is empty")?,
+        ),
         None => None,
     };
     let earlier = match &a.compare {
         Some(p) => Some(
-            serde_json::from_str::<report::Earlier>(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-                .with_context(|| format!("{}: not a drill-down report (--out JSON)", p.display()))?,
+            serde_json::from_str::<report::Earlier>(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("{}: not a drill-down report (--out JSON)", p.display()))?,
         ),
         None => None,
     };
-    let opts = report::Options { kpi, search: a.search, max_attributes: usize::from(a.max_attributes), replicas: a.bootstrap, seed: 1, changes, treated, arm: a.arm.map(|d| (d, a.split)) };
+    let opts = report::Options {
+        kpi,
+        search: a.search,
+        max_attributes: usize::from(a.max_attributes),
+        replicas: a.bootstrap,
+        seed: 1,
+        changes,
+        treated,
+        arm: a.arm.map(|d| (d, a.split)),
+    };
     eprintln!("drilldown: {} rows, {} segments; searching", rows.len(), cube.leaves.len());
     let r = report::build(&rows, &q, &cube, base, &opts, earlier.as_ref());
     let text = serde_json::to_string_pretty(&r)?;
@@ -1016,8 +1162,14 @@ fn run_drilldown_eval(args: &[String], json: bool) -> Result<()> {
     let sets: Vec<de::Dataset> = args.iter().filter_map(|a| de::recognise(Path::new(a))).collect();
     let total: usize = sets.iter().map(de::cases_in).sum();
     let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} drill-down eval {pos}/{len} cases [{elapsed_precise}] {wide_bar} eta {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
-    let outcomes: Vec<de::Outcome> = sets.iter().map(|d| de::run(d, &|| bar.inc(1)).map_err(|e| anyhow::anyhow!(e))).collect::<Result<_>>()?;
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} drill-down eval {pos}/{len} cases [{elapsed_precise}] {wide_bar} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let outcomes: Vec<de::Outcome> =
+        sets.iter().map(|d| de::run(d, &|| bar.inc(1)).map_err(|e| anyhow::anyhow!(e))).collect::<Result<_>>()?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "drilldown": outcomes }))?);

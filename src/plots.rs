@@ -35,7 +35,12 @@ pub fn accuracy(report: &SuiteReport) -> String {
     let bar = group / (methods.len() as f64 + 1.0);
     for (k, label) in ["AC@1", "AC@3", "AC@5"].iter().enumerate() {
         let x0 = PAD + k as f64 * group;
-        let _ = writeln!(b, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{label}</text>", x0 + group / 2.0, H - PAD + 16.0);
+        let _ = writeln!(
+            b,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
+            x0 + group / 2.0,
+            H - PAD + 16.0
+        );
         for (i, (m, s)) in methods.iter().enumerate() {
             let v = [s.ac1, s.ac3, s.ac5][k].clamp(0.0, 1.0);
             let h = v * plot_h;
@@ -69,7 +74,13 @@ pub fn accuracy(report: &SuiteReport) -> String {
 }
 
 fn axes(b: &mut String) {
-    let _ = writeln!(b, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>", H - PAD, W - PAD - LEGEND, H - PAD);
+    let _ = writeln!(
+        b,
+        "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
+        H - PAD,
+        W - PAD - LEGEND,
+        H - PAD
+    );
     let _ = writeln!(b, "<line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{}\" stroke=\"black\"/>", H - PAD);
     for t in 0..=4 {
         let v = t as f64 / 4.0;
@@ -84,7 +95,12 @@ pub fn reliability(title: &str, bins: &[(f64, f64, usize)]) -> String {
     let mut b = String::new();
     let plot = W.min(H) - 2.0 * PAD;
     let (x0, y0) = (PAD, H - PAD);
-    let _ = writeln!(b, "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\" stroke-dasharray=\"4\"/>", x0 + plot, y0 - plot);
+    let _ = writeln!(
+        b,
+        "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\" stroke-dasharray=\"4\"/>",
+        x0 + plot,
+        y0 - plot
+    );
     let n = bins.len().max(1) as f64;
     for (i, (conf, acc, count)) in bins.iter().enumerate() {
         if *count == 0 {
@@ -107,11 +123,20 @@ pub fn reliability(title: &str, bins: &[(f64, f64, usize)]) -> String {
     let _ = writeln!(b, "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x0}\" y2=\"{}\" stroke=\"black\"/>", y0 - plot);
     for t in 0..=4 {
         let v = t as f64 / 4.0;
-        let _ = writeln!(b, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{v:.2}</text>", x0 + v * plot, y0 + 14.0);
-        let _ = writeln!(b, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2}</text>", x0 - 4.0, y0 - v * plot + 4.0);
+        let _ =
+            writeln!(b, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{v:.2}</text>", x0 + v * plot, y0 + 14.0);
+        let _ =
+            writeln!(b, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2}</text>", x0 - 4.0, y0 - v * plot + 4.0);
     }
     let _ = writeln!(b, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">confidence</text>", x0 + plot / 2.0, y0 + 30.0);
-    let _ = writeln!(b, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 {} {})\">share right</text>", x0 - 36.0, y0 - plot / 2.0, x0 - 36.0, y0 - plot / 2.0);
+    let _ = writeln!(
+        b,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 {} {})\">share right</text>",
+        x0 - 36.0,
+        y0 - plot / 2.0,
+        x0 - 36.0,
+        y0 - plot / 2.0
+    );
     frame(title, &b)
 }
 

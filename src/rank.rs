@@ -140,10 +140,8 @@ fn walk(anomalies: &[Anomaly], g: &CausalGraph, alert: &Alert, cfg: &RankConfig)
     let s: Vec<f64> = anomalies.iter().map(|a| strength(a, cfg)).collect();
     // Symptoms are what was wrong when the alert fired: anomalies far from it in time weigh less
     // as starting points (they may still be reached as causes).
-    let near: Vec<f64> = anomalies
-        .iter()
-        .map(|a| (-(a.onset.abs_diff(alert.time) as f64) / cfg.symptom_horizon as f64).exp())
-        .collect();
+    let near: Vec<f64> =
+        anomalies.iter().map(|a| (-(a.onset.abs_diff(alert.time) as f64) / cfg.symptom_horizon as f64).exp()).collect();
     let mut restart = vec![0.0; n];
     // The alert guides the walk only where the graph can take it further: a symptom with no
     // cause in another service would just keep its share, and so outrank the cause it hides.
@@ -341,7 +339,9 @@ pub fn rank(
         })
         .collect();
     // Unexplained before explained; within each, by walk mass.
-    candidates.sort_by(|a, b| a.explained.cmp(&b.explained).then(b.score.total_cmp(&a.score)).then(a.service.cmp(&b.service)));
+    candidates.sort_by(|a, b| {
+        a.explained.cmp(&b.explained).then(b.score.total_cmp(&a.score)).then(a.service.cmp(&b.service))
+    });
     // Confidence: the candidate's share of the mass among the top five, scaled by how strong the
     // evidence in its service is.
     let top_mass: f64 = candidates.iter().take(5).map(|c| c.score).sum::<f64>().max(1e-12);
@@ -371,15 +371,13 @@ pub fn rank(
             c.confidence *= 0.5;
         }
     }
-    let strongest = anomalies
-        .iter()
-        .filter(|a| a.source != Source::Change)
-        .map(|a| strength(a, cfg))
-        .fold(0.0f64, f64::max);
+    let strongest =
+        anomalies.iter().filter(|a| a.source != Source::Change).map(|a| strength(a, cfg)).fold(0.0f64, f64::max);
     // A cause must still be at work: evidence that lasted a while or is still there at the end
     // of the data. A blip that crossed a threshold and went away by itself needs no fix.
     let lasting = |a: &Anomaly| {
-        a.source != Source::Change && (a.end >= data_end.saturating_sub(cfg.still_active) || a.end.saturating_sub(a.onset) >= cfg.lasting)
+        a.source != Source::Change
+            && (a.end >= data_end.saturating_sub(cfg.still_active) || a.end.saturating_sub(a.onset) >= cfg.lasting)
     };
     // Judged on the candidate's clear evidence from around the alert, not on some older drift of
     // the same service.

@@ -167,10 +167,14 @@ fn action(incident: &Incident, lead: &Anomaly) -> String {
         "cpu" => format!("relieve CPU saturation on {s}: scale it out or stop the hot path (profile it)"),
         "mem" => format!("restart {s} to relieve memory pressure, then look for the leak (heap profile)"),
         "latency_client" => format!("{s} waits on slow dependencies (`{}`): look at what it calls", lead.signal),
-        "latency" | "latency_total" => format!("look at what slowed {s} down (`{}`): its dependencies, locks, GC", lead.signal),
+        "latency" | "latency_total" => {
+            format!("look at what slowed {s} down (`{}`): its dependencies, locks, GC", lead.signal)
+        }
         "connections" => format!("{s} is out of connections: raise the pool or find what holds them"),
         "errors" | "log_errors" | "new_log_template" => format!("inspect the new errors in {s}: `{}`", lead.signal),
-        "broken_log_sequence" => format!("requests in {s} stop short between `{}`: check the code between those log lines", lead.signal),
+        "broken_log_sequence" => {
+            format!("requests in {s} stop short between `{}`: check the code between those log lines", lead.signal)
+        }
         "missing_log_template" => format!("{s} stopped logging `{}`: check the code path around it", lead.signal),
         "traffic" => format!("find where the extra traffic to {s} comes from (retries, a caller's change)"),
         _ => format!("inspect {s} `{}`", lead.signal),
@@ -207,7 +211,12 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
                 .take(4)
                 .map(|&k| {
                     let a = &anomalies[k];
-                    Evidence { time: fmt_time(a.onset), service: a.service.clone(), source: a.source, text: a.evidence.clone() }
+                    Evidence {
+                        time: fmt_time(a.onset),
+                        service: a.service.clone(),
+                        source: a.source,
+                        text: a.evidence.clone(),
+                    }
                 })
                 .collect();
             // The strongest effect downstream, so the reader sees what the cause did.
@@ -343,7 +352,11 @@ pub fn render_text(r: &Report) -> String {
         }
     }
     if r.root_causes.len() > 1 || r.verdict == Verdict::NoRootCause {
-        let _ = writeln!(s, "\n## {}", if r.verdict == Verdict::RootCause { "Other candidates" } else { "Weak suspicions" });
+        let _ = writeln!(
+            s,
+            "\n## {}",
+            if r.verdict == Verdict::RootCause { "Other candidates" } else { "Weak suspicions" }
+        );
         let skip = usize::from(r.verdict == Verdict::RootCause);
         for c in r.root_causes.iter().skip(skip) {
             let _ = writeln!(
@@ -376,7 +389,8 @@ pub fn render_text(r: &Report) -> String {
         d.metric_series, d.log_lines, d.log_templates, d.spans, d.changes, d.dependencies
     );
     if !d.unchecked.is_empty() {
-        let _ = writeln!(s, "Not checked: {} signals lacked reference data (e.g. {}).", d.unchecked.len(), d.unchecked[0]);
+        let _ =
+            writeln!(s, "Not checked: {} signals lacked reference data (e.g. {}).", d.unchecked.len(), d.unchecked[0]);
     }
     if d.unreadable.records_skipped > 0 {
         let _ = writeln!(s, "Unreadable: {} records skipped:", d.unreadable.records_skipped);

@@ -46,7 +46,8 @@ pub fn features(triage: &Triage, alert: &Alert, cfg: &RankConfig) -> Vec<(String
         .map(|(i, c)| {
             let lead = anomalies.get(c.lead);
             let source = lead.map(|a| a.source);
-            let lead_time = lead.map_or(0.0, |a| ((alert.time - a.onset) as f64 / (10 * MINUTE) as f64).clamp(-1.0, 3.0));
+            let lead_time =
+                lead.map_or(0.0, |a| ((alert.time - a.onset) as f64 / (10 * MINUTE) as f64).clamp(-1.0, 3.0));
             let has_change = c.anomalies.iter().any(|&j| anomalies.get(j).is_some_and(|a| a.source == Source::Change));
             let flag = |b: bool| if b { 1.0 } else { 0.0 };
             let x = vec![
@@ -91,7 +92,12 @@ impl Example {
     /// (features, target) pairs this example teaches.
     fn pairs(&self) -> Vec<(&[f64], f64)> {
         match &self.label {
-            Label::Confirm => self.candidates.iter().enumerate().map(|(i, (_, x))| (x.as_slice(), if i == 0 { 1.0 } else { 0.0 })).collect(),
+            Label::Confirm => self
+                .candidates
+                .iter()
+                .enumerate()
+                .map(|(i, (_, x))| (x.as_slice(), if i == 0 { 1.0 } else { 0.0 }))
+                .collect(),
             Label::Reject => self.candidates.first().map(|(_, x)| vec![(x.as_slice(), 0.0)]).unwrap_or_default(),
             Label::Correct { service } => {
                 self.candidates.iter().map(|(s, x)| (x.as_slice(), if s == service { 1.0 } else { 0.0 })).collect()
@@ -127,7 +133,8 @@ fn sigmoid(z: f64) -> f64 {
 impl Reranker {
     /// Fits the weights (full-batch gradient descent on the log loss, L2 penalty `l2`).
     pub fn fit(examples: &[Example], l2: f64) -> Reranker {
-        let pairs: Vec<(&[f64], f64)> = examples.iter().flat_map(Example::pairs).filter(|(x, _)| x.len() == FEATURES.len()).collect();
+        let pairs: Vec<(&[f64], f64)> =
+            examples.iter().flat_map(Example::pairs).filter(|(x, _)| x.len() == FEATURES.len()).collect();
         let n = FEATURES.len();
         let (mut w, mut b) = (vec![0.0; n], 0.0);
         if !pairs.is_empty() {
@@ -154,7 +161,12 @@ impl Reranker {
                 b -= lr * gb / total;
             }
         }
-        Reranker { features: FEATURES.iter().map(|s| s.to_string()).collect(), weights: w, bias: b, examples: examples.len() }
+        Reranker {
+            features: FEATURES.iter().map(|s| s.to_string()).collect(),
+            weights: w,
+            bias: b,
+            examples: examples.len(),
+        }
     }
 
     /// Whether it has seen enough feedback to change an order.
@@ -178,7 +190,8 @@ impl Reranker {
     pub fn load(path: &Path) -> Result<Reranker, RerankError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| RerankError::Io { path: p.clone(), source })?;
-        let r: Reranker = serde_json::from_str(&text).map_err(|source| RerankError::Format { path: p.clone(), source })?;
+        let r: Reranker =
+            serde_json::from_str(&text).map_err(|source| RerankError::Format { path: p.clone(), source })?;
         if r.weights.len() != FEATURES.len() {
             return Err(RerankError::Features { path: p, have: r.weights.len(), want: FEATURES.len() });
         }
@@ -189,7 +202,8 @@ impl Reranker {
     pub fn save(&self, path: &Path) -> Result<(), RerankError> {
         let p = path.display().to_string();
         let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(self).map_err(|source| RerankError::Format { path: p.clone(), source })?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|source| RerankError::Format { path: p.clone(), source })?;
         std::fs::write(&tmp, text).map_err(|source| RerankError::Io { path: p.clone(), source })?;
         std::fs::rename(&tmp, path).map_err(|source| RerankError::Io { path: p, source })
     }
@@ -218,7 +232,8 @@ mod tests {
         let mut other = vec![0.3 + 0.01 * (seed % 5) as f64; n];
         other[12] = 0.0;
         other[5] = 0.0;
-        let (first, second) = if top_is_right { (("db", cause), ("api", other)) } else { (("api", other), ("db", cause)) };
+        let (first, second) =
+            if top_is_right { (("db", cause), ("api", other)) } else { (("api", other), ("db", cause)) };
         Example {
             candidates: vec![(first.0.to_string(), first.1), (second.0.to_string(), second.1)],
             label: if top_is_right { Label::Confirm } else { Label::Correct { service: "db".into() } },

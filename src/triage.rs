@@ -61,7 +61,8 @@ pub fn triage(incident: &Incident, cfg: &Config) -> Triage {
     detection.anomalies.extend(inferred);
     let groups = correlate::group(&detection.anomalies, cfg.group_window);
     let graph = graph::build(&detection.anomalies, &dependencies, &cfg.graph);
-    let ranking = rank::rank(&detection.anomalies, &graph, &dependencies, &incident.alert, detection.data_end, &cfg.rank);
+    let ranking =
+        rank::rank(&detection.anomalies, &graph, &dependencies, &incident.alert, detection.data_end, &cfg.rank);
     tracing::info!(
         anomalies = detection.anomalies.len(),
         edges = graph.edge_count(),

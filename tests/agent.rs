@@ -78,12 +78,20 @@ fn investigate_runs_the_agent_when_asked_and_saves_the_transcript() {
     let out = culprit(&["simulate", "--out", bundle.to_str().unwrap(), "--seed", "3", "--fault", "latency", "--decoy"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let saved = dir.path().join("t.json");
-    let out = culprit(&["investigate", bundle.to_str().unwrap(), "--agent", "always", "--transcript", saved.to_str().unwrap()]);
+    let out = culprit(&[
+        "investigate",
+        bundle.to_str().unwrap(),
+        "--agent",
+        "always",
+        "--transcript",
+        saved.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("## Investigation") && text.contains("rules policy"), "{text}");
     let t: Transcript = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
     assert!(!t.steps.is_empty());
-    let truth: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bundle.join("truth.json")).unwrap()).unwrap();
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("truth.json")).unwrap()).unwrap();
     assert_eq!(t.conclusion.service.as_deref(), truth["service"].as_str(), "{}", t.render());
     // The report's root cause is the agent's.
     assert!(text.contains(&format!("## Root cause: {}", truth["service"].as_str().unwrap())), "{text}");
@@ -126,7 +134,12 @@ fn llm_policy_round_trip_invalid_calls_and_budgets() {
     let failed: Vec<_> = tr.steps.iter().filter(|s| s.error.is_some()).collect();
     assert!(!failed.is_empty(), "{}", tr.render());
     assert_eq!(tr.tool_errors, failed.len());
-    let told: Vec<&str> = policy.messages().iter().filter_map(|m| m["content"].as_str()).filter(|c| c.contains("The call failed")).collect();
+    let told: Vec<&str> = policy
+        .messages()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .filter(|c| c.contains("The call failed"))
+        .collect();
     assert_eq!(told.len(), failed.len());
     for (s, m) in failed.iter().zip(&told) {
         let e = s.error.as_ref().unwrap();
@@ -209,7 +222,10 @@ fn planted_instructions_in_telemetry_do_not_steer_the_agent() {
             assert!(before.rfind(CLOSE).is_none_or(|c| c < opened), "planted text after a closed data block:\n{text}");
             let after = &rest[at..];
             let close = after.find(CLOSE).expect("the data block is closed after the planted text");
-            assert!(!after[..close].contains(CLOSE) && !after[..close].contains(OPEN), "the planted fence markers survived");
+            assert!(
+                !after[..close].contains(CLOSE) && !after[..close].contains(OPEN),
+                "the planted fence markers survived"
+            );
             rest = &after[close..];
         }
     }
@@ -278,10 +294,11 @@ fn similar_incidents_come_from_the_knowledge_base() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("evals/postmortems");
-    let bundles: Vec<String> = ["2025-03-orders-pool-exhaustion", "2025-06-session-cache-evictions", "2025-10-bank-gateway-certificate"]
-        .iter()
-        .map(|b| root.join(b).to_string_lossy().into_owned())
-        .collect();
+    let bundles: Vec<String> =
+        ["2025-03-orders-pool-exhaustion", "2025-06-session-cache-evictions", "2025-10-bank-gateway-certificate"]
+            .iter()
+            .map(|b| root.join(b).to_string_lossy().into_owned())
+            .collect();
     let mut args = vec!["kb", "add", "--store", store.to_str().unwrap()];
     args.extend(bundles.iter().map(String::as_str));
     let out = culprit(&args);

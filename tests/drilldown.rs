@@ -6,7 +6,11 @@ use std::process::Command;
 
 fn culprit(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_culprit")).args(args).output().expect("culprit runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 const T0: i64 = 1_700_000_000;
@@ -54,7 +58,8 @@ fn write_parquet(path: &Path) {
         ("visits", Arc::new(Float64Array::from(r.iter().map(|x| x.5).collect::<Vec<_>>()))),
     ];
     let batch = RecordBatch::try_from_iter(cols).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -71,25 +76,68 @@ fn drilldown_explains_a_conversion_drop_from_csv_gz_and_parquet() {
     write_parquet(&pq);
     let (base, cur) = windows();
     let changes = dir.path().join("changes.jsonl");
-    std::fs::write(&changes, format!("{{\"time\": {}, \"service\": \"ios-app\", \"kind\": \"deploy\", \"version\": \"5.1\"}}\n", (T0 + 239 * 60) * 1000)).unwrap();
+    std::fs::write(
+        &changes,
+        format!(
+            "{{\"time\": {}, \"service\": \"ios-app\", \"kind\": \"deploy\", \"version\": \"5.1\"}}\n",
+            (T0 + 239 * 60) * 1000
+        ),
+    )
+    .unwrap();
     let baselines = dir.path().join("baselines");
     let (chart, report) = (dir.path().join("chart.svg"), dir.path().join("report.json"));
-    let mut args: Vec<String> = ["drilldown", "--ratio", "orders/visits", "--dims", "device,region,arm", "--baseline", &base, "--current", &cur]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "drilldown",
+        "--ratio",
+        "orders/visits",
+        "--dims",
+        "device,region,arm",
+        "--baseline",
+        &base,
+        "--current",
+        &cur,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(["--data".into(), gz.display().to_string()]);
-    let with = |extra: &[&str]| -> Vec<String> { args.iter().cloned().chain(extra.iter().map(|s| s.to_string())).collect() };
+    let with =
+        |extra: &[&str]| -> Vec<String> { args.iter().cloned().chain(extra.iter().map(|s| s.to_string())).collect() };
     let run = |a: Vec<String>| culprit(&a.iter().map(String::as_str).collect::<Vec<_>>());
 
-    let first = with(&["--change", changes.to_str().unwrap(), "--treated", "device=ios&region=se", "--arm", "arm", "--save-baseline", "checkout", "--baselines", baselines.to_str().unwrap(), "--chart", chart.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    let first = with(&[
+        "--change",
+        changes.to_str().unwrap(),
+        "--treated",
+        "device=ios&region=se",
+        "--arm",
+        "arm",
+        "--save-baseline",
+        "checkout",
+        "--baselines",
+        baselines.to_str().unwrap(),
+        "--chart",
+        chart.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
     let (ok, out, err) = run(first);
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("orders/visits fell from "), "{out}");
-    assert!(lines[0].contains("baseline checkout v1, robust: per segment, the mean of the 4 baseline windows"), "{out}");
-    assert!(lines[1].contains("of the drop is explained by device=ios ∧ region=se") && lines[1].contains("confidence 1.00"), "{out}");
-    assert!(out.contains("Difference-in-differences, device=ios ∧ region=se against the rest: -0.0") && out.contains("Temporal order holds"), "{out}");
+    assert!(
+        lines[0].contains("baseline checkout v1, robust: per segment, the mean of the 4 baseline windows"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("of the drop is explained by device=ios ∧ region=se") && lines[1].contains("confidence 1.00"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Difference-in-differences, device=ios ∧ region=se against the rest: -0.0")
+            && out.contains("Temporal order holds"),
+        "{out}"
+    );
     assert!(out.contains("Sample ratio across the values of arm: χ² 0.00, p = 1.000, as planned"), "{out}");
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("device=ios ∧ region=se"));
@@ -110,12 +158,44 @@ fn drilldown_explains_a_conversion_drop_from_csv_gz_and_parquet() {
 
     // Against the stored baseline, compared with the first report.
     let (ok, out, err) = culprit(&[
-        "drilldown", "--data", gz.to_str().unwrap(), "--ratio", "orders/visits", "--dims", "device,region,arm", "--current", &cur,
-        "--against", "checkout@1", "--baselines", baselines.to_str().unwrap(), "--compare", report.to_str().unwrap(),
+        "drilldown",
+        "--data",
+        gz.to_str().unwrap(),
+        "--ratio",
+        "orders/visits",
+        "--dims",
+        "device,region,arm",
+        "--current",
+        &cur,
+        "--against",
+        "checkout@1",
+        "--baselines",
+        baselines.to_str().unwrap(),
+        "--compare",
+        report.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    assert!(out.contains("baseline checkout v1") && out.contains("Since the earlier report") && out.contains("new none; gone none"), "{out}");
-    let (ok, _, err) = culprit(&["drilldown", "--data", gz.to_str().unwrap(), "--metric", "orders", "--dims", "device", "--current", &cur, "--against", "nope", "--baselines", baselines.to_str().unwrap()]);
+    assert!(
+        out.contains("baseline checkout v1")
+            && out.contains("Since the earlier report")
+            && out.contains("new none; gone none"),
+        "{out}"
+    );
+    let (ok, _, err) = culprit(&[
+        "drilldown",
+        "--data",
+        gz.to_str().unwrap(),
+        "--metric",
+        "orders",
+        "--dims",
+        "device",
+        "--current",
+        &cur,
+        "--against",
+        "nope",
+        "--baselines",
+        baselines.to_str().unwrap(),
+    ]);
     assert!(!ok && err.contains("no baseline named \"nope\""), "{err}");
 }
 
@@ -129,12 +209,46 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn bad_data_ends_with_an_error_naming_the_column_and_the_row() {
     let dir = tempfile::tempdir().unwrap();
     let (base, cur) = ("1700000000..1700000060", "1700000060..1700000120");
-    let run = |file: &Path, dims: &str| culprit(&["drilldown", "--data", file.to_str().unwrap(), "--ratio", "orders/visits", "--dims", dims, "--baseline", base, "--current", cur]);
+    let run = |file: &Path, dims: &str| {
+        culprit(&[
+            "drilldown",
+            "--data",
+            file.to_str().unwrap(),
+            "--ratio",
+            "orders/visits",
+            "--dims",
+            dims,
+            "--baseline",
+            base,
+            "--current",
+            cur,
+        ])
+    };
     let cases = [
-        ("missing.csv", "time,device,orders,visits\n1700000010,ios,3,100\n", "device,region", "missing.csv: no dimension column \"region\" (the columns are: time, device, orders, visits)"),
-        ("text.csv", "time,device,orders,visits\n1700000010,ios,3,100\n1700000070,ios,3 orders,100\n", "device", "text.csv:3: column \"orders\": \"3 orders\" is not a number"),
-        ("empty.csv", "time,device,orders,visits\n1700000070,ios,3,100\n", "device", "empty.csv: the baseline window (2023-11-14T22:13:20Z..2023-11-14T22:14:20Z) has no rows"),
-        ("ragged.csv", "time,device,orders,visits\n1700000010,ios,3,100\n1700000070,ios\n", "device", "ragged.csv: line 3"),
+        (
+            "missing.csv",
+            "time,device,orders,visits\n1700000010,ios,3,100\n",
+            "device,region",
+            "missing.csv: no dimension column \"region\" (the columns are: time, device, orders, visits)",
+        ),
+        (
+            "text.csv",
+            "time,device,orders,visits\n1700000010,ios,3,100\n1700000070,ios,3 orders,100\n",
+            "device",
+            "text.csv:3: column \"orders\": \"3 orders\" is not a number",
+        ),
+        (
+            "empty.csv",
+            "time,device,orders,visits\n1700000070,ios,3,100\n",
+            "device",
+            "empty.csv: the baseline window (2023-11-14T22:13:20Z..2023-11-14T22:14:20Z) has no rows",
+        ),
+        (
+            "ragged.csv",
+            "time,device,orders,visits\n1700000010,ios,3,100\n1700000070,ios\n",
+            "device",
+            "ragged.csv: line 3",
+        ),
         ("nothing.csv", "", "device", "nothing.csv: no time column"),
     ];
     for (name, text, dims, want) in cases {
@@ -145,6 +259,18 @@ fn bad_data_ends_with_an_error_naming_the_column_and_the_row() {
     let p = write(dir.path(), "garbage.parquet", "not parquet");
     let (ok, _, err) = run(&p, "device");
     assert!(!ok && err.contains("garbage.parquet: not a readable Parquet file"), "{err}");
-    let (ok, _, err) = culprit(&["drilldown", "--data", "/nonexistent.csv", "--metric", "x", "--dims", "d", "--baseline", base, "--current", "tomorrow..later"]);
+    let (ok, _, err) = culprit(&[
+        "drilldown",
+        "--data",
+        "/nonexistent.csv",
+        "--metric",
+        "x",
+        "--dims",
+        "d",
+        "--baseline",
+        base,
+        "--current",
+        "tomorrow..later",
+    ]);
     assert!(!ok && err.contains("--current \"tomorrow\" is not a time"), "{err}");
 }

@@ -19,10 +19,7 @@ fn write_bytes(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
         std::fs::create_dir_all(parent).unwrap();
     }
     if name.ends_with(".gz") {
-        let mut gz = flate2::write::GzEncoder::new(
-            std::fs::File::create(&path).unwrap(),
-            flate2::Compression::fast(),
-        );
+        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
         gz.write_all(content).unwrap();
         gz.finish().unwrap();
     } else {
@@ -34,19 +31,13 @@ fn write_bytes(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
 /// The report holds exactly these skipped records, as (line, field), each naming `file`.
 #[track_caller]
 fn check_issues(report: &ReadReport, file: &Path, want: &[(u64, Option<&str>)]) {
-    let got: Vec<(u64, Option<&str>)> = report
-        .issues
-        .iter()
-        .map(|i| (i.line, i.field.as_deref()))
-        .collect();
+    let got: Vec<(u64, Option<&str>)> = report.issues.iter().map(|i| (i.line, i.field.as_deref())).collect();
     assert_eq!(got, want, "issues: {:#?}", report.issues);
     assert_eq!(report.records_skipped, want.len() as u64);
     for i in &report.issues {
         assert_eq!(i.file, file.display().to_string());
         assert!(!i.message.is_empty());
-        assert!(i
-            .to_string()
-            .starts_with(&format!("{}:{}", file.display(), i.line)));
+        assert!(i.to_string().starts_with(&format!("{}:{}", file.display(), i.line)));
     }
 }
 
@@ -57,10 +48,7 @@ fn series<'a>(all: &'a [Series], service: &str, metric: &str) -> &'a Series {
 }
 
 fn log_file(path: PathBuf, format: LogFormat) -> Logs {
-    Logs {
-        records: vec![],
-        files: vec![LogFile { path, format }],
-    }
+    Logs { records: vec![], files: vec![LogFile { path, format }] }
 }
 
 // ---------------------------------------------------------------- metrics
@@ -103,18 +91,9 @@ fn prometheus_text() {
     );
     let p99 = series(&all, "cart", r#"http_latency_seconds{quantile="0.99"}"#);
     assert_eq!(p99.points, vec![(T0, 0.25), (T0 + 60_000, 0.5)]);
-    assert_eq!(
-        series(&all, "cart", r#"http_latency_seconds{quantile="0.5"}"#).points,
-        vec![(T0, 0.1)]
-    );
-    assert_eq!(
-        series(&all, "db", r#"cpu{instance="x:9100"}"#).points,
-        vec![(T0, 0.001)]
-    );
-    assert_eq!(
-        series(&all, "ts-order-service", "mem").points,
-        vec![(T0, 42.0)]
-    );
+    assert_eq!(series(&all, "cart", r#"http_latency_seconds{quantile="0.5"}"#).points, vec![(T0, 0.1)]);
+    assert_eq!(series(&all, "db", r#"cpu{instance="x:9100"}"#).points, vec![(T0, 0.001)]);
+    assert_eq!(series(&all, "ts-order-service", "mem").points, vec![(T0, 42.0)]);
     assert_eq!(all.len(), 4);
 }
 
@@ -139,33 +118,13 @@ fn prometheus_query_range_pretty_and_per_line() {
     let mut report = ReadReport::default();
     let all = ingest::read_prometheus_query_range(&path, &mut report).unwrap();
     assert_eq!(report.records_read, 3);
-    check_issues(
-        &report,
-        &path,
-        &[
-            (1, Some("values")),
-            (1, Some("values")),
-            (1, Some("__name__")),
-        ],
-    );
-    assert_eq!(
-        series(&all, "checkout", "latency_p99").points,
-        vec![(T0 + 123, 0.25), (T0 + 60_000, 0.5)]
-    );
-    assert_eq!(
-        series(&all, "cart", r#"up{instance="a"}"#).points,
-        vec![(T0, 1.0)]
-    );
+    check_issues(&report, &path, &[(1, Some("values")), (1, Some("values")), (1, Some("__name__"))]);
+    assert_eq!(series(&all, "checkout", "latency_p99").points, vec![(T0 + 123, 0.25), (T0 + 60_000, 0.5)]);
+    assert_eq!(series(&all, "cart", r#"up{instance="a"}"#).points, vec![(T0, 1.0)]);
 
     // One response per line, with a broken line in the middle.
-    let compact: String = serde_json::from_str::<serde_json::Value>(RANGE)
-        .unwrap()
-        .to_string();
-    let path = write(
-        dir.path(),
-        "lines.json",
-        &format!("{compact}\n{{\"status\": \"succ\n{compact}\n"),
-    );
+    let compact: String = serde_json::from_str::<serde_json::Value>(RANGE).unwrap().to_string();
+    let path = write(dir.path(), "lines.json", &format!("{compact}\n{{\"status\": \"succ\n{compact}\n"));
     let mut report = ReadReport::default();
     let all = ingest::read_prometheus_query_range(&path, &mut report).unwrap();
     assert_eq!(report.records_read, 6);
@@ -185,30 +144,14 @@ fn wide_csv() {
     let mut report = ReadReport::default();
     let all = ingest::read_wide_csv(&path, &mut report).unwrap();
     assert_eq!(report.records_read, 3);
-    check_issues(
-        &report,
-        &path,
-        &[(3, Some("carts_lat_50")), (4, Some("time"))],
-    );
-    assert_eq!(
-        series(&all, "carts-db", "cpu").points,
-        vec![(T0, 0.5), (T0 + 60_000, 0.75)]
-    );
-    assert_eq!(
-        series(&all, "carts", "lat_50").points,
-        vec![(T0, 12.0), (T0 + 120_000, 13.0)]
-    );
-    assert_eq!(
-        series(&all, "orders", "mem").points,
-        vec![(T0 + 60_000, 3.0)]
-    );
+    check_issues(&report, &path, &[(3, Some("carts_lat_50")), (4, Some("time"))]);
+    assert_eq!(series(&all, "carts-db", "cpu").points, vec![(T0, 0.5), (T0 + 60_000, 0.75)]);
+    assert_eq!(series(&all, "carts", "lat_50").points, vec![(T0, 12.0), (T0 + 120_000, 13.0)]);
+    assert_eq!(series(&all, "orders", "mem").points, vec![(T0 + 60_000, 3.0)]);
 
     let path = write(dir.path(), "no_time.csv", "when,a_b\n1,2\n");
     let err = ingest::read_wide_csv(&path, &mut ReadReport::default()).unwrap_err();
-    assert!(
-        matches!(&err, IngestError::Invalid { field, .. } if field == "time"),
-        "{err}"
-    );
+    assert!(matches!(&err, IngestError::Invalid { field, .. } if field == "time"), "{err}");
 }
 
 // ---------------------------------------------------------------- logs
@@ -250,31 +193,13 @@ fn json_lines_logs() {
     assert_eq!(logs[0].level, Level::Error);
     // Key order follows serde_json's map (document order when a dependency enables
     // `preserve_order`, as LanceDB's tree does): compare as a set.
-    let mut attrs: Vec<(&str, &str)> = logs[0]
-        .attributes
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut attrs: Vec<(&str, &str)> = logs[0].attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     attrs.sort();
-    assert_eq!(
-        attrs,
-        vec![
-            ("code", "500"),
-            ("n", "null"),
-            ("ok", "false"),
-            ("who", "me")
-        ]
-    );
-    assert_eq!(
-        (logs[1].time, logs[1].level, logs[1].message.as_str()),
-        (T0 + 1000, Level::Warn, "slow")
-    );
+    assert_eq!(attrs, vec![("code", "500"), ("n", "null"), ("ok", "false"), ("who", "me")]);
+    assert_eq!((logs[1].time, logs[1].level, logs[1].message.as_str()), (T0 + 1000, Level::Warn, "slow"));
     assert_eq!((logs[2].time, logs[2].level), (T0 + 2000, Level::Info));
     assert_eq!(logs[3].level, Level::Error);
-    assert_eq!(
-        logs[3].attributes,
-        vec![("b".into(), "1".into()), ("a".into(), "2".into())]
-    );
+    assert_eq!(logs[3].attributes, vec![("b".into(), "1".into()), ("a".into(), "2".into())]);
 }
 
 fn otlp_logs_doc(service: &str) -> serde_json::Value {
@@ -295,49 +220,24 @@ fn otlp_logs_doc(service: &str) -> serde_json::Value {
 fn otlp_logs_per_line_and_pretty() {
     let dir = tempfile::tempdir().unwrap();
     let line = otlp_logs_doc("payments").to_string();
-    let path = write(
-        dir.path(),
-        "logs.otlp.json",
-        &format!("{line}\n{{\"resourceLogs\": 5}}\nnot json\n{line}\n"),
-    );
+    let path = write(dir.path(), "logs.otlp.json", &format!("{line}\n{{\"resourceLogs\": 5}}\nnot json\n{line}\n"));
     let mut report = ReadReport::default();
     let logs = ingest::read_logs(&log_file(path.clone(), LogFormat::OtlpJson), &mut report);
     assert_eq!(logs.len(), 6);
     check_issues(
         &report,
         &path,
-        &[
-            (1, Some("timeUnixNano")),
-            (2, Some("resourceLogs")),
-            (3, None),
-            (4, Some("timeUnixNano")),
-        ],
+        &[(1, Some("timeUnixNano")), (2, Some("resourceLogs")), (3, None), (4, Some("timeUnixNano"))],
     );
     let r = &logs[0];
-    assert_eq!(
-        (r.time, r.service.as_str(), r.level, r.message.as_str()),
-        (T0, "payments", Level::Error, "db timeout")
-    );
-    let attrs: Vec<(&str, &str)> = r
-        .attributes
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    assert_eq!((r.time, r.service.as_str(), r.level, r.message.as_str()), (T0, "payments", Level::Error, "db timeout"));
+    let attrs: Vec<(&str, &str)> = r.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
         attrs,
-        vec![
-            ("retries", "3"),
-            ("ratio", "0.5"),
-            ("cached", "true"),
-            ("trace_id", "abc"),
-            ("span_id", "def")
-        ]
+        vec![("retries", "3"), ("ratio", "0.5"), ("cached", "true"), ("trace_id", "abc"), ("span_id", "def")]
     );
     assert_eq!((logs[1].time, logs[1].level), (T0 + 1000, Level::Warn));
-    assert_eq!(
-        (logs[2].level, logs[2].message.as_str()),
-        (Level::Debug, r#"{"a":"1"}"#)
-    );
+    assert_eq!((logs[2].level, logs[2].message.as_str()), (Level::Debug, r#"{"a":"1"}"#));
 
     let pretty = serde_json::to_string_pretty(&otlp_logs_doc("payments")).unwrap();
     let path = write(dir.path(), "pretty.json", &pretty);
@@ -370,55 +270,24 @@ bad,bad,n,frontend-7d4f8b9c6d-x2x9z,server,,,x
     let path = write(dir.path(), "logs/08_43_log.csv.gz", &content);
     let mut report = ReadReport::default();
     let logs = ingest::read_logs(&log_file(path.clone(), LogFormat::NezhaCsv), &mut report);
-    check_issues(
-        &report,
-        &path,
-        &[(5, Some("TimeUnixNano")), (6, Some("PodName"))],
-    );
+    check_issues(&report, &path, &[(5, Some("TimeUnixNano")), (6, Some("PodName"))]);
     assert_eq!(report.records_read, 3);
     let r = &logs[0];
     assert_eq!(r.time, 1_674_981_742_383);
     assert_eq!(r.service, "ts-travel-service");
     assert_eq!(r.level, Level::Info);
-    assert_eq!(
-        r.message,
-        "t.s.TravelServiceImpl#532 [getRouteByRouteId][Route is: x]"
-    );
-    assert_eq!(
-        r.attributes,
-        vec![
-            ("trace_id".into(), "ffc8".into()),
-            ("span_id".into(), "439b".into())
-        ]
-    );
-    assert_eq!(
-        (logs[1].level, logs[1].service.as_str()),
-        (Level::Error, "ts-food-service")
-    );
-    assert_eq!(
-        logs[1].attributes,
-        vec![
-            ("trace_id".into(), "aaaa".into()),
-            ("span_id".into(), "bbbb".into())
-        ]
-    );
-    assert_eq!(
-        (logs[2].time, logs[2].level, logs[2].service.as_str()),
-        (1_674_981_742_500, Level::Error, "frontend")
-    );
+    assert_eq!(r.message, "t.s.TravelServiceImpl#532 [getRouteByRouteId][Route is: x]");
+    assert_eq!(r.attributes, vec![("trace_id".into(), "ffc8".into()), ("span_id".into(), "439b".into())]);
+    assert_eq!((logs[1].level, logs[1].service.as_str()), (Level::Error, "ts-food-service"));
+    assert_eq!(logs[1].attributes, vec![("trace_id".into(), "aaaa".into()), ("span_id".into(), "bbbb".into())]);
+    assert_eq!((logs[2].time, logs[2].level, logs[2].service.as_str()), (1_674_981_742_500, Level::Error, "frontend"));
     assert_eq!(logs[2].message, "level=error msg=\"upstream down\"");
 
     let path = write(dir.path(), "nolog.csv", "Timestamp,PodName\n");
     let mut report = ReadReport::default();
-    assert!(
-        ingest::read_logs(&log_file(path.clone(), LogFormat::NezhaCsv), &mut report).is_empty()
-    );
+    assert!(ingest::read_logs(&log_file(path.clone(), LogFormat::NezhaCsv), &mut report).is_empty());
     check_issues(&report, &path, &[(0, None)]);
-    assert!(
-        report.issues[0].message.contains("Log"),
-        "{}",
-        report.issues[0]
-    );
+    assert!(report.issues[0].message.contains("Log"), "{}", report.issues[0]);
 }
 
 #[test]
@@ -431,22 +300,12 @@ fn for_each_log_yields_memory_then_files_and_survives_missing_files() {
         message: m.into(),
         attributes: vec![],
     };
-    let path = write(
-        dir.path(),
-        "l.jsonl",
-        r#"{"time": 1700000000, "service": "a", "message": "from file"}"#,
-    );
+    let path = write(dir.path(), "l.jsonl", r#"{"time": 1700000000, "service": "a", "message": "from file"}"#);
     let logs = Logs {
         records: vec![rec("in memory")],
         files: vec![
-            LogFile {
-                path: dir.path().join("missing.jsonl"),
-                format: LogFormat::JsonLines,
-            },
-            LogFile {
-                path,
-                format: LogFormat::JsonLines,
-            },
+            LogFile { path: dir.path().join("missing.jsonl"), format: LogFormat::JsonLines },
+            LogFile { path, format: LogFormat::JsonLines },
         ],
     };
     let mut report = ReadReport::default();
@@ -478,27 +337,13 @@ fn otlp_traces() {
     let path = write(dir.path(), "traces.json", &format!("{doc}\n"));
     let mut report = ReadReport::default();
     let spans = ingest::read_otlp_traces(&path, &mut report).unwrap();
-    check_issues(
-        &report,
-        &path,
-        &[
-            (1, Some("traceId")),
-            (1, Some("endTimeUnixNano")),
-            (1, Some("endTimeUnixNano")),
-        ],
-    );
+    check_issues(&report, &path, &[(1, Some("traceId")), (1, Some("endTimeUnixNano")), (1, Some("endTimeUnixNano"))]);
     assert_eq!(spans.len(), 3);
     assert_eq!(spans[0].parent_id, None);
-    assert_eq!(
-        (spans[0].start, spans[0].duration_ms, spans[0].error),
-        (T0, 12.5, false)
-    );
+    assert_eq!((spans[0].start, spans[0].duration_ms, spans[0].error), (T0, 12.5, false));
     assert_eq!(spans[0].service, "frontend");
     assert_eq!(spans[1].parent_id.as_deref(), Some("eee19b7ec3c1b174"));
-    assert_eq!(
-        (spans[1].start, spans[1].duration_ms, spans[1].error),
-        (T0 + 1, 1.0, true)
-    );
+    assert_eq!((spans[1].start, spans[1].duration_ms, spans[1].error), (T0 + 1, 1.0, true));
     assert!(spans[2].error);
     assert!((spans[2].duration_ms - 1e-6).abs() < 1e-12);
 }
@@ -516,34 +361,17 @@ fn span_csv_aliases_and_bad_rows() {
     let path = write(dir.path(), "traces/spans.csv", nezha);
     let mut report = ReadReport::default();
     let spans = ingest::read_span_csv(&path, &mut report).unwrap();
-    check_issues(
-        &report,
-        &path,
-        &[
-            (4, Some("SpanID")),
-            (5, Some("StartTimeUnixNano")),
-            (6, Some("EndTimeUnixNano")),
-        ],
-    );
+    check_issues(&report, &path, &[(4, Some("SpanID")), (5, Some("StartTimeUnixNano")), (6, Some("EndTimeUnixNano"))]);
     assert_eq!(spans.len(), 2);
     assert_eq!(spans[0].parent_id, None);
     assert_eq!(spans[0].service, "ts-gateway-service");
     assert_eq!(spans[0].operation, "/*");
     assert_eq!(spans[0].start, 1_674_981_768_697);
-    assert!(
-        (spans[0].duration_ms - 318.31653).abs() < 1e-9,
-        "{}",
-        spans[0].duration_ms
-    );
-    assert!(
-        (spans[1].duration_ms - 317.308652).abs() < 1e-9,
-        "{}",
-        spans[1].duration_ms
-    );
+    assert!((spans[0].duration_ms - 318.31653).abs() < 1e-9, "{}", spans[0].duration_ms);
+    assert!((spans[1].duration_ms - 317.308652).abs() < 1e-9, "{}", spans[1].duration_ms);
 
     // Start + duration, HTTP status codes, `-1` parents.
-    let simple =
-        "trace_id,span_id,parent_span_id,service_name,name,start_time,duration_ms,status_code\n\
+    let simple = "trace_id,span_id,parent_span_id,service_name,name,start_time,duration_ms,status_code\n\
         t1,s1,-1,api,GET,2023-11-14T22:13:20Z,5.5,503\n\
         t1,s2,s1,db,query,1700000000.5,1,200\n\
         t1,s3,s1,db,query,1700000000,-3,200\n";
@@ -552,22 +380,14 @@ fn span_csv_aliases_and_bad_rows() {
     let spans = ingest::read_span_csv(&path, &mut report).unwrap();
     check_issues(&report, &path, &[(4, Some("duration_ms"))]);
     assert_eq!(
-        (
-            spans[0].parent_id.as_deref(),
-            spans[0].start,
-            spans[0].duration_ms,
-            spans[0].error
-        ),
+        (spans[0].parent_id.as_deref(), spans[0].start, spans[0].duration_ms, spans[0].error),
         (None, T0, 5.5, true)
     );
     assert_eq!((spans[1].start, spans[1].error), (T0 + 500, false));
 
     let path = write(dir.path(), "nostart.csv", "trace_id,span_id,service,end\n");
     let err = ingest::read_span_csv(&path, &mut ReadReport::default()).unwrap_err();
-    assert!(
-        matches!(&err, IngestError::Invalid { field, .. } if field == "start"),
-        "{err}"
-    );
+    assert!(matches!(&err, IngestError::Invalid { field, .. } if field == "start"), "{err}");
 }
 
 // ---------------------------------------------------------------- changes, topology
@@ -585,43 +405,22 @@ fn changes() {
     let path = write(dir.path(), "changes.jsonl", content);
     let mut report = ReadReport::default();
     let changes = ingest::read_changes(&path, &mut report).unwrap();
-    check_issues(
-        &report,
-        &path,
-        &[(4, Some("kind")), (5, Some("time")), (6, Some("keys"))],
-    );
+    check_issues(&report, &path, &[(4, Some("kind")), (5, Some("time")), (6, Some("keys"))]);
     assert_eq!(changes.len(), 3);
     let c = &changes[0];
     assert_eq!(
-        (
-            c.time,
-            c.kind,
-            c.version.as_deref(),
-            c.previous_version.as_deref()
-        ),
+        (c.time, c.kind, c.version.as_deref(), c.previous_version.as_deref()),
         (T0, ChangeKind::Deploy, Some("v2"), Some("v1"))
     );
     assert_eq!(
         changes[1].keys,
-        vec![KeyChange {
-            key: "pool.size".into(),
-            old: Some("10".into()),
-            new: Some("2".into())
-        }]
+        vec![KeyChange { key: "pool.size".into(), old: Some("10".into()), new: Some("2".into()) }]
     );
     assert_eq!(
         changes[2].keys,
         vec![
-            KeyChange {
-                key: "new_checkout".into(),
-                old: Some("false".into()),
-                new: Some("true".into())
-            },
-            KeyChange {
-                key: "plain".into(),
-                old: None,
-                new: Some("on".into())
-            },
+            KeyChange { key: "new_checkout".into(), old: Some("false".into()), new: Some("true".into()) },
+            KeyChange { key: "plain".into(), old: None, new: Some("on".into()) },
         ]
     );
 }
@@ -636,23 +435,13 @@ fn topology_both_spellings() {
     );
     let mut report = ReadReport::default();
     let t = ingest::read_topology(&path, &mut report).unwrap();
-    check_issues(
-        &report,
-        &path,
-        &[(0, Some("services[2]")), (0, Some("edges[2]"))],
-    );
+    check_issues(&report, &path, &[(0, Some("services[2]")), (0, Some("edges[2]"))]);
     assert_eq!(t.services.len(), 2);
     assert_eq!(
         t.edges,
         vec![
-            TopologyEdge {
-                caller: "api".into(),
-                callee: "db".into()
-            },
-            TopologyEdge {
-                caller: "web".into(),
-                callee: "api".into()
-            }
+            TopologyEdge { caller: "api".into(), callee: "db".into() },
+            TopologyEdge { caller: "web".into(), callee: "api".into() }
         ]
     );
 }
@@ -691,11 +480,7 @@ fn garbage_never_panics() {
             let _ = ingest::read_span_csv(&path, &mut report);
             let _ = ingest::read_changes(&path, &mut report);
             let _ = ingest::read_topology(&path, &mut report);
-            for format in [
-                LogFormat::JsonLines,
-                LogFormat::OtlpJson,
-                LogFormat::NezhaCsv,
-            ] {
+            for format in [LogFormat::JsonLines, LogFormat::OtlpJson, LogFormat::NezhaCsv] {
                 let _ = ingest::read_logs(&log_file(path.clone(), format), &mut report);
             }
             assert_eq!(report.records_read, 0, "{name}{ext}: {report:#?}");
@@ -705,9 +490,7 @@ fn garbage_never_panics() {
     let path = dir.path().join("fake.jsonl.gz");
     std::fs::write(&path, b"{\"time\": 1}\n").unwrap();
     let mut report = ReadReport::default();
-    assert!(
-        ingest::read_logs(&log_file(path.clone(), LogFormat::JsonLines), &mut report).is_empty()
-    );
+    assert!(ingest::read_logs(&log_file(path.clone(), LogFormat::JsonLines), &mut report).is_empty());
     check_issues(&report, &path, &[(1, None)]);
 }
 
@@ -718,11 +501,7 @@ fn gz_files_read_like_plain_ones() {
         let path = write(dir.path(), name, PROM);
         let mut report = ReadReport::default();
         let all = ingest::read_prometheus_text(&path, &mut report).unwrap();
-        assert_eq!(
-            (all.len(), report.records_read, report.records_skipped),
-            (4, 5, 7),
-            "{name}"
-        );
+        assert_eq!((all.len(), report.records_read, report.records_skipped), (4, 5, 7), "{name}");
     }
     // Concatenated gzip members (as `cat a.gz b.gz` makes) are read through.
     let mut bytes = Vec::new();
@@ -746,49 +525,21 @@ fn load_bundle_finds_files_by_name_and_folder() {
     let d = dir.path();
     write(d, "incident.json", INCIDENT);
     write(d, "metrics.prom", "cpu{service=\"a\"} 1 1700000000000\n");
-    write(
-        d,
-        "metrics/extra.txt.gz",
-        "cpu{service=\"b\"} 2 1700000000000\n",
-    );
+    write(d, "metrics/extra.txt.gz", "cpu{service=\"b\"} 2 1700000000000\n");
     write(d, "metrics/range.json", RANGE);
     write(d, "metrics/wide.csv", "time,c_mem\n1700000000,3\n");
-    write(
-        d,
-        "logs.jsonl",
-        r#"{"time": 1700000000, "service": "a", "message": "m"}"#,
-    );
+    write(d, "logs.jsonl", r#"{"time": 1700000000, "service": "a", "message": "m"}"#);
     write(d, "logs/app.otlp.json", &otlp_logs_doc("p").to_string());
     write(d, "logs/nezha.csv.gz", NEZHA_HEADER);
     write(d, "traces/otlp.json", r#"{"resourceSpans": []}"#);
-    write(
-        d,
-        "spans.csv",
-        "trace_id,span_id,service,start,duration_ms\nt,s,a,1700000000000,2\n",
-    );
-    write(
-        d,
-        "changes.jsonl",
-        r#"{"time": 1700000000, "service": "a", "kind": "deploy"}"#,
-    );
-    write(
-        d,
-        "changes/more.jsonl",
-        r#"{"time": 1700000001, "service": "a", "kind": "bogus"}"#,
-    );
+    write(d, "spans.csv", "trace_id,span_id,service,start,duration_ms\nt,s,a,1700000000000,2\n");
+    write(d, "changes.jsonl", r#"{"time": 1700000000, "service": "a", "kind": "deploy"}"#);
+    write(d, "changes/more.jsonl", r#"{"time": 1700000001, "service": "a", "kind": "bogus"}"#);
     write(d, "topology.json", r#"{"edges": [["a", "b"]]}"#);
-    write(
-        d,
-        "truth.json",
-        r#"{"service": "b", "indicator": "cpu", "kind": "cpu_hog", "chain": ["b", "a"]}"#,
-    );
+    write(d, "truth.json", r#"{"service": "b", "indicator": "cpu", "kind": "cpu_hog", "chain": ["b", "a"]}"#);
     write(d, "README.md", "ignored");
     write(d, "notes.txt", "ignored");
-    write(
-        d,
-        "baseline/metrics.prom",
-        "cpu{service=\"a\"} 0.5 1699999000000\n",
-    );
+    write(d, "baseline/metrics.prom", "cpu{service=\"a\"} 0.5 1699999000000\n");
 
     let inc = ingest::load_bundle(d).unwrap();
     assert_eq!(inc.id, "inc-1");
@@ -803,33 +554,18 @@ fn load_bundle_finds_files_by_name_and_folder() {
         }
     );
     assert_eq!(inc.analysis_start, T0 - 30 * MINUTE);
-    let names: Vec<(&str, &str)> = inc
-        .telemetry
-        .metrics
-        .iter()
-        .map(|s| (s.service.as_str(), s.metric.as_str()))
-        .collect();
+    let names: Vec<(&str, &str)> =
+        inc.telemetry.metrics.iter().map(|s| (s.service.as_str(), s.metric.as_str())).collect();
     assert_eq!(
         names,
-        vec![
-            ("a", "cpu"),
-            ("b", "cpu"),
-            ("checkout", "latency_p99"),
-            ("cart", "up{instance=\"a\"}"),
-            ("c", "mem")
-        ]
+        vec![("a", "cpu"), ("b", "cpu"), ("checkout", "latency_p99"), ("cart", "up{instance=\"a\"}"), ("c", "mem")]
     );
     let logs: Vec<(String, LogFormat)> = inc
         .telemetry
         .logs
         .files
         .iter()
-        .map(|f| {
-            (
-                f.path.strip_prefix(d).unwrap().display().to_string(),
-                f.format,
-            )
-        })
+        .map(|f| (f.path.strip_prefix(d).unwrap().display().to_string(), f.format))
         .collect();
     assert_eq!(
         logs,
@@ -844,16 +580,9 @@ fn load_bundle_finds_files_by_name_and_folder() {
     assert_eq!(inc.telemetry.changes.len(), 1);
     assert_eq!(inc.topology.as_ref().map(|t| t.edges.len()), Some(1));
     assert_eq!(inc.truth.as_ref().map(|t| t.kind.as_str()), Some("cpu_hog"));
-    assert_eq!(
-        inc.baseline.as_ref().map(|b| b.metrics[0].points.clone()),
-        Some(vec![(T0 - 1_000_000, 0.5)])
-    );
+    assert_eq!(inc.baseline.as_ref().map(|b| b.metrics[0].points.clone()), Some(vec![(T0 - 1_000_000, 0.5)]));
     // The query_range file's three bad points/results and the bogus change kind.
-    assert_eq!(
-        inc.read_report.records_skipped, 4,
-        "{:#?}",
-        inc.read_report.issues
-    );
+    assert_eq!(inc.read_report.records_skipped, 4, "{:#?}", inc.read_report.issues);
     assert!(inc
         .read_report
         .issues
@@ -865,59 +594,25 @@ fn load_bundle_finds_files_by_name_and_folder() {
 fn incident_json_errors_name_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(matches!(
-        ingest::load_bundle(d),
-        Err(IngestError::MissingIncident { .. })
-    ));
-    assert!(matches!(
-        ingest::load_bundle(&d.join("nope")),
-        Err(IngestError::Open { .. })
-    ));
+    assert!(matches!(ingest::load_bundle(d), Err(IngestError::MissingIncident { .. })));
+    assert!(matches!(ingest::load_bundle(&d.join("nope")), Err(IngestError::Open { .. })));
     for (content, field) in [
-        (
-            r#"{"time": "2023-11-14T22:13:20Z", "signal": "latency"}"#,
-            "service",
-        ),
-        (
-            r#"{"time": "2023-11-14T22:13:20Z", "service": "a"}"#,
-            "signal",
-        ),
+        (r#"{"time": "2023-11-14T22:13:20Z", "signal": "latency"}"#, "service"),
+        (r#"{"time": "2023-11-14T22:13:20Z", "service": "a"}"#, "signal"),
         (r#"{"service": "a", "signal": "latency"}"#, "time"),
-        (
-            r#"{"time": "noon", "service": "a", "signal": "latency"}"#,
-            "time",
-        ),
-        (
-            r#"{"time": 1700000000, "service": "a", "signal": "latency", "severity": "meh"}"#,
-            "severity",
-        ),
-        (
-            r#"{"time": 1700000000, "service": ["a"], "signal": "latency"}"#,
-            "service",
-        ),
-        (
-            r#"{"time": 1700000000, "service": "a", "signal": "x", "analysis_start": true}"#,
-            "analysis_start",
-        ),
+        (r#"{"time": "noon", "service": "a", "signal": "latency"}"#, "time"),
+        (r#"{"time": 1700000000, "service": "a", "signal": "latency", "severity": "meh"}"#, "severity"),
+        (r#"{"time": 1700000000, "service": ["a"], "signal": "latency"}"#, "service"),
+        (r#"{"time": 1700000000, "service": "a", "signal": "x", "analysis_start": true}"#, "analysis_start"),
     ] {
         write(d, "incident.json", content);
         let err = ingest::load_bundle(d).unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("incident.json") && text.contains(&format!("`{field}`")),
-            "{content}: {text}"
-        );
+        assert!(text.contains("incident.json") && text.contains(&format!("`{field}`")), "{content}: {text}");
     }
-    write(
-        d,
-        "incident.json",
-        r#"{"time": 1700000000, "service": "a", "signal": "x""#,
-    );
+    write(d, "incident.json", r#"{"time": 1700000000, "service": "a", "signal": "x""#);
     let err = ingest::load_bundle(d).unwrap_err();
-    assert!(
-        matches!(err, IngestError::Json { ref file, .. } if file.ends_with("incident.json")),
-        "{err}"
-    );
+    assert!(matches!(err, IngestError::Json { ref file, .. } if file.ends_with("incident.json")), "{err}");
 
     // Numbers for times, id from the directory, default severity and analysis start.
     write(
@@ -927,10 +622,7 @@ fn incident_json_errors_name_file_and_field() {
     );
     let inc = ingest::load_bundle(d).unwrap();
     assert_eq!(inc.id, d.file_name().unwrap().to_string_lossy());
-    assert_eq!(
-        (inc.alert.time, inc.analysis_start, inc.alert.severity),
-        (T0, T0 - 1_000_000, Severity::Warning)
-    );
+    assert_eq!((inc.alert.time, inc.analysis_start, inc.alert.severity), (T0, T0 - 1_000_000, Severity::Warning));
 
     // A broken topology is an issue; a broken truth fails the load.
     write(d, "topology.json", "{");
@@ -938,10 +630,7 @@ fn incident_json_errors_name_file_and_field() {
     assert!(inc.topology.is_none());
     assert_eq!(inc.read_report.issues[0].line, 0);
     write(d, "truth.json", r#"{"service": "a"}"#);
-    assert!(matches!(
-        ingest::load_bundle(d),
-        Err(IngestError::Json { .. })
-    ));
+    assert!(matches!(ingest::load_bundle(d), Err(IngestError::Json { .. })));
 }
 
 fn sample_telemetry(shift: Ts) -> Telemetry {
@@ -970,10 +659,7 @@ fn sample_telemetry(shift: Ts) -> Telemetry {
                     service: "checkout".into(),
                     level: Level::Error,
                     message: "payment failed: \"timeout\"\n  at x".into(),
-                    attributes: vec![
-                        ("trace_id".into(), "abc".into()),
-                        ("code".into(), "504".into()),
-                    ],
+                    attributes: vec![("trace_id".into(), "abc".into()), ("code".into(), "504".into())],
                 },
                 LogRecord {
                     time: T0 + shift + 8,
@@ -1033,16 +719,8 @@ fn sample_telemetry(shift: Ts) -> Telemetry {
                 version: None,
                 previous_version: None,
                 keys: vec![
-                    KeyChange {
-                        key: "z".into(),
-                        old: Some("1".into()),
-                        new: None,
-                    },
-                    KeyChange {
-                        key: "a".into(),
-                        old: None,
-                        new: Some("".into()),
-                    },
+                    KeyChange { key: "z".into(), old: Some("1".into()), new: None },
+                    KeyChange { key: "a".into(), old: None, new: Some("".into()) },
                 ],
                 description: None,
             },
@@ -1056,10 +734,7 @@ fn assert_same_telemetry(got: &Telemetry, want: &Telemetry) {
     assert_eq!(got.spans, want.spans);
     assert_eq!(got.changes, want.changes);
     let mut report = ReadReport::default();
-    assert_eq!(
-        ingest::read_logs(&got.logs, &mut report),
-        ingest::read_logs(&want.logs, &mut ReadReport::default())
-    );
+    assert_eq!(ingest::read_logs(&got.logs, &mut report), ingest::read_logs(&want.logs, &mut ReadReport::default()));
     assert_eq!(report.records_skipped, 0, "{:#?}", report.issues);
 }
 
@@ -1087,43 +762,22 @@ fn write_then_load_round_trips() {
         analysis_start: T0 - 600_000,
         topology: Some(Topology {
             services: vec![
-                TopologyNode {
-                    name: "checkout".into(),
-                    kind: Some("service".into()),
-                },
-                TopologyNode {
-                    name: "db".into(),
-                    kind: None,
-                },
+                TopologyNode { name: "checkout".into(), kind: Some("service".into()) },
+                TopologyNode { name: "db".into(), kind: None },
             ],
-            edges: vec![TopologyEdge {
-                caller: "checkout".into(),
-                callee: "payments".into(),
-            }],
+            edges: vec![TopologyEdge { caller: "checkout".into(), callee: "payments".into() }],
         }),
         truth: None,
         read_report: ReadReport::default(),
     };
     ingest::write_bundle(&incident, Some(&truth), &d).unwrap();
     let back = ingest::load_bundle(&d).unwrap();
-    assert_eq!(
-        back.read_report,
-        ReadReport {
-            records_read: back.read_report.records_read,
-            ..Default::default()
-        }
-    );
-    assert_eq!(
-        (&back.id, &back.alert, back.analysis_start),
-        (&incident.id, &incident.alert, incident.analysis_start)
-    );
+    assert_eq!(back.read_report, ReadReport { records_read: back.read_report.records_read, ..Default::default() });
+    assert_eq!((&back.id, &back.alert, back.analysis_start), (&incident.id, &incident.alert, incident.analysis_start));
     assert_eq!(back.topology, incident.topology);
     assert_eq!(back.truth.as_ref(), Some(&truth));
     assert_same_telemetry(&back.telemetry, &incident.telemetry);
-    assert_same_telemetry(
-        back.baseline.as_ref().unwrap(),
-        incident.baseline.as_ref().unwrap(),
-    );
+    assert_same_telemetry(back.baseline.as_ref().unwrap(), incident.baseline.as_ref().unwrap());
     assert_eq!(back.telemetry.logs.files.len(), 1);
 
     // Re-export the loaded bundle in place: its logs stream from the file being replaced.
@@ -1160,21 +814,11 @@ fn real_nezha_logs_and_traces() {
         let first = &logs[0];
         assert_eq!(first.service, "ts-travel-service");
         assert_eq!(first.time, 1_674_981_742_383);
-        assert!(
-            first
-                .message
-                .starts_with("t.s.TravelServiceImpl#532 [getRouteByRouteId]"),
-            "{}",
-            first.message
-        );
-        assert!(logs
-            .iter()
-            .all(|l| l.service.starts_with("ts-") && !l.service.ends_with("-service-")));
+        assert!(first.message.starts_with("t.s.TravelServiceImpl#532 [getRouteByRouteId]"), "{}", first.message);
+        assert!(logs.iter().all(|l| l.service.starts_with("ts-") && !l.service.ends_with("-service-")));
         assert!(logs.iter().all(|l| !l.message.contains("TraceID:")));
         assert!(logs.iter().any(|l| l.level == Level::Error));
-        assert!(logs
-            .iter()
-            .all(|l| parse_time_str("2023-01-29T08:00:00Z").is_some_and(|t| l.time > t)));
+        assert!(logs.iter().all(|l| parse_time_str("2023-01-29T08:00:00Z").is_some_and(|t| l.time > t)));
     }
     let traces = dir.join("trace/08_43_trace.csv.gz");
     if traces.is_file() {
@@ -1182,8 +826,6 @@ fn real_nezha_logs_and_traces() {
         let spans = ingest::read_span_csv(&traces, &mut report).unwrap();
         assert_eq!(report.records_skipped, 0, "{:#?}", report.issues);
         assert!(spans.iter().any(|s| s.parent_id.is_none()));
-        assert!(spans
-            .iter()
-            .all(|s| s.duration_ms >= 0.0 && s.service.starts_with("ts-")));
+        assert!(spans.iter().all(|s| s.duration_ms >= 0.0 && s.service.starts_with("ts-")));
     }
 }

@@ -22,7 +22,17 @@ fn culprit(args: &[&str]) -> std::process::Output {
 
 /// `culprit train --source SOURCE --from BUNDLE --out MODELS --max-steps STEPS`, which must succeed.
 fn train(source: &str, bundle: &std::path::Path, models: &std::path::Path, steps: &str) {
-    let out = culprit(&["train", "--source", source, "--from", bundle.to_str().unwrap(), "--out", models.to_str().unwrap(), "--max-steps", steps]);
+    let out = culprit(&[
+        "train",
+        "--source",
+        source,
+        "--from",
+        bundle.to_str().unwrap(),
+        "--out",
+        models.to_str().unwrap(),
+        "--max-steps",
+        steps,
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -58,7 +68,8 @@ fn train_save_load_and_refuse_mismatched_features() {
     ingest::write_bundle(&incident, incident.truth.as_ref(), &bundle).unwrap();
     let models = dir.path().join("models");
     train("traces", &bundle, &models, "40");
-    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(models.join("traces.card.json")).unwrap()).unwrap();
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("traces.card.json")).unwrap()).unwrap();
     assert_eq!(card["source"], "traces");
     assert_eq!(card["features"]["numeric"][0], "duration");
     assert!(!card["training"]["loss_curve"].as_array().unwrap().is_empty());
@@ -77,8 +88,19 @@ fn train_save_load_and_refuse_mismatched_features() {
     assert_eq!(a.card.training.loss_curve, b.card.training.loss_curve, "same data and seed, same model");
     assert_eq!(a.embed(&rows[..50]).unwrap(), b.embed(&rows[..50]).unwrap());
     let first = a.card.training.loss_curve[0];
-    let long = Embedder::fit(SourceKind::Traces, &rows, "test", &TrainConfig { epochs: 4, max_steps: 400, ..quick() }, |_, _| {}).unwrap();
-    assert!(*long.card.training.loss_curve.last().unwrap() < first, "training lowers the loss: {:?}", long.card.training.loss_curve);
+    let long = Embedder::fit(
+        SourceKind::Traces,
+        &rows,
+        "test",
+        &TrainConfig { epochs: 4, max_steps: 400, ..quick() },
+        |_, _| {},
+    )
+    .unwrap();
+    assert!(
+        *long.card.training.loss_curve.last().unwrap() < first,
+        "training lowers the loss: {:?}",
+        long.card.training.loss_curve
+    );
 
     // A model trained with other features is refused with the file and the reason.
     let path = models.join("traces.card.json");
@@ -94,10 +116,18 @@ fn train_save_load_and_refuse_mismatched_features() {
 /// and stays quiet on most services of a fault-free window.
 #[test]
 fn knn_detector_flags_the_faulty_service() {
-    let cfg = KnnConfig { train: TrainConfig { epochs: 2, max_steps: 120, ..TrainConfig::default() }, ..KnnConfig::default() };
+    let cfg = KnnConfig {
+        train: TrainConfig { epochs: 2, max_steps: 120, ..TrainConfig::default() },
+        ..KnnConfig::default()
+    };
     let det = culprit::detect::DetectConfig::default();
     let mut hits = 0;
-    let cases = [(31, FaultKind::CpuHog), (32, FaultKind::BadDeploy), (33, FaultKind::DbPoolExhaustion), (34, FaultKind::Latency)];
+    let cases = [
+        (31, FaultKind::CpuHog),
+        (32, FaultKind::BadDeploy),
+        (33, FaultKind::DbPoolExhaustion),
+        (34, FaultKind::Latency),
+    ];
     for (seed, kind) in cases {
         let incident = sim(seed, kind);
         let truth = incident.truth.clone().unwrap();
@@ -118,7 +148,11 @@ fn knn_detector_flags_the_faulty_service() {
     knn::detect(&incident, &cfg, &det, &mut d);
     let (statistical, learned) = d.anomalies.split_at(before);
     for a in learned {
-        assert!(!statistical.iter().any(|b| b.service == a.service), "{a:?}: the statistical detectors already flagged {}", a.service);
+        assert!(
+            !statistical.iter().any(|b| b.service == a.service),
+            "{a:?}: the statistical detectors already flagged {}",
+            a.service
+        );
     }
     let quiet = sim(35, FaultKind::None);
     let mut d = culprit::detect::Detection::default();
@@ -140,10 +174,14 @@ fn models_status_reports_drift() {
     let same = culprit(&["models", "status", "--models", models.to_str().unwrap(), "--recent", a.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&same.stdout);
     assert!(same.status.success(), "{text}");
-    assert!(text.contains("traces   ok") && text.contains("no drift") && text.contains("logs     not trained"), "{text}");
+    assert!(
+        text.contains("traces   ok") && text.contains("no drift") && text.contains("logs     not trained"),
+        "{text}"
+    );
 
     let b = dir.path().join("b");
-    let other = simulate::simulate(&SimConfig { services: 30, fault: Some(FaultKind::None), ..SimConfig::for_seed(77) });
+    let other =
+        simulate::simulate(&SimConfig { services: 30, fault: Some(FaultKind::None), ..SimConfig::for_seed(77) });
     ingest::write_bundle(&other, other.truth.as_ref(), &b).unwrap();
     let moved = culprit(&["models", "status", "--models", models.to_str().unwrap(), "--recent", b.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&moved.stdout);
@@ -187,7 +225,14 @@ fn sigkill_during_ingest_loses_no_committed_rows() {
 
     // It takes more rows, and a filtered k-NN query returns only matching rows, nearest first.
     let out = culprit(&[
-        "store", "ingest", bundle.to_str().unwrap(), "--store", store.to_str().unwrap(), "--models", models.to_str().unwrap(), "--no-index",
+        "store",
+        "ingest",
+        bundle.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--models",
+        models.to_str().unwrap(),
+        "--no-index",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(rt.block_on(s.count("events", None)).unwrap() > rows);
@@ -239,7 +284,8 @@ fn kb_search_finds_twins_of_held_apart_incidents() {
     let mut misses = Vec::new();
     for (twin, query) in &pairs {
         let q = write(*query);
-        let out = culprit(&["kb", "search", q.to_str().unwrap(), "--store", store.to_str().unwrap(), "-k", "3", "--json"]);
+        let out =
+            culprit(&["kb", "search", q.to_str().unwrap(), "--store", store.to_str().unwrap(), "-k", "3", "--json"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let hits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let top = hits[0]["incident"]["id"].as_str().unwrap_or_default().to_string();
@@ -279,7 +325,13 @@ fn kb_add_markdown_and_search_text() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.md:2: expected `key: value`"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("added 2 incidents"));
-    let out = culprit(&["kb", "search", "connection pool exhausted, checkout timing out", "--store", store.to_str().unwrap()]);
+    let out = culprit(&[
+        "kb",
+        "search",
+        "connection pool exhausted, checkout timing out",
+        "--store",
+        store.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.starts_with("1. pool"), "{text}");
@@ -314,10 +366,15 @@ fn kb_uses_an_openai_compatible_embeddings_endpoint() {
     // Half-set.
     let out = run(&[("CULPRIT_EMBEDDINGS_URL", "http://127.0.0.1:9/v1")], &["kb", "search", "pool", "--store", store]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("CULPRIT_EMBEDDINGS_MODEL is not"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CULPRIT_EMBEDDINGS_MODEL is not"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let server = common::LlmServer::start(&["--embedding", "true"]);
-    let live = [("CULPRIT_EMBEDDINGS_URL", server.base_url.as_str()), ("CULPRIT_EMBEDDINGS_MODEL", server.model.as_str())];
+    let live =
+        [("CULPRIT_EMBEDDINGS_URL", server.base_url.as_str()), ("CULPRIT_EMBEDDINGS_MODEL", server.model.as_str())];
     let out = run(&live, &["kb", "add", "--store", store, &a, &b]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("added 2 incidents"));
@@ -364,7 +421,13 @@ fn embedding_detector_does_not_lower_accuracy_on_the_ci_suite() {
         let plain = eval::score(&refs, Method::Culprit);
         let embed = eval::score(&refs, Method::CulpritEmbed);
         assert_eq!(embed.invalid, 0, "{}: invalid cases with the embedding detector", suite.name);
-        assert!(embed.ac1 >= plain.ac1, "{}: AC@1 {:.3} with embeddings < {:.3} without", suite.name, embed.ac1, plain.ac1);
+        assert!(
+            embed.ac1 >= plain.ac1,
+            "{}: AC@1 {:.3} with embeddings < {:.3} without",
+            suite.name,
+            embed.ac1,
+            plain.ac1
+        );
         assert!(embed.fpr.unwrap_or(0.0) <= plain.fpr.unwrap_or(0.0), "{}: FPR rose with embeddings", suite.name);
     }
 }

@@ -90,8 +90,11 @@ fn accuracy_floor_on_seeds_1_to_50() {
 
 #[test]
 fn dependencies_are_mined_from_traces_when_no_topology_is_given() {
-    let incident =
-        simulate::simulate(&SimConfig { fault: Some(FaultKind::Latency), topology_declared: false, ..SimConfig::for_seed(5) });
+    let incident = simulate::simulate(&SimConfig {
+        fault: Some(FaultKind::Latency),
+        topology_declared: false,
+        ..SimConfig::for_seed(5)
+    });
     assert!(incident.topology.is_none());
     let r = investigate(&incident);
     assert_eq!(r.data.dependencies, "traces");
@@ -115,7 +118,10 @@ fn malformed_records_are_reported_and_the_rest_still_counts() {
     let incident = sim(31, FaultKind::CpuHog);
     let truth = incident.truth.clone().expect("label");
     ingest::write_bundle(&incident, incident.truth.as_ref(), &bundle).expect("write bundle");
-    append(&bundle.join("logs.jsonl"), "{\"time\": \"yesterday\", \"service\": \"x\", \"message\": \"m\"}\nnot json at all\n");
+    append(
+        &bundle.join("logs.jsonl"),
+        "{\"time\": \"yesterday\", \"service\": \"x\", \"message\": \"m\"}\nnot json at all\n",
+    );
     append(&bundle.join("changes.jsonl"), "{\"time\": 1, \"service\": \"x\", \"kind\": \"teleport\"}\n");
     let out = culprit(&["investigate", bundle.to_str().expect("utf-8 path"), "--json"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
@@ -179,7 +185,13 @@ fn eval_marks_unloadable_cases_invalid() {
 #[test]
 fn degenerate_incidents_are_answered_not_panicked_on() {
     use culprit::model::{Alert, LogRecord, Series, Span, Telemetry, HOUR};
-    let alert = Alert { time: 1_700_000_000_000, service: "web".into(), signal: "latency".into(), severity: Default::default(), title: String::new() };
+    let alert = Alert {
+        time: 1_700_000_000_000,
+        service: "web".into(),
+        signal: "latency".into(),
+        severity: Default::default(),
+        title: String::new(),
+    };
     let empty = Incident {
         id: "empty".into(),
         alert: alert.clone(),
@@ -306,7 +318,8 @@ fn every_bundle_format_feeds_the_same_answer() {
             text.push_str(&format!("{}{{service=\"{}\"}} {} {}\n", s.metric, s.service, v, t));
         }
     }
-    let mut gz = GzEncoder::new(std::fs::File::create(bundle.join("metrics.prom.gz")).expect("create"), Compression::fast());
+    let mut gz =
+        GzEncoder::new(std::fs::File::create(bundle.join("metrics.prom.gz")).expect("create"), Compression::fast());
     gz.write_all(text.as_bytes()).expect("gzip");
     gz.finish().expect("gzip finish");
 

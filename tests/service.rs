@@ -32,7 +32,11 @@ fn tokens() -> Vec<TokenConfig> {
 }
 
 fn audit_lines(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(dir.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 struct Api {
@@ -96,7 +100,9 @@ async fn api_auth_audit_and_feedback() {
     assert_eq!(api.call("GET", "/v1/investigations", None, None).await.0, 401);
     assert_eq!(api.call("GET", "/v1/investigations", Some("not-a-token-at-all"), None).await.0, 401);
     assert_eq!(api.call("GET", "/v1/investigations", Some(VIEWER), None).await.0, 200);
-    let alert = json!({ "service": "checkout", "signal": "errors", "severity": "critical", "title": "checkout errors" }).to_string();
+    let alert =
+        json!({ "service": "checkout", "signal": "errors", "severity": "critical", "title": "checkout errors" })
+            .to_string();
     assert_eq!(api.call("POST", "/v1/alerts/generic", Some(VIEWER), Some(alert.clone())).await.0, 403);
 
     // An alert starts an investigation; the same alert again is a duplicate of it.
@@ -118,20 +124,37 @@ async fn api_auth_audit_and_feedback() {
     // The event stream replays the finished investigation (token in the query for EventSource).
     let sse = api.http.get(format!("{}/v1/investigations/{id}/events?token={VIEWER}", api.base)).send().await.unwrap();
     assert_eq!(sse.headers()["content-type"], "text/event-stream");
-    let text = tokio::time::timeout(Duration::from_secs(10), sse.text()).await.expect("stream of a finished investigation ends").unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(10), sse.text())
+        .await
+        .expect("stream of a finished investigation ends")
+        .unwrap();
     assert!(text.contains("event: status") && text.contains("event: done"), "{text}");
 
     // Feedback: a viewer may not, an operator may; bad verdicts are named.
-    let fb = json!({ "verdict": "correct", "service": "payments-db", "kind": "latency", "note": "pool exhausted" }).to_string();
-    assert_eq!(api.call("POST", &format!("/v1/investigations/{id}/feedback"), Some(VIEWER), Some(fb.clone())).await.0, 403);
-    let (s, v) = api.call("POST", &format!("/v1/investigations/{id}/feedback"), Some(OPERATOR), Some(json!({ "verdict": "maybe" }).to_string())).await;
+    let fb = json!({ "verdict": "correct", "service": "payments-db", "kind": "latency", "note": "pool exhausted" })
+        .to_string();
+    assert_eq!(
+        api.call("POST", &format!("/v1/investigations/{id}/feedback"), Some(VIEWER), Some(fb.clone())).await.0,
+        403
+    );
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/investigations/{id}/feedback"),
+            Some(OPERATOR),
+            Some(json!({ "verdict": "maybe" }).to_string()),
+        )
+        .await;
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().contains("not one of confirm, reject, correct"), "{v}");
     let (s, v) = api.call("POST", &format!("/v1/investigations/{id}/feedback"), Some(OPERATOR), Some(fb)).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["knowledge_base"], format!("feedback-{id}"));
     let (_, d) = api.call("GET", &format!("/v1/investigations/{id}"), Some(VIEWER), None).await;
-    assert_eq!((d["feedback"][0]["service"].as_str(), d["feedback"][0]["author"].as_str()), (Some("payments-db"), Some("alertmanager")));
+    assert_eq!(
+        (d["feedback"][0]["service"].as_str(), d["feedback"][0]["author"].as_str()),
+        (Some("payments-db"), Some("alertmanager"))
+    );
     let store = culprit::store::Store::open(dir.path().join("store").to_str().unwrap()).await.unwrap();
     assert_eq!(store.feedback().await.unwrap().len(), 1);
     assert_eq!(store.count("incidents", None).await.unwrap(), 1, "a corrected cause joins the knowledge base");
@@ -140,7 +163,9 @@ async fn api_auth_audit_and_feedback() {
     let (s, v) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some("{\"service\": }".into())).await;
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().contains("line 1 column"), "{v}");
-    let (s, v) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(json!({ "service": "a", "sevrity": "x" }).to_string())).await;
+    let (s, v) = api
+        .call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(json!({ "service": "a", "sevrity": "x" }).to_string()))
+        .await;
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().contains("sevrity"), "{v}");
     let big = format!("{{\"service\": \"{}\"}}", "x".repeat(100 * 1024));
@@ -149,13 +174,23 @@ async fn api_auth_audit_and_feedback() {
     // Changes, sessions, OTLP/JSON.
     let change = json!({ "time": 1_700_000_000_000i64, "service": "payments-db", "kind": "config", "keys": [{ "key": "pool", "old": "50", "new": "5" }] });
     assert_eq!(api.call("POST", "/v1/changes", Some(OPERATOR), Some(change.to_string())).await.0, 201);
-    let (s, v) = api.call("POST", "/v1/changes", Some(OPERATOR), Some(json!({ "service": "x", "kind": "deploy" }).to_string())).await;
+    let (s, v) = api
+        .call("POST", "/v1/changes", Some(OPERATOR), Some(json!({ "service": "x", "kind": "deploy" }).to_string()))
+        .await;
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().starts_with("change 0: time"), "{v}");
-    let (s, v) = api.call("POST", "/v1/sessions", Some(OPERATOR), Some(json!({ "investigation": id }).to_string())).await;
+    let (s, v) =
+        api.call("POST", "/v1/sessions", Some(OPERATOR), Some(json!({ "investigation": id }).to_string())).await;
     assert_eq!(s, 201, "{v}");
     let sid = v["session"].as_str().unwrap().to_string();
-    let (s, v) = api.call("POST", &format!("/v1/sessions/{sid}/messages"), Some(OPERATOR), Some(json!({ "text": "timeline" }).to_string())).await;
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/sessions/{sid}/messages"),
+            Some(OPERATOR),
+            Some(json!({ "text": "timeline" }).to_string()),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert!(!v["answer"].as_str().unwrap().is_empty());
     let logs = json!({ "resourceLogs": [{ "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "checkout" } }] },
@@ -190,7 +225,14 @@ async fn api_auth_audit_and_feedback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_test_loses_no_alert() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = culprit::serve::load::LoadConfig { seconds: 4.0, senders: 40, watchers: 10, services: 8, rate_per_sender: 0.0, data_dir: dir.path().to_path_buf() };
+    let cfg = culprit::serve::load::LoadConfig {
+        seconds: 4.0,
+        senders: 40,
+        watchers: 10,
+        services: 8,
+        rate_per_sender: 0.0,
+        data_dir: dir.path().to_path_buf(),
+    };
     let r = culprit::serve::load::run(&cfg).await.unwrap();
     assert_eq!(r.errors, 0, "{r:?}");
     assert_eq!(r.lost_alerts, 0, "{r:?}");
@@ -225,7 +267,13 @@ async fn notifications_are_retried_until_delivered() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, hook).await });
     let http = reqwest::Client::new();
-    let attempts = culprit::serve::notify::send(&http, &format!("http://{addr}/hook"), &json!({ "text": "root cause: payments-db" })).await.unwrap();
+    let attempts = culprit::serve::notify::send(
+        &http,
+        &format!("http://{addr}/hook"),
+        &json!({ "text": "root cause: payments-db" }),
+    )
+    .await
+    .unwrap();
     assert_eq!(attempts, 3);
     assert_eq!(bodies.lock().unwrap().as_slice(), [r#"{"text":"root cause: payments-db"}"#]);
     // A 4xx is not retried.
@@ -252,7 +300,9 @@ fn free_port() -> u16 {
 }
 
 fn need(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run `scripts/setup.sh --llm` and `source .venv/culprit-env.sh` (make test does both)"))
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run `scripts/setup.sh --llm` and `source .venv/culprit-env.sh` (make test does both)")
+    })
 }
 
 fn render(template: &Path, out: &Path, vars: &[(&str, String)]) {
@@ -281,7 +331,8 @@ async fn wait_for(what: &str, limit: Duration, mut ok: impl AsyncFnMut() -> bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_prometheus_alertmanager_otel_and_web_page() {
-    let (prometheus, alertmanager, python) = (need("CULPRIT_TEST_PROMETHEUS"), need("CULPRIT_TEST_ALERTMANAGER"), need("CULPRIT_TEST_PYTHON"));
+    let (prometheus, alertmanager, python) =
+        (need("CULPRIT_TEST_PROMETHEUS"), need("CULPRIT_TEST_ALERTMANAGER"), need("CULPRIT_TEST_PYTHON"));
     let chromium = need("CULPRIT_TEST_CHROMIUM");
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/service");
     let tmp = tempfile::tempdir().unwrap();
@@ -324,17 +375,38 @@ promql = 'sum by (service) (rate(demo_errors_total{{service=~"{{services}}"}}[5s
         data = t.join("culprit").display()
     );
     std::fs::write(t.join("culprit.toml"), config).unwrap();
-    spawn(&mut procs, "culprit", Command::new(env!("CARGO_BIN_EXE_culprit")).args(["serve", "--config"]).arg(t.join("culprit.toml")), &artefacts);
+    spawn(
+        &mut procs,
+        "culprit",
+        Command::new(env!("CARGO_BIN_EXE_culprit")).args(["serve", "--config"]).arg(t.join("culprit.toml")),
+        &artefacts,
+    );
 
     // The exporter, Prometheus scraping it with the alert rule, Alertmanager calling culprit.
     let fault = t.join("fault-on");
-    spawn(&mut procs, "exporter", Command::new(&python).arg(here.join("exporter.py")).args(["--port", &exp_port.to_string(), "--fault-file"]).arg(&fault), &artefacts);
-    render(&here.join("prometheus.yml.tmpl"), &t.join("prometheus.yml"), &[
-        ("EXPORTER_ADDR", format!("127.0.0.1:{exp_port}")),
-        ("ALERTMANAGER_ADDR", format!("127.0.0.1:{am_port}")),
-        ("RULES_FILE", here.join("rules.yml").display().to_string()),
-    ]);
-    render(&here.join("alertmanager.yml.tmpl"), &t.join("alertmanager.yml"), &[("CULPRIT_PORT", culprit_port.to_string()), ("TOKEN", OPERATOR.to_string())]);
+    spawn(
+        &mut procs,
+        "exporter",
+        Command::new(&python)
+            .arg(here.join("exporter.py"))
+            .args(["--port", &exp_port.to_string(), "--fault-file"])
+            .arg(&fault),
+        &artefacts,
+    );
+    render(
+        &here.join("prometheus.yml.tmpl"),
+        &t.join("prometheus.yml"),
+        &[
+            ("EXPORTER_ADDR", format!("127.0.0.1:{exp_port}")),
+            ("ALERTMANAGER_ADDR", format!("127.0.0.1:{am_port}")),
+            ("RULES_FILE", here.join("rules.yml").display().to_string()),
+        ],
+    );
+    render(
+        &here.join("alertmanager.yml.tmpl"),
+        &t.join("alertmanager.yml"),
+        &[("CULPRIT_PORT", culprit_port.to_string()), ("TOKEN", OPERATOR.to_string())],
+    );
     spawn(
         &mut procs,
         "prometheus",
@@ -357,7 +429,10 @@ promql = 'sum by (service) (rate(demo_errors_total{{service=~"{{services}}"}}[5s
         &artefacts,
     );
     let api = Api { base: format!("http://127.0.0.1:{culprit_port}"), http: reqwest::Client::new() };
-    wait_for("culprit serve up", Duration::from_secs(60), async || api.http.get(format!("{}/healthz", api.base)).send().await.is_ok()).await;
+    wait_for("culprit serve up", Duration::from_secs(60), async || {
+        api.http.get(format!("{}/healthz", api.base)).send().await.is_ok()
+    })
+    .await;
     let prom = format!("http://127.0.0.1:{prom_port}");
     wait_for("Prometheus scraping the exporter", Duration::from_secs(60), async || {
         let r = api.http.get(format!("{prom}/api/v1/query?query=up%7Bjob%3D%22demo%22%7D")).send().await;
@@ -372,7 +447,15 @@ promql = 'sum by (service) (rate(demo_errors_total{{service=~"{{services}}"}}[5s
     let baseline = 35.0;
     let otel = Command::new(&python)
         .arg(here.join("otel_client.py"))
-        .args(["--base", &api.base, &format!("--token={OPERATOR}"), "--seconds", "60", "--fault-after", &baseline.to_string()])
+        .args([
+            "--base",
+            &api.base,
+            &format!("--token={OPERATOR}"),
+            "--seconds",
+            "60",
+            "--fault-after",
+            &baseline.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -399,26 +482,52 @@ promql = 'sum by (service) (rate(demo_errors_total{{service=~"{{services}}"}}[5s
     let done = api.wait_done(&id, Duration::from_secs(120)).await;
     std::fs::write(artefacts.join("investigation.json"), serde_json::to_string_pretty(&done).unwrap()).unwrap();
     assert_eq!(done["status"], "done", "{done}");
-    assert_eq!((done["service"].as_str(), done["severity"].as_str(), done["mode"].as_str()), (Some("frontend"), Some("critical"), Some("agent")));
+    assert_eq!(
+        (done["service"].as_str(), done["severity"].as_str(), done["mode"].as_str()),
+        (Some("frontend"), Some("critical"), Some("agent"))
+    );
     let data = &done["report"]["data"];
-    assert!(data["metric_series"].as_u64().unwrap() >= 9, "Prometheus series expected (3 queries × 3 services): {data}");
+    assert!(
+        data["metric_series"].as_u64().unwrap() >= 9,
+        "Prometheus series expected (3 queries × 3 services): {data}"
+    );
     assert!(data["spans"].as_u64().unwrap() > 100, "stored OTLP spans expected: {data} (client sent {sent})");
     assert!(data["log_lines"].as_u64().unwrap() > 100, "stored OTLP logs expected: {data} (client sent {sent})");
-    let causes: Vec<&str> = done["report"]["root_causes"].as_array().unwrap().iter().map(|c| c["service"].as_str().unwrap()).collect();
+    let causes: Vec<&str> =
+        done["report"]["root_causes"].as_array().unwrap().iter().map(|c| c["service"].as_str().unwrap()).collect();
     assert!(!causes.is_empty() && causes[0] != "frontend", "the alerting frontend is a symptom; causes: {causes:?}");
     assert_eq!(done["top"]["service"], "payments-db", "the injected fault is in payments-db; causes {causes:?}");
     let audit = audit_lines(&t.join("culprit"));
-    assert!(audit.iter().any(|l| l["action"] == "alert.received" && l["who"] == "alertmanager" && l["detail"]["source"] == "alertmanager"), "{audit:?}");
+    assert!(
+        audit.iter().any(|l| l["action"] == "alert.received"
+            && l["who"] == "alertmanager"
+            && l["detail"]["source"] == "alertmanager"),
+        "{audit:?}"
+    );
 
     // The web page, in headless Chromium: open it, see graph and causes, send feedback.
     let shot = artefacts.join("web.png");
     let web = Command::new(&python)
         .arg(here.join("web_check.py"))
-        .args(["--base", &api.base, &format!("--token={OPERATOR}"), "--id", &id, "--chromium", &chromium, "--screenshot"])
+        .args([
+            "--base",
+            &api.base,
+            &format!("--token={OPERATOR}"),
+            "--id",
+            &id,
+            "--chromium",
+            &chromium,
+            "--screenshot",
+        ])
         .arg(&shot)
         .output()
         .unwrap();
-    assert!(web.status.success(), "web check failed: {}\n{}", String::from_utf8_lossy(&web.stdout), String::from_utf8_lossy(&web.stderr));
+    assert!(
+        web.status.success(),
+        "web check failed: {}\n{}",
+        String::from_utf8_lossy(&web.stdout),
+        String::from_utf8_lossy(&web.stderr)
+    );
     let seen: Value = serde_json::from_str(String::from_utf8_lossy(&web.stdout).lines().last().unwrap()).unwrap();
     assert!(seen["causes"].as_u64().unwrap() >= 1 && seen["nodes"].as_u64().unwrap() >= 2, "{seen}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "screenshot saved at {}", shot.display());

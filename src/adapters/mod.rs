@@ -125,12 +125,7 @@ pub enum AdapterError {
     #[error("{}: missing column `{column}`", path.display())]
     MissingColumn { path: PathBuf, column: String },
     #[error("{}:{line}: field `{field}`: {message}", path.display())]
-    BadIndex {
-        path: PathBuf,
-        line: u64,
-        field: String,
-        message: String,
-    },
+    BadIndex { path: PathBuf, line: u64, field: String, message: String },
     #[error("{}: {message}", path.display())]
     NoData { path: PathBuf, message: String },
     /// A file read through `crate::ingest` (the error names it).
@@ -146,13 +141,10 @@ pub fn recognise(path: &Path) -> Vec<DatasetKind> {
         return vec![DatasetKind::RcdSockShop];
     }
     if nezha::is_root(path) {
-        return [
-            DatasetKind::NezhaTrainTicket,
-            DatasetKind::NezhaOnlineBoutique,
-        ]
-        .into_iter()
-        .filter(|k| path.join(k.system()).join("rca_data").is_dir())
-        .collect();
+        return [DatasetKind::NezhaTrainTicket, DatasetKind::NezhaOnlineBoutique]
+            .into_iter()
+            .filter(|k| path.join(k.system()).join("rca_data").is_dir())
+            .collect();
     }
     nezha::system_dir_kind(path).into_iter().collect()
 }
@@ -162,9 +154,7 @@ pub fn recognise(path: &Path) -> Vec<DatasetKind> {
 pub fn list_cases(path: &Path) -> Result<Vec<CaseRef>, AdapterError> {
     let kinds = recognise(path);
     if kinds.is_empty() {
-        return Err(AdapterError::NotADataset {
-            path: path.to_path_buf(),
-        });
+        return Err(AdapterError::NotADataset { path: path.to_path_buf() });
     }
     let mut cases = Vec::new();
     for kind in kinds {
@@ -213,10 +203,7 @@ pub(crate) fn alert(kind: DatasetKind, time: Ts) -> Alert {
 
 /// Opens a file for reading, decompressing `*.gz` transparently.
 pub(crate) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>, AdapterError> {
-    let file = File::open(path).map_err(|source| AdapterError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = File::open(path).map_err(|source| AdapterError::Io { path: path.to_path_buf(), source })?;
     let reader = BufReader::with_capacity(1 << 16, file);
     if path.extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
@@ -227,22 +214,14 @@ pub(crate) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>, AdapterError> 
 
 /// A CSV reader over a (possibly gzipped) file; rows of the wrong width are reported by callers.
 pub(crate) fn csv_reader(path: &Path) -> Result<csv::Reader<Box<dyn Read>>, AdapterError> {
-    Ok(csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(open_maybe_gz(path)?))
+    Ok(csv::ReaderBuilder::new().flexible(true).from_reader(open_maybe_gz(path)?))
 }
 
 /// The header of a CSV file, as owned strings.
-pub(crate) fn headers<R: Read>(
-    rdr: &mut csv::Reader<R>,
-    path: &Path,
-) -> Result<Vec<String>, AdapterError> {
+pub(crate) fn headers<R: Read>(rdr: &mut csv::Reader<R>, path: &Path) -> Result<Vec<String>, AdapterError> {
     Ok(rdr
         .headers()
-        .map_err(|source| AdapterError::Csv {
-            path: path.to_path_buf(),
-            source,
-        })?
+        .map_err(|source| AdapterError::Csv { path: path.to_path_buf(), source })?
         .iter()
         .map(|h| h.trim().to_string())
         .collect())
@@ -253,20 +232,12 @@ pub(crate) fn column(headers: &[String], name: &str, path: &Path) -> Result<usiz
     headers
         .iter()
         .position(|h| h == name)
-        .ok_or_else(|| AdapterError::MissingColumn {
-            path: path.to_path_buf(),
-            column: name.to_string(),
-        })
+        .ok_or_else(|| AdapterError::MissingColumn { path: path.to_path_buf(), column: name.to_string() })
 }
 
 /// A [`ReadIssue`] for a file.
 pub(crate) fn issue(path: &Path, line: u64, field: Option<&str>, message: String) -> ReadIssue {
-    ReadIssue {
-        file: path.display().to_string(),
-        line,
-        field: field.map(str::to_string),
-        message,
-    }
+    ReadIssue { file: path.display().to_string(), line, field: field.map(str::to_string), message }
 }
 
 /// The 1-based line of a CSV record (0 when unknown).
@@ -311,12 +282,7 @@ impl SeriesBuilder {
 
     pub(crate) fn extend(&mut self, series: impl IntoIterator<Item = Series>) {
         for s in series {
-            self.map
-                .entry(s.service)
-                .or_default()
-                .entry(s.metric)
-                .or_default()
-                .extend(s.points);
+            self.map.entry(s.service).or_default().entry(s.metric).or_default().extend(s.points);
         }
     }
 
@@ -325,11 +291,7 @@ impl SeriesBuilder {
         for (service, metrics) in self.map {
             for (metric, mut points) in metrics {
                 points.sort_by_key(|p| p.0);
-                out.push(Series {
-                    service: service.clone(),
-                    metric,
-                    points,
-                });
+                out.push(Series { service: service.clone(), metric, points });
             }
         }
         out

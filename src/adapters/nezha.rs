@@ -17,12 +17,12 @@
 //! (see `METRIC_DAYS`); logs are only listed (streamed later by `ingest`), spans are parsed per case.
 
 use super::{
-    alert, column, csv_reader, headers, issue, line_of, parse_value, pod_to_service, slice_series,
-    AdapterError, CaseRef, CaseSource, DatasetKind, SeriesBuilder,
+    alert, column, csv_reader, headers, issue, line_of, parse_value, pod_to_service, slice_series, AdapterError,
+    CaseRef, CaseSource, DatasetKind, SeriesBuilder,
 };
 use crate::model::{
-    Incident, LogFile, LogFormat, Logs, ReadReport, Series, Telemetry, Topology,
-    TopologyEdge, TopologyNode, Truth, Ts, MINUTE,
+    Incident, LogFile, LogFormat, Logs, ReadReport, Series, Telemetry, Topology, TopologyEdge, TopologyNode, Truth, Ts,
+    MINUTE,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -72,9 +72,7 @@ impl NezhaCase {
 /// `.../nezha`: holds `cases_index.csv` and at least one system folder.
 pub(crate) fn is_root(path: &Path) -> bool {
     path.join("cases_index.csv").is_file()
-        && ["trainticket", "onlineboutique"]
-            .iter()
-            .any(|s| path.join(s).join("rca_data").is_dir())
+        && ["trainticket", "onlineboutique"].iter().any(|s| path.join(s).join("rca_data").is_dir())
 }
 
 /// `.../nezha/trainticket` or `.../nezha/onlineboutique` (with the index one level up).
@@ -97,9 +95,7 @@ fn front_service(kind: DatasetKind) -> &'static str {
 
 /// Parses `YYYY-MM-DD HH:MM:SS` (UTC) into Unix ms.
 fn parse_wall_clock(s: &str) -> Option<Ts> {
-    chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S")
-        .ok()
-        .map(|t| t.and_utc().timestamp_millis())
+    chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc().timestamp_millis())
 }
 
 /// Lists one system's cases from `<root>/cases_index.csv`.
@@ -108,55 +104,34 @@ pub(crate) fn list_cases(root: &Path, kind: DatasetKind) -> Result<Vec<CaseRef>,
     let mut rdr = csv_reader(&path)?;
     let hdr = headers(&mut rdr, &path)?;
     let col = |name: &str| column(&hdr, name, &path);
-    let (c_system, c_date, c_id, c_inject) = (
-        col("system")?,
-        col("date")?,
-        col("case_id")?,
-        col("inject_time")?,
-    );
-    let (c_service, c_fault, c_inner, c_minutes) = (
-        col("root_cause_service")?,
-        col("fault_type")?,
-        col("inner_service_label")?,
-        col("minute_files")?,
-    );
+    let (c_system, c_date, c_id, c_inject) = (col("system")?, col("date")?, col("case_id")?, col("inject_time")?);
+    let (c_service, c_fault, c_inner, c_minutes) =
+        (col("root_cause_service")?, col("fault_type")?, col("inner_service_label")?, col("minute_files")?);
     let system_dir = root.join(kind.system());
     let mut cases = Vec::new();
     for record in rdr.records() {
-        let record = record.map_err(|source| AdapterError::Csv {
-            path: path.clone(),
-            source,
-        })?;
+        let record = record.map_err(|source| AdapterError::Csv { path: path.clone(), source })?;
         let get = |i: usize| record.get(i).unwrap_or("").trim().to_string();
         if get(c_system) != kind.system() {
             continue;
         }
         let line = line_of(&record);
-        let inject_time =
-            parse_wall_clock(&get(c_inject)).ok_or_else(|| AdapterError::BadIndex {
-                path: path.clone(),
-                line,
-                field: "inject_time".into(),
-                message: format!("not `YYYY-MM-DD HH:MM:SS`: {:?}", get(c_inject)),
-            })?;
+        let inject_time = parse_wall_clock(&get(c_inject)).ok_or_else(|| AdapterError::BadIndex {
+            path: path.clone(),
+            line,
+            field: "inject_time".into(),
+            message: format!("not `YYYY-MM-DD HH:MM:SS`: {:?}", get(c_inject)),
+        })?;
         let service = get(c_service);
         let fault_kind = get(c_fault);
-        let minute_files: Vec<String> = get(c_minutes)
-            .split(';')
-            .map(|m| m.trim().to_string())
-            .filter(|m| !m.is_empty())
-            .collect();
+        let minute_files: Vec<String> =
+            get(c_minutes).split(';').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
         cases.push(CaseRef {
             dataset: kind,
             id: get(c_id),
             system: kind.system().to_string(),
             fault_kind: fault_kind.clone(),
-            truth: Truth {
-                service: service.clone(),
-                indicator: get(c_inner),
-                kind: fault_kind,
-                chain: vec![service],
-            },
+            truth: Truth { service: service.clone(), indicator: get(c_inner), kind: fault_kind, chain: vec![service] },
             source: CaseSource::Nezha(NezhaCase {
                 system_dir: system_dir.clone(),
                 date: get(c_date),
@@ -170,17 +145,13 @@ pub(crate) fn list_cases(root: &Path, kind: DatasetKind) -> Result<Vec<CaseRef>,
     let mut injections: BTreeMap<String, Vec<Ts>> = BTreeMap::new();
     for c in &cases {
         if let CaseSource::Nezha(n) = &c.source {
-            injections
-                .entry(n.date.clone())
-                .or_default()
-                .push(n.inject_time);
+            injections.entry(n.date.clone()).or_default().push(n.inject_time);
         }
     }
     for c in &mut cases {
         if let CaseSource::Nezha(n) = &mut c.source {
-            if let Some(next) = injections
-                .get(&n.date)
-                .and_then(|ts| ts.iter().copied().filter(|&t| t > n.inject_time).min())
+            if let Some(next) =
+                injections.get(&n.date).and_then(|ts| ts.iter().copied().filter(|&t| t > n.inject_time).min())
             {
                 n.window_end = n.window_end.min(next);
             }
@@ -196,10 +167,8 @@ pub(crate) fn load_case(case: &CaseRef, n: &NezhaCase) -> Result<Incident, Adapt
 
     let day = metric_day(&rca.join("metric"), front_service(case.dataset))?;
     report.merge(day.report.clone());
-    let mut telemetry = Telemetry {
-        metrics: slice_series(&day.series, n.inject_time, n.window_end),
-        ..Telemetry::default()
-    };
+    let mut telemetry =
+        Telemetry { metrics: slice_series(&day.series, n.inject_time, n.window_end), ..Telemetry::default() };
     let mut baseline = Telemetry {
         metrics: slice_series(&day.series, n.inject_time - BASELINE_SPAN, n.inject_time),
         ..Telemetry::default()
@@ -212,10 +181,7 @@ pub(crate) fn load_case(case: &CaseRef, n: &NezhaCase) -> Result<Incident, Adapt
             for minute in &n.minute_files {
                 let log = rca.join("log").join(format!("{minute}_log.csv.gz"));
                 if log.is_file() {
-                    telemetry.logs.files.push(LogFile {
-                        path: log,
-                        format: LogFormat::NezhaCsv,
-                    });
+                    telemetry.logs.files.push(LogFile { path: log, format: LogFormat::NezhaCsv });
                 } else {
                     report.skip(issue(&log, 0, None, "minute log file missing".into()));
                 }
@@ -231,10 +197,7 @@ pub(crate) fn load_case(case: &CaseRef, n: &NezhaCase) -> Result<Incident, Adapt
                 records: Vec::new(),
                 files: csv_files(&construct.join("log"))?
                     .into_iter()
-                    .map(|path| LogFile {
-                        path,
-                        format: LogFormat::NezhaCsv,
-                    })
+                    .map(|path| LogFile { path, format: LogFormat::NezhaCsv })
                     .collect(),
             };
             for trace in csv_files(&construct.join("trace"))? {
@@ -251,10 +214,7 @@ pub(crate) fn load_case(case: &CaseRef, n: &NezhaCase) -> Result<Incident, Adapt
     if telemetry.metrics.is_empty() {
         return Err(AdapterError::NoData {
             path: rca.join("metric"),
-            message: format!(
-                "no metric points in the incident window of case {}",
-                case.id
-            ),
+            message: format!("no metric points in the incident window of case {}", case.id),
         });
     }
 
@@ -308,17 +268,12 @@ fn csv_files(dir: &Path) -> Result<Vec<PathBuf>, AdapterError> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
-    let entries = std::fs::read_dir(dir).map_err(|source| AdapterError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| AdapterError::Io { path: dir.to_path_buf(), source })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.ends_with(".csv") || n.ends_with(".csv.gz"))
+                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".csv") || n.ends_with(".csv.gz"))
         })
         .collect();
     files.sort();
@@ -328,16 +283,9 @@ fn csv_files(dir: &Path) -> Result<Vec<PathBuf>, AdapterError> {
 /// Reads every metric table of a day's `metric` folder (all pods and `front_service`), skipping
 /// the call-graph and per-edge tables. Series of the same service and metric from several pods
 /// are merged.
-pub fn read_metric_dir(
-    dir: &Path,
-    front_service: &str,
-    report: &mut ReadReport,
-) -> Result<Vec<Series>, AdapterError> {
+pub fn read_metric_dir(dir: &Path, front_service: &str, report: &mut ReadReport) -> Result<Vec<Series>, AdapterError> {
     if !dir.is_dir() {
-        return Err(AdapterError::NoData {
-            path: dir.to_path_buf(),
-            message: "metric folder missing".into(),
-        });
+        return Err(AdapterError::NoData { path: dir.to_path_buf(), message: "metric folder missing".into() });
     }
     let mut all = SeriesBuilder::default();
     for path in csv_files(dir)? {
@@ -361,11 +309,7 @@ pub fn read_metric_dir(
 /// is absent or unreadable: in OnlineBoutique 2022-08-22 `adservice`, `TimeStamp` is 200 000 000 s
 /// (6.3 years) ahead and some rows are scrambled besides, while `Time` is right. Rows where the
 /// two disagree by over a minute are noted once per file in `report.issues` (not skipped).
-pub fn read_metric_csv(
-    path: &Path,
-    front_service: &str,
-    report: &mut ReadReport,
-) -> Result<Vec<Series>, AdapterError> {
+pub fn read_metric_csv(path: &Path, front_service: &str, report: &mut ReadReport) -> Result<Vec<Series>, AdapterError> {
     let mut rdr = csv_reader(path)?;
     let hdr = headers(&mut rdr, path)?;
     let time_col = column(&hdr, "TimeStamp", path)?;
@@ -373,18 +317,11 @@ pub fn read_metric_csv(
     let pod_col = hdr.iter().position(|h| h == "PodName");
     let svc_col = hdr.iter().position(|h| h == "ServiceName");
     if pod_col.is_none() && svc_col.is_none() {
-        return Err(AdapterError::MissingColumn {
-            path: path.to_path_buf(),
-            column: "PodName".into(),
-        });
+        return Err(AdapterError::MissingColumn { path: path.to_path_buf(), column: "PodName".into() });
     }
     let value_cols: Vec<usize> = (0..hdr.len())
         .filter(|&i| {
-            i != time_col
-                && Some(i) != pod_col
-                && Some(i) != svc_col
-                && hdr[i] != "Time"
-                && !hdr[i].starts_with("Node")
+            i != time_col && Some(i) != pod_col && Some(i) != svc_col && hdr[i] != "Time" && !hdr[i].starts_with("Node")
         })
         .collect();
 
@@ -409,19 +346,10 @@ pub fn read_metric_csv(
         }
         let line = line_of(&record);
         if record.len() != hdr.len() {
-            report.skip(issue(
-                path,
-                line,
-                None,
-                format!("{} fields, header has {}", record.len(), hdr.len()),
-            ));
+            report.skip(issue(path, line, None, format!("{} fields, header has {}", record.len(), hdr.len())));
             continue;
         }
-        let stamp = record[time_col]
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .map(|s| s * 1000);
+        let stamp = record[time_col].trim().parse::<i64>().ok().map(|s| s * 1000);
         let wall = wall_col.and_then(|c| parse_go_time(&record[c]));
         let t = match (wall, stamp) {
             (Some(w), Some(s)) => {
@@ -487,9 +415,7 @@ pub fn read_metric_csv(
                 path,
                 line,
                 Some(&hdr[time_col]),
-                format!(
-                    "{disagreeing} rows disagree with `Time` by over a minute (first by {offset} s); `Time` used"
-                ),
+                format!("{disagreeing} rows disagree with `Time` by over a minute (first by {offset} s); `Time` used"),
             ));
         }
     }
@@ -517,7 +443,6 @@ fn parse_go_time(s: &str) -> Option<Ts> {
     let m: i64 = hhmm[2..].parse().ok()?;
     Some(naive.and_utc().timestamp_millis() - sign * (h * 60 + m) * MINUTE)
 }
-
 
 /// Reads OnlineBoutique's `dependency.csv` (`Source,Target,Weight`) into caller → callee edges.
 /// Edges to node IP addresses (where a pod runs, not a call) are dropped, and so are services
@@ -555,17 +480,11 @@ pub fn read_dependency_csv(path: &Path, report: &mut ReadReport) -> Result<Topol
     Ok(Topology {
         services: services
             .into_iter()
-            .map(|name| TopologyNode {
-                name: name.clone(),
-                kind: Some("service".into()),
-            })
+            .map(|name| TopologyNode { name: name.clone(), kind: Some("service".into()) })
             .collect(),
         edges: edges
             .iter()
-            .map(|(caller, callee)| TopologyEdge {
-                caller: caller.clone(),
-                callee: callee.clone(),
-            })
+            .map(|(caller, callee)| TopologyEdge { caller: caller.clone(), callee: callee.clone() })
             .collect(),
     })
 }
@@ -576,23 +495,14 @@ mod tests {
 
     #[test]
     fn go_time_strings() {
-        assert_eq!(
-            parse_go_time("2022-08-22 03:51:19.607158889 +0000 UTC m=+0.113112869"),
-            Some(1_661_140_279_000)
-        );
-        assert_eq!(
-            parse_go_time("2022-08-22 05:51:19 +0200 CEST"),
-            Some(1_661_140_279_000)
-        );
+        assert_eq!(parse_go_time("2022-08-22 03:51:19.607158889 +0000 UTC m=+0.113112869"), Some(1_661_140_279_000));
+        assert_eq!(parse_go_time("2022-08-22 05:51:19 +0200 CEST"), Some(1_661_140_279_000));
         assert_eq!(parse_go_time("t"), None);
         assert_eq!(parse_go_time("2022-08-22 03:51:19 UTC"), None);
     }
 
     #[test]
     fn wall_clock_parses() {
-        assert_eq!(
-            parse_wall_clock("2023-01-29 08:43:04"),
-            Some(1_674_981_784_000)
-        );
+        assert_eq!(parse_wall_clock("2023-01-29 08:43:04"), Some(1_674_981_784_000));
     }
 }

@@ -5,9 +5,7 @@
 //! anomalous timestamp: the alert fires then and analysis starts there. The label comes from
 //! `cases_index.csv` (`<service>-<cpu|mem>` folders).
 
-use super::{
-    alert, column, csv_reader, headers, line_of, AdapterError, CaseRef, CaseSource, DatasetKind,
-};
+use super::{alert, column, csv_reader, headers, line_of, AdapterError, CaseRef, CaseSource, DatasetKind};
 use crate::ingest::read_wide_csv;
 use crate::model::{Incident, ReadReport, Telemetry, Truth};
 use std::path::{Path, PathBuf};
@@ -39,19 +37,11 @@ pub(crate) fn list_cases(root: &Path) -> Result<Vec<CaseRef>, AdapterError> {
     let mut rdr = csv_reader(&path)?;
     let hdr = headers(&mut rdr, &path)?;
     let col = |name: &str| column(&hdr, name, &path);
-    let (c_id, c_normal, c_anom, c_service, c_fault) = (
-        col("case_id")?,
-        col("normal_csv")?,
-        col("anomalous_csv")?,
-        col("root_cause_service")?,
-        col("fault_type")?,
-    );
+    let (c_id, c_normal, c_anom, c_service, c_fault) =
+        (col("case_id")?, col("normal_csv")?, col("anomalous_csv")?, col("root_cause_service")?, col("fault_type")?);
     let mut cases = Vec::new();
     for record in rdr.records() {
-        let record = record.map_err(|source| AdapterError::Csv {
-            path: path.clone(),
-            source,
-        })?;
+        let record = record.map_err(|source| AdapterError::Csv { path: path.clone(), source })?;
         let get = |i: usize| record.get(i).unwrap_or("").trim().to_string();
         let (id, service, fault) = (get(c_id), get(c_service), get(c_fault));
         for (i, v) in [(c_id, &id), (c_service, &service), (c_fault, &fault)] {
@@ -95,27 +85,15 @@ pub(crate) fn load_case(case: &CaseRef, r: &RcdCase) -> Result<Incident, Adapter
         .iter()
         .filter_map(|s| s.points.first().map(|p| p.0))
         .min()
-        .ok_or_else(|| AdapterError::NoData {
-            path: r.anomalous_csv.clone(),
-            message: "no readable rows".into(),
-        })?;
+        .ok_or_else(|| AdapterError::NoData { path: r.anomalous_csv.clone(), message: "no readable rows".into() })?;
     if normal.is_empty() {
-        return Err(AdapterError::NoData {
-            path: r.normal_csv.clone(),
-            message: "no readable rows".into(),
-        });
+        return Err(AdapterError::NoData { path: r.normal_csv.clone(), message: "no readable rows".into() });
     }
     Ok(Incident {
         id: case.id.clone(),
         alert: alert(DatasetKind::RcdSockShop, start),
-        telemetry: Telemetry {
-            metrics: anomalous,
-            ..Telemetry::default()
-        },
-        baseline: Some(Telemetry {
-            metrics: normal,
-            ..Telemetry::default()
-        }),
+        telemetry: Telemetry { metrics: anomalous, ..Telemetry::default() },
+        baseline: Some(Telemetry { metrics: normal, ..Telemetry::default() }),
         analysis_start: start,
         topology: None,
         truth: Some(case.truth.clone()),

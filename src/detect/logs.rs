@@ -85,7 +85,12 @@ impl Drain {
         let mut best: Option<(usize, f64)> = None;
         for (slot, &id) in candidates.iter().enumerate() {
             let t = &self.templates[id as usize];
-            let same = t.tokens.iter().zip(&tokens).filter(|(a, b)| matches!((a, b), (Some(x), Some(y)) if **x == **y)).count();
+            let same = t
+                .tokens
+                .iter()
+                .zip(&tokens)
+                .filter(|(a, b)| matches!((a, b), (Some(x), Some(y)) if **x == **y))
+                .count();
             let wild = t.tokens.iter().filter(|a| a.is_none()).count();
             let sim = if tokens.is_empty() { 1.0 } else { (same + wild) as f64 / tokens.len() as f64 };
             let constant = t.tokens.len() - wild;
@@ -309,7 +314,11 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
         let evidence =
             format!("{name} logged `{}` {} times where {:.1} were expected", template(id), t.current, expected(t));
         // An absence has no first or last line: it is dated from the period's start, and lasts.
-        out.anomalies.push(Anomaly { onset: first_seen, end: Ts::MAX, ..anomaly("missing_log_template", id, z, -1, evidence) });
+        out.anomalies.push(Anomaly {
+            onset: first_seen,
+            end: Ts::MAX,
+            ..anomaly("missing_log_template", id, z, -1, evidence)
+        });
     }
 }
 

@@ -104,9 +104,8 @@ pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &De
     for i in 0..=z.len() - k {
         let mut s = sustained(i);
         let window = &current[i..i + k];
-        let material = window
-            .iter()
-            .all(|p| (p.1 - r.median).abs() >= (MIN_RELATIVE_SHIFT * r.median.abs()).max(min_abs));
+        let material =
+            window.iter().all(|p| (p.1 - r.median).abs() >= (MIN_RELATIVE_SHIFT * r.median.abs()).max(min_abs));
         // Within the reference's own extremes, a noisy series is only as suspect as its noise
         // allows: the evidence counts half.
         let beyond = window.iter().all(|p| if s > 0.0 { p.1 > r.hi } else { p.1 < r.lo });

@@ -138,10 +138,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
     out.read_report = from_logs.read_report;
     out.data_end = out.data_end.max(from_logs.data_end);
     out.anomalies.sort_by(|a, b| {
-        a.onset
-            .cmp(&b.onset)
-            .then_with(|| a.service.cmp(&b.service))
-            .then_with(|| a.indicator.cmp(&b.indicator))
+        a.onset.cmp(&b.onset).then_with(|| a.service.cmp(&b.service)).then_with(|| a.indicator.cmp(&b.indicator))
     });
     tracing::info!(anomalies = out.anomalies.len(), "detection done");
     out

@@ -96,16 +96,29 @@ pub fn audit(rows: &Rows, q: &Query) -> Audit {
             while s < n && !has(&seen, start + s) {
                 s += 1;
             }
-            gaps.push(Gap { from: crate::report::fmt_time(origin + first as Ts * step), to: crate::report::fmt_time(origin + s as Ts * step) });
+            gaps.push(Gap {
+                from: crate::report::fmt_time(origin + first as Ts * step),
+                to: crate::report::fmt_time(origin + s as Ts * step),
+            });
         }
     }
     let mut patchy = Vec::new();
     for (d, vals) in per_value.iter().enumerate() {
         for (v, bits) in vals.iter().enumerate() {
-            let share = |from: usize, n: usize| if n == 0 { 0.0 } else { (from..from + n).filter(|&s| has(bits, s)).count() as f64 / n as f64 };
+            let share = |from: usize, n: usize| {
+                if n == 0 {
+                    0.0
+                } else {
+                    (from..from + n).filter(|&s| has(bits, s)).count() as f64 / n as f64
+                }
+            };
             let (b, c) = (share(0, nb), share(nb, nc));
             if b >= 0.9 && c < 0.5 {
-                patchy.push(Coverage { segment: format!("{}={}", rows.dims[d], rows.values()[d][v]), baseline: b, current: c });
+                patchy.push(Coverage {
+                    segment: format!("{}={}", rows.dims[d], rows.values()[d][v]),
+                    baseline: b,
+                    current: c,
+                });
             }
         }
     }
@@ -113,10 +126,18 @@ pub fn audit(rows: &Rows, q: &Query) -> Audit {
     let mut warnings = Vec::new();
     let pct = |m: usize, n: usize| 100.0 * m as f64 / n.max(1) as f64;
     if base_missing > 0 {
-        warnings.push(format!("{base_missing} of {nb} baseline intervals of {} s have no rows ({:.0} %)", step / 1000, pct(base_missing, nb)));
+        warnings.push(format!(
+            "{base_missing} of {nb} baseline intervals of {} s have no rows ({:.0} %)",
+            step / 1000,
+            pct(base_missing, nb)
+        ));
     }
     if cur_missing > 0 {
-        warnings.push(format!("{cur_missing} of {nc} current intervals of {} s have no rows ({:.0} %)", step / 1000, pct(cur_missing, nc)));
+        warnings.push(format!(
+            "{cur_missing} of {nc} current intervals of {} s have no rows ({:.0} %)",
+            step / 1000,
+            pct(cur_missing, nc)
+        ));
     }
     for p in patchy.iter().take(5) {
         warnings.push(format!(
@@ -129,7 +150,16 @@ pub fn audit(rows: &Rows, q: &Query) -> Audit {
     if patchy.len() > 5 {
         warnings.push(format!("{} more segments are patchy in the current window", patchy.len() - 5));
     }
-    Audit { step_s: step as f64 / 1000.0, baseline_buckets: nb, baseline_missing: base_missing, current_buckets: nc, current_missing: cur_missing, gaps, patchy, warnings }
+    Audit {
+        step_s: step as f64 / 1000.0,
+        baseline_buckets: nb,
+        baseline_missing: base_missing,
+        current_buckets: nc,
+        current_missing: cur_missing,
+        gaps,
+        patchy,
+        warnings,
+    }
 }
 
 /// The KPI per bucket over `[from, to)` for the selected rows (NaN where a ratio has no
@@ -139,7 +169,11 @@ fn kpi_series(rows: &Rows, from: Ts, to: Ts, step: Ts, select: Option<&[bool]>) 
         .into_iter()
         .map(|(_, a, b, n)| {
             if rows.ratio {
-                if b > 0.0 { a / b } else { f64::NAN }
+                if b > 0.0 {
+                    a / b
+                } else {
+                    f64::NAN
+                }
             } else if n > 0 {
                 a
             } else {
@@ -151,7 +185,11 @@ fn kpi_series(rows: &Rows, from: Ts, to: Ts, step: Ts, select: Option<&[bool]>) 
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
     let (s, n) = xs.filter(|x| x.is_finite()).fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    if n == 0 { f64::NAN } else { s / n as f64 }
+    if n == 0 {
+        f64::NAN
+    } else {
+        s / n as f64
+    }
 }
 
 /// Difference-in-differences of a treated segment against the rest.
@@ -186,9 +224,15 @@ pub fn did(rows: &Rows, q: &Query, treated: &Element, seed: u64) -> Result<Did, 
     }
     let step = bucket(rows, q);
     let series = |w: (Ts, Ts), s: &[bool]| kpi_series(rows, w.0, w.1, step, Some(s));
-    let (tb, ta, cb, ca) = (series(q.baseline, &inside), series(q.current, &inside), series(q.baseline, &outside), series(q.current, &outside));
+    let (tb, ta, cb, ca) = (
+        series(q.baseline, &inside),
+        series(q.current, &inside),
+        series(q.baseline, &outside),
+        series(q.current, &outside),
+    );
     let diff = |ib: &[usize], ia: &[usize]| {
-        (mean(ia.iter().map(|&i| ta[i])) - mean(ib.iter().map(|&i| tb[i]))) - (mean(ia.iter().map(|&i| ca[i])) - mean(ib.iter().map(|&i| cb[i])))
+        (mean(ia.iter().map(|&i| ta[i])) - mean(ib.iter().map(|&i| tb[i])))
+            - (mean(ia.iter().map(|&i| ca[i])) - mean(ib.iter().map(|&i| cb[i])))
     };
     let (all_b, all_a): (Vec<usize>, Vec<usize>) = ((0..tb.len()).collect(), (0..ta.len()).collect());
     let effect = diff(&all_b, &all_a);
@@ -243,16 +287,29 @@ pub fn temporal_order(rows: &Rows, q: &Query, treated: Option<&Element>, change:
         Some(t) => {
             let inside = rows.members(t);
             let outside: Vec<bool> = inside.iter().map(|x| !x).collect();
-            let (a, b) = (kpi_series(rows, from, to, step, Some(&inside)), kpi_series(rows, from, to, step, Some(&outside)));
-            (a.iter().zip(&b).map(|(x, y)| x - y).collect(), format!("the KPI of {} less the rest's", super::element_label(t)))
+            let (a, b) =
+                (kpi_series(rows, from, to, step, Some(&inside)), kpi_series(rows, from, to, step, Some(&outside)));
+            (
+                a.iter().zip(&b).map(|(x, y)| x - y).collect(),
+                format!("the KPI of {} less the rest's", super::element_label(t)),
+            )
         }
         None => (kpi_series(rows, from, to, step, None), "the KPI".into()),
     };
     let at = |i: usize| from + i as Ts * step;
-    let base: Vec<f64> = series.iter().enumerate().filter(|&(i, x)| x.is_finite() && at(i) >= q.baseline.0 && at(i) < q.baseline.1).map(|(_, &x)| x).collect();
+    let base: Vec<f64> = series
+        .iter()
+        .enumerate()
+        .filter(|&(i, x)| x.is_finite() && at(i) >= q.baseline.0 && at(i) < q.baseline.1)
+        .map(|(_, &x)| x)
+        .collect();
     let robust = Robust::of(&base);
     let out = |i: usize| series.get(i).is_some_and(|&x| x.is_finite() && robust.z(x).abs() > 3.0);
-    let onset = if base.is_empty() { None } else { (0..series.len()).find(|&i| at(i) >= q.baseline.1 && out(i) && out(i + 1)).map(at) };
+    let onset = if base.is_empty() {
+        None
+    } else {
+        (0..series.len()).find(|&i| at(i) >= q.baseline.1 && out(i) && out(i + 1)).map(at)
+    };
     Order {
         change: crate::report::fmt_time(change),
         onset: onset.map(crate::report::fmt_time),
@@ -281,7 +338,11 @@ pub struct Srm {
 /// the units (the ratio's denominator, or rows for a total) per arm in the current window
 /// against the planned `split` (equal when empty).
 pub fn srm(rows: &Rows, q: &Query, dimension: &str, split: &[f64]) -> Result<Srm, String> {
-    let d = rows.dims.iter().position(|x| x == dimension).ok_or_else(|| format!("--arm {dimension:?} is not one of --dims"))?;
+    let d = rows
+        .dims
+        .iter()
+        .position(|x| x == dimension)
+        .ok_or_else(|| format!("--arm {dimension:?} is not one of --dims"))?;
     let arms = &rows.values()[d];
     let mut units = vec![0.0; arms.len()];
     for r in 0..rows.len() {
@@ -294,10 +355,18 @@ pub fn srm(rows: &Rows, q: &Query, dimension: &str, split: &[f64]) -> Result<Srm
     // is not part of this experiment).
     let (arms, units): (Vec<String>, Vec<f64>) = arms.iter().cloned().zip(units).filter(|(_, u)| *u != 0.0).unzip();
     if arms.len() < 2 {
-        return Err(format!("{dimension} has {} value(s) in the current window; an experiment needs two arms or more", arms.len()));
+        return Err(format!(
+            "{dimension} has {} value(s) in the current window; an experiment needs two arms or more",
+            arms.len()
+        ));
     }
     if !split.is_empty() && split.len() != arms.len() {
-        return Err(format!("--split has {} shares but {dimension} has {} arms in the current window ({})", split.len(), arms.len(), arms.join(", ")));
+        return Err(format!(
+            "--split has {} shares but {dimension} has {} arms in the current window ({})",
+            split.len(),
+            arms.len(),
+            arms.join(", ")
+        ));
     }
     let total: f64 = units.iter().sum();
     let plan: Vec<f64> = if split.is_empty() { vec![1.0; arms.len()] } else { split.to_vec() };
@@ -367,7 +436,17 @@ pub fn chi2_survival(x: f64, k: f64) -> f64 {
 
 /// ln Γ(x) (Lanczos, g = 7).
 fn ln_gamma(x: f64) -> f64 {
-    const C: [f64; 9] = [0.999_999_999_999_809_9, 676.520_368_121_885_1, -1_259.139_216_722_402_8, 771.323_428_777_653_1, -176.615_029_162_140_6, 12.507_343_278_686_905, -0.138_571_095_265_720_12, 9.984_369_578_019_572e-6, 1.505_632_735_149_311_6e-7];
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
     if x < 0.5 {
         return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
     }
@@ -487,7 +566,11 @@ impl Checks {
                 "Sample ratio across the values of {}: χ² {:.2}, p = {p}{}.",
                 s.dimension,
                 s.chi2,
-                if s.mismatch { " — MISMATCH: assignment is broken, do not trust the experiment's comparison" } else { ", as planned" }
+                if s.mismatch {
+                    " — MISMATCH: assignment is broken, do not trust the experiment's comparison"
+                } else {
+                    ", as planned"
+                }
             ));
         }
         out.extend(self.skipped.iter().map(|s| format!("Not checked: {s}.")));
@@ -510,7 +593,11 @@ mod tests {
                     continue;
                 }
                 let orders = if region == "se" && m * 60 >= drop_at { 5 + m % 2 } else { 10 + m % 2 };
-                text += &format!("{},{region},{arm},{orders},{}\n", 1_700_000_000 + 60 * m, if arm == "a" { 100 } else { 60 });
+                text += &format!(
+                    "{},{region},{arm},{orders},{}\n",
+                    1_700_000_000 + 60 * m,
+                    if arm == "a" { 100 } else { 60 }
+                );
             }
         }
         let dir = tempfile::tempdir().unwrap();
@@ -571,7 +658,11 @@ mod tests {
         let q2 = Query { current: window("1700000900..1700001080").unwrap(), ..q.clone() };
         let a = audit(&r, &q2);
         assert_eq!(a.patchy.iter().map(|p| p.segment.as_str()).collect::<Vec<_>>(), vec!["arm=b", "region=no"]);
-        assert!(a.warnings.iter().any(|w| w.contains("region=no has rows in 100 % of the baseline's intervals but 0 %")), "{:?}", a.warnings);
+        assert!(
+            a.warnings.iter().any(|w| w.contains("region=no has rows in 100 % of the baseline's intervals but 0 %")),
+            "{:?}",
+            a.warnings
+        );
         // A window past the data is all missing.
         let q3 = Query { current: window("1700001200..1700001500").unwrap(), ..q };
         let a = audit(&r, &q3);
@@ -596,7 +687,8 @@ mod tests {
         // controls take it out (without them the shift of 5 is the change's).
         let routine = change_impact(&series, 4 * day + 9 * 3_600_000, &cfg).unwrap();
         assert!(routine.effect.abs() < 1.0 && routine.placebos > 50, "{routine:?}");
-        let plain = change_impact(&series, 4 * day + 9 * 3_600_000, &ImpactConfig { seasons: 0, ..cfg.clone() }).unwrap();
+        let plain =
+            change_impact(&series, 4 * day + 9 * 3_600_000, &ImpactConfig { seasons: 0, ..cfg.clone() }).unwrap();
         assert!(plain.effect > 4.0, "{plain:?}");
         // A drop of 4 at 15:00 on day 5 is.
         let at = 4 * day + 15 * 3_600_000;

@@ -39,7 +39,9 @@ pub fn recognise(path: &Path) -> Option<Dataset> {
         return Some(Dataset::RobustSpot(path.to_path_buf()));
     }
     let config = std::fs::read_dir(path.join("config")).ok()?;
-    let kontrast = config.filter_map(|e| e.ok()).any(|e| header_of(&e.path()).is_some_and(|h| h.iter().any(|c| c == "change_start")));
+    let kontrast = config
+        .filter_map(|e| e.ok())
+        .any(|e| header_of(&e.path()).is_some_and(|h| h.iter().any(|c| c == "change_start")));
     (kontrast && path.join("data").is_dir()).then(|| Dataset::Kontrast(path.to_path_buf()))
 }
 
@@ -57,12 +59,17 @@ pub fn rs_cases(dir: &Path) -> Result<Vec<RsCase>, String> {
     let at = |line: usize| format!("{}:{line}", index.display());
     let mut r = csv::Reader::from_path(&index).map_err(|e| format!("{}: {e}", index.display()))?;
     let headers = r.headers().map_err(|e| format!("{}: {e}", index.display()))?.clone();
-    let col = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| format!("{}: no column {name}", index.display()));
+    let col = |name: &str| {
+        headers.iter().position(|h| h == name).ok_or_else(|| format!("{}: no column {name}", index.display()))
+    };
     let (c_id, c_csv, c_ts, c_rc) = (col("case_id")?, col("data_csv")?, col("anomaly_timestamp")?, col("root_cause")?);
     let mut out = Vec::new();
     for (i, rec) in r.records().enumerate() {
         let rec = rec.map_err(|e| format!("{}: {e}", at(i + 2)))?;
-        let minute: i64 = rec[c_ts].trim().parse().map_err(|_| format!("{}: column \"anomaly_timestamp\": {:?} is not a number", at(i + 2), &rec[c_ts]))?;
+        let minute: i64 = rec[c_ts]
+            .trim()
+            .parse()
+            .map_err(|_| format!("{}: column \"anomaly_timestamp\": {:?} is not a number", at(i + 2), &rec[c_ts]))?;
         let truth = parse_elements(&rec[c_rc]).map_err(|e| format!("{}: column \"root_cause\": {e}", at(i + 2)))?;
         out.push(RsCase { id: rec[c_id].to_string(), csv: dir.join(&rec[c_csv]), minute, truth });
     }
@@ -84,7 +91,12 @@ pub fn rs_cube(case: &RsCase) -> Result<Cube, String> {
     for (i, rec) in r.records().enumerate() {
         let line = i + 2;
         let rec = rec.map_err(|e| format!("{file}:{line}: {e}"))?;
-        let num = |c: usize| rec[c].trim().parse::<f64>().map_err(|_| format!("{file}:{line}: column {:?}: {:?} is not a number", &headers[c], &rec[c]));
+        let num = |c: usize| {
+            rec[c]
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| format!("{file}:{line}: column {:?}: {:?} is not a number", &headers[c], &rec[c]))
+        };
         let minute = num(c_min)? as i64;
         let at = minute == case.minute;
         if !at && !(minute < case.minute && minute >= case.minute - RS_HISTORY * 60) {
@@ -117,14 +129,26 @@ pub struct RsMethod {
     pub seconds: f64,
 }
 
-pub const RS_METHODS: [(SearchKind, &str); 3] = [(SearchKind::Ripple, "culprit (ripple search)"), (SearchKind::Squeeze, "Squeeze (baseline)"), (SearchKind::Adtributor, "Adtributor (baseline)")];
+pub const RS_METHODS: [(SearchKind, &str); 3] = [
+    (SearchKind::Ripple, "culprit (ripple search)"),
+    (SearchKind::Squeeze, "Squeeze (baseline)"),
+    (SearchKind::Adtributor, "Adtributor (baseline)"),
+];
 
 /// Scores each method on every RS case.
 pub fn run_rs(dir: &Path, progress: &dyn Fn()) -> Result<Vec<RsMethod>, String> {
     let cases = rs_cases(dir)?;
     let mut out: Vec<RsMethod> = RS_METHODS
         .iter()
-        .map(|(_, n)| RsMethod { method: n.to_string(), scores: SetScores::default(), f1: 0.0, exact: 0.0, tuning_half: SetScores::default(), held_out_half: SetScores::default(), seconds: 0.0 })
+        .map(|(_, n)| RsMethod {
+            method: n.to_string(),
+            scores: SetScores::default(),
+            f1: 0.0,
+            exact: 0.0,
+            tuning_half: SetScores::default(),
+            held_out_half: SetScores::default(),
+            seconds: 0.0,
+        })
         .collect();
     for (i, c) in cases.iter().enumerate() {
         let cube = rs_cube(c)?;
@@ -156,18 +180,25 @@ pub struct KontrastCase {
 
 pub fn kontrast_cases(dir: &Path) -> Result<Vec<KontrastCase>, String> {
     let mut out = Vec::new();
-    let mut configs: Vec<PathBuf> = std::fs::read_dir(dir.join("config")).map_err(|e| format!("{}: {e}", dir.join("config").display()))?.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.extension().is_some_and(|x| x == "csv")).collect();
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(dir.join("config"))
+        .map_err(|e| format!("{}: {e}", dir.join("config").display()))?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .collect();
     configs.sort();
     for cfg in configs {
         let name = cfg.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
         let mut r = csv::Reader::from_path(&cfg).map_err(|e| format!("{}: {e}", cfg.display()))?;
         let headers = r.headers().map_err(|e| format!("{}: {e}", cfg.display()))?.clone();
-        let col = |n: &str| headers.iter().position(|h| h == n).ok_or_else(|| format!("{}: no column {n}", cfg.display()));
-        let (c_inst, c_metric, c_start, c_label, c_id) = (col("instance_name")?, col("metric")?, col("change_start")?, col("label")?, col("case_id")?);
+        let col =
+            |n: &str| headers.iter().position(|h| h == n).ok_or_else(|| format!("{}: no column {n}", cfg.display()));
+        let (c_inst, c_metric, c_start, c_label, c_id) =
+            (col("instance_name")?, col("metric")?, col("change_start")?, col("label")?, col("case_id")?);
         for (i, rec) in r.records().enumerate() {
             let at = format!("{}:{}", cfg.display(), i + 2);
             let rec = rec.map_err(|e| format!("{at}: {e}"))?;
-            let change = crate::ingest::time::parse_time_str(&rec[c_start]).ok_or_else(|| format!("{at}: column \"change_start\": {:?} is not a time", &rec[c_start]))?;
+            let change = crate::ingest::time::parse_time_str(&rec[c_start])
+                .ok_or_else(|| format!("{at}: column \"change_start\": {:?} is not a time", &rec[c_start]))?;
             let caused = match rec[c_label].trim() {
                 "1" => true,
                 "0" => false,
@@ -188,8 +219,11 @@ pub fn read_series(path: &Path) -> Result<Vec<(Ts, f64)>, String> {
     let mut out = Vec::new();
     for (i, rec) in r.records().enumerate() {
         let rec = rec.map_err(|e| format!("{file}:{}: {e}", i + 2))?;
-        let t = crate::ingest::time::parse_time_str(rec.get(0).unwrap_or("")).ok_or_else(|| format!("{file}:{}: column \"timestamp\": not a time", i + 2))?;
-        let v: f64 = rec.get(1).unwrap_or("").trim().parse().map_err(|_| format!("{file}:{}: column \"value\": {:?} is not a number", i + 2, rec.get(1).unwrap_or("")))?;
+        let t = crate::ingest::time::parse_time_str(rec.get(0).unwrap_or(""))
+            .ok_or_else(|| format!("{file}:{}: column \"timestamp\": not a time", i + 2))?;
+        let v: f64 = rec.get(1).unwrap_or("").trim().parse().map_err(|_| {
+            format!("{file}:{}: column \"value\": {:?} is not a number", i + 2, rec.get(1).unwrap_or(""))
+        })?;
         out.push((t, v));
     }
     out.sort_by_key(|p| p.0);
@@ -222,16 +256,28 @@ impl Binary {
     }
 
     pub fn precision(&self) -> f64 {
-        if self.tp + self.fp == 0 { 0.0 } else { self.tp as f64 / (self.tp + self.fp) as f64 }
+        if self.tp + self.fp == 0 {
+            0.0
+        } else {
+            self.tp as f64 / (self.tp + self.fp) as f64
+        }
     }
 
     pub fn recall(&self) -> f64 {
-        if self.tp + self.fn_ == 0 { 0.0 } else { self.tp as f64 / (self.tp + self.fn_) as f64 }
+        if self.tp + self.fn_ == 0 {
+            0.0
+        } else {
+            self.tp as f64 / (self.tp + self.fn_) as f64
+        }
     }
 
     pub fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
     }
 }
 
@@ -251,13 +297,17 @@ pub fn run_kontrast(dir: &Path, progress: &dyn Fn()) -> Result<Vec<KontrastMetho
     let cases = kontrast_cases(dir)?;
     let seasonal = ImpactConfig::default();
     let plain = ImpactConfig { seasons: 0, ..Default::default() };
-    let mut out: Vec<KontrastMethod> = ["culprit (placebo test, same hours of previous days as controls)", "culprit without the daily controls", "always \"caused\" (trivial baseline)"]
-        .iter()
-        .map(|m| {
-            let b = Binary { method: m.to_string(), ..Default::default() };
-            KontrastMethod { all: b.clone(), tuning_half: b.clone(), held_out_half: b }
-        })
-        .collect();
+    let mut out: Vec<KontrastMethod> = [
+        "culprit (placebo test, same hours of previous days as controls)",
+        "culprit without the daily controls",
+        "always \"caused\" (trivial baseline)",
+    ]
+    .iter()
+    .map(|m| {
+        let b = Binary { method: m.to_string(), ..Default::default() };
+        KontrastMethod { all: b.clone(), tuning_half: b.clone(), held_out_half: b }
+    })
+    .collect();
     let mut cache: HashMap<PathBuf, Vec<(Ts, f64)>> = HashMap::new();
     for (i, c) in cases.iter().enumerate() {
         if !cache.contains_key(&c.series) {
@@ -265,7 +315,8 @@ pub fn run_kontrast(dir: &Path, progress: &dyn Fn()) -> Result<Vec<KontrastMetho
             cache.insert(c.series.clone(), s);
         }
         let series = &cache[&c.series];
-        let mut verdicts: Vec<Option<bool>> = [&seasonal, &plain].iter().map(|cfg| change_impact(series, c.change, cfg).map(|v| v.caused)).collect();
+        let mut verdicts: Vec<Option<bool>> =
+            [&seasonal, &plain].iter().map(|cfg| change_impact(series, c.change, cfg).map(|v| v.caused)).collect();
         verdicts.push(Some(true));
         for (m, v) in out.iter_mut().zip(verdicts) {
             let half = if (i / 2) % 2 == 0 { &mut m.tuning_half } else { &mut m.held_out_half };
@@ -296,8 +347,12 @@ pub enum Outcome {
 
 pub fn run(d: &Dataset, progress: &dyn Fn()) -> Result<Outcome, String> {
     match d {
-        Dataset::RobustSpot(p) => Ok(Outcome::Localisation { dataset: p.display().to_string(), methods: run_rs(p, progress)? }),
-        Dataset::Kontrast(p) => Ok(Outcome::ChangeImpact { dataset: p.display().to_string(), methods: run_kontrast(p, progress)? }),
+        Dataset::RobustSpot(p) => {
+            Ok(Outcome::Localisation { dataset: p.display().to_string(), methods: run_rs(p, progress)? })
+        }
+        Dataset::Kontrast(p) => {
+            Ok(Outcome::ChangeImpact { dataset: p.display().to_string(), methods: run_kontrast(p, progress)? })
+        }
     }
 }
 
@@ -312,7 +367,17 @@ pub fn render(o: &Outcome) -> String {
                 let (h, t) = (&m.held_out_half, &m.tuning_half);
                 s += &format!(
                     "| {} | {:.3} | {:.3} | {} | {} | {} | {:.3} / {:.3} | {:.3} / {:.3} | {:.2} s |\n",
-                    m.method, m.f1, m.exact, m.scores.tp, m.scores.fp, m.scores.fn_, h.f1(), h.exact_accuracy(), t.f1(), t.exact_accuracy(), m.seconds
+                    m.method,
+                    m.f1,
+                    m.exact,
+                    m.scores.tp,
+                    m.scores.fp,
+                    m.scores.fn_,
+                    h.f1(),
+                    h.exact_accuracy(),
+                    t.f1(),
+                    t.exact_accuracy(),
+                    m.seconds
                 );
             }
             s + "\n"
@@ -347,13 +412,23 @@ mod tests {
         for m in 0..8i64 {
             for cdn in ["c1", "c2", "c3"] {
                 for isp in ["i1", "i2", "i3", "i4"] {
-                    let stalled = if m == 5 && cdn == "c2" { 60 } else if m == 6 && cdn == "c1" { 90 } else { 5 + (m % 2) };
+                    let stalled = if m == 5 && cdn == "c2" {
+                        60
+                    } else if m == 6 && cdn == "c1" {
+                        90
+                    } else {
+                        5 + (m % 2)
+                    };
                     text += &format!("{cdn},{},{isp},{stalled},100\n", 1_600_000_000 + 60 * m);
                 }
             }
         }
         std::fs::write(dir.path().join("case1.csv"), text).unwrap();
-        std::fs::write(dir.path().join("cases_index.csv"), "case_id,data_csv,anomaly_timestamp,root_cause\n1,case1.csv,1600000300,cdn=c2\n").unwrap();
+        std::fs::write(
+            dir.path().join("cases_index.csv"),
+            "case_id,data_csv,anomaly_timestamp,root_cause\n1,case1.csv,1600000300,cdn=c2\n",
+        )
+        .unwrap();
         assert_eq!(recognise(dir.path()), Some(Dataset::RobustSpot(dir.path().to_path_buf())));
         let cases = rs_cases(dir.path()).unwrap();
         let cube = rs_cube(&cases[0]).unwrap();
@@ -363,8 +438,14 @@ mod tests {
         let out = run_rs(dir.path(), &|| {}).unwrap();
         assert_eq!(out[0].scores.exact, 1, "{out:?}");
         assert_eq!(out.len(), 3);
-        std::fs::write(dir.path().join("cases_index.csv"), "case_id,data_csv,anomaly_timestamp,root_cause\n1,case1.csv,soon,cdn=c2\n").unwrap();
-        assert!(rs_cases(dir.path()).unwrap_err().ends_with("cases_index.csv:2: column \"anomaly_timestamp\": \"soon\" is not a number"));
+        std::fs::write(
+            dir.path().join("cases_index.csv"),
+            "case_id,data_csv,anomaly_timestamp,root_cause\n1,case1.csv,soon,cdn=c2\n",
+        )
+        .unwrap();
+        assert!(rs_cases(dir.path())
+            .unwrap_err()
+            .ends_with("cases_index.csv:2: column \"anomaly_timestamp\": \"soon\" is not a number"));
     }
 
     #[test]
@@ -379,7 +460,8 @@ mod tests {
         for m in 0..(4 * 1440) {
             let t = 1_500_000_000 + 60 * m;
             // Noise that repeats every day: the previous days' controls cancel it exactly.
-            let v = 50.0 + (((m % 1440) * 7919) % 13) as f64 / 13.0 - if t >= t0 && t < t0 + 7_200 { 10.0 } else { 0.0 };
+            let v =
+                50.0 + (((m % 1440) * 7919) % 13) as f64 / 13.0 - if t >= t0 && t < t0 + 7_200 { 10.0 } else { 0.0 };
             text += &format!("{t},{v}\n");
         }
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -38,7 +38,10 @@ pub fn element_label(e: &Element) -> String {
 
 /// `k=v&k=v` (one element) in the narrative's spelling; other text as it is.
 pub fn text_label(text: &str) -> String {
-    parse_elements(text).ok().and_then(|mut e| e.pop().filter(|_| e.is_empty())).map_or_else(|| text.to_string(), |e| element_label(&e))
+    parse_elements(text)
+        .ok()
+        .and_then(|mut e| e.pop().filter(|_| e.is_empty()))
+        .map_or_else(|| text.to_string(), |e| element_label(&e))
 }
 
 /// `k=v&k=v;k=v` → elements (keys sorted).
@@ -48,7 +51,11 @@ pub fn parse_elements(s: &str) -> Result<Vec<Element>, String> {
         .map(|e| {
             let mut el: Element = e
                 .split('&')
-                .map(|kv| kv.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).ok_or_else(|| format!("{kv:?} is not key=value")))
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                        .ok_or_else(|| format!("{kv:?} is not key=value"))
+                })
                 .collect::<Result<_, _>>()?;
             el.sort();
             Ok(el)
@@ -108,7 +115,8 @@ impl Cube {
     }
 
     pub(crate) fn element(&self, dims: &[usize], attrs: &[u32]) -> Element {
-        let mut e: Element = dims.iter().map(|&d| (self.dims[d].clone(), self.values[d][attrs[d] as usize].clone())).collect();
+        let mut e: Element =
+            dims.iter().map(|&d| (self.dims[d].clone(), self.values[d][attrs[d] as usize].clone())).collect();
         e.sort();
         e
     }
@@ -187,7 +195,11 @@ impl CubeBuilder {
     }
 
     pub fn build(self, ratio: bool) -> Cube {
-        let mut leaves: Vec<Leaf> = self.sums.into_iter().map(|(attrs, [a, b, fa, fb, aa, bb, ab])| Leaf { attrs, a, b, fa, fb, var: [aa, bb, ab] }).collect();
+        let mut leaves: Vec<Leaf> = self
+            .sums
+            .into_iter()
+            .map(|(attrs, [a, b, fa, fb, aa, bb, ab])| Leaf { attrs, a, b, fa, fb, var: [aa, bb, ab] })
+            .collect();
         leaves.sort_by(|x, y| x.attrs.cmp(&y.attrs));
         Cube { dims: self.dims, values: self.values, leaves, ratio }
     }
@@ -281,13 +293,14 @@ pub fn explain(cube: &Cube, elements: &[Element]) -> Explanation {
         cube.kpi(x, y)
     };
     let values: Vec<f64> = (0..1u32 << k).map(value).collect();
-    let fact: Vec<f64> = (0..=k).scan(1.0, |f, i| {
-        if i > 0 {
-            *f *= i as f64;
-        }
-        Some(*f)
-    })
-    .collect();
+    let fact: Vec<f64> = (0..=k)
+        .scan(1.0, |f, i| {
+            if i > 0 {
+                *f *= i as f64;
+            }
+            Some(*f)
+        })
+        .collect();
     let shapley: Vec<f64> = (0..k)
         .map(|j| {
             (0..1u32 << k)
@@ -305,12 +318,25 @@ pub fn explain(cube: &Cube, elements: &[Element]) -> Explanation {
         .zip(&members)
         .zip(&shapley)
         .map(|((e, inside), &phi)| {
-            let s = cube.leaves.iter().zip(inside).filter(|(_, &m)| m).fold((0.0, 0.0, 0.0, 0.0), |s, (l, _)| (s.0 + l.a, s.1 + l.b, s.2 + l.fa, s.3 + l.fb));
+            let s = cube
+                .leaves
+                .iter()
+                .zip(inside)
+                .filter(|(_, &m)| m)
+                .fold((0.0, 0.0, 0.0, 0.0), |s, (l, _)| (s.0 + l.a, s.1 + l.b, s.2 + l.fa, s.3 + l.fb));
             let mut surprise = js(s.2 / fa, s.0 / a);
             if cube.ratio {
                 surprise += js(s.3 / fb, s.1 / b);
             }
-            Finding { element: element_text(e), effect: phi, share: share(phi), before: cube.kpi(s.2, s.3), after: cube.kpi(s.0, s.1), surprise, confidence: None }
+            Finding {
+                element: element_text(e),
+                effect: phi,
+                share: share(phi),
+                before: cube.kpi(s.2, s.3),
+                after: cube.kpi(s.0, s.1),
+                surprise,
+                confidence: None,
+            }
         })
         .collect();
     Explanation { before, after, explained: share(values[(1usize << k) - 1] - before), findings }
@@ -342,11 +368,19 @@ impl SetScores {
 
     pub fn f1(&self) -> f64 {
         let d = 2 * self.tp + self.fp + self.fn_;
-        if d == 0 { 0.0 } else { 2.0 * self.tp as f64 / d as f64 }
+        if d == 0 {
+            0.0
+        } else {
+            2.0 * self.tp as f64 / d as f64
+        }
     }
 
     pub fn exact_accuracy(&self) -> f64 {
-        if self.cases == 0 { 0.0 } else { self.exact as f64 / self.cases as f64 }
+        if self.cases == 0 {
+            0.0
+        } else {
+            self.exact as f64 / self.cases as f64
+        }
     }
 }
 
@@ -362,14 +396,22 @@ pub(crate) mod tests {
                 for p in 0..2u32 {
                     let b = 100.0 + 10.0 * f64::from(r + d + p);
                     let fa = 0.9 * b;
-                    let a = if r == 1 && d == 2 { 0.45 * b } else { fa * (1.0 + 0.01 * f64::from((r + 2 * d + p) % 3) - 0.01) };
+                    let a = if r == 1 && d == 2 {
+                        0.45 * b
+                    } else {
+                        fa * (1.0 + 0.01 * f64::from((r + 2 * d + p) % 3) - 0.01)
+                    };
                     leaves.push(Leaf { attrs: vec![r, d, p], a, fa, b, fb: b, var: [0.0; 3] });
                 }
             }
         }
         Cube {
             dims: vec!["region".into(), "device".into(), "p2p".into()],
-            values: vec![vec!["r0".into(), "r1".into(), "r2".into()], vec!["d0".into(), "d1".into(), "d2".into(), "d3".into()], vec!["0".into(), "1".into()]],
+            values: vec![
+                vec!["r0".into(), "r1".into(), "r2".into()],
+                vec!["d0".into(), "d1".into(), "d2".into(), "d3".into()],
+                vec!["0".into(), "1".into()],
+            ],
             leaves,
             ratio: true,
         }

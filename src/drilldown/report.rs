@@ -38,7 +38,15 @@ pub fn localise(kind: SearchKind, cube: &Cube, cuboids: &Cuboids, max_layer: usi
 /// of squares, covariance Σab), in the normal approximation; forecasts stay. So a finding
 /// carried by a few noisy rows is found again less often than one carried by many. Replicas
 /// run on two threads.
-pub fn confidence(kind: SearchKind, cube: &Cube, cuboids: &Cuboids, max_layer: usize, found: &[Element], replicas: usize, seed: u64) -> Vec<f64> {
+pub fn confidence(
+    kind: SearchKind,
+    cube: &Cube,
+    cuboids: &Cuboids,
+    max_layer: usize,
+    found: &[Element],
+    replicas: usize,
+    seed: u64,
+) -> Vec<f64> {
     if found.is_empty() || replicas == 0 {
         return vec![0.0; found.len()];
     }
@@ -70,7 +78,10 @@ pub fn confidence(kind: SearchKind, cube: &Cube, cuboids: &Cuboids, max_layer: u
                 })
             })
             .collect();
-        workers.into_iter().filter_map(|w| w.join().ok()).fold(vec![0; found.len()], |acc, h| acc.iter().zip(&h).map(|(a, b)| a + b).collect())
+        workers
+            .into_iter()
+            .filter_map(|w| w.join().ok())
+            .fold(vec![0; found.len()], |acc, h| acc.iter().zip(&h).map(|(a, b)| a + b).collect())
     });
     hits.iter().map(|&h| h as f64 / replicas as f64).collect()
 }
@@ -106,7 +117,8 @@ pub struct Snapshot {
 
 /// The folder of a named baseline's versions.
 fn baseline_dir(root: &Path, name: &str) -> Result<PathBuf, String> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.') {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.')
+    {
         return Err(format!("baseline name {name:?}: use letters, digits, '-', '_' and '.'"));
     }
     Ok(root.join(name))
@@ -123,7 +135,15 @@ fn versions(dir: &Path) -> Vec<u32> {
 }
 
 /// Stores the cube's forecast as the next version of `name` under `root`.
-pub fn save_baseline(root: &Path, name: &str, cube: &Cube, q: &Query, kpi: &str, forecast: &str, data: &str) -> Result<Snapshot, String> {
+pub fn save_baseline(
+    root: &Path,
+    name: &str,
+    cube: &Cube,
+    q: &Query,
+    kpi: &str,
+    forecast: &str,
+    data: &str,
+) -> Result<Snapshot, String> {
     let dir = baseline_dir(root, name)?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let version = versions(&dir).last().map_or(1, |v| v + 1);
@@ -149,14 +169,23 @@ pub fn save_baseline(root: &Path, name: &str, cube: &Cube, q: &Query, kpi: &str,
     let text = serde_json::to_string(&snap).map_err(|e| e.to_string())?;
     // Written beside and renamed: a reader never sees half a version.
     let tmp = dir.join(format!(".v{version}.json.tmp"));
-    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(snap)
 }
 
 /// Loads `NAME` (the newest version) or `NAME@N`.
 pub fn load_baseline(root: &Path, spec: &str) -> Result<Snapshot, String> {
     let (name, version) = match spec.split_once('@') {
-        Some((n, v)) => (n, Some(v.trim_start_matches('v').parse::<u32>().map_err(|_| format!("--against {spec:?}: the version after @ is a number"))?)),
+        Some((n, v)) => (
+            n,
+            Some(
+                v.trim_start_matches('v')
+                    .parse::<u32>()
+                    .map_err(|_| format!("--against {spec:?}: the version after @ is a number"))?,
+            ),
+        ),
         None => (spec, None),
     };
     let dir = baseline_dir(root, name)?;
@@ -172,7 +201,13 @@ pub fn load_baseline(root: &Path, spec: &str) -> Result<Snapshot, String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let snap: Snapshot = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some((i, _)) = snap.segments.iter().enumerate().find(|(_, s)| s.0.len() != snap.dims.len()) {
-        return Err(format!("{}: segment {} has {} values for {} dimensions", path.display(), i + 1, snap.segments[i].0.len(), snap.dims.len()));
+        return Err(format!(
+            "{}: segment {} has {} values for {} dimensions",
+            path.display(),
+            i + 1,
+            snap.segments[i].0.len(),
+            snap.dims.len()
+        ));
     }
     if snap.length_ms <= 0 {
         return Err(format!("{}: length_ms must be positive", path.display()));
@@ -184,7 +219,16 @@ pub fn load_baseline(root: &Path, spec: &str) -> Result<Snapshot, String> {
 /// length; segments new since the baseline have no forecast).
 pub fn cube_against(rows: &Rows, q: &Query, snap: &Snapshot) -> Result<Cube, DataError> {
     if snap.dims != rows.dims {
-        return Err(DataError::File { file: rows.file.clone(), message: format!("baseline {}@{} has dimensions {} but --dims is {}", snap.name, snap.version, snap.dims.join(","), rows.dims.join(",")) });
+        return Err(DataError::File {
+            file: rows.file.clone(),
+            message: format!(
+                "baseline {}@{} has dimensions {} but --dims is {}",
+                snap.name,
+                snap.version,
+                snap.dims.join(","),
+                rows.dims.join(",")
+            ),
+        });
     }
     let mut b = CubeBuilder::new(rows.dims.clone());
     let mut any = false;
@@ -196,7 +240,10 @@ pub fn cube_against(rows: &Rows, q: &Query, snap: &Snapshot) -> Result<Cube, Dat
         }
     }
     if !any {
-        return Err(DataError::File { file: rows.file.clone(), message: format!("the current window ({}) has no rows", span_text(q.current)) });
+        return Err(DataError::File {
+            file: rows.file.clone(),
+            message: format!("the current window ({}) has no rows", span_text(q.current)),
+        });
     }
     let scale = (q.current.1 - q.current.0) as f64 / snap.length_ms.max(1) as f64;
     let mut key = vec![0u32; rows.dims.len()];
@@ -234,8 +281,16 @@ pub fn compare(earlier: &Earlier, now: &[Finding]) -> Since {
         earlier_baseline: earlier.baseline.clone(),
         earlier_after: earlier.after,
         new: now.iter().filter(|f| !old.contains_key(f.element.as_str())).map(|f| f.element.clone()).collect(),
-        gone: earlier.findings.iter().filter(|f| !now.iter().any(|n| n.element == f.element)).map(|f| f.element.clone()).collect(),
-        kept: now.iter().filter_map(|f| old.get(f.element.as_str()).map(|&s| (f.element.clone(), s, f.share))).collect(),
+        gone: earlier
+            .findings
+            .iter()
+            .filter(|f| !now.iter().any(|n| n.element == f.element))
+            .map(|f| f.element.clone())
+            .collect(),
+        kept: now
+            .iter()
+            .filter_map(|f| old.get(f.element.as_str()).map(|&s| (f.element.clone(), s, f.share)))
+            .collect(),
     }
 }
 
@@ -278,15 +333,27 @@ pub struct Options {
 /// is a dimension. (Not its new version: that segment has no rows before the change, so it has
 /// nothing to compare.)
 fn touched(rows: &Rows, c: &Change) -> Option<Element> {
-    let has = |d: &str, v: &str| rows.dims.iter().position(|x| x == d).is_some_and(|i| rows.values()[i].iter().any(|x| x == v));
+    let has = |d: &str, v: &str| {
+        rows.dims.iter().position(|x| x == d).is_some_and(|i| rows.values()[i].iter().any(|x| x == v))
+    };
     if has("service", &c.service) {
         return Some(vec![("service".into(), c.service.clone())]);
     }
-    c.keys.iter().find(|k| k.new.as_deref().is_some_and(|v| has(&k.key, v))).map(|k| vec![(k.key.clone(), k.new.clone().unwrap_or_default())])
+    c.keys
+        .iter()
+        .find(|k| k.new.as_deref().is_some_and(|v| has(&k.key, v)))
+        .map(|k| vec![(k.key.clone(), k.new.clone().unwrap_or_default())])
 }
 
 /// The whole drill-down of `cube` (made from `rows` for `q`).
-pub fn build(rows: &Rows, q: &Query, cube: &Cube, baseline: BaselineRef, opts: &Options, since: Option<&Earlier>) -> Report {
+pub fn build(
+    rows: &Rows,
+    q: &Query,
+    cube: &Cube,
+    baseline: BaselineRef,
+    opts: &Options,
+    since: Option<&Earlier>,
+) -> Report {
     let cuboids = Cuboids::new(cube, opts.max_attributes);
     let found = localise(opts.search, cube, &cuboids, opts.max_attributes);
     let mut explanation = super::explain(cube, &found);
@@ -376,23 +443,48 @@ fn fmt_kpi(x: f64, ratio: bool, both_unit: bool) -> String {
 /// audit's warnings first.
 pub fn narrative(r: &Report, ratio: bool) -> Vec<String> {
     let x = &r.explanation;
-    let unit = ratio && [x.before, x.after].iter().chain(x.findings.iter().flat_map(|f| [&f.before, &f.after])).all(|v| (0.0..=1.0).contains(v));
+    let unit = ratio
+        && [x.before, x.after]
+            .iter()
+            .chain(x.findings.iter().flat_map(|f| [&f.before, &f.after]))
+            .all(|v| (0.0..=1.0).contains(v));
     let k = |v: f64| fmt_kpi(v, ratio, unit);
     let mut out: Vec<String> = r.audit.warnings.iter().map(|w| format!("Data warning: {w}.")).collect();
     let change = x.after - x.before;
-    let verb = if change < 0.0 { "fell" } else if change > 0.0 { "rose" } else { "stayed" };
+    let verb = if change < 0.0 {
+        "fell"
+    } else if change > 0.0 {
+        "rose"
+    } else {
+        "stayed"
+    };
     let noun = if change < 0.0 { "drop" } else { "rise" };
     let against = match (&r.baseline.name, r.baseline.version) {
         (Some(n), Some(v)) => format!("baseline {n} v{v}, {}", r.baseline.forecast),
         _ => r.baseline.forecast.clone(),
     };
-    out.push(format!("{} {verb} from {} to {} (forecast {against}; current window {}).", r.kpi, k(x.before), k(x.after), r.current));
+    out.push(format!(
+        "{} {verb} from {} to {} (forecast {against}; current window {}).",
+        r.kpi,
+        k(x.before),
+        k(x.after),
+        r.current
+    ));
     if x.findings.is_empty() {
-        out.push(format!("No combination of up to {} attributes explains the {noun}: it is spread over the segments.", r.max_attributes));
+        out.push(format!(
+            "No combination of up to {} attributes explains the {noun}: it is spread over the segments.",
+            r.max_attributes
+        ));
     }
     for f in &x.findings {
         let conf = f.confidence.map(|c| format!(", confidence {c:.2}")).unwrap_or_default();
-        out.push(format!("{:.0} % of the {noun} is explained by {} ({} → {}){conf}.", 100.0 * f.share, text_label(&f.element), k(f.before), k(f.after)));
+        out.push(format!(
+            "{:.0} % of the {noun} is explained by {} ({} → {}){conf}.",
+            100.0 * f.share,
+            text_label(&f.element),
+            k(f.before),
+            k(f.after)
+        ));
     }
     if x.findings.len() > 1 {
         out.push(format!("Together they explain {:.0} % of it.", 100.0 * x.explained));
@@ -407,29 +499,48 @@ pub fn narrative(r: &Report, ratio: bool) -> Vec<String> {
         out.push(format!(
             "Since the earlier report (against {}): new {}; gone {}.",
             s.earlier_baseline.window,
-            if s.new.is_empty() { "none".into() } else { s.new.iter().map(|e| text_label(e)).collect::<Vec<_>>().join(", ") },
-            if s.gone.is_empty() { "none".into() } else { s.gone.iter().map(|e| text_label(e)).collect::<Vec<_>>().join(", ") }
+            if s.new.is_empty() {
+                "none".into()
+            } else {
+                s.new.iter().map(|e| text_label(e)).collect::<Vec<_>>().join(", ")
+            },
+            if s.gone.is_empty() {
+                "none".into()
+            } else {
+                s.gone.iter().map(|e| text_label(e)).collect::<Vec<_>>().join(", ")
+            }
         ));
     }
     out
 }
 
-
 /// A bar chart of the findings' shares of the change (and what is left), as SVG.
 pub fn chart(r: &Report) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let mut bars: Vec<(String, f64)> = r.explanation.findings.iter().map(|f| (text_label(&f.element), f.share)).collect();
+    let mut bars: Vec<(String, f64)> =
+        r.explanation.findings.iter().map(|f| (text_label(&f.element), f.share)).collect();
     bars.push(("not explained".into(), 1.0 - r.explanation.explained));
     let (w, row, left) = (720.0, 28.0, 300.0);
     let max = bars.iter().map(|b| b.1.abs()).fold(1.0f64, f64::max);
     let scale = (w - left - 80.0) / max;
     let h = 50.0 + row * bars.len() as f64;
-    let mut s = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="13">"#);
-    s += &format!(r#"<text x="10" y="22" font-weight="bold">{}: share of the change by segment (Shapley)</text>"#, esc(&r.kpi));
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="13">"#
+    );
+    s += &format!(
+        r#"<text x="10" y="22" font-weight="bold">{}: share of the change by segment (Shapley)</text>"#,
+        esc(&r.kpi)
+    );
     for (i, (name, share)) in bars.iter().enumerate() {
         let y = 40.0 + row * i as f64;
         let len = share.abs() * scale;
-        let color = if i + 1 == bars.len() { "#bbbbbb" } else if *share >= 0.0 { "#c0392b" } else { "#2e86c1" };
+        let color = if i + 1 == bars.len() {
+            "#bbbbbb"
+        } else if *share >= 0.0 {
+            "#c0392b"
+        } else {
+            "#2e86c1"
+        };
         s += &format!(r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 8.0, y + 15.0, esc(name));
         s += &format!(r#"<rect x="{left}" y="{}" width="{len:.1}" height="{}" fill="{color}"/>"#, y + 4.0, row - 8.0);
         s += &format!(r#"<text x="{:.1}" y="{}">{:.0} %</text>"#, left + len + 6.0, y + 15.0, 100.0 * share);
@@ -471,7 +582,16 @@ mod tests {
     }
 
     fn options() -> Options {
-        Options { kpi: "Conversion".into(), search: SearchKind::Ripple, max_attributes: 3, replicas: 40, seed: 7, changes: Vec::new(), treated: None, arm: None }
+        Options {
+            kpi: "Conversion".into(),
+            search: SearchKind::Ripple,
+            max_attributes: 3,
+            replicas: 40,
+            seed: 7,
+            changes: Vec::new(),
+            treated: None,
+            arm: None,
+        }
     }
 
     #[test]
@@ -480,18 +600,37 @@ mod tests {
         let q = query();
         let rows = read(&data(dir.path()), &q).unwrap();
         let (cube, forecast) = rows.cube(&q).unwrap();
-        let deploy: Change = serde_json::from_value(serde_json::json!({"time": 1_700_001_790_000i64, "service": "app", "kind": "deploy", "version": "2.0"})).unwrap();
+        let deploy: Change = serde_json::from_value(
+            serde_json::json!({"time": 1_700_001_790_000i64, "service": "app", "kind": "deploy", "version": "2.0"}),
+        )
+        .unwrap();
         // The deploy shipped the iOS app (version 2.0 has no rows before it: not a segment to
         // compare, so the treated segment is given).
         let opts = Options { changes: vec![deploy], treated: Some(vec![("device".into(), "ios".into())]), ..options() };
-        let base = BaselineRef { name: None, version: None, window: span_text(q.baseline), forecast, data: "kpi.csv".into(), created: None };
+        let base = BaselineRef {
+            name: None,
+            version: None,
+            window: span_text(q.baseline),
+            forecast,
+            data: "kpi.csv".into(),
+            created: None,
+        };
         let r = build(&rows, &q, &cube, base, &opts, None);
         let f = &r.explanation.findings;
         // (region=se ∧ version=2.0 names the same current leaves; the first cuboid is kept.)
-        assert_eq!(f.iter().map(|f| f.element.as_str()).collect::<Vec<_>>(), vec!["device=ios&region=se"], "{:#?}", r.narrative);
+        assert_eq!(
+            f.iter().map(|f| f.element.as_str()).collect::<Vec<_>>(),
+            vec!["device=ios&region=se"],
+            "{:#?}",
+            r.narrative
+        );
         assert!(f[0].share > 0.9 && f[0].confidence.unwrap() >= 0.9, "{f:?}");
         assert!(r.narrative[0].starts_with("Conversion fell from 3.10 % to 2.86 %"), "{}", r.narrative[0]);
-        assert!(r.narrative[1].contains("of the drop is explained by device=ios ∧ region=se (3.10 % → 1.00 %), confidence"), "{}", r.narrative[1]);
+        assert!(
+            r.narrative[1].contains("of the drop is explained by device=ios ∧ region=se (3.10 % → 1.00 %), confidence"),
+            "{}",
+            r.narrative[1]
+        );
         // Its DiD against the rest is negative and significant, and it came before the
         // divergence.
         let ch = &r.changes[0];
@@ -519,9 +658,29 @@ mod tests {
         let again = cube_against(&rows, &q, &v1).unwrap();
         let sum = |c: &Cube| c.leaves.iter().map(|l| l.fa).sum::<f64>();
         assert!((sum(&again) - sum(&cube)).abs() < 1e-6 && again.leaves.len() == cube.leaves.len());
-        let base = BaselineRef { name: Some("checkout".into()), version: Some(1), window: span_text(q.baseline), forecast, data: "kpi.csv".into(), created: Some(v1.created) };
+        let base = BaselineRef {
+            name: Some("checkout".into()),
+            version: Some(1),
+            window: span_text(q.baseline),
+            forecast,
+            data: "kpi.csv".into(),
+            created: Some(v1.created),
+        };
         let r = build(&rows, &q, &again, base, &Options { replicas: 0, ..options() }, None);
-        let earlier = Earlier { before: 0.03, after: 0.02, baseline: r.baseline.clone(), findings: vec![Finding { element: "device=web".into(), effect: 0.0, share: 0.5, before: 0.0, after: 0.0, surprise: 0.0, confidence: None }] };
+        let earlier = Earlier {
+            before: 0.03,
+            after: 0.02,
+            baseline: r.baseline.clone(),
+            findings: vec![Finding {
+                element: "device=web".into(),
+                effect: 0.0,
+                share: 0.5,
+                before: 0.0,
+                after: 0.0,
+                surprise: 0.0,
+                confidence: None,
+            }],
+        };
         let s = compare(&earlier, &r.explanation.findings);
         assert_eq!((s.new, s.gone), (vec!["device=ios&region=se".to_string()], vec!["device=web".to_string()]));
         assert!(r.narrative.iter().any(|l| l.contains("baseline checkout v1")));

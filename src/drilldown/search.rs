@@ -25,7 +25,8 @@ pub struct Cuboids {
 
 impl Cuboids {
     pub fn new(cube: &Cube, max_layer: usize) -> Cuboids {
-        let (mut dims, mut group, mut keys, mut members, mut start) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut dims, mut group, mut keys, mut members, mut start) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for layer in 1..=max_layer.min(cube.dims.len()) {
             for ds in combinations(cube.dims.len(), layer) {
                 // Up to three u32 ids packed in a u128.
@@ -244,7 +245,11 @@ pub fn adtributor(cube: &Cube, t_eep: f64, t_ep: f64) -> Vec<Element> {
                 let ep = if cube.ratio {
                     let num = (ea - efa) * fb - (eb - efb) * fa;
                     let den = fb * (fb + (eb - efb));
-                    if den.abs() > 1e-12 { num / den } else { 0.0 }
+                    if den.abs() > 1e-12 {
+                        num / den
+                    } else {
+                        0.0
+                    }
                 } else if (a - fa).abs() > 1e-12 {
                     (ea - efa) / (a - fa)
                 } else {
@@ -327,7 +332,9 @@ pub fn squeeze(cube: &Cube, cuboids: &Cuboids, cfg: &SqueezeConfig) -> Vec<Eleme
         counts[bin(dev[i])] += 1;
     }
     let peaks: Vec<f64> = (0..counts.len())
-        .filter(|&k| counts[k] > 0 && (k == 0 || counts[k] >= counts[k - 1]) && counts.get(k + 1).is_none_or(|&c| counts[k] > c))
+        .filter(|&k| {
+            counts[k] > 0 && (k == 0 || counts[k] >= counts[k - 1]) && counts.get(k + 1).is_none_or(|&c| counts[k] > c)
+        })
         .map(|k| -2.0 + width * (k as f64 + 0.5))
         .collect();
     let mut clusters: Vec<Vec<usize>> = vec![Vec::new(); peaks.len()];
@@ -357,7 +364,11 @@ pub fn squeeze(cube: &Cube, cuboids: &Cuboids, cfg: &SqueezeConfig) -> Vec<Eleme
                 hits[groups[i] as usize] += usize::from(in_cluster[i]);
             }
             let mut order: Vec<usize> = (0..m).filter(|&g| hits[g] > 0).collect();
-            order.sort_by(|&x, &y| (hits[y] as f64 / size[y] as f64).total_cmp(&(hits[x] as f64 / size[x] as f64)).then(hits[y].cmp(&hits[x])));
+            order.sort_by(|&x, &y| {
+                (hits[y] as f64 / size[y] as f64)
+                    .total_cmp(&(hits[x] as f64 / size[x] as f64))
+                    .then(hits[y].cmp(&hits[x]))
+            });
             for k in 1..=cfg.max_set.min(order.len()) {
                 let set = &order[..k];
                 let mut inside = vec![false; m];
@@ -431,7 +442,11 @@ fn knee(dev: &[f64]) -> Option<f64> {
     if y1 - y0 <= 1e-12 {
         return s.last().copied();
     }
-    let (i, _) = cum.iter().enumerate().map(|(i, y)| (i, (y - y0) / (y1 - y0) - i as f64 / n)).max_by(|x, y| x.1.total_cmp(&y.1))?;
+    let (i, _) = cum
+        .iter()
+        .enumerate()
+        .map(|(i, y)| (i, (y - y0) / (y1 - y0) - i as f64 / n))
+        .max_by(|x, y| x.1.total_cmp(&y.1))?;
     Some(s[i])
 }
 
@@ -466,7 +481,8 @@ mod tests {
                 l.a = l.fa * 1.4;
             }
         }
-        let mut got: Vec<String> = squeeze(&c, &Cuboids::new(&c, 3), &SqueezeConfig::default()).iter().map(element_text).collect();
+        let mut got: Vec<String> =
+            squeeze(&c, &Cuboids::new(&c, 3), &SqueezeConfig::default()).iter().map(element_text).collect();
         got.sort();
         assert_eq!(got, vec!["device=d2&region=r1", "p2p=0&region=r2"]);
     }

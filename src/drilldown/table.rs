@@ -129,7 +129,11 @@ impl Rows {
 
     /// A row's denominator (0 for a total).
     pub fn den(&self, row: usize) -> f64 {
-        if self.ratio { self.den[row] } else { 0.0 }
+        if self.ratio {
+            self.den[row]
+        } else {
+            0.0
+        }
     }
 
     /// Per row, whether it lies inside `e` (a dimension or value the data lacks matches
@@ -199,7 +203,14 @@ impl Rows {
         };
         if let Method::Seasonal(p) = q.method {
             if p < len {
-                return Err(file_error(&self.file, format!("the season ({} s) is shorter than the current window ({} s): its windows would overlap", p / 1000, len / 1000)));
+                return Err(file_error(
+                    &self.file,
+                    format!(
+                        "the season ({} s) is shorter than the current window ({} s): its windows would overlap",
+                        p / 1000,
+                        len / 1000
+                    ),
+                ));
             }
         }
         if let Some(p) = step {
@@ -215,7 +226,12 @@ impl Rows {
         if matches!(q.method, Method::Robust | Method::Seasonal(_)) && !robust {
             return Err(file_error(
                 &self.file,
-                format!("the baseline ({}) holds no window as long as the current one ({} s){}", span_text(q.baseline), len / 1000, if matches!(q.method, Method::Robust) { " three times" } else { " a whole season back" }),
+                format!(
+                    "the baseline ({}) holds no window as long as the current one ({} s){}",
+                    span_text(q.baseline),
+                    len / 1000,
+                    if matches!(q.method, Method::Robust) { " three times" } else { " a whole season back" }
+                ),
             ));
         }
         let mut b = CubeBuilder::new(self.dims.clone());
@@ -260,21 +276,43 @@ impl Rows {
                 totals[i % w][0] += x[0];
                 totals[i % w][1] += x[1];
             }
-            let kpi: Vec<f64> = totals.iter().map(|t| if self.ratio { if t[1] > 0.0 { t[0] / t[1] } else { f64::NAN } } else { t[0] }).collect();
+            let kpi: Vec<f64> = totals
+                .iter()
+                .map(|t| {
+                    if self.ratio {
+                        if t[1] > 0.0 {
+                            t[0] / t[1]
+                        } else {
+                            f64::NAN
+                        }
+                    } else {
+                        t[0]
+                    }
+                })
+                .collect();
             let robust = crate::detect::stats::Robust::of(&kpi);
             let keep: Vec<bool> = kpi.iter().map(|&x| w < 3 || (x.is_finite() && robust.z(x).abs() <= 3.0)).collect();
             let kept = keep.iter().filter(|&&k| k).count().max(1);
             for (key, leaf) in leaf_of {
                 let ws = &per_window[leaf * w..(leaf + 1) * w];
-                let (fa, fb) = ws.iter().zip(&keep).filter(|(_, &k)| k).fold((0.0, 0.0), |(x, y), (v, _)| (x + v[0], y + v[1]));
+                let (fa, fb) =
+                    ws.iter().zip(&keep).filter(|(_, &k)| k).fold((0.0, 0.0), |(x, y), (v, _)| (x + v[0], y + v[1]));
                 b.add_forecast(key, fa / kept as f64, fb / kept as f64);
             }
             let dropped = w - keep.iter().filter(|&&k| k).count();
-            let left_out = if dropped > 0 { format!(", leaving out {dropped} whose total was an outlier") } else { String::new() };
+            let left_out =
+                if dropped > 0 { format!(", leaving out {dropped} whose total was an outlier") } else { String::new() };
             statement = match q.method {
-                Method::Seasonal(p) if w >= 3 => format!("seasonal: per segment, the mean of {w} windows one season ({} s) apart in the baseline{left_out}", p / 1000),
-                Method::Seasonal(p) => format!("seasonal-naive: per segment, the mean of {w} window(s) one season ({} s) back", p / 1000),
-                _ => format!("robust: per segment, the mean of the {w} baseline windows as long as the current one{left_out}"),
+                Method::Seasonal(p) if w >= 3 => format!(
+                    "seasonal: per segment, the mean of {w} windows one season ({} s) apart in the baseline{left_out}",
+                    p / 1000
+                ),
+                Method::Seasonal(p) => {
+                    format!("seasonal-naive: per segment, the mean of {w} window(s) one season ({} s) back", p / 1000)
+                }
+                _ => format!(
+                    "robust: per segment, the mean of the {w} baseline windows as long as the current one{left_out}"
+                ),
             };
         } else {
             let scale = len as f64 / (q.baseline.1 - q.baseline.0) as f64;
@@ -310,12 +348,17 @@ const TIME_NAMES: [&str; 6] = ["time", "timestamp", "ts", "min", "date", "minute
 
 fn columns(file: &str, headers: &[String], q: &Query) -> Result<Columns, DataError> {
     let find = |name: &str, what: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| file_error(file, format!("no {what} column {name:?} (the columns are: {})", headers.join(", "))))
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            file_error(file, format!("no {what} column {name:?} (the columns are: {})", headers.join(", ")))
+        })
     };
-    let time = TIME_NAMES
-        .iter()
-        .find_map(|n| headers.iter().position(|h| h.eq_ignore_ascii_case(n)))
-        .ok_or_else(|| file_error(file, format!("no time column (one of {}; the columns are: {})", TIME_NAMES.join(", "), headers.join(", "))))?;
+    let time =
+        TIME_NAMES.iter().find_map(|n| headers.iter().position(|h| h.eq_ignore_ascii_case(n))).ok_or_else(|| {
+            file_error(
+                file,
+                format!("no time column (one of {}; the columns are: {})", TIME_NAMES.join(", "), headers.join(", ")),
+            )
+        })?;
     let dims = q.dims.iter().map(|d| find(d, "dimension")).collect::<Result<Vec<_>, _>>()?;
     let (num, den) = match &q.measure {
         Measure::Sum(m) => (find(m, "measure")?, None),
@@ -353,12 +396,22 @@ impl Part {
 
     /// One row; `at` names it for errors, `names` are the time, numerator and denominator
     /// columns' names.
-    fn push(&mut self, at: &dyn Fn() -> String, t: &str, dims: &[&str], num: Cell, den: Cell, names: &[&str; 3]) -> Result<(), DataError> {
+    fn push(
+        &mut self,
+        at: &dyn Fn() -> String,
+        t: &str,
+        dims: &[&str],
+        num: Cell,
+        den: Cell,
+        names: &[&str; 3],
+    ) -> Result<(), DataError> {
         let cell = |column: &str, message: String| DataError::Cell { at: at(), column: column.to_string(), message };
         // Epoch integers (the common case) parse once; anything else as `parse_time_str` does.
         let t = match t.parse::<i64>() {
             Ok(i) if i.unsigned_abs() < 1 << 53 => crate::ingest::time::from_number(i as f64),
-            _ => crate::ingest::time::parse_time_str(t).ok_or_else(|| cell(names[0], format!("{t:?} is not a time")))?,
+            _ => {
+                crate::ingest::time::parse_time_str(t).ok_or_else(|| cell(names[0], format!("{t:?} is not a time")))?
+            }
         };
         if t < self.span.0 || t >= self.span.1 {
             return Ok(());
@@ -382,12 +435,36 @@ impl Part {
 fn merge(file: String, q: &Query, parts: Vec<Part>) -> Rows {
     let mut parts = parts.into_iter();
     let Some(first) = parts.next() else {
-        return Rows { file, dims: q.dims.clone(), ratio: matches!(q.measure, Measure::Ratio(..)), keys: Vec::new(), time: Vec::new(), num: Vec::new(), den: Vec::new(), builder: CubeBuilder::new(q.dims.clone()) };
+        return Rows {
+            file,
+            dims: q.dims.clone(),
+            ratio: matches!(q.measure, Measure::Ratio(..)),
+            keys: Vec::new(),
+            time: Vec::new(),
+            num: Vec::new(),
+            den: Vec::new(),
+            builder: CubeBuilder::new(q.dims.clone()),
+        };
     };
-    let mut rows = Rows { file, dims: q.dims.clone(), ratio: first.ratio, keys: first.keys, time: first.time, num: first.num, den: first.den, builder: first.builder };
+    let mut rows = Rows {
+        file,
+        dims: q.dims.clone(),
+        ratio: first.ratio,
+        keys: first.keys,
+        time: first.time,
+        num: first.num,
+        den: first.den,
+        builder: first.builder,
+    };
     let d = rows.dims.len();
     for p in parts {
-        let remap: Vec<Vec<u32>> = p.builder.values().iter().enumerate().map(|(dim, vals)| vals.iter().map(|v| rows.builder.id(dim, v)).collect()).collect();
+        let remap: Vec<Vec<u32>> = p
+            .builder
+            .values()
+            .iter()
+            .enumerate()
+            .map(|(dim, vals)| vals.iter().map(|v| rows.builder.id(dim, v)).collect())
+            .collect();
         rows.keys.extend(p.keys.iter().enumerate().map(|(i, &k)| remap[i % d][k as usize]));
         rows.time.extend(p.time);
         rows.num.extend(p.num);
@@ -410,7 +487,8 @@ pub fn read(path: &Path, q: &Query) -> Result<Rows, DataError> {
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes).map_err(|e| file_error(&file, e.to_string()))?;
     let mut r = csv::Reader::from_reader(bytes.as_slice());
-    let headers: Vec<String> = r.headers().map_err(|e| file_error(&file, e.to_string()))?.iter().map(str::to_string).collect();
+    let headers: Vec<String> =
+        r.headers().map_err(|e| file_error(&file, e.to_string()))?.iter().map(str::to_string).collect();
     let mut body_start = r.position().byte() as usize;
     drop(r);
     // After a CRLF header the reader stops before the `\n`.
@@ -425,8 +503,14 @@ pub fn read(path: &Path, q: &Query) -> Result<Rows, DataError> {
     let chunks = [(&body[..split], first_line), (&body[split..], first_line + bytecount(&body[..split]))];
     let results: Vec<Result<Part, DataError>> = std::thread::scope(|s| {
         let (file, c, names) = (&file, &c, &names);
-        let handles: Vec<_> = chunks.iter().map(|&(chunk, line0)| s.spawn(move || parse_chunk(file, q, c, names, chunk, line0))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(file_error(&file, "a reader thread failed")))).collect()
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|&(chunk, line0)| s.spawn(move || parse_chunk(file, q, c, names, chunk, line0)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(file_error(&file, "a reader thread failed"))))
+            .collect()
     });
     let parts = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(merge(file, q, parts))
@@ -451,9 +535,17 @@ fn split_point(body: &[u8]) -> usize {
     0
 }
 
-fn parse_chunk(file: &str, q: &Query, c: &Columns, names: &[&str; 3], chunk: &[u8], first_line: usize) -> Result<Part, DataError> {
+fn parse_chunk(
+    file: &str,
+    q: &Query,
+    c: &Columns,
+    names: &[&str; 3],
+    chunk: &[u8],
+    first_line: usize,
+) -> Result<Part, DataError> {
     let mut part = Part::new(q);
-    let number = |s: &str| s.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("{s:?} is not a number"));
+    let number =
+        |s: &str| s.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("{s:?} is not a number"));
     let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(chunk);
     let mut rec = csv::StringRecord::new();
     let width = c.dims.iter().chain([&c.time, &c.num]).chain(c.den.iter()).max().map_or(0, |m| m + 1);
@@ -466,7 +558,10 @@ fn parse_chunk(file: &str, q: &Query, c: &Columns, names: &[&str; 3], chunk: &[u
         }
         let at = || format!("{file}:{line}");
         if rec.len() < width {
-            return Err(file_error(file, format!("line {line}: {} fields, but the columns read need {width}", rec.len())));
+            return Err(file_error(
+                file,
+                format!("line {line}: {} fields, but the columns read need {width}", rec.len()),
+            ));
         }
         let get = |i: usize| rec.get(i).unwrap_or("").trim();
         let dims: Vec<&str> = c.dims.iter().map(|&i| get(i)).collect();
@@ -488,7 +583,9 @@ fn parse_chunk(file: &str, q: &Query, c: &Columns, names: &[&str; 3], chunk: &[u
 /// thread's chunk, not the file).
 fn csv_problem(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("{len} fields where the other lines have {expected_len}"),
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("{len} fields where the other lines have {expected_len}")
+        }
         csv::ErrorKind::Utf8 { err, .. } => format!("not UTF-8 ({err})"),
         csv::ErrorKind::Io(err) => err.to_string(),
         _ => "not readable as CSV".to_string(),
@@ -509,9 +606,16 @@ fn read_parquet(path: &Path, q: &Query, part: &mut Part) -> Result<(), DataError
     let mut row = 0usize;
     for batch in reader {
         let batch = batch.map_err(|e| file_error(&file, format!("row {}: {e}", row + 1)))?;
-        let text = |i: usize| arrow_cast::cast(batch.column(i), &DataType::Utf8).map_err(|e| file_error(&file, format!("column {:?}: {e}", headers[i])));
+        let text = |i: usize| {
+            arrow_cast::cast(batch.column(i), &DataType::Utf8)
+                .map_err(|e| file_error(&file, format!("column {:?}: {e}", headers[i])))
+        };
         let float = |i: usize| {
-            arrow_cast::cast(batch.column(i), &DataType::Float64).map_err(|_| DataError::Cell { at: file.clone(), column: headers[i].clone(), message: format!("has type {}, not a number", batch.column(i).data_type()) })
+            arrow_cast::cast(batch.column(i), &DataType::Float64).map_err(|_| DataError::Cell {
+                at: file.clone(),
+                column: headers[i].clone(),
+                message: format!("has type {}, not a number", batch.column(i).data_type()),
+            })
         };
         let time = text(c.time)?;
         let dims: Vec<_> = c.dims.iter().map(|&i| text(i)).collect::<Result<_, _>>()?;
@@ -530,7 +634,9 @@ fn read_parquet(path: &Path, q: &Query, part: &mut Part) -> Result<(), DataError
                 if a.is_null(i) {
                     Err("is null".into())
                 } else {
-                    Some(a.value(i)).filter(|x| x.is_finite()).ok_or_else(|| format!("{} is not a finite number", a.value(i)))
+                    Some(a.value(i))
+                        .filter(|x| x.is_finite())
+                        .ok_or_else(|| format!("{} is not a finite number", a.value(i)))
                 }
             };
             let t = if time.is_null(i) { "" } else { time.value(i) };
@@ -566,8 +672,13 @@ mod tests {
         let q = query();
         let read_cube = |text: &str| read(&write(dir.path(), text), &q).and_then(|r| r.cube(&q)).map(|c| c.0);
         let e = read_cube("time,device,orders,visits\n1700000010,ios,3,100\n").unwrap_err().to_string();
-        assert!(e.contains("kpi.csv: no dimension column \"region\" (the columns are: time, device, orders, visits)"), "{e}");
-        let e = read_cube("time,device,region,orders,visits\n1700000010,ios,se,3,100\n1700000070,ios,se,three,100\n").unwrap_err().to_string();
+        assert!(
+            e.contains("kpi.csv: no dimension column \"region\" (the columns are: time, device, orders, visits)"),
+            "{e}"
+        );
+        let e = read_cube("time,device,region,orders,visits\n1700000010,ios,se,3,100\n1700000070,ios,se,three,100\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.ends_with("kpi.csv:3: column \"orders\": \"three\" is not a number"), "{e}");
         let e = read_cube("time,device,region,orders,visits\n1700000010,ios,se,3,\n").unwrap_err().to_string();
         assert!(e.ends_with("kpi.csv:2: column \"visits\": \"\" is not a number"), "{e}");
@@ -575,7 +686,9 @@ mod tests {
         assert!(e.ends_with("kpi.csv:2: column \"time\": \"yesterday\" is not a time"), "{e}");
         let e = read_cube("time,device,region,orders,visits\n1700000070,ios,se,3,100\n").unwrap_err().to_string();
         assert!(e.contains("the baseline window (2023-11-14T22:13:20Z..2023-11-14T22:14:20Z) has no rows"), "{e}");
-        let e = read_cube("time,device,region,orders,visits\n1700000010,ios,se,3,100\n1700000070,ios,se\n").unwrap_err().to_string();
+        let e = read_cube("time,device,region,orders,visits\n1700000010,ios,se,3,100\n1700000070,ios,se\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 3"), "{e}");
         // Long enough for two reader threads: the line number counts from the file's start.
         let mut long = String::from("time,device,region,orders,visits\n");
@@ -588,7 +701,9 @@ mod tests {
         // CRLF line endings count the same lines.
         let e = read_cube(&long.replace('\n', "\r\n").replace("\"s\r\ne\"", "\"s\ne\"")).unwrap_err().to_string();
         assert!(e.ends_with("kpi.csv:2000: column \"orders\": \"x\" is not a number"), "{e}");
-        let e = read_cube("time,device,region,orders,visits\r\n1700000010,ios,se,3,100\r\n1700000070,ios,se,x,100\r\n").unwrap_err().to_string();
+        let e = read_cube("time,device,region,orders,visits\r\n1700000010,ios,se,3,100\r\n1700000070,ios,se,x,100\r\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.ends_with("kpi.csv:3: column \"orders\": \"x\" is not a number"), "{e}");
         // A ragged line in the second thread's half names the file's line, not the chunk's.
         let mut ragged = String::from("time,device,region,orders,visits\n");
@@ -597,7 +712,11 @@ mod tests {
         }
         ragged += "1700000070,ios,se,3,100,7\n1700000071,ios,se,3,100\n";
         let e = read_cube(&ragged).unwrap_err().to_string();
-        assert!(e.contains("line 103: 5 fields where the other lines have 6") || e.contains("line 102: 6 fields where the other lines have 5"), "{e}");
+        assert!(
+            e.contains("line 103: 5 fields where the other lines have 6")
+                || e.contains("line 102: 6 fields where the other lines have 5"),
+            "{e}"
+        );
         let c = read_cube("time,device,region,orders,visits\n1700000010,ios,se,3,100\n1700000070,ios,se,2,100\n1700000070,android,se,3,100\n").unwrap();
         assert_eq!((c.leaves.len(), c.ratio), (2, true));
         assert!(window("5..3").is_err() && window("1700000000..1700000600").is_ok());
@@ -611,14 +730,29 @@ mod tests {
         // Five one-minute baseline windows: 10 orders each, but 100 in one of them.
         let mut text = String::from("time,device,region,orders,visits\n");
         for m in 0..6 {
-            let orders = if m == 2 { 100 } else if m == 5 { 5 } else { 10 };
+            let orders = if m == 2 {
+                100
+            } else if m == 5 {
+                5
+            } else {
+                10
+            };
             text += &format!("{},ios,se,{orders},100\n", 1_700_000_000 + 60 * m);
         }
         let p = write(dir.path(), &text);
-        let q = Query { baseline: window("1700000000..1700000300").unwrap(), current: window("1700000300..1700000360").unwrap(), ..query() };
+        let q = Query {
+            baseline: window("1700000000..1700000300").unwrap(),
+            current: window("1700000300..1700000360").unwrap(),
+            ..query()
+        };
         let rows = read(&p, &q).unwrap();
         let (c, how) = rows.cube(&q).unwrap();
-        assert!(how.starts_with("robust") && how.contains("5 baseline windows") && how.ends_with("leaving out 1 whose total was an outlier"), "{how}");
+        assert!(
+            how.starts_with("robust")
+                && how.contains("5 baseline windows")
+                && how.ends_with("leaving out 1 whose total was an outlier"),
+            "{how}"
+        );
         assert_eq!((c.leaves[0].fa, c.leaves[0].a), (10.0, 5.0));
         let (c, how) = rows.cube(&Query { method: Method::Scaled, ..q.clone() }).unwrap();
         assert!(how.starts_with("scaled") && (c.leaves[0].fa - 28.0).abs() < 1e-9, "{how} {}", c.leaves[0].fa);

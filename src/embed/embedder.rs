@@ -216,7 +216,11 @@ impl Embedder {
     pub fn load(dir: &Path, source: SourceKind) -> Result<Embedder, EmbedError> {
         let card = Embedder::read_card(dir, source)?;
         let (weights, card_path) = paths(dir, source);
-        check_features(&card, source).map_err(|message| EmbedError::FeatureMismatch { path: card_path.clone(), kind: source, message })?;
+        check_features(&card, source).map_err(|message| EmbedError::FeatureMismatch {
+            path: card_path.clone(),
+            kind: source,
+            message,
+        })?;
         let mut vs = nn::VarStore::new(device());
         let model = TabularResNet::new(&vs.root(), &card.architecture);
         vs.load(&weights)?;

@@ -27,10 +27,9 @@ impl FeatureSpec {
                 &["service", "level", "template"],
                 &["log_length", "tokens", "variable_share", "attributes", "is_error"],
             ),
-            SourceKind::Metrics => (
-                &["service", "metric", "indicator"],
-                &["value", "rolling_mean", "z_long", "z_rolling", "delta"],
-            ),
+            SourceKind::Metrics => {
+                (&["service", "metric", "indicator"], &["value", "rolling_mean", "z_long", "z_rolling", "delta"])
+            }
             SourceKind::Traces => (
                 &["service", "operation", "status"],
                 &["duration", "self_time", "queue_time", "children", "error_children"],
@@ -220,7 +219,12 @@ pub fn for_each_row(source: SourceKind, t: &Telemetry, report: &mut ReadReport, 
 /// Every event of `source` in `incident`, marked reference (`true`) or incident period (`false`)
 /// by the model's one rule: the separate baseline when there is one (then events before
 /// `analysis_start` belong to neither period), else the events before `analysis_start`.
-pub fn for_each_split_row(incident: &Incident, source: SourceKind, report: &mut ReadReport, mut f: impl FnMut(Row, bool)) {
+pub fn for_each_split_row(
+    incident: &Incident,
+    source: SourceKind,
+    report: &mut ReadReport,
+    mut f: impl FnMut(Row, bool),
+) {
     if let Some(b) = &incident.baseline {
         for_each_row(source, b, report, |r| f(r, true));
     }

@@ -26,7 +26,7 @@
 //! while learning.
 
 use super::net::TrainConfig;
-use super::{Embedder, EmbedError, Row, SourceKind, DIM};
+use super::{EmbedError, Embedder, Row, SourceKind, DIM};
 use crate::detect::{Anomaly, DetectConfig, Detection};
 use crate::model::{Incident, ReadReport, Ts, MINUTE};
 use rand::{Rng, SeedableRng};
@@ -279,14 +279,21 @@ fn enough_reference(reference: &Reservoir<Row>, cfg: &KnnConfig) -> Result<(), S
     }
     let (first, last) = reference.items.iter().fold((Ts::MAX, Ts::MIN), |(a, b), r| (a.min(r.time), b.max(r.time)));
     if last - first < cfg.min_reference_span {
-        return Err(format!("the reference spans {} s (need {} s)", (last - first) / 1000, cfg.min_reference_span / 1000));
+        return Err(format!(
+            "the reference spans {} s (need {} s)",
+            (last - first) / 1000,
+            cfg.min_reference_span / 1000
+        ));
     }
     Ok(())
 }
 
 /// A service's sampled incident-period events, per minute in order.
 fn minutes_of<'a>(s: &'a Sample, service: &str) -> Vec<(i64, &'a Reservoir<Row>)> {
-    s.current.range((service.to_string(), i64::MIN)..=(service.to_string(), i64::MAX)).map(|((_, m), r)| (*m, r)).collect()
+    s.current
+        .range((service.to_string(), i64::MIN)..=(service.to_string(), i64::MAX))
+        .map(|((_, m), r)| (*m, r))
+        .collect()
 }
 
 /// Whether any service of this source will be judged (otherwise no model is needed).
@@ -346,7 +353,8 @@ fn judge(
         // Far events come in bursts (a series' consecutive points, a service's related series):
         // the largest share of far events in any held-out minute is what normal minutes reach,
         // and an incident minute must exceed it, not only the binomial bound.
-        let normal_share = reference_minute_shares(&held, &held_d, threshold, cfg.min_bucket_events).into_iter().fold(0.0, f64::max);
+        let normal_share =
+            reference_minute_shares(&held, &held_d, threshold, cfg.min_bucket_events).into_iter().fold(0.0, f64::max);
         // Judge each minute.
         let mut flagged: Vec<(i64, f64, Ts, Ts, usize, usize)> = Vec::new();
         for (minute, rows) in &minutes {
@@ -363,8 +371,13 @@ fn judge(
             if n < cfg.min_bucket_events {
                 continue;
             }
-            let far: Vec<Ts> =
-                rows.items.iter().zip(&d).filter(|(_, &d)| d.is_finite() && d > threshold).map(|(r, _)| r.time).collect();
+            let far: Vec<Ts> = rows
+                .items
+                .iter()
+                .zip(&d)
+                .filter(|(_, &d)| d.is_finite() && d > threshold)
+                .map(|(r, _)| r.time)
+                .collect();
             let x = far.len() as f64;
             let z = (x - n as f64 * rate) / (n as f64 * rate * (1.0 - rate)).sqrt();
             tracing::debug!(%source, service, minute, n, far = far.len(), z, threshold, "k-NN minute");

@@ -175,7 +175,8 @@ impl TabularResNet {
         match rng {
             Some(rng) if train && self.dropout > 0.0 => {
                 let keep = 1.0 - self.dropout;
-                let mask: Vec<f32> = (0..x.numel()).map(|_| if rng.gen_bool(keep) { 1.0 / keep as f32 } else { 0.0 }).collect();
+                let mask: Vec<f32> =
+                    (0..x.numel()).map(|_| if rng.gen_bool(keep) { 1.0 / keep as f32 } else { 0.0 }).collect();
                 let mask = Tensor::from_slice(&mask).view(x.size().as_slice()).to_device(x.device());
                 x * mask
             }
@@ -283,7 +284,8 @@ pub fn train(
             let z2 = normalise(&g.forward(&model.forward(&view, true, &mut Some(&mut rng))));
             let logits = z1.matmul(&z2.tr()) / cfg.temperature;
             let labels = Tensor::arange(chunk.len() as i64, (Kind::Int64, vs.device()));
-            let contrastive = (logits.cross_entropy_for_logits(&labels) + logits.tr().cross_entropy_for_logits(&labels)) / 2.0;
+            let contrastive =
+                (logits.cross_entropy_for_logits(&labels) + logits.tr().cross_entropy_for_logits(&labels)) / 2.0;
             // Contrastive learning alone lets the embedding ignore numbers whenever the categories
             // identify a row (one metric of one service); reconstructing the numbers from the
             // embedding keeps them in it, so a value far from normal lands far from normal rows.

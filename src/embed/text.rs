@@ -20,7 +20,13 @@ const STOP: &[&str] = &[
 /// too, so `orders-db` also yields `orders` and `db` beside the whole name.
 pub fn tokens(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for raw in text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '"' | '\'' | '`' | '[' | ']' | '{' | '}' | '=' | '*' | '#' | '|' | '!' | '?')) {
+    for raw in text.split(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                ',' | ';' | '(' | ')' | '"' | '\'' | '`' | '[' | ']' | '{' | '}' | '=' | '*' | '#' | '|' | '!' | '?'
+            )
+    }) {
         let w = raw.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
         if w.is_empty() || STOP.contains(&w.as_str()) || w.chars().all(|c| c.is_ascii_digit() || c == '.') {
             continue;
@@ -103,9 +109,7 @@ pub struct Projection {
 
 impl Projection {
     pub fn new(input_dim: usize) -> Self {
-        let rows = (0..input_dim)
-            .map(|i| gaussian_direction(0x9e37_79b9_7f4a_7c15 ^ i as u64))
-            .collect();
+        let rows = (0..input_dim).map(|i| gaussian_direction(0x9e37_79b9_7f4a_7c15 ^ i as u64)).collect();
         Projection { rows }
     }
 
@@ -175,6 +179,9 @@ mod tests {
 
     #[test]
     fn tokens_split_names_and_drop_noise() {
-        assert_eq!(tokens("The orders-db timed out 3 times"), vec!["orders", "db", "orders-db", "timed", "out", "times"]);
+        assert_eq!(
+            tokens("The orders-db timed out 3 times"),
+            vec!["orders", "db", "orders-db", "timed", "out", "times"]
+        );
     }
 }

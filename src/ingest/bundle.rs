@@ -6,12 +6,10 @@
 
 use super::io;
 use super::{
-    read_changes, read_otlp_traces, read_prometheus_query_range, read_prometheus_text,
-    read_span_csv, read_topology, read_wide_csv, IngestError,
+    read_changes, read_otlp_traces, read_prometheus_query_range, read_prometheus_text, read_span_csv, read_topology,
+    read_wide_csv, IngestError,
 };
-use crate::model::{
-    Alert, Incident, LogFile, LogFormat, ReadReport, Severity, Telemetry, Truth, MINUTE,
-};
+use crate::model::{Alert, Incident, LogFile, LogFormat, ReadReport, Severity, Telemetry, Truth, MINUTE};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -75,15 +73,8 @@ fn classify(folder: Option<&str>, base: &str) -> Option<FileKind> {
 
 /// Regular files of a directory, sorted by name.
 fn files_in(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| IngestError::Read {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
+    let entries = std::fs::read_dir(dir).map_err(|source| IngestError::Read { path: dir.to_path_buf(), source })?;
+    let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
     files.sort();
     Ok(files)
 }
@@ -91,8 +82,7 @@ fn files_in(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
 /// Reads the telemetry files of a bundle directory (top level and `metrics/`, `logs/`, `traces/`,
 /// `changes/`). Log files are only listed. A file that cannot be read is one issue (line 0).
 pub fn load_telemetry(dir: &Path, report: &mut ReadReport) -> Result<Telemetry, IngestError> {
-    let mut found: Vec<(Option<&str>, PathBuf)> =
-        files_in(dir)?.into_iter().map(|p| (None, p)).collect();
+    let mut found: Vec<(Option<&str>, PathBuf)> = files_in(dir)?.into_iter().map(|p| (None, p)).collect();
     for folder in FOLDERS {
         let sub = dir.join(folder);
         if sub.is_dir() {
@@ -103,12 +93,7 @@ pub fn load_telemetry(dir: &Path, report: &mut ReadReport) -> Result<Telemetry, 
     for (folder, path) in found {
         let base = io::base_name(&path);
         let Some(kind) = classify(folder, &base) else {
-            if folder.is_some()
-                || !matches!(
-                    base.as_str(),
-                    "incident.json" | "truth.json" | "topology.json"
-                )
-            {
+            if folder.is_some() || !matches!(base.as_str(), "incident.json" | "truth.json" | "topology.json") {
                 tracing::debug!(file = %path.display(), "not a telemetry file name; ignored");
             }
             continue;
@@ -116,18 +101,13 @@ pub fn load_telemetry(dir: &Path, report: &mut ReadReport) -> Result<Telemetry, 
         tracing::debug!(file = %path.display(), ?kind, "reading");
         let result = match kind {
             FileKind::PromText => read_prometheus_text(&path, report).map(|s| t.metrics.extend(s)),
-            FileKind::QueryRange => {
-                read_prometheus_query_range(&path, report).map(|s| t.metrics.extend(s))
-            }
+            FileKind::QueryRange => read_prometheus_query_range(&path, report).map(|s| t.metrics.extend(s)),
             FileKind::WideCsv => read_wide_csv(&path, report).map(|s| t.metrics.extend(s)),
             FileKind::OtlpTraces => read_otlp_traces(&path, report).map(|s| t.spans.extend(s)),
             FileKind::SpanCsv => read_span_csv(&path, report).map(|s| t.spans.extend(s)),
             FileKind::Changes => read_changes(&path, report).map(|c| t.changes.extend(c)),
             FileKind::Logs(format) => {
-                t.logs.files.push(LogFile {
-                    path: path.clone(),
-                    format,
-                });
+                t.logs.files.push(LogFile { path: path.clone(), format });
                 Ok(())
             }
         };
@@ -150,30 +130,18 @@ fn file_issue(path: &Path, e: &IngestError) -> crate::model::ReadIssue {
 pub fn load_bundle(dir: &Path) -> Result<Incident, IngestError> {
     if !dir.is_dir() {
         let source = std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory");
-        return Err(IngestError::Open {
-            path: dir.to_path_buf(),
-            source,
-        });
+        return Err(IngestError::Open { path: dir.to_path_buf(), source });
     }
     let incident_path = dir.join("incident.json");
     if !incident_path.is_file() {
-        return Err(IngestError::MissingIncident {
-            dir: dir.to_path_buf(),
-        });
+        return Err(IngestError::MissingIncident { dir: dir.to_path_buf() });
     }
-    let default_id = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let default_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let head = read_incident_json(&incident_path, &default_id)?;
     let mut report = ReadReport::default();
     let telemetry = load_telemetry(dir, &mut report)?;
     let baseline_dir = dir.join("baseline");
-    let baseline = if baseline_dir.is_dir() {
-        Some(load_telemetry(&baseline_dir, &mut report)?)
-    } else {
-        None
-    };
+    let baseline = if baseline_dir.is_dir() { Some(load_telemetry(&baseline_dir, &mut report)?) } else { None };
     let topology_path = dir.join("topology.json");
     let topology = if topology_path.is_file() {
         match read_topology(&topology_path, &mut report) {
@@ -189,8 +157,8 @@ pub fn load_bundle(dir: &Path) -> Result<Incident, IngestError> {
     let truth_path = dir.join("truth.json");
     let truth = if truth_path.is_file() {
         let file = io::display(&truth_path);
-        let truth: Truth = serde_json::from_reader(io::open(&truth_path)?)
-            .map_err(|source| IngestError::Json { file, source })?;
+        let truth: Truth =
+            serde_json::from_reader(io::open(&truth_path)?).map_err(|source| IngestError::Json { file, source })?;
         Some(truth)
     } else {
         None
@@ -217,15 +185,9 @@ struct Head {
 fn read_incident_json(path: &Path, default_id: &str) -> Result<Head, IngestError> {
     let file = io::display(path);
     let doc: Value =
-        serde_json::from_reader(io::open(path)?).map_err(|source| IngestError::Json {
-            file: file.clone(),
-            source,
-        })?;
-    let invalid = |field: &str, message: String| IngestError::Invalid {
-        file: file.clone(),
-        field: field.into(),
-        message,
-    };
+        serde_json::from_reader(io::open(path)?).map_err(|source| IngestError::Json { file: file.clone(), source })?;
+    let invalid =
+        |field: &str, message: String| IngestError::Invalid { file: file.clone(), field: field.into(), message };
     if !doc.is_object() {
         return Err(invalid("id", "incident.json must be a JSON object".into()));
     }
@@ -233,9 +195,7 @@ fn read_incident_json(path: &Path, default_id: &str) -> Result<Head, IngestError
         match doc.get(field) {
             None | Some(Value::Null) if required => Err(invalid(field, "missing".into())),
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if required && s.trim().is_empty() => {
-                Err(invalid(field, "empty".into()))
-            }
+            Some(Value::String(s)) if required && s.trim().is_empty() => Err(invalid(field, "empty".into())),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(other) => Err(invalid(field, format!("expected a string, got {other}"))),
@@ -244,9 +204,7 @@ fn read_incident_json(path: &Path, default_id: &str) -> Result<Head, IngestError
     let time_field = |field: &str| -> Result<Option<i64>, IngestError> {
         match doc.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => io::time_of(v)
-                .map(Some)
-                .ok_or_else(|| invalid(field, format!("not a time: {v}"))),
+            Some(v) => io::time_of(v).map(Some).ok_or_else(|| invalid(field, format!("not a time: {v}"))),
         }
     };
     let time = time_field("time")?.ok_or_else(|| invalid("time", "missing".into()))?;
@@ -288,35 +246,17 @@ mod tests {
         assert_eq!(classify(None, "metrics.prom"), Some(FileKind::PromText));
         assert_eq!(classify(None, "cpu.prom"), Some(FileKind::PromText));
         assert_eq!(classify(None, "readme.txt"), None);
-        assert_eq!(
-            classify(None, "metrics-range.json"),
-            Some(FileKind::QueryRange)
-        );
+        assert_eq!(classify(None, "metrics-range.json"), Some(FileKind::QueryRange));
         assert_eq!(classify(None, "metrics.csv"), Some(FileKind::WideCsv));
-        assert_eq!(
-            classify(None, "logs.otlp.json"),
-            Some(FileKind::Logs(LogFormat::OtlpJson))
-        );
-        assert_eq!(
-            classify(None, "logs.jsonl"),
-            Some(FileKind::Logs(LogFormat::JsonLines))
-        );
+        assert_eq!(classify(None, "logs.otlp.json"), Some(FileKind::Logs(LogFormat::OtlpJson)));
+        assert_eq!(classify(None, "logs.jsonl"), Some(FileKind::Logs(LogFormat::JsonLines)));
         assert_eq!(classify(None, "traces.json"), Some(FileKind::OtlpTraces));
         assert_eq!(classify(None, "spans.csv"), Some(FileKind::SpanCsv));
         assert_eq!(classify(None, "changes.jsonl"), Some(FileKind::Changes));
         assert_eq!(classify(None, "incident.json"), None);
-        assert_eq!(
-            classify(Some("metrics"), "a.json"),
-            Some(FileKind::QueryRange)
-        );
-        assert_eq!(
-            classify(Some("logs"), "a.json"),
-            Some(FileKind::Logs(LogFormat::OtlpJson))
-        );
-        assert_eq!(
-            classify(Some("logs"), "08_43_log.csv"),
-            Some(FileKind::Logs(LogFormat::NezhaCsv))
-        );
+        assert_eq!(classify(Some("metrics"), "a.json"), Some(FileKind::QueryRange));
+        assert_eq!(classify(Some("logs"), "a.json"), Some(FileKind::Logs(LogFormat::OtlpJson)));
+        assert_eq!(classify(Some("logs"), "08_43_log.csv"), Some(FileKind::Logs(LogFormat::NezhaCsv)));
         assert_eq!(classify(Some("traces"), "x.csv"), Some(FileKind::SpanCsv));
         assert_eq!(classify(Some("changes"), "x.txt"), None);
     }

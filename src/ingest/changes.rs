@@ -32,18 +32,14 @@ fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
     };
     let service = match io::get(obj, &["service", "service.name", "service_name"]) {
         None => return Err(("service", "missing".into())),
-        Some(v) => {
-            io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?
-        }
+        Some(v) => io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?,
     };
     let kind = match io::get(obj, &["kind", "type"]) {
         None => return Err(("kind", "missing".into())),
-        Some(v) => v.as_str().and_then(ChangeKind::parse).ok_or_else(|| {
-            (
-                "kind",
-                format!("unknown kind {v} (want deploy, config or flag)"),
-            )
-        })?,
+        Some(v) => v
+            .as_str()
+            .and_then(ChangeKind::parse)
+            .ok_or_else(|| ("kind", format!("unknown kind {v} (want deploy, config or flag)")))?,
     };
     let text = |key: &str| opt_text(obj.get(key));
     let keys = match io::get(obj, &["keys", "changed_keys"]) {
@@ -72,34 +68,22 @@ fn keys(v: &Value) -> Result<Vec<KeyChange>, String> {
             .iter()
             .map(|item| match item {
                 Value::Object(o) => match o.get("key") {
-                    Some(k) if !k.is_null() => Ok(KeyChange {
-                        key: io::to_text(k),
-                        old: opt_text(o.get("old")),
-                        new: opt_text(o.get("new")),
-                    }),
+                    Some(k) if !k.is_null() => {
+                        Ok(KeyChange { key: io::to_text(k), old: opt_text(o.get("old")), new: opt_text(o.get("new")) })
+                    }
                     _ => Err("key entry without `key`".to_string()),
                 },
-                Value::String(k) => Ok(KeyChange {
-                    key: k.clone(),
-                    old: None,
-                    new: None,
-                }),
+                Value::String(k) => Ok(KeyChange { key: k.clone(), old: None, new: None }),
                 _ => Err("key entries must be objects {key, old, new}".to_string()),
             })
             .collect(),
         Value::Object(m) => Ok(m
             .iter()
             .map(|(k, v)| match v {
-                Value::Object(o) if o.contains_key("old") || o.contains_key("new") => KeyChange {
-                    key: k.clone(),
-                    old: opt_text(o.get("old")),
-                    new: opt_text(o.get("new")),
-                },
-                other => KeyChange {
-                    key: k.clone(),
-                    old: None,
-                    new: opt_text(Some(other)),
-                },
+                Value::Object(o) if o.contains_key("old") || o.contains_key("new") => {
+                    KeyChange { key: k.clone(), old: opt_text(o.get("old")), new: opt_text(o.get("new")) }
+                }
+                other => KeyChange { key: k.clone(), old: None, new: opt_text(Some(other)) },
             })
             .collect()),
         _ => Err("must be an array of {key, old, new} or an object".to_string()),
@@ -110,17 +94,10 @@ fn keys(v: &Value) -> Result<Vec<KeyChange>, String> {
 pub(crate) fn write_changes(changes: &[Change], w: &mut dyn Write) -> std::io::Result<()> {
     for c in changes {
         let mut obj = serde_json::Map::new();
-        obj.insert(
-            "time".into(),
-            format_rfc3339(c.time).map_or(json!(c.time), Value::String),
-        );
+        obj.insert("time".into(), format_rfc3339(c.time).map_or(json!(c.time), Value::String));
         obj.insert("service".into(), json!(c.service));
         obj.insert("kind".into(), json!(c.kind.as_str()));
-        for (key, v) in [
-            ("author", &c.author),
-            ("version", &c.version),
-            ("previous_version", &c.previous_version),
-        ] {
+        for (key, v) in [("author", &c.author), ("version", &c.version), ("previous_version", &c.previous_version)] {
             if let Some(v) = v {
                 obj.insert(key.into(), json!(v));
             }
@@ -128,11 +105,7 @@ pub(crate) fn write_changes(changes: &[Change], w: &mut dyn Write) -> std::io::R
         if !c.keys.is_empty() {
             obj.insert(
                 "keys".into(),
-                json!(c
-                    .keys
-                    .iter()
-                    .map(|k| json!({"key": k.key, "old": k.old, "new": k.new}))
-                    .collect::<Vec<_>>()),
+                json!(c.keys.iter().map(|k| json!({"key": k.key, "old": k.old, "new": k.new})).collect::<Vec<_>>()),
             );
         }
         if let Some(d) = &c.description {

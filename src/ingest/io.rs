@@ -20,16 +20,12 @@ pub(crate) fn display(path: &Path) -> String {
 }
 
 pub(crate) fn is_gz(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// The lowercased file name without a trailing `.gz`: what format detection looks at.
 pub(crate) fn base_name(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     match name.strip_suffix(".gz") {
         Some(base) => base.to_string(),
         None => name,
@@ -38,31 +34,16 @@ pub(crate) fn base_name(path: &Path) -> String {
 
 /// Opens a file for streaming, decompressing it when its name ends in `.gz`.
 pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, IngestError> {
-    let file = File::open(path).map_err(|source| IngestError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = File::open(path).map_err(|source| IngestError::Open { path: path.to_path_buf(), source })?;
     if is_gz(path) {
-        Ok(Box::new(BufReader::new(MultiGzDecoder::new(
-            BufReader::new(file),
-        ))))
+        Ok(Box::new(BufReader::new(MultiGzDecoder::new(BufReader::new(file)))))
     } else {
         Ok(Box::new(BufReader::new(file)))
     }
 }
 
-pub(crate) fn issue(
-    file: &str,
-    line: u64,
-    field: Option<&str>,
-    message: impl Into<String>,
-) -> ReadIssue {
-    ReadIssue {
-        file: file.to_string(),
-        line,
-        field: field.map(str::to_string),
-        message: message.into(),
-    }
+pub(crate) fn issue(file: &str, line: u64, field: Option<&str>, message: impl Into<String>) -> ReadIssue {
+    ReadIssue { file: file.to_string(), line, field: field.map(str::to_string), message: message.into() }
 }
 
 /// A file read line by line. Lines that are not UTF-8 are skipped with an issue; a read error
@@ -77,13 +58,7 @@ pub(crate) struct Lines {
 
 impl Lines {
     pub(crate) fn open(path: &Path) -> Result<Lines, IngestError> {
-        Ok(Lines {
-            reader: open(path)?,
-            buf: Vec::new(),
-            line: 0,
-            file: display(path),
-            done: false,
-        })
+        Ok(Lines { reader: open(path)?, buf: Vec::new(), line: 0, file: display(path), done: false })
     }
 
     pub(crate) fn file(&self) -> &str {
@@ -108,19 +83,10 @@ impl Lines {
                     while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
                         end -= 1;
                     }
-                    let start = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
-                        3
-                    } else {
-                        0
-                    };
+                    let start = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
                     let start = start.min(end);
                     if std::str::from_utf8(&self.buf[start..end]).is_err() {
-                        report.skip(issue(
-                            &self.file,
-                            self.line,
-                            None,
-                            "line is not valid UTF-8",
-                        ));
+                        report.skip(issue(&self.file, self.line, None, "line is not valid UTF-8"));
                         continue;
                     }
                     let text = std::str::from_utf8(&self.buf[start..end]).unwrap_or("");
@@ -154,15 +120,9 @@ pub(crate) struct CsvRows {
 
 impl CsvRows {
     pub(crate) fn open(path: &Path) -> Result<CsvRows, IngestError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .has_headers(true)
-            .from_reader(open(path)?);
+        let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(open(path)?);
         let headers = match reader.byte_headers() {
-            Ok(h) => h
-                .iter()
-                .map(|f| String::from_utf8_lossy(f).trim().to_string())
-                .collect(),
+            Ok(h) => h.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect(),
             Err(e) => {
                 return Err(IngestError::Invalid {
                     file: display(path),
@@ -171,13 +131,7 @@ impl CsvRows {
                 })
             }
         };
-        Ok(CsvRows {
-            reader,
-            record: csv::ByteRecord::new(),
-            headers,
-            file: display(path),
-            done: false,
-        })
+        Ok(CsvRows { reader, record: csv::ByteRecord::new(), headers, file: display(path), done: false })
     }
 
     pub(crate) fn file(&self) -> &str {
@@ -216,19 +170,11 @@ impl CsvRows {
                 }
                 Ok(true) => return Some(self.record.position().map_or(0, |p| p.line())),
                 Err(e) => {
-                    let line = e
-                        .position()
-                        .map_or(self.reader.position().line(), |p| p.line());
-                    let fatal = matches!(e.kind(), csv::ErrorKind::Io(_))
-                        || self.reader.position().byte() == before;
+                    let line = e.position().map_or(self.reader.position().line(), |p| p.line());
+                    let fatal = matches!(e.kind(), csv::ErrorKind::Io(_)) || self.reader.position().byte() == before;
                     if fatal {
                         self.done = true;
-                        report.skip(issue(
-                            &self.file,
-                            line,
-                            None,
-                            format!("read error, rest of file skipped: {e}"),
-                        ));
+                        report.skip(issue(&self.file, line, None, format!("read error, rest of file skipped: {e}")));
                         return None;
                     }
                     report.skip(issue(&self.file, line, None, e.to_string()));
@@ -251,10 +197,7 @@ impl CsvRows {
 
 /// Column-name normal form for alias matching: lowercase without `_`, `-`, `.` and spaces.
 pub(crate) fn normalise(h: &str) -> String {
-    h.chars()
-        .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
-        .flat_map(char::to_lowercase)
-        .collect()
+    h.chars().filter(|c| !matches!(c, '_' | '-' | '.' | ' ')).flat_map(char::to_lowercase).collect()
 }
 
 /// A `Read` that counts the newlines passed through it, so a streamed JSON document knows its line.
@@ -311,10 +254,7 @@ fn whole_file_docs(
     f: &mut dyn FnMut(u64, Value, &mut ReadReport),
 ) -> Result<bool, IngestError> {
     let newlines = Rc::new(Cell::new(0u64));
-    let reader = CountingReader {
-        inner: open(path)?,
-        newlines: Rc::clone(&newlines),
-    };
+    let reader = CountingReader { inner: open(path)?, newlines: Rc::clone(&newlines) };
     let mut docs = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
     let mut seen = false;
     let mut start = 1;
@@ -330,12 +270,7 @@ fn whole_file_docs(
                 if !seen {
                     return Ok(false);
                 }
-                report.skip(issue(
-                    file,
-                    e.line() as u64,
-                    None,
-                    format!("not valid JSON, rest of file skipped: {e}"),
-                ));
+                report.skip(issue(file, e.line() as u64, None, format!("not valid JSON, rest of file skipped: {e}")));
                 return Ok(true);
             }
         }
@@ -356,8 +291,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The first of `keys` present in `obj` with a non-null value.
 pub(crate) fn get<'a>(obj: &'a Value, keys: &[&str]) -> Option<&'a Value> {
-    keys.iter()
-        .find_map(|k| obj.get(k).filter(|v| !v.is_null()))
+    keys.iter().find_map(|k| obj.get(k).filter(|v| !v.is_null()))
 }
 
 /// A JSON value as text: strings as they are, anything else as compact JSON.
@@ -395,26 +329,17 @@ pub(crate) fn nanos_of(v: &Value) -> Option<i128> {
             .as_i64()
             .map(i128::from)
             .or_else(|| n.as_u64().map(i128::from))
-            .or_else(|| {
-                n.as_f64()
-                    .filter(|x| x.is_finite())
-                    .map(|x| x.round() as i128)
-            }),
+            .or_else(|| n.as_f64().filter(|x| x.is_finite()).map(|x| x.round() as i128)),
         Value::String(s) => {
             let s = s.trim();
-            s.parse::<i128>().ok().or_else(|| {
-                s.parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite())
-                    .map(|x| x.round() as i128)
-            })
+            s.parse::<i128>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().filter(|x| x.is_finite()).map(|x| x.round() as i128))
         }
         _ => None,
     };
     ns.filter(|ns| super::time::plausible(super::time::nanos_to_ms(*ns)))
 }
-
-
 
 /// A record parser's verdict: the record, or the field at fault and why.
 pub(crate) type Parsed<T> = Result<T, (&'static str, String)>;
@@ -475,7 +400,9 @@ pub(crate) fn for_each_otlp_record<T>(
     mut f: impl FnMut(T),
 ) -> Result<(), IngestError> {
     let file = display(path);
-    for_each_json_doc(path, report, &mut |n, doc, report| otlp_doc_records(&doc, &file, n, report, shape, &parse, &mut f))
+    for_each_json_doc(path, report, &mut |n, doc, report| {
+        otlp_doc_records(&doc, &file, n, report, shape, &parse, &mut f)
+    })
 }
 
 /// The records of one OTLP/JSON export request (`doc`, line `n` of `file`), each parsed with its
@@ -519,9 +446,7 @@ pub(crate) fn otlp_service(resource: &Value) -> Option<String> {
 
 /// The array at `key`, or an empty slice.
 pub(crate) fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
+    v.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 #[cfg(test)]

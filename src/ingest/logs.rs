@@ -19,12 +19,7 @@ pub fn for_each_log(logs: &Logs, report: &mut ReadReport, mut f: impl FnMut(LogR
     }
     for file in &logs.files {
         if let Err(e) = read_log_file(file, report, &mut f) {
-            report.skip(io::issue(
-                &io::display(&file.path),
-                0,
-                None,
-                io::error_chain(&e),
-            ));
+            report.skip(io::issue(&io::display(&file.path), 0, None, io::error_chain(&e)));
         }
     }
 }
@@ -37,11 +32,7 @@ pub fn read_logs(logs: &Logs, report: &mut ReadReport) -> Vec<LogRecord> {
 }
 
 /// Streams one log file in its format.
-pub fn read_log_file(
-    file: &LogFile,
-    report: &mut ReadReport,
-    f: &mut dyn FnMut(LogRecord),
-) -> Result<(), IngestError> {
+pub fn read_log_file(file: &LogFile, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
     match file.format {
         LogFormat::JsonLines => read_json_lines_logs(&file.path, report, f),
         LogFormat::OtlpJson => read_otlp_logs(&file.path, report, f),
@@ -59,9 +50,7 @@ fn attributes_of(v: &Value) -> Result<Vec<(String, String)>, String> {
         Value::Array(items) => items
             .iter()
             .map(|item| match item {
-                Value::Array(pair) if pair.len() == 2 => {
-                    Ok((io::to_text(&pair[0]), io::to_text(&pair[1])))
-                }
+                Value::Array(pair) if pair.len() == 2 => Ok((io::to_text(&pair[0]), io::to_text(&pair[1]))),
                 Value::Object(o) => match (o.get("key"), o.get("value")) {
                     (Some(k), Some(v)) => Ok((io::to_text(k), any_value_text(v))),
                     _ => Err("attribute objects need `key` and `value`".to_string()),
@@ -75,13 +64,8 @@ fn attributes_of(v: &Value) -> Result<Vec<(String, String)>, String> {
 
 fn level_of(v: Option<&Value>) -> Level {
     match v {
-        Some(Value::String(s)) => Level::parse(s)
-            .or_else(|| severity_name(s))
-            .unwrap_or_default(),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .and_then(Level::from_otlp_number)
-            .unwrap_or_default(),
+        Some(Value::String(s)) => Level::parse(s).or_else(|| severity_name(s)).unwrap_or_default(),
+        Some(Value::Number(n)) => n.as_i64().and_then(Level::from_otlp_number).unwrap_or_default(),
         _ => Level::default(),
     }
 }
@@ -109,9 +93,7 @@ fn json_log(obj: &Value) -> Result<LogRecord, (&'static str, String)> {
     };
     let service = match io::get(obj, &["service", "service.name", "service_name"]) {
         None => return Err(("service", "missing".into())),
-        Some(v) => {
-            io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?
-        }
+        Some(v) => io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?,
     };
     let message = match io::get(obj, &["message", "msg", "body"]) {
         None => return Err(("message", "missing".into())),
@@ -122,13 +104,7 @@ fn json_log(obj: &Value) -> Result<LogRecord, (&'static str, String)> {
         Some(a) => attributes_of(a).map_err(|m| ("attributes", m))?,
         None => Vec::new(),
     };
-    Ok(LogRecord {
-        time,
-        service,
-        level,
-        message,
-        attributes,
-    })
+    Ok(LogRecord { time, service, level, message, attributes })
 }
 
 /// An OTLP `AnyValue` (`{"stringValue": "x"}`, `intValue`, `doubleValue`, `boolValue`, arrays, …) as text.
@@ -141,34 +117,15 @@ pub(crate) fn any_value_text(v: &Value) -> String {
             return io::to_text(x);
         }
     }
-    if let Some(kv) = obj
-        .get("kvlistValue")
-        .and_then(|k| k.get("values"))
-        .and_then(Value::as_array)
-    {
+    if let Some(kv) = obj.get("kvlistValue").and_then(|k| k.get("values")).and_then(Value::as_array) {
         let map: serde_json::Map<String, Value> = kv
             .iter()
-            .filter_map(|e| {
-                Some((
-                    io::to_text(e.get("key")?),
-                    Value::String(any_value_text(e.get("value")?)),
-                ))
-            })
+            .filter_map(|e| Some((io::to_text(e.get("key")?), Value::String(any_value_text(e.get("value")?)))))
             .collect();
         return Value::Object(map).to_string();
     }
-    if let Some(items) = obj
-        .get("arrayValue")
-        .and_then(|a| a.get("values"))
-        .and_then(Value::as_array)
-    {
-        return Value::Array(
-            items
-                .iter()
-                .map(|i| Value::String(any_value_text(i)))
-                .collect(),
-        )
-        .to_string();
+    if let Some(items) = obj.get("arrayValue").and_then(|a| a.get("values")).and_then(Value::as_array) {
+        return Value::Array(items.iter().map(|i| Value::String(any_value_text(i))).collect()).to_string();
     }
     if let Some(b) = obj.get("bytesValue") {
         return io::to_text(b);
@@ -183,10 +140,7 @@ pub(crate) fn otlp_attributes(v: Option<&Value>) -> Vec<(String, String)> {
             items
                 .iter()
                 .filter_map(|a| {
-                    Some((
-                        io::to_text(a.get("key")?),
-                        a.get("value").map(any_value_text).unwrap_or_default(),
-                    ))
+                    Some((io::to_text(a.get("key")?), a.get("value").map(any_value_text).unwrap_or_default()))
                 })
                 .collect()
         })
@@ -196,11 +150,7 @@ pub(crate) fn otlp_attributes(v: Option<&Value>) -> Vec<(String, String)> {
 /// Reads OTLP/JSON logs: one `{"resourceLogs": […]}` export request per line, or one
 /// pretty-printed document. A record needs `timeUnixNano` (or `observedTimeUnixNano`) and a
 /// resource `service.name`.
-pub fn read_otlp_logs(
-    path: &Path,
-    report: &mut ReadReport,
-    f: &mut dyn FnMut(LogRecord),
-) -> Result<(), IngestError> {
+pub fn read_otlp_logs(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
     io::for_each_otlp_record(path, report, &LOGS, otlp_log, f)
 }
 
@@ -222,10 +172,7 @@ fn otlp_log(rec: &Value, service: Option<&str>) -> Result<LogRecord, (&'static s
         .iter()
         .find_map(|k| rec.get(k).and_then(io::nanos_of).filter(|n| *n != 0));
     let Some(nanos) = nanos else {
-        return Err((
-            "timeUnixNano",
-            "missing or not a number (nor observedTimeUnixNano)".into(),
-        ));
+        return Err(("timeUnixNano", "missing or not a number (nor observedTimeUnixNano)".into()));
     };
     let Some(service) = service else {
         return Err(("service.name", "resource has no service.name".into()));
@@ -243,31 +190,17 @@ fn otlp_log(rec: &Value, service: Option<&str>) -> Result<LogRecord, (&'static s
     let message = rec.get("body").map(any_value_text).unwrap_or_default();
     let mut attributes = otlp_attributes(rec.get("attributes"));
     for (key, name) in [("traceId", "trace_id"), ("spanId", "span_id")] {
-        if let Some(id) = rec
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
+        if let Some(id) = rec.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()) {
             attributes.push((name.to_string(), id.to_string()));
         }
     }
-    Ok(LogRecord {
-        time: nanos_to_ms(nanos),
-        service: service.to_string(),
-        level,
-        message,
-        attributes,
-    })
+    Ok(LogRecord { time: nanos_to_ms(nanos), service: service.to_string(), level, message, attributes })
 }
 
 /// Reads the Nezha container-log CSV (`Timestamp,TimeUnixNano,Node,PodName,Container,TraceID,
 /// SpanID,Log`). Service is the pod name without its hashes, time comes from `TimeUnixNano`, and
 /// the `Log` column (a Docker JSON line or raw text) is split by [`parse_app_log_line`].
-pub fn read_nezha_logs(
-    path: &Path,
-    report: &mut ReadReport,
-    f: &mut dyn FnMut(LogRecord),
-) -> Result<(), IngestError> {
+pub fn read_nezha_logs(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
     let mut rows = CsvRows::open(path)?;
     let file = rows.file().to_string();
     let pod_col = rows.require(&["podname", "pod", "service"], "PodName")?;
@@ -287,19 +220,12 @@ pub fn read_nezha_logs(
             .filter(|t| super::time::plausible(*t))
             .or_else(|| ts_col.and_then(|c| super::time::parse_time_str(&rows.get(c))));
         let Some(time) = time else {
-            report.skip(io::issue(
-                &file,
-                n,
-                Some("TimeUnixNano"),
-                "missing or not a number",
-            ));
+            report.skip(io::issue(&file, n, Some("TimeUnixNano"), "missing or not a number"));
             continue;
         };
         let pod = rows.get(pod_col);
         let service = if pod.is_empty() {
-            container_col
-                .map(|c| rows.get(c).to_string())
-                .unwrap_or_default()
+            container_col.map(|c| rows.get(c).to_string()).unwrap_or_default()
         } else {
             pod_to_service(&pod)
         };
@@ -317,27 +243,15 @@ pub fn read_nezha_logs(
         };
         let line = parse_app_log_line(&text);
         let mut attributes = Vec::new();
-        let ids = [
-            ("trace_id", trace_col, line.trace_id),
-            ("span_id", span_col, line.span_id),
-        ];
+        let ids = [("trace_id", trace_col, line.trace_id), ("span_id", span_col, line.span_id)];
         for (name, col, from_text) in ids {
-            let id = col
-                .map(|c| rows.get(c).to_string())
-                .filter(|s| !s.is_empty())
-                .or(from_text);
+            let id = col.map(|c| rows.get(c).to_string()).filter(|s| !s.is_empty()).or(from_text);
             if let Some(id) = id {
                 attributes.push((name.to_string(), id));
             }
         }
         report.records_read += 1;
-        f(LogRecord {
-            time,
-            service,
-            level: line.level,
-            message: line.message,
-            attributes,
-        });
+        f(LogRecord { time, service, level: line.level, message: line.message, attributes });
     }
     Ok(())
 }
@@ -354,10 +268,7 @@ pub struct AppLine {
 
 fn is_clock(tok: &str) -> bool {
     let b = tok.as_bytes();
-    b.len() >= 8
-        && b[2] == b':'
-        && b[5] == b':'
-        && [0, 1, 3, 4, 6, 7].iter().all(|i| b[*i].is_ascii_digit())
+    b.len() >= 8 && b[2] == b':' && b[5] == b':' && [0, 1, 3, 4, 6, 7].iter().all(|i| b[*i].is_ascii_digit())
 }
 
 fn is_date(tok: &str) -> bool {
@@ -365,16 +276,12 @@ fn is_date(tok: &str) -> bool {
     b.len() >= 10
         && (b[4] == b'-' || b[4] == b'/')
         && b[7] == b[4]
-        && [0, 1, 2, 3, 5, 6, 8, 9]
-            .iter()
-            .all(|i| b[*i].is_ascii_digit())
+        && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|i| b[*i].is_ascii_digit())
 }
 
 /// A level word in a token such as `ERROR`, `[WARN]`, `level=error`, `ERROR:root:`.
 fn level_word(tok: &str) -> Option<Level> {
-    let t = tok.trim_matches(|c: char| {
-        matches!(c, '[' | ']' | '(' | ')' | '<' | '>' | ':' | ',' | '|' | '"')
-    });
+    let t = tok.trim_matches(|c: char| matches!(c, '[' | ']' | '(' | ')' | '<' | '>' | ':' | ',' | '|' | '"'));
     let t = t.split(':').next().unwrap_or(t);
     Level::parse(t)
 }
@@ -398,8 +305,7 @@ pub fn parse_app_log_line(text: &str) -> AppLine {
         }
     }
     let (tok, after) = split_token(rest);
-    let shouted =
-        tok.bytes().any(|b| b.is_ascii_uppercase()) && !tok.bytes().any(|b| b.is_ascii_lowercase());
+    let shouted = tok.bytes().any(|b| b.is_ascii_uppercase()) && !tok.bytes().any(|b| b.is_ascii_lowercase());
     if let Some(l) = level_word(tok).filter(|_| tok.len() < 16 && (stamped || shouted)) {
         level = Some(l);
         rest = after;
@@ -414,12 +320,7 @@ pub fn parse_app_log_line(text: &str) -> AppLine {
     let (m, span_id) = remove_id(&message, "SpanID:");
     message = m;
     let level = level.or_else(|| guess_level(&message)).unwrap_or_default();
-    AppLine {
-        level,
-        message: message.trim().to_string(),
-        trace_id,
-        span_id,
-    }
+    AppLine { level, message: message.trim().to_string(), trace_id, span_id }
 }
 
 fn split_token(s: &str) -> (&str, &str) {
@@ -472,19 +373,12 @@ mod tests {
     fn takes_nezha_java_lines_apart() {
         let l = parse_app_log_line("16:42:22.382 INFO  t.s.TravelServiceImpl#532 TraceID: ffc8ca7e SpanID: 439bc949 [getRouteByRouteId][Get Route By Id]\n");
         assert_eq!(l.level, Level::Info);
-        assert_eq!(
-            l.message,
-            "t.s.TravelServiceImpl#532 [getRouteByRouteId][Get Route By Id]"
-        );
+        assert_eq!(l.message, "t.s.TravelServiceImpl#532 [getRouteByRouteId][Get Route By Id]");
         assert_eq!(l.trace_id.as_deref(), Some("ffc8ca7e"));
         assert_eq!(l.span_id.as_deref(), Some("439bc949"));
-        let l = parse_app_log_line(
-            "16:42:22.418 ERROR f.s.FoodServiceImpl#302 TraceID: a SpanID: b [getAllFood][failed]",
-        );
-        assert_eq!(
-            (l.level, l.message.as_str()),
-            (Level::Error, "f.s.FoodServiceImpl#302 [getAllFood][failed]")
-        );
+        let l =
+            parse_app_log_line("16:42:22.418 ERROR f.s.FoodServiceImpl#302 TraceID: a SpanID: b [getAllFood][failed]");
+        assert_eq!((l.level, l.message.as_str()), (Level::Error, "f.s.FoodServiceImpl#302 [getAllFood][failed]"));
     }
 
     #[test]
@@ -494,25 +388,10 @@ mod tests {
         let l = parse_app_log_line("time=\"2023\" level=error msg=\"boom\"");
         assert_eq!(l.level, Level::Error);
         let l = parse_app_log_line("no error here, all fine");
-        assert_eq!(
-            (l.level, l.message.as_str()),
-            (Level::Info, "no error here, all fine")
-        );
+        assert_eq!((l.level, l.message.as_str()), (Level::Info, "no error here, all fine"));
         let l = parse_app_log_line("[ERROR] failed to connect");
-        assert_eq!(
-            (l.level, l.message.as_str()),
-            (Level::Error, "failed to connect")
-        );
-        for odd in [
-            "",
-            " ",
-            "TraceID:",
-            "SpanID: ",
-            "12:34",
-            "\u{1F600}:\u{1F600}",
-            "2023-01-29T",
-            "ü2:45:67",
-        ] {
+        assert_eq!((l.level, l.message.as_str()), (Level::Error, "failed to connect"));
+        for odd in ["", " ", "TraceID:", "SpanID: ", "12:34", "\u{1F600}:\u{1F600}", "2023-01-29T", "ü2:45:67"] {
             let _ = parse_app_log_line(odd);
         }
     }

@@ -30,11 +30,7 @@ impl SeriesBuilder {
         let i = match self.index.get(&key) {
             Some(i) => *i,
             None => {
-                self.series.push(Series {
-                    service: key.0.clone(),
-                    metric: key.1.clone(),
-                    points: Vec::new(),
-                });
+                self.series.push(Series { service: key.0.clone(), metric: key.1.clone(), points: Vec::new() });
                 self.index.insert(key, self.series.len() - 1);
                 self.series.len() - 1
             }
@@ -53,23 +49,15 @@ impl SeriesBuilder {
 /// The service named by the labels, if any.
 fn service_of(labels: &[(String, String)]) -> Option<String> {
     SERVICE_LABELS.iter().find_map(|want| {
-        let (k, v) = labels
-            .iter()
-            .find(|(k, v)| k == want && !v.trim().is_empty())?;
-        Some(if k == "pod" {
-            pod_to_service(v)
-        } else {
-            v.trim().to_string()
-        })
+        let (k, v) = labels.iter().find(|(k, v)| k == want && !v.trim().is_empty())?;
+        Some(if k == "pod" { pod_to_service(v) } else { v.trim().to_string() })
     })
 }
 
 /// `name{k="v",…}` with the non-service labels sorted by key; just `name` when there are none.
 fn metric_name(name: &str, labels: &[(String, String)]) -> String {
-    let mut rest: Vec<&(String, String)> = labels
-        .iter()
-        .filter(|(k, _)| k != "__name__" && !SERVICE_LABELS.contains(&k.as_str()))
-        .collect();
+    let mut rest: Vec<&(String, String)> =
+        labels.iter().filter(|(k, _)| k != "__name__" && !SERVICE_LABELS.contains(&k.as_str())).collect();
     if rest.is_empty() {
         return name.to_string();
     }
@@ -89,9 +77,7 @@ fn metric_name(name: &str, labels: &[(String, String)]) -> String {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn is_metric_name(s: &str) -> bool {
@@ -128,8 +114,7 @@ impl<'a> Cursor<'a> {
 
     fn ident(&mut self) -> &'a str {
         let start = self.i;
-        while matches!(self.peek(), Some(b) if b.is_ascii_alphanumeric() || b == b'_' || b == b':')
-        {
+        while matches!(self.peek(), Some(b) if b.is_ascii_alphanumeric() || b == b'_' || b == b':') {
             self.i += 1;
         }
         &self.s[start..self.i]
@@ -168,11 +153,7 @@ impl<'a> Cursor<'a> {
                         _ => out.push('\\'),
                     }
                     self.i +=
-                        if matches!(self.s.as_bytes().get(self.i + 1), Some(b'n' | b'\\' | b'"')) {
-                            2
-                        } else {
-                            1
-                        };
+                        if matches!(self.s.as_bytes().get(self.i + 1), Some(b'n' | b'\\' | b'"')) { 2 } else { 1 };
                     chunk = self.i;
                 }
                 Some(_) => self.i += 1,
@@ -208,10 +189,7 @@ fn parse_sample(line: &str) -> Result<Sample<'_>, ParseError> {
                     } else if name.is_empty() {
                         name = key;
                     } else {
-                        return Err((
-                            "labels",
-                            format!("unexpected quoted name at column {}", c.i + 1),
-                        ));
+                        return Err(("labels", format!("unexpected quoted name at column {}", c.i + 1)));
                     }
                 }
                 Some(_) => {
@@ -233,12 +211,7 @@ fn parse_sample(line: &str) -> Result<Sample<'_>, ParseError> {
             match c.peek() {
                 Some(b',') => c.i += 1,
                 Some(b'}') => {}
-                _ => {
-                    return Err((
-                        "labels",
-                        format!("expected `,` or `}}` at column {}", c.i + 1),
-                    ))
-                }
+                _ => return Err(("labels", format!("expected `,` or `}}` at column {}", c.i + 1))),
             }
         }
     }
@@ -258,12 +231,7 @@ fn parse_sample(line: &str) -> Result<Sample<'_>, ParseError> {
     }
     c.skip_ws();
     let timestamp = Some(c.token()).filter(|t| !t.is_empty() && !t.starts_with('#'));
-    Ok(Sample {
-        name,
-        labels,
-        value,
-        timestamp,
-    })
+    Ok(Sample { name, labels, value, timestamp })
 }
 
 fn parse_value(s: &str) -> Result<f64, String> {
@@ -285,10 +253,7 @@ fn short(s: &str) -> String {
 /// Reads the Prometheus text exposition format with timestamps (`name{labels} value ts_ms`).
 /// `# HELP`/`# TYPE` and other comments are skipped; samples without a service label, a finite
 /// value or a timestamp are skipped with an issue.
-pub fn read_prometheus_text(
-    path: &Path,
-    report: &mut ReadReport,
-) -> Result<Vec<Series>, IngestError> {
+pub fn read_prometheus_text(path: &Path, report: &mut ReadReport) -> Result<Vec<Series>, IngestError> {
     let mut lines = Lines::open(path)?;
     let file = lines.file().to_string();
     let mut out = SeriesBuilder::default();
@@ -321,37 +286,18 @@ pub fn read_prometheus_text(
             }
         };
         let Some(ts) = sample.timestamp else {
-            report.skip(io::issue(
-                &file,
-                n,
-                Some("timestamp"),
-                "sample has no timestamp",
-            ));
+            report.skip(io::issue(&file, n, Some("timestamp"), "sample has no timestamp"));
             continue;
         };
         let t = match ts.parse::<i64>() {
             Ok(ms) => Some(ms),
-            Err(_) => ts
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite())
-                .map(from_number),
+            Err(_) => ts.parse::<f64>().ok().filter(|x| x.is_finite()).map(from_number),
         };
         let Some(t) = t.filter(|t| super::time::plausible(*t)) else {
-            report.skip(io::issue(
-                &file,
-                n,
-                Some("timestamp"),
-                format!("bad timestamp {:?}", short(ts)),
-            ));
+            report.skip(io::issue(&file, n, Some("timestamp"), format!("bad timestamp {:?}", short(ts))));
             continue;
         };
-        out.push(
-            &service,
-            &metric_name(&sample.name, &sample.labels),
-            t,
-            value,
-        );
+        out.push(&service, &metric_name(&sample.name, &sample.labels), t, value);
         report.records_read += 1;
     }
     Ok(out.finish())
@@ -359,10 +305,7 @@ pub fn read_prometheus_text(
 
 /// Reads Prometheus HTTP API `query_range` (matrix) or `query` (vector) responses, one per line
 /// or one (pretty-printed) document per file. Each point is a record.
-pub fn read_prometheus_query_range(
-    path: &Path,
-    report: &mut ReadReport,
-) -> Result<Vec<Series>, IngestError> {
+pub fn read_prometheus_query_range(path: &Path, report: &mut ReadReport) -> Result<Vec<Series>, IngestError> {
     let file = io::display(path);
     let mut out = SeriesBuilder::default();
     io::for_each_json_doc(path, report, &mut |n, doc, report| query_range_doc(&doc, &file, n, None, report, &mut out))?;
@@ -377,25 +320,22 @@ pub fn series_from_query_range(doc: &Value, origin: &str, name: Option<&str>, re
     out.finish()
 }
 
-fn query_range_doc(doc: &Value, file: &str, n: u64, fallback: Option<&str>, report: &mut ReadReport, out: &mut SeriesBuilder) {
+fn query_range_doc(
+    doc: &Value,
+    file: &str,
+    n: u64,
+    fallback: Option<&str>,
+    report: &mut ReadReport,
+    out: &mut SeriesBuilder,
+) {
     if let Some(status) = doc.get("status").and_then(Value::as_str) {
         if status != "success" {
-            report.skip(io::issue(
-                file,
-                n,
-                Some("status"),
-                format!("query status is {status:?}"),
-            ));
+            report.skip(io::issue(file, n, Some("status"), format!("query status is {status:?}")));
             return;
         }
     }
     let Some(results) = doc.pointer("/data/result").and_then(Value::as_array) else {
-        report.skip(io::issue(
-            file,
-            n,
-            Some("data.result"),
-            "no data.result array",
-        ));
+        report.skip(io::issue(file, n, Some("data.result"), "no data.result array"));
         return;
     };
     for (i, r) in results.iter().enumerate() {
@@ -409,21 +349,11 @@ fn query_range_doc(doc: &Value, file: &str, n: u64, fallback: Option<&str>, repo
             .map(|(_, v)| v.clone())
             .or_else(|| fallback.map(str::to_string))
         else {
-            report.skip(io::issue(
-                file,
-                n,
-                Some("__name__"),
-                format!("result {i} has no metric name"),
-            ));
+            report.skip(io::issue(file, n, Some("__name__"), format!("result {i} has no metric name")));
             continue;
         };
         let Some(service) = service_of(&labels) else {
-            report.skip(io::issue(
-                file,
-                n,
-                Some("service"),
-                format!("result {i} ({name}) has no service label"),
-            ));
+            report.skip(io::issue(file, n, Some("service"), format!("result {i} ({name}) has no service label")));
             continue;
         };
         let metric = metric_name(&name, &labels);
@@ -431,12 +361,7 @@ fn query_range_doc(doc: &Value, file: &str, n: u64, fallback: Option<&str>, repo
             (Some(Value::Array(vs)), _) => vs.iter().collect(),
             (_, Some(v @ Value::Array(_))) => vec![v],
             _ => {
-                report.skip(io::issue(
-                    file,
-                    n,
-                    Some("values"),
-                    format!("result {i} ({name}) has no values"),
-                ));
+                report.skip(io::issue(file, n, Some("values"), format!("result {i} ({name}) has no values")));
                 continue;
             }
         };
@@ -459,12 +384,9 @@ fn query_range_doc(doc: &Value, file: &str, n: u64, fallback: Option<&str>, repo
                     Some("values"),
                     format!("result {i} point {j}: not a [time, \"value\"] pair"),
                 )),
-                (_, Some(Err(msg))) => report.skip(io::issue(
-                    file,
-                    n,
-                    Some("values"),
-                    format!("result {i} point {j}: {msg}"),
-                )),
+                (_, Some(Err(msg))) => {
+                    report.skip(io::issue(file, n, Some("values"), format!("result {i} point {j}: {msg}")))
+                }
                 (_, None) => {}
             }
         }
@@ -494,12 +416,7 @@ pub fn read_wide_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Series>
             Some((svc, metric)) if !svc.is_empty() && !metric.is_empty() => {
                 cols.push((i, svc.to_string(), metric.to_string()))
             }
-            _ => report.skip(io::issue(
-                &file,
-                1,
-                Some(h),
-                "column name is not `<service>_<metric>`; column ignored",
-            )),
+            _ => report.skip(io::issue(&file, 1, Some(h), "column name is not `<service>_<metric>`; column ignored")),
         }
     }
     let time_name = rows.headers[time_col].clone();
@@ -507,12 +424,7 @@ pub fn read_wide_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Series>
     while let Some(n) = rows.next_record(report) {
         let cell = rows.get(time_col);
         let Some(t) = parse_time_str(&cell) else {
-            report.skip(io::issue(
-                &file,
-                n,
-                Some(&time_name),
-                format!("bad time {:?}", short(&cell)),
-            ));
+            report.skip(io::issue(&file, n, Some(&time_name), format!("bad time {:?}", short(&cell))));
             continue;
         };
         for (i, svc, metric) in &cols {
@@ -539,19 +451,9 @@ fn exposition_series(s: &Series) -> String {
         return format!("{}{{{svc}}}", s.metric);
     }
     if let Ok(sample) = parse_sample(&format!("{} 0", s.metric)) {
-        let clean = sample
-            .labels
-            .iter()
-            .all(|(k, _)| !SERVICE_LABELS.contains(&k.as_str()));
-        if clean
-            && is_metric_name(&sample.name)
-            && metric_name(&sample.name, &sample.labels) == s.metric
-        {
-            let labels: Vec<String> = sample
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                .collect();
+        let clean = sample.labels.iter().all(|(k, _)| !SERVICE_LABELS.contains(&k.as_str()));
+        if clean && is_metric_name(&sample.name) && metric_name(&sample.name, &sample.labels) == s.metric {
+            let labels: Vec<String> = sample.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
             return format!("{}{{{svc},{}}}", sample.name, labels.join(","));
         }
     }
@@ -585,83 +487,42 @@ mod tests {
 
     #[test]
     fn parses_exposition_lines() {
-        let s = parse_sample(
-            r#"http_latency_seconds{service="cart",quantile="0.99"} 0.25 1700000000000"#,
-        )
-        .ok();
+        let s = parse_sample(r#"http_latency_seconds{service="cart",quantile="0.99"} 0.25 1700000000000"#).ok();
         let s = s.map(|s| (s.name, s.labels, s.value, s.timestamp));
         assert_eq!(
             s,
             Some((
                 "http_latency_seconds".to_string(),
-                vec![
-                    ("service".into(), "cart".into()),
-                    ("quantile".into(), "0.99".into())
-                ],
+                vec![("service".into(), "cart".into()), ("quantile".into(), "0.99".into())],
                 "0.25",
                 Some("1700000000000")
             ))
         );
-        let s = parse_sample(r#"{"odd name", service="a\"b"} 1 2"#)
-            .ok()
-            .map(|s| (s.name, s.labels));
-        assert_eq!(
-            s,
-            Some((
-                "odd name".to_string(),
-                vec![("service".into(), "a\"b".into())]
-            ))
-        );
-        for bad in [
-            "{",
-            "x{a=1} 1",
-            r#"x{a="1" 1"#,
-            "x",
-            "{} 1",
-            "x{=\"a\"} 1",
-            "\u{1F600}{",
-        ] {
+        let s = parse_sample(r#"{"odd name", service="a\"b"} 1 2"#).ok().map(|s| (s.name, s.labels));
+        assert_eq!(s, Some(("odd name".to_string(), vec![("service".into(), "a\"b".into())])));
+        for bad in ["{", "x{a=1} 1", r#"x{a="1" 1"#, "x", "{} 1", "x{=\"a\"} 1", "\u{1F600}{"] {
             assert!(parse_sample(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn metric_names_are_canonical() {
-        let labels = vec![
-            ("quantile".into(), "0.99".into()),
-            ("job".into(), "x".into()),
-            ("code".into(), "5\"".into()),
-        ];
-        assert_eq!(
-            metric_name("lat", &labels),
-            r#"lat{code="5\"",quantile="0.99"}"#
-        );
+        let labels =
+            vec![("quantile".into(), "0.99".into()), ("job".into(), "x".into()), ("code".into(), "5\"".into())];
+        assert_eq!(metric_name("lat", &labels), r#"lat{code="5\"",quantile="0.99"}"#);
         assert_eq!(metric_name("lat", &[("pod".into(), "p".into())]), "lat");
     }
 
     #[test]
     fn odd_metric_names_survive_writing() {
-        for metric in [
-            "cpu",
-            "CpuUsageRate(%)",
-            r#"lat{quantile="0.99"}"#,
-            r#"lat{z="1",a="2"}"#,
-            r#"lat{pod="x"}"#,
-            "a b\"c\\",
-        ] {
-            let s = Series {
-                service: "svc \"x\"".into(),
-                metric: metric.into(),
-                points: vec![],
-            };
+        for metric in
+            ["cpu", "CpuUsageRate(%)", r#"lat{quantile="0.99"}"#, r#"lat{z="1",a="2"}"#, r#"lat{pod="x"}"#, "a b\"c\\"]
+        {
+            let s = Series { service: "svc \"x\"".into(), metric: metric.into(), points: vec![] };
             let line = format!("{} 1 2", exposition_series(&s));
             let parsed = parse_sample(&line).ok();
             let back = parsed.map(|p| (service_of(&p.labels), metric_name(&p.name, &p.labels)));
-            assert_eq!(
-                back,
-                Some((Some(s.service.clone()), metric.to_string())),
-                "{line}"
-            );
+            assert_eq!(back, Some((Some(s.service.clone()), metric.to_string())), "{line}");
         }
     }
 }

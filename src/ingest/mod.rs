@@ -21,8 +21,8 @@ use std::path::PathBuf;
 pub use bundle::{load_bundle, load_telemetry};
 pub use changes::read_changes;
 pub use logs::{
-    for_each_log, parse_app_log_line, read_json_lines_logs, read_log_file, read_logs,
-    read_nezha_logs, read_otlp_logs, AppLine,
+    for_each_log, parse_app_log_line, read_json_lines_logs, read_log_file, read_logs, read_nezha_logs, read_otlp_logs,
+    AppLine,
 };
 pub use metrics::{read_prometheus_query_range, read_prometheus_text, read_wide_csv};
 pub use pod::pod_to_service;
@@ -56,11 +56,7 @@ pub enum IngestError {
     #[error("{}: no incident.json in the bundle", dir.display())]
     MissingIncident { dir: PathBuf },
     #[error("{file}: field `{field}`: {message}")]
-    Invalid {
-        file: String,
-        field: String,
-        message: String,
-    },
+    Invalid { file: String, field: String, message: String },
     #[error("{file}: not valid JSON")]
     Json {
         file: String,

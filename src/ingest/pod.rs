@@ -7,10 +7,7 @@
 /// so real words such as `processor` are never mistaken for a hash.
 fn is_generated(s: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&s.len())
-        && (s
-            .bytes()
-            .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
-            || s.bytes().all(|b| b.is_ascii_digit()))
+        && (s.bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)) || s.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The service of a pod: strips a trailing `-<5 chars>` pod suffix, then a trailing
@@ -37,39 +34,18 @@ mod tests {
 
     #[test]
     fn strips_replicaset_hash_and_pod_suffix() {
-        assert_eq!(
-            pod_to_service("ts-travel-service-64469b5b48-25zj6"),
-            "ts-travel-service"
-        );
-        assert_eq!(
-            pod_to_service("ts-gateway-service-6f6cfc45b-h5m2n"),
-            "ts-gateway-service"
-        );
-        assert_eq!(
-            pod_to_service("ts-food-service-f5756978c-k8vqf"),
-            "ts-food-service"
-        );
+        assert_eq!(pod_to_service("ts-travel-service-64469b5b48-25zj6"), "ts-travel-service");
+        assert_eq!(pod_to_service("ts-gateway-service-6f6cfc45b-h5m2n"), "ts-gateway-service");
+        assert_eq!(pod_to_service("ts-food-service-f5756978c-k8vqf"), "ts-food-service");
         assert_eq!(pod_to_service("frontend-7d4f8b9c6d-x2x9z"), "frontend");
-        assert_eq!(
-            pod_to_service("ts-travel-service-64469b5b48"),
-            "ts-travel-service"
-        );
+        assert_eq!(pod_to_service("ts-travel-service-64469b5b48"), "ts-travel-service");
         assert_eq!(pod_to_service("node-exporter-x7k2p"), "node-exporter");
     }
 
     #[test]
     fn keeps_names_without_hashes() {
-        for name in [
-            "carts-db",
-            "payment-processor",
-            "redis-0",
-            "checkout",
-            "",
-            "-",
-            "a-",
-            "-bcdfg",
-            "ts-user-service",
-        ] {
+        for name in ["carts-db", "payment-processor", "redis-0", "checkout", "", "-", "a-", "-bcdfg", "ts-user-service"]
+        {
             assert_eq!(pod_to_service(name), name.trim(), "{name}");
         }
     }

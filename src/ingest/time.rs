@@ -136,11 +136,7 @@ fn parse_date_nanos(s: &str) -> Option<i128> {
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Some(nanos(d.timestamp(), d.timestamp_subsec_nanos()));
     }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M:%S%.f%:z",
-        "%Y-%m-%dT%H:%M%z",
-    ] {
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M%z"] {
         if let Ok(d) = DateTime::parse_from_str(t, fmt) {
             return Some(nanos(d.timestamp(), d.timestamp_subsec_nanos()));
         }
@@ -195,10 +191,7 @@ mod tests {
         }
         assert_eq!(parse_time_str("2023-01-29T08:42:22Z"), Some(T - 383));
         assert_eq!(parse_time_str("2023-01-29T08:42Z"), Some(T - 22_383));
-        assert_eq!(
-            parse_time_str("2023-01-29"),
-            Some(T - 8 * 3_600_000 - 42 * 60_000 - 22_383)
-        );
+        assert_eq!(parse_time_str("2023-01-29"), Some(T - 8 * 3_600_000 - 42 * 60_000 - 22_383));
     }
 
     #[test]

@@ -14,10 +14,7 @@ use std::path::Path;
 pub fn read_topology(path: &Path, report: &mut ReadReport) -> Result<Topology, IngestError> {
     let file = io::display(path);
     let doc: Value =
-        serde_json::from_reader(io::open(path)?).map_err(|source| IngestError::Json {
-            file: file.clone(),
-            source,
-        })?;
+        serde_json::from_reader(io::open(path)?).map_err(|source| IngestError::Json { file: file.clone(), source })?;
     if !doc.is_object() {
         return Err(IngestError::Invalid {
             file,
@@ -26,24 +23,14 @@ pub fn read_topology(path: &Path, report: &mut ReadReport) -> Result<Topology, I
         });
     }
     let mut topology = Topology::default();
-    let list = |key: &str| {
-        doc.get(key)
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice)
-    };
+    let list = |key: &str| doc.get(key).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     for (i, s) in list("services").iter().enumerate() {
         let node = match s {
-            Value::String(name) => Some(TopologyNode {
-                name: name.clone(),
-                kind: None,
+            Value::String(name) => Some(TopologyNode { name: name.clone(), kind: None }),
+            Value::Object(o) => o.get("name").and_then(Value::as_str).map(|name| TopologyNode {
+                name: name.to_string(),
+                kind: o.get("kind").and_then(Value::as_str).map(str::to_string),
             }),
-            Value::Object(o) => o
-                .get("name")
-                .and_then(Value::as_str)
-                .map(|name| TopologyNode {
-                    name: name.to_string(),
-                    kind: o.get("kind").and_then(Value::as_str).map(str::to_string),
-                }),
             _ => None,
         };
         match node {
@@ -51,20 +38,16 @@ pub fn read_topology(path: &Path, report: &mut ReadReport) -> Result<Topology, I
                 report.records_read += 1;
                 topology.services.push(n);
             }
-            None => report.skip(io::issue(
-                &file,
-                0,
-                Some(&format!("services[{i}]")),
-                "not a service name or {name, kind}",
-            )),
+            None => {
+                report.skip(io::issue(&file, 0, Some(&format!("services[{i}]")), "not a service name or {name, kind}"))
+            }
         }
     }
     for (i, e) in list("edges").iter().enumerate() {
         let pair = match e {
             Value::Array(p) if p.len() == 2 => p[0].as_str().zip(p[1].as_str()),
             Value::Object(o) => {
-                let end =
-                    |keys: [&str; 3]| keys.iter().find_map(|k| o.get(*k).and_then(Value::as_str));
+                let end = |keys: [&str; 3]| keys.iter().find_map(|k| o.get(*k).and_then(Value::as_str));
                 end(["caller", "source", "from"]).zip(end(["callee", "target", "to"]))
             }
             _ => None,
@@ -72,10 +55,7 @@ pub fn read_topology(path: &Path, report: &mut ReadReport) -> Result<Topology, I
         match pair {
             Some((caller, callee)) => {
                 report.records_read += 1;
-                topology.edges.push(TopologyEdge {
-                    caller: caller.to_string(),
-                    callee: callee.to_string(),
-                });
+                topology.edges.push(TopologyEdge { caller: caller.to_string(), callee: callee.to_string() });
             }
             None => report.skip(io::issue(
                 &file,

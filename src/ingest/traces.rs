@@ -44,11 +44,8 @@ fn otlp_span(span: &Value, service: Option<&str>) -> Result<Span, (&'static str,
     };
     let trace_id = id("traceId")?;
     let span_id = id("spanId")?;
-    let parent_id = span
-        .get("parentSpanId")
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .map(str::to_string);
+    let parent_id =
+        span.get("parentSpanId").and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_string);
     let start = span
         .get("startTimeUnixNano")
         .and_then(io::nanos_of)
@@ -87,9 +84,7 @@ fn is_error(cell: &str, error_column: bool) -> bool {
     }
     match v.as_str() {
         "error" | "2" | "true" | "status_code_error" => true,
-        _ => v
-            .parse::<i64>()
-            .is_ok_and(|code| (500..=599).contains(&code)),
+        _ => v.parse::<i64>().is_ok_and(|code| (500..=599).contains(&code)),
     }
 }
 
@@ -107,22 +102,14 @@ pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, 
     let parent_col = rows.column(&["parentid", "parentspanid"]);
     let (service_col, from_pod) = match rows.column(&["service", "servicename"]) {
         Some(c) => (c, false),
-        None => (
-            rows.require(&["podname", "pod"], "service")?,
-            true,
-        ),
+        None => (rows.require(&["podname", "pod"], "service")?, true),
     };
     let op_col = rows.column(&["operation", "operationname", "name", "spanname"]);
     let start_col = rows.require(&["start", "starttime", "starttimeunixnano"], "start")?;
     let end_col = rows.column(&["end", "endtime", "endtimeunixnano"]);
-    let duration_col = [
-        ("durationms", 1.0),
-        ("duration", 1.0),
-        ("durationus", 1e-3),
-        ("durationns", 1e-6),
-    ]
-    .iter()
-    .find_map(|(name, scale)| rows.column(&[name]).map(|c| (c, *scale)));
+    let duration_col = [("durationms", 1.0), ("duration", 1.0), ("durationus", 1e-3), ("durationns", 1e-6)]
+        .iter()
+        .find_map(|(name, scale)| rows.column(&[name]).map(|c| (c, *scale)));
     if end_col.is_none() && duration_col.is_none() {
         return Err(rows.missing("end"));
     }
@@ -146,18 +133,9 @@ pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, 
             report.skip(io::issue(&file, n, Some(&name(service_col)), "missing"));
             continue;
         }
-        let service = if from_pod {
-            pod_to_service(&service)
-        } else {
-            service.to_string()
-        };
+        let service = if from_pod { pod_to_service(&service) } else { service.to_string() };
         let Some(start) = parse_time_nanos(&rows.get(start_col)) else {
-            report.skip(io::issue(
-                &file,
-                n,
-                Some(&name(start_col)),
-                format!("not a time: {:?}", rows.get(start_col)),
-            ));
+            report.skip(io::issue(&file, n, Some(&name(start_col)), format!("not a time: {:?}", rows.get(start_col))));
             continue;
         };
         let end = end_col.map(|c| rows.get(c)).filter(|s| !s.is_empty());
@@ -165,49 +143,28 @@ pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, 
             (Some(end), _) => match parse_time_nanos(&end) {
                 Some(e) if e >= start => (e - start) as f64 / 1e6,
                 Some(_) => {
-                    report.skip(io::issue(
-                        &file,
-                        n,
-                        end_col.map(name).as_deref(),
-                        "span ends before it starts",
-                    ));
+                    report.skip(io::issue(&file, n, end_col.map(name).as_deref(), "span ends before it starts"));
                     continue;
                 }
                 None => {
-                    report.skip(io::issue(
-                        &file,
-                        n,
-                        end_col.map(name).as_deref(),
-                        format!("not a time: {end:?}"),
-                    ));
+                    report.skip(io::issue(&file, n, end_col.map(name).as_deref(), format!("not a time: {end:?}")));
                     continue;
                 }
             },
             (None, Some((c, scale))) => match rows.get(c).parse::<f64>() {
                 Ok(d) if d.is_finite() && d >= 0.0 => d * scale,
                 _ => {
-                    report.skip(io::issue(
-                        &file,
-                        n,
-                        Some(&name(c)),
-                        format!("not a duration: {:?}", rows.get(c)),
-                    ));
+                    report.skip(io::issue(&file, n, Some(&name(c)), format!("not a duration: {:?}", rows.get(c))));
                     continue;
                 }
             },
             (None, None) => {
-                report.skip(io::issue(
-                    &file,
-                    n,
-                    end_col.map(name).as_deref(),
-                    "no end time or duration",
-                ));
+                report.skip(io::issue(&file, n, end_col.map(name).as_deref(), "no end time or duration"));
                 continue;
             }
         };
-        let parent_id = parent_col
-            .map(|c| rows.get(c).to_string())
-            .filter(|p| !matches!(p.as_str(), "" | "root" | "-1"));
+        let parent_id =
+            parent_col.map(|c| rows.get(c).to_string()).filter(|p| !matches!(p.as_str(), "" | "root" | "-1"));
         out.push(Span {
             trace_id,
             span_id,
@@ -227,16 +184,7 @@ pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, 
 /// (`trace_id,span_id,parent_id,service,operation,start,duration_ms,error`).
 pub(crate) fn write_span_csv(spans: &[Span], w: &mut dyn Write) -> std::io::Result<()> {
     let mut csv = csv::Writer::from_writer(w);
-    csv.write_record([
-        "trace_id",
-        "span_id",
-        "parent_id",
-        "service",
-        "operation",
-        "start",
-        "duration_ms",
-        "error",
-    ])?;
+    csv.write_record(["trace_id", "span_id", "parent_id", "service", "operation", "start", "duration_ms", "error"])?;
     for s in spans {
         let start = format_rfc3339(s.start).unwrap_or_else(|| s.start.to_string());
         csv.write_record([

@@ -21,14 +21,8 @@ fn time_value(ts: Ts) -> Value {
 }
 
 /// Creates `path` and fills it through a buffered writer.
-fn write_file(
-    path: &Path,
-    f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<(), IngestError> {
-    let err = |source| IngestError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+fn write_file(path: &Path, f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), IngestError> {
+    let err = |source| IngestError::Write { path: path.to_path_buf(), source };
     let mut w = BufWriter::new(File::create(path).map_err(err)?);
     f(&mut w).and_then(|()| w.flush()).map_err(err)
 }
@@ -44,15 +38,8 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), IngestEr
 /// replaced, others left alone): `incident.json`, `metrics.prom`, `logs.jsonl` (in-memory records
 /// then every record streamed from the log files), `spans.csv`, `changes.jsonl`, `topology.json`
 /// when there is one, `truth.json` when `truth` is given, and `baseline/` when there is a baseline.
-pub fn write_bundle(
-    incident: &Incident,
-    truth: Option<&Truth>,
-    dir: &Path,
-) -> Result<(), IngestError> {
-    std::fs::create_dir_all(dir).map_err(|source| IngestError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+pub fn write_bundle(incident: &Incident, truth: Option<&Truth>, dir: &Path) -> Result<(), IngestError> {
+    std::fs::create_dir_all(dir).map_err(|source| IngestError::Write { path: dir.to_path_buf(), source })?;
     let head = json!({
         "id": incident.id,
         "title": incident.alert.title,
@@ -72,19 +59,14 @@ pub fn write_bundle(
     }
     if let Some(baseline) = &incident.baseline {
         let sub = dir.join("baseline");
-        std::fs::create_dir_all(&sub).map_err(|source| IngestError::Write {
-            path: sub.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&sub).map_err(|source| IngestError::Write { path: sub.clone(), source })?;
         write_telemetry(baseline, &sub)?;
     }
     Ok(())
 }
 
 fn write_telemetry(t: &Telemetry, dir: &Path) -> Result<(), IngestError> {
-    write_file(&dir.join("metrics.prom"), |w| {
-        write_prometheus(&t.metrics, w)
-    })?;
+    write_file(&dir.join("metrics.prom"), |w| write_prometheus(&t.metrics, w))?;
     write_file(&dir.join("spans.csv"), |w| write_span_csv(&t.spans, w))?;
     write_file(&dir.join("changes.jsonl"), |w| write_changes(&t.changes, w))?;
     // The log files may include the very file being written (re-exporting a loaded bundle in
@@ -101,10 +83,7 @@ fn write_telemetry(t: &Telemetry, dir: &Path) -> Result<(), IngestError> {
         });
         result
     })?;
-    std::fs::rename(&tmp, &target).map_err(|source| IngestError::Write {
-        path: target.clone(),
-        source,
-    })?;
+    std::fs::rename(&tmp, &target).map_err(|source| IngestError::Write { path: target.clone(), source })?;
     if report.records_skipped > 0 {
         tracing::warn!(skipped = report.records_skipped, file = %io::display(&target), "unreadable log records were not written");
         for issue in &report.issues {
@@ -125,18 +104,9 @@ fn write_log(r: &LogRecord, w: &mut dyn Write) -> std::io::Result<()> {
     if !r.attributes.is_empty() {
         let sorted = r.attributes.windows(2).all(|p| p[0].0 < p[1].0);
         let attrs = if sorted {
-            Value::Object(
-                r.attributes
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json!(v)))
-                    .collect(),
-            )
+            Value::Object(r.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
         } else {
-            json!(r
-                .attributes
-                .iter()
-                .map(|(k, v)| json!([k, v]))
-                .collect::<Vec<_>>())
+            json!(r.attributes.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>())
         };
         obj.insert("attributes".into(), attrs);
     }

@@ -56,7 +56,9 @@ pub fn mentioned(session: &Session, question: &str) -> Option<String> {
         if !words.contains(word) {
             continue;
         }
-        if let Some(n) = names.iter().find(|n| session.cx.kind_of(n).as_deref() == Some(*kind) || n.to_lowercase().contains(kind)) {
+        if let Some(n) =
+            names.iter().find(|n| session.cx.kind_of(n).as_deref() == Some(*kind) || n.to_lowercase().contains(kind))
+        {
             return Some(n.clone());
         }
     }
@@ -106,7 +108,11 @@ pub fn explain(session: &Session, service: &str) -> String {
     let Some(i) = session.ledger.find(service) else {
         return format!("{service} is not among the suspects: the triage found nothing that makes it a likely cause.");
     };
-    let mut lines = vec![format!("{service}: probability {:.2} (prior {:.2}).", post[i], session.priors.get(i).copied().unwrap_or(0.0))];
+    let mut lines = vec![format!(
+        "{service}: probability {:.2} (prior {:.2}).",
+        post[i],
+        session.priors.get(i).copied().unwrap_or(0.0)
+    )];
     for s in &session.steps {
         if let Some((_, r)) = s.ratios.iter().find(|(h, _)| h == service) {
             lines.push(format!("  - {} ×{r:.2}: {}", s.tool, s.summary));
@@ -122,7 +128,11 @@ fn standing(session: &Session) -> String {
     let post = session.ledger.posterior();
     let mut order: Vec<usize> = (0..post.len()).collect();
     order.sort_by(|&a, &b| post[b].total_cmp(&post[a]));
-    let top: Vec<String> = order.iter().take(3).map(|&i| format!("{} {:.2}", transcript::label(&session.ledger.hypotheses[i]), post[i])).collect();
+    let top: Vec<String> = order
+        .iter()
+        .take(3)
+        .map(|&i| format!("{} {:.2}", transcript::label(&session.ledger.hypotheses[i]), post[i]))
+        .collect();
     format!("Now: {}.", top.join(", "))
 }
 
@@ -138,7 +148,8 @@ fn describe(step: &Step) -> String {
     s
 }
 
-const HELP: &str = "Ask about a service or a check, e.g. \"why not the database?\", \"show the config diff for auth\", \
+const HELP: &str =
+    "Ask about a service or a check, e.g. \"why not the database?\", \"show the config diff for auth\", \
 \"logs of checkout\", \"is payment upstream of the alert?\", \"slow spans\", \"similar past incidents\", \"timeline\".";
 
 /// Answers one question offline (the rules), recording the calls in the session.
@@ -171,7 +182,11 @@ pub fn answer_offline(session: &mut Session, question: &str) -> Exchange {
     } else {
         parts.push(standing(session));
     }
-    Exchange { question: question.to_string(), answer: parts.join("\n"), turns: (first + 1..=session.steps.len()).collect() }
+    Exchange {
+        question: question.to_string(),
+        answer: parts.join("\n"),
+        turns: (first + 1..=session.steps.len()).collect(),
+    }
 }
 
 /// Answers one question with a model choosing the calls (at most `cfg.max_turns`); if the model
@@ -182,7 +197,13 @@ pub fn answer_with_model(session: &mut Session, policy: &mut LlmPolicy, question
     let mut notes = Vec::new();
     let mut final_text = None;
     for _ in 0..cfg.max_turns {
-        let view = View { cx: &session.cx, ledger: &session.ledger, steps: &session.steps, tools: &session.tools, threshold: cfg.threshold };
+        let view = View {
+            cx: &session.cx,
+            ledger: &session.ledger,
+            steps: &session.steps,
+            tools: &session.tools,
+            threshold: cfg.threshold,
+        };
         match policy.decide(&view) {
             Ok(Decision::Call { tool, args, reasoning }) => {
                 let name = policy.name();
@@ -206,5 +227,9 @@ pub fn answer_with_model(session: &mut Session, policy: &mut LlmPolicy, question
         notes.push(t);
     }
     notes.push(standing(session));
-    Exchange { question: question.to_string(), answer: notes.join("\n"), turns: (first + 1..=session.steps.len()).collect() }
+    Exchange {
+        question: question.to_string(),
+        answer: notes.join("\n"),
+        turns: (first + 1..=session.steps.len()).collect(),
+    }
 }

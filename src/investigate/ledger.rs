@@ -49,7 +49,8 @@ impl Ledger {
     pub fn new(candidates: &[(String, String, f64)], p_none: f64) -> Ledger {
         const FLOOR: f64 = 1e-3;
         let p_none = p_none.clamp(FLOOR, 1.0 - FLOOR);
-        let weights: Vec<f64> = candidates.iter().map(|c| if c.2.is_finite() && c.2 > FLOOR { c.2 } else { FLOOR }).collect();
+        let weights: Vec<f64> =
+            candidates.iter().map(|c| if c.2.is_finite() && c.2 > FLOOR { c.2 } else { FLOOR }).collect();
         let total: f64 = weights.iter().sum();
         let mut hypotheses: Vec<Hypothesis> = candidates
             .iter()
@@ -62,7 +63,12 @@ impl Ledger {
             })
             .collect();
         let p_none = if hypotheses.is_empty() { 1.0 } else { p_none };
-        hypotheses.push(Hypothesis { service: None, kind: "none of these".to_string(), log_prior: p_none.ln(), log_evidence: 0.0 });
+        hypotheses.push(Hypothesis {
+            service: None,
+            kind: "none of these".to_string(),
+            log_prior: p_none.ln(),
+            log_evidence: 0.0,
+        });
         Ledger { hypotheses, evidence: Vec::new() }
     }
 
@@ -99,7 +105,13 @@ impl Ledger {
 
     /// The most probable hypothesis and its posterior.
     pub fn leader(&self) -> (usize, f64) {
-        self.posterior().into_iter().enumerate().fold((self.none(), f64::NEG_INFINITY), |best, (i, p)| if p > best.1 { (i, p) } else { best })
+        self.posterior().into_iter().enumerate().fold((self.none(), f64::NEG_INFINITY), |best, (i, p)| {
+            if p > best.1 {
+                (i, p)
+            } else {
+                best
+            }
+        })
     }
 }
 
@@ -108,7 +120,14 @@ mod tests {
     use super::*;
 
     fn ledger() -> Ledger {
-        Ledger::new(&[("auth".into(), "errors".into(), 0.6), ("ldap".into(), "config".into(), 0.3), ("db".into(), "latency".into(), 0.1)], 0.1)
+        Ledger::new(
+            &[
+                ("auth".into(), "errors".into(), 0.6),
+                ("ldap".into(), "config".into(), 0.3),
+                ("db".into(), "latency".into(), 0.1),
+            ],
+            0.1,
+        )
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -130,8 +149,13 @@ mod tests {
     #[test]
     fn evidence_moves_mass_by_its_ratio_and_order_does_not_matter() {
         let mut a = ledger();
-        let e1 = Evidence { tool: "config_diff".into(), summary: "ldap timeout lowered".into(), ratios: vec![(1, 8.0)] };
-        let e2 = Evidence { tool: "dependency_lookup".into(), summary: "auth calls ldap".into(), ratios: vec![(0, 0.5), (1, 2.0)] };
+        let e1 =
+            Evidence { tool: "config_diff".into(), summary: "ldap timeout lowered".into(), ratios: vec![(1, 8.0)] };
+        let e2 = Evidence {
+            tool: "dependency_lookup".into(),
+            summary: "auth calls ldap".into(),
+            ratios: vec![(0, 0.5), (1, 2.0)],
+        };
         a.update(e1.clone());
         a.update(e2.clone());
         let mut b = ledger();
@@ -148,7 +172,11 @@ mod tests {
     #[test]
     fn one_observation_is_clamped_and_garbage_is_ignored() {
         let mut l = ledger();
-        l.update(Evidence { tool: "t".into(), summary: "s".into(), ratios: vec![(2, 1e9), (0, f64::NAN), (1, -3.0), (99, 5.0)] });
+        l.update(Evidence {
+            tool: "t".into(),
+            summary: "s".into(),
+            ratios: vec![(2, 1e9), (0, f64::NAN), (1, -3.0), (99, 5.0)],
+        });
         let p = l.posterior();
         assert!(close(p[2] / p[0], 20.0 / 6.0), "{p:?}");
         assert_eq!(l.evidence[0].ratios, vec![(2, MAX_RATIO)]);

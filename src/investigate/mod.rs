@@ -60,7 +60,14 @@ pub struct AgentConfig {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { threshold: 0.85, max_turns: 8, max_seconds: 120.0, max_tokens: 30_000, hypotheses: 5, max_items: 8 }
+        AgentConfig {
+            threshold: 0.85,
+            max_turns: 8,
+            max_seconds: 120.0,
+            max_tokens: 30_000,
+            hypotheses: 5,
+            max_items: 8,
+        }
     }
 }
 
@@ -143,7 +150,12 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    pub fn new(incident: &'a Incident, triage: &'a Triage, kb: Option<&'a dyn PastIncidents>, cfg: &AgentConfig) -> Session<'a> {
+    pub fn new(
+        incident: &'a Incident,
+        triage: &'a Triage,
+        kb: Option<&'a dyn PastIncidents>,
+        cfg: &AgentConfig,
+    ) -> Session<'a> {
         Session::resume(incident, triage, kb, initial_ledger(triage, cfg), Vec::new(), cfg)
     }
 
@@ -156,7 +168,15 @@ impl<'a> Session<'a> {
         steps: Vec<Step>,
         cfg: &AgentConfig,
     ) -> Session<'a> {
-        let priors = Ledger { hypotheses: ledger.hypotheses.iter().map(|h| ledger::Hypothesis { log_evidence: 0.0, ..h.clone() }).collect(), evidence: Vec::new() }.posterior();
+        let priors = Ledger {
+            hypotheses: ledger
+                .hypotheses
+                .iter()
+                .map(|h| ledger::Hypothesis { log_evidence: 0.0, ..h.clone() })
+                .collect(),
+            evidence: Vec::new(),
+        }
+        .posterior();
         let tool_errors = steps.iter().filter(|s| s.error.is_some()).count();
         Session {
             cx: ToolCx { incident, triage, kb, max_items: cfg.max_items.max(1) },
@@ -175,9 +195,13 @@ impl<'a> Session<'a> {
     /// (same tool, same arguments, succeeded before) is refused with a pointer to the earlier turn.
     pub fn call(&mut self, tool: String, args: serde_json::Value, reasoning: String, policy: &str) -> Step {
         let before = self.ledger.leader();
-        let repeated = self.steps.iter().find(|s| s.tool == tool && s.args == args && s.error.is_none()).map(|s| s.turn);
+        let repeated =
+            self.steps.iter().find(|s| s.tool == tool && s.args == args && s.error.is_none()).map(|s| s.turn);
         let result = match repeated {
-            Some(turn) => Err(ToolError::new(ToolErrorKind::InvalidArgs, format!("already called with these arguments at turn {turn}; see its result"))),
+            Some(turn) => Err(ToolError::new(
+                ToolErrorKind::InvalidArgs,
+                format!("already called with these arguments at turn {turn}; see its result"),
+            )),
             None => tools::run(&self.tools, &self.cx, &tool, args.clone(), &self.ledger),
         };
         let (summary, output, error, ratios) = match result {
@@ -236,7 +260,13 @@ impl<'a> Session<'a> {
             if policy.tokens() >= cfg.max_tokens {
                 break StopReason::TokenBudget;
             }
-            let view = View { cx: &self.cx, ledger: &self.ledger, steps: &self.steps, tools: &self.tools, threshold: cfg.threshold };
+            let view = View {
+                cx: &self.cx,
+                ledger: &self.ledger,
+                steps: &self.steps,
+                tools: &self.tools,
+                threshold: cfg.threshold,
+            };
             let decision = if self.fallback.is_some() {
                 rules.decide(&view)
             } else {
@@ -272,7 +302,12 @@ impl<'a> Session<'a> {
             .hypotheses
             .iter()
             .zip(self.priors.iter().zip(&posterior))
-            .map(|(h, (&prior, &post))| HypothesisView { service: h.service.clone(), kind: h.kind.clone(), prior, posterior: post })
+            .map(|(h, (&prior, &post))| HypothesisView {
+                service: h.service.clone(),
+                kind: h.kind.clone(),
+                prior,
+                posterior: post,
+            })
             .collect();
         hypotheses.sort_by(|a, b| b.posterior.total_cmp(&a.posterior));
         let (leader, confidence) = self.ledger.leader();

@@ -41,7 +41,12 @@ impl Policy for Rules {
             }
             let options: Vec<(serde_json::Value, f64, Option<usize>)> = if t.per_service() {
                 top.iter()
-                    .filter_map(|&i| v.ledger.hypotheses[i].service.as_ref().map(|s| (json!({ "service": s }), undecided(i), Some(i))))
+                    .filter_map(|&i| {
+                        v.ledger.hypotheses[i]
+                            .service
+                            .as_ref()
+                            .map(|s| (json!({ "service": s }), undecided(i), Some(i)))
+                    })
                     .collect()
             } else {
                 vec![(json!({}), top.iter().map(|&i| undecided(i)).sum(), None)]
@@ -73,7 +78,9 @@ impl Policy for Rules {
                     ),
                 }
             }
-            None => Decision::Conclude { reasoning: format!("no remaining check could change the answer ({})", standing.join(" vs ")) },
+            None => Decision::Conclude {
+                reasoning: format!("no remaining check could change the answer ({})", standing.join(" vs ")),
+            },
         })
     }
 }

@@ -142,7 +142,9 @@ impl Transcript {
         let hyps: Vec<String> = self
             .hypotheses
             .iter()
-            .map(|h| format!("{} {:.2} (prior {:.2})", h.service.as_deref().unwrap_or("none of these"), h.posterior, h.prior))
+            .map(|h| {
+                format!("{} {:.2} (prior {:.2})", h.service.as_deref().unwrap_or("none of these"), h.posterior, h.prior)
+            })
             .collect();
         out.push_str(&format!("  Posterior: {}\n", hyps.join(", ")));
         out
@@ -152,7 +154,11 @@ impl Transcript {
 fn compact(v: &serde_json::Value) -> String {
     match v.as_object() {
         Some(m) if m.is_empty() => String::new(),
-        Some(m) => m.iter().map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect::<Vec<_>>().join(", "),
+        Some(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .collect::<Vec<_>>()
+            .join(", "),
         None => v.to_string(),
     }
 }

@@ -74,13 +74,20 @@ impl Endpoint {
         Self::from_env(LLM_URL_VAR, LLM_MODEL_VAR, url, model)
     }
 
-    fn from_env(url_var: &'static str, model_var: &'static str, url: Option<String>, model: Option<String>) -> Result<Option<Self>, LlmError> {
+    fn from_env(
+        url_var: &'static str,
+        model_var: &'static str,
+        url: Option<String>,
+        model: Option<String>,
+    ) -> Result<Option<Self>, LlmError> {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
         match (url.or_else(|| var(url_var)), model.or_else(|| var(model_var))) {
             (None, None) => Ok(None),
             (Some(_), None) => Err(LlmError::Incomplete { var: url_var, missing: model_var }),
             (None, Some(_)) => Err(LlmError::Incomplete { var: model_var, missing: url_var }),
-            (Some(url), Some(model)) => Ok(Some(Endpoint::new(url, model, var(API_KEY_VAR).or_else(|| var("OPENAI_API_KEY"))))),
+            (Some(url), Some(model)) => {
+                Ok(Some(Endpoint::new(url, model, var(API_KEY_VAR).or_else(|| var("OPENAI_API_KEY")))))
+            }
         }
     }
 
@@ -106,7 +113,12 @@ enum Api {
 }
 
 /// Posts one request, retrying transient failures; the response as JSON.
-async fn post(endpoint: &Endpoint, client: &Client<OpenAIConfig>, api: Api, request: &serde_json::Value) -> Result<serde_json::Value, LlmError> {
+async fn post(
+    endpoint: &Endpoint,
+    client: &Client<OpenAIConfig>,
+    api: Api,
+    request: &serde_json::Value,
+) -> Result<serde_json::Value, LlmError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -140,14 +152,20 @@ async fn embed_batches(endpoint: &Endpoint, texts: &[String]) -> Result<Vec<Vec<
         // pooling (llama.cpp's by default) return one vector per token, which is mean-pooled here.
         let response = post(endpoint, &client, Api::Embeddings, &request).await?;
         let bad = |message: String| LlmError::Response { url: endpoint.base_url.clone(), message };
-        let data = response.get("data").and_then(|d| d.as_array()).ok_or_else(|| bad(format!("no `data` array in the response: {}", clip(&response))))?;
+        let data = response
+            .get("data")
+            .and_then(|d| d.as_array())
+            .ok_or_else(|| bad(format!("no `data` array in the response: {}", clip(&response))))?;
         if data.len() != batch.len() {
             return Err(bad(format!("{} embeddings returned for {} inputs", data.len(), batch.len())));
         }
         let mut vectors: Vec<(u64, Vec<f32>)> = Vec::with_capacity(data.len());
         for (i, item) in data.iter().enumerate() {
             let index = item.get("index").and_then(|x| x.as_u64()).unwrap_or(i as u64);
-            let v = item.get("embedding").and_then(pooled).ok_or_else(|| bad(format!("`data[{i}].embedding` is not a vector of numbers (nor one per token)")))?;
+            let v = item
+                .get("embedding")
+                .and_then(pooled)
+                .ok_or_else(|| bad(format!("`data[{i}].embedding` is not a vector of numbers (nor one per token)")))?;
             if v.is_empty() || v.iter().any(|x| !x.is_finite()) {
                 return Err(bad(format!("`data[{i}].embedding` is empty or not finite")));
             }
@@ -161,7 +179,9 @@ async fn embed_batches(endpoint: &Endpoint, texts: &[String]) -> Result<Vec<Vec<
 
 /// A vector from JSON: an array of numbers, or an array of per-token arrays (their mean).
 fn pooled(v: &serde_json::Value) -> Option<Vec<f32>> {
-    let numbers = |a: &serde_json::Value| a.as_array()?.iter().map(|x| x.as_f64().map(|x| x as f32)).collect::<Option<Vec<f32>>>();
+    let numbers = |a: &serde_json::Value| {
+        a.as_array()?.iter().map(|x| x.as_f64().map(|x| x as f32)).collect::<Option<Vec<f32>>>()
+    };
     if let Some(v) = numbers(v) {
         return Some(v);
     }
@@ -206,7 +226,8 @@ pub async fn chat(endpoint: &Endpoint, mut request: serde_json::Value) -> Result
         let message = response
             .pointer("/choices/0/message")
             .ok_or_else(|| bad(format!("no `choices[0].message` in the response: {}", clip(&response))))?;
-        let content = message.get("content").and_then(|c| c.as_str()).map(str::to_string).filter(|c| !c.trim().is_empty());
+        let content =
+            message.get("content").and_then(|c| c.as_str()).map(str::to_string).filter(|c| !c.trim().is_empty());
         let tool_calls = message
             .get("tool_calls")
             .and_then(|t| t.as_array())
@@ -217,7 +238,10 @@ pub async fn chat(endpoint: &Endpoint, mut request: serde_json::Value) -> Result
                     .filter_map(|(i, c)| {
                         let f = c.get("function")?;
                         Some(ToolCall {
-                            id: c.get("id").and_then(|x| x.as_str()).map_or_else(|| format!("call_{i}"), str::to_string),
+                            id: c
+                                .get("id")
+                                .and_then(|x| x.as_str())
+                                .map_or_else(|| format!("call_{i}"), str::to_string),
                             name: f.get("name")?.as_str()?.to_string(),
                             arguments: match f.get("arguments") {
                                 Some(serde_json::Value::String(s)) => s.clone(),
@@ -229,7 +253,10 @@ pub async fn chat(endpoint: &Endpoint, mut request: serde_json::Value) -> Result
                     .collect()
             })
             .unwrap_or_default();
-        let tokens = response.pointer("/usage/total_tokens").and_then(|t| t.as_u64()).unwrap_or_else(|| (request.to_string().len() / 4) as u64);
+        let tokens = response
+            .pointer("/usage/total_tokens")
+            .and_then(|t| t.as_u64())
+            .unwrap_or_else(|| (request.to_string().len() / 4) as u64);
         Ok(ChatReply { content, tool_calls, tokens })
     }
     .instrument(span)

@@ -80,7 +80,15 @@ pub fn signal(labels: &BTreeMap<String, String>) -> String {
         return s.clone();
     }
     let name = labels.get("alertname").map(|s| s.to_ascii_lowercase()).unwrap_or_default();
-    for (needle, signal) in [("error", "errors"), ("5xx", "errors"), ("latency", "latency"), ("slow", "latency"), ("cpu", "cpu"), ("mem", "mem"), ("saturat", "saturation")] {
+    for (needle, signal) in [
+        ("error", "errors"),
+        ("5xx", "errors"),
+        ("latency", "latency"),
+        ("slow", "latency"),
+        ("cpu", "cpu"),
+        ("mem", "mem"),
+        ("saturat", "saturation"),
+    ] {
         if name.contains(needle) {
             return signal.to_string();
         }
@@ -122,9 +130,12 @@ pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incomin
     for (i, a) in p.alerts.iter().enumerate() {
         let mut labels = p.common_labels.clone();
         labels.extend(a.labels.clone());
-        let svc = service(&labels).ok_or_else(|| format!("alerts[{i}]: no service label (one of {})", SERVICE_LABELS.join(", ")))?;
-        let annotations: BTreeMap<String, String> = p.common_annotations.clone().into_iter().chain(a.annotations.clone()).collect();
-        let time = a.starts_at.as_deref().and_then(crate::ingest::time::parse_time_str).filter(|t| *t > 0).unwrap_or(now);
+        let svc = service(&labels)
+            .ok_or_else(|| format!("alerts[{i}]: no service label (one of {})", SERVICE_LABELS.join(", ")))?;
+        let annotations: BTreeMap<String, String> =
+            p.common_annotations.clone().into_iter().chain(a.annotations.clone()).collect();
+        let time =
+            a.starts_at.as_deref().and_then(crate::ingest::time::parse_time_str).filter(|t| *t > 0).unwrap_or(now);
         let title = annotations
             .get("summary")
             .or_else(|| annotations.get("description"))
@@ -133,7 +144,13 @@ pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incomin
             .unwrap_or_else(|| format!("alert on {svc}"));
         let firing = a.status.as_deref().or(p.status.as_deref()).is_none_or(|s| s != "resolved");
         out.push(Incoming {
-            alert: Alert { time, service: svc, signal: signal(&labels), severity: severity(labels.get("severity").map(String::as_str)), title },
+            alert: Alert {
+                time,
+                service: svc,
+                signal: signal(&labels),
+                severity: severity(labels.get("severity").map(String::as_str)),
+                title,
+            },
             fingerprint: a.fingerprint.clone().filter(|f| !f.is_empty()).unwrap_or_else(|| fingerprint_of(&labels)),
             firing,
             labels,
@@ -182,13 +199,20 @@ mod tests {
         let p: AlertmanagerPayload = serde_json::from_str(body).unwrap();
         let a = from_alertmanager(&p, 0).unwrap();
         assert_eq!(a.len(), 2);
-        assert_eq!((a[0].alert.service.as_str(), a[0].alert.signal.as_str(), a[0].alert.severity), ("frontend", "errors", Severity::Critical));
+        assert_eq!(
+            (a[0].alert.service.as_str(), a[0].alert.signal.as_str(), a[0].alert.severity),
+            ("frontend", "errors", Severity::Critical)
+        );
         assert_eq!(a[0].alert.title, "frontend errors above 5%");
         assert_eq!(a[0].alert.time, 1_795_377_600_000);
         assert_eq!(a[0].fingerprint, "abc");
         assert!(a[0].firing && !a[1].firing);
-        assert_eq!((a[1].alert.service.as_str(), a[1].alert.signal.as_str(), a[1].alert.severity), ("checkout", "latency", Severity::Warning));
-        let no_service: AlertmanagerPayload = serde_json::from_str(r#"{"alerts":[{"labels":{"alertname":"X"}}]}"#).unwrap();
+        assert_eq!(
+            (a[1].alert.service.as_str(), a[1].alert.signal.as_str(), a[1].alert.severity),
+            ("checkout", "latency", Severity::Warning)
+        );
+        let no_service: AlertmanagerPayload =
+            serde_json::from_str(r#"{"alerts":[{"labels":{"alertname":"X"}}]}"#).unwrap();
         assert!(from_alertmanager(&no_service, 0).unwrap_err().starts_with("alerts[0]: no service label"));
     }
 

@@ -43,7 +43,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"culprit\""));
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"culprit\""));
         }
         r
     }
@@ -63,8 +64,17 @@ impl Caller {
             return Ok(());
         }
         app.metrics.denied.with_label_values(&["403"]).inc();
-        app.audit.record(&self.name, self.role.as_str(), "denied", action, json!({ "status": 403, "needs": role.as_str() }));
-        Err(ApiError::new(StatusCode::FORBIDDEN, format!("{action} needs the {} role; this token is a {}", role.as_str(), self.role.as_str())))
+        app.audit.record(
+            &self.name,
+            self.role.as_str(),
+            "denied",
+            action,
+            json!({ "status": 403, "needs": role.as_str() }),
+        );
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{action} needs the {} role; this token is a {}", role.as_str(), self.role.as_str()),
+        ))
     }
 }
 
@@ -76,7 +86,10 @@ fn token_from(parts: &Parts) -> Option<String> {
     }
     // EventSource cannot send headers: the event stream alone also takes `?token=`.
     if parts.uri.path().ends_with("/events") {
-        return parts.uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(percent_decode)));
+        return parts
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(percent_decode)));
     }
     None
 }
@@ -86,7 +99,10 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        match (b[i], b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())) {
+        match (
+            b[i],
+            b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
             (b'%', Some(v)) => {
                 out.push(v);
                 i += 3;
@@ -133,7 +149,8 @@ impl FromRequestParts<AppState> for Caller {
 
 /// Parses a JSON body, naming line, column and field on error.
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("request body, line {} column {}: {e}", e.line(), e.column())))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("request body, line {} column {}: {e}", e.line(), e.column())))
 }
 
 pub fn router(app: AppState) -> Router {
@@ -232,7 +249,13 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
     );
     if start {
         if let Some(id) = &id {
-            app.audit.record(&caller.name, caller.role.as_str(), "investigation.started", id, json!({ "service": inc.alert.service, "severity": inc.alert.severity, "source": source }));
+            app.audit.record(
+                &caller.name,
+                caller.role.as_str(),
+                "investigation.started",
+                id,
+                json!({ "service": inc.alert.service, "severity": inc.alert.severity, "source": source }),
+            );
             app.emit(id, "status", json!({ "status": Status::Queued }));
             worker::enqueue(app, id.clone());
         }
@@ -240,7 +263,14 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
     json!({ "investigation": id, "outcome": outcome, "service": inc.alert.service })
 }
 
-fn new_record(id: &str, alert: &crate::model::Alert, mode: Mode, now: i64, group: String, fingerprint: String) -> Record {
+fn new_record(
+    id: &str,
+    alert: &crate::model::Alert,
+    mode: Mode,
+    now: i64,
+    group: String,
+    fingerprint: String,
+) -> Record {
     Record {
         summary: Summary {
             id: id.to_string(),
@@ -297,7 +327,11 @@ async fn create(State(app): State<AppState>, caller: Caller, body: Bytes) -> Res
     let req: CreateRequest = parse(&body)?;
     let inc = alerts::from_generic(req.alert, now_ms()).map_err(ApiError::bad)?;
     let now = now_ms();
-    let mode = req.mode.unwrap_or(if inc.alert.severity >= app.config().alerts.agent_from { Mode::Agent } else { Mode::Triage });
+    let mode = req.mode.unwrap_or(if inc.alert.severity >= app.config().alerts.agent_from {
+        Mode::Agent
+    } else {
+        Mode::Triage
+    });
     let id = {
         let mut reg = lock(&app.registry);
         let id = reg.new_id(now);
@@ -305,7 +339,13 @@ async fn create(State(app): State<AppState>, caller: Caller, body: Bytes) -> Res
         reg.insert(new_record(&id, &inc.alert, mode, now, format!("manual:{id}"), inc.fingerprint.clone()));
         id
     };
-    app.audit.record(&caller.name, caller.role.as_str(), "investigation.started", &id, json!({ "service": inc.alert.service, "mode": mode.as_str(), "manual": true }));
+    app.audit.record(
+        &caller.name,
+        caller.role.as_str(),
+        "investigation.started",
+        &id,
+        json!({ "service": inc.alert.service, "mode": mode.as_str(), "manual": true }),
+    );
     app.emit(&id, "status", json!({ "status": Status::Queued }));
     worker::enqueue(&app, id.clone());
     Ok((StatusCode::ACCEPTED, Json(json!({ "investigation": id, "mode": mode }))).into_response())
@@ -314,7 +354,8 @@ async fn create(State(app): State<AppState>, caller: Caller, body: Bytes) -> Res
 async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(&app, Role::Viewer, "investigations.list")?;
     let reg = lock(&app.registry);
-    let items: Vec<&Summary> = reg.order.iter().rev().filter_map(|id| reg.records.get(id)).map(|r| &r.summary).collect();
+    let items: Vec<&Summary> =
+        reg.order.iter().rev().filter_map(|id| reg.records.get(id)).map(|r| &r.summary).collect();
     Ok(Json(json!({ "investigations": items })))
 }
 
@@ -375,25 +416,42 @@ struct FeedbackRequest {
     note: String,
 }
 
-async fn feedback(State(app): State<AppState>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn feedback(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     caller.require(&app, Role::Operator, "feedback")?;
     let req: FeedbackRequest = parse(&body)?;
     let (top, alert, report) = {
         let reg = lock(&app.registry);
         let r = reg.records.get(&id).ok_or_else(|| ApiError::not_found("investigation", &id))?;
         if r.report.is_none() {
-            return Err(ApiError::new(StatusCode::CONFLICT, format!("investigation {id} has no result yet ({:?})", r.summary.status)));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("investigation {id} has no result yet ({:?})", r.summary.status),
+            ));
         }
         (r.summary.top.clone(), r.alert.clone(), r.report.clone())
     };
     let (service, kind) = match req.verdict.as_str() {
         "confirm" => {
-            let t = top.as_ref().ok_or_else(|| ApiError::bad("nothing to confirm: the investigation named no root cause (use `correct`)"))?;
-            (req.service.clone().unwrap_or_else(|| t.service.clone()), req.kind.clone().unwrap_or_else(|| t.kind.clone()))
+            let t = top.as_ref().ok_or_else(|| {
+                ApiError::bad("nothing to confirm: the investigation named no root cause (use `correct`)")
+            })?;
+            (
+                req.service.clone().unwrap_or_else(|| t.service.clone()),
+                req.kind.clone().unwrap_or_else(|| t.kind.clone()),
+            )
         }
         "reject" => (top.as_ref().map(|t| t.service.clone()).unwrap_or_default(), String::new()),
         "correct" => {
-            let s = req.service.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| ApiError::bad("verdict `correct` needs `service`: the true root-cause service"))?;
+            let s = req
+                .service
+                .clone()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| ApiError::bad("verdict `correct` needs `service`: the true root-cause service"))?;
             (s, req.kind.clone().unwrap_or_default())
         }
         other => return Err(ApiError::bad(format!("verdict: {other:?} is not one of confirm, reject, correct"))),
@@ -409,7 +467,10 @@ async fn feedback(State(app): State<AppState>, caller: Caller, Path(id): Path<St
         note: req.note.clone(),
         author: caller.name.clone(),
     };
-    app.store.add_feedback(&row).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("feedback not stored: {e}")))?;
+    app.store
+        .add_feedback(&row)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("feedback not stored: {e}")))?;
     {
         let mut reg = lock(&app.registry);
         if let Some(r) = reg.records.get_mut(&id) {
@@ -444,7 +505,13 @@ async fn feedback(State(app): State<AppState>, caller: Caller, Path(id): Path<St
     }
     let app2 = app.clone();
     let reranker = tokio::task::spawn_blocking(move || worker::retrain(&app2)).await.ok();
-    app.audit.record(&caller.name, caller.role.as_str(), "feedback", &id, json!({ "verdict": req.verdict, "service": service, "kind": kind, "note": req.note, "knowledge_base": kb_id }));
+    app.audit.record(
+        &caller.name,
+        caller.role.as_str(),
+        "feedback",
+        &id,
+        json!({ "verdict": req.verdict, "service": service, "kind": kind, "note": req.note, "knowledge_base": kb_id }),
+    );
     Ok((
         StatusCode::CREATED,
         Json(json!({ "stored": true, "id": row.id, "knowledge_base": kb_id, "reranker_examples": reranker.as_ref().map(|r| r.examples), "reranker_active": reranker.as_ref().is_some_and(|r| r.is_trained()) })),
@@ -462,7 +529,13 @@ async fn new_session(State(app): State<AppState>, caller: Caller, body: Bytes) -
     caller.require(&app, Role::Operator, "sessions.create")?;
     let req: SessionRequest = parse(&body)?;
     let case = lock(&app.cases).get(&req.investigation).ok_or_else(|| {
-        ApiError::new(StatusCode::CONFLICT, format!("investigation {:?} is unknown, not finished, or no longer in memory: start a new one", req.investigation))
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "investigation {:?} is unknown, not finished, or no longer in memory: start a new one",
+                req.investigation
+            ),
+        )
     })?;
     let cfg = app.config().agent_config();
     let chat = {
@@ -477,14 +550,25 @@ async fn new_session(State(app): State<AppState>, caller: Caller, body: Bytes) -
         }
     };
     let id = format!("chat-{}-{}", now_ms(), req.investigation);
-    let s = ChatSession { id: id.clone(), investigation: req.investigation.clone(), created_by: caller.name.clone(), chat };
+    let s =
+        ChatSession { id: id.clone(), investigation: req.investigation.clone(), created_by: caller.name.clone(), chat };
     worker::save_session(&app, &s);
     lock(&app.sessions).insert(id.clone(), s);
-    app.audit.record(&caller.name, caller.role.as_str(), "session.created", &id, json!({ "investigation": req.investigation }));
+    app.audit.record(
+        &caller.name,
+        caller.role.as_str(),
+        "session.created",
+        &id,
+        json!({ "investigation": req.investigation }),
+    );
     Ok((StatusCode::CREATED, Json(json!({ "session": id, "investigation": req.investigation }))).into_response())
 }
 
-async fn get_session(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_session(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&app, Role::Viewer, "sessions.read")?;
     let s = lock(&app.sessions).get(&id).cloned().ok_or_else(|| ApiError::not_found("session", &id))?;
     Ok(Json(json!(s)))
@@ -496,20 +580,35 @@ struct MessageRequest {
     text: String,
 }
 
-async fn message(State(app): State<AppState>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn message(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&app, Role::Operator, "sessions.message")?;
     let req: MessageRequest = parse(&body)?;
     if req.text.trim().is_empty() {
         return Err(ApiError::bad("text: empty"));
     }
     let session = lock(&app.sessions).get(&id).cloned().ok_or_else(|| ApiError::not_found("session", &id))?;
-    let case = lock(&app.cases)
-        .get(&session.investigation)
-        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, format!("the data of investigation {} is no longer in memory", session.investigation)))?;
+    let case = lock(&app.cases).get(&session.investigation).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("the data of investigation {} is no longer in memory", session.investigation),
+        )
+    })?;
     let cfg = app.config().agent_config();
     let text = req.text.clone();
     let updated = tokio::task::spawn_blocking(move || {
-        let mut s = crate::investigate::Session::resume(&case.0, &case.1, None, session.chat.ledger.clone(), session.chat.steps.clone(), &cfg);
+        let mut s = crate::investigate::Session::resume(
+            &case.0,
+            &case.1,
+            None,
+            session.chat.ledger.clone(),
+            session.chat.steps.clone(),
+            &cfg,
+        );
         let exchange = crate::investigate::chat::answer_offline(&mut s, &text);
         let mut chat = session.chat.clone();
         chat.ledger = s.ledger.clone();
@@ -522,7 +621,13 @@ async fn message(State(app): State<AppState>, caller: Caller, Path(id): Path<Str
     let (s, exchange) = updated;
     worker::save_session(&app, &s);
     lock(&app.sessions).insert(id.clone(), s);
-    app.audit.record(&caller.name, caller.role.as_str(), "session.message", &id, json!({ "question": req.text, "turns": exchange.turns }));
+    app.audit.record(
+        &caller.name,
+        caller.role.as_str(),
+        "session.message",
+        &id,
+        json!({ "question": req.text, "turns": exchange.turns }),
+    );
     Ok(Json(json!({ "answer": exchange.answer, "turns": exchange.turns })))
 }
 
@@ -537,7 +642,8 @@ async fn changes(State(app): State<AppState>, caller: Caller, body: Bytes) -> Re
     };
     let mut rows = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let c = crate::ingest::changes::change_from_json(item).map_err(|(field, msg)| ApiError::bad(format!("change {i}: {field}: {msg}")))?;
+        let c = crate::ingest::changes::change_from_json(item)
+            .map_err(|(field, msg)| ApiError::bad(format!("change {i}: {field}: {msg}")))?;
         rows.push(EventRow {
             id: format!("change-{}-{}-{i}", c.time, c.service),
             time_ms: c.time,
@@ -549,22 +655,44 @@ async fn changes(State(app): State<AppState>, caller: Caller, body: Bytes) -> Re
             anomaly_score: None,
         });
     }
-    app.store.add_events(&rows).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("changes not stored: {e}")))?;
+    app.store
+        .add_events(&rows)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("changes not stored: {e}")))?;
     let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
-    app.audit.record(&caller.name, caller.role.as_str(), "changes.recorded", "-", json!({ "count": rows.len(), "services": services }));
+    app.audit.record(
+        &caller.name,
+        caller.role.as_str(),
+        "changes.recorded",
+        "-",
+        json!({ "count": rows.len(), "services": services }),
+    );
     Ok((StatusCode::CREATED, Json(json!({ "stored": rows.len() }))).into_response())
 }
 
-async fn otlp_in(State(app): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes, signal: otlp::Signal) -> Result<Response, ApiError> {
+async fn otlp_in(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+    signal: otlp::Signal,
+) -> Result<Response, ApiError> {
     caller.require(&app, Role::Operator, "otlp")?;
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let enc = otlp::Encoding::from_content_type(ct)
-        .ok_or_else(|| ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Type {ct:?}: OTLP/HTTP takes application/x-protobuf or application/json")))?;
+    let enc = otlp::Encoding::from_content_type(ct).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type {ct:?}: OTLP/HTTP takes application/x-protobuf or application/json"),
+        )
+    })?;
     let body = if headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) == Some("gzip") {
         use std::io::Read;
         let mut out = Vec::new();
         let limit = app.config().max_body_bytes as u64;
-        flate2::read::GzDecoder::new(body.as_ref()).take(limit + 1).read_to_end(&mut out).map_err(|e| ApiError::bad(format!("gzip body: {e}")))?;
+        flate2::read::GzDecoder::new(body.as_ref())
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| ApiError::bad(format!("gzip body: {e}")))?;
         if out.len() as u64 > limit {
             return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the decompressed body is above max_body_bytes"));
         }
@@ -596,7 +724,10 @@ async fn otlp_in(State(app): State<AppState>, caller: Caller, headers: HeaderMap
     for (i, p) in decoded.points.iter().enumerate() {
         rows.push(row(i, p.time, sources::METRIC, &p.service, serde_json::to_string(p).unwrap_or_default()));
     }
-    app.store.add_events(&rows).await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("not stored, retry: {e}")))?;
+    app.store
+        .add_events(&rows)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("not stored, retry: {e}")))?;
     app.metrics.otlp_records.with_label_values(&[signal.as_str(), "stored"]).inc_by(rows.len() as u64);
     app.metrics.otlp_records.with_label_values(&[signal.as_str(), "rejected"]).inc_by(decoded.rejected());
     if decoded.rejected() > 0 {
@@ -618,7 +749,10 @@ async fn show_config(State(app): State<AppState>, caller: Caller) -> Result<Json
 /// restart.
 async fn reload(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(&app, Role::Admin, "config.reload")?;
-    let path = app.config_path.clone().ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "started without --config: nothing to reload"))?;
+    let path = app
+        .config_path
+        .clone()
+        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "started without --config: nothing to reload"))?;
     let result = ServeConfig::load(&path).map_err(|e| e.to_string()).and_then(|new| {
         let principals = new.principals(&|k| std::env::var(k).ok())?;
         Ok((new, principals))
@@ -637,16 +771,34 @@ async fn reload(State(app): State<AppState>, caller: Caller) -> Result<Json<Valu
             .map(|(k, _)| k)
             .collect();
             if let Ok(mut c) = app.cfg.write() {
-                *c = ServeConfig { listen: old.listen, data_dir: old.data_dir.clone(), store: old.store.clone(), workers: old.workers, ..new };
+                *c = ServeConfig {
+                    listen: old.listen,
+                    data_dir: old.data_dir.clone(),
+                    store: old.store.clone(),
+                    workers: old.workers,
+                    ..new
+                };
             }
             if let Ok(mut p) = app.principals.write() {
                 *p = principals;
             }
-            app.audit.record(&caller.name, caller.role.as_str(), "config.reload", &path.display().to_string(), json!({ "ok": true, "needs_restart": restart }));
+            app.audit.record(
+                &caller.name,
+                caller.role.as_str(),
+                "config.reload",
+                &path.display().to_string(),
+                json!({ "ok": true, "needs_restart": restart }),
+            );
             Ok(Json(json!({ "reloaded": true, "needs_restart": restart })))
         }
         Err(e) => {
-            app.audit.record(&caller.name, caller.role.as_str(), "config.reload", &path.display().to_string(), json!({ "ok": false, "error": e }));
+            app.audit.record(
+                &caller.name,
+                caller.role.as_str(),
+                "config.reload",
+                &path.display().to_string(),
+                json!({ "ok": false, "error": e }),
+            );
             Err(ApiError::bad(format!("config not reloaded: {e}")))
         }
     }

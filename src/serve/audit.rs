@@ -42,7 +42,14 @@ impl Audit {
 
     /// Appends one line. A failed write is logged, never fatal to the request.
     pub fn record(&self, who: &str, role: &str, action: &str, target: &str, detail: Value) {
-        let line = Line { time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true), who, role, action, target, detail: &detail };
+        let line = Line {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            who,
+            role,
+            action,
+            target,
+            detail: &detail,
+        };
         let mut text = match serde_json::to_string(&line) {
             Ok(t) => t,
             Err(e) => {

@@ -119,7 +119,14 @@ pub struct AgentSection {
 impl Default for AgentSection {
     fn default() -> Self {
         let d = crate::investigate::AgentConfig::default();
-        AgentSection { policy: PolicyName::Rules, llm_url: None, llm_model: None, threshold: d.threshold, max_turns: d.max_turns, max_seconds: d.max_seconds }
+        AgentSection {
+            policy: PolicyName::Rules,
+            llm_url: None,
+            llm_model: None,
+            threshold: d.threshold,
+            max_turns: d.max_turns,
+            max_seconds: d.max_seconds,
+        }
     }
 }
 
@@ -160,7 +167,10 @@ pub struct RedactConfig {
 impl Default for RedactConfig {
     fn default() -> Self {
         RedactConfig {
-            pii: crate::redact::DEFAULT_PII.iter().map(|(n, p)| PatternConfig { name: n.to_string(), pattern: p.to_string() }).collect(),
+            pii: crate::redact::DEFAULT_PII
+                .iter()
+                .map(|(n, p)| PatternConfig { name: n.to_string(), pattern: p.to_string() })
+                .collect(),
         }
     }
 }
@@ -238,7 +248,8 @@ impl ServeConfig {
     pub fn load(path: &Path) -> Result<ServeConfig, ConfigError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-        let cfg: ServeConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: p.clone(), source: Box::new(source) })?;
+        let cfg: ServeConfig =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: p.clone(), source: Box::new(source) })?;
         cfg.validate(&p)?;
         Ok(cfg)
     }
@@ -268,7 +279,12 @@ impl ServeConfig {
 
     /// The agent's budgets from `[agent]`.
     pub fn agent_config(&self) -> crate::investigate::AgentConfig {
-        crate::investigate::AgentConfig { threshold: self.agent.threshold, max_turns: self.agent.max_turns, max_seconds: self.agent.max_seconds, ..Default::default() }
+        crate::investigate::AgentConfig {
+            threshold: self.agent.threshold,
+            max_turns: self.agent.max_turns,
+            max_seconds: self.agent.max_seconds,
+            ..Default::default()
+        }
     }
 
     pub fn store_uri(&self) -> String {
@@ -288,7 +304,9 @@ impl ServeConfig {
         for t in &self.tokens {
             let secret = match (&t.token, &t.token_env) {
                 (Some(s), None) => s.clone(),
-                (None, Some(var)) => env(var).ok_or_else(|| format!("token {:?}: environment variable {var} is not set", t.name))?,
+                (None, Some(var)) => {
+                    env(var).ok_or_else(|| format!("token {:?}: environment variable {var} is not set", t.name))?
+                }
                 _ => return Err(format!("token {:?}: give exactly one of `token` and `token_env`", t.name)),
             };
             out.push(Principal { name: t.name.clone(), role: t.role, secret: secret.into_bytes() });

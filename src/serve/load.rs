@@ -53,7 +53,12 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let serve_cfg = ServeConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: cfg.data_dir.clone(),
-        tokens: vec![TokenConfig { name: "load".into(), role: Role::Operator, token: Some(TOKEN.into()), token_env: None }],
+        tokens: vec![TokenConfig {
+            name: "load".into(),
+            role: Role::Operator,
+            token: Some(TOKEN.into()),
+            token_env: None,
+        }],
         window: super::config::WindowConfig { settle_seconds: 0, ..Default::default() },
         // Short groups, so new investigations keep starting during the test.
         alerts: super::config::AlertConfig { group_seconds: 2, ..Default::default() },
@@ -83,9 +88,11 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
                 Ok((app, listener, addr)) => {
                     let router = super::api::router(app.clone());
                     let _ = ready_tx.send(Ok((app, addr)));
-                    let _ = axum::serve(listener, router).with_graceful_shutdown(async move {
-                        let _ = server_stopped.await;
-                    }).await;
+                    let _ = axum::serve(listener, router)
+                        .with_graceful_shutdown(async move {
+                            let _ = server_stopped.await;
+                        })
+                        .await;
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -95,7 +102,10 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     });
     let (app, addr) = ready_rx.await.map_err(|_| "the server thread ended early".to_string())??;
     let base = format!("http://{addr}");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(cfg.senders + cfg.watchers).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(cfg.senders + cfg.watchers)
+        .build()
+        .map_err(|e| e.to_string())?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
@@ -119,7 +129,15 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..cfg.senders {
-        let (client, base, stop, sent, latencies, accepted, fail) = (client.clone(), base.clone(), stop.clone(), sent.clone(), latencies.clone(), accepted.clone(), fail.clone());
+        let (client, base, stop, sent, latencies, accepted, fail) = (
+            client.clone(),
+            base.clone(),
+            stop.clone(),
+            sent.clone(),
+            latencies.clone(),
+            accepted.clone(),
+            fail.clone(),
+        );
         let services = cfg.services.max(1);
         let (rate, senders) = (cfg.rate_per_sender, cfg.senders.max(1));
         tasks.push(tokio::spawn(async move {
@@ -128,7 +146,8 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
             let mut fps = Vec::new();
             let pace = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
             // Senders start spread over one period, not all at once.
-            let mut next = tokio::time::Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64(s as f64 / senders as f64));
+            let mut next =
+                tokio::time::Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64(s as f64 / senders as f64));
             while !stop.load(Ordering::Relaxed) {
                 if let Some(p) = pace {
                     tokio::time::sleep_until(next).await;
@@ -146,7 +165,13 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
                                  "startsAt": chrono::Utc::now().to_rfc3339() }]
                 });
                 let t = Instant::now();
-                let r = client.post(format!("{base}/v1/alerts/alertmanager")).bearer_auth(TOKEN).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string()).send().await;
+                let r = client
+                    .post(format!("{base}/v1/alerts/alertmanager"))
+                    .bearer_auth(TOKEN)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
                 match r {
                     Ok(resp) if resp.status().as_u16() == 202 => {
@@ -164,7 +189,15 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         }));
     }
     for w in 0..cfg.watchers {
-        let (client, base, stop, sse_events, sse_streams, fail, app) = (client.clone(), base.clone(), stop.clone(), sse_events.clone(), sse_streams.clone(), fail.clone(), app.clone());
+        let (client, base, stop, sse_events, sse_streams, fail, app) = (
+            client.clone(),
+            base.clone(),
+            stop.clone(),
+            sse_events.clone(),
+            sse_streams.clone(),
+            fail.clone(),
+            app.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut k = w;
             while !stop.load(Ordering::Relaxed) {
@@ -249,7 +282,13 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let q = |p: f64| if lat.is_empty() { 0.0 } else { lat[((lat.len() - 1) as f64 * p).round() as usize] };
     let (investigations, finished) = {
         let reg = super::lock(&app.registry);
-        (reg.order.len(), reg.records.values().filter(|r| matches!(r.summary.status, super::Status::Done | super::Status::Failed)).count())
+        (
+            reg.order.len(),
+            reg.records
+                .values()
+                .filter(|r| matches!(r.summary.status, super::Status::Done | super::Status::Failed))
+                .count(),
+        )
     };
     super::worker::stop(&app);
     let sent = sent.load(Ordering::Relaxed);
@@ -284,7 +323,11 @@ pub fn render(r: &LoadReport) -> String {
          investigations         {} started, {} finished during the test\n\
          event streams          {} opened, {} events received\n",
         r.senders,
-        if r.rate_per_sender > 0.0 { format!("{} webhooks/s each", r.rate_per_sender) } else { "each as fast as answered".to_string() },
+        if r.rate_per_sender > 0.0 {
+            format!("{} webhooks/s each", r.rate_per_sender)
+        } else {
+            "each as fast as answered".to_string()
+        },
         r.watchers,
         r.seconds,
         r.webhooks_sent,

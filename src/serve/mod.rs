@@ -190,20 +190,40 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
-        use prometheus::{opts, histogram_opts, HistogramVec, IntCounter, IntCounterVec, IntGauge};
+        use prometheus::{histogram_opts, opts, HistogramVec, IntCounter, IntCounterVec, IntGauge};
         let registry = prometheus::Registry::new();
-        let alerts = IntCounterVec::new(opts!("culprit_alerts_total", "Alerts received, by source and outcome (started, grouped, duplicate, resolved)."), &["source", "outcome"])?;
-        let investigations = IntCounterVec::new(opts!("culprit_investigations_total", "Investigations finished, by mode and status."), &["mode", "status"])?;
+        let alerts = IntCounterVec::new(
+            opts!(
+                "culprit_alerts_total",
+                "Alerts received, by source and outcome (started, grouped, duplicate, resolved)."
+            ),
+            &["source", "outcome"],
+        )?;
+        let investigations = IntCounterVec::new(
+            opts!("culprit_investigations_total", "Investigations finished, by mode and status."),
+            &["mode", "status"],
+        )?;
         let latency = HistogramVec::new(
-            histogram_opts!("culprit_investigation_seconds", "Seconds from an alert's arrival to its investigation's end.", vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+            histogram_opts!(
+                "culprit_investigation_seconds",
+                "Seconds from an alert's arrival to its investigation's end.",
+                vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]
+            ),
             &["mode"],
         )?;
         let tool_errors = IntCounter::new("culprit_tool_errors_total", "Agent tool calls that failed.")?;
         let llm_tokens = IntCounter::new("culprit_llm_tokens_total", "Tokens used by the agent's language model.")?;
-        let otlp_records = IntCounterVec::new(opts!("culprit_otlp_records_total", "OTLP records received, by signal and outcome (stored, rejected)."), &["signal", "outcome"])?;
-        let denied = IntCounterVec::new(opts!("culprit_requests_denied_total", "Requests refused by authentication (401) or role (403)."), &["status"])?;
+        let otlp_records = IntCounterVec::new(
+            opts!("culprit_otlp_records_total", "OTLP records received, by signal and outcome (stored, rejected)."),
+            &["signal", "outcome"],
+        )?;
+        let denied = IntCounterVec::new(
+            opts!("culprit_requests_denied_total", "Requests refused by authentication (401) or role (403)."),
+            &["status"],
+        )?;
         let queue = IntGauge::new("culprit_investigations_queued", "Investigations waiting for a worker.")?;
-        let notify_failures = IntCounter::new("culprit_notify_failures_total", "Notifications that failed after every retry.")?;
+        let notify_failures =
+            IntCounter::new("culprit_notify_failures_total", "Notifications that failed after every retry.")?;
         for c in [
             Box::new(alerts.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(investigations.clone()),
@@ -217,12 +237,24 @@ impl Metrics {
         ] {
             registry.register(c)?;
         }
-        Ok(Metrics { registry, alerts, investigations, latency, tool_errors, llm_tokens, otlp_records, denied, queue, notify_failures })
+        Ok(Metrics {
+            registry,
+            alerts,
+            investigations,
+            latency,
+            tool_errors,
+            llm_tokens,
+            otlp_records,
+            denied,
+            queue,
+            notify_failures,
+        })
     }
 
     pub fn render(&self) -> String {
         let enc = prometheus::TextEncoder::new();
-        enc.encode_to_string(&self.registry.gather()).unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
+        enc.encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
     }
 }
 
@@ -264,7 +296,11 @@ pub enum ServeError {
 impl App {
     /// Opens the data directory, the store and the audit log, reloads saved investigations and
     /// the re-ranker, and starts the workers.
-    pub async fn start(cfg: ServeConfig, config_path: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> Result<Arc<App>, ServeError> {
+    pub async fn start(
+        cfg: ServeConfig,
+        config_path: Option<PathBuf>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Arc<App>, ServeError> {
         cfg.validate(&config_path.as_ref().map_or("config".to_string(), |p| p.display().to_string()))?;
         let principals = cfg.principals(env).map_err(ServeError::Setup)?;
         let io = |p: &std::path::Path| {
@@ -288,7 +324,10 @@ impl App {
         };
         let registry = worker::load_records(&cfg.data_dir.join("investigations"));
         let sessions = worker::load_sessions(&cfg.data_dir.join("sessions"));
-        let http = reqwest::Client::builder().user_agent(concat!("culprit/", env!("CARGO_PKG_VERSION"))).build().map_err(|e| ServeError::Setup(format!("HTTP client: {e}")))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("culprit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ServeError::Setup(format!("HTTP client: {e}")))?;
         let workers = cfg.workers;
         let app = Arc::new(App {
             cfg: RwLock::new(cfg),
@@ -343,7 +382,9 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub async fn serve(cfg: ServeConfig, config_path: Option<PathBuf>) -> Result<(), ServeError> {
     let listen = cfg.listen;
     let app = App::start(cfg, config_path, &|k| std::env::var(k).ok()).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| ServeError::Io { path: listen.to_string(), source })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Io { path: listen.to_string(), source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Io { path: listen.to_string(), source })?;
     tracing::info!(%addr, "culprit serve listening");
     eprintln!("culprit serve: listening on http://{addr} (data in {})", app.config().data_dir.display());
@@ -369,7 +410,10 @@ pub async fn serve(cfg: ServeConfig, config_path: Option<PathBuf>) -> Result<(),
             let _ = ctrl_c.await;
         }
     };
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(|source| ServeError::Io { path: addr.to_string(), source })?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| ServeError::Io { path: addr.to_string(), source })?;
     worker::stop(&app);
     eprintln!("culprit serve: stopped");
     Ok(())

@@ -78,7 +78,9 @@ pub async fn send(http: &reqwest::Client, url: &str, payload: &Value) -> Result<
             .await;
         match r {
             Ok(resp) if resp.status().is_success() => return Ok(attempt),
-            Ok(resp) if resp.status().is_server_error() || resp.status().as_u16() == 429 => last = format!("HTTP {}", resp.status()),
+            Ok(resp) if resp.status().is_server_error() || resp.status().as_u16() == 429 => {
+                last = format!("HTTP {}", resp.status())
+            }
             Ok(resp) => return Err(format!("HTTP {} (not retried)", resp.status())),
             Err(e) => last = e.to_string(),
         }

@@ -89,13 +89,18 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
         }
         Encoding::Protobuf => match signal {
             Signal::Traces => {
-                let req = ExportTraceServiceRequest::decode(body).map_err(|e| format!("not an ExportTraceServiceRequest: {e}"))?;
+                let req = ExportTraceServiceRequest::decode(body)
+                    .map_err(|e| format!("not an ExportTraceServiceRequest: {e}"))?;
                 for rs in req.resource_spans {
                     let service = service_name(rs.resource.as_ref());
                     for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
                         match (&service, span.start_time_unix_nano, span.end_time_unix_nano) {
                             (None, ..) => d.report.skip(issue(&origin, "service.name", "resource has no service.name")),
-                            (_, s, e) if s == 0 || e < s => d.report.skip(issue(&origin, "endTimeUnixNano", "span has no start or ends before it starts")),
+                            (_, s, e) if s == 0 || e < s => d.report.skip(issue(
+                                &origin,
+                                "endTimeUnixNano",
+                                "span has no start or ends before it starts",
+                            )),
                             (Some(svc), s, e) => {
                                 d.report.records_read += 1;
                                 d.spans.push(Span {
@@ -114,11 +119,13 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
                 }
             }
             Signal::Logs => {
-                let req = ExportLogsServiceRequest::decode(body).map_err(|e| format!("not an ExportLogsServiceRequest: {e}"))?;
+                let req = ExportLogsServiceRequest::decode(body)
+                    .map_err(|e| format!("not an ExportLogsServiceRequest: {e}"))?;
                 for rl in req.resource_logs {
                     let service = service_name(rl.resource.as_ref());
                     for rec in rl.scope_logs.into_iter().flat_map(|s| s.log_records) {
-                        let nanos = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
+                        let nanos =
+                            if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
                         let Some(svc) = &service else {
                             d.report.skip(issue(&origin, "service.name", "resource has no service.name"));
                             continue;
@@ -130,7 +137,8 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
                         let level = Level::from_otlp_number(i64::from(rec.severity_number))
                             .or_else(|| Level::parse(&rec.severity_text))
                             .unwrap_or_default();
-                        let mut attributes: Vec<(String, String)> = rec.attributes.iter().map(|kv| (kv.key.clone(), any_text(kv.value.as_ref()))).collect();
+                        let mut attributes: Vec<(String, String)> =
+                            rec.attributes.iter().map(|kv| (kv.key.clone(), any_text(kv.value.as_ref()))).collect();
                         if !rec.trace_id.is_empty() {
                             attributes.push(("trace_id".into(), hex(&rec.trace_id)));
                         }
@@ -138,12 +146,19 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
                             attributes.push(("span_id".into(), hex(&rec.span_id)));
                         }
                         d.report.records_read += 1;
-                        d.logs.push(LogRecord { time: (nanos / 1_000_000) as Ts, service: svc.clone(), level, message: any_text(rec.body.as_ref()), attributes });
+                        d.logs.push(LogRecord {
+                            time: (nanos / 1_000_000) as Ts,
+                            service: svc.clone(),
+                            level,
+                            message: any_text(rec.body.as_ref()),
+                            attributes,
+                        });
                     }
                 }
             }
             Signal::Metrics => {
-                let req = ExportMetricsServiceRequest::decode(body).map_err(|e| format!("not an ExportMetricsServiceRequest: {e}"))?;
+                let req = ExportMetricsServiceRequest::decode(body)
+                    .map_err(|e| format!("not an ExportMetricsServiceRequest: {e}"))?;
                 for rm in req.resource_metrics {
                     let service = service_name(rm.resource.as_ref());
                     for m in rm.scope_metrics.into_iter().flat_map(|s| s.metrics) {
@@ -151,7 +166,11 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
                             Some(metric::Data::Gauge(g)) => &g.data_points,
                             Some(metric::Data::Sum(s)) => &s.data_points,
                             _ => {
-                                d.report.skip(issue(&origin, "data", &format!("metric {}: only gauges and sums are read", m.name)));
+                                d.report.skip(issue(
+                                    &origin,
+                                    "data",
+                                    &format!("metric {}: only gauges and sums are read", m.name),
+                                ));
                                 continue;
                             }
                         };
@@ -164,10 +183,21 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
                             match (&service, p.time_unix_nano, value.is_finite()) {
                                 (Some(svc), t, true) if t > 0 => {
                                     d.report.records_read += 1;
-                                    d.points.push(Point { service: svc.clone(), metric: m.name.clone(), time: (t / 1_000_000) as Ts, value });
+                                    d.points.push(Point {
+                                        service: svc.clone(),
+                                        metric: m.name.clone(),
+                                        time: (t / 1_000_000) as Ts,
+                                        value,
+                                    });
                                 }
-                                (None, ..) => d.report.skip(issue(&origin, "service.name", "resource has no service.name")),
-                                _ => d.report.skip(issue(&origin, "dataPoints", &format!("metric {}: a point without a time or a finite value", m.name))),
+                                (None, ..) => {
+                                    d.report.skip(issue(&origin, "service.name", "resource has no service.name"))
+                                }
+                                _ => d.report.skip(issue(
+                                    &origin,
+                                    "dataPoints",
+                                    &format!("metric {}: a point without a time or a finite value", m.name),
+                                )),
                             }
                         }
                     }
@@ -183,7 +213,12 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
 pub fn response(signal: Signal, encoding: Encoding, d: &Decoded) -> (Vec<u8>, &'static str) {
     use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
     let rejected = d.rejected() as i64;
-    let message = d.report.issues.first().map(|i| format!("{} records rejected, e.g. {}: {}", rejected, i.field.clone().unwrap_or_default(), i.message)).unwrap_or_default();
+    let message = d
+        .report
+        .issues
+        .first()
+        .map(|i| format!("{} records rejected, e.g. {}: {}", rejected, i.field.clone().unwrap_or_default(), i.message))
+        .unwrap_or_default();
     match encoding {
         Encoding::Json => {
             let key = match signal {
@@ -191,21 +226,34 @@ pub fn response(signal: Signal, encoding: Encoding, d: &Decoded) -> (Vec<u8>, &'
                 Signal::Logs => "rejectedLogRecords",
                 Signal::Metrics => "rejectedDataPoints",
             };
-            let body = if rejected > 0 { serde_json::json!({ "partialSuccess": { key: rejected, "errorMessage": message } }) } else { serde_json::json!({}) };
+            let body = if rejected > 0 {
+                serde_json::json!({ "partialSuccess": { key: rejected, "errorMessage": message } })
+            } else {
+                serde_json::json!({})
+            };
             (body.to_string().into_bytes(), "application/json")
         }
         Encoding::Protobuf => {
             let bytes = match signal {
                 Signal::Traces => trace::v1::ExportTraceServiceResponse {
-                    partial_success: (rejected > 0).then_some(trace::v1::ExportTracePartialSuccess { rejected_spans: rejected, error_message: message }),
+                    partial_success: (rejected > 0).then_some(trace::v1::ExportTracePartialSuccess {
+                        rejected_spans: rejected,
+                        error_message: message,
+                    }),
                 }
                 .encode_to_vec(),
                 Signal::Logs => logs::v1::ExportLogsServiceResponse {
-                    partial_success: (rejected > 0).then_some(logs::v1::ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: message }),
+                    partial_success: (rejected > 0).then_some(logs::v1::ExportLogsPartialSuccess {
+                        rejected_log_records: rejected,
+                        error_message: message,
+                    }),
                 }
                 .encode_to_vec(),
                 Signal::Metrics => metrics::v1::ExportMetricsServiceResponse {
-                    partial_success: (rejected > 0).then_some(metrics::v1::ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message: message }),
+                    partial_success: (rejected > 0).then_some(metrics::v1::ExportMetricsPartialSuccess {
+                        rejected_data_points: rejected,
+                        error_message: message,
+                    }),
                 }
                 .encode_to_vec(),
             };
@@ -237,8 +285,15 @@ fn any_text(v: Option<&AnyValue>) -> String {
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(x)) => x.to_string(),
         Some(any_value::Value::BytesValue(b)) => hex(b),
-        Some(any_value::Value::ArrayValue(a)) => a.values.iter().map(|v| any_text(Some(v))).collect::<Vec<_>>().join(","),
-        Some(any_value::Value::KvlistValue(l)) => l.values.iter().map(|kv| format!("{}={}", kv.key, any_text(kv.value.as_ref()))).collect::<Vec<_>>().join(","),
+        Some(any_value::Value::ArrayValue(a)) => {
+            a.values.iter().map(|v| any_text(Some(v))).collect::<Vec<_>>().join(",")
+        }
+        Some(any_value::Value::KvlistValue(l)) => l
+            .values
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, any_text(kv.value.as_ref())))
+            .collect::<Vec<_>>()
+            .join(","),
         _ => String::new(),
     }
 }
@@ -265,14 +320,27 @@ fn points_from_json(doc: &Value, origin: &str, report: &mut ReadReport) -> Vec<P
                     let v = p
                         .get("asDouble")
                         .and_then(|x| x.as_f64().or_else(|| x.as_str().and_then(|s| s.parse().ok())))
-                        .or_else(|| p.get("asInt").and_then(|x| x.as_i64().map(|i| i as f64).or_else(|| x.as_str().and_then(|s| s.parse().ok()))));
+                        .or_else(|| {
+                            p.get("asInt").and_then(|x| {
+                                x.as_i64().map(|i| i as f64).or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+                            })
+                        });
                     match (&service, t, v) {
                         (Some(svc), Some(t), Some(v)) if v.is_finite() && !name.is_empty() => {
                             report.records_read += 1;
-                            out.push(Point { service: svc.clone(), metric: name.clone(), time: ingest::time::nanos_to_ms(t), value: v });
+                            out.push(Point {
+                                service: svc.clone(),
+                                metric: name.clone(),
+                                time: ingest::time::nanos_to_ms(t),
+                                value: v,
+                            });
                         }
                         (None, ..) => report.skip(issue(origin, "service.name", "resource has no service.name")),
-                        _ => report.skip(issue(origin, "dataPoints", &format!("metric {name:?}: a point without a time or a finite value"))),
+                        _ => report.skip(issue(
+                            origin,
+                            "dataPoints",
+                            &format!("metric {name:?}: a point without a time or a finite value"),
+                        )),
                     }
                 }
             }
@@ -287,7 +355,11 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span as PSpan, Status};
 
     fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }), ..Default::default() }
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -319,7 +391,9 @@ mod tests {
         assert_eq!(d.rejected(), 1);
         let (body, ct) = response(Signal::Traces, Encoding::Protobuf, &d);
         assert_eq!(ct, "application/x-protobuf");
-        let resp = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(body.as_slice()).unwrap();
+        let resp =
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(body.as_slice())
+                .unwrap();
         assert_eq!(resp.partial_success.map(|p| p.rejected_spans), Some(1));
         assert!(decode(Signal::Traces, Encoding::Protobuf, b"\xff\xff\xff").is_err());
     }
@@ -335,7 +409,10 @@ mod tests {
         let metrics = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"db"}}]},
             "scopeMetrics":[{"metrics":[{"name":"cpu","gauge":{"dataPoints":[{"timeUnixNano":"1700000000000000000","asDouble":0.5}]}}]}]}]}"#;
         let d = decode(Signal::Metrics, Encoding::Json, metrics.as_bytes()).unwrap();
-        assert_eq!(d.points, vec![Point { service: "db".into(), metric: "cpu".into(), time: 1_700_000_000_000, value: 0.5 }]);
+        assert_eq!(
+            d.points,
+            vec![Point { service: "db".into(), metric: "cpu".into(), time: 1_700_000_000_000, value: 0.5 }]
+        );
         assert_eq!(Encoding::from_content_type(Some("text/plain")), None);
         assert_eq!(Encoding::from_content_type(Some("application/json; charset=utf-8")), Some(Encoding::Json));
     }

@@ -85,7 +85,13 @@ pub fn services_regex(services: &BTreeSet<String>) -> String {
 
 /// Each configured query over the window, `{services}` replaced; failures are reported per query
 /// and the others still read.
-pub async fn prometheus(client: &reqwest::Client, cfg: &PrometheusConfig, services: &BTreeSet<String>, w: Window, g: &mut Gathered) {
+pub async fn prometheus(
+    client: &reqwest::Client,
+    cfg: &PrometheusConfig,
+    services: &BTreeSet<String>,
+    w: Window,
+    g: &mut Gathered,
+) {
     let regex = if services.is_empty() { ".+".to_string() } else { services_regex(services) };
     let base = cfg.url.trim_end_matches('/');
     for q in &cfg.queries {
@@ -105,10 +111,16 @@ pub async fn prometheus(client: &reqwest::Client, cfg: &PrometheusConfig, servic
             }
         };
         let answer = async {
-            let resp = client.get(url).timeout(Duration::from_secs(30)).send().await.map_err(|e| format!("request failed: {e}"))?;
+            let resp = client
+                .get(url)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+                .map_err(|e| format!("request failed: {e}"))?;
             let status = resp.status();
             let body = resp.bytes().await.map_err(|e| format!("reading the answer: {e}"))?;
-            let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("HTTP {status}, not JSON: {e}"))?;
+            let doc: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| format!("HTTP {status}, not JSON: {e}"))?;
             if !status.is_success() {
                 let why = doc.get("error").and_then(|e| e.as_str()).unwrap_or("");
                 return Err(format!("HTTP {status}: {why}"));
@@ -118,7 +130,8 @@ pub async fn prometheus(client: &reqwest::Client, cfg: &PrometheusConfig, servic
         .await;
         match answer {
             Ok(doc) => {
-                let series = crate::ingest::metrics::series_from_query_range(&doc, &origin, Some(&q.name), &mut g.report);
+                let series =
+                    crate::ingest::metrics::series_from_query_range(&doc, &origin, Some(&q.name), &mut g.report);
                 tracing::debug!(query = %q.name, series = series.len(), "prometheus query_range");
                 g.metrics.extend(series);
             }

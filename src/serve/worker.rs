@@ -35,7 +35,13 @@ pub fn spawn(app: &Arc<App>, n: usize) -> Result<(), super::ServeError> {
     // Investigations a restart interrupted are queued again.
     let pending: Vec<String> = {
         let reg = lock(&app.registry);
-        reg.order.iter().filter(|id| reg.records.get(*id).is_some_and(|r| matches!(r.summary.status, Status::Queued | Status::Running))).cloned().collect()
+        reg.order
+            .iter()
+            .filter(|id| {
+                reg.records.get(*id).is_some_and(|r| matches!(r.summary.status, Status::Queued | Status::Running))
+            })
+            .cloned()
+            .collect()
     };
     for id in pending {
         enqueue(app, id);
@@ -70,7 +76,9 @@ fn set_status(app: &App, id: &str, status: Status) {
 
 fn run(app: &Arc<App>, job: Job) {
     let id = job.id.clone();
-    let Some((alert, mode)) = lock(&app.registry).records.get(&id).map(|r| (r.alert.clone(), r.summary.mode)) else { return };
+    let Some((alert, mode)) = lock(&app.registry).records.get(&id).map(|r| (r.alert.clone(), r.summary.mode)) else {
+        return;
+    };
     set_status(app, &id, Status::Running);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| investigate(app, &id, &alert, mode, &job)));
     let outcome = match result {
@@ -80,7 +88,10 @@ fn run(app: &Arc<App>, job: Job) {
     };
     let seconds = job.received.elapsed().as_secs_f64();
     let status = if outcome.is_ok() { Status::Done } else { Status::Failed };
-    app.metrics.investigations.with_label_values(&[mode.as_str(), if outcome.is_ok() { "done" } else { "failed" }]).inc();
+    app.metrics
+        .investigations
+        .with_label_values(&[mode.as_str(), if outcome.is_ok() { "done" } else { "failed" }])
+        .inc();
     app.metrics.latency.with_label_values(&[mode.as_str()]).observe(seconds);
     let top = {
         let mut reg = lock(&app.registry);
@@ -115,7 +126,11 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
     }
     let w = &cfg.window;
     let to = (alert.time + w.after_seconds as i64 * 1000).min(now_ms().max(alert.time));
-    let window = sources::Window { from: alert.time - w.before_seconds as i64 * 1000, to: to + 1, analysis_start: alert.time - w.analysis_seconds as i64 * 1000 };
+    let window = sources::Window {
+        from: alert.time - w.before_seconds as i64 * 1000,
+        to: to + 1,
+        analysis_start: alert.time - w.analysis_seconds as i64 * 1000,
+    };
     let mut gathered = sources::Gathered::default();
     app.runtime.block_on(sources::stored(&app.store, window, &mut gathered));
     if let Some(p) = &cfg.prometheus {
@@ -133,11 +148,14 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
     }
     if mode == Mode::Agent {
         let acfg = cfg.agent_config();
-        let kb = crate::kb::BlockingKb::open(app.store.uri()).map_err(|e| tracing::warn!(error = %e, "knowledge base unavailable to the agent")).ok();
+        let kb = crate::kb::BlockingKb::open(app.store.uri())
+            .map_err(|e| tracing::warn!(error = %e, "knowledge base unavailable to the agent"))
+            .ok();
         let mut session = investigate::Session::new(&incident, &tr, kb.as_ref().map(|k| k as _), &acfg);
         let app2 = app.clone();
         let id2 = id.to_string();
-        session.on_step = Some(Box::new(move |step| app2.emit(&id2, "step", serde_json::to_value(step).unwrap_or_default())));
+        session.on_step =
+            Some(Box::new(move |step| app2.emit(&id2, "step", serde_json::to_value(step).unwrap_or_default())));
         let mut policy = policy(&cfg).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "the configured policy is unavailable; using rules");
             Box::new(Rules)
@@ -148,9 +166,18 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
         app.metrics.llm_tokens.inc_by(transcript.tokens);
         crate::report::add_investigation(&mut report, transcript);
     }
-    let top = report.root_causes.first().map(|rc| Top { service: rc.service.clone(), kind: rc.kind.clone(), confidence: rc.confidence });
+    let top = report.root_causes.first().map(|rc| Top {
+        service: rc.service.clone(),
+        kind: rc.kind.clone(),
+        confidence: rc.confidence,
+    });
     let top = match &report.investigation {
-        Some(t) if mode == Mode::Agent => t.conclusion.service.clone().map(|s| Top { service: s, kind: t.conclusion.kind.clone(), confidence: t.conclusion.confidence }).or(top),
+        Some(t) if mode == Mode::Agent => t
+            .conclusion
+            .service
+            .clone()
+            .map(|s| Top { service: s, kind: t.conclusion.kind.clone(), confidence: t.conclusion.confidence })
+            .or(top),
         _ => top,
     };
     lock(&app.cases).put(id.to_string(), Arc::new((incident, tr)));
@@ -186,7 +213,9 @@ pub fn save(app: &App, id: &str) {
     };
     let result = text.map_err(|e| e.to_string()).and_then(|t| {
         let tmp = dir.join(format!("{id}.json.tmp"));
-        std::fs::write(&tmp, t).and_then(|_| std::fs::rename(&tmp, dir.join(format!("{id}.json")))).map_err(|e| e.to_string())
+        std::fs::write(&tmp, t)
+            .and_then(|_| std::fs::rename(&tmp, dir.join(format!("{id}.json"))))
+            .map_err(|e| e.to_string())
     });
     if let Err(e) = result {
         tracing::error!(id, error = %e, "could not save the investigation");
@@ -195,7 +224,10 @@ pub fn save(app: &App, id: &str) {
 
 pub fn save_session(app: &App, s: &ChatSession) {
     let path = app.config().data_dir.join("sessions").join(format!("{}.json", s.id));
-    if let Err(e) = serde_json::to_string(s).map_err(|e| e.to_string()).and_then(|t| std::fs::write(&path, t).map_err(|e| e.to_string())) {
+    if let Err(e) = serde_json::to_string(s)
+        .map_err(|e| e.to_string())
+        .and_then(|t| std::fs::write(&path, t).map_err(|e| e.to_string()))
+    {
         tracing::error!(path = %path.display(), error = %e, "could not save the chat session");
     }
 }
@@ -209,12 +241,16 @@ pub fn load_records(dir: &Path) -> Registry {
         if p.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;
         }
-        match std::fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str::<Record>(&t).map_err(|e| e.to_string())) {
+        match std::fs::read_to_string(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Record>(&t).map_err(|e| e.to_string()))
+        {
             Ok(r) => records.push(r),
             Err(e) => tracing::warn!(path = %p.display(), error = %e, "saved investigation not loaded"),
         }
     }
-    records.sort_by(|a, b| a.summary.created_ms.cmp(&b.summary.created_ms).then_with(|| a.summary.id.cmp(&b.summary.id)));
+    records
+        .sort_by(|a, b| a.summary.created_ms.cmp(&b.summary.created_ms).then_with(|| a.summary.id.cmp(&b.summary.id)));
     for mut r in records {
         r.tx = Some(tokio::sync::broadcast::channel(256).0);
         reg.insert(r);
@@ -226,7 +262,10 @@ pub fn load_sessions(dir: &Path) -> std::collections::HashMap<String, ChatSessio
     let mut out = std::collections::HashMap::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = entry.path();
-        match std::fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str::<ChatSession>(&t).map_err(|e| e.to_string())) {
+        match std::fs::read_to_string(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<ChatSession>(&t).map_err(|e| e.to_string()))
+        {
             Ok(s) => {
                 out.insert(s.id.clone(), s);
             }

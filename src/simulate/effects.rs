@@ -74,11 +74,7 @@ impl Shape {
                     (-((t - start) as f64) / tau.max(1) as f64).exp()
                 }
             }
-            Shape::Periodic {
-                first,
-                period,
-                width,
-            } => {
+            Shape::Periodic { first, period, width } => {
                 if t < first || period <= 0 {
                     0.0
                 } else if (t - first) % period < width {
@@ -93,9 +89,7 @@ impl Shape {
     /// The first time the shape is non-zero.
     pub(crate) fn start(self) -> Ts {
         match self {
-            Shape::Ramp { start, .. }
-            | Shape::Window { start, .. }
-            | Shape::Decay { start, .. } => start,
+            Shape::Ramp { start, .. } | Shape::Window { start, .. } | Shape::Decay { start, .. } => start,
             Shape::Periodic { first, .. } => first,
         }
     }
@@ -282,24 +276,14 @@ impl Plan {
     pub(crate) fn timeout_ms(&self, sys: &System, e: usize, t: Ts) -> f64 {
         let base = sys.edges[e].timeout_ms;
         match self.edge_faults.get(e).copied().flatten() {
-            Some(EdgeFault {
-                mode: FailMode::Timeout { new_ms },
-                shape,
-                ..
-            }) if shape.at(t) > 0.0 => new_ms,
+            Some(EdgeFault { mode: FailMode::Timeout { new_ms }, shape, .. }) if shape.at(t) > 0.0 => new_ms,
             _ => base,
         }
     }
 
     /// Attempts the caller makes on edge `e`.
     pub(crate) fn attempts(&self, sys: &System, e: usize) -> u32 {
-        self.edge_faults
-            .get(e)
-            .copied()
-            .flatten()
-            .map(|f| f.attempts)
-            .unwrap_or(sys.edges[e].attempts)
-            .max(1)
+        self.edge_faults.get(e).copied().flatten().map(|f| f.attempts).unwrap_or(sys.edges[e].attempts).max(1)
     }
 
     /// Expected per-attempt failure probability of edge `e` at `t`, and what a failure costs (ms).
@@ -350,8 +334,7 @@ pub(crate) struct Propagation {
 fn edge_gains(sys: &System, e: usize) -> (f64, f64, f64) {
     let edge = &sys.edges[e];
     let w = edge.w;
-    let async_publish = sys.nodes[edge.callee].role == Role::Queue
-        && sys.nodes[edge.caller].role != Role::Notification;
+    let async_publish = sys.nodes[edge.callee].role == Role::Queue && sys.nodes[edge.caller].role != Role::Notification;
     let lat = if async_publish { 0.3 } else { edge.lat_gain };
     let g50 = lat * (w / 0.5).min(1.0);
     let g99 = lat * (w / 0.05).min(1.0);

@@ -18,21 +18,13 @@ pub(crate) struct Tpl {
 }
 
 const fn t(level: Level, weight: f64, text: &'static str) -> Tpl {
-    Tpl {
-        level,
-        weight,
-        text,
-    }
+    Tpl { level, weight, text }
 }
 
 use Level::{Debug as D, Error as E, Info as I, Warn as W};
 
 const COMMON_APP: &[Tpl] = &[
-    t(
-        I,
-        3.0,
-        "request completed method={op} status=200 duration={ms}ms",
-    ),
+    t(I, 3.0, "request completed method={op} status=200 duration={ms}ms"),
     t(D, 2.0, "handling {op} request_id={req}"),
     t(D, 1.0, "auth context resolved for user {user}"),
     t(W, 0.06, "request {req} retried by client {ip}"),
@@ -44,29 +36,17 @@ const FRONTEND: &[Tpl] = &[
     t(I, 2.0, "GET {path} 200 {ms}ms user={user}"),
     t(I, 1.0, "rendered page {page} in {ms}ms"),
     t(D, 1.0, "session {sess} refreshed for user {user}"),
-    t(
-        I,
-        0.8,
-        "served static asset /static/{asset} ({bytes} bytes)",
-    ),
+    t(I, 0.8, "served static asset /static/{asset} ({bytes} bytes)"),
     t(W, 0.05, "client {ip} disconnected before response was sent"),
 ];
 
 const CHECKOUT: &[Tpl] = &[
-    t(
-        I,
-        1.5,
-        "order {order} placed by user {user}, total={amount} USD",
-    ),
+    t(I, 1.5, "order {order} placed by user {user}, total={amount} USD"),
     t(I, 1.0, "checkout started for user {user} with {n} items"),
     t(D, 1.0, "reserving stock for order {order}"),
     t(I, 1.0, "published order.created for {order}"),
     t(W, 0.05, "payment retry scheduled for order {order}"),
-    t(
-        E,
-        0.008,
-        "order {order} rejected: address validation failed",
-    ),
+    t(E, 0.008, "order {order} rejected: address validation failed"),
 ];
 
 const CATALOG: &[Tpl] = &[
@@ -96,32 +76,18 @@ const SEARCH: &[Tpl] = &[
 ];
 
 const PAYMENT: &[Tpl] = &[
-    t(
-        I,
-        1.5,
-        "charge {charge} authorized for order {order}: {amount} USD",
-    ),
+    t(I, 1.5, "charge {charge} authorized for order {order}: {amount} USD"),
     t(D, 1.0, "card token tok_{req} validated"),
-    t(
-        W,
-        0.08,
-        "card declined for order {order}: insufficient_funds",
-    ),
+    t(W, 0.08, "card declined for order {order}: insufficient_funds"),
 ];
 
 const SHIPPING: &[Tpl] = &[
-    t(
-        I,
-        1.5,
-        "shipping quote for order {order}: {amount} USD ({n} days)",
-    ),
+    t(I, 1.5, "shipping quote for order {order}: {amount} USD ({n} days)"),
     t(D, 1.0, "carrier {carrier} selected for order {order}"),
 ];
 
-const RECOMMENDATION: &[Tpl] = &[
-    t(I, 1.5, "returning {n} recommendations for user {user}"),
-    t(D, 1.0, "model scores computed in {ms}ms"),
-];
+const RECOMMENDATION: &[Tpl] =
+    &[t(I, 1.5, "returning {n} recommendations for user {user}"), t(D, 1.0, "model scores computed in {ms}ms")];
 
 const INVENTORY: &[Tpl] = &[
     t(I, 1.5, "stock for {sku}: {n} units"),
@@ -129,10 +95,8 @@ const INVENTORY: &[Tpl] = &[
     t(D, 1.0, "inventory row locked for {sku}"),
 ];
 
-const USER: &[Tpl] = &[
-    t(I, 1.5, "profile loaded for user {user}"),
-    t(D, 1.0, "preferences cache refreshed for user {user}"),
-];
+const USER: &[Tpl] =
+    &[t(I, 1.5, "profile loaded for user {user}"), t(D, 1.0, "preferences cache refreshed for user {user}")];
 
 const NOTIFICATION: &[Tpl] = &[
     t(I, 1.5, "consumed order.created for order {order}"),
@@ -140,25 +104,13 @@ const NOTIFICATION: &[Tpl] = &[
     t(D, 1.0, "message acknowledged offset={n}"),
 ];
 
-const CURRENCY: &[Tpl] = &[
-    t(I, 1.5, "converted {amount} USD to {cur}"),
-    t(D, 1.0, "exchange rates age {n}s"),
-];
+const CURRENCY: &[Tpl] = &[t(I, 1.5, "converted {amount} USD to {cur}"), t(D, 1.0, "exchange rates age {n}s")];
 
-const PRICING: &[Tpl] = &[
-    t(I, 1.5, "price for {sku}: {amount} USD"),
-    t(D, 1.0, "applied promotion PROMO{n} to {sku}"),
-];
+const PRICING: &[Tpl] = &[t(I, 1.5, "price for {sku}: {amount} USD"), t(D, 1.0, "applied promotion PROMO{n} to {sku}")];
 
-const REVIEW: &[Tpl] = &[
-    t(I, 1.5, "loaded {n} reviews for {sku}"),
-    t(D, 0.5, "review summary cached for {sku}"),
-];
+const REVIEW: &[Tpl] = &[t(I, 1.5, "loaded {n} reviews for {sku}"), t(D, 0.5, "review summary cached for {sku}")];
 
-const AD: &[Tpl] = &[
-    t(I, 1.5, "served ad {ad} for category {cat}"),
-    t(D, 0.5, "ad auction finished with {n} bids"),
-];
+const AD: &[Tpl] = &[t(I, 1.5, "served ad {ad} for category {cat}"), t(D, 0.5, "ad auction finished with {n} bids")];
 
 const EXTRA: &[Tpl] = &[
     t(I, 1.5, "processed item {req} in {ms}ms"),
@@ -167,16 +119,8 @@ const EXTRA: &[Tpl] = &[
 ];
 
 const DIRECTORY: &[Tpl] = &[
-    t(
-        I,
-        2.0,
-        "conn={n} op={n} BIND dn=\"uid={user},ou=people,dc=shop,dc=example\" result=0 etime={ms}ms",
-    ),
-    t(
-        I,
-        1.5,
-        "conn={n} op={n} SRCH base=\"ou=people,dc=shop,dc=example\" filter=\"(uid={user})\" nentries=1",
-    ),
+    t(I, 2.0, "conn={n} op={n} BIND dn=\"uid={user},ou=people,dc=shop,dc=example\" result=0 etime={ms}ms"),
+    t(I, 1.5, "conn={n} op={n} SRCH base=\"ou=people,dc=shop,dc=example\" filter=\"(uid={user})\" nentries=1"),
     t(D, 1.0, "conn={n} op={n} UNBIND"),
     t(W, 0.02, "conn={n} closed: idle timeout"),
 ];
@@ -184,40 +128,17 @@ const DIRECTORY: &[Tpl] = &[
 const DATABASE: &[Tpl] = &[
     t(D, 2.0, "duration: {ms} ms statement: {query}"),
     t(I, 0.3, "connection authorized: user=app database=orders"),
-    t(
-        I,
-        0.2,
-        "automatic vacuum of table \"orders.public.{table}\": index scans: 1",
-    ),
-    t(
-        W,
-        0.01,
-        "checkpoints are occurring too frequently ({n} seconds apart)",
-    ),
-    t(
-        E,
-        0.002,
-        "could not receive data from client: Connection reset by peer",
-    ),
+    t(I, 0.2, "automatic vacuum of table \"orders.public.{table}\": index scans: 1"),
+    t(W, 0.01, "checkpoints are occurring too frequently ({n} seconds apart)"),
+    t(E, 0.002, "could not receive data from client: Connection reset by peer"),
 ];
 
-const CACHE: &[Tpl] = &[
-    t(D, 2.0, "GET session:{user} {hit}"),
-    t(D, 1.0, "SET cart:{user} EX 3600"),
-    t(I, 0.1, "DB saved on disk"),
-];
+const CACHE: &[Tpl] =
+    &[t(D, 2.0, "GET session:{user} {hit}"), t(D, 1.0, "SET cart:{user} EX 3600"), t(I, 0.1, "DB saved on disk")];
 
 const QUEUE: &[Tpl] = &[
-    t(
-        D,
-        2.0,
-        "message published to order-events partition {n} offset {offset}",
-    ),
-    t(
-        I,
-        0.5,
-        "consumer group notification committed offset {offset}",
-    ),
+    t(D, 2.0, "message published to order-events partition {n} offset {offset}"),
+    t(I, 0.5, "consumer group notification committed offset {offset}"),
     t(W, 0.01, "partition order-events-{n} under-replicated"),
 ];
 
@@ -274,17 +195,8 @@ pub(crate) struct Vars<'a> {
 }
 
 const PAGES: &[&str] = &["home", "product", "cart", "checkout", "search", "account"];
-const CATEGORIES: &[&str] = &[
-    "shoes", "books", "kitchen", "garden", "toys", "audio", "outdoor",
-];
-const TERMS: &[&str] = &[
-    "running shoes",
-    "usb-c cable",
-    "coffee grinder",
-    "tent",
-    "lego",
-    "headphones",
-];
+const CATEGORIES: &[&str] = &["shoes", "books", "kitchen", "garden", "toys", "audio", "outdoor"];
+const TERMS: &[&str] = &["running shoes", "usb-c cable", "coffee grinder", "tent", "lego", "headphones"];
 const CARRIERS: &[&str] = &["ups", "dhl", "fedex", "usps"];
 const CURRENCIES: &[&str] = &["EUR", "GBP", "JPY", "CAD", "CHF"];
 const TABLES: &[&str] = &["orders", "order_items", "stock", "users", "products"];
@@ -299,10 +211,7 @@ const QUERIES: &[&str] = &[
 const ASSETS: &[&str] = &["app.js", "main.css", "logo.svg", "vendor.js"];
 
 fn pick<'a>(rng: &mut SimRng, items: &[&'a str]) -> &'a str {
-    items
-        .get(rng.gen_range(0..items.len().max(1)))
-        .copied()
-        .unwrap_or("")
+    items.get(rng.gen_range(0..items.len().max(1))).copied().unwrap_or("")
 }
 
 /// Appends `text` with its placeholders filled to `out`.
@@ -328,19 +237,8 @@ pub(crate) fn render(out: &mut String, text: &str, v: &Vars, rng: &mut SimRng) {
             "sku" => write!(out, "SKU-{:05}", rng.gen_range(10_000..99_999)),
             "n" => write!(out, "{}", rng.gen_range(1..40)),
             "offset" => write!(out, "{}", rng.gen_range(100_000..9_000_000)),
-            "amount" => write!(
-                out,
-                "{}.{:02}",
-                rng.gen_range(3..400),
-                rng.gen_range(0..100)
-            ),
-            "ip" => write!(
-                out,
-                "10.{}.{}.{}",
-                rng.gen_range(0..8),
-                rng.gen_range(0..255),
-                rng.gen_range(1..255)
-            ),
+            "amount" => write!(out, "{}.{:02}", rng.gen_range(3..400), rng.gen_range(0..100)),
+            "ip" => write!(out, "10.{}.{}.{}", rng.gen_range(0..8), rng.gen_range(0..255), rng.gen_range(1..255)),
             "req" => write!(out, "{:012x}", rng.gen::<u64>() & 0xFFFF_FFFF_FFFF),
             "sess" => write!(out, "s-{:010x}", rng.gen::<u64>() & 0xFF_FFFF_FFFF),
             "charge" => write!(out, "ch_{:010x}", rng.gen::<u64>() & 0xFF_FFFF_FFFF),
@@ -348,11 +246,7 @@ pub(crate) fn render(out: &mut String, text: &str, v: &Vars, rng: &mut SimRng) {
             "ad" => write!(out, "ad-{:04}", rng.gen_range(0..5000)),
             "bytes" => write!(out, "{}", rng.gen_range(800..250_000)),
             "hit" => {
-                out.push_str(if rng.gen::<f64>() < 0.9 {
-                    "hit"
-                } else {
-                    "miss"
-                });
+                out.push_str(if rng.gen::<f64>() < 0.9 { "hit" } else { "miss" });
                 Ok(())
             }
             "page" => {
@@ -448,21 +342,10 @@ mod tests {
     #[test]
     fn render_fills_every_placeholder() {
         let mut r = rng::stream(3, &[1]);
-        let v = Vars {
-            op: "GET /api/cart",
-            ms: 12.345,
-            user: 42,
-            order: 0xabc,
-        };
-        for role in [
-            Role::Frontend,
-            Role::Checkout,
-            Role::Database,
-            Role::Directory,
-            Role::Queue,
-            Role::Cache,
-            Role::Extra,
-        ] {
+        let v = Vars { op: "GET /api/cart", ms: 12.345, user: 42, order: 0xabc };
+        for role in
+            [Role::Frontend, Role::Checkout, Role::Database, Role::Directory, Role::Queue, Role::Cache, Role::Extra]
+        {
             for tpl in templates(role) {
                 let mut s = String::new();
                 render(&mut s, tpl.text, &v, &mut r);

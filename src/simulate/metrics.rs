@@ -91,33 +91,16 @@ struct Point {
     own: super::effects::Own,
 }
 
-pub(crate) fn generate(
-    sys: &System,
-    plan: &Plan,
-    prop: &Propagation,
-    cfg: &SimConfig,
-) -> Vec<Series> {
+pub(crate) fn generate(sys: &System, plan: &Plan, prop: &Propagation, cfg: &SimConfig) -> Vec<Series> {
     let step = cfg.metric_step.max(SECOND);
     let end = cfg.start + cfg.duration;
-    let times: Vec<Ts> = (0..)
-        .map(|i: i64| cfg.start + i * step)
-        .take_while(|&t| t < end)
-        .collect();
-    let per_node: Vec<Vec<Series>> = (0..sys.nodes.len())
-        .into_par_iter()
-        .map(|s| node_series(sys, plan, prop, cfg, s, &times))
-        .collect();
+    let times: Vec<Ts> = (0..).map(|i: i64| cfg.start + i * step).take_while(|&t| t < end).collect();
+    let per_node: Vec<Vec<Series>> =
+        (0..sys.nodes.len()).into_par_iter().map(|s| node_series(sys, plan, prop, cfg, s, &times)).collect();
     per_node.into_iter().flatten().collect()
 }
 
-fn node_series(
-    sys: &System,
-    plan: &Plan,
-    prop: &Propagation,
-    cfg: &SimConfig,
-    s: usize,
-    times: &[Ts],
-) -> Vec<Series> {
+fn node_series(sys: &System, plan: &Plan, prop: &Propagation, cfg: &SimConfig, s: usize, times: &[Ts]) -> Vec<Series> {
     let node = &sys.nodes[s];
     let points: Vec<Point> = times
         .iter()
@@ -141,19 +124,14 @@ fn node_series(
         .enumerate()
         .map(|(mi, &metric)| {
             let mut rng = rng::stream(cfg.seed, &[rng::METRICS, s as u64, mi as u64]);
-            let noisy = plan
-                .noisy
-                .iter()
-                .find(|n| n.node == s && n.metric == metric);
+            let noisy = plan.noisy.iter().find(|n| n.node == s && n.metric == metric);
             let conn_frac = rng::uniform(&mut rng, 0.3, 0.5);
             let q_base = rng::uniform(&mut rng, 5.0, 20.0);
             let hit_base = rng::uniform(&mut rng, 0.85, 0.95);
             let pts = points
                 .iter()
                 .map(|p| {
-                    let mut v = value(
-                        sys, s, metric, p, rps_full, conn_frac, q_base, hit_base, &mut rng,
-                    );
+                    let mut v = value(sys, s, metric, p, rps_full, conn_frac, q_base, hit_base, &mut rng);
                     if let Some(nz) = noisy {
                         if rng.gen::<f64>() < nz.prob {
                             v = if metric == "error_rate" {
@@ -168,11 +146,7 @@ fn node_series(
                     (p.t, round(v))
                 })
                 .collect();
-            Series {
-                service: node.name.clone(),
-                metric: metric.to_string(),
-                points: pts,
-            }
+            Series { service: node.name.clone(), metric: metric.to_string(), points: pts }
         })
         .collect()
 }
@@ -230,24 +204,18 @@ fn value(
         }
         "rps" => (rps * (1.0 + 0.03 * n)).max(0.0),
         "gc_pause_ms" => node.gc_ms * (0.25 * n).exp() + p.own.gc,
-        "threads" => (node.threads + rps * p.p50 / 1000.0 + 1.5 * n)
-            .round()
-            .max(1.0),
+        "threads" => (node.threads + rps * p.p50 / 1000.0 + 1.5 * n).round().max(1.0),
         "net_in_kbps" => (rps * node.payload_kb * 8.0 * 0.3 * (1.0 + 0.04 * n)).max(0.0),
         "net_out_kbps" => (rps * node.payload_kb * 8.0 * (1.0 + 0.04 * n)).max(0.0),
         "connections_active" => {
             let base = node.pool_max * conn_frac * (0.8 + 0.2 * p.season) * p.load.sqrt() + 1.5 * n;
             let base = base.min(node.pool_max);
-            (base + p.own.conn * (node.pool_max - base))
-                .round()
-                .clamp(1.0, node.pool_max)
+            (base + p.own.conn * (node.pool_max - base)).round().clamp(1.0, node.pool_max)
         }
         "disk_io_mbps" => ((5.0 + rps * 0.05) * (1.0 + 0.1 * n)).max(0.0),
         "hit_rate" => (hit_base + 0.01 * n).clamp(0.0, 1.0),
         "evictions" => rng::poisson(rng, 2.0 * p.season) as f64,
-        "queue_depth" => (q_base * p.season * (1.0 + 0.3 * n) + p.own.qdepth)
-            .round()
-            .max(0.0),
+        "queue_depth" => (q_base * p.season * (1.0 + 0.3 * n) + p.own.qdepth).round().max(0.0),
         "consumer_lag_ms" => ((50.0 + (q_base + p.own.qdepth) * 15.0) * (1.0 + 0.1 * n)).max(0.0),
         _ => 0.0,
     }

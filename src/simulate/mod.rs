@@ -83,10 +83,7 @@ impl FaultKind {
         if l == "fault_free" {
             return Some(FaultKind::None);
         }
-        Self::ALL_FAULTS
-            .into_iter()
-            .chain([FaultKind::None])
-            .find(|k| k.as_str() == l)
+        Self::ALL_FAULTS.into_iter().chain([FaultKind::None]).find(|k| k.as_str() == l)
     }
 
     /// The kind a seed gets when the config does not fix one: every kind, `none` in one of nine.
@@ -191,22 +188,14 @@ pub fn bench_config(seed: u64) -> SimConfig {
     let base = SimConfig::for_seed(seed);
     // Traffic follows the time of day; aim at the target for this window's hour.
     let shape = metrics::season(base.start + base.duration / 2);
-    SimConfig {
-        services,
-        requests_per_second: BENCH_SPANS_PER_HOUR / 3600.0 / per_request / shape,
-        ..base
-    }
+    SimConfig { services, requests_per_second: BENCH_SPANS_PER_HOUR / 3600.0 / per_request / shape, ..base }
 }
 
 /// The LDAP incident of seed document 001: `auth` has its `ldap.timeout_ms` lowered from 5000 to
 /// 500; binds against `user-directory` time out, retries storm the directory (which looks guilty),
 /// and logins fail up to the frontend.
 pub fn demo_config() -> SimConfig {
-    SimConfig {
-        fault: Some(FaultKind::ConfigChange),
-        topology_declared: true,
-        ..SimConfig::for_seed(1)
-    }
+    SimConfig { fault: Some(FaultKind::ConfigChange), topology_declared: true, ..SimConfig::for_seed(1) }
 }
 
 /// Simulates one incident. `truth` is always Some.
@@ -221,15 +210,7 @@ pub fn simulate(cfg: &SimConfig) -> Incident {
     Incident {
         id: format!("sim-{}-{}", cfg.seed, sc.truth.kind),
         alert: sc.alert,
-        telemetry: Telemetry {
-            metrics,
-            logs: Logs {
-                records,
-                files: Vec::new(),
-            },
-            spans,
-            changes: sc.plan.changes,
-        },
+        telemetry: Telemetry { metrics, logs: Logs { records, files: Vec::new() }, spans, changes: sc.plan.changes },
         baseline: None,
         analysis_start: sc.analysis_start,
         topology: cfg.topology_declared.then(|| sys.topology()),
@@ -255,12 +236,9 @@ mod tests {
 
     #[test]
     fn seeds_reach_every_kind() {
-        let kinds: std::collections::BTreeSet<FaultKind> =
-            (1..=50).map(FaultKind::for_seed).collect();
+        let kinds: std::collections::BTreeSet<FaultKind> = (1..=50).map(FaultKind::for_seed).collect();
         assert_eq!(kinds.len(), 9);
-        let none = (1..=900)
-            .filter(|&s| FaultKind::for_seed(s) == FaultKind::None)
-            .count();
+        let none = (1..=900).filter(|&s| FaultKind::for_seed(s) == FaultKind::None).count();
         assert!((90..=110).contains(&none), "{none} fault-free of 900");
     }
 }

@@ -5,15 +5,11 @@
 //! lowered on a service that calls a dependency), the alert fires on a symptom service where the
 //! fault actually shows, and the truth's chain is the call path from the cause up to that service.
 
-use super::effects::{
-    Batch, ConfigFault, EdgeFault, FailMode, FlagFault, Noisy, Plan, Propagation, Shape, Target,
-};
+use super::effects::{Batch, ConfigFault, EdgeFault, FailMode, FlagFault, Noisy, Plan, Propagation, Shape, Target};
 use super::rng::{self, SimRng};
 use super::topology::{Node, Role, System};
 use super::{FaultKind, SimConfig, MIN_DURATION};
-use crate::model::{
-    Alert, Change, ChangeKind, KeyChange, Severity, Truth, Ts, HOUR, MINUTE, SECOND,
-};
+use crate::model::{Alert, Change, ChangeKind, KeyChange, Severity, Truth, Ts, HOUR, MINUTE, SECOND};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -45,25 +41,10 @@ struct Injected {
     prefer: Option<Signal>,
 }
 
-const AUTHORS: &[&str] = &[
-    "deploy-bot",
-    "ci-pipeline",
-    "alice",
-    "bob",
-    "carol",
-    "dmitri",
-    "priya",
-    "sre-oncall",
-];
+const AUTHORS: &[&str] = &["deploy-bot", "ci-pipeline", "alice", "bob", "carol", "dmitri", "priya", "sre-oncall"];
 
-const BATCH_JOBS: &[&str] = &[
-    "reindex-products",
-    "sync-inventory",
-    "expire-sessions",
-    "rollup-metrics",
-    "compact-events",
-    "export-reports",
-];
+const BATCH_JOBS: &[&str] =
+    &["reindex-products", "sync-inventory", "expire-sessions", "rollup-metrics", "compact-events", "export-reports"];
 
 /// Time helpers for one window: minute-scale constants shrink with windows shorter than an hour.
 #[derive(Clone, Copy)]
@@ -88,21 +69,14 @@ pub(crate) fn build(sys: &System, cfg: &SimConfig, kind: FaultKind) -> Scenario 
     let start = cfg.start;
     let duration = cfg.duration.max(MIN_DURATION);
     let end = start + duration;
-    let clock = Clock {
-        start,
-        end,
-        scale: duration.min(HOUR) as f64 / HOUR as f64,
-    };
+    let clock = Clock { start, end, scale: duration.min(HOUR) as f64 / HOUR as f64 };
     let fault_time = (end - clock.mins(rng::uniform(&mut rng, 15.0, 25.0))) / SECOND * SECOND;
     let delay = clock.mins(rng::uniform(&mut rng, 1.0, 5.0)) / SECOND * SECOND;
     let alert_time = fault_time + delay;
     let analysis_start = alert_time - clock.mins(30.0);
 
     let mut pool = vec![Herring::Deploy, Herring::Noisy, Herring::Batch];
-    if !matches!(
-        kind,
-        FaultKind::None | FaultKind::MemoryLeak | FaultKind::ConfigChange
-    ) {
+    if !matches!(kind, FaultKind::None | FaultKind::MemoryLeak | FaultKind::ConfigChange) {
         pool.push(Herring::Burst);
     }
     pool.shuffle(&mut rng);
@@ -111,9 +85,7 @@ pub(crate) fn build(sys: &System, cfg: &SimConfig, kind: FaultKind) -> Scenario 
     let slow = herrings.contains(&Herring::Burst);
 
     let mut plan = Plan::new(sys, kind, fault_time);
-    let injected = inject(
-        sys, &mut plan, &mut rng, cfg.seed, kind, clock, alert_time, slow,
-    );
+    let injected = inject(sys, &mut plan, &mut rng, cfg.seed, kind, clock, alert_time, slow);
 
     let (alert, truth) = match injected {
         Some(inj) => {
@@ -138,36 +110,18 @@ pub(crate) fn build(sys: &System, cfg: &SimConfig, kind: FaultKind) -> Scenario 
         None => {
             add_herrings(sys, &mut plan, &mut rng, &herrings, clock, None);
             // A spurious alert: a noisy metric or a transient blip crossing its threshold.
-            let noisy = plan
-                .noisy
-                .iter()
-                .find(|n| n.metric != "cpu")
-                .map(|n| (n.node, n.metric));
+            let noisy = plan.noisy.iter().find(|n| n.metric != "cpu").map(|n| (n.node, n.metric));
             let (node, signal) = match noisy {
-                Some((node, metric)) => (
-                    node,
-                    if metric == "error_rate" {
-                        Signal::Errors
-                    } else {
-                        Signal::Latency
-                    },
-                ),
+                Some((node, metric)) => (node, if metric == "error_rate" { Signal::Errors } else { Signal::Latency }),
                 None => {
-                    let apps: Vec<usize> = (0..sys.nodes.len())
-                        .filter(|&i| sys.nodes[i].is_app() && sys.reachable[i])
-                        .collect();
+                    let apps: Vec<usize> =
+                        (0..sys.nodes.len()).filter(|&i| sys.nodes[i].is_app() && sys.reachable[i]).collect();
                     let node = if rng.gen::<f64>() < 0.6 {
                         sys.frontend
                     } else {
-                        rng::choose(&mut rng, &apps)
-                            .copied()
-                            .unwrap_or(sys.frontend)
+                        rng::choose(&mut rng, &apps).copied().unwrap_or(sys.frontend)
                     };
-                    let signal = if rng.gen::<bool>() {
-                        Signal::Latency
-                    } else {
-                        Signal::Errors
-                    };
+                    let signal = if rng.gen::<bool>() { Signal::Latency } else { Signal::Errors };
                     (node, signal)
                 }
             };
@@ -199,14 +153,8 @@ pub(crate) fn build(sys: &System, cfg: &SimConfig, kind: FaultKind) -> Scenario 
             (alert, truth)
         }
     };
-    plan.changes
-        .sort_by(|a, b| a.time.cmp(&b.time).then(a.service.cmp(&b.service)));
-    Scenario {
-        plan,
-        alert,
-        truth,
-        analysis_start,
-    }
+    plan.changes.sort_by(|a, b| a.time.cmp(&b.time).then(a.service.cmp(&b.service)));
+    Scenario { plan, alert, truth, analysis_start }
 }
 
 /// A reachable non-frontend service passing `filter`, favouring busy ones.
@@ -214,10 +162,7 @@ fn pick(sys: &System, rng: &mut SimRng, filter: impl Fn(usize) -> bool) -> Optio
     let cands: Vec<usize> = (0..sys.nodes.len())
         .filter(|&i| i != sys.frontend && sys.reachable[i] && !sys.inc[i].is_empty() && filter(i))
         .collect();
-    let weights: Vec<f64> = cands
-        .iter()
-        .map(|&i| 0.1 + sys.rel_rps[i].min(1.0))
-        .collect();
+    let weights: Vec<f64> = cands.iter().map(|&i| 0.1 + sys.rel_rps[i].min(1.0)).collect();
     if cands.is_empty() {
         return None;
     }
@@ -271,11 +216,7 @@ fn nice_ms(x: f64) -> f64 {
 
 fn flag_feature(role: Role, rng: &mut SimRng) -> &'static str {
     let options: &[&'static str] = match role {
-        Role::Checkout => &[
-            "one_click_checkout",
-            "new_checkout_flow",
-            "async_order_events",
-        ],
+        Role::Checkout => &["one_click_checkout", "new_checkout_flow", "async_order_events"],
         Role::Catalog => &["catalog_v2_listing", "product_graph_lookup"],
         Role::Cart => &["cart_merge_v2", "persistent_cart"],
         Role::Auth => &["passwordless_login", "session_rotation"],
@@ -285,9 +226,7 @@ fn flag_feature(role: Role, rng: &mut SimRng) -> &'static str {
         Role::Pricing => &["dynamic_pricing"],
         _ => &["new_code_path", "batch_lookups", "strict_validation"],
     };
-    rng::choose(rng, options)
-        .copied()
-        .unwrap_or("new_code_path")
+    rng::choose(rng, options).copied().unwrap_or("new_code_path")
 }
 
 fn timeout_key(sys: &System, callee: usize) -> String {
@@ -327,43 +266,12 @@ fn inject(
             let c = pick(sys, rng, is_app)?;
             let r = ramp(rng);
             let level = (95.0 - sys.nodes[c].base_cpu).max(20.0);
-            plan.add(
-                c,
-                Target::Cpu,
-                Shape::Ramp {
-                    start: tf,
-                    ramp: r,
-                    power: 1.0,
-                },
-                level,
-            );
+            plan.add(c, Target::Cpu, Shape::Ramp { start: tf, ramp: r, power: 1.0 }, level);
             let m = rng::uniform(rng, 2.0, 5.0);
-            plan.add(
-                c,
-                Target::LatMult,
-                Shape::Ramp {
-                    start: tf + secs(10.0),
-                    ramp: r,
-                    power: 1.0,
-                },
-                m,
-            );
+            plan.add(c, Target::LatMult, Shape::Ramp { start: tf + secs(10.0), ramp: r, power: 1.0 }, m);
             let e = rng::uniform(rng, 0.01, 0.03);
-            plan.add(
-                c,
-                Target::Err,
-                Shape::Ramp {
-                    start: tf + secs(30.0),
-                    ramp: r,
-                    power: 1.0,
-                },
-                e,
-            );
-            Injected {
-                cause: c,
-                indicator: "cpu".into(),
-                prefer: Some(Signal::Latency),
-            }
+            plan.add(c, Target::Err, Shape::Ramp { start: tf + secs(30.0), ramp: r, power: 1.0 }, e);
+            Injected { cause: c, indicator: "cpu".into(), prefer: Some(Signal::Latency) }
         }
         FaultKind::MemoryLeak => {
             let c = pick(sys, rng, is_app)?;
@@ -371,21 +279,8 @@ fn inject(
             let tg = tf - clock.mins(rng::uniform(rng, 3.0, 6.0));
             let tlim = tf + clock.mins(rng::uniform(rng, 2.0, 4.0));
             let grow = sys.nodes[c].base_mem * rng::uniform(rng, 1.2, 2.0);
-            plan.add(
-                c,
-                Target::Mem,
-                Shape::Ramp {
-                    start: t0,
-                    ramp: tlim - t0,
-                    power: 1.3,
-                },
-                grow,
-            );
-            let gc = Shape::Ramp {
-                start: tg,
-                ramp: tf + secs(60.0) - tg,
-                power: 1.5,
-            };
+            plan.add(c, Target::Mem, Shape::Ramp { start: t0, ramp: tlim - t0, power: 1.3 }, grow);
+            let gc = Shape::Ramp { start: tg, ramp: tf + secs(60.0) - tg, power: 1.5 };
             let g = rng::uniform(rng, 150.0, 400.0);
             plan.add(c, Target::Gc, gc, g);
             let l = rng::uniform(rng, 150.0, 500.0);
@@ -393,87 +288,28 @@ fn inject(
             let u = rng::uniform(rng, 10.0, 25.0);
             plan.add(c, Target::Cpu, gc, u);
             let e = rng::uniform(rng, 0.03, 0.12);
-            plan.add(
-                c,
-                Target::Err,
-                Shape::Ramp {
-                    start: tf,
-                    ramp: secs(60.0),
-                    power: 1.0,
-                },
-                e,
-            );
+            plan.add(c, Target::Err, Shape::Ramp { start: tf, ramp: secs(60.0), power: 1.0 }, e);
             plan.phases.gc_from = tg;
-            let prefer = if rng.gen::<f64>() < 0.7 {
-                Signal::Latency
-            } else {
-                Signal::Errors
-            };
-            Injected {
-                cause: c,
-                indicator: "mem".into(),
-                prefer: Some(prefer),
-            }
+            let prefer = if rng.gen::<f64>() < 0.7 { Signal::Latency } else { Signal::Errors };
+            Injected { cause: c, indicator: "mem".into(), prefer: Some(prefer) }
         }
         FaultKind::Latency => {
             let c = pick(sys, rng, |i| {
-                is_app(i)
-                    || matches!(
-                        sys.nodes[i].role,
-                        Role::Cache | Role::Directory | Role::Queue
-                    )
+                is_app(i) || matches!(sys.nodes[i].role, Role::Cache | Role::Directory | Role::Queue)
             })?;
-            let r = if slow {
-                ramp(rng)
-            } else {
-                secs(rng::uniform(rng, 5.0, 30.0))
-            };
-            let add = if is_app(c) {
-                rng::uniform(rng, 300.0, 900.0)
-            } else {
-                rng::uniform(rng, 150.0, 500.0)
-            };
-            plan.add(
-                c,
-                Target::LatAdd,
-                Shape::Ramp {
-                    start: tf,
-                    ramp: r,
-                    power: 1.0,
-                },
-                add,
-            );
+            let r = if slow { ramp(rng) } else { secs(rng::uniform(rng, 5.0, 30.0)) };
+            let add = if is_app(c) { rng::uniform(rng, 300.0, 900.0) } else { rng::uniform(rng, 150.0, 500.0) };
+            plan.add(c, Target::LatAdd, Shape::Ramp { start: tf, ramp: r, power: 1.0 }, add);
             if sys.nodes[c].role == Role::Queue {
-                plan.add(
-                    c,
-                    Target::QueueDepth,
-                    Shape::Ramp {
-                        start: tf,
-                        ramp: r,
-                        power: 1.0,
-                    },
-                    400.0,
-                );
+                plan.add(c, Target::QueueDepth, Shape::Ramp { start: tf, ramp: r, power: 1.0 }, 400.0);
             }
-            Injected {
-                cause: c,
-                indicator: "latency".into(),
-                prefer: Some(Signal::Latency),
-            }
+            Injected { cause: c, indicator: "latency".into(), prefer: Some(Signal::Latency) }
         }
         FaultKind::PacketLoss => {
             let c = pick(sys, rng, |_| true)?;
-            let r = if slow {
-                ramp(rng)
-            } else {
-                secs(rng::uniform(rng, 5.0, 20.0))
-            };
+            let r = if slow { ramp(rng) } else { secs(rng::uniform(rng, 5.0, 20.0)) };
             let p = rng::uniform(rng, 0.3, 0.6);
-            let shape = Shape::Ramp {
-                start: tf,
-                ramp: r,
-                power: 1.0,
-            };
+            let shape = Shape::Ramp { start: tf, ramp: r, power: 1.0 };
             for &e in &sys.inc[c] {
                 let edge = &sys.edges[e];
                 plan.edge_faults[e] = Some(EdgeFault {
@@ -487,42 +323,26 @@ fn inject(
             plan.add(c, Target::Err, shape, p * 0.1);
             let l = rng::uniform(rng, 20.0, 80.0);
             plan.add(c, Target::LatAdd, shape, l);
-            Injected {
-                cause: c,
-                indicator: "errors".into(),
-                prefer: None,
-            }
+            Injected { cause: c, indicator: "errors".into(), prefer: None }
         }
         FaultKind::BadDeploy => {
             let c = pick(sys, rng, is_app)?;
             plan.changes.push(deploy(rng, &sys.nodes[c], tf));
             let onset = tf + secs(rng::uniform(rng, 10.0, 40.0));
-            let shape = Shape::Ramp {
-                start: onset,
-                ramp: ramp(rng),
-                power: 1.0,
-            };
+            let shape = Shape::Ramp { start: onset, ramp: ramp(rng), power: 1.0 };
             let e = rng::uniform(rng, 0.10, 0.35);
             plan.add(c, Target::Err, shape, e);
             let m = rng::uniform(rng, 0.2, 0.6);
             plan.add(c, Target::LatMult, shape, m);
             restart_blip(plan, rng, sys, c, tf);
-            Injected {
-                cause: c,
-                indicator: "version".into(),
-                prefer: Some(Signal::Errors),
-            }
+            Injected { cause: c, indicator: "version".into(), prefer: Some(Signal::Errors) }
         }
         FaultKind::ConfigChange => {
             let (s, d) = config_edge(sys, rng, seed)?;
             let e = sys.edge_between(s, d)?;
             let ldap = sys.nodes[d].role == Role::Directory;
             let old_ms = sys.edges[e].timeout_ms;
-            let new_ms = if ldap {
-                500.0
-            } else {
-                nice_ms(sys.p50[d] * rng::uniform(rng, 1.3, 1.8))
-            };
+            let new_ms = if ldap { 500.0 } else { nice_ms(sys.p50[d] * rng::uniform(rng, 1.3, 1.8)) };
             let key = timeout_key(sys, d);
             plan.changes.push(Change {
                 time: tf,
@@ -536,18 +356,11 @@ fn inject(
                     old: Some(format!("{old_ms:.0}")),
                     new: Some(format!("{new_ms:.0}")),
                 }],
-                description: Some(format!(
-                    "tighten {} timeout to fail fast",
-                    sys.nodes[d].name
-                )),
+                description: Some(format!("tighten {} timeout to fail fast", sys.nodes[d].name)),
             });
             plan.edge_faults[e] = Some(EdgeFault {
                 mode: FailMode::Timeout { new_ms },
-                shape: Shape::Ramp {
-                    start: tf,
-                    ramp: 0,
-                    power: 1.0,
-                },
+                shape: Shape::Ramp { start: tf, ramp: 0, power: 1.0 },
                 p: 0.0,
                 wait_ms: new_ms,
                 attempts: 4,
@@ -564,76 +377,28 @@ fn inject(
             plan.add(d, Target::Cpu, storm, u);
             plan.add(d, Target::Err, storm, 0.005);
             let u = rng::uniform(rng, 8.0, 18.0);
-            plan.add(
-                s,
-                Target::Cpu,
-                Shape::Ramp {
-                    start: tf + secs(10.0),
-                    ramp: secs(60.0),
-                    power: 1.0,
-                },
-                u,
-            );
-            plan.config = Some(ConfigFault {
-                node: s,
-                callee: d,
-                key: key.clone(),
-                new_ms,
-            });
-            Injected {
-                cause: s,
-                indicator: key,
-                prefer: Some(Signal::Errors),
-            }
+            plan.add(s, Target::Cpu, Shape::Ramp { start: tf + secs(10.0), ramp: secs(60.0), power: 1.0 }, u);
+            plan.config = Some(ConfigFault { node: s, callee: d, key: key.clone(), new_ms });
+            Injected { cause: s, indicator: key, prefer: Some(Signal::Errors) }
         }
         FaultKind::DbPoolExhaustion => {
             let d = (0..sys.nodes.len()).find(|&i| sys.nodes[i].role == Role::Database)?;
-            let sat = Shape::Ramp {
-                start: tf,
-                ramp: secs(rng::uniform(rng, 30.0, 90.0)),
-                power: 1.0,
-            };
+            let sat = Shape::Ramp { start: tf, ramp: secs(rng::uniform(rng, 30.0, 90.0)), power: 1.0 };
             plan.add(d, Target::Conn, sat, 1.0);
             let m = rng::uniform(rng, 2.0, 5.0);
-            plan.add(
-                d,
-                Target::LatMult,
-                Shape::Ramp {
-                    start: tf,
-                    ramp: secs(60.0),
-                    power: 1.0,
-                },
-                m,
-            );
+            plan.add(d, Target::LatMult, Shape::Ramp { start: tf, ramp: secs(60.0), power: 1.0 }, m);
             let u = rng::uniform(rng, 8.0, 15.0);
             plan.add(d, Target::Cpu, sat, u);
             plan.add(d, Target::Err, sat, 0.003);
             let p = rng::uniform(rng, 0.12, 0.3);
             let wait = nice_ms(rng::uniform(rng, 2000.0, 5000.0));
-            let waits = Shape::Ramp {
-                start: tf + secs(rng::uniform(rng, 20.0, 40.0)),
-                ramp: secs(60.0),
-                power: 1.0,
-            };
+            let waits = Shape::Ramp { start: tf + secs(rng::uniform(rng, 20.0, 40.0)), ramp: secs(60.0), power: 1.0 };
             for &e in &sys.inc[d] {
-                plan.edge_faults[e] = Some(EdgeFault {
-                    mode: FailMode::PoolWait,
-                    shape: waits,
-                    p,
-                    wait_ms: wait,
-                    attempts: 1,
-                });
+                plan.edge_faults[e] =
+                    Some(EdgeFault { mode: FailMode::PoolWait, shape: waits, p, wait_ms: wait, attempts: 1 });
             }
-            let prefer = if rng.gen::<bool>() {
-                Signal::Latency
-            } else {
-                Signal::Errors
-            };
-            Injected {
-                cause: d,
-                indicator: "connections_active".into(),
-                prefer: Some(prefer),
-            }
+            let prefer = if rng.gen::<bool>() { Signal::Latency } else { Signal::Errors };
+            Injected { cause: d, indicator: "connections_active".into(), prefer: Some(prefer) }
         }
         FaultKind::FeatureFlag => {
             let c = pick(sys, rng, is_app)?;
@@ -641,16 +406,7 @@ fn inject(
             let key = format!("flag.{feature}");
             let frac = *rng::choose(rng, &[0.25, 0.5, 1.0]).unwrap_or(&1.0);
             let r = if slow { ramp(rng) } else { secs(5.0) };
-            plan.add(
-                c,
-                Target::PathFrac,
-                Shape::Ramp {
-                    start: tf,
-                    ramp: r,
-                    power: 1.0,
-                },
-                frac,
-            );
+            plan.add(c, Target::PathFrac, Shape::Ramp { start: tf, ramp: r, power: 1.0 }, frac);
             plan.flag = Some(FlagFault {
                 node: c,
                 key: key.clone(),
@@ -665,21 +421,10 @@ fn inject(
                 author: author(rng),
                 version: None,
                 previous_version: None,
-                keys: vec![KeyChange {
-                    key: key.clone(),
-                    old: Some("false".into()),
-                    new: Some("true".into()),
-                }],
-                description: Some(format!(
-                    "enable {feature} for {:.0}% of traffic",
-                    frac * 100.0
-                )),
+                keys: vec![KeyChange { key: key.clone(), old: Some("false".into()), new: Some("true".into()) }],
+                description: Some(format!("enable {feature} for {:.0}% of traffic", frac * 100.0)),
             });
-            Injected {
-                cause: c,
-                indicator: key,
-                prefer: None,
-            }
+            Injected { cause: c, indicator: key, prefer: None }
         }
     };
     plan.cause = Some(injected.cause);
@@ -702,10 +447,8 @@ fn config_edge(sys: &System, rng: &mut SimRng, seed: u64) -> Option<(usize, usiz
             s != sys.frontend && sys.nodes[s].is_app() && sys.reachable[s] && edge.w >= 0.1
         })
         .collect();
-    let weights: Vec<f64> = cands
-        .iter()
-        .map(|&e| sys.edges[e].w.min(1.0) * (0.2 + sys.rel_rps[sys.edges[e].caller].min(1.0)))
-        .collect();
+    let weights: Vec<f64> =
+        cands.iter().map(|&e| sys.edges[e].w.min(1.0) * (0.2 + sys.rel_rps[sys.edges[e].caller].min(1.0))).collect();
     let e = *cands.get(rng::weighted(rng, &weights))?;
     Some((sys.edges[e].caller, sys.edges[e].callee))
 }
@@ -713,34 +456,10 @@ fn config_edge(sys: &System, rng: &mut SimRng, seed: u64) -> Option<(usize, usiz
 /// A restart after a deploy: a short CPU burst, a memory drop that refills, a slow warm-up.
 fn restart_blip(plan: &mut Plan, rng: &mut SimRng, sys: &System, node: usize, t: Ts) {
     let cpu = rng::uniform(rng, 15.0, 30.0);
-    plan.add(
-        node,
-        Target::Cpu,
-        Shape::Decay {
-            start: t,
-            tau: secs(40.0),
-        },
-        cpu,
-    );
+    plan.add(node, Target::Cpu, Shape::Decay { start: t, tau: secs(40.0) }, cpu);
     let mem = -0.3 * sys.nodes[node].base_mem;
-    plan.add(
-        node,
-        Target::Mem,
-        Shape::Decay {
-            start: t,
-            tau: 4 * MINUTE,
-        },
-        mem,
-    );
-    plan.add(
-        node,
-        Target::LatMult,
-        Shape::Decay {
-            start: t,
-            tau: secs(30.0),
-        },
-        0.3,
-    );
+    plan.add(node, Target::Mem, Shape::Decay { start: t, tau: 4 * MINUTE }, mem);
+    plan.add(node, Target::LatMult, Shape::Decay { start: t, tau: secs(30.0) }, 0.3);
 }
 
 fn scores(sys: &System, plan: &Plan, prop: &Propagation, s: usize, t: Ts) -> (f64, f64) {
@@ -849,42 +568,22 @@ fn make_alert(
         Signal::Latency => l >= 10.0,
         Signal::Errors => e >= 8.0,
     };
-    let severity = if severe || rng.gen::<f64>() < 0.15 {
-        Severity::Critical
-    } else {
-        Severity::High
-    };
+    let severity = if severe || rng.gen::<f64>() < 0.15 { Severity::Critical } else { Severity::High };
     let (sig, title) = match signal {
         Signal::Latency => {
             let base = sys.p99[node];
             let value = base + x.p99;
-            let threshold = nice_ms(
-                (base * 1.5)
-                    .max(base + 20.0)
-                    .min(base + 0.7 * x.p99.max(0.0)),
-            );
-            (
-                "latency",
-                format!("High p99 latency on {name}: {value:.0} ms (threshold {threshold:.0} ms)"),
-            )
+            let threshold = nice_ms((base * 1.5).max(base + 20.0).min(base + 0.7 * x.p99.max(0.0)));
+            ("latency", format!("High p99 latency on {name}: {value:.0} ms (threshold {threshold:.0} ms)"))
         }
         Signal::Errors => {
             let base = sys.nodes[node].base_err;
             let value = (base + x.err) * 100.0;
             let threshold = ((base * 3.0).max(0.01) * 100.0).min(value * 0.8);
-            (
-                "errors",
-                format!("Elevated error rate on {name}: {value:.1}% (threshold {threshold:.1}%)"),
-            )
+            ("errors", format!("Elevated error rate on {name}: {value:.1}% (threshold {threshold:.1}%)"))
         }
     };
-    Alert {
-        time: t,
-        service: name,
-        signal: sig.to_string(),
-        severity,
-        title,
-    }
+    Alert { time: t, service: name, signal: sig.to_string(), severity, title }
 }
 
 /// Seed 001's hard red herring (`SimConfig::decoy`): an innocent deploy on the first app service
@@ -900,11 +599,7 @@ fn add_decoy(sys: &System, plan: &mut Plan, rng: &mut SimRng, chain: &[usize], c
     }
     let t = (plan.fault_time - secs(rng::uniform(rng, 20.0, 90.0))) / SECOND * SECOND;
     plan.changes.push(deploy(rng, &sys.nodes[node], t));
-    let warm = Shape::Window {
-        start: t,
-        ramp: secs(30.0),
-        end: t + secs(rng::uniform(rng, 600.0, 1200.0)),
-    };
+    let warm = Shape::Window { start: t, ramp: secs(30.0), end: t + secs(rng::uniform(rng, 600.0, 1200.0)) };
     let cpu = rng::uniform(rng, 25.0, 40.0);
     plan.add(node, Target::Cpu, warm, cpu);
 }
@@ -936,9 +631,7 @@ fn add_herrings(
     for &h in herrings {
         match h {
             Herring::Deploy => {
-                let cands: Vec<usize> = (0..n)
-                    .filter(|&i| sys.nodes[i].is_app() && !blocked[i])
-                    .collect();
+                let cands: Vec<usize> = (0..n).filter(|&i| sys.nodes[i].is_app() && !blocked[i]).collect();
                 let Some(&h) = rng::choose(rng, &cands) else {
                     continue;
                 };
@@ -961,8 +654,7 @@ fn add_herrings(
                 let Some(&node) = rng::choose(rng, &cands) else {
                     continue;
                 };
-                let metric =
-                    *rng::choose(rng, &["cpu", "latency_p99", "error_rate"]).unwrap_or(&"cpu");
+                let metric = *rng::choose(rng, &["cpu", "latency_p99", "error_rate"]).unwrap_or(&"cpu");
                 plan.noisy.push(Noisy {
                     node,
                     metric,
@@ -976,46 +668,24 @@ fn add_herrings(
                 let from = tf + secs(rng::uniform(rng, 5.0, 20.0));
                 let to = from + secs(rng::uniform(rng, 60.0, 120.0));
                 let m = rng::uniform(rng, 0.15, 0.35);
-                plan.add(
-                    node,
-                    Target::Err,
-                    Shape::Window {
-                        start: from,
-                        ramp: secs(5.0),
-                        end: to,
-                    },
-                    m,
-                );
+                plan.add(node, Target::Err, Shape::Window { start: from, ramp: secs(5.0), end: to }, m);
                 plan.phases.burst = Some((node, from, to));
             }
             Herring::Batch => {
-                let cands: Vec<usize> = (0..n)
-                    .filter(|&i| sys.nodes[i].is_app() && i != sys.frontend && Some(i) != cause)
-                    .collect();
+                let cands: Vec<usize> =
+                    (0..n).filter(|&i| sys.nodes[i].is_app() && i != sys.frontend && Some(i) != cause).collect();
                 let Some(&node) = rng::choose(rng, &cands) else {
                     continue;
                 };
-                let period = clock
-                    .mins(*rng::choose(rng, &[10.0, 15.0]).unwrap_or(&10.0))
-                    .max(MINUTE);
+                let period = clock.mins(*rng::choose(rng, &[10.0, 15.0]).unwrap_or(&10.0)).max(MINUTE);
                 let width = clock.mins(rng::uniform(rng, 1.0, 3.0)).max(10 * SECOND);
                 let first = clock.start + (rng.gen::<f64>() * period as f64) as Ts;
-                let shape = Shape::Periodic {
-                    first,
-                    period,
-                    width,
-                };
+                let shape = Shape::Periodic { first, period, width };
                 let cpu = rng::uniform(rng, 30.0, 50.0);
                 plan.add(node, Target::Cpu, shape, cpu);
                 plan.add(node, Target::LatMult, shape, 0.15);
                 let job = *rng::choose(rng, BATCH_JOBS).unwrap_or(&"batch");
-                plan.batches.push(Batch {
-                    node,
-                    job,
-                    first,
-                    period,
-                    width,
-                });
+                plan.batches.push(Batch { node, job, first, period, width });
             }
         }
     }

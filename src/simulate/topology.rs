@@ -75,10 +75,7 @@ const GROUPS: &[&[Spec]] = &[
     &[spec("user-directory", Role::Directory, 1000)],
     &[spec("cart", Role::Cart, 50)],
     &[spec("payment", Role::Payment, 100)],
-    &[
-        spec("events-queue", Role::Queue, 1010),
-        spec("notification", Role::Notification, 10),
-    ],
+    &[spec("events-queue", Role::Queue, 1010), spec("notification", Role::Notification, 10)],
     &[spec("search", Role::Search, 30)],
     &[spec("shipping", Role::Shipping, 110)],
     &[spec("recommendation", Role::Recommendation, 20)],
@@ -99,27 +96,14 @@ struct OpSpec {
 /// An operation literal (a macro, so the tables below are promoted to statics).
 macro_rules! op {
     ($name:expr, $weight:expr, $calls:expr $(,)?) => {
-        OpSpec {
-            name: $name,
-            weight: $weight,
-            calls: $calls,
-        }
+        OpSpec { name: $name, weight: $weight, calls: $calls }
     };
 }
 
 fn op_specs(role: Role) -> &'static [OpSpec] {
     match role {
         Role::Frontend => &[
-            op!(
-                "GET /",
-                3.0,
-                &[
-                    ("catalog", 1.0, 1),
-                    ("recommendation", 0.8, 1),
-                    ("ad", 0.5, 1),
-                    ("auth", 0.3, 1),
-                ],
-            ),
+            op!("GET /", 3.0, &[("catalog", 1.0, 1), ("recommendation", 0.8, 1), ("ad", 0.5, 1), ("auth", 0.3, 1),],),
             op!(
                 "GET /product/{id}",
                 3.0,
@@ -132,17 +116,9 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
                 ],
             ),
             op!("GET /api/cart", 2.0, &[("cart", 1.0, 1), ("auth", 0.5, 1)]),
-            op!(
-                "POST /api/checkout",
-                1.0,
-                &[("checkout", 1.0, 1), ("auth", 1.0, 1)],
-            ),
+            op!("POST /api/checkout", 1.0, &[("checkout", 1.0, 1), ("auth", 1.0, 1)],),
             op!("GET /api/search", 2.0, &[("search", 1.0, 1)]),
-            op!(
-                "POST /api/login",
-                0.7,
-                &[("auth", 1.0, 1), ("user", 0.5, 1)]
-            ),
+            op!("POST /api/login", 0.7, &[("auth", 1.0, 1), ("user", 0.5, 1)]),
         ],
         Role::Checkout => &[
             op!(
@@ -159,101 +135,40 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
                     ("currency", 0.4, 1),
                 ],
             ),
-            op!(
-                "GET /api/orders/{id}",
-                0.5,
-                &[("orders-db", 1.0, 1), ("redis-cache", 0.5, 1)],
-            ),
+            op!("GET /api/orders/{id}", 0.5, &[("orders-db", 1.0, 1), ("redis-cache", 0.5, 1)],),
         ],
         Role::Catalog => &[
             op!(
                 "GET /api/products",
                 2.0,
-                &[
-                    ("redis-cache", 1.0, 1),
-                    ("orders-db", 0.4, 1),
-                    ("inventory", 0.3, 1),
-                    ("pricing", 0.5, 1),
-                ],
+                &[("redis-cache", 1.0, 1), ("orders-db", 0.4, 1), ("inventory", 0.3, 1), ("pricing", 0.5, 1),],
             ),
-            op!(
-                "GET /api/products/{id}",
-                3.0,
-                &[
-                    ("redis-cache", 1.0, 1),
-                    ("orders-db", 0.3, 1),
-                    ("pricing", 0.6, 1),
-                ],
-            ),
+            op!("GET /api/products/{id}", 3.0, &[("redis-cache", 1.0, 1), ("orders-db", 0.3, 1), ("pricing", 0.6, 1),],),
         ],
         Role::Cart => &[
             op!("GET /api/cart", 2.0, &[("redis-cache", 1.0, 2)]),
-            op!(
-                "POST /api/cart/items",
-                1.0,
-                &[("redis-cache", 1.0, 1), ("inventory", 0.5, 1)],
-            ),
+            op!("POST /api/cart/items", 1.0, &[("redis-cache", 1.0, 1), ("inventory", 0.5, 1)],),
         ],
         Role::Auth => &[
-            op!(
-                "POST /api/login",
-                1.0,
-                &[
-                    ("user-directory", 1.0, 1),
-                    ("redis-cache", 1.0, 1),
-                    ("user", 0.5, 1),
-                ],
-            ),
-            op!(
-                "GET /api/session",
-                3.0,
-                &[("redis-cache", 1.0, 1), ("user-directory", 0.15, 1)],
-            ),
+            op!("POST /api/login", 1.0, &[("user-directory", 1.0, 1), ("redis-cache", 1.0, 1), ("user", 0.5, 1),],),
+            op!("GET /api/session", 3.0, &[("redis-cache", 1.0, 1), ("user-directory", 0.15, 1)],),
         ],
-        Role::Search => &[op!(
-            "GET /api/search",
-            1.0,
-            &[("catalog", 0.6, 1), ("redis-cache", 0.8, 1)],
-        )],
-        Role::Payment => &[op!(
-            "POST /api/charge",
-            1.0,
-            &[
-                ("orders-db", 1.0, 1),
-                ("currency", 0.5, 1),
-                ("redis-cache", 0.3, 1),
-            ],
-        )],
-        Role::Shipping => &[op!(
-            "POST /api/shipments/quote",
-            1.0,
-            &[("currency", 0.5, 1), ("orders-db", 0.5, 1)],
-        )],
-        Role::Recommendation => &[op!(
-            "GET /api/recommendations",
-            1.0,
-            &[("catalog", 1.0, 1), ("redis-cache", 0.6, 1)],
-        )],
+        Role::Search => &[op!("GET /api/search", 1.0, &[("catalog", 0.6, 1), ("redis-cache", 0.8, 1)],)],
+        Role::Payment => {
+            &[op!("POST /api/charge", 1.0, &[("orders-db", 1.0, 1), ("currency", 0.5, 1), ("redis-cache", 0.3, 1),],)]
+        }
+        Role::Shipping => &[op!("POST /api/shipments/quote", 1.0, &[("currency", 0.5, 1), ("orders-db", 0.5, 1)],)],
+        Role::Recommendation => {
+            &[op!("GET /api/recommendations", 1.0, &[("catalog", 1.0, 1), ("redis-cache", 0.6, 1)],)]
+        }
         Role::Inventory => &[
             op!("GET /api/stock/{sku}", 2.0, &[("orders-db", 1.0, 1)]),
             op!("POST /api/stock/reserve", 1.0, &[("orders-db", 1.0, 2)]),
         ],
-        Role::User => &[op!(
-            "GET /api/users/{id}",
-            1.0,
-            &[("orders-db", 1.0, 1), ("redis-cache", 0.5, 1)],
-        )],
-        Role::Notification => &[op!(
-            "consume order.created",
-            1.0,
-            &[("events-queue", 1.0, 1), ("user", 0.6, 1)],
-        )],
+        Role::User => &[op!("GET /api/users/{id}", 1.0, &[("orders-db", 1.0, 1), ("redis-cache", 0.5, 1)],)],
+        Role::Notification => &[op!("consume order.created", 1.0, &[("events-queue", 1.0, 1), ("user", 0.6, 1)],)],
         Role::Currency => &[op!("GET /api/convert", 1.0, &[("redis-cache", 0.4, 1)])],
-        Role::Pricing => &[op!(
-            "GET /api/prices/{sku}",
-            1.0,
-            &[("redis-cache", 0.7, 1), ("orders-db", 0.3, 1)],
-        )],
+        Role::Pricing => &[op!("GET /api/prices/{sku}", 1.0, &[("redis-cache", 0.7, 1), ("orders-db", 0.3, 1)],)],
         Role::Review => &[op!("GET /api/reviews/{id}", 1.0, &[("orders-db", 1.0, 1)])],
         Role::Ad => &[op!("GET /api/ads", 1.0, &[("redis-cache", 0.5, 1)])],
         Role::Directory => &[op!("ldap BIND", 1.0, &[]), op!("ldap SEARCH", 1.0, &[])],
@@ -264,15 +179,8 @@ fn op_specs(role: Role) -> &'static [OpSpec] {
             op!("UPDATE stock", 1.0, &[]),
             op!("SELECT users", 1.0, &[]),
         ],
-        Role::Cache => &[
-            op!("redis GET", 5.0, &[]),
-            op!("redis SET", 2.0, &[]),
-            op!("redis MGET", 1.0, &[]),
-        ],
-        Role::Queue => &[
-            op!("publish order.created", 1.0, &[]),
-            op!("receive order.created", 1.0, &[]),
-        ],
+        Role::Cache => &[op!("redis GET", 5.0, &[]), op!("redis SET", 2.0, &[]), op!("redis MGET", 1.0, &[])],
+        Role::Queue => &[op!("publish order.created", 1.0, &[]), op!("receive order.created", 1.0, &[])],
         Role::Extra => &[],
     }
 }
@@ -360,11 +268,7 @@ impl System {
     }
 
     pub(crate) fn edge_between(&self, caller: usize, callee: usize) -> Option<usize> {
-        self.out
-            .get(caller)?
-            .iter()
-            .copied()
-            .find(|&e| self.edges[e].callee == callee)
+        self.out.get(caller)?.iter().copied().find(|&e| self.edges[e].callee == callee)
     }
 
     /// Spans per second of traffic for each traced frontend request per second.
@@ -412,10 +316,7 @@ impl System {
             services: self
                 .nodes
                 .iter()
-                .map(|n| TopologyNode {
-                    name: n.name.clone(),
-                    kind: Some(n.role.kind().to_string()),
-                })
+                .map(|n| TopologyNode { name: n.name.clone(), kind: Some(n.role.kind().to_string()) })
                 .collect(),
             edges: self
                 .edges
@@ -460,18 +361,12 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
         n_extra += 1;
     }
     specs.sort_by_key(|s| s.2);
-    let index_of =
-        |name: &str, specs: &[(String, Role, u32)]| specs.iter().position(|s| s.0 == name);
+    let index_of = |name: &str, specs: &[(String, Role, u32)]| specs.iter().position(|s| s.0 == name);
 
     // Operations and the calls they make to services that exist.
     let mut drafts: Vec<Draft> = specs
         .iter()
-        .map(|(name, role, rank)| Draft {
-            name: name.clone(),
-            role: *role,
-            rank: *rank,
-            ops: Vec::new(),
-        })
+        .map(|(name, role, rank)| Draft { name: name.clone(), role: *role, rank: *rank, ops: Vec::new() })
         .collect();
     for d in drafts.iter_mut() {
         for o in op_specs(d.role) {
@@ -484,23 +379,14 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
                 if prob < 1.0 && rng.gen::<f64>() < 0.12 {
                     continue;
                 }
-                let p = if prob < 1.0 {
-                    (prob * rng::uniform(&mut rng, 0.8, 1.2)).min(1.0)
-                } else {
-                    prob
-                };
+                let p = if prob < 1.0 { (prob * rng::uniform(&mut rng, 0.8, 1.2)).min(1.0) } else { prob };
                 calls.push((c, p, repeat));
             }
             d.ops.push((o.name.to_string(), o.weight, calls));
         }
         if d.role == Role::Extra {
-            d.ops
-                .push((format!("GET /internal/{}/items", d.name), 2.0, Vec::new()));
-            d.ops.push((
-                format!("POST /internal/{}/process", d.name),
-                1.0,
-                Vec::new(),
-            ));
+            d.ops.push((format!("GET /internal/{}/items", d.name), 2.0, Vec::new()));
+            d.ops.push((format!("POST /internal/{}/process", d.name), 1.0, Vec::new()));
         }
     }
     let n = drafts.len();
@@ -516,15 +402,9 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
         depth
     };
     let has_caller = |drafts: &[Draft], c: usize| {
-        drafts.iter().any(|d| {
-            d.ops
-                .iter()
-                .any(|o| o.1 > 0.0 && o.2.iter().any(|x| x.0 == c))
-        })
+        drafts.iter().any(|d| d.ops.iter().any(|o| o.1 > 0.0 && o.2.iter().any(|x| x.0 == c)))
     };
-    let infra: Vec<usize> = (0..n)
-        .filter(|&i| matches!(drafts[i].role, Role::Database | Role::Cache))
-        .collect();
+    let infra: Vec<usize> = (0..n).filter(|&i| matches!(drafts[i].role, Role::Database | Role::Cache)).collect();
 
     // Extra services hang under API / mid-tier services and use the shared infrastructure.
     for x in 0..n {
@@ -617,9 +497,7 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
             continue;
         }
         let oi = rng.gen_range(0..drafts[caller].ops.len());
-        drafts[caller].ops[oi]
-            .2
-            .push((c, rng::uniform(&mut rng, 0.4, 0.9), 1));
+        drafts[caller].ops[oi].2.push((c, rng::uniform(&mut rng, 0.4, 0.9), 1));
     }
 
     // Nodes with their seeded parameters.
@@ -666,11 +544,7 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
         let ops: Vec<Op> = d
             .ops
             .iter()
-            .map(|(name, weight, _)| Op {
-                name: name.clone(),
-                weight: *weight,
-                calls: Vec::new(),
-            })
+            .map(|(name, weight, _)| Op { name: name.clone(), weight: *weight, calls: Vec::new() })
             .collect();
         nodes.push(Node {
             name: d.name.clone(),
@@ -681,19 +555,11 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
             base_cpu: cpu,
             base_mem: mem,
             base_err: err,
-            gc_ms: if d.role.is_app() {
-                rng::uniform(&mut rng, 5.0, 20.0)
-            } else {
-                rng::uniform(&mut rng, 0.5, 3.0)
-            },
+            gc_ms: if d.role.is_app() { rng::uniform(&mut rng, 5.0, 20.0) } else { rng::uniform(&mut rng, 0.5, 3.0) },
             threads: rng::uniform(&mut rng, 20.0, 120.0).round(),
             payload_kb: rng::uniform(&mut rng, 1.0, 12.0),
             pool_max: if rng.gen::<bool>() { 50.0 } else { 100.0 },
-            version: (
-                rng.gen_range(1..=4),
-                rng.gen_range(0..=20),
-                rng.gen_range(0..=9),
-            ),
+            version: (rng.gen_range(1..=4), rng.gen_range(0..=20), rng.gen_range(0..=9)),
             ops,
             root: matches!(d.role, Role::Frontend | Role::Notification),
         });
@@ -705,19 +571,10 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
     let mut out = vec![Vec::new(); n];
     let mut inc = vec![Vec::new(); n];
     for (s, d) in drafts.iter().enumerate() {
-        let total_w: f64 = d
-            .ops
-            .iter()
-            .map(|o| o.1)
-            .sum::<f64>()
-            .max(f64::MIN_POSITIVE);
+        let total_w: f64 = d.ops.iter().map(|o| o.1).sum::<f64>().max(f64::MIN_POSITIVE);
         for (oi, (_, weight, calls)) in d.ops.iter().enumerate() {
             for &(c, prob, repeat) in calls {
-                let e = match out[s]
-                    .iter()
-                    .copied()
-                    .find(|&e: &usize| edges[e].callee == c)
-                {
+                let e = match out[s].iter().copied().find(|&e: &usize| edges[e].callee == c) {
                     Some(e) => e,
                     None => {
                         let callee_role = drafts[c].role;
@@ -752,19 +609,12 @@ pub(crate) fn build(seed: u64, services: usize) -> System {
                     }
                 };
                 edges[e].w += weight / total_w * prob * repeat as f64;
-                nodes[s].ops[oi].calls.push(Call {
-                    edge: e,
-                    prob,
-                    repeat,
-                });
+                nodes[s].ops[oi].calls.push(Call { edge: e, prob, repeat });
             }
         }
     }
 
-    let frontend = nodes
-        .iter()
-        .position(|n| n.role == Role::Frontend)
-        .unwrap_or(0);
+    let frontend = nodes.iter().position(|n| n.role == Role::Frontend).unwrap_or(0);
     let mut sys = System {
         nodes,
         edges,
@@ -812,12 +662,7 @@ fn derive(sys: &mut System) {
     };
     let mut rps = flow(sys, &[(sys.frontend, 1.0)]);
     if let Some(consumer) = sys.nodes.iter().position(|x| x.role == Role::Notification) {
-        let publish = sys
-            .nodes
-            .iter()
-            .position(|x| x.role == Role::Queue)
-            .map(|q| rps[q])
-            .unwrap_or(0.0);
+        let publish = sys.nodes.iter().position(|x| x.role == Role::Queue).map(|q| rps[q]).unwrap_or(0.0);
         rps = flow(sys, &[(sys.frontend, 1.0), (consumer, publish.max(0.05))]);
     }
     sys.rel_rps = rps;
@@ -881,10 +726,7 @@ mod tests {
                         assert!(!sys.inc[i].is_empty(), "{} has no caller", node.name);
                     }
                 }
-                assert!(
-                    sys.depth.iter().all(|&d| d <= 4),
-                    "too deep for seed {seed} size {size}"
-                );
+                assert!(sys.depth.iter().all(|&d| d <= 4), "too deep for seed {seed} size {size}");
                 let mut names: Vec<&str> = sys.nodes.iter().map(|n| n.name.as_str()).collect();
                 names.sort_unstable();
                 names.dedup();
@@ -896,15 +738,7 @@ mod tests {
     #[test]
     fn default_size_has_the_infrastructure() {
         let sys = build(1, 12);
-        for name in [
-            "frontend",
-            "auth",
-            "user-directory",
-            "orders-db",
-            "redis-cache",
-            "events-queue",
-            "notification",
-        ] {
+        for name in ["frontend", "auth", "user-directory", "orders-db", "redis-cache", "events-queue", "notification"] {
             assert!(sys.index(name).is_some(), "{name} missing");
         }
         let auth = sys.index("auth").unwrap_or(0);

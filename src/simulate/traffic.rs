@@ -29,31 +29,16 @@ struct Prepared {
 }
 
 pub(crate) fn generate(sys: &System, plan: &Plan, cfg: &SimConfig) -> (Vec<LogRecord>, Vec<Span>) {
-    let templates: Vec<Vec<&'static Tpl>> =
-        sys.nodes.iter().map(|n| logs::templates(n.role)).collect();
-    let tpl_weights = templates
-        .iter()
-        .map(|ts| ts.iter().map(|t| t.weight).collect())
-        .collect();
+    let templates: Vec<Vec<&'static Tpl>> = sys.nodes.iter().map(|n| logs::templates(n.role)).collect();
+    let tpl_weights = templates.iter().map(|ts| ts.iter().map(|t| t.weight).collect()).collect();
     let prepared = Prepared {
         templates,
         tpl_weights,
-        op_weights: sys
-            .nodes
-            .iter()
-            .map(|n| n.ops.iter().map(|o| o.weight).collect())
-            .collect(),
-        lines: sys
-            .nodes
-            .iter()
-            .map(|n| logs::lines_per_span(n.role))
-            .collect(),
+        op_weights: sys.nodes.iter().map(|n| n.ops.iter().map(|o| o.weight).collect()).collect(),
+        lines: sys.nodes.iter().map(|n| logs::lines_per_span(n.role)).collect(),
     };
     let end = cfg.start + cfg.duration;
-    let buckets: Vec<Ts> = (0..)
-        .map(|i: i64| cfg.start + i * MINUTE)
-        .take_while(|&t| t < end)
-        .collect();
+    let buckets: Vec<Ts> = (0..).map(|i: i64| cfg.start + i * MINUTE).take_while(|&t| t < end).collect();
     let parts: Vec<(Vec<LogRecord>, Vec<Span>)> = buckets
         .par_iter()
         .enumerate()
@@ -93,20 +78,10 @@ pub(crate) fn generate(sys: &System, plan: &Plan, cfg: &SimConfig) -> (Vec<LogRe
 #[derive(Debug, Clone, Copy)]
 enum Failure {
     Own,
-    Timeout {
-        callee: usize,
-        ms: f64,
-        attempts: u32,
-    },
-    Reset {
-        callee: usize,
-    },
-    Pool {
-        callee: usize,
-    },
-    Upstream {
-        callee: usize,
-    },
+    Timeout { callee: usize, ms: f64, attempts: u32 },
+    Reset { callee: usize },
+    Pool { callee: usize },
+    Upstream { callee: usize },
 }
 
 struct Outcome {
@@ -171,13 +146,7 @@ impl Gen<'_, '_> {
         });
     }
 
-    fn visit(
-        &mut self,
-        node: usize,
-        parent: Option<&str>,
-        caller: Option<usize>,
-        start: f64,
-    ) -> Outcome {
+    fn visit(&mut self, node: usize, parent: Option<&str>, caller: Option<usize>, start: f64) -> Outcome {
         let sys = self.sys;
         let plan = self.plan;
         let t = start as Ts;
@@ -190,10 +159,7 @@ impl Gen<'_, '_> {
             rng::weighted(self.rng, &self.prep.op_weights[node])
         };
         let Some(op) = nd.ops.get(oi) else {
-            return Outcome {
-                dur: 0.0,
-                error: false,
-            };
+            return Outcome { dur: 0.0, error: false };
         };
         let span_id = hex64(self.rng);
         let slot = self.spans.len();
@@ -232,12 +198,7 @@ impl Gen<'_, '_> {
             }
         }
         let dur = cursor + (self_ms - pre) - start;
-        let own_err = own.err
-            + if flag_path {
-                flag.map_or(0.0, |f| f.err)
-            } else {
-                0.0
-            };
+        let own_err = own.err + if flag_path { flag.map_or(0.0, |f| f.err) } else { 0.0 };
         if failure.is_none() && self.rng.gen::<f64>() < own_err {
             failure = Some(Failure::Own);
         }
@@ -252,13 +213,7 @@ impl Gen<'_, '_> {
 
     /// One logical call from `caller` over edge `e`, with retries. Returns the time the caller
     /// waited and the failure it saw.
-    fn call_edge(
-        &mut self,
-        caller: usize,
-        e: usize,
-        span_id: &str,
-        at: f64,
-    ) -> (f64, Option<Failure>) {
+    fn call_edge(&mut self, caller: usize, e: usize, span_id: &str, at: f64) -> (f64, Option<Failure>) {
         let sys = self.sys;
         let plan = self.plan;
         let edge = &sys.edges[e];
@@ -287,11 +242,7 @@ impl Gen<'_, '_> {
                             sys.nodes[callee].name, timeout
                         );
                         self.log(now + timeout, caller, Level::Warn, msg, Some(span_id));
-                        Failure::Timeout {
-                            callee,
-                            ms: timeout,
-                            attempts,
-                        }
+                        Failure::Timeout { callee, ms: timeout, attempts }
                     } else {
                         let child = self.visit(callee, Some(span_id), Some(caller), now);
                         let w = child.dur * rng::uniform(self.rng, 0.3, 1.0);
@@ -342,11 +293,7 @@ impl Gen<'_, '_> {
                             ),
                         };
                         self.log(now + timeout, caller, Level::Warn, msg, Some(span_id));
-                        Failure::Timeout {
-                            callee,
-                            ms: timeout,
-                            attempts,
-                        }
+                        Failure::Timeout { callee, ms: timeout, attempts }
                     } else {
                         waited += child.dur;
                         if !child.error {
@@ -355,10 +302,7 @@ impl Gen<'_, '_> {
                         if self.rng.gen::<f64>() < edge.err_gain {
                             return (waited, Some(Failure::Upstream { callee }));
                         }
-                        let msg = format!(
-                            "{} call failed, serving fallback response",
-                            sys.nodes[callee].name
-                        );
+                        let msg = format!("{} call failed, serving fallback response", sys.nodes[callee].name);
                         self.log(now + child.dur, caller, Level::Warn, msg, Some(span_id));
                         return (waited, None);
                     }
@@ -366,11 +310,7 @@ impl Gen<'_, '_> {
             };
             last = Some(fail);
             if attempt < attempts {
-                let msg = format!(
-                    "retrying call to {} (attempt {}/{attempts})",
-                    sys.nodes[callee].name,
-                    attempt + 1
-                );
+                let msg = format!("retrying call to {} (attempt {}/{attempts})", sys.nodes[callee].name, attempt + 1);
                 self.log(at + waited, caller, Level::Info, msg, Some(span_id));
             }
         }
@@ -394,12 +334,7 @@ impl Gen<'_, '_> {
         let nd = &sys.nodes[node];
         let op = nd.ops.get(oi).map(|o| o.name.as_str()).unwrap_or("");
         let t = start as Ts;
-        let vars = Vars {
-            op,
-            ms: dur,
-            user: self.vars_user,
-            order: self.vars_order,
-        };
+        let vars = Vars { op, ms: dur, user: self.vars_user, order: self.vars_order };
         // Ordinary lines.
         let mean = prep.lines[node];
         let count = (mean * rng::uniform(self.rng, 0.5, 1.5)).round() as usize;
@@ -420,9 +355,7 @@ impl Gen<'_, '_> {
         }
         // The cause's own situation.
         if plan.is_cause_active(node, t)
-            || (plan.kind == FaultKind::MemoryLeak
-                && plan.cause == Some(node)
-                && t >= plan.phases.gc_from)
+            || (plan.kind == FaultKind::MemoryLeak && plan.cause == Some(node) && t >= plan.phases.gc_from)
         {
             match plan.kind {
                 FaultKind::MemoryLeak if self.rng.gen::<f64>() < 0.25 => {
@@ -460,10 +393,7 @@ impl Gen<'_, '_> {
         }
         if let Some(f) = failure {
             let msg = self.failure_message(node, op, t, f, flag_path);
-            let level = if matches!(f, Failure::Own)
-                && plan.kind == FaultKind::MemoryLeak
-                && plan.cause == Some(node)
-            {
+            let level = if matches!(f, Failure::Own) && plan.kind == FaultKind::MemoryLeak && plan.cause == Some(node) {
                 Level::Fatal
             } else {
                 Level::Error
@@ -472,44 +402,28 @@ impl Gen<'_, '_> {
         }
     }
 
-    fn failure_message(
-        &mut self,
-        node: usize,
-        op: &str,
-        t: Ts,
-        f: Failure,
-        flag_path: bool,
-    ) -> String {
+    fn failure_message(&mut self, node: usize, op: &str, t: Ts, f: Failure, flag_path: bool) -> String {
         let sys = self.sys;
         let plan = self.plan;
         let nd = &sys.nodes[node];
         let name = |i: usize| sys.nodes[i].name.as_str();
         match f {
-            Failure::Timeout {
-                callee,
-                ms,
-                attempts,
-            } => {
+            Failure::Timeout { callee, ms, attempts } => {
                 if nd.role == Role::Auth && sys.nodes[callee].role == Role::Directory {
                     format!(
                         "authentication failed for user u-{:05}: LDAP bind timed out after {ms:.0}ms ({attempts} attempts)",
                         self.vars_user
                     )
                 } else {
-                    format!(
-                        "request {op} failed: upstream {} timed out after {attempts} attempt(s)",
-                        name(callee)
-                    )
+                    format!("request {op} failed: upstream {} timed out after {attempts} attempt(s)", name(callee))
                 }
             }
-            Failure::Reset { callee } => format!(
-                "request {op} failed: io error talking to {}: Connection reset by peer",
-                name(callee)
-            ),
-            Failure::Pool { callee } => format!(
-                "request {op} failed: could not get a connection to {} (pool exhausted)",
-                name(callee)
-            ),
+            Failure::Reset { callee } => {
+                format!("request {op} failed: io error talking to {}: Connection reset by peer", name(callee))
+            }
+            Failure::Pool { callee } => {
+                format!("request {op} failed: could not get a connection to {} (pool exhausted)", name(callee))
+            }
             Failure::Upstream { callee } => {
                 format!("upstream {} returned 500 for {op}", name(callee))
             }
@@ -521,21 +435,15 @@ impl Gen<'_, '_> {
                 }
                 if plan.is_cause_active(node, t) {
                     match plan.kind {
-                        FaultKind::BadDeploy => {
-                            return logs::deploy_exception(&nd.name, op, self.rng)
-                        }
-                        FaultKind::MemoryLeak => {
-                            return "java.lang.OutOfMemoryError: Java heap space".to_string()
-                        }
+                        FaultKind::BadDeploy => return logs::deploy_exception(&nd.name, op, self.rng),
+                        FaultKind::MemoryLeak => return "java.lang.OutOfMemoryError: Java heap space".to_string(),
                         FaultKind::CpuHog => {
                             return format!(
                                 "request {op} timed out in worker queue after {:.0}ms",
                                 rng::uniform(self.rng, 500.0, 3000.0)
                             )
                         }
-                        FaultKind::DbPoolExhaustion => {
-                            return "FATAL: sorry, too many clients already".to_string()
-                        }
+                        FaultKind::DbPoolExhaustion => return "FATAL: sorry, too many clients already".to_string(),
                         _ => {}
                     }
                 }
@@ -547,9 +455,7 @@ impl Gen<'_, '_> {
                     );
                 }
                 match nd.role {
-                    Role::Database => {
-                        "ERROR: canceling statement due to statement timeout".to_string()
-                    }
+                    Role::Database => "ERROR: canceling statement due to statement timeout".to_string(),
                     Role::Cache => "ERR max number of clients reached".to_string(),
                     Role::Directory => "conn closed: result=51 (server busy)".to_string(),
                     Role::Queue => "produce request failed: NOT_LEADER_FOR_PARTITION".to_string(),
@@ -579,13 +485,7 @@ impl Gen<'_, '_> {
                     for _ in 0..2 {
                         let ms = rng::uniform(self.rng, 0.2, 2.0);
                         let t = at(self.rng);
-                        self.log(
-                            t,
-                            i,
-                            Level::Debug,
-                            format!("GET /healthz 200 {ms:.1}ms"),
-                            None,
-                        );
+                        self.log(t, i, Level::Debug, format!("GET /healthz 200 {ms:.1}ms"), None);
                     }
                     let t = at(self.rng);
                     let msg = format!(
@@ -606,20 +506,15 @@ impl Gen<'_, '_> {
                     self.log(t, i, Level::Info, msg, None);
                     if o.conn > 0.9 {
                         let t = at(self.rng);
-                        let msg = format!(
-                            "connection count {:.0} reached max_connections {:.0}",
-                            nd.pool_max, nd.pool_max
-                        );
+                        let msg =
+                            format!("connection count {:.0} reached max_connections {:.0}", nd.pool_max, nd.pool_max);
                         self.log(t, i, Level::Warn, msg, None);
                     }
                 }
                 "cache" => {
                     let t = at(self.rng);
-                    let msg = format!(
-                        "{} clients connected, used_memory={:.0}MB",
-                        self.rng.gen_range(20..120),
-                        nd.base_mem
-                    );
+                    let msg =
+                        format!("{} clients connected, used_memory={:.0}MB", self.rng.gen_range(20..120), nd.base_mem);
                     self.log(t, i, Level::Info, msg, None);
                 }
                 "queue" => {
@@ -639,10 +534,7 @@ impl Gen<'_, '_> {
             }
             if plan.noisy.iter().any(|n| n.node == i) && self.rng.gen::<f64>() < 0.5 {
                 let t = at(self.rng);
-                let msg = format!(
-                    "slow disk: fsync took {:.0}ms",
-                    rng::uniform(self.rng, 200.0, 1500.0)
-                );
+                let msg = format!("slow disk: fsync took {:.0}ms", rng::uniform(self.rng, 200.0, 1500.0));
                 self.log(t, i, Level::Warn, msg, None);
             }
         }
@@ -659,22 +551,13 @@ impl Gen<'_, '_> {
                 ChangeKind::Deploy => {
                     let version = c.version.clone().unwrap_or_default();
                     let prev = c.previous_version.clone().unwrap_or_default();
-                    self.log(
-                        t,
-                        i,
-                        Level::Info,
-                        format!("Starting {} {version} (previous {prev})", c.service),
-                        None,
-                    );
+                    self.log(t, i, Level::Info, format!("Starting {} {version} (previous {prev})", c.service), None);
                     let boot = rng::uniform(self.rng, 4.0, 12.0);
                     self.log(
                         t + boot * 1000.0,
                         i,
                         Level::Info,
-                        format!(
-                            "{} {version} started in {boot:.1}s, listening on 0.0.0.0:8080",
-                            c.service
-                        ),
+                        format!("{} {version} started in {boot:.1}s, listening on 0.0.0.0:8080", c.service),
                         None,
                     );
                 }
@@ -711,13 +594,7 @@ impl Gen<'_, '_> {
                     break;
                 }
                 if s >= t0 {
-                    self.log(
-                        s as f64,
-                        b.node,
-                        Level::Info,
-                        format!("batch job {} started", b.job),
-                        None,
-                    );
+                    self.log(s as f64, b.node, Level::Info, format!("batch job {} started", b.job), None);
                 }
                 let e = s + b.width;
                 if e >= t0 && e < t1 {
@@ -738,13 +615,7 @@ impl Gen<'_, '_> {
             match plan.kind {
                 FaultKind::MemoryLeak if t0 >= plan.phases.gc_from => {
                     let pct = rng::uniform(self.rng, 20.0, 60.0);
-                    self.log(
-                        t,
-                        c,
-                        Level::Warn,
-                        format!("GC overhead high: {pct:.0}% of time spent in GC"),
-                        None,
-                    );
+                    self.log(t, c, Level::Warn, format!("GC overhead high: {pct:.0}% of time spent in GC"), None);
                     if t0 >= plan.fault_time {
                         self.log(
                             t,
@@ -757,13 +628,7 @@ impl Gen<'_, '_> {
                 }
                 FaultKind::CpuHog if t0 >= plan.fault_time => {
                     let lag = rng::uniform(self.rng, 200.0, 2000.0);
-                    self.log(
-                        t,
-                        c,
-                        Level::Warn,
-                        format!("event loop blocked for {lag:.0}ms"),
-                        None,
-                    );
+                    self.log(t, c, Level::Warn, format!("event loop blocked for {lag:.0}ms"), None);
                 }
                 _ => {}
             }

@@ -11,9 +11,7 @@
 
 use crate::embed::DIM;
 use arrow_array::types::Float32Type;
-use arrow_array::{
-    Array, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
-};
+use arrow_array::{Array, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::TryStreamExt;
 use lancedb::index::Index;
@@ -165,7 +163,9 @@ impl Store {
         let db = lancedb::connect(uri).execute().await.map_err(err)?;
         let store = Store { uri: uri.to_string(), db };
         let names = store.db.table_names().execute().await.map_err(err)?;
-        for (name, schema) in [(EVENTS, events_schema()), (INCIDENTS, incidents_schema()), (FEEDBACK, feedback_schema())] {
+        for (name, schema) in
+            [(EVENTS, events_schema()), (INCIDENTS, incidents_schema()), (FEEDBACK, feedback_schema())]
+        {
             if !names.iter().any(|n| n == name) {
                 store.db.create_empty_table(name, schema).execute().await.map_err(err)?;
             }
@@ -196,7 +196,10 @@ impl Store {
                     return Err(StoreError::Schema {
                         uri: self.uri.clone(),
                         table: name.to_string(),
-                        message: format!("column {} is missing or has another type (written by another culprit version?)", f.name()),
+                        message: format!(
+                            "column {} is missing or has another type (written by another culprit version?)",
+                            f.name()
+                        ),
                     })
                 }
             }
@@ -262,7 +265,11 @@ impl Store {
             return Ok(());
         }
         let list: Vec<String> = ids.iter().map(|id| format!("'{}'", id.replace('\'', "''"))).collect();
-        self.table(INCIDENTS).await?.delete(format!("id IN ({})", list.join(",")).as_str()).await.map_err(|e| self.err(e))?;
+        self.table(INCIDENTS)
+            .await?
+            .delete(format!("id IN ({})", list.join(",")).as_str())
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -291,8 +298,14 @@ impl Store {
         for b in &batches {
             let s = |name: &str| -> Result<&StringArray, StoreError> { column(b, name, INCIDENTS, &self.uri) };
             let (id, title, summary) = (s("id")?, s("title")?, s("summary")?);
-            let (svc, kind, res, pm, tags, emb) =
-                (s("root_cause_service")?, s("root_cause_kind")?, s("resolution")?, s("postmortem")?, s("tags")?, s("embedder")?);
+            let (svc, kind, res, pm, tags, emb) = (
+                s("root_cause_service")?,
+                s("root_cause_kind")?,
+                s("resolution")?,
+                s("postmortem")?,
+                s("tags")?,
+                s("embedder")?,
+            );
             let time: &Int64Array = column(b, "time_ms", INCIDENTS, &self.uri)?;
             let dist: &Float32Array = column(b, "_distance", INCIDENTS, &self.uri)?;
             for i in 0..b.num_rows() {
@@ -346,7 +359,12 @@ impl Store {
             let time: &Int64Array = column(b, "time_ms", EVENTS, &self.uri)?;
             let dist: &Float32Array = column(b, "_distance", EVENTS, &self.uri)?;
             for i in 0..b.num_rows() {
-                out.push(Hit { id: id.value(i).to_string(), time_ms: time.value(i), service: svc.value(i).to_string(), distance: dist.value(i) });
+                out.push(Hit {
+                    id: id.value(i).to_string(),
+                    time_ms: time.value(i),
+                    service: svc.value(i).to_string(),
+                    distance: dist.value(i),
+                });
             }
         }
         out.sort_by(|a, b| a.distance.total_cmp(&b.distance));
@@ -386,7 +404,12 @@ impl Store {
             let attrs: &StringArray = column(b, "attributes", EVENTS, &self.uri)?;
             for i in 0..b.num_rows() {
                 match serde_json::from_str::<Attributes>(attrs.value(i)) {
-                    Ok(a) => out.push(crate::embed::Row { time: time.value(i), service: svc.value(i).to_string(), cats: a.cats, nums: a.nums }),
+                    Ok(a) => out.push(crate::embed::Row {
+                        time: time.value(i),
+                        service: svc.value(i).to_string(),
+                        cats: a.cats,
+                        nums: a.nums,
+                    }),
                     Err(_) => bad += 1,
                 }
             }
@@ -399,8 +422,19 @@ impl Store {
 
     /// Stored events of `source` with `from <= time_ms < to`, as (time, service, attributes),
     /// oldest first, at most `limit`.
-    pub async fn events_between(&self, source: &str, from: i64, to: i64, limit: usize) -> Result<Vec<(i64, String, String)>, StoreError> {
-        let batches = self.scan_events(format!("source = '{}' AND time_ms >= {from} AND time_ms < {to}", source.replace('\'', "''")), limit).await?;
+    pub async fn events_between(
+        &self,
+        source: &str,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let batches = self
+            .scan_events(
+                format!("source = '{}' AND time_ms >= {from} AND time_ms < {to}", source.replace('\'', "''")),
+                limit,
+            )
+            .await?;
         let mut out = Vec::new();
         for b in &batches {
             let time: &Int64Array = column(b, "time_ms", EVENTS, &self.uri)?;
@@ -417,11 +451,13 @@ impl Store {
     /// Every operator verdict, oldest first.
     pub async fn feedback(&self) -> Result<Vec<FeedbackRow>, StoreError> {
         let t = self.table(FEEDBACK).await?;
-        let batches: Vec<RecordBatch> = t.query().execute().await.map_err(|e| self.err(e))?.try_collect().await.map_err(|e| self.err(e))?;
+        let batches: Vec<RecordBatch> =
+            t.query().execute().await.map_err(|e| self.err(e))?.try_collect().await.map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for b in &batches {
             let s = |name: &str| column::<StringArray>(b, name, FEEDBACK, &self.uri);
-            let (id, inv, verdict, service, kind, note, author) = (s("id")?, s("investigation_id")?, s("verdict")?, s("service")?, s("kind")?, s("note")?, s("author")?);
+            let (id, inv, verdict, service, kind, note, author) =
+                (s("id")?, s("investigation_id")?, s("verdict")?, s("service")?, s("kind")?, s("note")?, s("author")?);
             let time: &Int64Array = column(b, "time_ms", FEEDBACK, &self.uri)?;
             for i in 0..b.num_rows() {
                 out.push(FeedbackRow {
@@ -451,12 +487,18 @@ impl Store {
         if table == EVENTS && rows >= INDEX_MIN_ROWS {
             for col in ["source", "service"] {
                 if !indexed(col) {
-                    t.create_index(&[col], Index::Bitmap(Default::default())).execute().await.map_err(|e| self.err(e))?;
+                    t.create_index(&[col], Index::Bitmap(Default::default()))
+                        .execute()
+                        .await
+                        .map_err(|e| self.err(e))?;
                     built.push(format!("{col} (bitmap)"));
                 }
             }
             if !indexed("time_ms") {
-                t.create_index(&["time_ms"], Index::BTree(Default::default())).execute().await.map_err(|e| self.err(e))?;
+                t.create_index(&["time_ms"], Index::BTree(Default::default()))
+                    .execute()
+                    .await
+                    .map_err(|e| self.err(e))?;
                 built.push("time_ms (btree)".to_string());
             }
             if vector && !indexed("vector") {

@@ -23,9 +23,21 @@ impl LlmServer {
     pub fn start(extra: &[&str]) -> LlmServer {
         let python = std::env::var("CULPRIT_TEST_PYTHON")
             .expect("CULPRIT_TEST_PYTHON is not set: run `scripts/setup.sh --llm` and `source .venv/culprit-env.sh` (make test does both)");
-        let model = std::env::var("CULPRIT_TEST_LLM_MODEL").expect("CULPRIT_TEST_LLM_MODEL is not set: run `scripts/setup.sh --llm`");
+        let model = std::env::var("CULPRIT_TEST_LLM_MODEL")
+            .expect("CULPRIT_TEST_LLM_MODEL is not set: run `scripts/setup.sh --llm`");
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let mut args = vec!["-m", "llama_cpp.server", "--model", &model, "--host", "127.0.0.1", "--n_ctx", "2048", "--n_threads", "1"];
+        let mut args = vec![
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            &model,
+            "--host",
+            "127.0.0.1",
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "1",
+        ];
         let port_s = port.to_string();
         args.extend(["--port", &port_s, "--model_alias", "test-model"]);
         args.extend(extra);

@@ -71,7 +71,8 @@ pub(crate) const DEPENDENCY_WORDS: &[(&str, &str)] = &[
 /// The callee of `service` that `key` configures: one whose name is a word of the key, or whose
 /// topology kind a word of the key stands for.
 fn dependency_of(cx: &ToolCx, service: &str, key: &str) -> Option<String> {
-    let words: Vec<String> = key.to_ascii_lowercase().split(|c: char| !c.is_ascii_alphanumeric()).map(str::to_string).collect();
+    let words: Vec<String> =
+        key.to_ascii_lowercase().split(|c: char| !c.is_ascii_alphanumeric()).map(str::to_string).collect();
     let callees: Vec<&str> = cx.triage.dependencies.callees_of(service).collect();
     let key_lower = key.to_ascii_lowercase();
     if let Some(c) = callees.iter().find(|c| key_lower.contains(&c.to_ascii_lowercase())) {
@@ -144,7 +145,11 @@ impl Tool for ConfigDiff {
             .telemetry
             .changes
             .iter()
-            .filter(|c| c.service == args.service && c.time >= alert - minutes * MINUTE && c.time <= cx.triage.detection.data_end.max(alert))
+            .filter(|c| {
+                c.service == args.service
+                    && c.time >= alert - minutes * MINUTE
+                    && c.time <= cx.triage.detection.data_end.max(alert)
+            })
             .collect();
         changes.sort_by_key(|c| std::cmp::Reverse(c.time));
         let mut changes: Vec<ChangeView> = changes.into_iter().map(|c| view(cx, c)).collect();
@@ -159,10 +164,28 @@ impl Tool for ConfigDiff {
         let keys: Vec<String> = c
             .keys
             .iter()
-            .map(|k| format!("{} {} ({} → {})", k.key, k.direction, k.old.as_deref().unwrap_or("unset"), k.new.as_deref().unwrap_or("unset")))
+            .map(|k| {
+                format!(
+                    "{} {} ({} → {})",
+                    k.key,
+                    k.direction,
+                    k.old.as_deref().unwrap_or("unset"),
+                    k.new.as_deref().unwrap_or("unset")
+                )
+            })
             .collect();
-        let what = if keys.is_empty() { c.version.clone().map(|v| format!("version {v}")).unwrap_or_default() } else { keys.join(", ") };
-        format!("{} change(s) to {}; latest a {} at {:+} s: {what}", o.changes.len() + o.more, o.service, c.kind, c.at_s)
+        let what = if keys.is_empty() {
+            c.version.clone().map(|v| format!("version {v}")).unwrap_or_default()
+        } else {
+            keys.join(", ")
+        };
+        format!(
+            "{} change(s) to {}; latest a {} at {:+} s: {what}",
+            o.changes.len() + o.more,
+            o.service,
+            c.kind,
+            c.at_s
+        )
     }
 
     /// A config change or flag flip before the alert makes its service likelier (×3; ×5 when a
@@ -180,12 +203,16 @@ impl Tool for ConfigDiff {
         }
         let anomalous = |s: &str| cx.triage.detection.anomalies.iter().any(|a| a.service == s);
         let mut out = Vec::new();
-        let settings: Vec<&ChangeView> = before.iter().copied().filter(|c| c.kind != ChangeKind::Deploy.as_str()).collect();
+        let settings: Vec<&ChangeView> =
+            before.iter().copied().filter(|c| c.kind != ChangeKind::Deploy.as_str()).collect();
         let ratio = if settings.is_empty() {
             1.3
         } else {
-            let deps: Vec<&str> =
-                settings.iter().flat_map(|c| c.keys.iter().filter_map(|k| k.dependency.as_deref())).filter(|d| anomalous(d)).collect();
+            let deps: Vec<&str> = settings
+                .iter()
+                .flat_map(|c| c.keys.iter().filter_map(|k| k.dependency.as_deref()))
+                .filter(|d| anomalous(d))
+                .collect();
             for d in &deps {
                 out.extend(about(ledger, d, 0.5));
             }

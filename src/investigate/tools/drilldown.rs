@@ -79,7 +79,8 @@ type Row = (Ts, Vec<String>, f64, f64);
 
 fn span_rows(cx: &ToolCx, by: &[String]) -> Result<Vec<Row>, ToolError> {
     let spans = &cx.incident.telemetry.spans;
-    let service_of: HashMap<(&str, &str), &str> = spans.iter().map(|s| ((s.trace_id.as_str(), s.span_id.as_str()), s.service.as_str())).collect();
+    let service_of: HashMap<(&str, &str), &str> =
+        spans.iter().map(|s| ((s.trace_id.as_str(), s.span_id.as_str()), s.service.as_str())).collect();
     let mut rows = Vec::with_capacity(spans.len());
     for s in spans {
         let values = by
@@ -87,8 +88,16 @@ fn span_rows(cx: &ToolCx, by: &[String]) -> Result<Vec<Row>, ToolError> {
             .map(|k| match k.as_str() {
                 "service" => Ok(s.service.clone()),
                 "operation" => Ok(s.operation.clone()),
-                "caller" => Ok(s.parent_id.as_deref().and_then(|p| service_of.get(&(s.trace_id.as_str(), p))).map_or("(root)", |v| v).to_string()),
-                other => Err(ToolError::new(ToolErrorKind::InvalidArgs, format!("spans have no attribute `{other}`; split by service, operation or caller"))),
+                "caller" => Ok(s
+                    .parent_id
+                    .as_deref()
+                    .and_then(|p| service_of.get(&(s.trace_id.as_str(), p)))
+                    .map_or("(root)", |v| v)
+                    .to_string()),
+                other => Err(ToolError::new(
+                    ToolErrorKind::InvalidArgs,
+                    format!("spans have no attribute `{other}`; split by service, operation or caller"),
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?;
         rows.push((s.start, values, 0.0, 1.0));
@@ -109,14 +118,22 @@ fn log_rows(cx: &ToolCx, by: Option<&[String]>) -> (Vec<String>, Vec<Row>) {
             });
             let mut keys: Vec<(String, usize)> = keys.into_iter().collect();
             keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            std::iter::once("service".to_string()).chain(keys.into_iter().map(|k| k.0).filter(|k| k != "service").take(4)).collect()
+            std::iter::once("service".to_string())
+                .chain(keys.into_iter().map(|k| k.0).filter(|k| k != "service").take(4))
+                .collect()
         }
     };
     let mut rows = Vec::new();
     for_each_log(&cx.incident.telemetry.logs, &mut report, |r| {
         let values = by
             .iter()
-            .map(|k| if k == "service" { r.service.clone() } else { r.attributes.iter().find(|(x, _)| x == k).map_or_else(|| "(none)".to_string(), |(_, v)| v.clone()) })
+            .map(|k| {
+                if k == "service" {
+                    r.service.clone()
+                } else {
+                    r.attributes.iter().find(|(x, _)| x == k).map_or_else(|| "(none)".to_string(), |(_, v)| v.clone())
+                }
+            })
             .collect();
         rows.push((r.time, values, f64::from(u8::from(r.level.is_error())), 1.0));
     });
@@ -143,7 +160,10 @@ impl Tool for Drilldown {
         let (by, mut rows) = match args.signal {
             Signal::Errors | Signal::Latency => {
                 if cx.incident.telemetry.spans.is_empty() {
-                    return Err(ToolError::new(ToolErrorKind::Unavailable, "this incident has no spans; try signal `logs`"));
+                    return Err(ToolError::new(
+                        ToolErrorKind::Unavailable,
+                        "this incident has no spans; try signal `logs`",
+                    ));
                 }
                 let by = args.by.clone().unwrap_or_else(|| vec!["service".into(), "operation".into(), "caller".into()]);
                 let rows = span_rows(cx, &by)?;
@@ -161,7 +181,16 @@ impl Tool for Drilldown {
         let from = cx.during_from();
         let (before, during): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.0 < from);
         if before.is_empty() || during.is_empty() {
-            return Err(ToolError::new(ToolErrorKind::Unavailable, format!("{:?} data before and during the incident is needed; there are {} rows before and {} during", args.signal, before.len(), during.len()).to_lowercase()));
+            return Err(ToolError::new(
+                ToolErrorKind::Unavailable,
+                format!(
+                    "{:?} data before and during the incident is needed; there are {} rows before and {} during",
+                    args.signal,
+                    before.len(),
+                    during.len()
+                )
+                .to_lowercase(),
+            ));
         }
         let span = |rs: &[&Row]| {
             let (lo, hi) = rs.iter().fold((Ts::MAX, Ts::MIN), |(lo, hi), r| (lo.min(r.0), hi.max(r.0)));
@@ -196,10 +225,27 @@ impl Tool for Drilldown {
         let mut findings: Vec<FindingView> = x
             .findings
             .iter()
-            .map(|f| FindingView { segment: text_label(&f.element), share: round(f.share), before: round(f.before), after: round(f.after), confidence: round(f.confidence.unwrap_or(0.0)) })
+            .map(|f| FindingView {
+                segment: text_label(&f.element),
+                share: round(f.share),
+                before: round(f.before),
+                after: round(f.after),
+                confidence: round(f.confidence.unwrap_or(0.0)),
+            })
             .collect();
         let more = truncate(&mut findings, cx.max_items);
-        Ok(Output { signal: args.signal, by, before: round(x.before), after: round(x.after), rows_before: before.len(), rows_during: during.len(), segments: cube.leaves.len(), findings, explained: round(x.explained), more })
+        Ok(Output {
+            signal: args.signal,
+            by,
+            before: round(x.before),
+            after: round(x.after),
+            rows_before: before.len(),
+            rows_during: during.len(),
+            segments: cube.leaves.len(),
+            findings,
+            explained: round(x.explained),
+            more,
+        })
     }
 
     fn summarize(&self, o: &Output) -> String {
@@ -209,7 +255,14 @@ impl Tool for Drilldown {
             Signal::Logs => "error share of log lines",
         };
         match o.findings.first() {
-            Some(f) => format!("{what} {} → {}: {:.0} % explained by {} (confidence {:.2})", o.before, o.after, 100.0 * f.share, f.segment, f.confidence),
+            Some(f) => format!(
+                "{what} {} → {}: {:.0} % explained by {} (confidence {:.2})",
+                o.before,
+                o.after,
+                100.0 * f.share,
+                f.segment,
+                f.confidence
+            ),
             None => format!("{what} {} → {}: no attribute combination explains it", o.before, o.after),
         }
     }
@@ -240,7 +293,8 @@ mod tests {
             assert!(out.after > out.before && names_truth, "seed {seed}: the cause {truth} is not in {top:?}");
             assert!(top.confidence > 0.5 && top.share > 0.3, "seed {seed}: {top:?}");
             if seed == 1 {
-                let e = Drilldown.call(&cx, &Args { signal: Signal::Errors, by: Some(vec!["region".into()]) }).unwrap_err();
+                let e =
+                    Drilldown.call(&cx, &Args { signal: Signal::Errors, by: Some(vec!["region".into()]) }).unwrap_err();
                 assert!(e.kind == ToolErrorKind::InvalidArgs && e.message.contains("service, operation or caller"));
             }
         }

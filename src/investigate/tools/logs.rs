@@ -109,13 +109,17 @@ impl Tool for LogSearch {
         }
         for_each_log(&i.telemetry.logs, &mut report, |r| visit(r, false));
         if lines_before + lines_during == 0 {
-            return Err(ToolError::new(ToolErrorKind::Unavailable, format!("no log lines of `{}` to compare", args.service)));
+            return Err(ToolError::new(
+                ToolErrorKind::Unavailable,
+                format!("no log lines of `{}` to compare", args.service),
+            ));
         }
         let minutes_before = match &i.baseline {
             Some(_) => ((i.analysis_start.min(last) - first).max(MINUTE) as f64 / MINUTE as f64).max(1.0),
             None => ((i.analysis_start - first).max(MINUTE) as f64 / MINUTE as f64).max(1.0),
         };
-        let minutes_during = ((cx.triage.detection.data_end.max(last) - from).max(MINUTE) as f64 / MINUTE as f64).max(1.0);
+        let minutes_during =
+            ((cx.triage.detection.data_end.max(last) - from).max(MINUTE) as f64 / MINUTE as f64).max(1.0);
         let templates = drain.templates();
         let round = |x: f64| (x * 100.0).round() / 100.0;
         let view = |id: &u32, c: &Counts| TemplateView {
@@ -132,7 +136,9 @@ impl Tool for LogSearch {
             .filter(|(_, c)| c.before > 0 && c.during as f64 / minutes_during >= 3.0 * c.before as f64 / minutes_before)
             .map(|(id, c)| view(id, c))
             .collect();
-        bursting.sort_by(|a, b| (b.per_min_during / b.per_min_before.max(0.01)).total_cmp(&(a.per_min_during / a.per_min_before.max(0.01))));
+        bursting.sort_by(|a, b| {
+            (b.per_min_during / b.per_min_before.max(0.01)).total_cmp(&(a.per_min_during / a.per_min_before.max(0.01)))
+        });
         let more = truncate(&mut new_templates, cx.max_items) + truncate(&mut bursting, cx.max_items);
         Ok(Output {
             service: args.service.clone(),
@@ -161,7 +167,8 @@ impl Tool for LogSearch {
     /// the service likelier (×2); logs with no new errors at all are mild evidence against (×0.7).
     /// A service without logs says nothing.
     fn assess(&self, _: &ToolCx, _: &Args, o: &Output, ledger: &Ledger) -> Vec<(usize, f64)> {
-        let rose = o.errors_per_min_during >= 3.0 * o.errors_per_min_before && o.errors_per_min_during >= o.errors_per_min_before + 1.0;
+        let rose = o.errors_per_min_during >= 3.0 * o.errors_per_min_before
+            && o.errors_per_min_during >= o.errors_per_min_before + 1.0;
         let new_errors = o.new_templates.iter().chain(&o.bursting).any(|t| t.level == "error" || t.level == "fatal");
         if o.lines_during == 0 {
             return Vec::new();

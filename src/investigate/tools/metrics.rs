@@ -108,7 +108,8 @@ fn granger(x: &[Option<f64>], y: &[Option<f64>]) -> f64 {
     }
     let resid = |target: &dyn Fn(&(f64, f64, f64)) -> f64| -> Vec<f64> {
         let pairs: Vec<(f64, f64)> = rows.iter().map(|r| (r.1, target(r))).collect();
-        let (mx, my) = (pairs.iter().map(|p| p.0).sum::<f64>() / n as f64, pairs.iter().map(|p| p.1).sum::<f64>() / n as f64);
+        let (mx, my) =
+            (pairs.iter().map(|p| p.0).sum::<f64>() / n as f64, pairs.iter().map(|p| p.1).sum::<f64>() / n as f64);
         let sxx: f64 = pairs.iter().map(|p| (p.0 - mx).powi(2)).sum();
         let b = if sxx > 1e-12 { pairs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx } else { 0.0 };
         pairs.iter().map(|p| p.1 - my - b * (p.0 - mx)).collect()
@@ -183,8 +184,9 @@ impl Tool for MetricCorrelation {
         cx.check_service(&args.service)?;
         let symptom = args.symptom.clone().unwrap_or_else(|| cx.incident.alert.service.clone());
         cx.check_service(&symptom)?;
-        let (y_series, alert_signal) = symptom_series(cx, &symptom)
-            .ok_or_else(|| ToolError::new(ToolErrorKind::Unavailable, format!("no metrics of the symptom service `{symptom}`")))?;
+        let (y_series, alert_signal) = symptom_series(cx, &symptom).ok_or_else(|| {
+            ToolError::new(ToolErrorKind::Unavailable, format!("no metrics of the symptom service `{symptom}`"))
+        })?;
         let from = cx.during_from() - 20 * MINUTE;
         let to = cx.triage.detection.data_end.max(cx.incident.alert.time);
         let y = resample(y_series, from, to);
@@ -214,10 +216,21 @@ impl Tool for MetricCorrelation {
                 format!("no metrics of `{}` overlap the symptom's window", args.service),
             ));
         }
-        correlations.sort_by(|a, b| b.correlation.abs().total_cmp(&a.correlation.abs()).then_with(|| a.metric.cmp(&b.metric)));
+        correlations
+            .sort_by(|a, b| b.correlation.abs().total_cmp(&a.correlation.abs()).then_with(|| a.metric.cmp(&b.metric)));
         let more = truncate(&mut correlations, cx.max_items);
-        let onset_gap_s = onset_near_alert(cx, &args.service, true).zip(onset_near_alert(cx, &symptom, false)).map(|(a, b)| (a - b) / SECOND);
-        Ok(Output { service: args.service.clone(), symptom, symptom_metric: y_series.metric.clone(), alert_signal, onset_gap_s, correlations, more })
+        let onset_gap_s = onset_near_alert(cx, &args.service, true)
+            .zip(onset_near_alert(cx, &symptom, false))
+            .map(|(a, b)| (a - b) / SECOND);
+        Ok(Output {
+            service: args.service.clone(),
+            symptom,
+            symptom_metric: y_series.metric.clone(),
+            alert_signal,
+            onset_gap_s,
+            correlations,
+            more,
+        })
     }
 
     fn summarize(&self, o: &Output) -> String {
@@ -232,7 +245,7 @@ impl Tool for MetricCorrelation {
             Some(_) => "; anomalous with the symptom".to_string(),
             None => String::new(),
         };
-        format!("{} vs {} {}: {best}{order}", o.service, o.symptom, o.symptom_metric, )
+        format!("{} vs {} {}: {best}{order}", o.service, o.symptom, o.symptom_metric,)
     }
 
     /// Weak evidence by design (correlation is not causation; everything on the symptom's path
@@ -246,7 +259,12 @@ impl Tool for MetricCorrelation {
         if o.onset_gap_s.is_some_and(|g| g > 60) {
             return about(ledger, &o.service, 0.6);
         }
-        let Some(best) = o.correlations.iter().filter(|c| c.lag_s >= 0).max_by(|a, b| a.correlation.abs().total_cmp(&b.correlation.abs())) else {
+        let Some(best) = o
+            .correlations
+            .iter()
+            .filter(|c| c.lag_s >= 0)
+            .max_by(|a, b| a.correlation.abs().total_cmp(&b.correlation.abs()))
+        else {
             return Vec::new();
         };
         let granger = if best.granger_f >= 4.0 { 1.2 } else { 1.0 };

@@ -175,12 +175,16 @@ impl<T: Tool> ToolDyn for T {
         let args: T::Args = serde_json::from_value(args)
             .map_err(|e| ToolError::new(ToolErrorKind::InvalidArgs, format!("arguments of {}: {e}", T::NAME)))?;
         if !Tool::applicable(self, cx) {
-            return Err(ToolError::new(ToolErrorKind::Unavailable, format!("{} needs {}, and this incident has none", T::NAME, T::NEEDS)));
+            return Err(ToolError::new(
+                ToolErrorKind::Unavailable,
+                format!("{} needs {}, and this incident has none", T::NAME, T::NEEDS),
+            ));
         }
         let out = self.call(cx, &args)?;
         let ratios = self.assess(cx, &args, &out, ledger);
         let summary = self.summarize(&out);
-        let output = serde_json::to_value(&out).map_err(|e| ToolError::new(ToolErrorKind::Unavailable, e.to_string()))?;
+        let output =
+            serde_json::to_value(&out).map_err(|e| ToolError::new(ToolErrorKind::Unavailable, e.to_string()))?;
         Ok(Observation { output, summary, ratios })
     }
 }
@@ -200,10 +204,19 @@ pub fn all() -> Vec<Box<dyn ToolDyn>> {
 }
 
 /// Calls a tool by name with JSON arguments: an unknown name is an error the model can read.
-pub fn run(tools: &[Box<dyn ToolDyn>], cx: &ToolCx, name: &str, args: serde_json::Value, ledger: &Ledger) -> Result<Observation, ToolError> {
+pub fn run(
+    tools: &[Box<dyn ToolDyn>],
+    cx: &ToolCx,
+    name: &str,
+    args: serde_json::Value,
+    ledger: &Ledger,
+) -> Result<Observation, ToolError> {
     let tool = tools.iter().find(|t| t.name() == name).ok_or_else(|| {
         let names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
-        ToolError::new(ToolErrorKind::UnknownTool, format!("no tool named `{name}`; the tools are: {}", names.join(", ")))
+        ToolError::new(
+            ToolErrorKind::UnknownTool,
+            format!("no tool named `{name}`; the tools are: {}", names.join(", ")),
+        )
     })?;
     tool.run(cx, args, ledger)
 }
@@ -248,7 +261,8 @@ mod tests {
             assert_eq!(s.name, t.name());
             assert!(s.description.trim().len() > 40, "{}: describe the tool", s.name);
             let schema = t.schema();
-            let mut props: Vec<&String> = schema["properties"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+            let mut props: Vec<&String> =
+                schema["properties"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
             props.sort();
             let documented: Vec<&String> = s.args.keys().collect();
             assert_eq!(documented, props, "{}: documented arguments differ from the Rust type", s.name);

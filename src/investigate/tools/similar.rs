@@ -61,9 +61,9 @@ impl Tool for SearchSimilarIncidents {
     }
 
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
-        let kb = cx
-            .kb
-            .ok_or_else(|| ToolError::new(ToolErrorKind::Unavailable, "no knowledge base is configured (culprit kb add)"))?;
+        let kb = cx.kb.ok_or_else(|| {
+            ToolError::new(ToolErrorKind::Unavailable, "no knowledge base is configured (culprit kb add)")
+        })?;
         let query = args.query.clone().unwrap_or_else(|| symptoms(cx));
         let k = args.k.unwrap_or(5).clamp(1, 10);
         let matches = kb.search(vec![(query, 1.0)], k).map_err(|e| ToolError::new(ToolErrorKind::Unavailable, e))?;

@@ -45,7 +45,8 @@ impl Tool for AnomalyTimeline {
         if let Some(s) = &args.service {
             cx.check_service(s)?;
         }
-        let mut chosen: Vec<_> = anomalies.iter().filter(|a| args.service.as_ref().is_none_or(|s| &a.service == s)).collect();
+        let mut chosen: Vec<_> =
+            anomalies.iter().filter(|a| args.service.as_ref().is_none_or(|s| &a.service == s)).collect();
         chosen.sort_by_key(|a| a.onset);
         let more = chosen.len().saturating_sub(cx.max_items);
         let entries = chosen
@@ -94,7 +95,9 @@ mod tests {
         let cx = ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5 };
         let tools = all();
         let ledger = Ledger::new(&[], 0.5);
-        let call = |tools: &[Box<dyn super::super::ToolDyn>], cx: &ToolCx, name: &str, args| run(tools, cx, name, args, &ledger).map(|o| o.output);
+        let call = |tools: &[Box<dyn super::super::ToolDyn>], cx: &ToolCx, name: &str, args| {
+            run(tools, cx, name, args, &ledger).map(|o| o.output)
+        };
         let out = call(&tools, &cx, "anomaly_timeline", serde_json::json!({})).unwrap();
         let n = out["entries"].as_array().unwrap().len();
         assert_eq!(n, 5.min(triage.detection.anomalies.len()));

@@ -136,7 +136,8 @@ fn subtrees(spans: &[&Span], service: &str) -> Vec<Vec<usize>> {
                 children.entry(p).or_default().push(i);
             }
         }
-        let parent_service: HashMap<&str, &str> = members.iter().map(|&i| (spans[i].span_id.as_str(), spans[i].service.as_str())).collect();
+        let parent_service: HashMap<&str, &str> =
+            members.iter().map(|&i| (spans[i].span_id.as_str(), spans[i].service.as_str())).collect();
         let mut stack: Vec<usize> = members
             .iter()
             .copied()
@@ -240,7 +241,8 @@ fn waiting_on(b: &Period, d: &Period, caller: &str, errors: bool) -> Option<Stri
     let pick = |x: (f64, f64, usize)| if errors { x.1 } else { x.0 };
     let mut best: Option<(f64, String)> = None;
     for (c, callee) in d.with_call.keys().filter(|(c, _)| c == caller) {
-        let (Some(dw), Some(bw), Some(dn), Some(bn)) = (d.with(c, callee), b.with(c, callee), d.without(c, callee), b.without(c, callee))
+        let (Some(dw), Some(bw), Some(dn), Some(bn)) =
+            (d.with(c, callee), b.with(c, callee), d.without(c, callee), b.without(c, callee))
         else {
             continue;
         };
@@ -276,13 +278,16 @@ fn critical_path(spans: &[&Span], tree: &[usize], to: Option<&str>) -> Vec<Strin
         }
     }
     let in_tree: std::collections::HashSet<&str> = tree.iter().map(|&i| spans[i].span_id.as_str()).collect();
-    let Some(mut cur) = tree.iter().copied().find(|&i| spans[i].parent_id.as_deref().is_none_or(|p| !in_tree.contains(p))) else {
+    let Some(mut cur) =
+        tree.iter().copied().find(|&i| spans[i].parent_id.as_deref().is_none_or(|p| !in_tree.contains(p)))
+    else {
         return Vec::new();
     };
     let mut path = vec![spans[cur].service.clone()];
-    while let Some(next) = children.get(spans[cur].span_id.as_str()).and_then(|c| {
-        c.iter().copied().max_by(|&a, &b| spans[a].duration_ms.total_cmp(&spans[b].duration_ms))
-    }) {
+    while let Some(next) = children
+        .get(spans[cur].span_id.as_str())
+        .and_then(|c| c.iter().copied().max_by(|&a, &b| spans[a].duration_ms.total_cmp(&spans[b].duration_ms)))
+    {
         cur = next;
         if path.last() != Some(&spans[cur].service) {
             path.push(spans[cur].service.clone());
@@ -371,7 +376,9 @@ impl Tool for TraceQuery {
             })
             .collect();
         attribution.sort_by(|x, y| {
-            (y.latency_share + y.error_share).total_cmp(&(x.latency_share + x.error_share)).then_with(|| x.service.cmp(&y.service))
+            (y.latency_share + y.error_share)
+                .total_cmp(&(x.latency_share + x.error_share))
+                .then_with(|| x.service.cmp(&y.service))
         });
         let shares = attribution.clone();
         let mut more = truncate(&mut attribution, cx.max_items);
@@ -379,7 +386,8 @@ impl Tool for TraceQuery {
         let alert = i.alert.time;
         let mut by_duration: Vec<&(usize, f64, bool)> = facts.iter().collect();
         by_duration.sort_by(|x, y| during[y.0].duration_ms.total_cmp(&during[x.0].duration_ms));
-        let mut slowest: Vec<SpanView> = by_duration.iter().map(|&&(j, self_ms, _)| view(during[j], self_ms, alert)).collect();
+        let mut slowest: Vec<SpanView> =
+            by_duration.iter().map(|&&(j, self_ms, _)| view(during[j], self_ms, alert)).collect();
         more += truncate(&mut slowest, cx.max_items);
         let mut failing: Vec<SpanView> =
             facts.iter().filter(|f| f.2).map(|&(j, self_ms, _)| view(during[j], self_ms, alert)).collect();
@@ -412,7 +420,12 @@ impl Tool for TraceQuery {
         let top = o
             .attribution
             .first()
-            .map(|s| format!("; most of the change is in {} (latency share {:.2}, error share {:.2})", s.service, s.latency_share, s.error_share))
+            .map(|s| {
+                format!(
+                    "; most of the change is in {} (latency share {:.2}, error share {:.2})",
+                    s.service, s.latency_share, s.error_share
+                )
+            })
             .unwrap_or_default();
         format!(
             "{}: {:.0} → {:.0} ms, errors {:.1}% → {:.1}% over {} traces{top}",
