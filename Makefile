@@ -12,10 +12,11 @@ setup:
 demo: setup
 	@$(ENV) && cargo run --quiet -- demo
 
-## Build and run every test (unit, integration, golden, simulated accuracy floor).
+## Formatting and lints first (either failing fails the target), then every test (unit,
+## integration, golden, tidy, simulated accuracy floor).
 test:
 	@scripts/setup.sh --llm
-	@$(ENV) && cargo test --no-fail-fast
+	@$(ENV) && cargo fmt --check && cargo clippy --all-targets -- -D warnings && cargo test --no-fail-fast
 
 ## Speed and memory figures for the README. Release build: LanceDB's engine is left unoptimised in
 ## the dev profile, and the learned benchmark (IVF-PQ over 1M vectors) needs it optimised; the first

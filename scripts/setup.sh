@@ -50,6 +50,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 command -v cargo >/dev/null 2>&1 || { say "cargo not found: install Rust (rustup) first"; exit 1; }
+# `make test` checks formatting and lints first: rustfmt and clippy, from rustup when missing.
+for tool in fmt clippy; do
+  if ! cargo "$tool" --version >/dev/null 2>&1; then
+    component=$([ "$tool" = fmt ] && echo rustfmt || echo clippy)
+    say "installing the $component component (rustup)"
+    rustup component add "$component" >/dev/null || { say "cargo $tool is missing and rustup could not add $component"; exit 1; }
+  fi
+done
 
 VENV=.venv
 TORCH_VERSION=2.13.0

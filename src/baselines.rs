@@ -14,21 +14,11 @@ use crate::detect::traces::call_edges;
 use crate::model::{Incident, Ts};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A ranking method `culprit eval` can run. A closed set: the eval tables list them all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// The full culprit pipeline (`triage`).
-    Culprit,
-    /// The pipeline with the learned k-NN embedding detector added (models fitted on each case's
-    /// reference period).
-    CulpritEmbed,
-    /// The pipeline, then the agent with the offline `rules` policy (`investigate`); its
-    /// ranking is the ledger's posterior, its confidence the leader's.
-    CulpritAgent,
+/// The published baselines. A closed set: `culprit eval` runs each beside culprit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Baseline {
     Baro,
     NSigma,
     EpsilonDiagnosis,
@@ -37,82 +27,19 @@ pub enum Method {
     Random,
 }
 
-impl Method {
-    pub const ALL: [Method; 9] = [
-        Method::Culprit,
-        Method::CulpritEmbed,
-        Method::CulpritAgent,
-        Method::Baro,
-        Method::NSigma,
-        Method::EpsilonDiagnosis,
-        Method::PageRank,
-        Method::Earliest,
-        Method::Random,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Culprit => "culprit",
-            Method::CulpritEmbed => "culprit_embed",
-            Method::CulpritAgent => "culprit_agent",
-            Method::Baro => "baro",
-            Method::NSigma => "nsigma",
-            Method::EpsilonDiagnosis => "epsilon_diagnosis",
-            Method::PageRank => "pagerank",
-            Method::Earliest => "earliest",
-            Method::Random => "random",
-        }
-    }
-
-    /// The pipeline configuration a culprit method runs with, from the user's `base`.
-    pub fn triage_config(self, base: &crate::triage::Config) -> crate::triage::Config {
-        let knn = match self {
-            Method::CulpritEmbed => Some(base.knn.clone().unwrap_or_default()),
-            _ => None,
-        };
-        crate::triage::Config { knn, ..base.clone() }
-    }
-
-    /// Parses a name, ignoring case, `-` and `_` (`n-sigma`, `NSigma`, `epsilon` also work).
-    pub fn parse(s: &str) -> Option<Method> {
-        let norm = |x: &str| x.trim().to_ascii_lowercase().replace(['-', '_'], "");
-        let s = norm(s);
-        Method::ALL.into_iter().find(|m| norm(m.as_str()) == s || (s == "epsilon" && *m == Method::EpsilonDiagnosis))
-    }
-}
-
 /// Services of the incident, best suspect first.
 pub type Ranking = Vec<String>;
 
-/// Runs one method on an incident.
-pub fn rank(method: Method, incident: &Incident) -> Ranking {
+/// Runs one baseline on an incident.
+pub fn rank(baseline: Baseline, incident: &Incident) -> Ranking {
     let splits = split(incident);
-    match method {
-        Method::CulpritAgent => {
-            let t = crate::triage::triage(incident, &method.triage_config(&Default::default()));
-            let transcript = crate::investigate::investigate(
-                incident,
-                &t,
-                None,
-                &mut crate::investigate::rules::Rules,
-                &Default::default(),
-            );
-            transcript.ranked(t.ranking.candidates.iter().map(|c| c.service.as_str()))
-        }
-        Method::Culprit | Method::CulpritEmbed => {
-            crate::triage::triage(incident, &method.triage_config(&Default::default()))
-                .ranking
-                .candidates
-                .into_iter()
-                .map(|c| c.service)
-                .collect()
-        }
-        Method::Baro => by_service(&splits, baro_score),
-        Method::NSigma => by_service(&splits, nsigma_score),
-        Method::EpsilonDiagnosis => by_service(&splits, energy_distance),
-        Method::PageRank => pagerank(incident, &splits),
-        Method::Earliest => earliest(incident, &splits),
-        Method::Random => random(incident, &splits),
+    match baseline {
+        Baseline::Baro => by_service(&splits, baro_score),
+        Baseline::NSigma => by_service(&splits, nsigma_score),
+        Baseline::EpsilonDiagnosis => by_service(&splits, energy_distance),
+        Baseline::PageRank => pagerank(incident, &splits),
+        Baseline::Earliest => earliest(incident, &splits),
+        Baseline::Random => random(incident, &splits),
     }
 }
 
@@ -380,15 +307,5 @@ mod tests {
         let e_wide = energy_distance(&normal, &wider).expect("e");
         let e_same = energy_distance(&normal, &same).expect("e");
         assert!(e_same.abs() < 1e-9 && e_wide > 1.0, "{e_same} {e_wide}");
-    }
-
-    #[test]
-    fn methods_parse_by_name() {
-        for m in Method::ALL {
-            assert_eq!(Method::parse(m.as_str()), Some(m));
-        }
-        assert_eq!(Method::parse("N-Sigma"), Some(Method::NSigma));
-        assert_eq!(Method::parse("epsilon"), Some(Method::EpsilonDiagnosis));
-        assert_eq!(Method::parse("bogus"), None);
     }
 }

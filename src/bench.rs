@@ -4,8 +4,9 @@
 //! Figures are for the binary it runs in: build with `--release` for the numbers in the README.
 
 use crate::detect::logs::Drain;
+use crate::investigate::Trigger;
+use crate::pipeline::{self, Deps, PipelineConfig};
 use crate::simulate;
-use crate::triage::{self, Config};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -43,19 +44,9 @@ pub fn run(seed: u64) -> Bench {
     let cfg = simulate::bench_config(seed);
     let incident = simulate::simulate(&cfg);
     let simulate_seconds = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let t = triage::triage(&incident, &Config::default());
-    let triage_seconds = t1.elapsed().as_secs_f64();
     // The rules agent always runs here (whatever the trigger would decide), with default budgets.
-    let t3 = Instant::now();
-    let agent = crate::investigate::investigate(
-        &incident,
-        &t,
-        None,
-        &mut crate::investigate::rules::Rules,
-        &Default::default(),
-    );
-    let agent_seconds = t3.elapsed().as_secs_f64();
+    let out = pipeline::run(&incident, &PipelineConfig::with_trigger(Trigger::Always), Deps::default());
+    let (triage_seconds, agent_seconds) = (out.seconds.triage, out.seconds.agent);
     let records = &incident.telemetry.logs.records;
     let mut drain = Drain::new(0.5);
     let t2 = Instant::now();
@@ -78,8 +69,8 @@ pub fn run(seed: u64) -> Bench {
         simulate_seconds,
         triage_seconds,
         agent_seconds,
-        agent_steps: agent.steps.len(),
-        anomalies: t.detection.anomalies.len(),
+        agent_steps: out.transcript().map_or(0, |t| t.steps.len()),
+        anomalies: out.triage.detection.anomalies.len(),
         drain_lines_per_second: records.len() as f64 / drain_seconds,
         drain_templates: drain.templates().len(),
         peak_rss_mib: peak_rss_mib(),
@@ -140,6 +131,25 @@ pub struct LearnedBench {
 /// Trains a logs model on `train_events` baseline log lines of the benchmark incident, embeds
 /// every line, stores `vectors` embeddings (cycling the lines with fresh ids) in a LanceDB store
 /// under `dir`, indexes it and times `queries` filtered k-NN queries.
+/// What stops a benchmark from running.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Data(#[from] crate::drilldown::table::DataError),
+    #[error("{}: {source}", path.display())]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Csv { path: std::path::PathBuf, source: csv::Error },
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("query {0} returned nothing")]
+    NoHits(usize),
+}
+
 pub fn run_learned(
     seed: u64,
     dir: &std::path::Path,
@@ -148,7 +158,7 @@ pub fn run_learned(
     queries: usize,
     vector_index: bool,
     progress: &dyn Fn(&str),
-) -> anyhow::Result<LearnedBench> {
+) -> Result<LearnedBench, BenchError> {
     use crate::embed::{features, Embedder, SourceKind, DIM};
     use crate::store::{EventRow, Store};
     progress("simulating the benchmark incident");
@@ -166,7 +176,7 @@ pub fn run_learned(
     let t = Instant::now();
     let z = model.embed(&rows)?;
     let inference_seconds = t.elapsed().as_secs_f64().max(1e-9);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(BenchError::Runtime)?;
     let uri = dir.to_string_lossy().into_owned();
     let store = rt.block_on(Store::open(&uri))?;
     const BATCH: usize = 100_000;
@@ -208,7 +218,9 @@ pub fn run_learned(
         let t = Instant::now();
         let hits = rt.block_on(store.nearest_events(&z[j * DIM..(j + 1) * DIM], Some(&filter), 10))?;
         latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(!hits.is_empty(), "query {q} returned nothing");
+        if hits.is_empty() {
+            return Err(BenchError::NoHits(q));
+        }
     }
     latencies.sort_by(f64::total_cmp);
     Ok(LearnedBench {
@@ -282,7 +294,7 @@ pub struct DrilldownBench {
 /// Writes `rows` rows (6 dimensions of 10, 8, 6, 5, 4 and 3 values; 7 baseline hours and one
 /// current hour, traffic even) with conversion falling by half in `d1=v3 ∧ d4=v2` in the current hour,
 /// then runs the drill-down on it as `culprit drilldown` would.
-pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<DrilldownBench, String> {
+pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<DrilldownBench, BenchError> {
     use crate::drilldown::{report, table};
     use rand::{Rng, SeedableRng};
     let cards = [10u32, 8, 6, 5, 4, 3];
@@ -292,12 +304,13 @@ pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<Dr
     let hours = 8;
     let t = Instant::now();
     {
-        let f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let f = std::fs::File::create(&path).map_err(|source| BenchError::Io { path: path.clone(), source })?;
+        let csv = |source| BenchError::Csv { path: path.clone(), source };
         let mut w = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, f));
         let mut header: Vec<String> = vec!["time".into()];
         header.extend(dims.iter().cloned());
         header.extend(["orders".to_string(), "visits".to_string()]);
-        w.write_record(&header).map_err(|e| e.to_string())?;
+        w.write_record(&header).map_err(csv)?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let current_rows = rows / hours as usize;
         for i in 0..rows {
@@ -314,9 +327,9 @@ pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<Dr
             let mut rec: Vec<String> = vec![time.to_string()];
             rec.extend(attrs.iter().map(|a| format!("v{a}")));
             rec.extend([orders.to_string(), visits.to_string()]);
-            w.write_record(&rec).map_err(|e| e.to_string())?;
+            w.write_record(&rec).map_err(csv)?;
         }
-        w.flush().map_err(|e| e.to_string())?;
+        w.flush().map_err(|source| BenchError::Io { path: path.clone(), source })?;
     }
     let write_seconds = t.elapsed().as_secs_f64();
     let file_mib = std::fs::metadata(&path).map(|m| m.len() as f64 / (1 << 20) as f64).unwrap_or(0.0);
@@ -328,10 +341,10 @@ pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<Dr
         method: table::Method::Auto,
     };
     let t = Instant::now();
-    let data = table::read(&path, &q).map_err(|e| e.to_string())?;
+    let data = table::read(&path, &q)?;
     let read_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (cube, forecast) = data.cube(&q).map_err(|e| e.to_string())?;
+    let (cube, forecast) = data.cube(&q)?;
     let cube_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let replicas = 100;

@@ -12,9 +12,13 @@
 //! ([`TextEmbedder`]). Each entry records which embedder made it, and a search only compares
 //! fingerprints of the same embedder.
 
-use crate::embed::text;
+use crate::embed::text::{self, Fields};
+use crate::investigate::tools::similar::Match;
+use crate::investigate::tools::{PastIncidents, ToolError};
+use crate::investigate::Trigger;
 use crate::llm::{self, Endpoint, LlmError};
 use crate::model::Ts;
+use crate::pipeline::{self, Deps, PipelineConfig};
 use crate::report::Report;
 use crate::store::{IncidentRow, Store, StoreError};
 use serde::Deserialize;
@@ -35,9 +39,6 @@ pub enum KbError {
     #[error("text embeddings: {0}")]
     Embeddings(#[from] LlmError),
 }
-
-/// A document to fingerprint: its fields and their weights.
-pub type Fields = Vec<(String, f32)>;
 
 /// How knowledge-base text becomes a 64-d fingerprint.
 #[derive(Debug, Clone, PartialEq)]
@@ -324,11 +325,11 @@ pub fn from_json(path: &Path, text: &str) -> Result<IncidentRow, KbError> {
     })
 }
 
-/// Loads and investigates a bundle.
+/// Loads a bundle and runs the triage on it (no agent: the fingerprint is the triage's).
 fn investigate(dir: &Path) -> Result<(crate::model::Incident, Report), KbError> {
     let incident = crate::ingest::load_bundle(dir)?;
-    let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
-    let report = crate::report::build(&incident, &triage);
+    let cfg = PipelineConfig::with_trigger(Trigger::Never);
+    let report = pipeline::run(&incident, &cfg, Deps::default()).report;
     Ok((incident, report))
 }
 
@@ -396,32 +397,55 @@ pub async fn search(
     Ok(store.search_incidents(&vector, &embedder.name(), k).await?.into_iter().map(|(r, d)| (r, 1.0 - d)).collect())
 }
 
-/// The knowledge base for the agent's `search_similar_incidents`: a store, an embedder and the
-/// runtime the blocking calls run on.
+/// The knowledge base for the agent's `search_similar_incidents`: a store, an embedder, and the
+/// async runtime its blocking searches run on (its own, or the service's).
 pub struct BlockingKb {
-    rt: tokio::runtime::Runtime,
+    rt: KbRuntime,
     store: Store,
     embedder: TextEmbedder,
 }
 
+enum KbRuntime {
+    Owned(tokio::runtime::Runtime),
+    Shared(tokio::runtime::Handle),
+}
+
 impl BlockingKb {
-    /// Opens the store at `uri` with the configured embedder (offline unless an endpoint is set).
+    /// Opens the store at `uri`, on a runtime of its own, with the configured embedder (offline
+    /// unless an endpoint is set). For the command line.
     pub fn open(uri: &str) -> Result<BlockingKb, KbError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| KbError::Io { path: PathBuf::from(uri), source: e })?;
         let store = rt.block_on(Store::open(uri))?;
-        Ok(BlockingKb { rt, store, embedder: TextEmbedder::from_env()? })
+        Ok(BlockingKb { rt: KbRuntime::Owned(rt), store, embedder: TextEmbedder::from_env()? })
+    }
+
+    /// The knowledge base over a store that is already open, searched on `runtime` (the
+    /// service's, for its whole life). Its searches must be made from threads outside that
+    /// runtime (the service's workers).
+    pub fn shared(store: Store, runtime: tokio::runtime::Handle) -> Result<BlockingKb, KbError> {
+        Ok(BlockingKb { rt: KbRuntime::Shared(runtime), store, embedder: TextEmbedder::from_env()? })
     }
 }
 
-impl crate::investigate::tools::PastIncidents for BlockingKb {
-    fn search(&self, query: Fields, k: usize) -> Result<Vec<crate::investigate::tools::similar::Match>, String> {
-        let hits = self.rt.block_on(search(&self.store, &self.embedder, query, k)).map_err(|e| e.to_string())?;
+/// How long the agent waits for the knowledge base (a store query, and an embeddings endpoint
+/// when one is configured) before its search counts as timed out.
+pub const SEARCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl PastIncidents for BlockingKb {
+    fn search(&self, query: Fields, k: usize) -> Result<Vec<Match>, ToolError> {
+        let found = tokio::time::timeout(SEARCH_TIMEOUT, search(&self.store, &self.embedder, query, k));
+        let hits = match &self.rt {
+            KbRuntime::Owned(rt) => rt.block_on(found),
+            KbRuntime::Shared(h) => h.block_on(found),
+        }
+        .map_err(|_| ToolError::timeout("the knowledge base did not answer in time", SEARCH_TIMEOUT))?
+        .map_err(|e| ToolError::upstream("the knowledge base could not be searched", e.to_string()))?;
         Ok(hits
             .into_iter()
-            .map(|(r, sim)| crate::investigate::tools::similar::Match {
+            .map(|(r, sim)| Match {
                 id: r.id,
                 title: r.title,
                 root_cause_service: r.root_cause_service,

@@ -1,10 +1,10 @@
 //! culprit: root-cause investigation for production incidents.
 //!
-//! Data flows one way: ingest → detect → correlate → graph → rank → (investigate) → report.
-//! `triage` runs the pipeline; `eval` scores it; `simulate` makes labelled incidents.
+//! Data flows one way: ingest → detect → correlate → graph → rank → investigate → report.
+//! `pipeline::run` assembles the stages (the one place that does); `eval` scores it; `simulate`
+//! makes labelled incidents.
 //! See ARCHITECTURE.md for the map.
 
-pub mod adapters;
 pub mod baselines;
 pub mod bench;
 pub mod correlate;
@@ -18,11 +18,13 @@ pub mod investigate;
 pub mod kb;
 pub mod llm;
 pub mod model;
+pub mod pipeline;
 pub mod plots;
 pub mod rank;
 pub mod redact;
 pub mod report;
 pub mod rerank;
+pub mod rng;
 pub mod serve;
 pub mod simulate;
 pub mod store;

@@ -269,8 +269,31 @@ fn path_to(prev: &BTreeMap<String, String>, to: &str) -> Option<Vec<String>> {
     Some(path)
 }
 
-/// Factor on every candidate's confidence when the verdict is that no root cause is at work.
-const NO_CAUSE_DISCOUNT: f64 = 0.25;
+/// Factor on every candidate's confidence when the verdict is that no root cause is at work: the
+/// confidences say how likely each candidate is the cause, and with none at work they cannot
+/// stand where they were.
+pub const NO_CAUSE_DISCOUNT: f64 = 0.25;
+
+/// The candidates whose walk mass a candidate's share is taken among: the five a report shows.
+pub const CONFIDENCE_POOL: usize = 5;
+
+/// Factor on the confidence of a candidate an upstream cause explains: it may still be the
+/// cause (the explaining edge may be wrong), but less likely than its explainer.
+pub const EXPLAINED_FACTOR: f64 = 0.5;
+
+/// The triage's confidence in a candidate (the number the user sees when no agent runs): the
+/// square root of its `share` of the walk mass among the top [`CONFIDENCE_POOL`], times the
+/// `evidence` strength in [0, 1] (its strongest anomaly, or for a change the strongest effect
+/// that followed it), times [`EXPLAINED_FACTOR`] when an upstream cause explains it. [`rank`]
+/// then discounts every candidate by [`NO_CAUSE_DISCOUNT`] when the verdict is no root cause.
+pub fn triage_confidence(share: f64, evidence: f64, explained: bool) -> f64 {
+    let c = (share.sqrt() * evidence).clamp(0.0, 1.0);
+    if explained {
+        c * EXPLAINED_FACTOR
+    } else {
+        c
+    }
+}
 
 /// An explaining service must carry at least this share of the explained one's walk mass.
 const EXPLAINER_MASS: f64 = 0.5;
@@ -342,9 +365,7 @@ pub fn rank(
     candidates.sort_by(|a, b| {
         a.explained.cmp(&b.explained).then(b.score.total_cmp(&a.score)).then(a.service.cmp(&b.service))
     });
-    // Confidence: the candidate's share of the mass among the top five, scaled by how strong the
-    // evidence in its service is.
-    let top_mass: f64 = candidates.iter().take(5).map(|c| c.score).sum::<f64>().max(1e-12);
+    let top_mass: f64 = candidates.iter().take(CONFIDENCE_POOL).map(|c| c.score).sum::<f64>().max(1e-12);
     let evidence = |c: &Candidate| {
         c.anomalies
             .iter()
@@ -364,12 +385,7 @@ pub fn rank(
         own.max(downstream)
     };
     for c in &mut candidates {
-        let share = c.score / top_mass;
-        let e = effect_strength(c);
-        c.confidence = (share.sqrt() * e).clamp(0.0, 1.0);
-        if c.explained {
-            c.confidence *= 0.5;
-        }
+        c.confidence = triage_confidence(c.score / top_mass, effect_strength(c), c.explained);
     }
     let strongest =
         anomalies.iter().filter(|a| a.source != Source::Change).map(|a| strength(a, cfg)).fold(0.0f64, f64::max);
@@ -398,8 +414,6 @@ pub fn rank(
     let has_root_cause = strongest >= cfg.min_strength
         && candidates.first().is_some_and(|c| c.confidence >= cfg.min_confidence && persistent(c));
     if !has_root_cause {
-        // The confidences say how likely each candidate is the cause; with no cause at work
-        // they cannot stand where they were.
         for c in &mut candidates {
             c.confidence *= NO_CAUSE_DISCOUNT;
         }

@@ -5,6 +5,7 @@
 
 use crate::detect::{changes, Anomaly, Source};
 use crate::graph::EdgeReason;
+use crate::ingest::time::fmt_time;
 use crate::investigate::Transcript;
 use crate::model::{Alert, Incident, ReadReport, Ts};
 use crate::triage::Triage;
@@ -108,13 +109,6 @@ pub struct Report {
     /// The agent's investigation, when one ran after the triage (its transcript).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub investigation: Option<Transcript>,
-}
-
-/// RFC 3339 UTC with seconds.
-pub fn fmt_time(t: Ts) -> String {
-    chrono::DateTime::from_timestamp_millis(t)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| t.to_string())
 }
 
 fn kind_of(a: &Anomaly) -> String {

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use culprit::adapters::{self, nezha, CaseRef, CaseSource, DatasetKind};
+use culprit::eval::datasets::{self, nezha, rcd, Case, Dataset};
 use culprit::model::{Incident, ReadReport, Severity};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -20,12 +20,30 @@ fn datasets() -> Option<PathBuf> {
     }
 }
 
-fn fault_kinds(cases: &[CaseRef]) -> BTreeSet<&str> {
+fn fault_kinds(cases: &[Case]) -> BTreeSet<&str> {
     cases.iter().map(|c| c.fault_kind.as_str()).collect()
 }
 
+/// A dataset's cases, listed through the registry.
+fn list(path: PathBuf) -> Vec<Case> {
+    datasets::cases(path.to_str().expect("utf-8")).expect("list")
+}
+
+/// The injection time of a Nezha case (RCD's is only known after loading).
+fn inject_time(case: &Case) -> Option<i64> {
+    case.key::<nezha::NezhaRef>().map(|r| r.case.inject_time)
+}
+
+/// The service the alert names for every case of the case's system.
+fn entry_service(case: &Case) -> &'static str {
+    match case.key::<nezha::NezhaRef>() {
+        Some(r) => r.system.entry_service(),
+        None => rcd::ENTRY_SERVICE,
+    }
+}
+
 /// Checks shared by every loaded case.
-fn check(case: &CaseRef, inc: &Incident) {
+fn check(case: &Case, inc: &Incident) {
     assert_eq!(inc.id, case.id);
     assert!(!inc.telemetry.metrics.is_empty(), "{}: no metrics", case.id);
     assert!(
@@ -36,7 +54,7 @@ fn check(case: &CaseRef, inc: &Incident) {
     let baseline = inc.baseline.as_ref().expect("baseline present");
     assert!(!baseline.metrics.is_empty(), "{}: empty baseline", case.id);
     assert_eq!(inc.alert.time, inc.analysis_start);
-    if let Some(t) = case.inject_time() {
+    if let Some(t) = inject_time(case) {
         assert_eq!(inc.alert.time, t);
     }
     // Incident points start at the analysis start, baseline points end before it (Nezha; RCD's
@@ -45,55 +63,64 @@ fn check(case: &CaseRef, inc: &Incident) {
     assert!(first >= inc.analysis_start);
     assert_eq!(inc.alert.severity, Severity::High);
     assert_eq!(inc.alert.signal, "latency");
-    assert_eq!(inc.truth.as_ref(), Some(&case.truth));
+    assert_eq!(inc.truth.as_ref(), case.truth.as_ref());
     assert_eq!(inc.truth.as_ref().map(|t| t.chain.len()), Some(1));
     // The alert does not leak the label (nor the case id, which spells it for RCD).
     assert!(!inc.alert.title.contains(&case.id));
-    assert_eq!(inc.alert.service, case.dataset.entry_service());
+    assert_eq!(inc.alert.service, entry_service(case));
 }
 
 #[test]
 fn recognise_dataset_folders() {
     let Some(root) = datasets() else { return };
-    assert_eq!(adapters::recognise(&root.join("nezha/trainticket")), vec![DatasetKind::NezhaTrainTicket]);
-    assert_eq!(adapters::recognise(&root.join("nezha/onlineboutique")), vec![DatasetKind::NezhaOnlineBoutique]);
-    assert_eq!(
-        adapters::recognise(&root.join("nezha")),
-        vec![DatasetKind::NezhaTrainTicket, DatasetKind::NezhaOnlineBoutique]
-    );
-    assert_eq!(adapters::recognise(&root.join("rcd_sockshop")), vec![DatasetKind::RcdSockShop]);
-    assert!(adapters::recognise(&root.join("nab")).is_empty());
-    assert!(adapters::list_cases(&root.join("nab")).is_err());
+    assert_eq!(nezha::systems(&root.join("nezha/trainticket")), vec![nezha::System::TrainTicket]);
+    assert_eq!(nezha::systems(&root.join("nezha/onlineboutique")), vec![nezha::System::OnlineBoutique]);
+    assert_eq!(nezha::systems(&root.join("nezha")), vec![nezha::System::TrainTicket, nezha::System::OnlineBoutique]);
+    let name = |p: &str| datasets::recognise(root.join(p).to_str().expect("utf-8")).map(|d| d.name());
+    for p in ["nezha", "nezha/trainticket", "nezha/onlineboutique"] {
+        assert_eq!(name(p), Some(nezha::Nezha.name()), "{p}");
+    }
+    assert_eq!(name("rcd_sockshop"), Some(rcd::SockShop.name()));
+    assert_eq!(name("robustspot_rs"), Some(datasets::robustspot::RobustSpot.name()));
+    assert_eq!(name("kontrast_software_change"), Some(datasets::kontrast::Kontrast.name()));
+    assert_eq!(name("nab"), None);
+    let unknown = datasets::suites(root.join("nab").to_str().expect("utf-8")).unwrap_err().to_string();
+    assert!(unknown.contains("not a suite culprit eval knows") && unknown.contains(".../rcd_sockshop"), "{unknown}");
+    // Two systems, two suites.
+    let suites = datasets::suites(root.join("nezha").to_str().expect("utf-8")).expect("nezha");
+    assert_eq!(suites.iter().map(|s| s.cases.len()).collect::<Vec<_>>(), vec![28, 56]);
 }
 
 #[test]
 fn list_cases_counts_and_fault_kinds() {
     let Some(root) = datasets() else { return };
-    let tt = adapters::list_cases(&root.join("nezha/trainticket")).expect("tt");
+    let tt = list(root.join("nezha/trainticket"));
     assert_eq!(tt.len(), 28);
     assert_eq!(fault_kinds(&tt), BTreeSet::from(["cpu_contention", "exception", "return"]));
     assert!(tt.iter().all(|c| c.system == "trainticket"
-        && c.dataset == DatasetKind::NezhaTrainTicket
-        && c.truth.service.starts_with("ts-")));
+        && c.key::<nezha::NezhaRef>().is_some_and(|r| r.system == nezha::System::TrainTicket)
+        && c.truth.as_ref().is_some_and(|t| t.service.starts_with("ts-"))));
 
-    let ob = adapters::list_cases(&root.join("nezha/onlineboutique")).expect("ob");
+    let ob = list(root.join("nezha/onlineboutique"));
     assert_eq!(ob.len(), 56);
     assert_eq!(
         fault_kinds(&ob),
         BTreeSet::from(["cpu_consumed", "cpu_contention", "exception", "network_delay", "return"])
     );
 
-    let both = adapters::list_cases(&root.join("nezha")).expect("nezha");
+    let both = list(root.join("nezha"));
     assert_eq!(both.len(), 28 + 56);
 
-    let rcd = adapters::list_cases(&root.join("rcd_sockshop")).expect("rcd");
+    let rcd = list(root.join("rcd_sockshop"));
     assert_eq!(rcd.len(), 50);
     assert_eq!(fault_kinds(&rcd), BTreeSet::from(["cpu", "mem"]));
-    assert!(rcd.iter().all(|c| c.system == "sockshop" && c.truth.indicator == c.fault_kind));
+    assert!(rcd
+        .iter()
+        .all(|c| c.system == "sockshop" && c.truth.as_ref().is_some_and(|t| t.indicator == c.fault_kind)));
 
     // Windows are cut at the next injection of the same day, never longer than 10 min.
     for c in tt.iter().chain(&ob) {
-        let CaseSource::Nezha(n) = &c.source else { panic!("nezha case") };
+        let n = &c.key::<nezha::NezhaRef>().expect("nezha case").case;
         assert!(n.window_end > n.inject_time);
         assert!(n.window_end <= n.inject_time + nezha::INCIDENT_SPAN);
         assert_eq!(n.minute_files.len(), 3, "{}", c.id);
@@ -103,10 +130,10 @@ fn list_cases_counts_and_fault_kinds() {
 #[test]
 fn load_trainticket_case() {
     let Some(root) = datasets() else { return };
-    let cases = adapters::list_cases(&root.join("nezha/trainticket")).expect("list");
+    let cases = list(root.join("nezha/trainticket"));
     // Metrics start at 08:41, so only cases from 09:41 on have a full hour of baseline.
     let case = cases.iter().find(|c| c.id == "trainticket_2023-01-29_101248").expect("case");
-    let inc = adapters::load_case(case).expect("load");
+    let inc = case.load_incident().expect("load");
     check(case, &inc);
     assert_eq!(inc.alert.service, "ts-gateway-service");
     assert_eq!(inc.telemetry.logs.files.len(), 3);
@@ -143,9 +170,9 @@ fn load_trainticket_case() {
 #[test]
 fn load_onlineboutique_case() {
     let Some(root) = datasets() else { return };
-    let cases = adapters::list_cases(&root.join("nezha/onlineboutique")).expect("list");
+    let cases = list(root.join("nezha/onlineboutique"));
     let case = &cases[5];
-    let inc = adapters::load_case(case).expect("load");
+    let inc = case.load_incident().expect("load");
     check(case, &inc);
     assert_eq!(inc.alert.service, "frontend");
     assert!(inc.telemetry.spans.is_empty());
@@ -171,12 +198,12 @@ fn load_onlineboutique_case() {
 #[test]
 fn load_sockshop_case() {
     let Some(root) = datasets() else { return };
-    let cases = adapters::list_cases(&root.join("rcd_sockshop")).expect("list");
+    let cases = list(root.join("rcd_sockshop"));
     let case = cases.iter().find(|c| c.id == "orders-mem_3").expect("case");
-    let inc = adapters::load_case(case).expect("load");
+    let inc = case.load_incident().expect("load");
     check(case, &inc);
     assert_eq!(inc.alert.service, "front-end");
-    assert!(case.inject_time().is_none());
+    assert!(inject_time(case).is_none());
     assert!(inc.telemetry.metrics.iter().any(|s| s.service == "orders" && s.metric == "mem"));
     assert!(inc.telemetry.metrics.iter().any(|s| s.service == "carts-db" && s.metric == "cpu"));
     assert!(inc.telemetry.metrics.iter().any(|s| s.service == "shipping" && s.metric == "lat_99"));
@@ -204,11 +231,11 @@ fn load_every_case() {
         started.elapsed()
     );
     for dir in ["nezha/trainticket", "nezha/onlineboutique", "rcd_sockshop"] {
-        let cases = adapters::list_cases(&root.join(dir)).expect("list");
+        let cases = list(root.join(dir));
         let started = std::time::Instant::now();
         let (mut points, mut spans, mut skipped) = (0usize, 0usize, 0u64);
         for case in &cases {
-            let inc = adapters::load_case(case).expect("load");
+            let inc = case.load_incident().expect("load");
             check(case, &inc);
             points += inc.telemetry.metrics.iter().map(|s| s.points.len()).sum::<usize>();
             spans += inc.telemetry.spans.len();

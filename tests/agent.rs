@@ -4,7 +4,7 @@
 
 mod common;
 
-use culprit::baselines::Method;
+use culprit::eval::Method;
 use culprit::eval::{self, EvalOptions};
 use culprit::investigate::llm::{quote, LlmPolicy, CLOSE, OPEN};
 use culprit::investigate::rules::Rules;

@@ -411,7 +411,7 @@ fn store_open_reports_an_unusable_uri() {
 /// suite the detector must not lower AC@1 nor raise the false-positive rate.
 #[test]
 fn embedding_detector_does_not_lower_accuracy_on_the_ci_suite() {
-    use culprit::baselines::Method;
+    use culprit::eval::Method;
     use culprit::eval::{self, EvalOptions};
     let opts = EvalOptions { methods: vec![Method::Culprit, Method::CulpritEmbed], ..Default::default() };
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

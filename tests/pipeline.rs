@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use culprit::baselines::Method;
+use culprit::eval::Method;
 use culprit::eval::{self, EvalOptions, Outcome};
 use culprit::ingest;
 use culprit::model::Incident;

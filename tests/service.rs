@@ -85,9 +85,32 @@ async fn start_in_process(dir: &Path) -> (Api, std::sync::Arc<culprit::serve::Ap
     let app = culprit::serve::App::start(cfg, None, &|_| None).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = culprit::serve::api::router(app.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(culprit::serve::run(listener, app.clone(), std::future::pending()));
     (Api { base: format!("http://{addr}"), http: reqwest::Client::new() }, app)
+}
+
+/// The service opens its store once and keeps that connection (and the knowledge base over it)
+/// for its whole life: agent investigations do not connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_investigations_share_one_store_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, app) = start_in_process(dir.path()).await;
+    let uri = app.config().store_uri();
+    assert_eq!(culprit::store::times_opened(&uri), 1, "the service opens its store at start");
+    assert!(app.kb.is_some(), "the knowledge base is ready for the agents");
+    let mut ids = Vec::new();
+    for service in ["checkout", "payments"] {
+        let alert = json!({ "service": service, "signal": "errors", "severity": "critical" }).to_string();
+        let (s, v) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(alert)).await;
+        assert_eq!((s, v["outcome"].as_str()), (202, Some("started")), "{v}");
+        ids.push(v["investigation"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let done = api.wait_done(id, Duration::from_secs(60)).await;
+        assert_eq!((done["status"].as_str(), done["mode"].as_str()), (Some("done"), Some("agent")), "{done}");
+        assert!(done["report"]["investigation"]["policy"].is_string(), "the agent ran: {done}");
+    }
+    assert_eq!(culprit::store::times_opened(&uri), 1, "two agent investigations opened the store again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +300,10 @@ async fn notifications_are_retried_until_delivered() {
     assert_eq!(attempts, 3);
     assert_eq!(bodies.lock().unwrap().as_slice(), [r#"{"text":"root cause: payments-db"}"#]);
     // A 4xx is not retried.
-    let err = culprit::serve::notify::send(&http, &format!("http://{addr}/missing"), &json!({})).await.unwrap_err();
+    let err = culprit::serve::notify::send(&http, &format!("http://{addr}/missing"), &json!({}))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("404") && err.contains("not retried"), "{err}");
 }
 

@@ -20,6 +20,25 @@ use serde::Serialize;
 const MAX_BUCKETS: i64 = 2_000;
 
 /// The bucket width for the checks: the data's step, never finer than 1/MAX_BUCKETS of the span.
+/// Why a check could not be made (the report lists it under "Not checked").
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CheckError {
+    #[error("no rows match the treated segment {0}")]
+    NoTreatedRows(String),
+    #[error("every row is in the treated segment: there is no control")]
+    NoControl,
+    #[error("the treated or the control segment has no data in one of the windows")]
+    EmptyWindow,
+    #[error("--arm {0:?} is not one of --dims")]
+    ArmNotADimension(String),
+    #[error("{dimension} has {arms} value(s) in the current window; an experiment needs two arms or more")]
+    TooFewArms { dimension: String, arms: usize },
+    #[error("--split has {shares} shares but {dimension} has {arms} arms in the current window ({names})")]
+    SplitMismatch { shares: usize, dimension: String, arms: usize, names: String },
+    #[error("no units in the current window, or a planned share that is not a positive number")]
+    NoUnits,
+}
+
 pub fn bucket(rows: &Rows, q: &Query) -> Ts {
     let span = q.baseline.1.max(q.current.1) - q.baseline.0.min(q.current.0);
     rows.step().unwrap_or(60_000).max(span / MAX_BUCKETS).max(1)
@@ -97,8 +116,8 @@ pub fn audit(rows: &Rows, q: &Query) -> Audit {
                 s += 1;
             }
             gaps.push(Gap {
-                from: crate::report::fmt_time(origin + first as Ts * step),
-                to: crate::report::fmt_time(origin + s as Ts * step),
+                from: crate::ingest::time::fmt_time(origin + first as Ts * step),
+                to: crate::ingest::time::fmt_time(origin + s as Ts * step),
             });
         }
     }
@@ -213,14 +232,14 @@ pub struct Did {
 /// Difference-in-differences: the treated segment's change less the control's (every row
 /// outside it), per interval, with a 95 % interval from resampling the intervals of each window
 /// (treated and control resampled together, so shocks common to both cancel).
-pub fn did(rows: &Rows, q: &Query, treated: &Element, seed: u64) -> Result<Did, String> {
+pub fn did(rows: &Rows, q: &Query, treated: &Element, seed: u64) -> Result<Did, CheckError> {
     let inside = rows.members(treated);
     if !inside.iter().any(|&x| x) {
-        return Err(format!("no rows match the treated segment {}", super::element_label(treated)));
+        return Err(CheckError::NoTreatedRows(super::element_label(treated)));
     }
     let outside: Vec<bool> = inside.iter().map(|x| !x).collect();
     if !outside.iter().any(|&x| x) {
-        return Err("every row is in the treated segment: there is no control".into());
+        return Err(CheckError::NoControl);
     }
     let step = bucket(rows, q);
     let series = |w: (Ts, Ts), s: &[bool]| kpi_series(rows, w.0, w.1, step, Some(s));
@@ -237,7 +256,7 @@ pub fn did(rows: &Rows, q: &Query, treated: &Element, seed: u64) -> Result<Did, 
     let (all_b, all_a): (Vec<usize>, Vec<usize>) = ((0..tb.len()).collect(), (0..ta.len()).collect());
     let effect = diff(&all_b, &all_a);
     if !effect.is_finite() {
-        return Err("the treated or the control segment has no data in one of the windows".into());
+        return Err(CheckError::EmptyWindow);
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut boot: Vec<f64> = (0..500)
@@ -311,8 +330,8 @@ pub fn temporal_order(rows: &Rows, q: &Query, treated: Option<&Element>, change:
         (0..series.len()).find(|&i| at(i) >= q.baseline.1 && out(i) && out(i + 1)).map(at)
     };
     Order {
-        change: crate::report::fmt_time(change),
-        onset: onset.map(crate::report::fmt_time),
+        change: crate::ingest::time::fmt_time(change),
+        onset: onset.map(crate::ingest::time::fmt_time),
         precedes: onset.map(|o| change < o + step),
         series: what,
     }
@@ -337,12 +356,12 @@ pub struct Srm {
 /// The sample-ratio-mismatch check of an experiment whose arms are the values of `dimension`:
 /// the units (the ratio's denominator, or rows for a total) per arm in the current window
 /// against the planned `split` (equal when empty).
-pub fn srm(rows: &Rows, q: &Query, dimension: &str, split: &[f64]) -> Result<Srm, String> {
+pub fn srm(rows: &Rows, q: &Query, dimension: &str, split: &[f64]) -> Result<Srm, CheckError> {
     let d = rows
         .dims
         .iter()
         .position(|x| x == dimension)
-        .ok_or_else(|| format!("--arm {dimension:?} is not one of --dims"))?;
+        .ok_or_else(|| CheckError::ArmNotADimension(dimension.to_string()))?;
     let arms = &rows.values()[d];
     let mut units = vec![0.0; arms.len()];
     for r in 0..rows.len() {
@@ -355,24 +374,21 @@ pub fn srm(rows: &Rows, q: &Query, dimension: &str, split: &[f64]) -> Result<Srm
     // is not part of this experiment).
     let (arms, units): (Vec<String>, Vec<f64>) = arms.iter().cloned().zip(units).filter(|(_, u)| *u != 0.0).unzip();
     if arms.len() < 2 {
-        return Err(format!(
-            "{dimension} has {} value(s) in the current window; an experiment needs two arms or more",
-            arms.len()
-        ));
+        return Err(CheckError::TooFewArms { dimension: dimension.to_string(), arms: arms.len() });
     }
     if !split.is_empty() && split.len() != arms.len() {
-        return Err(format!(
-            "--split has {} shares but {dimension} has {} arms in the current window ({})",
-            split.len(),
-            arms.len(),
-            arms.join(", ")
-        ));
+        return Err(CheckError::SplitMismatch {
+            shares: split.len(),
+            dimension: dimension.to_string(),
+            arms: arms.len(),
+            names: arms.join(", "),
+        });
     }
     let total: f64 = units.iter().sum();
     let plan: Vec<f64> = if split.is_empty() { vec![1.0; arms.len()] } else { split.to_vec() };
     let plan_total: f64 = plan.iter().sum();
     if !(total > 0.0 && total.is_finite()) || plan.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
-        return Err("no units in the current window, or a planned share that is not a positive number".into());
+        return Err(CheckError::NoUnits);
     }
     let expected: Vec<f64> = plan.iter().map(|p| total * p / plan_total).collect();
     let chi2: f64 = units.iter().zip(&expected).map(|(o, e)| (o - e) * (o - e) / e).sum();

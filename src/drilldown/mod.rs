@@ -16,8 +16,8 @@
 //! datasets.
 
 pub mod checks;
-pub mod eval;
 pub mod report;
+pub mod request;
 pub mod search;
 pub mod table;
 
@@ -44,8 +44,13 @@ pub fn text_label(text: &str) -> String {
         .map_or_else(|| text.to_string(), |e| element_label(&e))
 }
 
+/// A part of an element list that is not `key=value`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0:?} is not key=value")]
+pub struct NotKeyValue(pub String);
+
 /// `k=v&k=v;k=v` → elements (keys sorted).
-pub fn parse_elements(s: &str) -> Result<Vec<Element>, String> {
+pub fn parse_elements(s: &str) -> Result<Vec<Element>, NotKeyValue> {
     s.split(';')
         .filter(|e| !e.trim().is_empty())
         .map(|e| {
@@ -54,7 +59,7 @@ pub fn parse_elements(s: &str) -> Result<Vec<Element>, String> {
                 .map(|kv| {
                     kv.split_once('=')
                         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                        .ok_or_else(|| format!("{kv:?} is not key=value"))
+                        .ok_or_else(|| NotKeyValue(kv.to_string()))
                 })
                 .collect::<Result<_, _>>()?;
             el.sort();

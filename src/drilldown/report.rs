@@ -6,7 +6,7 @@ use super::search::{self, Cuboids, RippleConfig, SqueezeConfig};
 use super::table::{span_text, DataError, Query, Rows};
 use super::{text_label, Cube, CubeBuilder, Element, Explanation, Finding};
 use crate::model::{Change, Ts};
-use crate::simulate::rng::normal;
+use crate::rng::normal;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -115,11 +115,30 @@ pub struct Snapshot {
     pub length_ms: Ts,
 }
 
+/// A stored baseline that cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error("baseline name {0:?}: use letters, digits, '-', '_' and '.'")]
+    Name(String),
+    #[error("--against {0:?}: the version after @ is a number")]
+    Version(String),
+    #[error("no baseline named {name:?} in {}", root.display())]
+    NoBaseline { name: String, root: PathBuf },
+    #[error("baseline {name:?} has no version {version} (versions: {versions:?})")]
+    NoVersion { name: String, version: u32, versions: Vec<u32> },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
 /// The folder of a named baseline's versions.
-fn baseline_dir(root: &Path, name: &str) -> Result<PathBuf, String> {
+fn baseline_dir(root: &Path, name: &str) -> Result<PathBuf, BaselineError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.')
     {
-        return Err(format!("baseline name {name:?}: use letters, digits, '-', '_' and '.'"));
+        return Err(BaselineError::Name(name.to_string()));
     }
     Ok(root.join(name))
 }
@@ -143,9 +162,9 @@ pub fn save_baseline(
     kpi: &str,
     forecast: &str,
     data: &str,
-) -> Result<Snapshot, String> {
+) -> Result<Snapshot, BaselineError> {
     let dir = baseline_dir(root, name)?;
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|source| BaselineError::Io { path: dir.clone(), source })?;
     let version = versions(&dir).last().map_or(1, |v| v + 1);
     let segments = cube
         .leaves
@@ -166,51 +185,45 @@ pub fn save_baseline(
         length_ms: q.current.1 - q.current.0,
     };
     let path = dir.join(format!("v{version}.json"));
-    let text = serde_json::to_string(&snap).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string(&snap).map_err(|source| BaselineError::Json { path: path.clone(), source })?;
     // Written beside and renamed: a reader never sees half a version.
     let tmp = dir.join(format!(".v{version}.json.tmp"));
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| BaselineError::Io { path: path.clone(), source })?;
     Ok(snap)
 }
 
 /// Loads `NAME` (the newest version) or `NAME@N`.
-pub fn load_baseline(root: &Path, spec: &str) -> Result<Snapshot, String> {
+pub fn load_baseline(root: &Path, spec: &str) -> Result<Snapshot, BaselineError> {
     let (name, version) = match spec.split_once('@') {
-        Some((n, v)) => (
-            n,
-            Some(
-                v.trim_start_matches('v')
-                    .parse::<u32>()
-                    .map_err(|_| format!("--against {spec:?}: the version after @ is a number"))?,
-            ),
-        ),
+        Some((n, v)) => {
+            (n, Some(v.trim_start_matches('v').parse::<u32>().map_err(|_| BaselineError::Version(spec.to_string()))?))
+        }
         None => (spec, None),
     };
     let dir = baseline_dir(root, name)?;
     let all = versions(&dir);
     let v = match version {
         Some(v) => v,
-        None => *all.last().ok_or_else(|| format!("no baseline named {name:?} in {}", root.display()))?,
+        None => {
+            *all.last().ok_or_else(|| BaselineError::NoBaseline { name: name.to_string(), root: root.to_path_buf() })?
+        }
     };
     if !all.contains(&v) {
-        return Err(format!("baseline {name:?} has no version {v} (versions: {:?})", all));
+        return Err(BaselineError::NoVersion { name: name.to_string(), version: v, versions: all });
     }
     let path = dir.join(format!("v{v}.json"));
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let snap: Snapshot = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|source| BaselineError::Io { path: path.clone(), source })?;
+    let snap: Snapshot =
+        serde_json::from_str(&text).map_err(|source| BaselineError::Json { path: path.clone(), source })?;
     if let Some((i, _)) = snap.segments.iter().enumerate().find(|(_, s)| s.0.len() != snap.dims.len()) {
-        return Err(format!(
-            "{}: segment {} has {} values for {} dimensions",
-            path.display(),
-            i + 1,
-            snap.segments[i].0.len(),
-            snap.dims.len()
-        ));
+        let message =
+            format!("segment {} has {} values for {} dimensions", i + 1, snap.segments[i].0.len(), snap.dims.len());
+        return Err(BaselineError::Invalid { path, message });
     }
     if snap.length_ms <= 0 {
-        return Err(format!("{}: length_ms must be positive", path.display()));
+        return Err(BaselineError::Invalid { path, message: "length_ms must be positive".into() });
     }
     Ok(snap)
 }
@@ -425,7 +438,7 @@ fn change_text(c: &Change) -> String {
         (None, Some(k)) => format!(" {}", k.key),
         _ => String::new(),
     };
-    format!("{kind}{what} of {} at {}", c.service, crate::report::fmt_time(c.time))
+    format!("{kind}{what} of {} at {}", c.service, crate::ingest::time::fmt_time(c.time))
 }
 
 /// A KPI value: percent for a ratio within 0..1, else four significant digits.
@@ -652,7 +665,7 @@ mod tests {
         assert_eq!((v1.version, v2.version), (1, 2));
         assert_eq!(load_baseline(&root, "checkout").unwrap().version, 2);
         assert_eq!(load_baseline(&root, "checkout@1").unwrap(), v1);
-        assert!(load_baseline(&root, "checkout@9").unwrap_err().contains("no version 9"));
+        assert!(load_baseline(&root, "checkout@9").unwrap_err().to_string().contains("no version 9"));
         assert!(load_baseline(&root, "../etc").is_err() && load_baseline(&root, "missing").is_err());
         // The current window against the stored forecast is the same cube.
         let again = cube_against(&rows, &q, &v1).unwrap();

@@ -61,36 +61,54 @@ fn file_error(file: &str, message: impl Into<String>) -> DataError {
     DataError::File { file: file.to_string(), message: message.into() }
 }
 
+/// A window or a duration that cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpanError {
+    #[error("{0:?}: expected START..END")]
+    NotAWindow(String),
+    #[error("{0:?} is not a time")]
+    NotATime(String),
+    #[error("{0:?}: the window ends before it starts")]
+    Reversed(String),
+    #[error("{0:?}: expected a number and a unit (s, m, h, d, w)")]
+    NotADuration(String),
+    #[error("{text:?}: unknown unit {unit:?} (s, m, h, d, w)")]
+    Unit { text: String, unit: String },
+    #[error("{0:?}: must be positive")]
+    NotPositive(String),
+    #[error("{0:?} is too long")]
+    TooLong(String),
+}
+
 /// Parses `T0..T1` (Unix seconds or ms, or RFC 3339).
-pub fn window(s: &str) -> Result<(Ts, Ts), String> {
-    let (a, b) = s.split_once("..").ok_or_else(|| format!("{s:?}: expected START..END"))?;
-    let t = |x: &str| crate::ingest::time::parse_time_str(x.trim()).ok_or_else(|| format!("{x:?} is not a time"));
+pub fn window(s: &str) -> Result<(Ts, Ts), SpanError> {
+    let (a, b) = s.split_once("..").ok_or_else(|| SpanError::NotAWindow(s.to_string()))?;
+    let t = |x: &str| crate::ingest::time::parse_time_str(x.trim()).ok_or_else(|| SpanError::NotATime(x.to_string()));
     let (a, b) = (t(a)?, t(b)?);
     if b <= a {
-        return Err(format!("{s:?}: the window ends before it starts"));
+        return Err(SpanError::Reversed(s.to_string()));
     }
     Ok((a, b))
 }
 
 /// Parses a duration such as `1d`, `7d`, `1h`, `90m`, `3600s` into ms.
-pub fn duration(s: &str) -> Result<Ts, String> {
+pub fn duration(s: &str) -> Result<Ts, SpanError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
-    let n: i64 = n.parse().map_err(|_| format!("{s:?}: expected a number and a unit (s, m, h, d, w)"))?;
-    let too_long = || format!("{s:?} is too long");
+    let n: i64 = n.parse().map_err(|_| SpanError::NotADuration(s.to_string()))?;
     let unit = match unit {
         "s" | "" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 7 * 86_400_000,
-        u => return Err(format!("{s:?}: unknown unit {u:?} (s, m, h, d, w)")),
+        u => return Err(SpanError::Unit { text: s.to_string(), unit: u.to_string() }),
     };
     if n <= 0 {
-        return Err(format!("{s:?}: must be positive"));
+        return Err(SpanError::NotPositive(s.to_string()));
     }
-    n.checked_mul(unit).filter(|ms| *ms < 100 * 365 * 86_400_000).ok_or_else(too_long)
+    n.checked_mul(unit).filter(|ms| *ms < 100 * 365 * 86_400_000).ok_or_else(|| SpanError::TooLong(s.to_string()))
 }
 
 /// The rows inside the query's span (from the earliest window start to the latest end), in
@@ -333,7 +351,7 @@ impl Rows {
 }
 
 pub fn span_text((a, b): (Ts, Ts)) -> String {
-    format!("{}..{}", crate::report::fmt_time(a), crate::report::fmt_time(b))
+    format!("{}..{}", crate::ingest::time::fmt_time(a), crate::ingest::time::fmt_time(b))
 }
 
 /// The columns a query reads, checked against a file's header.
@@ -367,8 +385,19 @@ fn columns(file: &str, headers: &[String], q: &Query) -> Result<Columns, DataErr
     Ok(Columns { time, dims, num, den })
 }
 
+/// What is wrong with a measure cell.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum CellProblem {
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("is null")]
+    Null,
+    #[error("{0} is not a finite number")]
+    NotFinite(f64),
+}
+
 /// A measure cell: its number, or what is wrong with it.
-type Cell = Result<f64, String>;
+type Cell = Result<f64, CellProblem>;
 
 /// The rows one reader thread parsed, with its own value ids.
 struct Part {
@@ -416,8 +445,8 @@ impl Part {
         if t < self.span.0 || t >= self.span.1 {
             return Ok(());
         }
-        let num = num.map_err(|m| cell(names[1], m))?;
-        let den = if self.ratio { den.map_err(|m| cell(names[2], m))? } else { 0.0 };
+        let num = num.map_err(|m| cell(names[1], m.to_string()))?;
+        let den = if self.ratio { den.map_err(|m| cell(names[2], m.to_string()))? } else { 0.0 };
         self.time.push(t);
         self.num.push(num);
         if self.ratio {
@@ -545,7 +574,7 @@ fn parse_chunk(
 ) -> Result<Part, DataError> {
     let mut part = Part::new(q);
     let number =
-        |s: &str| s.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("{s:?} is not a number"));
+        |s: &str| s.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| CellProblem::NotANumber(s.to_string()));
     let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(chunk);
     let mut rec = csv::StringRecord::new();
     let width = c.dims.iter().chain([&c.time, &c.num]).chain(c.den.iter()).max().map_or(0, |m| m + 1);
@@ -632,11 +661,9 @@ fn read_parquet(path: &Path, q: &Query, part: &mut Part) -> Result<(), DataError
             cells.extend(dims.iter().map(|d| if d.is_null(i) { "" } else { d.value(i) }));
             let value = |a: &arrow_array::Float64Array| -> Cell {
                 if a.is_null(i) {
-                    Err("is null".into())
+                    Err(CellProblem::Null)
                 } else {
-                    Some(a.value(i))
-                        .filter(|x| x.is_finite())
-                        .ok_or_else(|| format!("{} is not a finite number", a.value(i)))
+                    Some(a.value(i)).filter(|x| x.is_finite()).ok_or(CellProblem::NotFinite(a.value(i)))
                 }
             };
             let t = if time.is_null(i) { "" } else { time.value(i) };

@@ -216,10 +216,10 @@ impl Embedder {
     pub fn load(dir: &Path, source: SourceKind) -> Result<Embedder, EmbedError> {
         let card = Embedder::read_card(dir, source)?;
         let (weights, card_path) = paths(dir, source);
-        check_features(&card, source).map_err(|message| EmbedError::FeatureMismatch {
+        check_features(&card, source).map_err(|misfit| EmbedError::FeatureMismatch {
             path: card_path.clone(),
             kind: source,
-            message,
+            message: misfit.to_string(),
         })?;
         let mut vs = nn::VarStore::new(device());
         let model = TabularResNet::new(&vs.root(), &card.architecture);
@@ -228,17 +228,28 @@ impl Embedder {
     }
 }
 
+/// Why a model card does not fit this culprit's features.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Misfit {
+    #[error("it is a {0} model")]
+    Source(SourceKind),
+    #[error("trained on {trained}, expected {expected}")]
+    Features { trained: String, expected: String },
+    #[error("vocabularies, normalisation and architecture disagree")]
+    Shape,
+}
+
 /// Why a card cannot be used with this culprit's features for `source`, if it cannot.
-pub fn check_features(card: &ModelCard, source: SourceKind) -> Result<(), String> {
+pub fn check_features(card: &ModelCard, source: SourceKind) -> Result<(), Misfit> {
     let expected = FeatureSpec::of(source);
     if card.source != source {
-        return Err(format!("it is a {} model", card.source));
+        return Err(Misfit::Source(card.source));
     }
     if card.features != expected {
-        return Err(format!(
-            "trained on {:?} + {:?}, expected {:?} + {:?}",
-            card.features.categorical, card.features.numeric, expected.categorical, expected.numeric
-        ));
+        return Err(Misfit::Features {
+            trained: format!("{:?} + {:?}", card.features.categorical, card.features.numeric),
+            expected: format!("{:?} + {:?}", expected.categorical, expected.numeric),
+        });
     }
     let a = &card.architecture;
     if card.vocabularies.len() != expected.categorical.len()
@@ -248,7 +259,7 @@ pub fn check_features(card: &ModelCard, source: SourceKind) -> Result<(), String
         || a.numeric as usize != expected.numeric.len()
         || a.out_dim as usize != DIM
     {
-        return Err("vocabularies, normalisation and architecture disagree".to_string());
+        return Err(Misfit::Shape);
     }
     Ok(())
 }

@@ -272,18 +272,23 @@ fn reference_minute_shares(held: &[(&Row, &[f32])], d: &[f32], threshold: f32, m
     per_minute.values().filter(|(n, _)| *n >= min_events).map(|&(n, far)| far as f64 / n as f64).collect()
 }
 
+/// Why a service's reference cannot calibrate the detector.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum ThinReference {
+    #[error("{have} reference events (need {need})")]
+    Events { have: usize, need: usize },
+    #[error("the reference spans {have} s (need {need} s)")]
+    Span { have: Ts, need: Ts },
+}
+
 /// Why a service's reference cannot calibrate the detector, if it cannot.
-fn enough_reference(reference: &Reservoir<Row>, cfg: &KnnConfig) -> Result<(), String> {
+fn enough_reference(reference: &Reservoir<Row>, cfg: &KnnConfig) -> Result<(), ThinReference> {
     if reference.items.len() < cfg.min_reference {
-        return Err(format!("{} reference events (need {})", reference.items.len(), cfg.min_reference));
+        return Err(ThinReference::Events { have: reference.items.len(), need: cfg.min_reference });
     }
     let (first, last) = reference.items.iter().fold((Ts::MAX, Ts::MIN), |(a, b), r| (a.min(r.time), b.max(r.time)));
     if last - first < cfg.min_reference_span {
-        return Err(format!(
-            "the reference spans {} s (need {} s)",
-            (last - first) / 1000,
-            cfg.min_reference_span / 1000
-        ));
+        return Err(ThinReference::Span { have: (last - first) / 1000, need: cfg.min_reference_span / 1000 });
     }
     Ok(())
 }

@@ -8,6 +8,9 @@ use super::DIM;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 
+/// A document to fingerprint: its fields (text) and their weights.
+pub type Fields = Vec<(String, f32)>;
+
 /// Identifies this embedder in stored rows, so vectors of different embedders are never mixed.
 pub const NAME: &str = "culprit-hash-ngram-v1";
 

@@ -4,7 +4,7 @@
 //! precisely rather than guessed at.
 
 use super::io;
-use super::time::format_rfc3339;
+use super::time::{rfc3339, SecondsFormat};
 use super::IngestError;
 use crate::model::{Change, ChangeKind, KeyChange, ReadReport};
 use serde_json::{json, Value};
@@ -44,7 +44,7 @@ fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
     let text = |key: &str| opt_text(obj.get(key));
     let keys = match io::get(obj, &["keys", "changed_keys"]) {
         None => Vec::new(),
-        Some(v) => keys(v).map_err(|m| ("keys", m))?,
+        Some(v) => keys(v).map_err(|m| ("keys", m.to_string()))?,
     };
     Ok(Change {
         time,
@@ -62,7 +62,18 @@ fn opt_text(v: Option<&Value>) -> Option<String> {
     v.filter(|v| !v.is_null()).map(io::to_text)
 }
 
-fn keys(v: &Value) -> Result<Vec<KeyChange>, String> {
+/// A `keys` field of the wrong shape.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum BadKeys {
+    #[error("key entry without `key`")]
+    NoKey,
+    #[error("key entries must be objects {{key, old, new}}")]
+    Entry,
+    #[error("must be an array of {{key, old, new}} or an object")]
+    Shape,
+}
+
+fn keys(v: &Value) -> Result<Vec<KeyChange>, BadKeys> {
     match v {
         Value::Array(items) => items
             .iter()
@@ -71,10 +82,10 @@ fn keys(v: &Value) -> Result<Vec<KeyChange>, String> {
                     Some(k) if !k.is_null() => {
                         Ok(KeyChange { key: io::to_text(k), old: opt_text(o.get("old")), new: opt_text(o.get("new")) })
                     }
-                    _ => Err("key entry without `key`".to_string()),
+                    _ => Err(BadKeys::NoKey),
                 },
                 Value::String(k) => Ok(KeyChange { key: k.clone(), old: None, new: None }),
-                _ => Err("key entries must be objects {key, old, new}".to_string()),
+                _ => Err(BadKeys::Entry),
             })
             .collect(),
         Value::Object(m) => Ok(m
@@ -86,7 +97,7 @@ fn keys(v: &Value) -> Result<Vec<KeyChange>, String> {
                 other => KeyChange { key: k.clone(), old: None, new: opt_text(Some(other)) },
             })
             .collect()),
-        _ => Err("must be an array of {key, old, new} or an object".to_string()),
+        _ => Err(BadKeys::Shape),
     }
 }
 
@@ -94,7 +105,7 @@ fn keys(v: &Value) -> Result<Vec<KeyChange>, String> {
 pub(crate) fn write_changes(changes: &[Change], w: &mut dyn Write) -> std::io::Result<()> {
     for c in changes {
         let mut obj = serde_json::Map::new();
-        obj.insert("time".into(), format_rfc3339(c.time).map_or(json!(c.time), Value::String));
+        obj.insert("time".into(), rfc3339(c.time, SecondsFormat::Millis).map_or(json!(c.time), Value::String));
         obj.insert("service".into(), json!(c.service));
         obj.insert("kind".into(), json!(c.kind.as_str()));
         for (key, v) in [("author", &c.author), ("version", &c.version), ("previous_version", &c.previous_version)] {

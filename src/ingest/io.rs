@@ -438,7 +438,7 @@ pub(crate) fn otlp_doc_records<T>(
 
 /// `service.name` of an OTLP resource.
 pub(crate) fn otlp_service(resource: &Value) -> Option<String> {
-    crate::ingest::logs::otlp_attributes(resource.get("resource").and_then(|r| r.get("attributes")))
+    otlp_attributes(resource.get("resource").and_then(|r| r.get("attributes")))
         .into_iter()
         .find(|(k, v)| k == "service.name" && !v.trim().is_empty())
         .map(|(_, v)| v)
@@ -447,6 +447,44 @@ pub(crate) fn otlp_service(resource: &Value) -> Option<String> {
 /// The array at `key`, or an empty slice.
 pub(crate) fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+/// An OTLP `AnyValue` (`{"stringValue": "x"}`, `intValue`, `doubleValue`, `boolValue`, arrays, …) as text.
+pub(crate) fn any_value_text(v: &Value) -> String {
+    let Some(obj) = v.as_object() else {
+        return to_text(v);
+    };
+    for key in ["stringValue", "intValue", "doubleValue", "boolValue"] {
+        if let Some(x) = obj.get(key) {
+            return to_text(x);
+        }
+    }
+    if let Some(kv) = obj.get("kvlistValue").and_then(|k| k.get("values")).and_then(Value::as_array) {
+        let map: serde_json::Map<String, Value> = kv
+            .iter()
+            .filter_map(|e| Some((to_text(e.get("key")?), Value::String(any_value_text(e.get("value")?)))))
+            .collect();
+        return Value::Object(map).to_string();
+    }
+    if let Some(items) = obj.get("arrayValue").and_then(|a| a.get("values")).and_then(Value::as_array) {
+        return Value::Array(items.iter().map(|i| Value::String(any_value_text(i))).collect()).to_string();
+    }
+    if let Some(b) = obj.get("bytesValue") {
+        return to_text(b);
+    }
+    to_text(v)
+}
+
+/// OTLP `[{"key", "value": AnyValue}]` as (key, text) pairs.
+pub(crate) fn otlp_attributes(v: Option<&Value>) -> Vec<(String, String)> {
+    v.and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|a| Some((to_text(a.get("key")?), a.get("value").map(any_value_text).unwrap_or_default())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

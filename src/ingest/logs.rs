@@ -43,7 +43,18 @@ pub fn read_log_file(file: &LogFile, report: &mut ReadReport, f: &mut dyn FnMut(
 /// Attributes as (key, text): a JSON object (keys in the document's order as far as serde_json
 /// keeps it), an array of `[key, value]` pairs, or an array of `{"key", "value"}` objects (OTLP
 /// style). Values of any JSON type are stringified.
-fn attributes_of(v: &Value) -> Result<Vec<(String, String)>, String> {
+/// An `attributes` field of the wrong shape.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum BadAttributes {
+    #[error("attribute objects need `key` and `value`")]
+    Object,
+    #[error("attributes array items must be [key, value] pairs")]
+    Item,
+    #[error("attributes must be an object or an array of pairs")]
+    Shape,
+}
+
+fn attributes_of(v: &Value) -> Result<Vec<(String, String)>, BadAttributes> {
     match v {
         Value::Null => Ok(Vec::new()),
         Value::Object(m) => Ok(m.iter().map(|(k, v)| (k.clone(), io::to_text(v))).collect()),
@@ -52,13 +63,13 @@ fn attributes_of(v: &Value) -> Result<Vec<(String, String)>, String> {
             .map(|item| match item {
                 Value::Array(pair) if pair.len() == 2 => Ok((io::to_text(&pair[0]), io::to_text(&pair[1]))),
                 Value::Object(o) => match (o.get("key"), o.get("value")) {
-                    (Some(k), Some(v)) => Ok((io::to_text(k), any_value_text(v))),
-                    _ => Err("attribute objects need `key` and `value`".to_string()),
+                    (Some(k), Some(v)) => Ok((io::to_text(k), io::any_value_text(v))),
+                    _ => Err(BadAttributes::Object),
                 },
-                _ => Err("attributes array items must be [key, value] pairs".to_string()),
+                _ => Err(BadAttributes::Item),
             })
             .collect(),
-        _ => Err("attributes must be an object or an array of pairs".to_string()),
+        _ => Err(BadAttributes::Shape),
     }
 }
 
@@ -101,50 +112,10 @@ fn json_log(obj: &Value) -> Result<LogRecord, (&'static str, String)> {
     };
     let level = level_of(io::get(obj, &["level", "severity", "severity_text", "lvl"]));
     let attributes = match obj.get("attributes") {
-        Some(a) => attributes_of(a).map_err(|m| ("attributes", m))?,
+        Some(a) => attributes_of(a).map_err(|m| ("attributes", m.to_string()))?,
         None => Vec::new(),
     };
     Ok(LogRecord { time, service, level, message, attributes })
-}
-
-/// An OTLP `AnyValue` (`{"stringValue": "x"}`, `intValue`, `doubleValue`, `boolValue`, arrays, …) as text.
-pub(crate) fn any_value_text(v: &Value) -> String {
-    let Some(obj) = v.as_object() else {
-        return io::to_text(v);
-    };
-    for key in ["stringValue", "intValue", "doubleValue", "boolValue"] {
-        if let Some(x) = obj.get(key) {
-            return io::to_text(x);
-        }
-    }
-    if let Some(kv) = obj.get("kvlistValue").and_then(|k| k.get("values")).and_then(Value::as_array) {
-        let map: serde_json::Map<String, Value> = kv
-            .iter()
-            .filter_map(|e| Some((io::to_text(e.get("key")?), Value::String(any_value_text(e.get("value")?)))))
-            .collect();
-        return Value::Object(map).to_string();
-    }
-    if let Some(items) = obj.get("arrayValue").and_then(|a| a.get("values")).and_then(Value::as_array) {
-        return Value::Array(items.iter().map(|i| Value::String(any_value_text(i))).collect()).to_string();
-    }
-    if let Some(b) = obj.get("bytesValue") {
-        return io::to_text(b);
-    }
-    io::to_text(v)
-}
-
-/// OTLP `[{"key", "value": AnyValue}]` as (key, text) pairs.
-pub(crate) fn otlp_attributes(v: Option<&Value>) -> Vec<(String, String)> {
-    v.and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|a| {
-                    Some((io::to_text(a.get("key")?), a.get("value").map(any_value_text).unwrap_or_default()))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Reads OTLP/JSON logs: one `{"resourceLogs": […]}` export request per line, or one
@@ -187,8 +158,8 @@ fn otlp_log(rec: &Value, service: Option<&str>) -> Result<LogRecord, (&'static s
             .unwrap_or_else(|| level_of(rec.get("severityText"))),
         _ => level_of(rec.get("severityText")),
     };
-    let message = rec.get("body").map(any_value_text).unwrap_or_default();
-    let mut attributes = otlp_attributes(rec.get("attributes"));
+    let message = rec.get("body").map(io::any_value_text).unwrap_or_default();
+    let mut attributes = io::otlp_attributes(rec.get("attributes"));
     for (key, name) in [("traceId", "trace_id"), ("spanId", "span_id")] {
         if let Some(id) = rec.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()) {
             attributes.push((name.to_string(), id.to_string()));

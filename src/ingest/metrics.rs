@@ -234,11 +234,22 @@ fn parse_sample(line: &str) -> Result<Sample<'_>, ParseError> {
     Ok(Sample { name, labels, value, timestamp })
 }
 
-fn parse_value(s: &str) -> Result<f64, String> {
+/// A sample value that is not a finite number.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum BadValue {
+    #[error("value {0} is NaN or infinite")]
+    NotFinite(String),
+    #[error("not a number: {0:?}")]
+    NotANumber(String),
+    #[error("bad number")]
+    BadNumber,
+}
+
+fn parse_value(s: &str) -> Result<f64, BadValue> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err(format!("value {s} is NaN or infinite")),
-        Err(_) => Err(format!("not a number: {:?}", short(s))),
+        Ok(_) => Err(BadValue::NotFinite(s.to_string())),
+        Err(_) => Err(BadValue::NotANumber(short(s))),
     }
 }
 
@@ -281,7 +292,7 @@ pub fn read_prometheus_text(path: &Path, report: &mut ReadReport) -> Result<Vec<
         let value = match parse_value(sample.value) {
             Ok(v) => v,
             Err(msg) => {
-                report.skip(io::issue(&file, n, Some("value"), msg));
+                report.skip(io::issue(&file, n, Some("value"), msg.to_string()));
                 continue;
             }
         };
@@ -370,8 +381,8 @@ fn query_range_doc(
             let t = pair.and_then(|a| io::time_of(&a[0]));
             let v = pair.map(|a| match &a[1] {
                 Value::String(s) => parse_value(s),
-                Value::Number(x) => x.as_f64().ok_or_else(|| "bad number".to_string()),
-                other => Err(format!("not a number: {}", short(&other.to_string()))),
+                Value::Number(x) => x.as_f64().ok_or(BadValue::BadNumber),
+                other => Err(BadValue::NotANumber(short(&other.to_string()))),
             });
             match (t, v) {
                 (Some(t), Some(Ok(v))) => {
@@ -434,7 +445,7 @@ pub fn read_wide_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Series>
             }
             match parse_value(&cell) {
                 Ok(v) => out.push(svc, metric, t, v),
-                Err(msg) => report.skip(io::issue(&file, n, Some(&rows.headers[*i]), msg)),
+                Err(msg) => report.skip(io::issue(&file, n, Some(&rows.headers[*i]), msg.to_string())),
             }
         }
         report.records_read += 1;

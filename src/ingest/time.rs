@@ -5,6 +5,7 @@
 //! [`Ts`]; spans additionally need nanosecond precision to keep fractional durations.
 
 use crate::model::Ts;
+pub use chrono::SecondsFormat;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 /// The unit of a bare epoch number, guessed from its magnitude.
@@ -156,15 +157,22 @@ fn parse_date_nanos(s: &str) -> Option<i128> {
     None
 }
 
-/// RFC 3339 with milliseconds and `Z` (`2023-01-29T08:42:22.383Z`), or None when the time is
-/// outside years 1–9999 (the writer then falls back to the bare number).
-pub fn format_rfc3339(ts: Ts) -> Option<String> {
+/// A time as RFC 3339 in UTC with `Z` (`2023-01-29T08:42:22Z`, or `2023-01-29T08:42:22.383Z` at
+/// [`SecondsFormat::Millis`]), or None when the time is outside years 1–9999. The one formatter:
+/// written bundles use milliseconds, what people read ([`fmt_time`]) seconds.
+pub fn rfc3339(ts: Ts, precision: SecondsFormat) -> Option<String> {
     use chrono::Datelike;
     let d = DateTime::from_timestamp_millis(ts)?;
     if !(1..=9999).contains(&d.year()) {
         return None;
     }
-    Some(d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    Some(d.to_rfc3339_opts(precision, true))
+}
+
+/// A time for people (reports, prompts, narratives): RFC 3339 to the second, or the bare number
+/// of milliseconds when it is no calendar time.
+pub fn fmt_time(ts: Ts) -> String {
+    rfc3339(ts, SecondsFormat::Secs).unwrap_or_else(|| ts.to_string())
 }
 
 #[cfg(test)]
@@ -237,9 +245,9 @@ mod tests {
     #[test]
     fn formats_and_reparses_exactly() {
         for ts in [0, 1, T, -1, 253_402_300_799_999] {
-            let s = format_rfc3339(ts);
+            let s = rfc3339(ts, SecondsFormat::Millis);
             assert_eq!(s.as_deref().and_then(parse_time_str), Some(ts), "{s:?}");
         }
-        assert_eq!(format_rfc3339(Ts::MAX), None);
+        assert_eq!(rfc3339(Ts::MAX, SecondsFormat::Millis), None);
     }
 }

@@ -4,7 +4,7 @@
 //! Durations keep sub-millisecond precision: times are handled in nanoseconds until the end.
 
 use super::io::{self, CsvRows};
-use super::time::{format_rfc3339, nanos_to_ms, parse_time_nanos};
+use super::time::{nanos_to_ms, parse_time_nanos, rfc3339, SecondsFormat};
 use super::{pod_to_service, IngestError};
 use crate::model::{ReadReport, Span};
 use serde_json::Value;
@@ -186,7 +186,7 @@ pub(crate) fn write_span_csv(spans: &[Span], w: &mut dyn Write) -> std::io::Resu
     let mut csv = csv::Writer::from_writer(w);
     csv.write_record(["trace_id", "span_id", "parent_id", "service", "operation", "start", "duration_ms", "error"])?;
     for s in spans {
-        let start = format_rfc3339(s.start).unwrap_or_else(|| s.start.to_string());
+        let start = rfc3339(s.start, SecondsFormat::Millis).unwrap_or_else(|| s.start.to_string());
         csv.write_record([
             s.trace_id.as_str(),
             s.span_id.as_str(),

@@ -7,7 +7,7 @@
 use super::changes::write_changes;
 use super::io;
 use super::metrics::write_prometheus;
-use super::time::format_rfc3339;
+use super::time::{rfc3339, SecondsFormat};
 use super::traces::write_span_csv;
 use super::{for_each_log, IngestError};
 use crate::model::{Incident, LogRecord, ReadReport, Telemetry, Truth, Ts};
@@ -17,7 +17,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 fn time_value(ts: Ts) -> Value {
-    format_rfc3339(ts).map_or(json!(ts), Value::String)
+    rfc3339(ts, SecondsFormat::Millis).map_or(json!(ts), Value::String)
 }
 
 /// Creates `path` and fills it through a buffered writer.

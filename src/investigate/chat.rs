@@ -10,9 +10,13 @@
 use super::ledger::Ledger;
 use super::llm::LlmPolicy;
 use super::tools::config::DEPENDENCY_WORDS;
+use super::tools::{specs, PastIncidents, ToolDyn};
 use super::{transcript, AgentConfig, Decision, Policy, Session, Step, View};
+use crate::model::Incident;
+use crate::triage::Triage;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 
 pub const CHAT_SCHEMA: &str = "culprit.chat/v1";
 
@@ -35,6 +39,81 @@ pub struct SavedChat {
     /// The model's conversation, for `--policy llm` sessions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a culprit chat session: {source}", path.display())]
+    Format { path: PathBuf, source: serde_json::Error },
+    #[error("{}: the session could not be written as JSON: {source}", path.display())]
+    Encode { path: PathBuf, source: serde_json::Error },
+    #[error("{}: a session of incident `{incident}` ({schema}), not of `{expected}`", path.display())]
+    OtherIncident { path: PathBuf, incident: String, schema: String, expected: String },
+}
+
+impl SavedChat {
+    /// A saved session of `session` as it stands, with no questions asked yet.
+    pub fn start(session: &Session) -> SavedChat {
+        SavedChat {
+            schema: CHAT_SCHEMA.to_string(),
+            incident: session.cx.incident.id.clone(),
+            ledger: session.ledger.clone(),
+            steps: session.steps.clone(),
+            exchanges: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
+
+    /// Reads the saved session at `path`, which must be one of incident `incident`.
+    pub fn read(path: &Path, incident: &str) -> Result<SavedChat, ChatError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ChatError::Io { path: path.to_path_buf(), source })?;
+        let saved: SavedChat =
+            serde_json::from_str(&text).map_err(|source| ChatError::Format { path: path.to_path_buf(), source })?;
+        if saved.schema != CHAT_SCHEMA || saved.incident != incident {
+            return Err(ChatError::OtherIncident {
+                path: path.to_path_buf(),
+                incident: saved.incident,
+                schema: saved.schema,
+                expected: incident.to_string(),
+            });
+        }
+        Ok(saved)
+    }
+
+    /// The session it saved, over the incident and triage it was made for.
+    pub fn resume<'a>(
+        &self,
+        incident: &'a Incident,
+        triage: &'a Triage,
+        kb: Option<&'a dyn PastIncidents>,
+        cfg: &AgentConfig,
+    ) -> Session<'a> {
+        Session::resume(incident, triage, kb, self.ledger.clone(), self.steps.clone(), cfg)
+    }
+
+    /// Records an answered question: the ledger and steps as they are now, the exchange, and the
+    /// model's conversation (empty for the rules).
+    pub fn record(&mut self, session: &Session, exchange: Exchange, messages: Vec<Value>) {
+        self.ledger = session.ledger.clone();
+        self.steps = session.steps.clone();
+        self.exchanges.push(exchange);
+        self.messages = messages;
+    }
+}
+
+/// Writes a chat session (or a record holding one) as JSON, atomically: a temporary file beside
+/// it, then a rename, so a crash never leaves half a session.
+pub fn save(path: &Path, value: &impl Serialize) -> Result<(), ChatError> {
+    let io = |source| ChatError::Io { path: path.to_path_buf(), source };
+    let text =
+        serde_json::to_string_pretty(value).map_err(|source| ChatError::Encode { path: path.to_path_buf(), source })?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// The service a question is about: a known name it contains (the longest), else a kind word.
@@ -65,40 +144,54 @@ pub fn mentioned(session: &Session, question: &str) -> Option<String> {
     None
 }
 
-/// The calls an offline question asks for: (tool, arguments).
+/// How a tool takes a service: required, optional, or not at all (from its derived schema).
+fn takes_service(tool: &dyn ToolDyn) -> Option<bool> {
+    let schema = tool.schema();
+    schema["properties"].get("service")?;
+    Some(schema["required"].as_array().is_some_and(|r| r.iter().any(|x| x == "service")))
+}
+
+/// The arguments for a call of `tool` about `service` (if one was named); None when the tool needs
+/// a service and none was named.
+fn args_for(tool: &dyn ToolDyn, service: Option<&str>) -> Option<Value> {
+    match (takes_service(tool), service) {
+        (Some(_), Some(s)) => Some(json!({ "service": s })),
+        (Some(true), None) => None,
+        (Some(false), None) | (None, _) => Some(json!({})),
+    }
+}
+
+/// The tools chat can route to, lowest rank first, with the words that ask for each (from each
+/// tool's own spec).
+fn routes<'t>(tools: &'t [Box<dyn ToolDyn>]) -> Vec<(&'t dyn ToolDyn, Vec<String>)> {
+    let mut routed: Vec<(u32, &dyn ToolDyn, Vec<String>)> = tools
+        .iter()
+        .filter_map(|t| {
+            let route = specs::spec(t.as_ref()).ok()?.chat?;
+            Some((route.rank, t.as_ref(), route.words))
+        })
+        .collect();
+    routed.sort_by_key(|r| r.0);
+    routed.into_iter().map(|(_, t, w)| (t, w)).collect()
+}
+
+/// The calls an offline question asks for: (tool, arguments). The question's words pick the tool
+/// (each tool's spec says which words ask for it); a question that names only a service, or asks
+/// "why (not)" about it, gets the most telling check of it not made yet.
 pub fn plan(session: &Session, question: &str) -> Vec<(String, Value)> {
     let q = question.to_lowercase();
     let service = mentioned(session, question);
-    let has = |words: &[&str]| words.iter().any(|w| q.contains(w));
-    let with_service = |tool: &str| service.as_ref().map(|s| (tool.to_string(), json!({ "service": s })));
-    let call = if has(&["config", "change", "diff", "deploy", "flag"]) {
-        with_service("config_diff")
-    } else if has(&["log"]) {
-        with_service("log_search")
-    } else if has(&["trace", "span", "slow", "critical path", "latency"]) {
-        Some(("trace_query".to_string(), service.as_ref().map_or_else(|| json!({}), |s| json!({ "service": s }))))
-    } else if has(&["depend", "call", "upstream", "downstream"]) {
-        with_service("dependency_lookup")
-    } else if has(&["correlat", "metric", "lead"]) {
-        with_service("metric_correlation")
-    } else if has(&["similar", "past", "history", "happened before"]) {
-        Some(("search_similar_incidents".to_string(), json!({})))
-    } else if has(&["timeline", "when"]) {
-        Some(("anomaly_timeline".to_string(), service.as_ref().map_or_else(|| json!({}), |s| json!({ "service": s }))))
-    } else {
-        None
-    };
-    if let Some(c) = call {
-        return vec![c];
+    let routes = routes(&session.tools);
+    if let Some((tool, _)) = routes.iter().find(|(_, words)| words.iter().any(|w| q.contains(w.as_str()))) {
+        return args_for(*tool, service.as_deref()).map(|a| vec![(tool.name().to_string(), a)]).unwrap_or_default();
     }
-    // "why (not) X?" or just a service: the most telling check of X not made yet.
     let Some(s) = service else { return Vec::new() };
     let done = |tool: &str| session.steps.iter().any(|st| st.tool == tool && st.args == json!({ "service": s }));
-    ["config_diff", "log_search", "dependency_lookup", "metric_correlation"]
-        .into_iter()
-        .filter(|t| !done(t) && session.tools.iter().any(|x| x.name() == *t && x.applicable(&session.cx)))
+    routes
+        .iter()
+        .filter(|(t, _)| takes_service(*t) == Some(true) && !done(t.name()) && t.applicable(&session.cx))
         .take(1)
-        .map(|t| (t.to_string(), json!({ "service": s })))
+        .map(|(t, _)| (t.name().to_string(), json!({ "service": s })))
         .collect()
 }
 

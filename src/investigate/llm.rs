@@ -12,8 +12,8 @@
 use super::ledger::Ledger;
 use super::tools::{specs, ToolDyn};
 use super::{transcript, Decision, Policy, PolicyError, Step, View};
+use crate::ingest::time::fmt_time;
 use crate::llm::{self, Endpoint};
-use crate::report::fmt_time;
 use handlebars::Handlebars;
 use serde_json::{json, Value};
 

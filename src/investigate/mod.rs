@@ -14,7 +14,7 @@
 pub mod chat;
 pub mod ledger;
 pub mod llm;
-
+pub mod policy;
 pub mod rules;
 pub mod tools;
 pub mod transcript;
@@ -117,8 +117,17 @@ pub trait Policy {
     }
 }
 
-/// The initial ledger: the triage's top candidates, priors in proportion to their confidence,
-/// and "none of these" (likelier when the triage names no root cause).
+/// The prior of "none of these" when the triage names a root cause: it trusts one of its
+/// suspects, so the agent starts from them.
+pub const P_NONE_WITH_CAUSE: f64 = 0.1;
+
+/// The prior of "none of these" when the triage names no root cause: even odds that the cause is
+/// outside its suspects.
+pub const P_NONE_WITHOUT_CAUSE: f64 = 0.5;
+
+/// The ledger's priors: the triage's top `cfg.hypotheses` candidates, in proportion to their
+/// triage confidence, and "none of these" at [`P_NONE_WITH_CAUSE`] or [`P_NONE_WITHOUT_CAUSE`].
+/// From here on the confidence is the ledger's posterior ([`Ledger::posterior`]).
 pub fn initial_ledger(triage: &Triage, cfg: &AgentConfig) -> Ledger {
     let candidates: Vec<(String, String, f64)> = triage
         .ranking
@@ -130,7 +139,7 @@ pub fn initial_ledger(triage: &Triage, cfg: &AgentConfig) -> Ledger {
             (c.service.clone(), indicator, c.confidence)
         })
         .collect();
-    Ledger::new(&candidates, if triage.ranking.has_root_cause { 0.1 } else { 0.5 })
+    Ledger::new(&candidates, if triage.ranking.has_root_cause { P_NONE_WITH_CAUSE } else { P_NONE_WITHOUT_CAUSE })
 }
 
 /// An investigation in progress: the ledger and the steps so far. `investigate` runs one to the
@@ -337,8 +346,21 @@ pub fn investigate(
     policy: &mut dyn Policy,
     cfg: &AgentConfig,
 ) -> Transcript {
+    investigate_watched(incident, triage, kb, policy, cfg, None)
+}
+
+/// [`investigate`], calling `on_step` with each step as it is made.
+pub fn investigate_watched<'a>(
+    incident: &'a Incident,
+    triage: &'a Triage,
+    kb: Option<&'a dyn PastIncidents>,
+    policy: &mut dyn Policy,
+    cfg: &AgentConfig,
+    on_step: Option<Box<dyn FnMut(&Step) + 'a>>,
+) -> Transcript {
     let _span = tracing::info_span!("investigate", incident = %incident.id).entered();
     let mut session = Session::new(incident, triage, kb, cfg);
+    session.on_step = on_step;
     let stop = session.run(policy, cfg);
     session.transcript(policy.name(), policy.tokens(), stop, cfg.threshold)
 }

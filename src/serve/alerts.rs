@@ -118,9 +118,20 @@ pub fn time_of(v: &serde_json::Value) -> Option<Ts> {
     }
 }
 
+/// An alert that cannot be read, naming the field (the webhook is answered 400 with it).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AlertError {
+    #[error("alerts[{index}]: no service label (one of {labels})")]
+    NoService { index: usize, labels: String },
+    #[error("service: empty")]
+    EmptyService,
+    #[error("time: not a time: {0}")]
+    Time(String),
+}
+
 /// The alerts of an Alertmanager webhook. An alert without a service label is an error naming
 /// its index (Alertmanager sends whatever labels the rule has).
-pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incoming>, String> {
+pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incoming>, AlertError> {
     if let Some(v) = &p.version {
         if v != "4" {
             tracing::warn!(version = %v, "Alertmanager webhook version other than 4; reading it as 4");
@@ -130,8 +141,8 @@ pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incomin
     for (i, a) in p.alerts.iter().enumerate() {
         let mut labels = p.common_labels.clone();
         labels.extend(a.labels.clone());
-        let svc = service(&labels)
-            .ok_or_else(|| format!("alerts[{i}]: no service label (one of {})", SERVICE_LABELS.join(", ")))?;
+        let svc =
+            service(&labels).ok_or_else(|| AlertError::NoService { index: i, labels: SERVICE_LABELS.join(", ") })?;
         let annotations: BTreeMap<String, String> =
             p.common_annotations.clone().into_iter().chain(a.annotations.clone()).collect();
         let time =
@@ -159,13 +170,13 @@ pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incomin
     Ok(out)
 }
 
-pub fn from_generic(g: GenericAlert, now: Ts) -> Result<Incoming, String> {
+pub fn from_generic(g: GenericAlert, now: Ts) -> Result<Incoming, AlertError> {
     if g.service.trim().is_empty() {
-        return Err("service: empty".into());
+        return Err(AlertError::EmptyService);
     }
     let time = match &g.time {
         None => now,
-        Some(v) => time_of(v).ok_or_else(|| format!("time: not a time: {v}"))?,
+        Some(v) => time_of(v).ok_or_else(|| AlertError::Time(v.to_string()))?,
     };
     let mut labels = g.labels.clone();
     labels.insert("service".into(), g.service.clone());
@@ -213,7 +224,7 @@ mod tests {
         );
         let no_service: AlertmanagerPayload =
             serde_json::from_str(r#"{"alerts":[{"labels":{"alertname":"X"}}]}"#).unwrap();
-        assert!(from_alertmanager(&no_service, 0).unwrap_err().starts_with("alerts[0]: no service label"));
+        assert!(from_alertmanager(&no_service, 0).unwrap_err().to_string().starts_with("alerts[0]: no service label"));
     }
 
     #[test]
@@ -222,7 +233,7 @@ mod tests {
         let a = from_generic(g, 5).unwrap();
         assert_eq!((a.alert.time, a.alert.severity), (1_700_000_000_000, Severity::High));
         let g: GenericAlert = serde_json::from_str(r#"{"service":"api","time":"yesterday"}"#).unwrap();
-        assert!(from_generic(g, 5).unwrap_err().starts_with("time: not a time"));
+        assert!(from_generic(g, 5).unwrap_err().to_string().starts_with("time: not a time"));
         assert!(serde_json::from_str::<GenericAlert>(r#"{"service":"api","sevrity":"high"}"#).is_err());
     }
 }

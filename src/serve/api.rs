@@ -300,7 +300,7 @@ fn new_record(
 async fn alertmanager(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(&app, Role::Operator, "alerts")?;
     let payload: alerts::AlertmanagerPayload = parse(&body)?;
-    let incoming = alerts::from_alertmanager(&payload, now_ms()).map_err(ApiError::bad)?;
+    let incoming = alerts::from_alertmanager(&payload, now_ms()).map_err(|e| ApiError::bad(e.to_string()))?;
     let results: Vec<Value> = incoming.into_iter().map(|i| accept(&app, &caller, i, "alertmanager")).collect();
     Ok((StatusCode::ACCEPTED, Json(json!({ "alerts": results }))).into_response())
 }
@@ -308,7 +308,7 @@ async fn alertmanager(State(app): State<AppState>, caller: Caller, body: Bytes) 
 async fn generic(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(&app, Role::Operator, "alerts")?;
     let g: alerts::GenericAlert = parse(&body)?;
-    let inc = alerts::from_generic(g, now_ms()).map_err(ApiError::bad)?;
+    let inc = alerts::from_generic(g, now_ms()).map_err(|e| ApiError::bad(e.to_string()))?;
     Ok((StatusCode::ACCEPTED, Json(accept(&app, &caller, inc, "generic"))).into_response())
 }
 
@@ -325,7 +325,7 @@ struct CreateRequest {
 async fn create(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(&app, Role::Operator, "investigations.create")?;
     let req: CreateRequest = parse(&body)?;
-    let inc = alerts::from_generic(req.alert, now_ms()).map_err(ApiError::bad)?;
+    let inc = alerts::from_generic(req.alert, now_ms()).map_err(|e| ApiError::bad(e.to_string()))?;
     let now = now_ms();
     let mode = req.mode.unwrap_or(if inc.alert.severity >= app.config().alerts.agent_from {
         Mode::Agent
@@ -538,17 +538,8 @@ async fn new_session(State(app): State<AppState>, caller: Caller, body: Bytes) -
         )
     })?;
     let cfg = app.config().agent_config();
-    let chat = {
-        let s = crate::investigate::Session::new(&case.0, &case.1, None, &cfg);
-        crate::investigate::chat::SavedChat {
-            schema: crate::investigate::chat::CHAT_SCHEMA.to_string(),
-            incident: case.0.id.clone(),
-            ledger: s.ledger.clone(),
-            steps: Vec::new(),
-            exchanges: Vec::new(),
-            messages: Vec::new(),
-        }
-    };
+    let chat =
+        crate::investigate::chat::SavedChat::start(&crate::investigate::Session::new(&case.0, &case.1, None, &cfg));
     let id = format!("chat-{}-{}", now_ms(), req.investigation);
     let s =
         ChatSession { id: id.clone(), investigation: req.investigation.clone(), created_by: caller.name.clone(), chat };
@@ -601,19 +592,10 @@ async fn message(
     let cfg = app.config().agent_config();
     let text = req.text.clone();
     let updated = tokio::task::spawn_blocking(move || {
-        let mut s = crate::investigate::Session::resume(
-            &case.0,
-            &case.1,
-            None,
-            session.chat.ledger.clone(),
-            session.chat.steps.clone(),
-            &cfg,
-        );
+        let mut s = session.chat.resume(&case.0, &case.1, None, &cfg);
         let exchange = crate::investigate::chat::answer_offline(&mut s, &text);
         let mut chat = session.chat.clone();
-        chat.ledger = s.ledger.clone();
-        chat.steps = s.steps.clone();
-        chat.exchanges.push(exchange.clone());
+        chat.record(&s, exchange.clone(), Vec::new());
         (ChatSession { chat, ..session }, exchange)
     })
     .await
@@ -703,7 +685,7 @@ async fn otlp_in(
     let decoded = tokio::task::spawn_blocking(move || otlp::decode(signal, enc, &body))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(ApiError::bad)?;
+        .map_err(|e| ApiError::bad(e.to_string()))?;
     let mut rows = Vec::new();
     let row = |i: usize, t: i64, source: &str, service: &str, attrs: String| EventRow {
         id: format!("{source}-{t}-{service}-{i}"),
@@ -753,7 +735,7 @@ async fn reload(State(app): State<AppState>, caller: Caller) -> Result<Json<Valu
         .config_path
         .clone()
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "started without --config: nothing to reload"))?;
-    let result = ServeConfig::load(&path).map_err(|e| e.to_string()).and_then(|new| {
+    let result = ServeConfig::load(&path).and_then(|new| {
         let principals = new.principals(&|k| std::env::var(k).ok())?;
         Ok((new, principals))
     });
@@ -797,7 +779,7 @@ async fn reload(State(app): State<AppState>, caller: Caller) -> Result<Json<Valu
                 caller.role.as_str(),
                 "config.reload",
                 &path.display().to_string(),
-                json!({ "ok": false, "error": e }),
+                json!({ "ok": false, "error": e.to_string() }),
             );
             Err(ApiError::bad(format!("config not reloaded: {e}")))
         }

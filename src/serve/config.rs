@@ -1,6 +1,7 @@
 //! `culprit.toml`: the service's configuration. Every field has a default but the tokens; see
 //! `docs/serve.md` for a commented example.
 
+use crate::investigate::policy::{PolicyKind, PolicySpec};
 use crate::model::Severity;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -14,6 +15,16 @@ pub enum ConfigError {
     Parse { path: String, source: Box<toml::de::Error> },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    #[error("token {name:?}: environment variable {var} is not set")]
+    TokenUnset { name: String, var: String },
+    #[error("token {0:?}: give exactly one of `token` and `token_env`")]
+    TokenSource(String),
+    #[error("no API tokens: add [[tokens]] to the config or set CULPRIT_ADMIN_TOKEN")]
+    NoTokens,
+    #[error("token {0:?} is shorter than 8 characters")]
+    TokenShort(String),
+    #[error("token {0:?} is the same as another token")]
+    TokenRepeated(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,19 +107,12 @@ impl Default for AlertConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyName {
-    Rules,
-    Llm,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentSection {
     /// `rules` (offline) or `llm` (an OpenAI-compatible endpoint; the key only from
     /// CULPRIT_API_KEY or OPENAI_API_KEY).
-    pub policy: PolicyName,
+    pub policy: PolicyKind,
     pub llm_url: Option<String>,
     pub llm_model: Option<String>,
     pub threshold: f64,
@@ -120,7 +124,7 @@ impl Default for AgentSection {
     fn default() -> Self {
         let d = crate::investigate::AgentConfig::default();
         AgentSection {
-            policy: PolicyName::Rules,
+            policy: PolicyKind::Rules,
             llm_url: None,
             llm_model: None,
             threshold: d.threshold,
@@ -287,6 +291,18 @@ impl ServeConfig {
         }
     }
 
+    /// How the agent's policy is built: the configured kind and endpoint, and the configured
+    /// redaction (built-in secrets and the PII patterns).
+    pub fn policy_spec(&self) -> Result<PolicySpec, crate::redact::PatternError> {
+        Ok(PolicySpec {
+            kind: self.agent.policy,
+            llm_url: self.agent.llm_url.clone(),
+            llm_model: self.agent.llm_model.clone(),
+            redactor: Some(self.redactor()?),
+            endpoint_settings: "agent.policy = \"llm\" needs agent.llm_url and agent.llm_model",
+        })
+    }
+
     pub fn store_uri(&self) -> String {
         self.store.clone().unwrap_or_else(|| self.data_dir.join("store").display().to_string())
     }
@@ -299,15 +315,15 @@ impl ServeConfig {
     /// The tokens, read from the config or the environment; `CULPRIT_ADMIN_TOKEN`, when set, adds
     /// an admin token named `admin`. Refuses to run with none, with an empty one, or with one
     /// given twice.
-    pub fn principals(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Principal>, String> {
+    pub fn principals(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Principal>, ConfigError> {
         let mut out = Vec::new();
         for t in &self.tokens {
             let secret = match (&t.token, &t.token_env) {
                 (Some(s), None) => s.clone(),
                 (None, Some(var)) => {
-                    env(var).ok_or_else(|| format!("token {:?}: environment variable {var} is not set", t.name))?
+                    env(var).ok_or_else(|| ConfigError::TokenUnset { name: t.name.clone(), var: var.clone() })?
                 }
-                _ => return Err(format!("token {:?}: give exactly one of `token` and `token_env`", t.name)),
+                _ => return Err(ConfigError::TokenSource(t.name.clone())),
             };
             out.push(Principal { name: t.name.clone(), role: t.role, secret: secret.into_bytes() });
         }
@@ -315,14 +331,14 @@ impl ServeConfig {
             out.push(Principal { name: "admin".into(), role: Role::Admin, secret: s.into_bytes() });
         }
         if out.is_empty() {
-            return Err("no API tokens: add [[tokens]] to the config or set CULPRIT_ADMIN_TOKEN".into());
+            return Err(ConfigError::NoTokens);
         }
         for (i, p) in out.iter().enumerate() {
             if p.secret.len() < 8 {
-                return Err(format!("token {:?} is shorter than 8 characters", p.name));
+                return Err(ConfigError::TokenShort(p.name.clone()));
             }
             if out[..i].iter().any(|q| q.secret == p.secret) {
-                return Err(format!("token {:?} is the same as another token", p.name));
+                return Err(ConfigError::TokenRepeated(p.name.clone()));
             }
         }
         Ok(out)
@@ -352,9 +368,9 @@ mod tests {
         let p = cfg.principals(&env).unwrap();
         assert_eq!((p[0].role, p[0].secret.as_slice()), (Role::Operator, b"operator-token-456".as_slice()));
         assert_eq!(p[1].role, Role::Viewer);
-        let err = cfg.principals(&|_| None).unwrap_err();
+        let err = cfg.principals(&|_| None).unwrap_err().to_string();
         assert!(err.contains("AM_TOKEN is not set"), "{err}");
-        assert!(ServeConfig::default().principals(&|_| None).unwrap_err().contains("no API tokens"));
+        assert!(ServeConfig::default().principals(&|_| None).unwrap_err().to_string().contains("no API tokens"));
         let bad: Result<ServeConfig, _> = toml::from_str("listen = \"127.0.0.1:1\"\nlisten_typo = 1\n");
         assert!(bad.unwrap_err().to_string().contains("listen_typo"));
     }

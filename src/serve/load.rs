@@ -48,8 +48,21 @@ pub struct LoadReport {
 
 const TOKEN: &str = "load-test-operator-token";
 
+/// What stops a load test from running.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the load test's server: {0}")]
+    Server(#[from] super::ServeError),
+    #[error("{what}: {source}")]
+    Io { what: &'static str, source: std::io::Error },
+    #[error("the server thread ended early")]
+    ServerGone,
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
 /// Runs the load test against a fresh server in `cfg.data_dir`.
-pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
+pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     let serve_cfg = ServeConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: cfg.data_dir.clone(),
@@ -72,27 +85,26 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
             Ok(rt) => rt,
             Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
+                let _ = ready_tx.send(Err(LoadError::Io { what: "starting the server's runtime", source: e }));
                 return;
             }
         };
         rt.block_on(async move {
             let started = async {
-                let app = App::start(serve_cfg, None, &|_| None).await.map_err(|e| e.to_string())?;
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-                let addr = listener.local_addr().map_err(|e| e.to_string())?;
-                Ok::<_, String>((app, listener, addr))
+                let app = App::start(serve_cfg, None, &|_| None).await?;
+                let io = |what| move |source| LoadError::Io { what, source };
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(io("binding 127.0.0.1:0"))?;
+                let addr = listener.local_addr().map_err(io("the listener's address"))?;
+                Ok::<_, LoadError>((app, listener, addr))
             }
             .await;
             match started {
                 Ok((app, listener, addr)) => {
-                    let router = super::api::router(app.clone());
-                    let _ = ready_tx.send(Ok((app, addr)));
-                    let _ = axum::serve(listener, router)
-                        .with_graceful_shutdown(async move {
-                            let _ = server_stopped.await;
-                        })
-                        .await;
+                    let _ = ready_tx.send(Ok((app.clone(), addr)));
+                    let _ = super::run(listener, app, async move {
+                        let _ = server_stopped.await;
+                    })
+                    .await;
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -100,12 +112,9 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
             }
         });
     });
-    let (app, addr) = ready_rx.await.map_err(|_| "the server thread ended early".to_string())??;
+    let (app, addr) = ready_rx.await.map_err(|_| LoadError::ServerGone)??;
     let base = format!("http://{addr}");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(cfg.senders + cfg.watchers)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(cfg.senders + cfg.watchers).build()?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
@@ -265,7 +274,8 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let _ = tokio::task::spawn_blocking(move || server.join()).await;
 
     // Every accepted alert must be in the audit log.
-    let audit = std::fs::read_to_string(app.audit.path()).map_err(|e| format!("reading the audit log: {e}"))?;
+    let audit = std::fs::read_to_string(app.audit.path())
+        .map_err(|source| LoadError::Io { what: "reading the audit log", source })?;
     let mut logged = std::collections::HashSet::new();
     for line in audit.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };

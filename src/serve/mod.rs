@@ -64,12 +64,8 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Top {
-    pub service: String,
-    pub kind: String,
-    pub confidence: f64,
-}
+/// The answer an investigation shows first (the pipeline decides which).
+pub use crate::pipeline::Top;
 
 /// What the list of investigations shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,6 +267,9 @@ pub struct App {
     pub principals: RwLock<Vec<Principal>>,
     pub audit: audit::Audit,
     pub store: Store,
+    /// The knowledge base over `store`, searched on `runtime`: one handle for the service's life
+    /// (None when the text embedder is misconfigured; agents then search nothing).
+    pub kb: Option<crate::kb::BlockingKb>,
     pub registry: Mutex<Registry>,
     pub cases: Mutex<Cases>,
     pub sessions: Mutex<HashMap<String, ChatSession>>,
@@ -302,7 +301,7 @@ impl App {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Arc<App>, ServeError> {
         cfg.validate(&config_path.as_ref().map_or("config".to_string(), |p| p.display().to_string()))?;
-        let principals = cfg.principals(env).map_err(ServeError::Setup)?;
+        let principals = cfg.principals(env)?;
         let io = |p: &std::path::Path| {
             let path = p.display().to_string();
             move |source| ServeError::Io { path, source }
@@ -313,6 +312,9 @@ impl App {
         let audit_path = cfg.data_dir.join("audit.jsonl");
         let audit = audit::Audit::open(&audit_path).map_err(io(&audit_path))?;
         let store = Store::open(&cfg.store_uri()).await?;
+        let kb = crate::kb::BlockingKb::shared(store.clone(), tokio::runtime::Handle::current())
+            .map_err(|e| tracing::warn!(error = %e, "knowledge base unavailable to the agent"))
+            .ok();
         let metrics = Metrics::new().map_err(|e| ServeError::Setup(format!("metrics: {e}")))?;
         let reranker = match Reranker::load(&cfg.data_dir.join("reranker.json")) {
             Ok(r) => Some(r),
@@ -335,6 +337,7 @@ impl App {
             principals: RwLock::new(principals),
             audit,
             store,
+            kb,
             registry: Mutex::new(registry),
             cases: Mutex::new(Cases { entries: VecDeque::new(), capacity: 32 }),
             sessions: Mutex::new(sessions),
@@ -378,43 +381,40 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// Runs the service until Ctrl-C or SIGTERM.
-pub async fn serve(cfg: ServeConfig, config_path: Option<PathBuf>) -> Result<(), ServeError> {
-    let listen = cfg.listen;
-    let app = App::start(cfg, config_path, &|k| std::env::var(k).ok()).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServeError::Io { path: listen.to_string(), source })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Io { path: listen.to_string(), source })?;
+/// Serves the API on `listener` until `shutdown` resolves, then stops taking work (workers
+/// finish the investigation they are on). `culprit serve` passes [`signal`]; tests bind
+/// `127.0.0.1:0` and pass a future of their own.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr().map_err(|source| ServeError::Io { path: "listener".into(), source })?;
     tracing::info!(%addr, "culprit serve listening");
-    eprintln!("culprit serve: listening on http://{addr} (data in {})", app.config().data_dir.display());
-    let router = api::router(app.clone());
-    let shutdown = async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
-    };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServeError::Io { path: addr.to_string(), source })?;
+    let served = axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(shutdown).await;
     worker::stop(&app);
-    eprintln!("culprit serve: stopped");
-    Ok(())
+    served.map_err(|source| ServeError::Io { path: addr.to_string(), source })
+}
+
+/// Resolves at Ctrl-C or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

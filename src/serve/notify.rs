@@ -64,8 +64,17 @@ pub fn investigation_done(app: &Arc<App>, id: &str) {
     }
 }
 
+/// A notification that did not get through.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("HTTP {0} (not retried)")]
+    Refused(reqwest::StatusCode),
+    #[error("{attempts} attempts: {last}")]
+    GaveUp { attempts: u32, last: String },
+}
+
 /// Posts `payload`, retrying on transport errors and 5xx/429 answers; returns the attempts made.
-pub async fn send(http: &reqwest::Client, url: &str, payload: &Value) -> Result<u32, String> {
+pub async fn send(http: &reqwest::Client, url: &str, payload: &Value) -> Result<u32, NotifyError> {
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
         let body = payload.to_string();
@@ -81,12 +90,12 @@ pub async fn send(http: &reqwest::Client, url: &str, payload: &Value) -> Result<
             Ok(resp) if resp.status().is_server_error() || resp.status().as_u16() == 429 => {
                 last = format!("HTTP {}", resp.status())
             }
-            Ok(resp) => return Err(format!("HTTP {} (not retried)", resp.status())),
+            Ok(resp) => return Err(NotifyError::Refused(resp.status())),
             Err(e) => last = e.to_string(),
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
         }
     }
-    Err(format!("{ATTEMPTS} attempts: {last}"))
+    Err(NotifyError::GaveUp { attempts: ATTEMPTS, last })
 }

@@ -74,13 +74,22 @@ impl Encoding {
     }
 }
 
+/// A body that is not an export request of its signal at all.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("not an {message}: {source}")]
+    Protobuf { message: &'static str, source: prost::DecodeError },
+}
+
 /// Decodes one request body; a body that is not a request of its signal at all is an error.
-pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded, String> {
+pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded, DecodeError> {
     let origin = format!("OTLP /v1/{}", signal.as_str());
     let mut d = Decoded::default();
     match encoding {
         Encoding::Json => {
-            let doc: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+            let doc: Value = serde_json::from_slice(body)?;
             match signal {
                 Signal::Traces => d.spans = ingest::traces::spans_from_otlp_json(&doc, &origin, &mut d.report),
                 Signal::Logs => d.logs = ingest::logs::logs_from_otlp_json(&doc, &origin, &mut d.report),
@@ -90,7 +99,7 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
         Encoding::Protobuf => match signal {
             Signal::Traces => {
                 let req = ExportTraceServiceRequest::decode(body)
-                    .map_err(|e| format!("not an ExportTraceServiceRequest: {e}"))?;
+                    .map_err(|source| DecodeError::Protobuf { message: "ExportTraceServiceRequest", source })?;
                 for rs in req.resource_spans {
                     let service = service_name(rs.resource.as_ref());
                     for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
@@ -120,7 +129,7 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
             }
             Signal::Logs => {
                 let req = ExportLogsServiceRequest::decode(body)
-                    .map_err(|e| format!("not an ExportLogsServiceRequest: {e}"))?;
+                    .map_err(|source| DecodeError::Protobuf { message: "ExportLogsServiceRequest", source })?;
                 for rl in req.resource_logs {
                     let service = service_name(rl.resource.as_ref());
                     for rec in rl.scope_logs.into_iter().flat_map(|s| s.log_records) {
@@ -158,7 +167,7 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
             }
             Signal::Metrics => {
                 let req = ExportMetricsServiceRequest::decode(body)
-                    .map_err(|e| format!("not an ExportMetricsServiceRequest: {e}"))?;
+                    .map_err(|source| DecodeError::Protobuf { message: "ExportMetricsServiceRequest", source })?;
                 for rm in req.resource_metrics {
                     let service = service_name(rm.resource.as_ref());
                     for m in rm.scope_metrics.into_iter().flat_map(|s| s.metrics) {

@@ -2,10 +2,12 @@
 //! around the alert, run the triage (and the agent for severe alerts), re-rank with the
 //! feedback-trained weights, stream each agent step to watchers and save the result.
 
-use super::{lock, now_ms, sources, App, ChatSession, Event, Job, Mode, Record, Registry, Status, Top};
-use crate::investigate::{self, rules::Rules, Policy};
-use crate::rerank::{self, Example, Label, Reranker};
-use crate::triage;
+use super::{lock, now_ms, sources, App, ChatSession, Event, Job, Mode, Record, Registry, Status};
+use crate::investigate::policy::{AgentPolicy, BuildError};
+use crate::investigate::tools::PastIncidents;
+use crate::investigate::Trigger;
+use crate::pipeline::{self, Deps, PipelineConfig};
+use crate::rerank::{Example, Label, Reranker};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -81,11 +83,8 @@ fn run(app: &Arc<App>, job: Job) {
     };
     set_status(app, &id, Status::Running);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| investigate(app, &id, &alert, mode, &job)));
-    let outcome = match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err("the investigation panicked (a bug: please report it with the audit line)".to_string()),
-    };
+    let outcome =
+        result.map_err(|_| "the investigation panicked (a bug: please report it with the audit line)".to_string());
     let seconds = job.received.elapsed().as_secs_f64();
     let status = if outcome.is_ok() { Status::Done } else { Status::Failed };
     app.metrics
@@ -117,7 +116,7 @@ fn run(app: &Arc<App>, job: Job) {
     }
 }
 
-fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode, job: &Job) -> Result<(), String> {
+fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode, job: &Job) {
     let cfg = app.config();
     // Let the moment's telemetry arrive (exported, scraped) before reading it.
     let settle = Duration::from_secs(cfg.window.settle_seconds);
@@ -138,68 +137,35 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
         app.runtime.block_on(sources::prometheus(&app.http, p, &services, window, &mut gathered));
     }
     let incident = sources::incident(id, alert, window, gathered, None);
-    let tcfg = triage::Config::default();
-    let tr = triage::triage(&incident, &tcfg);
-    let mut report = crate::report::build(&incident, &tr);
-    let features = rerank::features(&tr, alert, &tcfg.rank);
-    let reranker = app.reranker.read().map(|r| r.clone()).unwrap_or(None);
-    if let Some(r) = reranker.filter(Reranker::is_trained) {
-        rerank::apply(&mut report, &r.order(&features));
-    }
-    if mode == Mode::Agent {
-        let acfg = cfg.agent_config();
-        let kb = crate::kb::BlockingKb::open(app.store.uri())
-            .map_err(|e| tracing::warn!(error = %e, "knowledge base unavailable to the agent"))
-            .ok();
-        let mut session = investigate::Session::new(&incident, &tr, kb.as_ref().map(|k| k as _), &acfg);
-        let app2 = app.clone();
-        let id2 = id.to_string();
-        session.on_step =
-            Some(Box::new(move |step| app2.emit(&id2, "step", serde_json::to_value(step).unwrap_or_default())));
-        let mut policy = policy(&cfg).unwrap_or_else(|e| {
+    let trigger = if mode == Mode::Agent { Trigger::Always } else { Trigger::Never };
+    let pcfg = PipelineConfig { agent: cfg.agent_config(), trigger, ..Default::default() };
+    let mut policy = (mode == Mode::Agent).then(|| {
+        cfg.policy_spec().map_err(BuildError::from).and_then(|spec| AgentPolicy::build(&spec)).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "the configured policy is unavailable; using rules");
-            Box::new(Rules)
-        });
-        let stop = session.run(policy.as_mut(), &acfg);
-        let transcript = session.transcript(policy.name(), policy.tokens(), stop, acfg.threshold);
-        app.metrics.tool_errors.inc_by(transcript.tool_errors as u64);
-        app.metrics.llm_tokens.inc_by(transcript.tokens);
-        crate::report::add_investigation(&mut report, transcript);
-    }
-    let top = report.root_causes.first().map(|rc| Top {
-        service: rc.service.clone(),
-        kind: rc.kind.clone(),
-        confidence: rc.confidence,
+            AgentPolicy::Rules(crate::investigate::rules::Rules)
+        })
     });
-    let top = match &report.investigation {
-        Some(t) if mode == Mode::Agent => t
-            .conclusion
-            .service
-            .clone()
-            .map(|s| Top { service: s, kind: t.conclusion.kind.clone(), confidence: t.conclusion.confidence })
-            .or(top),
-        _ => top,
+    let reranker = app.reranker.read().map(|r| r.clone()).unwrap_or(None);
+    let (app2, id2) = (app.clone(), id.to_string());
+    let deps = Deps {
+        kb: app.kb.as_ref().map(|k| k as &dyn PastIncidents),
+        policy: policy.as_mut().map(AgentPolicy::as_policy),
+        reranker: reranker.as_ref(),
+        on_step: Some(Box::new(move |step| app2.emit(&id2, "step", serde_json::to_value(step).unwrap_or_default()))),
     };
-    lock(&app.cases).put(id.to_string(), Arc::new((incident, tr)));
+    let out = pipeline::run(&incident, &pcfg, deps);
+    if let Some(t) = out.transcript() {
+        app.metrics.tool_errors.inc_by(t.tool_errors as u64);
+        app.metrics.llm_tokens.inc_by(t.tokens);
+    }
+    let top = out.top();
+    let pipeline::Outcome { triage, report, features, .. } = out;
+    lock(&app.cases).put(id.to_string(), Arc::new((incident, triage)));
     let mut reg = lock(&app.registry);
     if let Some(r) = reg.records.get_mut(id) {
         r.summary.top = top;
         r.report = Some(report);
         r.features = features;
-    }
-    Ok(())
-}
-
-fn policy(cfg: &super::config::ServeConfig) -> Result<Box<dyn Policy>, String> {
-    match cfg.agent.policy {
-        super::config::PolicyName::Rules => Ok(Box::new(Rules)),
-        super::config::PolicyName::Llm => {
-            let endpoint = crate::llm::Endpoint::chat_from_env(cfg.agent.llm_url.clone(), cfg.agent.llm_model.clone())
-                .map_err(|e| e.to_string())?
-                .ok_or("agent.policy = \"llm\" needs agent.llm_url and agent.llm_model (or CULPRIT_LLM_URL and CULPRIT_LLM_MODEL)")?;
-            let redactor = cfg.redactor().map_err(|e| e.to_string())?;
-            Ok(Box::new(investigate::llm::LlmPolicy::new(endpoint).map_err(|e| e.0)?.with_redactor(redactor)))
-        }
     }
 }
 
@@ -222,13 +188,11 @@ pub fn save(app: &App, id: &str) {
     }
 }
 
+/// Writes a chat session to `<data_dir>/sessions/<id>.json` (atomically, through `chat::save`).
 pub fn save_session(app: &App, s: &ChatSession) {
     let path = app.config().data_dir.join("sessions").join(format!("{}.json", s.id));
-    if let Err(e) = serde_json::to_string(s)
-        .map_err(|e| e.to_string())
-        .and_then(|t| std::fs::write(&path, t).map_err(|e| e.to_string()))
-    {
-        tracing::error!(path = %path.display(), error = %e, "could not save the chat session");
+    if let Err(e) = crate::investigate::chat::save(&path, s) {
+        tracing::error!(error = %e, "could not save the chat session");
     }
 }
 
@@ -262,6 +226,9 @@ pub fn load_sessions(dir: &Path) -> std::collections::HashMap<String, ChatSessio
     let mut out = std::collections::HashMap::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = entry.path();
+        if p.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
         match std::fs::read_to_string(&p)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<ChatSession>(&t).map_err(|e| e.to_string()))

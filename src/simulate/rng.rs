@@ -40,12 +40,7 @@ pub(crate) fn uniform(rng: &mut SimRng, lo: f64, hi: f64) -> f64 {
     rng.gen_range(lo..hi)
 }
 
-/// Standard normal (Box–Muller).
-pub(crate) fn normal(rng: &mut SimRng) -> f64 {
-    let u1: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-    let u2: f64 = rng.gen::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
+pub(crate) use crate::rng::normal;
 
 pub(crate) fn lognormal(rng: &mut SimRng, median: f64, sigma: f64) -> f64 {
     median * (sigma * normal(rng)).exp()

@@ -148,14 +148,28 @@ fn strings<'a>(it: impl Iterator<Item = &'a str>) -> Arc<StringArray> {
     Arc::new(StringArray::from_iter_values(it))
 }
 
+#[derive(Clone)]
 pub struct Store {
     uri: String,
     db: lancedb::Connection,
 }
 
+/// How many times this process opened each store URI. A connection is meant to be long-lived
+/// (the service opens its store once); tests read this to hold that.
+static OPENED: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// How many times this process has opened the store at `uri` (successfully or not).
+pub fn times_opened(uri: &str) -> usize {
+    OPENED.lock().map_or(0, |m| m.get(uri).copied().unwrap_or(0))
+}
+
 impl Store {
     /// Opens (or creates) the store at `uri` with its three tables.
     pub async fn open(uri: &str) -> Result<Store, StoreError> {
+        if let Ok(mut m) = OPENED.lock() {
+            *m.entry(uri.to_string()).or_default() += 1;
+        }
         let err = |source| StoreError::Lance { uri: uri.to_string(), source };
         if !uri.contains("://") {
             std::fs::create_dir_all(uri).map_err(|e| err(lancedb::Error::Runtime { message: e.to_string() }))?;

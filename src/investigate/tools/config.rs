@@ -1,7 +1,7 @@
 //! `config_diff`: a service's deploys, config changes and flag flips near the incident, key by
 //! key, with what each key points at.
 
-use super::{about, truncate, Tool, ToolCx, ToolError};
+use super::{about, truncate, Data, Tool, ToolCx, ToolError};
 use crate::investigate::ledger::Ledger;
 use crate::model::{Change, ChangeKind, MINUTE};
 use schemars::JsonSchema;
@@ -125,16 +125,12 @@ fn view(cx: &ToolCx, c: &Change) -> ChangeView {
 
 impl Tool for ConfigDiff {
     const NAME: &'static str = "config_diff";
+    const SPEC: &'static str = include_str!("../../../tools/config_diff.toml");
+    const NEEDS: &'static [Data] = &[Data::Changes];
     type Args = Args;
     type Output = Output;
     const RATIOS: (f64, f64) = (0.5, 5.0);
     const PER_SERVICE: bool = true;
-
-    const NEEDS: &'static str = "change events";
-
-    fn applicable(&self, cx: &ToolCx) -> bool {
-        !cx.incident.telemetry.changes.is_empty()
-    }
 
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         cx.check_service(&args.service)?;

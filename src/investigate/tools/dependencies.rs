@@ -1,7 +1,7 @@
 //! `dependency_lookup`: a service's callers and callees (declared topology merged with the call
 //! graph mined from traces), and whether the alerting service's requests can reach it.
 
-use super::{about, Tool, ToolCx, ToolError};
+use super::{about, Data, Tool, ToolCx, ToolError};
 use crate::investigate::ledger::Ledger;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,16 +29,12 @@ pub struct Output {
 
 impl Tool for DependencyLookup {
     const NAME: &'static str = "dependency_lookup";
+    const SPEC: &'static str = include_str!("../../../tools/dependency_lookup.toml");
+    const NEEDS: &'static [Data] = &[Data::Dependencies];
     type Args = Args;
     type Output = Output;
     const RATIOS: (f64, f64) = (0.3, 1.2);
     const PER_SERVICE: bool = true;
-
-    const NEEDS: &'static str = "a dependency graph (a topology or traces)";
-
-    fn applicable(&self, cx: &ToolCx) -> bool {
-        !cx.triage.detection.call_edges.is_empty() || cx.incident.topology.as_ref().is_some_and(|t| !t.edges.is_empty())
-    }
 
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         cx.check_service(&args.service)?;

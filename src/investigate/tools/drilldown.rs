@@ -6,7 +6,7 @@
 //! hypotheses (services), so it answers the model and the operator and moves no odds (its
 //! likelihood-ratio range is 1 to 1, so the rules policy never spends a step on it).
 
-use super::{truncate, Tool, ToolCx, ToolError, ToolErrorKind};
+use super::{truncate, Data, Tool, ToolCx, ToolError, ToolErrorKind};
 use crate::drilldown::report::{confidence, localise, SearchKind};
 use crate::drilldown::search::Cuboids;
 use crate::drilldown::{explain, text_label, CubeBuilder};
@@ -142,16 +142,12 @@ fn log_rows(cx: &ToolCx, by: Option<&[String]>) -> (Vec<String>, Vec<Row>) {
 
 impl Tool for Drilldown {
     const NAME: &'static str = "drilldown";
+    const SPEC: &'static str = include_str!("../../../tools/drilldown.toml");
+    const NEEDS: &'static [Data] = &[Data::Spans, Data::Logs];
     type Args = Args;
     type Output = Output;
     const RATIOS: (f64, f64) = (1.0, 1.0);
     const PER_SERVICE: bool = false;
-    const NEEDS: &'static str = "spans or log lines";
-
-    fn applicable(&self, cx: &ToolCx) -> bool {
-        let t = &cx.incident.telemetry;
-        !t.spans.is_empty() || !t.logs.records.is_empty() || !t.logs.files.is_empty()
-    }
 
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         if args.by.as_ref().is_some_and(|b| b.is_empty() || b.len() > 6) {

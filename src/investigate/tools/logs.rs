@@ -5,7 +5,7 @@
 //! the same Drain miner as the detectors. Template text is telemetry: it reaches a model only as
 //! quoted data inside the tool's JSON output.
 
-use super::{about, truncate, Tool, ToolCx, ToolError, ToolErrorKind};
+use super::{about, truncate, Data, Tool, ToolCx, ToolError, ToolErrorKind};
 use crate::detect::logs::Drain;
 use crate::ingest::for_each_log;
 use crate::investigate::ledger::Ledger;
@@ -58,17 +58,12 @@ struct Counts {
 
 impl Tool for LogSearch {
     const NAME: &'static str = "log_search";
+    const SPEC: &'static str = include_str!("../../../tools/log_search.toml");
+    const NEEDS: &'static [Data] = &[Data::Logs];
     type Args = Args;
     type Output = Output;
     const RATIOS: (f64, f64) = (0.7, 2.0);
     const PER_SERVICE: bool = true;
-
-    const NEEDS: &'static str = "log lines";
-
-    fn applicable(&self, cx: &ToolCx) -> bool {
-        let l = &cx.incident.telemetry.logs;
-        !l.records.is_empty() || !l.files.is_empty()
-    }
 
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         cx.check_service(&args.service)?;

@@ -6,7 +6,7 @@
 //! last value improve the prediction of the symptom beyond the symptom's own last value?), and
 //! the onset order of their anomalies.
 
-use super::{about, truncate, Tool, ToolCx, ToolError, ToolErrorKind};
+use super::{about, truncate, Data, Tool, ToolCx, ToolError, ToolErrorKind};
 use crate::detect::canonical_indicator;
 use crate::investigate::ledger::Ledger;
 use crate::model::{Series, Ts, MINUTE, SECOND};
@@ -169,16 +169,12 @@ fn onset_near_alert(cx: &ToolCx, service: &str, first: bool) -> Option<Ts> {
 
 impl Tool for MetricCorrelation {
     const NAME: &'static str = "metric_correlation";
+    const SPEC: &'static str = include_str!("../../../tools/metric_correlation.toml");
+    const NEEDS: &'static [Data] = &[Data::Metrics];
     type Args = Args;
     type Output = Output;
     const RATIOS: (f64, f64) = (0.6, 1.8);
     const PER_SERVICE: bool = true;
-
-    const NEEDS: &'static str = "metrics";
-
-    fn applicable(&self, cx: &ToolCx) -> bool {
-        !cx.incident.telemetry.metrics.is_empty()
-    }
 
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         cx.check_service(&args.service)?;

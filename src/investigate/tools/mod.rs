@@ -32,7 +32,9 @@ use serde::{Deserialize, Serialize};
 /// The knowledge base as the agent sees it: a blocking search (the store is async; whoever
 /// builds the context owns the runtime).
 pub trait PastIncidents: Send + Sync {
-    fn search(&self, query: crate::kb::Fields, k: usize) -> Result<Vec<similar::Match>, String>;
+    /// The `k` past incidents most like the query; a failure is the tool's error (an upstream
+    /// failure or a time-out, with the operator's diagnostics).
+    fn search(&self, query: crate::embed::text::Fields, k: usize) -> Result<Vec<similar::Match>, ToolError>;
 }
 
 /// What every tool may read: the incident, the static triage of it, and the knowledge base when
@@ -81,26 +83,95 @@ impl ToolCx<'_> {
     }
 }
 
+/// The kinds of data a tool can need. A closed set: what an incident can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Data {
+    Metrics,
+    Logs,
+    Spans,
+    Changes,
+    /// A dependency graph: a declared topology, or call edges mined from traces.
+    Dependencies,
+    /// A knowledge base of past incidents.
+    KnowledgeBase,
+}
+
+impl Data {
+    /// Whether the incident (or the context) has it.
+    pub fn present(self, cx: &ToolCx) -> bool {
+        let t = &cx.incident.telemetry;
+        match self {
+            Data::Metrics => !t.metrics.is_empty(),
+            Data::Logs => !t.logs.records.is_empty() || !t.logs.files.is_empty(),
+            Data::Spans => !t.spans.is_empty(),
+            Data::Changes => !t.changes.is_empty(),
+            Data::Dependencies => {
+                !cx.triage.detection.call_edges.is_empty()
+                    || cx.incident.topology.as_ref().is_some_and(|t| !t.edges.is_empty())
+            }
+            Data::KnowledgeBase => cx.kb.is_some(),
+        }
+    }
+
+    /// Its name in the error a model reads when a tool lacks it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Data::Metrics => "metrics",
+            Data::Logs => "log lines",
+            Data::Spans => "spans",
+            Data::Changes => "change events",
+            Data::Dependencies => "a dependency graph (a topology or traces)",
+            Data::KnowledgeBase => "a knowledge base (culprit kb add, then --kb)",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolErrorKind {
+    /// No tool of that name.
     UnknownTool,
+    /// Arguments that do not fit the tool's schema, or a repeated call.
     InvalidArgs,
+    /// The service or item asked about is not in this incident.
     NotFound,
+    /// The incident lacks the data the tool reads.
     Unavailable,
+    /// A system the tool asks (the knowledge base, an endpoint) did not answer in time.
+    Timeout,
+    /// A system the tool asks failed.
+    Upstream,
 }
 
-/// A failed call: an observation for the loop, not an abort. `message` is written for the model.
+/// A failed call: an observation for the loop, not an abort. `message` is written for the model
+/// (and the transcript); `diagnostics` is for the operator (the upstream error, the endpoint) and
+/// never reaches a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("{kind:?}: {message}")]
 pub struct ToolError {
     pub kind: ToolErrorKind,
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<String>,
 }
 
 impl ToolError {
     pub fn new(kind: ToolErrorKind, message: impl Into<String>) -> Self {
-        ToolError { kind, message: message.into() }
+        ToolError { kind, message: message.into(), diagnostics: None }
+    }
+
+    /// A failure of a system the tool asks: `message` for the model, the error for the operator.
+    pub fn upstream(message: impl Into<String>, diagnostics: impl Into<String>) -> Self {
+        ToolError { kind: ToolErrorKind::Upstream, message: message.into(), diagnostics: Some(diagnostics.into()) }
+    }
+
+    /// A system the tool asks that did not answer within `limit`.
+    pub fn timeout(message: impl Into<String>, limit: std::time::Duration) -> Self {
+        ToolError {
+            kind: ToolErrorKind::Timeout,
+            message: message.into(),
+            diagnostics: Some(format!("no answer within {:.1} s", limit.as_secs_f64())),
+        }
     }
 }
 
@@ -123,13 +194,12 @@ pub trait Tool: Send + Sync + 'static {
     const RATIOS: (f64, f64);
     /// Whether the tool is asked about one suspect (`service` argument) or about the incident.
     const PER_SERVICE: bool;
-    /// Whether the incident has the data this tool reads (the rules policy skips it otherwise;
-    /// a model calling it anyway gets an `unavailable` error).
-    fn applicable(&self, _cx: &ToolCx) -> bool {
-        true
-    }
-    /// What the tool reads, for the error when it is not applicable.
-    const NEEDS: &'static str = "";
+    /// Its spec for a model and for chat: `include_str!` of `tools/<NAME>.toml`.
+    const SPEC: &'static str;
+    /// What the tool reads: it is applicable when the incident has any of it (none: always).
+    /// The rules policy skips a tool that is not; a model calling it anyway gets an
+    /// `unavailable` error naming what is missing.
+    const NEEDS: &'static [Data] = &[];
     fn call(&self, cx: &ToolCx, args: &Self::Args) -> Result<Self::Output, ToolError>;
     /// One line saying what was found.
     fn summarize(&self, out: &Self::Output) -> String;
@@ -145,6 +215,8 @@ pub trait ToolDyn: Send + Sync {
     fn ratio_range(&self) -> (f64, f64);
     fn per_service(&self) -> bool;
     fn applicable(&self, cx: &ToolCx) -> bool;
+    /// The text of its spec (`tools/<name>.toml`).
+    fn spec_text(&self) -> &'static str;
     fn run(&self, cx: &ToolCx, args: serde_json::Value, ledger: &Ledger) -> Result<Observation, ToolError>;
 }
 
@@ -166,7 +238,11 @@ impl<T: Tool> ToolDyn for T {
     }
 
     fn applicable(&self, cx: &ToolCx) -> bool {
-        Tool::applicable(self, cx)
+        T::NEEDS.is_empty() || T::NEEDS.iter().any(|d| d.present(cx))
+    }
+
+    fn spec_text(&self) -> &'static str {
+        T::SPEC
     }
 
     fn run(&self, cx: &ToolCx, args: serde_json::Value, ledger: &Ledger) -> Result<Observation, ToolError> {
@@ -174,10 +250,11 @@ impl<T: Tool> ToolDyn for T {
         let args = if args.is_null() { serde_json::json!({}) } else { args };
         let args: T::Args = serde_json::from_value(args)
             .map_err(|e| ToolError::new(ToolErrorKind::InvalidArgs, format!("arguments of {}: {e}", T::NAME)))?;
-        if !Tool::applicable(self, cx) {
+        if !ToolDyn::applicable(self, cx) {
+            let needs: Vec<&str> = T::NEEDS.iter().map(|d| d.describe()).collect();
             return Err(ToolError::new(
                 ToolErrorKind::Unavailable,
-                format!("{} needs {}, and this incident has none", T::NAME, T::NEEDS),
+                format!("{} needs {}, and this incident has none", T::NAME, needs.join(" or ")),
             ));
         }
         let out = self.call(cx, &args)?;
@@ -255,9 +332,8 @@ mod tests {
         let mut names: Vec<String> = tools.iter().map(|t| t.name().to_string()).collect();
         names.sort();
         assert_eq!(files, names, "tools/*.toml and the Rust tools differ");
-        assert_eq!(specs::SPECS.len(), tools.len());
         for t in &tools {
-            let s = specs::spec(t.name()).unwrap();
+            let s = specs::spec(t.as_ref()).unwrap();
             assert_eq!(s.name, t.name());
             assert!(s.description.trim().len() > 40, "{}: describe the tool", s.name);
             let schema = t.schema();

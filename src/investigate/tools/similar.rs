@@ -1,7 +1,7 @@
 //! `search_similar_incidents`: past incidents from the knowledge base (LanceDB semantic search)
 //! that look like this one, with their root causes and resolutions.
 
-use super::{about, Tool, ToolCx, ToolError, ToolErrorKind};
+use super::{about, Data, Tool, ToolCx, ToolError, ToolErrorKind};
 use crate::investigate::ledger::Ledger;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -49,16 +49,12 @@ fn symptoms(cx: &ToolCx) -> String {
 
 impl Tool for SearchSimilarIncidents {
     const NAME: &'static str = "search_similar_incidents";
+    const SPEC: &'static str = include_str!("../../../tools/search_similar_incidents.toml");
+    const NEEDS: &'static [Data] = &[Data::KnowledgeBase];
     type Args = Args;
     type Output = Output;
     const RATIOS: (f64, f64) = (1.0, 3.0);
     const PER_SERVICE: bool = false;
-
-    const NEEDS: &'static str = "a knowledge base (culprit kb add, then --kb)";
-
-    fn applicable(&self, cx: &ToolCx) -> bool {
-        cx.kb.is_some()
-    }
 
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         let kb = cx.kb.ok_or_else(|| {
@@ -66,7 +62,7 @@ impl Tool for SearchSimilarIncidents {
         })?;
         let query = args.query.clone().unwrap_or_else(|| symptoms(cx));
         let k = args.k.unwrap_or(5).clamp(1, 10);
-        let matches = kb.search(vec![(query, 1.0)], k).map_err(|e| ToolError::new(ToolErrorKind::Unavailable, e))?;
+        let matches = kb.search(vec![(query, 1.0)], k)?;
         Ok(Output { matches })
     }
 

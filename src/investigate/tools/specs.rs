@@ -1,22 +1,11 @@
-//! The tools' specs for a model, from `tools/<name>.toml` (embedded at build time): the
-//! description the model reads, one line per argument, an example call and the output limits.
-//! The argument *structure* always comes from the Rust types (schemars); the spec only words it.
+//! The tools' specs, from `tools/<name>.toml` (each tool embeds its own, `Tool::SPEC`): the
+//! description the model reads, one line per argument, an example call, the output limits, and
+//! the words with which `culprit chat` routes a question to it. The argument *structure* always
+//! comes from the Rust types (schemars); the spec only words it.
 
 use super::ToolDyn;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// (name, spec text) of every tool spec in `tools/`.
-pub const SPECS: &[(&str, &str)] = &[
-    ("anomaly_timeline", include_str!("../../../tools/anomaly_timeline.toml")),
-    ("trace_query", include_str!("../../../tools/trace_query.toml")),
-    ("config_diff", include_str!("../../../tools/config_diff.toml")),
-    ("dependency_lookup", include_str!("../../../tools/dependency_lookup.toml")),
-    ("metric_correlation", include_str!("../../../tools/metric_correlation.toml")),
-    ("log_search", include_str!("../../../tools/log_search.toml")),
-    ("search_similar_incidents", include_str!("../../../tools/search_similar_incidents.toml")),
-    ("drilldown", include_str!("../../../tools/drilldown.toml")),
-];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +18,19 @@ pub struct Spec {
     pub args: BTreeMap<String, String>,
     /// One valid call's arguments.
     pub example: toml::Table,
+    /// How `culprit chat` routes a question to the tool; a tool without it is only called by a
+    /// policy.
+    #[serde(default)]
+    pub chat: Option<ChatRoute>,
+}
+
+/// The words of a question that ask for a tool, and its rank among the tools whose words a
+/// question holds (the lowest answers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRoute {
+    pub words: Vec<String>,
+    pub rank: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,11 +40,9 @@ pub struct SpecError {
     pub message: String,
 }
 
-/// The parsed spec of a tool.
-pub fn spec(name: &str) -> Result<Spec, SpecError> {
-    let err = |message: String| SpecError { name: name.to_string(), message };
-    let text = SPECS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).ok_or_else(|| err("no spec file".into()))?;
-    toml::from_str(text).map_err(|e| err(e.to_string()))
+/// The parsed spec of a tool (its `tools/<name>.toml`, embedded in the tool).
+pub fn spec(tool: &dyn ToolDyn) -> Result<Spec, SpecError> {
+    toml::from_str(tool.spec_text()).map_err(|e| SpecError { name: tool.name().to_string(), message: e.to_string() })
 }
 
 /// The argument schema a model sees: the derived structure (properties, types, required), with
@@ -69,7 +69,7 @@ pub fn parameters(tool: &dyn ToolDyn, spec: &Spec) -> serde_json::Value {
 pub fn openai_tools<'a>(tools: impl IntoIterator<Item = &'a dyn ToolDyn>) -> Result<Vec<serde_json::Value>, SpecError> {
     let mut out = Vec::new();
     for t in tools {
-        let s = spec(t.name())?;
+        let s = spec(t)?;
         out.push(serde_json::json!({
             "type": "function",
             "function": {

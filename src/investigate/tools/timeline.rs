@@ -35,6 +35,7 @@ pub struct Output {
 
 impl Tool for AnomalyTimeline {
     const NAME: &'static str = "anomaly_timeline";
+    const SPEC: &'static str = include_str!("../../../tools/anomaly_timeline.toml");
     type Args = Args;
     type Output = Output;
     const RATIOS: (f64, f64) = (1.0, 1.0);

@@ -7,7 +7,7 @@
 //! latency (and of the extra errors) is its likelihood. A suspect that is busy, restarted or
 //! changed but adds no time and no errors to the symptom's requests is not its cause.
 
-use super::{about, truncate, Tool, ToolCx, ToolError, ToolErrorKind};
+use super::{about, truncate, Data, Tool, ToolCx, ToolError, ToolErrorKind};
 use crate::detect::traces::derive;
 use crate::investigate::ledger::Ledger;
 use crate::model::Span;
@@ -301,16 +301,12 @@ fn critical_path(spans: &[&Span], tree: &[usize], to: Option<&str>) -> Vec<Strin
 
 impl Tool for TraceQuery {
     const NAME: &'static str = "trace_query";
+    const SPEC: &'static str = include_str!("../../../tools/trace_query.toml");
+    const NEEDS: &'static [Data] = &[Data::Spans];
     type Args = Args;
     type Output = Output;
     const RATIOS: (f64, f64) = (0.25, 6.25);
     const PER_SERVICE: bool = false;
-
-    const NEEDS: &'static str = "spans";
-
-    fn applicable(&self, cx: &ToolCx) -> bool {
-        !cx.incident.telemetry.spans.is_empty()
-    }
 
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         let service = args.service.clone().unwrap_or_else(|| cx.incident.alert.service.clone());

@@ -1,173 +1,45 @@
-//! Scoring culprit against labelled cases: AC@k, Avg@5, MRR per system and per fault kind, and
-//! the false-positive rate on fault-free cases.
+//! Scoring culprit against labelled cases: AC@k, Avg@5, MRR per system and per fault kind, the
+//! false-positive rate on fault-free cases, and calibration; the drill-down suites their own way
+//! (`drilldown`).
 //!
-//! A suite is a dataset folder an adapter recognises, a directory of bundles with `truth.json`,
-//! or a simulated suite `sim:A-B` (seeds A to B, generated at eval time). A case whose loading or
-//! analysis fails is `Invalid`: counted apart, never a hit or a miss.
+//! A suite comes from the dataset registry (`datasets`): a public dataset's folder, a directory of
+//! bundles with `truth.json`, a simulated suite. Each method (`methods`) runs on every case;
+//! culprit's go through `pipeline::run`. A case whose loading or analysis fails is `Invalid`:
+//! counted apart, never a hit or a miss.
 
-use crate::adapters;
-use crate::baselines::{self, Method};
 use crate::model::{Incident, Truth};
-use crate::simulate::{self, FaultKind, SimConfig};
-use crate::triage::{self, Config};
+use crate::triage::Config;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+pub mod datasets;
+pub mod drilldown;
+pub mod methods;
+
+pub use datasets::{Case, Suite};
+pub use methods::Method;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error(
-        "{0}: not a dataset culprit knows, a directory of bundles with truth.json, a simulated-suite .toml, or sim:A-B"
-    )]
-    UnknownSuite(String),
+    #[error("{arg}: not a suite culprit eval knows; give one of: {forms}")]
+    UnknownSuite { arg: String, forms: String },
     #[error("{path}: {message}")]
     Suite { path: String, message: String },
+    #[error("case {id}: {message}")]
+    Case { id: String, message: String },
+    #[error(transparent)]
+    Adapter(#[from] datasets::AdapterError),
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
+    #[error("{0}")]
+    Guard(#[from] GuardError),
 }
 
-/// One case to run: how to load it, and its label.
-#[derive(Debug, Clone)]
-pub enum CaseSource {
-    Dataset(Box<adapters::CaseRef>),
-    Bundle(PathBuf),
-    Simulated(SimConfig),
-}
-
-#[derive(Debug, Clone)]
-pub struct Case {
-    pub id: String,
-    pub system: String,
-    pub source: CaseSource,
-}
-
-#[derive(Debug, Clone)]
-pub struct Suite {
-    pub name: String,
-    pub cases: Vec<Case>,
-}
-
-/// A simulated suite, generated at eval time (`evals/simulated.toml`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SimulatedSpec {
-    name: String,
-    /// First and last seed, inclusive.
-    seeds: [u64; 2],
-    /// Fault kinds to force, one case per seed and kind; empty lets each seed choose.
-    #[serde(default)]
-    faults: Vec<String>,
-    #[serde(default)]
-    services: Option<usize>,
-    /// Adds seed 001's hard red herring to every case (`SimConfig::decoy`).
-    #[serde(default)]
-    decoy: bool,
-}
-
-fn simulated_spec(path: &Path) -> Result<Vec<Suite>, EvalError> {
-    let err = |message: String| EvalError::Suite { path: path.display().to_string(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let spec: SimulatedSpec = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-    let faults: Vec<Option<FaultKind>> = if spec.faults.is_empty() {
-        vec![None]
-    } else {
-        spec.faults
-            .iter()
-            .map(|f| {
-                FaultKind::parse(f).map(Some).ok_or_else(|| err(format!("field `faults`: unknown fault kind `{f}`")))
-            })
-            .collect::<Result<_, _>>()?
-    };
-    let mut cases = Vec::new();
-    for seed in spec.seeds[0]..=spec.seeds[1] {
-        for fault in &faults {
-            let mut cfg = SimConfig { fault: *fault, decoy: spec.decoy, ..SimConfig::for_seed(seed) };
-            if let Some(n) = spec.services {
-                cfg.services = n;
-            }
-            let kind = fault.map(|f| format!("-{}", f.as_str())).unwrap_or_default();
-            cases.push(Case {
-                id: format!("sim-{seed}{kind}"),
-                system: "simulated".into(),
-                source: CaseSource::Simulated(cfg),
-            });
-        }
-    }
-    Ok(vec![Suite { name: spec.name, cases }])
-}
-
-/// Resolves a suite argument into its cases (cheap: nothing heavy is loaded yet).
+/// Resolves a suite argument into its suites and cases, through the dataset registry (cheap:
+/// nothing heavy is loaded yet).
 pub fn suites(arg: &str) -> Result<Vec<Suite>, EvalError> {
-    if let Some(spec) = arg.strip_prefix("sim:") {
-        let (range, fault) = match spec.split_once(':') {
-            Some((r, k)) => {
-                let kind = FaultKind::parse(k).ok_or_else(|| EvalError::Suite {
-                    path: arg.into(),
-                    message: format!("unknown fault kind `{k}`"),
-                })?;
-                (r, Some(kind))
-            }
-            None => (spec, None),
-        };
-        let (a, b) = range.split_once('-').unwrap_or((range, range));
-        let parse = |s: &str| {
-            s.trim()
-                .parse::<u64>()
-                .map_err(|_| EvalError::Suite { path: arg.into(), message: format!("`{s}` is not a seed") })
-        };
-        let (a, b) = (parse(a)?, parse(b)?);
-        let cases = (a..=b)
-            .map(|seed| Case {
-                id: format!("sim-{seed}"),
-                system: "simulated".into(),
-                source: CaseSource::Simulated(SimConfig { fault, ..SimConfig::for_seed(seed) }),
-            })
-            .collect();
-        return Ok(vec![Suite { name: arg.to_string(), cases }]);
-    }
-    let path = Path::new(arg);
-    if arg.ends_with(".toml") {
-        return simulated_spec(path);
-    }
-    let kinds = adapters::recognise(path);
-    if !kinds.is_empty() {
-        let cases =
-            adapters::list_cases(path).map_err(|e| EvalError::Suite { path: arg.into(), message: e.to_string() })?;
-        let mut by_system: BTreeMap<String, Vec<Case>> = BTreeMap::new();
-        for c in cases {
-            by_system.entry(c.system.clone()).or_default().push(Case {
-                id: c.id.clone(),
-                system: c.system.clone(),
-                source: CaseSource::Dataset(Box::new(c)),
-            });
-        }
-        return Ok(by_system
-            .into_iter()
-            .map(|(system, cases)| Suite { name: format!("{arg} ({system})"), cases })
-            .collect());
-    }
-    if path.is_dir() {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| EvalError::Suite { path: arg.into(), message: e.to_string() })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("truth.json").is_file())
-            .collect();
-        if path.join("truth.json").is_file() {
-            dirs.push(path.to_path_buf());
-        }
-        dirs.sort();
-        if !dirs.is_empty() {
-            let cases = dirs
-                .into_iter()
-                .map(|d| Case {
-                    id: d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                    system: "bundles".into(),
-                    source: CaseSource::Bundle(d),
-                })
-                .collect();
-            return Ok(vec![Suite { name: arg.to_string(), cases }]);
-        }
-    }
-    Err(EvalError::UnknownSuite(arg.to_string()))
+    datasets::suites(arg)
 }
 
 /// How one method did on one case.
@@ -206,36 +78,43 @@ pub struct CaseResult {
     pub methods: BTreeMap<Method, Outcome>,
 }
 
-pub fn load(case: &Case) -> Result<Incident, String> {
-    match &case.source {
-        CaseSource::Dataset(c) => adapters::load_case(c).map_err(|e| e.to_string()),
-        CaseSource::Bundle(d) => crate::ingest::load_bundle(d).map_err(|e| e.to_string()),
-        CaseSource::Simulated(cfg) => Ok(simulate::simulate(cfg)),
-    }
+/// Loads an incident case.
+pub fn load(case: &Case) -> Result<Incident, EvalError> {
+    case.load_incident()
+}
+
+/// Why guarded work gave no result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GuardError {
+    #[error("could not start a worker thread: {0}")]
+    Spawn(String),
+    #[error("panic: {0}")]
+    Panic(String),
+    #[error("timed out after {0} s")]
+    TimedOut(u64),
 }
 
 /// Runs `f` on its own thread, waiting at most `limit`; a panic or a time-out is an error
 /// message. A timed-out thread is left to finish on its own: the run goes on without it.
-fn guarded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+fn guarded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Result<T, GuardError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new().stack_size(16 << 20).spawn(move || {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let _ = tx.send(r);
     });
     if let Err(e) = spawned {
-        return Err(format!("could not start a worker thread: {e}"));
+        return Err(GuardError::Spawn(e.to_string()));
     }
     match rx.recv_timeout(limit) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(panic)) => Err(format!(
-            "panic: {}",
+        Ok(Err(panic)) => Err(GuardError::Panic(
             panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "(no message)".into())
+                .unwrap_or_else(|| "(no message)".into()),
         )),
-        Err(_) => Err(format!("timed out after {} s", limit.as_secs())),
+        Err(_) => Err(GuardError::TimedOut(limit.as_secs())),
     }
 }
 
@@ -284,49 +163,30 @@ fn judge(truth: &Truth, ranked: Vec<String>, reported: Option<bool>, confidence:
 pub fn run_case(case: &Case, opts: &EvalOptions) -> CaseResult {
     let started = Instant::now();
     let (case2, opts2) = (case.clone(), opts.clone());
-    let work = move || -> Result<(Truth, f64, BTreeMap<Method, Outcome>), String> {
+    let work = move || -> Result<(Truth, f64, BTreeMap<Method, Outcome>), EvalError> {
         let t0 = Instant::now();
         let incident = load(&case2)?;
-        let truth = incident.truth.clone().ok_or_else(|| "case has no truth label".to_string())?;
+        let truth = incident
+            .truth
+            .clone()
+            .ok_or_else(|| EvalError::Case { id: case2.id.clone(), message: "case has no truth label".into() })?;
         let load_seconds = t0.elapsed().as_secs_f64();
         let mut out = BTreeMap::new();
         for &m in &opts2.methods {
             let t = Instant::now();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match m {
-                Method::CulpritAgent => {
-                    let tr = triage::triage(&incident, &m.triage_config(&opts2.config));
-                    let t = crate::investigate::investigate(
-                        &incident,
-                        &tr,
-                        None,
-                        &mut crate::investigate::rules::Rules,
-                        &opts2.agent,
-                    );
-                    let ranked = t.ranked(tr.ranking.candidates.iter().map(|c| c.service.as_str()));
-                    let reported = tr.ranking.has_root_cause && t.conclusion.service.is_some();
-                    (ranked, Some(reported), Some(t.conclusion.confidence))
-                }
-                Method::Culprit | Method::CulpritEmbed => {
-                    let tr = triage::triage(&incident, &m.triage_config(&opts2.config));
-                    let ranked: Vec<String> = tr.ranking.candidates.iter().map(|c| c.service.clone()).collect();
-                    let confidence = tr.ranking.candidates.first().map(|c| c.confidence);
-                    (ranked, Some(tr.ranking.has_root_cause), confidence)
-                }
-                other => (baselines::rank(other, &incident), None, None),
-            }));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.run(&incident, &opts2)));
             let outcome = match result {
-                Ok((ranked, reported, confidence)) => {
-                    judge(&truth, ranked, reported, confidence, t.elapsed().as_secs_f64())
-                }
+                Ok(r) => judge(&truth, r.ranked, r.claims_root_cause, r.confidence, t.elapsed().as_secs_f64()),
                 Err(_) => Outcome::Invalid { reason: format!("{} panicked", m.as_str()) },
             };
             out.insert(m, outcome);
         }
         Ok((truth, load_seconds, out))
     };
-    let (truth, load_seconds, methods) = match guarded(opts.timeout, work).and_then(|r| r) {
+    let (truth, load_seconds, methods) = match guarded(opts.timeout, work).map_err(EvalError::from).and_then(|r| r) {
         Ok((truth, l, m)) => (Some(truth), l, m),
-        Err(reason) => {
+        Err(e) => {
+            let reason = e.to_string();
             let m = opts.methods.iter().map(|m| (*m, Outcome::Invalid { reason: reason.clone() })).collect();
             (None, started.elapsed().as_secs_f64(), m)
         }
@@ -700,7 +560,7 @@ mod tests {
         assert!(suites("sim:x-3").is_err());
         assert!(matches!(suites("sim:1-2:none"), Ok(v) if v[0].cases.len() == 2));
         assert!(suites("sim:1-2:meteor").is_err());
-        assert!(matches!(suites("/nonexistent/place"), Err(EvalError::UnknownSuite(_))));
+        assert!(matches!(suites("/nonexistent/place"), Err(EvalError::UnknownSuite { .. })));
     }
 
     #[test]
@@ -719,9 +579,9 @@ mod tests {
     #[test]
     fn a_hanging_case_is_invalid_and_the_run_goes_on() {
         let r = guarded(Duration::from_millis(50), || std::thread::sleep(Duration::from_secs(2)));
-        assert!(matches!(r, Err(e) if e.contains("timed out")));
+        assert!(matches!(r, Err(e) if e.to_string().contains("timed out")));
         let r = guarded(Duration::from_secs(5), || -> u8 { panic!("kaboom") });
-        assert!(matches!(r, Err(e) if e.contains("kaboom")));
+        assert!(matches!(r, Err(e) if e.to_string().contains("kaboom")));
     }
 }
 
@@ -748,7 +608,7 @@ pub struct FeedbackSplit {
 /// on its triage (confirm when the top candidate is right, correct otherwise) — and scores the
 /// other half with the triage's order and the re-ranked order.
 pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + Sync)) -> FeedbackSplit {
-    use crate::rerank::{self, Example, Label};
+    use crate::rerank::{Example, Label};
     let cases: Vec<Case> = suite.cases.clone();
     // FNV-1a of the id: a fixed split, independent of the cases' order, that does not follow
     // the order of fault kinds in the ids.
@@ -757,12 +617,11 @@ pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + 
     };
     type Candidates = Vec<(String, Vec<f64>)>;
     let features = |case: &Case| {
-        let (case, cfg) = (case.clone(), opts.config.clone());
+        let (case, cfg) = (case.clone(), Method::Culprit.pipeline_config(opts));
         guarded(opts.timeout, move || -> Option<(Candidates, Truth)> {
             let incident = load(&case).ok()?;
             let truth = incident.truth.clone()?;
-            let tr = triage::triage(&incident, &cfg);
-            Some((rerank::features(&tr, &incident.alert, &cfg.rank), truth))
+            Some((crate::pipeline::run(&incident, &cfg, crate::pipeline::Deps::default()).features, truth))
         })
         .ok()
         .flatten()
@@ -787,7 +646,7 @@ pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + 
             }
         })
         .collect();
-    let model = rerank::Reranker::fit(&examples, 1e-3);
+    let model = crate::rerank::Reranker::fit(&examples, 1e-3);
     let test: Vec<_> = rows.iter().filter(|(i, _, _)| held_apart(&cases[*i].id)).collect();
     let rank_of = |order: Vec<String>, t: &Truth| order.iter().position(|s| *s == t.service).map(|p| p + 1);
     let (mut b1, mut a1, mut b3, mut a3) = (0usize, 0usize, 0usize, 0usize);

@@ -5,14 +5,66 @@
 //! anomalous timestamp: the alert fires then and analysis starts there. The label comes from
 //! `cases_index.csv` (`<service>-<cpu|mem>` folders).
 
-use super::{alert, column, csv_reader, headers, line_of, AdapterError, CaseRef, CaseSource, DatasetKind};
+use super::{alert, column, csv_reader, headers, line_of, AdapterError, Case, Dataset, Loaded, Scoring, Suite};
+use crate::eval::EvalError;
 use crate::ingest::read_wide_csv;
 use crate::model::{Incident, ReadReport, Telemetry, Truth};
 use std::path::{Path, PathBuf};
 
-/// Where one RCD case lives.
+/// The system name of every case.
+pub const SYSTEM: &str = "sockshop";
+/// The service through which users reach Sock Shop; the alert names it for every case.
+pub const ENTRY_SERVICE: &str = "front-end";
+const LABEL: &str = "RCD Sock Shop";
+
+/// The RCD Sock Shop dataset: `.../rcd_sockshop`.
+pub struct SockShop;
+
+impl Dataset for SockShop {
+    fn name(&self) -> &'static str {
+        "RCD (NeurIPS'22) Sock Shop"
+    }
+
+    fn form(&self) -> &'static str {
+        ".../rcd_sockshop"
+    }
+
+    fn scoring(&self) -> Scoring {
+        Scoring::Incidents
+    }
+
+    fn recognise(&self, arg: &str) -> bool {
+        is_root(Path::new(arg))
+    }
+
+    fn list_cases(&self, arg: &str) -> Result<Vec<Suite>, EvalError> {
+        let cases = list(Path::new(arg))?
+            .into_iter()
+            .map(|c| Case {
+                id: c.id.clone(),
+                system: SYSTEM.to_string(),
+                fault_kind: c.truth.kind.clone(),
+                truth: Some(c.truth.clone()),
+                dataset: &SockShop,
+                key: std::sync::Arc::new(c),
+            })
+            .collect();
+        Ok(vec![Suite { name: format!("{arg} ({SYSTEM})"), scoring: Scoring::Incidents, cases }])
+    }
+
+    fn load_case(&self, case: &Case) -> Result<Loaded, EvalError> {
+        let c = case
+            .key::<RcdCase>()
+            .ok_or_else(|| EvalError::Case { id: case.id.clone(), message: "not an RCD case".into() })?;
+        Ok(Loaded::Incident(Box::new(load(c)?)))
+    }
+}
+
+/// Where one RCD case lives, and its label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RcdCase {
+    pub id: String,
+    pub truth: Truth,
     /// The fault-free window (baseline).
     pub normal_csv: PathBuf,
     /// The fault window (incident).
@@ -20,7 +72,7 @@ pub struct RcdCase {
 }
 
 /// `.../rcd_sockshop`: holds `cases_index.csv` (with `normal_csv`/`anomalous_csv` columns) and `cases/`.
-pub(crate) fn is_root(path: &Path) -> bool {
+fn is_root(path: &Path) -> bool {
     let index = path.join("cases_index.csv");
     if !index.is_file() || !path.join("cases").is_dir() {
         return false;
@@ -32,7 +84,7 @@ pub(crate) fn is_root(path: &Path) -> bool {
 }
 
 /// Lists the cases of `<root>/cases_index.csv`.
-pub(crate) fn list_cases(root: &Path) -> Result<Vec<CaseRef>, AdapterError> {
+pub fn list(root: &Path) -> Result<Vec<RcdCase>, AdapterError> {
     let path = root.join("cases_index.csv");
     let mut rdr = csv_reader(&path)?;
     let hdr = headers(&mut rdr, &path)?;
@@ -46,7 +98,7 @@ pub(crate) fn list_cases(root: &Path) -> Result<Vec<CaseRef>, AdapterError> {
         let (id, service, fault) = (get(c_id), get(c_service), get(c_fault));
         for (i, v) in [(c_id, &id), (c_service, &service), (c_fault, &fault)] {
             if v.is_empty() {
-                return Err(AdapterError::BadIndex {
+                return Err(AdapterError::BadField {
                     path: path.clone(),
                     line: line_of(&record),
                     field: hdr[i].clone(),
@@ -54,11 +106,8 @@ pub(crate) fn list_cases(root: &Path) -> Result<Vec<CaseRef>, AdapterError> {
                 });
             }
         }
-        cases.push(CaseRef {
-            dataset: DatasetKind::RcdSockShop,
+        cases.push(RcdCase {
             id,
-            system: DatasetKind::RcdSockShop.system().to_string(),
-            fault_kind: fault.clone(),
             truth: Truth {
                 service: service.clone(),
                 // The fault type names the faulty resource (`cpu`, `mem`): the series
@@ -67,17 +116,15 @@ pub(crate) fn list_cases(root: &Path) -> Result<Vec<CaseRef>, AdapterError> {
                 kind: fault,
                 chain: vec![service],
             },
-            source: CaseSource::Rcd(RcdCase {
-                normal_csv: root.join(get(c_normal)),
-                anomalous_csv: root.join(get(c_anom)),
-            }),
+            normal_csv: root.join(get(c_normal)),
+            anomalous_csv: root.join(get(c_anom)),
         });
     }
     Ok(cases)
 }
 
 /// Loads one RCD case.
-pub(crate) fn load_case(case: &CaseRef, r: &RcdCase) -> Result<Incident, AdapterError> {
+pub fn load(r: &RcdCase) -> Result<Incident, AdapterError> {
     let mut report = ReadReport::default();
     let anomalous = read_wide_csv(&r.anomalous_csv, &mut report)?;
     let normal = read_wide_csv(&r.normal_csv, &mut report)?;
@@ -90,13 +137,13 @@ pub(crate) fn load_case(case: &CaseRef, r: &RcdCase) -> Result<Incident, Adapter
         return Err(AdapterError::NoData { path: r.normal_csv.clone(), message: "no readable rows".into() });
     }
     Ok(Incident {
-        id: case.id.clone(),
-        alert: alert(DatasetKind::RcdSockShop, start),
+        id: r.id.clone(),
+        alert: alert(LABEL, ENTRY_SERVICE, start),
         telemetry: Telemetry { metrics: anomalous, ..Telemetry::default() },
         baseline: Some(Telemetry { metrics: normal, ..Telemetry::default() }),
         analysis_start: start,
         topology: None,
-        truth: Some(case.truth.clone()),
+        truth: Some(r.truth.clone()),
         read_report: report,
     })
 }

@@ -1,119 +1,20 @@
-//! Drill-down datasets in `culprit eval`: RobustSpot RS (localisation: element-set F1 and
-//! exact-set accuracy of culprit's search beside the Adtributor and Squeeze baselines) and
-//! Kontrast (did this change cause the KPI shift: precision, recall, F1).
+//! Scoring the drill-down suites: localisation (RobustSpot RS: element-set F1 and exact-set
+//! accuracy of culprit's search beside the Adtributor and Squeeze baselines) and change impact
+//! (Kontrast: did this change cause the KPI shift, precision, recall, F1).
 //!
 //! Every parameter is in the searches' and checks' `Default`s. Two of the ripple search's were
 //! chosen on RS's even half (see `RippleConfig`), and `change_impact`'s window and threshold on
-//! Kontrast's even pairs; the other halves are reported apart as held out. Data after the moment judged is never read (RS: minutes after the
-//! anomalous one; Kontrast reads the window after the change, which is the question).
+//! Kontrast's even pairs; the other halves are reported apart as held out. Data after the moment
+//! judged is never read (RS: minutes after the anomalous one; Kontrast reads the window after the
+//! change, which is the question).
 
-use super::checks::{change_impact, ImpactConfig};
-use super::report::{localise, SearchKind};
-use super::search::Cuboids;
-use super::{parse_elements, Cube, CubeBuilder, Element, SetScores};
-use crate::model::Ts;
+use super::datasets::{Loaded, Scoring, Suite};
+use super::EvalError;
+use crate::drilldown::checks::{change_impact, ImpactConfig};
+use crate::drilldown::report::{localise, SearchKind};
+use crate::drilldown::search::Cuboids;
+use crate::drilldown::SetScores;
 use serde::Serialize;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-/// Minutes of history an RS leaf's forecast averages (as in RiskLoc's evaluation of RS).
-pub const RS_HISTORY: i64 = 4;
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Dataset {
-    /// `cases_index.csv` with `data_csv` and `root_cause` columns.
-    RobustSpot(PathBuf),
-    /// `config/<name>.csv` with `change_start` and `label`, series in `data/<name>/`.
-    Kontrast(PathBuf),
-}
-
-fn header_of(path: &Path) -> Option<Vec<String>> {
-    let mut r = csv::Reader::from_path(path).ok()?;
-    Some(r.headers().ok()?.iter().map(str::to_string).collect())
-}
-
-/// The drill-down dataset at `path`, if it is one.
-pub fn recognise(path: &Path) -> Option<Dataset> {
-    let index = path.join("cases_index.csv");
-    if header_of(&index).is_some_and(|h| h.iter().any(|c| c == "root_cause") && h.iter().any(|c| c == "data_csv")) {
-        return Some(Dataset::RobustSpot(path.to_path_buf()));
-    }
-    let config = std::fs::read_dir(path.join("config")).ok()?;
-    let kontrast = config
-        .filter_map(|e| e.ok())
-        .any(|e| header_of(&e.path()).is_some_and(|h| h.iter().any(|c| c == "change_start")));
-    (kontrast && path.join("data").is_dir()).then(|| Dataset::Kontrast(path.to_path_buf()))
-}
-
-#[derive(Debug, Clone)]
-pub struct RsCase {
-    pub id: String,
-    pub csv: PathBuf,
-    /// The anomalous minute (Unix s).
-    pub minute: i64,
-    pub truth: Vec<Element>,
-}
-
-pub fn rs_cases(dir: &Path) -> Result<Vec<RsCase>, String> {
-    let index = dir.join("cases_index.csv");
-    let at = |line: usize| format!("{}:{line}", index.display());
-    let mut r = csv::Reader::from_path(&index).map_err(|e| format!("{}: {e}", index.display()))?;
-    let headers = r.headers().map_err(|e| format!("{}: {e}", index.display()))?.clone();
-    let col = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| format!("{}: no column {name}", index.display()))
-    };
-    let (c_id, c_csv, c_ts, c_rc) = (col("case_id")?, col("data_csv")?, col("anomaly_timestamp")?, col("root_cause")?);
-    let mut out = Vec::new();
-    for (i, rec) in r.records().enumerate() {
-        let rec = rec.map_err(|e| format!("{}: {e}", at(i + 2)))?;
-        let minute: i64 = rec[c_ts]
-            .trim()
-            .parse()
-            .map_err(|_| format!("{}: column \"anomaly_timestamp\": {:?} is not a number", at(i + 2), &rec[c_ts]))?;
-        let truth = parse_elements(&rec[c_rc]).map_err(|e| format!("{}: column \"root_cause\": {e}", at(i + 2)))?;
-        out.push(RsCase { id: rec[c_id].to_string(), csv: dir.join(&rec[c_csv]), minute, truth });
-    }
-    Ok(out)
-}
-
-/// The case's cube at its anomalous minute. The KPI is the share of viewers *not* stalling,
-/// (cnt − value) / cnt; a leaf's forecast is its mean over the [`RS_HISTORY`] minutes before.
-pub fn rs_cube(case: &RsCase) -> Result<Cube, String> {
-    let file = case.csv.display().to_string();
-    let mut r = csv::Reader::from_path(&case.csv).map_err(|e| format!("{file}: {e}"))?;
-    let headers = r.headers().map_err(|e| format!("{file}: {e}"))?.clone();
-    let find = |n: &str| headers.iter().position(|h| h == n).ok_or_else(|| format!("{file}: no column {n}"));
-    let (c_min, c_value, c_cnt) = (find("min")?, find("value")?, find("cnt")?);
-    let dim_cols: Vec<usize> = (0..headers.len()).filter(|&i| i != c_min && i != c_value && i != c_cnt).collect();
-    let mut b = CubeBuilder::new(dim_cols.iter().map(|&i| headers[i].to_string()).collect());
-    let mut key = vec![0u32; dim_cols.len()];
-    let h = RS_HISTORY as f64;
-    for (i, rec) in r.records().enumerate() {
-        let line = i + 2;
-        let rec = rec.map_err(|e| format!("{file}:{line}: {e}"))?;
-        let num = |c: usize| {
-            rec[c]
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| format!("{file}:{line}: column {:?}: {:?} is not a number", &headers[c], &rec[c]))
-        };
-        let minute = num(c_min)? as i64;
-        let at = minute == case.minute;
-        if !at && !(minute < case.minute && minute >= case.minute - RS_HISTORY * 60) {
-            continue;
-        }
-        let (stalled, viewers) = (num(c_value)?, num(c_cnt)?);
-        for (d, &c) in dim_cols.iter().enumerate() {
-            key[d] = b.id(d, rec[c].trim());
-        }
-        if at {
-            b.add_row(&key, viewers - stalled, viewers);
-        } else {
-            b.add_forecast(&key, (viewers - stalled) / h, viewers / h);
-        }
-    }
-    Ok(b.build(true))
-}
 
 /// One method's scores on RS: all cases, and the two halves (cases at even and at odd positions
 /// in the index; the ripple search's two fitted settings were chosen on the even half, so the
@@ -135,9 +36,8 @@ pub const RS_METHODS: [(SearchKind, &str); 3] = [
     (SearchKind::Adtributor, "Adtributor (baseline)"),
 ];
 
-/// Scores each method on every RS case.
-pub fn run_rs(dir: &Path, progress: &dyn Fn()) -> Result<Vec<RsMethod>, String> {
-    let cases = rs_cases(dir)?;
+/// Scores each method on every case of a localisation suite, in order.
+pub fn run_localisation(suite: &Suite, progress: &dyn Fn()) -> Result<Vec<RsMethod>, EvalError> {
     let mut out: Vec<RsMethod> = RS_METHODS
         .iter()
         .map(|(_, n)| RsMethod {
@@ -150,15 +50,17 @@ pub fn run_rs(dir: &Path, progress: &dyn Fn()) -> Result<Vec<RsMethod>, String> 
             seconds: 0.0,
         })
         .collect();
-    for (i, c) in cases.iter().enumerate() {
-        let cube = rs_cube(c)?;
+    for (i, c) in suite.cases.iter().enumerate() {
+        let Loaded::Cube { cube, truth } = c.load()? else {
+            return Err(EvalError::Case { id: c.id.clone(), message: "not a drill-down cube".into() });
+        };
         let cuboids = Cuboids::new(&cube, 3);
         for ((kind, _), m) in RS_METHODS.iter().zip(&mut out) {
             let t = std::time::Instant::now();
             let found = localise(*kind, &cube, &cuboids, 3);
             m.seconds += t.elapsed().as_secs_f64();
-            m.scores.add(&found, &c.truth);
-            if i % 2 == 0 { &mut m.tuning_half } else { &mut m.held_out_half }.add(&found, &c.truth);
+            m.scores.add(&found, &truth);
+            if i % 2 == 0 { &mut m.tuning_half } else { &mut m.held_out_half }.add(&found, &truth);
         }
         progress();
     }
@@ -166,67 +68,6 @@ pub fn run_rs(dir: &Path, progress: &dyn Fn()) -> Result<Vec<RsMethod>, String> 
         m.f1 = m.scores.f1();
         m.exact = m.scores.exact_accuracy();
     }
-    Ok(out)
-}
-
-#[derive(Debug, Clone)]
-pub struct KontrastCase {
-    pub id: String,
-    pub series: PathBuf,
-    pub change: Ts,
-    /// The KPI was affected by an erroneous change.
-    pub caused: bool,
-}
-
-pub fn kontrast_cases(dir: &Path) -> Result<Vec<KontrastCase>, String> {
-    let mut out = Vec::new();
-    let mut configs: Vec<PathBuf> = std::fs::read_dir(dir.join("config"))
-        .map_err(|e| format!("{}: {e}", dir.join("config").display()))?
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
-        .collect();
-    configs.sort();
-    for cfg in configs {
-        let name = cfg.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        let mut r = csv::Reader::from_path(&cfg).map_err(|e| format!("{}: {e}", cfg.display()))?;
-        let headers = r.headers().map_err(|e| format!("{}: {e}", cfg.display()))?.clone();
-        let col =
-            |n: &str| headers.iter().position(|h| h == n).ok_or_else(|| format!("{}: no column {n}", cfg.display()));
-        let (c_inst, c_metric, c_start, c_label, c_id) =
-            (col("instance_name")?, col("metric")?, col("change_start")?, col("label")?, col("case_id")?);
-        for (i, rec) in r.records().enumerate() {
-            let at = format!("{}:{}", cfg.display(), i + 2);
-            let rec = rec.map_err(|e| format!("{at}: {e}"))?;
-            let change = crate::ingest::time::parse_time_str(&rec[c_start])
-                .ok_or_else(|| format!("{at}: column \"change_start\": {:?} is not a time", &rec[c_start]))?;
-            let caused = match rec[c_label].trim() {
-                "1" => true,
-                "0" => false,
-                x => return Err(format!("{at}: column \"label\": {x:?} is not 0 or 1")),
-            };
-            let series = dir.join("data").join(&name).join(format!("{}${}.csv.gz", &rec[c_inst], &rec[c_metric]));
-            out.push(KontrastCase { id: format!("{name}/{}", &rec[c_id]), series, change, caused });
-        }
-    }
-    Ok(out)
-}
-
-/// A `timestamp,value` series (.csv or .csv.gz), time-sorted.
-pub fn read_series(path: &Path) -> Result<Vec<(Ts, f64)>, String> {
-    let file = path.display().to_string();
-    let reader = crate::ingest::io::open(path).map_err(|e| e.to_string())?;
-    let mut r = csv::Reader::from_reader(reader);
-    let mut out = Vec::new();
-    for (i, rec) in r.records().enumerate() {
-        let rec = rec.map_err(|e| format!("{file}:{}: {e}", i + 2))?;
-        let t = crate::ingest::time::parse_time_str(rec.get(0).unwrap_or(""))
-            .ok_or_else(|| format!("{file}:{}: column \"timestamp\": not a time", i + 2))?;
-        let v: f64 = rec.get(1).unwrap_or("").trim().parse().map_err(|_| {
-            format!("{file}:{}: column \"value\": {:?} is not a number", i + 2, rec.get(1).unwrap_or(""))
-        })?;
-        out.push((t, v));
-    }
-    out.sort_by_key(|p| p.0);
     Ok(out)
 }
 
@@ -293,8 +134,7 @@ pub struct KontrastMethod {
 
 /// Judges every Kontrast case with the placebo test (with and without the previous days as
 /// controls) and the always-"caused" baseline.
-pub fn run_kontrast(dir: &Path, progress: &dyn Fn()) -> Result<Vec<KontrastMethod>, String> {
-    let cases = kontrast_cases(dir)?;
+pub fn run_change_impact(suite: &Suite, progress: &dyn Fn()) -> Result<Vec<KontrastMethod>, EvalError> {
     let seasonal = ImpactConfig::default();
     let plain = ImpactConfig { seasons: 0, ..Default::default() };
     let mut out: Vec<KontrastMethod> = [
@@ -308,33 +148,23 @@ pub fn run_kontrast(dir: &Path, progress: &dyn Fn()) -> Result<Vec<KontrastMetho
         KontrastMethod { all: b.clone(), tuning_half: b.clone(), held_out_half: b }
     })
     .collect();
-    let mut cache: HashMap<PathBuf, Vec<(Ts, f64)>> = HashMap::new();
-    for (i, c) in cases.iter().enumerate() {
-        if !cache.contains_key(&c.series) {
-            let s = read_series(&c.series)?;
-            cache.insert(c.series.clone(), s);
-        }
-        let series = &cache[&c.series];
+    for (i, c) in suite.cases.iter().enumerate() {
+        let Loaded::Change { series, change, caused } = c.load()? else {
+            return Err(EvalError::Case { id: c.id.clone(), message: "not a KPI series with a change".into() });
+        };
         let mut verdicts: Vec<Option<bool>> =
-            [&seasonal, &plain].iter().map(|cfg| change_impact(series, c.change, cfg).map(|v| v.caused)).collect();
+            [&seasonal, &plain].iter().map(|cfg| change_impact(&series, change, cfg).map(|v| v.caused)).collect();
         verdicts.push(Some(true));
         for (m, v) in out.iter_mut().zip(verdicts) {
             let half = if (i / 2) % 2 == 0 { &mut m.tuning_half } else { &mut m.held_out_half };
             for b in [&mut m.all, half] {
                 b.undecided += usize::from(v.is_none());
-                b.add(v.unwrap_or(false), c.caused);
+                b.add(v.unwrap_or(false), caused);
             }
         }
         progress();
     }
     Ok(out)
-}
-
-pub fn cases_in(d: &Dataset) -> usize {
-    match d {
-        Dataset::RobustSpot(p) => rs_cases(p).map_or(0, |c| c.len()),
-        Dataset::Kontrast(p) => kontrast_cases(p).map_or(0, |c| c.len()),
-    }
 }
 
 /// The result of one drill-down dataset.
@@ -345,13 +175,14 @@ pub enum Outcome {
     ChangeImpact { dataset: String, methods: Vec<KontrastMethod> },
 }
 
-pub fn run(d: &Dataset, progress: &dyn Fn()) -> Result<Outcome, String> {
-    match d {
-        Dataset::RobustSpot(p) => {
-            Ok(Outcome::Localisation { dataset: p.display().to_string(), methods: run_rs(p, progress)? })
-        }
-        Dataset::Kontrast(p) => {
-            Ok(Outcome::ChangeImpact { dataset: p.display().to_string(), methods: run_kontrast(p, progress)? })
+/// Scores a drill-down suite by its kind.
+pub fn run(suite: &Suite, progress: &dyn Fn()) -> Result<Outcome, EvalError> {
+    let dataset = suite.name.clone();
+    match suite.scoring {
+        Scoring::Localisation => Ok(Outcome::Localisation { dataset, methods: run_localisation(suite, progress)? }),
+        Scoring::ChangeImpact => Ok(Outcome::ChangeImpact { dataset, methods: run_change_impact(suite, progress)? }),
+        Scoring::Incidents => {
+            Err(EvalError::Suite { path: dataset, message: "an incident suite, not a drill-down one".into() })
         }
     }
 }
@@ -402,6 +233,12 @@ pub fn render(o: &Outcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::datasets::{self, robustspot, Dataset};
+
+    fn suite(dir: &std::path::Path) -> Suite {
+        let arg = dir.to_str().unwrap();
+        datasets::suites(arg).unwrap().remove(0)
+    }
 
     /// A small RS-shaped dataset: two dimensions, a ratio that falls in one element at the
     /// anomalous minute, and minutes after it that would mislead a method reading them.
@@ -429,13 +266,16 @@ mod tests {
             "case_id,data_csv,anomaly_timestamp,root_cause\n1,case1.csv,1600000300,cdn=c2\n",
         )
         .unwrap();
-        assert_eq!(recognise(dir.path()), Some(Dataset::RobustSpot(dir.path().to_path_buf())));
-        let cases = rs_cases(dir.path()).unwrap();
-        let cube = rs_cube(&cases[0]).unwrap();
+        assert_eq!(
+            datasets::recognise(dir.path().to_str().unwrap()).map(|d| d.name()),
+            Some(robustspot::RobustSpot.name())
+        );
+        let cases = robustspot::rs_cases(dir.path()).unwrap();
+        let cube = robustspot::rs_cube(&cases[0]).unwrap();
         assert_eq!(cube.leaves.len(), 12);
         // Forecast: the mean of minutes 1–4; minute 6 (after the anomaly) is never read.
         assert!(cube.leaves.iter().all(|l| (l.fb - 100.0).abs() < 1e-9 && (l.fa - 94.5).abs() < 1e-9));
-        let out = run_rs(dir.path(), &|| {}).unwrap();
+        let out = run_localisation(&suite(dir.path()), &|| {}).unwrap();
         assert_eq!(out[0].scores.exact, 1, "{out:?}");
         assert_eq!(out.len(), 3);
         std::fs::write(
@@ -443,9 +283,8 @@ mod tests {
             "case_id,data_csv,anomaly_timestamp,root_cause\n1,case1.csv,soon,cdn=c2\n",
         )
         .unwrap();
-        assert!(rs_cases(dir.path())
-            .unwrap_err()
-            .ends_with("cases_index.csv:2: column \"anomaly_timestamp\": \"soon\" is not a number"));
+        let err = robustspot::rs_cases(dir.path()).unwrap_err().to_string();
+        assert!(err.ends_with("cases_index.csv:2: field `anomaly_timestamp`: \"soon\" is not a number"), "{err}");
     }
 
     #[test]
@@ -468,8 +307,9 @@ mod tests {
         std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
         std::fs::write(dir.path().join("data/set/none$k.csv.gz"), gz.finish().unwrap()).unwrap();
         std::fs::write(dir.path().join("config/set.csv"), format!("instance_name,metric,change_start,change_end,label,case_id,case_label\nnone,k,{t0},{t0},1,000,1\nnone,k,{t1},{t1},0,001,0\n")).unwrap();
-        assert_eq!(recognise(dir.path()), Some(Dataset::Kontrast(dir.path().to_path_buf())));
-        let out = run_kontrast(dir.path(), &|| {}).unwrap();
+        let kontrast = datasets::recognise(dir.path().to_str().unwrap()).map(|d| d.name());
+        assert_eq!(kontrast, Some(datasets::kontrast::Kontrast.name()));
+        let out = run_change_impact(&suite(dir.path()), &|| {}).unwrap();
         assert_eq!((out[0].all.tp, out[0].all.tn, out[0].all.cases), (1, 1, 2), "{out:?}");
         assert_eq!((out[0].tuning_half.cases, out[0].held_out_half.cases), (2, 0));
         let trivial = &out[2].all;

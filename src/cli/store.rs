@@ -1,24 +1,108 @@
-//! The verbs over models and the store: `train`, `models status`, `kb add|search`,
-//! `store ingest|stats|index`. Each is a synchronous shell over the async store.
+//! `culprit kb` and `culprit store`: the knowledge base of past incidents and the event store
+//! (LanceDB), each a synchronous shell over the async store.
 
-use anyhow::{bail, Context, Result};
-use culprit::embed::net::TrainConfig;
-use culprit::embed::{drift, features, Embedder, Row, SourceKind, DIM};
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use culprit::embed::{features, Embedder, Row, SourceKind, DIM};
 use culprit::model::{Incident, ReadReport};
 use culprit::store::{EventRow, Store};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+#[derive(clap::Args, Debug)]
+pub struct KbArgs {
+    #[command(subcommand)]
+    command: KbCommand,
 }
 
-fn open_store(rt: &tokio::runtime::Runtime, uri: &str) -> Result<Store> {
+#[derive(Subcommand, Debug)]
+pub enum KbCommand {
+    /// Add past incidents: markdown postmortems with a front-matter block (root_cause, kind,
+    /// resolution, services, tags, title, date), incident JSON ({"title", "root_cause":
+    /// {"service", "kind"}, "resolution", …}), or bundle directories with truth.json. An entry
+    /// with the id of an existing one replaces it.
+    Add {
+        #[arg(required = true, value_name = "FILE|BUNDLE")]
+        files: Vec<PathBuf>,
+        /// Store URI (default: $CULPRIT_STORE, else the user's data directory).
+        #[arg(long, value_name = "URI")]
+        store: Option<String>,
+    },
+    /// Find past incidents similar to a question or to an incident bundle (which is investigated
+    /// first), with their root causes and resolutions.
+    Search {
+        /// Free text, or a bundle directory.
+        #[arg(value_name = "QUERY|BUNDLE")]
+        query: String,
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+        #[arg(long, value_name = "URI")]
+        store: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    command: StoreCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Stream a bundle's events (logs, metrics, traces, changes) into the events table, embedded
+    /// with the models in --models where one exists; one commit per --batch rows, each reported
+    /// as `committed N rows`. Indexes are built once the table is large enough.
+    Ingest {
+        bundle: PathBuf,
+        #[arg(long, value_name = "URI")]
+        store: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        #[arg(long, default_value = "production")]
+        environment: String,
+        /// Do not build indexes at the end (build them later, on a quieter machine).
+        #[arg(long)]
+        no_index: bool,
+    },
+    /// Row counts of the tables.
+    Stats {
+        #[arg(long, value_name = "URI")]
+        store: Option<String>,
+    },
+}
+
+pub fn kb(a: KbArgs) -> Result<ExitCode> {
+    match a.command {
+        KbCommand::Add { files, store } => kb_add(&store.unwrap_or_else(culprit::store::default_uri), &files),
+        KbCommand::Search { query, k, store, json } => {
+            kb_search(&store.unwrap_or_else(culprit::store::default_uri), &query, k, json)
+        }
+    }
+}
+
+pub fn store(a: StoreArgs) -> Result<ExitCode> {
+    match a.command {
+        StoreCommand::Ingest { bundle, store, models, batch, environment, no_index } => {
+            if batch == 0 {
+                anyhow::bail!("--batch must be at least 1");
+            }
+            let uri = store.unwrap_or_else(culprit::store::default_uri);
+            store_ingest(&uri, &bundle, models.as_deref(), batch, &environment, !no_index)
+        }
+        StoreCommand::Stats { store } => store_stats(&store.unwrap_or_else(culprit::store::default_uri)),
+    }
+}
+
+pub(super) fn open_store(rt: &tokio::runtime::Runtime, uri: &str) -> Result<Store> {
     rt.block_on(Store::open(uri)).with_context(|| format!("opening the store {uri}"))
 }
 
-fn spinner(what: &str) -> indicatif::ProgressBar {
+pub(super) fn spinner(what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
@@ -29,24 +113,11 @@ fn spinner(what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// The fault-free events of a bundle for `source`: its separate baseline if it has one, else
-/// everything before the analysis start. At most `max` events, evenly thinned.
-fn baseline_rows(incident: &Incident, source: SourceKind, max: usize) -> (Vec<Row>, ReadReport) {
-    let mut report = ReadReport::default();
-    let mut rows = Vec::new();
-    features::for_each_split_row(incident, source, &mut report, |r, reference| {
-        if reference {
-            rows.push(r)
-        }
-    });
-    (thin(rows, max), report)
-}
-
-fn load(bundle: &Path) -> Result<Incident> {
+pub(super) fn load(bundle: &Path) -> Result<Incident> {
     culprit::ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))
 }
 
-fn thin(rows: Vec<Row>, max: usize) -> Vec<Row> {
+pub(super) fn thin(rows: Vec<Row>, max: usize) -> Vec<Row> {
     if rows.len() <= max {
         return rows;
     }
@@ -54,114 +125,7 @@ fn thin(rows: Vec<Row>, max: usize) -> Vec<Row> {
     (0..max).filter_map(|i| rows.get((i as f64 * step) as usize).cloned()).collect()
 }
 
-pub struct TrainArgs {
-    pub sources: Vec<SourceKind>,
-    pub from: String,
-    pub out: PathBuf,
-    pub cfg: TrainConfig,
-    pub max_events: usize,
-}
-
-pub fn train(a: TrainArgs) -> Result<ExitCode> {
-    let from_bundle = Path::new(&a.from).is_dir() && Path::new(&a.from).join("incident.json").exists();
-    let rt = if from_bundle { None } else { Some(runtime()?) };
-    let incident = if from_bundle { Some(load(Path::new(&a.from))?) } else { None };
-    let mut trained = 0;
-    for source in &a.sources {
-        let rows = if let Some(incident) = &incident {
-            let (rows, report) = baseline_rows(incident, *source, a.max_events);
-            if report.records_skipped > 0 {
-                eprintln!("{source}: skipped {} unreadable records while reading {}", report.records_skipped, a.from);
-            }
-            rows
-        } else {
-            let rt = rt.as_ref().context("runtime")?;
-            let store = open_store(rt, &a.from)?;
-            rt.block_on(store.event_rows(source.as_str(), a.max_events))?
-        };
-        if rows.len() < 32 {
-            eprintln!("{source}: skipped, only {} baseline events in {} (need 32)", rows.len(), a.from);
-            continue;
-        }
-        let bar = spinner(&format!("training {source} on {} events", rows.len()));
-        let model = Embedder::fit(*source, &rows, &a.from, &a.cfg, |step, total| {
-            bar.set_length(total as u64);
-            bar.set_position(step as u64);
-        })?;
-        bar.finish_and_clear();
-        model.save(&a.out).with_context(|| format!("saving the {source} model to {}", a.out.display()))?;
-        let t = &model.card.training;
-        println!(
-            "{source}: trained on {} events in {:.1} s on {}; loss {} → {}; saved to {}",
-            t.events,
-            t.seconds,
-            t.device,
-            t.loss_curve.first().map_or("-".into(), |l| format!("{l:.3}")),
-            t.loss_curve.last().map_or("-".into(), |l| format!("{l:.3}")),
-            a.out.join(format!("{source}.safetensors")).display()
-        );
-        trained += 1;
-    }
-    if trained == 0 {
-        bail!("no model trained: no source had enough baseline events in {}", a.from);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `culprit models status`: what is trained, how old it is, whether it still fits the data.
-pub fn models_status(dir: &Path, recent: Option<&Path>, max_age_days: i64) -> Result<ExitCode> {
-    let recent = recent.map(load).transpose()?;
-    let mut retrain = 0;
-    for source in SourceKind::ALL {
-        let card = match Embedder::read_card(dir, source) {
-            Ok(c) => c,
-            Err(culprit::embed::EmbedError::NoModel { .. }) => {
-                println!("{source:8} not trained");
-                continue;
-            }
-            Err(e) => {
-                println!("{source:8} RETRAIN: {e}");
-                retrain += 1;
-                continue;
-            }
-        };
-        let mut reasons = Vec::new();
-        if let Err(why) = culprit::embed::embedder::check_features(&card, source) {
-            reasons.push(format!("features differ from this culprit's: {why}"));
-        }
-        let age = chrono::DateTime::parse_from_rfc3339(&card.training.trained_at)
-            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_days())
-            .unwrap_or(i64::MAX);
-        if age > max_age_days {
-            reasons.push(format!("trained {age} days ago (more than {max_age_days})"));
-        }
-        let mut drift_note = String::new();
-        if let (Some(incident), true) = (&recent, reasons.is_empty()) {
-            let mut rows = Vec::new();
-            features::for_each_row(source, &incident.telemetry, &mut ReadReport::default(), |r| rows.push(r));
-            let rows = thin(rows, 20_000);
-            let model = Embedder::load(dir, source)?;
-            match drift::check(&card.profile, &model.embed(&rows)?, DIM) {
-                Some(d) if d.should_retrain() => reasons.push(format!(
-                    "drift: {} of {} dimensions moved (max KS {:.2}, p {:.1e}) over {} recent events",
-                    d.drifted, d.dims, d.max_ks, d.min_p, d.recent
-                )),
-                Some(d) => drift_note = format!("; no drift (max KS {:.2} over {} recent events)", d.max_ks, d.recent),
-                None => drift_note = "; no recent events to check drift".to_string(),
-            }
-        }
-        let t = &card.training;
-        if reasons.is_empty() {
-            println!("{source:8} ok: {} events, trained {}{drift_note}", t.events, t.trained_at);
-        } else {
-            retrain += 1;
-            println!("{source:8} RETRAIN: {}", reasons.join("; "));
-        }
-    }
-    Ok(if retrain > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
-}
-
-pub fn kb_add(uri: &str, files: &[PathBuf]) -> Result<ExitCode> {
+fn kb_add(uri: &str, files: &[PathBuf]) -> Result<ExitCode> {
     let mut rows = Vec::new();
     let mut failed = 0;
     for f in files {
@@ -174,7 +138,7 @@ pub fn kb_add(uri: &str, files: &[PathBuf]) -> Result<ExitCode> {
         }
     }
     let embedder = culprit::kb::TextEmbedder::from_env()?;
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     rt.block_on(culprit::kb::embed_entries(&embedder, &mut rows))?;
     let store = open_store(&rt, uri)?;
     rt.block_on(culprit::kb::add(&store, &rows))?;
@@ -183,10 +147,10 @@ pub fn kb_add(uri: &str, files: &[PathBuf]) -> Result<ExitCode> {
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-pub fn kb_search(uri: &str, query: &str, k: usize, json: bool) -> Result<ExitCode> {
+fn kb_search(uri: &str, query: &str, k: usize, json: bool) -> Result<ExitCode> {
     let (fields, _text) = culprit::kb::query_fields(query)?;
     let embedder = culprit::kb::TextEmbedder::from_env()?;
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     let store = open_store(&rt, uri)?;
     let hits = rt.block_on(culprit::kb::search(&store, &embedder, fields, k))?;
     if json {
@@ -213,7 +177,7 @@ pub fn kb_search(uri: &str, query: &str, k: usize, json: bool) -> Result<ExitCod
 
 /// Streams every event of a bundle into the store, embedded with the models in `models` when
 /// there is one for the source, `batch` rows per commit; prints the committed total after each.
-pub fn store_ingest(
+fn store_ingest(
     uri: &str,
     bundle: &Path,
     models: Option<&Path>,
@@ -222,7 +186,7 @@ pub fn store_ingest(
     index: bool,
 ) -> Result<ExitCode> {
     let incident = load(bundle)?;
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     let store = open_store(&rt, uri)?;
     let mut committed = rt.block_on(store.count(culprit::store::EVENTS, None))?;
     let start = committed;
@@ -306,8 +270,8 @@ pub fn store_ingest(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn store_stats(uri: &str) -> Result<ExitCode> {
-    let rt = runtime()?;
+fn store_stats(uri: &str) -> Result<ExitCode> {
+    let rt = super::runtime()?;
     let store = open_store(&rt, uri)?;
     for table in [culprit::store::EVENTS, culprit::store::INCIDENTS, culprit::store::FEEDBACK] {
         println!("{table:10} {} rows", rt.block_on(store.count(table, None))?);

@@ -17,9 +17,10 @@
 //! (see `METRIC_DAYS`); logs are only listed (streamed later by `ingest`), spans are parsed per case.
 
 use super::{
-    alert, column, csv_reader, headers, issue, line_of, parse_value, pod_to_service, slice_series, AdapterError,
-    CaseRef, CaseSource, DatasetKind, SeriesBuilder,
+    alert, column, csv_reader, headers, issue, line_of, parse_value, pod_to_service, slice_series, AdapterError, Case,
+    Dataset, Loaded, Scoring, SeriesBuilder, Suite,
 };
+use crate::eval::EvalError;
 use crate::model::{
     Incident, LogFile, LogFormat, Logs, ReadReport, Series, Telemetry, Topology, TopologyEdge, TopologyNode, Truth, Ts,
     MINUTE,
@@ -47,6 +48,8 @@ const NOT_METRICS: [&str; 3] = ["dependency", "source_50", "destination_50"];
 /// Where one Nezha case lives and how its windows are cut.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NezhaCase {
+    /// The case id of `cases_index.csv`; becomes the incident's id.
+    pub id: String,
     /// The system folder, e.g. `.../nezha/trainticket`.
     pub system_dir: PathBuf,
     /// The day folder name, e.g. `2023-01-29`.
@@ -69,27 +72,127 @@ impl NezhaCase {
     }
 }
 
+/// The two systems of the Nezha dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum System {
+    TrainTicket,
+    OnlineBoutique,
+}
+
+impl System {
+    pub const ALL: [System; 2] = [System::TrainTicket, System::OnlineBoutique];
+
+    /// The folder name, also the `system` column of `cases_index.csv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::TrainTicket => "trainticket",
+            System::OnlineBoutique => "onlineboutique",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            System::TrainTicket => "Nezha TrainTicket",
+            System::OnlineBoutique => "Nezha OnlineBoutique",
+        }
+    }
+
+    /// The service through which users reach the system; the alert names it for every case.
+    pub fn entry_service(self) -> &'static str {
+        match self {
+            // Every TrainTicket trace is rooted at the gateway (ts-ui-dashboard, the nginx in
+            // front of it, emits no spans), so the gateway is the entry of the mined call graph.
+            System::TrainTicket => TT_ALERT_SERVICE,
+            System::OnlineBoutique => OB_FRONT_SERVICE,
+        }
+    }
+
+    /// The service `front_service.csv` measures.
+    fn front_service(self) -> &'static str {
+        match self {
+            System::TrainTicket => TT_FRONT_SERVICE,
+            System::OnlineBoutique => OB_FRONT_SERVICE,
+        }
+    }
+}
+
+/// The Nezha dataset: `.../nezha` (both systems), `.../nezha/trainticket` or
+/// `.../nezha/onlineboutique`; one suite per system.
+pub struct Nezha;
+
+/// A listed Nezha case: its system, label and windows (the key of its [`Case`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NezhaRef {
+    pub system: System,
+    pub truth: Truth,
+    pub case: NezhaCase,
+}
+
+impl Dataset for Nezha {
+    fn name(&self) -> &'static str {
+        "Nezha (FSE'23) TrainTicket and OnlineBoutique"
+    }
+
+    fn form(&self) -> &'static str {
+        ".../nezha, .../nezha/trainticket or .../nezha/onlineboutique"
+    }
+
+    fn scoring(&self) -> Scoring {
+        Scoring::Incidents
+    }
+
+    fn recognise(&self, arg: &str) -> bool {
+        !systems(Path::new(arg)).is_empty()
+    }
+
+    fn list_cases(&self, arg: &str) -> Result<Vec<Suite>, EvalError> {
+        let path = Path::new(arg);
+        let root =
+            if is_root(path) { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+        let mut suites = Vec::new();
+        for system in systems(path) {
+            let cases = list(&root, system)?
+                .into_iter()
+                .map(|r| Case {
+                    id: r.case.id.clone(),
+                    system: system.name().to_string(),
+                    fault_kind: r.truth.kind.clone(),
+                    truth: Some(r.truth.clone()),
+                    dataset: &Nezha,
+                    key: std::sync::Arc::new(r),
+                })
+                .collect();
+            suites.push(Suite { name: format!("{arg} ({})", system.name()), scoring: Scoring::Incidents, cases });
+        }
+        Ok(suites)
+    }
+
+    fn load_case(&self, case: &Case) -> Result<Loaded, EvalError> {
+        let r = case
+            .key::<NezhaRef>()
+            .ok_or_else(|| EvalError::Case { id: case.id.clone(), message: "not a Nezha case".into() })?;
+        Ok(Loaded::Incident(Box::new(load(r)?)))
+    }
+}
+
 /// `.../nezha`: holds `cases_index.csv` and at least one system folder.
-pub(crate) fn is_root(path: &Path) -> bool {
-    path.join("cases_index.csv").is_file()
-        && ["trainticket", "onlineboutique"].iter().any(|s| path.join(s).join("rca_data").is_dir())
+fn is_root(path: &Path) -> bool {
+    path.join("cases_index.csv").is_file() && System::ALL.iter().any(|s| path.join(s.name()).join("rca_data").is_dir())
 }
 
-/// `.../nezha/trainticket` or `.../nezha/onlineboutique` (with the index one level up).
-pub(crate) fn system_dir_kind(path: &Path) -> Option<DatasetKind> {
-    let kind = match path.file_name()?.to_str()? {
-        "trainticket" => DatasetKind::NezhaTrainTicket,
-        "onlineboutique" => DatasetKind::NezhaOnlineBoutique,
-        _ => return None,
-    };
-    let index = path.parent()?.join("cases_index.csv");
-    (path.join("rca_data").is_dir() && index.is_file()).then_some(kind)
-}
-
-fn front_service(kind: DatasetKind) -> &'static str {
-    match kind {
-        DatasetKind::NezhaTrainTicket => TT_FRONT_SERVICE,
-        _ => OB_FRONT_SERVICE,
+/// The systems a folder holds: both under `.../nezha`, one for `.../nezha/trainticket` or
+/// `.../nezha/onlineboutique` (with the index one level up); none otherwise.
+pub fn systems(path: &Path) -> Vec<System> {
+    if is_root(path) {
+        return System::ALL.into_iter().filter(|s| path.join(s.name()).join("rca_data").is_dir()).collect();
+    }
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return Vec::new() };
+    let Some(system) = System::ALL.into_iter().find(|s| s.name() == name) else { return Vec::new() };
+    let index = path.parent().map(|p| p.join("cases_index.csv"));
+    if path.join("rca_data").is_dir() && index.is_some_and(|i| i.is_file()) {
+        vec![system]
+    } else {
+        Vec::new()
     }
 }
 
@@ -99,7 +202,7 @@ fn parse_wall_clock(s: &str) -> Option<Ts> {
 }
 
 /// Lists one system's cases from `<root>/cases_index.csv`.
-pub(crate) fn list_cases(root: &Path, kind: DatasetKind) -> Result<Vec<CaseRef>, AdapterError> {
+pub fn list(root: &Path, system: System) -> Result<Vec<NezhaRef>, AdapterError> {
     let path = root.join("cases_index.csv");
     let mut rdr = csv_reader(&path)?;
     let hdr = headers(&mut rdr, &path)?;
@@ -107,16 +210,16 @@ pub(crate) fn list_cases(root: &Path, kind: DatasetKind) -> Result<Vec<CaseRef>,
     let (c_system, c_date, c_id, c_inject) = (col("system")?, col("date")?, col("case_id")?, col("inject_time")?);
     let (c_service, c_fault, c_inner, c_minutes) =
         (col("root_cause_service")?, col("fault_type")?, col("inner_service_label")?, col("minute_files")?);
-    let system_dir = root.join(kind.system());
+    let system_dir = root.join(system.name());
     let mut cases = Vec::new();
     for record in rdr.records() {
         let record = record.map_err(|source| AdapterError::Csv { path: path.clone(), source })?;
         let get = |i: usize| record.get(i).unwrap_or("").trim().to_string();
-        if get(c_system) != kind.system() {
+        if get(c_system) != system.name() {
             continue;
         }
         let line = line_of(&record);
-        let inject_time = parse_wall_clock(&get(c_inject)).ok_or_else(|| AdapterError::BadIndex {
+        let inject_time = parse_wall_clock(&get(c_inject)).ok_or_else(|| AdapterError::BadField {
             path: path.clone(),
             line,
             field: "inject_time".into(),
@@ -126,46 +229,42 @@ pub(crate) fn list_cases(root: &Path, kind: DatasetKind) -> Result<Vec<CaseRef>,
         let fault_kind = get(c_fault);
         let minute_files: Vec<String> =
             get(c_minutes).split(';').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
-        cases.push(CaseRef {
-            dataset: kind,
-            id: get(c_id),
-            system: kind.system().to_string(),
-            fault_kind: fault_kind.clone(),
+        cases.push(NezhaRef {
+            system,
             truth: Truth { service: service.clone(), indicator: get(c_inner), kind: fault_kind, chain: vec![service] },
-            source: CaseSource::Nezha(NezhaCase {
+            case: NezhaCase {
+                id: get(c_id),
                 system_dir: system_dir.clone(),
                 date: get(c_date),
                 inject_time,
                 window_end: inject_time + INCIDENT_SPAN,
                 minute_files,
-            }),
+            },
         });
     }
     // Cut each incident window at the next injection of the same day.
     let mut injections: BTreeMap<String, Vec<Ts>> = BTreeMap::new();
     for c in &cases {
-        if let CaseSource::Nezha(n) = &c.source {
-            injections.entry(n.date.clone()).or_default().push(n.inject_time);
-        }
+        injections.entry(c.case.date.clone()).or_default().push(c.case.inject_time);
     }
     for c in &mut cases {
-        if let CaseSource::Nezha(n) = &mut c.source {
-            if let Some(next) =
-                injections.get(&n.date).and_then(|ts| ts.iter().copied().filter(|&t| t > n.inject_time).min())
-            {
-                n.window_end = n.window_end.min(next);
-            }
+        let n = &mut c.case;
+        if let Some(next) =
+            injections.get(&n.date).and_then(|ts| ts.iter().copied().filter(|&t| t > n.inject_time).min())
+        {
+            n.window_end = n.window_end.min(next);
         }
     }
     Ok(cases)
 }
 
 /// Loads one Nezha case.
-pub(crate) fn load_case(case: &CaseRef, n: &NezhaCase) -> Result<Incident, AdapterError> {
+pub fn load(r: &NezhaRef) -> Result<Incident, AdapterError> {
+    let n = &r.case;
     let mut report = ReadReport::default();
     let rca = n.rca_dir();
 
-    let day = metric_day(&rca.join("metric"), front_service(case.dataset))?;
+    let day = metric_day(&rca.join("metric"), r.system.front_service())?;
     report.merge(day.report.clone());
     let mut telemetry =
         Telemetry { metrics: slice_series(&day.series, n.inject_time, n.window_end), ..Telemetry::default() };
@@ -176,8 +275,8 @@ pub(crate) fn load_case(case: &CaseRef, n: &NezhaCase) -> Result<Incident, Adapt
     drop(day);
 
     let mut topology = None;
-    match case.dataset {
-        DatasetKind::NezhaTrainTicket => {
+    match r.system {
+        System::TrainTicket => {
             for minute in &n.minute_files {
                 let log = rca.join("log").join(format!("{minute}_log.csv.gz"));
                 if log.is_file() {
@@ -204,28 +303,27 @@ pub(crate) fn load_case(case: &CaseRef, n: &NezhaCase) -> Result<Incident, Adapt
                 baseline.spans.extend(crate::ingest::read_span_csv(&trace, &mut report)?);
             }
         }
-        DatasetKind::NezhaOnlineBoutique => {
+        System::OnlineBoutique => {
             let dep = rca.join("metric").join("dependency.csv.gz");
             topology = Some(read_dependency_csv(&dep, &mut report)?);
         }
-        DatasetKind::RcdSockShop => {}
     }
 
     if telemetry.metrics.is_empty() {
         return Err(AdapterError::NoData {
             path: rca.join("metric"),
-            message: format!("no metric points in the incident window of case {}", case.id),
+            message: format!("no metric points in the incident window of case {}", n.id),
         });
     }
 
     Ok(Incident {
-        id: case.id.clone(),
-        alert: alert(case.dataset, n.inject_time),
+        id: n.id.clone(),
+        alert: alert(r.system.label(), r.system.entry_service(), n.inject_time),
         telemetry,
         baseline: Some(baseline),
         analysis_start: n.inject_time,
         topology,
-        truth: Some(case.truth.clone()),
+        truth: Some(r.truth.clone()),
         read_report: report,
     })
 }
@@ -400,7 +498,7 @@ pub fn read_metric_csv(path: &Path, front_service: &str, report: &mut ReadReport
             }
         }
         if let Some((i, msg)) = bad {
-            report.skip(issue(path, line, Some(&hdr[i]), msg));
+            report.skip(issue(path, line, Some(&hdr[i]), msg.to_string()));
             continue;
         }
         report.records_read += 1;

@@ -1,0 +1,147 @@
+//! The pipeline, assembled in this one place: the triage (detect → correlate → graph → rank), the
+//! report, the feedback re-ranker, and the agent when the trigger says so. The CLI, the service,
+//! eval, the knowledge base and bench all call [`run`] with a config and their dependencies; none
+//! of them strings the stages together itself.
+
+use crate::investigate::tools::PastIncidents;
+use crate::investigate::{self, AgentConfig, Policy, Step, Transcript, Trigger};
+use crate::model::Incident;
+use crate::report::{self, Report, Verdict};
+use crate::rerank::{self, Reranker};
+use crate::triage::{self, Triage};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Everything a run is configured with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PipelineConfig {
+    pub triage: triage::Config,
+    pub agent: AgentConfig,
+    /// When the agent runs after the triage.
+    pub trigger: Trigger,
+}
+
+impl PipelineConfig {
+    /// The default triage and agent, with this trigger.
+    pub fn with_trigger(trigger: Trigger) -> PipelineConfig {
+        PipelineConfig { trigger, ..Default::default() }
+    }
+}
+
+/// What a run may use besides the incident; each part is optional.
+#[derive(Default)]
+pub struct Deps<'a> {
+    /// Past incidents, for the agent's `search_similar_incidents`.
+    pub kb: Option<&'a dyn PastIncidents>,
+    /// Who chooses the agent's checks (default: the offline rules).
+    pub policy: Option<&'a mut dyn Policy>,
+    /// The feedback re-ranker; it reorders the report's root causes once trained.
+    pub reranker: Option<&'a Reranker>,
+    /// Called with each agent step as it is made (the service streams them to watchers).
+    pub on_step: Option<Box<dyn FnMut(&Step) + 'a>>,
+}
+
+/// Wall time of the stages, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Seconds {
+    pub triage: f64,
+    pub agent: f64,
+}
+
+/// The answer the user sees first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Top {
+    pub service: String,
+    pub kind: String,
+    pub confidence: f64,
+}
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub triage: Triage,
+    /// The report, with the agent's investigation folded in when it ran.
+    pub report: Report,
+    /// Each candidate's features, which the re-ranker learns from when an operator gives feedback.
+    pub features: Vec<(String, Vec<f64>)>,
+    pub seconds: Seconds,
+}
+
+impl Outcome {
+    /// The agent's transcript, when it ran.
+    pub fn transcript(&self) -> Option<&Transcript> {
+        self.report.investigation.as_ref()
+    }
+
+    /// Every candidate service, most likely first: the agent's posterior order when it ran, the
+    /// triage's otherwise (all of them, not only the report's five).
+    pub fn ranked(&self) -> Vec<String> {
+        let candidates = self.triage.ranking.candidates.iter().map(|c| c.service.as_str());
+        match self.transcript() {
+            Some(t) => t.ranked(candidates),
+            None => candidates.map(str::to_string).collect(),
+        }
+    }
+
+    /// Whether a root cause is claimed: the triage found one, and the agent (if it ran) did not
+    /// clear every suspect.
+    pub fn claims_root_cause(&self) -> bool {
+        self.report.verdict == Verdict::RootCause
+    }
+
+    /// The confidence in the leading answer, unrounded: the agent's posterior of its conclusion
+    /// when it ran, else the triage's confidence in its first candidate.
+    pub fn confidence(&self) -> Option<f64> {
+        match self.transcript() {
+            Some(t) => Some(t.conclusion.confidence),
+            None => self.triage.ranking.candidates.first().map(|c| c.confidence),
+        }
+    }
+
+    /// The headline: the agent's conclusion when it names a service, else the report's first
+    /// root cause (re-ranked, with the confidence the report shows).
+    pub fn top(&self) -> Option<Top> {
+        let first = self.report.root_causes.first().map(|rc| Top {
+            service: rc.service.clone(),
+            kind: rc.kind.clone(),
+            confidence: rc.confidence,
+        });
+        match self.transcript() {
+            Some(t) => t
+                .conclusion
+                .service
+                .clone()
+                .map(|service| Top { service, kind: t.conclusion.kind.clone(), confidence: t.conclusion.confidence })
+                .or(first),
+            None => first,
+        }
+    }
+}
+
+/// Runs the pipeline on one incident: the triage, the report, the re-ranker (when one is given
+/// and trained), then the agent when `cfg.trigger` says so, whose posterior becomes the report's
+/// confidence.
+pub fn run(incident: &Incident, cfg: &PipelineConfig, deps: Deps) -> Outcome {
+    let _span = tracing::info_span!("pipeline", incident = %incident.id).entered();
+    let started = Instant::now();
+    let triage = triage::triage(incident, &cfg.triage);
+    let triage_seconds = started.elapsed().as_secs_f64();
+    let mut report = report::build(incident, &triage);
+    let features = rerank::features(&triage, &incident.alert, &cfg.triage.rank);
+    if let Some(r) = deps.reranker.filter(|r| r.is_trained()) {
+        rerank::apply(&mut report, &r.order(&features));
+    }
+    let mut agent_seconds = 0.0;
+    if investigate::should_run(cfg.trigger, incident, &triage, &cfg.agent) {
+        let started = Instant::now();
+        let mut rules = investigate::rules::Rules;
+        let policy: &mut dyn Policy = match deps.policy {
+            Some(p) => p,
+            None => &mut rules,
+        };
+        let transcript = investigate::investigate_watched(incident, &triage, deps.kb, policy, &cfg.agent, deps.on_step);
+        report::add_investigation(&mut report, transcript);
+        agent_seconds = started.elapsed().as_secs_f64();
+    }
+    Outcome { triage, report, features, seconds: Seconds { triage: triage_seconds, agent: agent_seconds } }
+}
