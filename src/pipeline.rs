@@ -4,7 +4,7 @@
 //! of them strings the stages together itself.
 
 use crate::investigate::tools::PastIncidents;
-use crate::investigate::{self, AgentConfig, Policy, Step, Transcript, Trigger};
+use crate::investigate::{self, AgentConfig, Policy, StepHook, Transcript, Trigger};
 use crate::model::Incident;
 use crate::report::{self, Report, Verdict};
 use crate::rerank::{self, Reranker};
@@ -38,7 +38,7 @@ pub struct Deps<'a> {
     /// The feedback re-ranker; it reorders the report's root causes once trained.
     pub reranker: Option<&'a Reranker>,
     /// Called with each agent step as it is made (the service streams them to watchers).
-    pub on_step: Option<Box<dyn FnMut(&Step) + 'a>>,
+    pub on_step: Option<StepHook<'a>>,
 }
 
 /// Wall time of the stages, in seconds.

@@ -2,6 +2,8 @@
 //! llm policy against a real OpenAI-compatible server (llama.cpp's, with SmolLM2-135M) started on
 //! 127.0.0.1 by `common::LlmServer`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use culprit::eval::Method;

@@ -1,6 +1,8 @@
 //! `culprit drilldown` as a user runs it: CSV.gz and Parquet input, the narrative, the chart,
 //! the JSON report, versioned baselines, the change checks, and bad data.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -9,6 +9,8 @@
 //! - Habits: every file says why it exists (`//!`), no library function returns
 //!   `Result<_, String>`, and `main.rs` stays a thin shell.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -152,11 +154,7 @@ fn strip(src: &str) -> String {
             i = j + 1;
         } else if b[i] == '\'' {
             // A char literal ('a', '\n', '\u{1F600}'), or a lifetime ('a) left as it is.
-            let is_char = match (b.get(i + 1), b.get(i + 2)) {
-                (Some('\\'), _) => true,
-                (Some(_), Some('\'')) => true,
-                _ => false,
-            };
+            let is_char = matches!((b.get(i + 1), b.get(i + 2)), (Some('\\'), _) | (Some(_), Some('\'')));
             if is_char {
                 let mut j = i + 2;
                 while j < b.len() && b[j] != '\'' {
@@ -253,7 +251,7 @@ fn expand_use(prefix: &[String], tree: &str, out: &mut Vec<Vec<String>>) {
             expand_use(&p, inner, out);
         } else {
             let name = it.split("as").next().unwrap_or(it);
-            let mut p: Vec<String> = prefix.iter().cloned().collect();
+            let mut p: Vec<String> = prefix.to_vec();
             p.extend(name.split("::").filter(|s| !s.is_empty() && *s != "self").map(str::to_string));
             out.push(p);
         }

@@ -151,13 +151,21 @@ pub struct CubeBuilder {
     values: Vec<Vec<String>>,
     ids: Vec<HashMap<String, u32>>,
     /// a, b, fa, fb, Σa², Σb², Σab per leaf.
-    sums: HashMap<Vec<u32>, [f64; 7]>,
+    /// Each leaf's place in `sums`.
+    index: HashMap<Vec<u32>, usize>,
+    sums: Vec<[f64; 7]>,
 }
 
 impl CubeBuilder {
     pub fn new(dims: Vec<String>) -> Self {
         let n = dims.len();
-        CubeBuilder { dims, values: vec![Vec::new(); n], ids: vec![HashMap::new(); n], sums: HashMap::new() }
+        CubeBuilder {
+            dims,
+            values: vec![Vec::new(); n],
+            ids: vec![HashMap::new(); n],
+            index: HashMap::new(),
+            sums: Vec::new(),
+        }
     }
 
     /// The value id of `value` in dimension `d`, new ones numbered in order of appearance.
@@ -176,10 +184,15 @@ impl CubeBuilder {
     }
 
     fn sums(&mut self, key: &[u32]) -> &mut [f64; 7] {
-        if !self.sums.contains_key(key) {
-            self.sums.insert(key.to_vec(), [0.0; 7]);
-        }
-        self.sums.get_mut(key).expect("inserted above")
+        let i = match self.index.get(key) {
+            Some(&i) => i,
+            None => {
+                self.index.insert(key.to_vec(), self.sums.len());
+                self.sums.push([0.0; 7]);
+                self.sums.len() - 1
+            }
+        };
+        &mut self.sums[i]
     }
 
     /// One row of the current window: its numerator and denominator.
@@ -200,10 +213,14 @@ impl CubeBuilder {
     }
 
     pub fn build(self, ratio: bool) -> Cube {
+        let sums = self.sums;
         let mut leaves: Vec<Leaf> = self
-            .sums
+            .index
             .into_iter()
-            .map(|(attrs, [a, b, fa, fb, aa, bb, ab])| Leaf { attrs, a, b, fa, fb, var: [aa, bb, ab] })
+            .map(|(attrs, i)| {
+                let [a, b, fa, fb, aa, bb, ab] = sums[i];
+                Leaf { attrs, a, b, fa, fb, var: [aa, bb, ab] }
+            })
             .collect();
         leaves.sort_by(|x, y| x.attrs.cmp(&y.attrs));
         Cube { dims: self.dims, values: self.values, leaves, ratio }

@@ -206,9 +206,9 @@ pub fn ripple(cube: &Cube, cuboids: &Cuboids, cfg: &RippleConfig) -> Vec<Element
             (Some((_, _, c, g)), _) | (None, Some((_, c, g))) => (c, g),
             (None, None) => break,
         };
-        for i in 0..n {
-            if cuboids.group[c][i] as usize == g {
-                alive[i] = false;
+        for (live, &group) in alive.iter_mut().zip(&cuboids.group[c]).take(n) {
+            if group as usize == g {
+                *live = false;
             }
         }
         out.push(cuboids.element(cube, c, g));

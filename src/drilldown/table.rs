@@ -258,8 +258,7 @@ impl Rows {
                 b.id(d, v);
             }
         }
-        let statement;
-        if robust {
+        let statement = if robust {
             windows.sort_unstable();
             let w = windows.len();
             let mut leaf_of: HashMap<&[u32], usize> = HashMap::new();
@@ -320,7 +319,7 @@ impl Rows {
             let dropped = w - keep.iter().filter(|&&k| k).count();
             let left_out =
                 if dropped > 0 { format!(", leaving out {dropped} whose total was an outlier") } else { String::new() };
-            statement = match q.method {
+            match q.method {
                 Method::Seasonal(p) if w >= 3 => format!(
                     "seasonal: per segment, the mean of {w} windows one season ({} s) apart in the baseline{left_out}",
                     p / 1000
@@ -331,7 +330,7 @@ impl Rows {
                 _ => format!(
                     "robust: per segment, the mean of the {w} baseline windows as long as the current one{left_out}"
                 ),
-            };
+            }
         } else {
             let scale = len as f64 / (q.baseline.1 - q.baseline.0) as f64;
             for r in 0..self.len() {
@@ -344,8 +343,8 @@ impl Rows {
                     b.add_forecast(self.key(r), num * scale, den * scale);
                 }
             }
-            statement = "scaled: per segment, the baseline's total scaled to the current window's length".to_string();
-        }
+            "scaled: per segment, the baseline's total scaled to the current window's length".to_string()
+        };
         Ok((b.build(self.ratio), statement))
     }
 }
@@ -538,7 +537,7 @@ pub fn read(path: &Path, q: &Query) -> Result<Rows, DataError> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(file_error(&file, "a reader thread failed"))))
+            .map(|h| h.join().unwrap_or_else(|_| Err(file_error(file, "a reader thread failed"))))
             .collect()
     });
     let parts = results.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -557,7 +556,7 @@ fn split_point(body: &[u8]) -> usize {
     for (i, &b) in body.iter().enumerate() {
         match b {
             b'"' => quotes += 1,
-            b'\n' if i >= half && quotes % 2 == 0 => return i + 1,
+            b'\n' if i >= half && quotes.is_multiple_of(2) => return i + 1,
             _ => {}
         }
     }

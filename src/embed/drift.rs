@@ -26,7 +26,7 @@ pub struct Profile {
 impl Profile {
     /// Profile of `z` (`n × dim` values row-major).
     pub fn of(z: &[f32], dim: usize) -> Profile {
-        let n = if dim == 0 { 0 } else { z.len() / dim };
+        let n = z.len().checked_div(dim).unwrap_or(0);
         if n == 0 {
             return Profile::default();
         }
@@ -77,7 +77,7 @@ impl Drift {
 
 /// Compares recent embeddings `z` (`n × dim`) with `profile`.
 pub fn check(profile: &Profile, z: &[f32], dim: usize) -> Option<Drift> {
-    let n = if dim == 0 { 0 } else { z.len() / dim };
+    let n = z.len().checked_div(dim).unwrap_or(0);
     if n == 0 || profile.n == 0 || profile.quantiles.len() != dim {
         return None;
     }

@@ -90,7 +90,7 @@ pub struct Batch {
 impl Batch {
     /// `cats` row-major `n × c`, `nums` row-major `n × d`.
     pub fn new(cats: &[i64], nums: &[f32], c: usize, d: usize, device: Device) -> Batch {
-        let n = if c > 0 { cats.len() / c } else { nums.len() / d.max(1) };
+        let n = cats.len().checked_div(c).unwrap_or(nums.len() / d.max(1));
         Batch {
             cats: Tensor::from_slice(cats).view([n as i64, c as i64]).to_device(device),
             nums: Tensor::from_slice(nums).view([n as i64, d as i64]).to_device(device),
@@ -164,7 +164,11 @@ impl TabularResNet {
         for block in &self.blocks {
             let h = block.norm.forward_t(&x, train);
             let h = self.drop(block.first.forward(&h).relu(), train, rng);
-            x = x + self.drop(block.second.forward(&h), train, rng);
+            // A new tensor, not `+=`: an in-place add would overwrite `x`, which autograd needs.
+            #[allow(clippy::assign_op_pattern)]
+            {
+                x = x + self.drop(block.second.forward(&h), train, rng);
+            }
         }
         let z = self.out.forward(&self.norm.forward_t(&x, train).relu());
         let norm = z.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);

@@ -163,7 +163,7 @@ fn args_for(tool: &dyn ToolDyn, service: Option<&str>) -> Option<Value> {
 
 /// The tools chat can route to, lowest rank first, with the words that ask for each (from each
 /// tool's own spec).
-fn routes<'t>(tools: &'t [Box<dyn ToolDyn>]) -> Vec<(&'t dyn ToolDyn, Vec<String>)> {
+fn routes(tools: &[Box<dyn ToolDyn>]) -> Vec<(&dyn ToolDyn, Vec<String>)> {
     let mut routed: Vec<(u32, &dyn ToolDyn, Vec<String>)> = tools
         .iter()
         .filter_map(|t| {

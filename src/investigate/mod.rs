@@ -71,6 +71,9 @@ impl Default for AgentConfig {
     }
 }
 
+/// Called with each step as it is recorded (the service streams steps to watchers).
+pub type StepHook<'a> = Box<dyn FnMut(&Step) + 'a>;
+
 /// Whether the agent should run for this incident and triage.
 pub fn should_run(trigger: Trigger, incident: &Incident, triage: &Triage, cfg: &AgentConfig) -> bool {
     match trigger {
@@ -155,7 +158,7 @@ pub struct Session<'a> {
     pub fallback: Option<String>,
     pub seconds: f64,
     /// Called with each step as it is recorded (the service streams them to watchers).
-    pub on_step: Option<Box<dyn FnMut(&Step) + 'a>>,
+    pub on_step: Option<StepHook<'a>>,
 }
 
 impl<'a> Session<'a> {
@@ -356,7 +359,7 @@ pub fn investigate_watched<'a>(
     kb: Option<&'a dyn PastIncidents>,
     policy: &mut dyn Policy,
     cfg: &AgentConfig,
-    on_step: Option<Box<dyn FnMut(&Step) + 'a>>,
+    on_step: Option<StepHook<'a>>,
 ) -> Transcript {
     let _span = tracing::info_span!("investigate", incident = %incident.id).entered();
     let mut session = Session::new(incident, triage, kb, cfg);

@@ -116,7 +116,8 @@ pub fn rs_cube(case: &RsCase) -> Result<Cube, AdapterError> {
         };
         let minute = num(c_min)? as i64;
         let at = minute == case.minute;
-        if !at && !(minute < case.minute && minute >= case.minute - RS_HISTORY * 60) {
+        let history = minute < case.minute && minute >= case.minute - RS_HISTORY * 60;
+        if !(at || history) {
             continue;
         }
         let (stalled, viewers) = (num(c_value)?, num(c_cnt)?);
