@@ -436,7 +436,8 @@ pub const SEARCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3
 
 impl PastIncidents for BlockingKb {
     fn search(&self, query: Fields, k: usize) -> Result<Vec<Match>, ToolError> {
-        let found = tokio::time::timeout(SEARCH_TIMEOUT, search(&self.store, &self.embedder, query, k));
+        // The timer is made inside the future: it needs the runtime that `block_on` enters.
+        let found = async { tokio::time::timeout(SEARCH_TIMEOUT, search(&self.store, &self.embedder, query, k)).await };
         let hits = match &self.rt {
             KbRuntime::Owned(rt) => rt.block_on(found),
             KbRuntime::Shared(h) => h.block_on(found),
@@ -477,6 +478,35 @@ mod tests {
         assert!(missing.contains("missing field `root_cause`"), "{missing}");
         let unclosed = from_markdown(p, "---\nroot_cause: a\n").unwrap_err().to_string();
         assert!(unclosed.contains("not closed"), "{unclosed}");
+    }
+
+    /// The service's knowledge base: a store opened once on its runtime, searched from a worker
+    /// thread outside that runtime, within the time limit.
+    #[test]
+    fn a_shared_knowledge_base_is_searched_from_outside_its_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().join("store").display().to_string();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let store = rt.block_on(Store::open(&uri)).unwrap();
+        let mut row = from_json(
+            Path::new("pool.json"),
+            r#"{"title": "orders-db pool exhausted", "root_cause": {"service": "orders-db", "kind": "db_pool_exhaustion"}}"#,
+        )
+        .unwrap();
+        row.id = "pool".into();
+        rt.block_on(async {
+            let mut rows = vec![row];
+            embed_entries(&TextEmbedder::Offline, &mut rows).await?;
+            add(&store, &rows).await
+        })
+        .unwrap();
+        let kb = BlockingKb { rt: KbRuntime::Shared(rt.handle().clone()), store, embedder: TextEmbedder::Offline };
+        let hits = std::thread::spawn(move || kb.search(vec![("orders-db pool exhausted".into(), 1.0)], 3))
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_eq!(hits.first().map(|m| m.root_cause_service.as_str()), Some("orders-db"), "{hits:?}");
+        assert_eq!(crate::store::times_opened(&uri), 1);
     }
 
     #[test]
