@@ -4,7 +4,6 @@
 use super::{Case, Dataset, Loaded, Scoring, Suite};
 use crate::eval::EvalError;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub struct Bundles;
 
@@ -44,22 +43,20 @@ impl Dataset for Bundles {
             bundles(Path::new(arg)).map_err(|e| EvalError::Suite { path: arg.into(), message: e.to_string() })?;
         let cases = dirs
             .into_iter()
-            .map(|d| Case {
-                id: d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                system: "bundles".into(),
-                fault_kind: String::new(),
-                truth: None,
-                dataset: &Bundles,
-                key: Arc::new(d),
+            .map(|d| {
+                Case::new(
+                    &Bundles,
+                    d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    "bundles",
+                    d,
+                )
             })
             .collect();
         Ok(vec![Suite { name: arg.to_string(), scoring: Scoring::Incidents, cases }])
     }
 
     fn load_case(&self, case: &Case) -> Result<Loaded, EvalError> {
-        let dir = case
-            .key::<PathBuf>()
-            .ok_or_else(|| EvalError::Case { id: case.id.clone(), message: "not a bundle".into() })?;
+        let dir = case.own_key::<PathBuf>()?;
         Ok(Loaded::Incident(Box::new(crate::ingest::load_bundle(dir)?)))
     }
 }

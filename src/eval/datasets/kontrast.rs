@@ -6,7 +6,6 @@ use super::{csv_at, header_of, AdapterError, Case, Dataset, Loaded, Scoring, Sui
 use crate::eval::EvalError;
 use crate::model::Ts;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub struct Kontrast;
 
@@ -44,22 +43,13 @@ impl Dataset for Kontrast {
     fn list_cases(&self, arg: &str) -> Result<Vec<Suite>, EvalError> {
         let cases = kontrast_cases(Path::new(arg))?
             .into_iter()
-            .map(|c| Case {
-                id: c.id.clone(),
-                system: "kontrast".into(),
-                fault_kind: String::new(),
-                truth: None,
-                dataset: &Kontrast,
-                key: Arc::new(c),
-            })
+            .map(|c| Case::new(&Kontrast, c.id.clone(), "kontrast", c))
             .collect();
         Ok(vec![Suite { name: arg.to_string(), scoring: Scoring::ChangeImpact, cases }])
     }
 
     fn load_case(&self, case: &Case) -> Result<Loaded, EvalError> {
-        let c = case
-            .key::<KontrastCase>()
-            .ok_or_else(|| EvalError::Case { id: case.id.clone(), message: "not a Kontrast case".into() })?;
+        let c = case.own_key::<KontrastCase>()?;
         Ok(Loaded::Change { series: read_series(&c.series)?, change: c.change, caused: c.caused })
     }
 }

@@ -108,9 +108,39 @@ impl std::fmt::Debug for Case {
 }
 
 impl Case {
+    /// A case `dataset` listed, found again by its `key`; no label yet.
+    pub fn new<K: Any + Send + Sync>(
+        dataset: &'static dyn Dataset,
+        id: impl Into<String>,
+        system: impl Into<String>,
+        key: K,
+    ) -> Case {
+        Case {
+            id: id.into(),
+            system: system.into(),
+            fault_kind: String::new(),
+            truth: None,
+            dataset,
+            key: Arc::new(key),
+        }
+    }
+
+    /// The case with the label its index gives.
+    pub fn labelled(self, truth: Truth) -> Case {
+        Case { fault_kind: truth.kind.clone(), truth: Some(truth), ..self }
+    }
+
     /// The dataset's key for this case, if it is a `T`.
     pub fn key<T: 'static>(&self) -> Option<&T> {
         self.key.downcast_ref::<T>()
+    }
+
+    /// The key a dataset expects in the cases it listed; an error for a case another listed.
+    pub fn own_key<T: 'static>(&self) -> Result<&T, EvalError> {
+        self.key().ok_or_else(|| EvalError::Case {
+            id: self.id.clone(),
+            message: format!("not a case of {}", self.dataset.name()),
+        })
     }
 
     pub fn load(&self) -> Result<Loaded, EvalError> {

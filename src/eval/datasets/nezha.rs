@@ -153,14 +153,7 @@ impl Dataset for Nezha {
         for system in systems(path) {
             let cases = list(&root, system)?
                 .into_iter()
-                .map(|r| Case {
-                    id: r.case.id.clone(),
-                    system: system.name().to_string(),
-                    fault_kind: r.truth.kind.clone(),
-                    truth: Some(r.truth.clone()),
-                    dataset: &Nezha,
-                    key: std::sync::Arc::new(r),
-                })
+                .map(|r| Case::new(&Nezha, r.case.id.clone(), system.name(), r.clone()).labelled(r.truth))
                 .collect();
             suites.push(Suite { name: format!("{arg} ({})", system.name()), scoring: Scoring::Incidents, cases });
         }
@@ -168,9 +161,7 @@ impl Dataset for Nezha {
     }
 
     fn load_case(&self, case: &Case) -> Result<Loaded, EvalError> {
-        let r = case
-            .key::<NezhaRef>()
-            .ok_or_else(|| EvalError::Case { id: case.id.clone(), message: "not a Nezha case".into() })?;
+        let r = case.own_key::<NezhaRef>()?;
         Ok(Loaded::Incident(Box::new(load(r)?)))
     }
 }

@@ -40,22 +40,13 @@ impl Dataset for SockShop {
     fn list_cases(&self, arg: &str) -> Result<Vec<Suite>, EvalError> {
         let cases = list(Path::new(arg))?
             .into_iter()
-            .map(|c| Case {
-                id: c.id.clone(),
-                system: SYSTEM.to_string(),
-                fault_kind: c.truth.kind.clone(),
-                truth: Some(c.truth.clone()),
-                dataset: &SockShop,
-                key: std::sync::Arc::new(c),
-            })
+            .map(|c| Case::new(&SockShop, c.id.clone(), SYSTEM, c.clone()).labelled(c.truth))
             .collect();
         Ok(vec![Suite { name: format!("{arg} ({SYSTEM})"), scoring: Scoring::Incidents, cases }])
     }
 
     fn load_case(&self, case: &Case) -> Result<Loaded, EvalError> {
-        let c = case
-            .key::<RcdCase>()
-            .ok_or_else(|| EvalError::Case { id: case.id.clone(), message: "not an RCD case".into() })?;
+        let c = case.own_key::<RcdCase>()?;
         Ok(Loaded::Incident(Box::new(load(c)?)))
     }
 }

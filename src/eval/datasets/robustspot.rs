@@ -8,7 +8,6 @@ use super::{csv_at, header_of, AdapterError, Case, Dataset, Loaded, Scoring, Sui
 use crate::drilldown::{parse_elements, Cube, CubeBuilder, Element};
 use crate::eval::EvalError;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Minutes of history an RS leaf's forecast averages (as in RiskLoc's evaluation of RS).
 pub const RS_HISTORY: i64 = 4;
@@ -45,22 +44,13 @@ impl Dataset for RobustSpot {
     fn list_cases(&self, arg: &str) -> Result<Vec<Suite>, EvalError> {
         let cases = rs_cases(Path::new(arg))?
             .into_iter()
-            .map(|c| Case {
-                id: c.id.clone(),
-                system: "robustspot".into(),
-                fault_kind: String::new(),
-                truth: None,
-                dataset: &RobustSpot,
-                key: Arc::new(c),
-            })
+            .map(|c| Case::new(&RobustSpot, c.id.clone(), "robustspot", c))
             .collect();
         Ok(vec![Suite { name: arg.to_string(), scoring: Scoring::Localisation, cases }])
     }
 
     fn load_case(&self, case: &Case) -> Result<Loaded, EvalError> {
-        let c = case
-            .key::<RsCase>()
-            .ok_or_else(|| EvalError::Case { id: case.id.clone(), message: "not an RS case".into() })?;
+        let c = case.own_key::<RsCase>()?;
         Ok(Loaded::Cube { cube: rs_cube(c)?, truth: c.truth.clone() })
     }
 }

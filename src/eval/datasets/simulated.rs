@@ -6,7 +6,6 @@ use crate::eval::EvalError;
 use crate::simulate::{self, FaultKind, SimConfig};
 use serde::Deserialize;
 use std::path::Path;
-use std::sync::Arc;
 
 /// `sim:A-B[:KIND]`.
 pub struct Seeds;
@@ -15,13 +14,11 @@ pub struct Seeds;
 pub struct Spec;
 
 fn case(id: String, cfg: SimConfig) -> Case {
-    Case { id, system: "simulated".into(), fault_kind: String::new(), truth: None, dataset: &Seeds, key: Arc::new(cfg) }
+    Case::new(&Seeds, id, "simulated", cfg)
 }
 
 fn load(case: &Case) -> Result<Loaded, EvalError> {
-    let cfg = case
-        .key::<SimConfig>()
-        .ok_or_else(|| EvalError::Case { id: case.id.clone(), message: "not a simulated case".into() })?;
+    let cfg = case.own_key::<SimConfig>()?;
     Ok(Loaded::Incident(Box::new(simulate::simulate(cfg))))
 }
 
