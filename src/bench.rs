@@ -128,9 +128,6 @@ pub struct LearnedBench {
     pub optimized: bool,
 }
 
-/// Trains a logs model on `train_events` baseline log lines of the benchmark incident, embeds
-/// every line, stores `vectors` embeddings (cycling the lines with fresh ids) in a LanceDB store
-/// under `dir`, indexes it and times `queries` filtered k-NN queries.
 /// What stops a benchmark from running.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -140,16 +137,19 @@ pub enum BenchError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Data(#[from] crate::drilldown::table::DataError),
-    #[error("{}: {source}", path.display())]
-    Io { path: std::path::PathBuf, source: std::io::Error },
-    #[error("{}: {source}", path.display())]
-    Csv { path: std::path::PathBuf, source: csv::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: std::path::PathBuf, error: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Csv { path: std::path::PathBuf, error: csv::Error },
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("query {0} returned nothing")]
     NoHits(usize),
 }
 
+/// Trains a logs model on `train_events` baseline log lines of the benchmark incident, embeds
+/// every line, stores `vectors` embeddings (cycling the lines with fresh ids) in a LanceDB store
+/// under `dir`, indexes it and times `queries` filtered k-NN queries.
 pub fn run_learned(
     seed: u64,
     dir: &std::path::Path,
@@ -304,8 +304,8 @@ pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<Dr
     let hours = 8;
     let t = Instant::now();
     {
-        let f = std::fs::File::create(&path).map_err(|source| BenchError::Io { path: path.clone(), source })?;
-        let csv = |source| BenchError::Csv { path: path.clone(), source };
+        let f = std::fs::File::create(&path).map_err(|source| BenchError::Io { path: path.clone(), error: source })?;
+        let csv = |source| BenchError::Csv { path: path.clone(), error: source };
         let mut w = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, f));
         let mut header: Vec<String> = vec!["time".into()];
         header.extend(dims.iter().cloned());
@@ -329,7 +329,7 @@ pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<Dr
             rec.extend([orders.to_string(), visits.to_string()]);
             w.write_record(&rec).map_err(csv)?;
         }
-        w.flush().map_err(|source| BenchError::Io { path: path.clone(), source })?;
+        w.flush().map_err(|source| BenchError::Io { path: path.clone(), error: source })?;
     }
     let write_seconds = t.elapsed().as_secs_f64();
     let file_mib = std::fs::metadata(&path).map(|m| m.len() as f64 / (1 << 20) as f64).unwrap_or(0.0);

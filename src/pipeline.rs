@@ -122,26 +122,59 @@ impl Outcome {
 /// and trained), then the agent when `cfg.trigger` says so, whose posterior becomes the report's
 /// confidence.
 pub fn run(incident: &Incident, cfg: &PipelineConfig, deps: Deps) -> Outcome {
-    let _span = tracing::info_span!("pipeline", incident = %incident.id).entered();
+    start(incident, cfg).finish(deps)
+}
+
+/// The first half of [`run`]: the triage. A caller that should only make the agent's
+/// dependencies ready when the agent will run (the command line opens a knowledge base and
+/// builds a policy only then) asks [`Triaged::agent_will_run`] before [`Triaged::finish`].
+pub fn start<'i>(incident: &'i Incident, cfg: &'i PipelineConfig) -> Triaged<'i> {
     let started = Instant::now();
     let triage = triage::triage(incident, &cfg.triage);
-    let triage_seconds = started.elapsed().as_secs_f64();
-    let mut report = report::build(incident, &triage);
-    let features = rerank::features(&triage, &incident.alert, &cfg.triage.rank);
-    if let Some(r) = deps.reranker.filter(|r| r.is_trained()) {
-        rerank::apply(&mut report, &r.order(&features));
+    Triaged { incident, cfg, triage, seconds: started.elapsed().as_secs_f64() }
+}
+
+/// An incident triaged, the rest of the pipeline still to run.
+pub struct Triaged<'i> {
+    incident: &'i Incident,
+    cfg: &'i PipelineConfig,
+    triage: Triage,
+    seconds: f64,
+}
+
+impl Triaged<'_> {
+    /// Whether [`finish`](Triaged::finish) will run the agent (the trigger, on this triage).
+    pub fn agent_will_run(&self) -> bool {
+        investigate::should_run(self.cfg.trigger, self.incident, &self.triage, &self.cfg.agent)
     }
-    let mut agent_seconds = 0.0;
-    if investigate::should_run(cfg.trigger, incident, &triage, &cfg.agent) {
-        let started = Instant::now();
-        let mut rules = investigate::rules::Rules;
-        let policy: &mut dyn Policy = match deps.policy {
-            Some(p) => p,
-            None => &mut rules,
-        };
-        let transcript = investigate::investigate_watched(incident, &triage, deps.kb, policy, &cfg.agent, deps.on_step);
-        report::add_investigation(&mut report, transcript);
-        agent_seconds = started.elapsed().as_secs_f64();
+
+    /// The triage alone, for a caller that keeps an agent session open itself (`culprit chat`).
+    pub fn into_triage(self) -> Triage {
+        self.triage
     }
-    Outcome { triage, report, features, seconds: Seconds { triage: triage_seconds, agent: agent_seconds } }
+
+    /// The report, the re-ranker, and the agent when the trigger says so.
+    pub fn finish(self, deps: Deps) -> Outcome {
+        let Triaged { incident, cfg, triage, seconds } = self;
+        let _span = tracing::info_span!("pipeline", incident = %incident.id).entered();
+        let mut report = report::build(incident, &triage);
+        let features = rerank::features(&triage, &incident.alert, &cfg.triage.rank);
+        if let Some(r) = deps.reranker.filter(|r| r.is_trained()) {
+            rerank::apply(&mut report, &r.order(&features));
+        }
+        let mut agent_seconds = 0.0;
+        if investigate::should_run(cfg.trigger, incident, &triage, &cfg.agent) {
+            let started = Instant::now();
+            let mut rules = investigate::rules::Rules;
+            let policy: &mut dyn Policy = match deps.policy {
+                Some(p) => p,
+                None => &mut rules,
+            };
+            let transcript =
+                investigate::investigate_watched(incident, &triage, deps.kb, policy, &cfg.agent, deps.on_step);
+            report::add_investigation(&mut report, transcript);
+            agent_seconds = started.elapsed().as_secs_f64();
+        }
+        Outcome { triage, report, features, seconds: Seconds { triage: seconds, agent: agent_seconds } }
+    }
 }

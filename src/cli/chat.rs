@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use culprit::investigate::chat::{self, SavedChat};
 use culprit::investigate::{AgentConfig, Session, Trigger};
-use culprit::pipeline::{self, Deps, PipelineConfig};
+use culprit::pipeline::{self, PipelineConfig};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +25,7 @@ pub fn run(a: ChatArgs) -> Result<ExitCode> {
     let incident =
         culprit::ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
     // The triage the session starts from; the agent runs below, in the session itself.
-    let triage = pipeline::run(&incident, &PipelineConfig::with_trigger(Trigger::Never), Deps::default()).triage;
+    let triage = pipeline::start(&incident, &PipelineConfig::with_trigger(Trigger::Never)).into_triage();
     let cfg = a.agent.config()?;
     let kb = a.agent.knowledge_base()?;
     let path = a.session.unwrap_or_else(|| {

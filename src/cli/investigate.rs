@@ -143,17 +143,17 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
 fn report_on(bundle: &Path, json: bool, triage: triage::Config, agent: &AgentArgs) -> Result<ExitCode> {
     let incident = ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
     let cfg = PipelineConfig { triage, agent: agent.config()?, trigger: agent.agent };
-    // The knowledge base and the policy are made ready whenever the agent may run (`auto` decides
-    // after the triage), so a bad --kb or --llm-url is reported before any work.
-    let may_run = agent.agent != Trigger::Never;
-    let kb = if may_run { agent.knowledge_base()? } else { None };
-    let mut policy = if may_run { Some(agent.policy()?) } else { None };
+    // The knowledge base and the policy are made ready only when the agent will run.
+    let triaged = pipeline::start(&incident, &cfg);
+    let will_run = triaged.agent_will_run();
+    let kb = if will_run { agent.knowledge_base()? } else { None };
+    let mut policy = if will_run { Some(agent.policy()?) } else { None };
     let deps = Deps {
         kb: kb.as_ref().map(|k| k as _),
         policy: policy.as_mut().map(AgentPolicy::as_policy),
         ..Default::default()
     };
-    let out = pipeline::run(&incident, &cfg, deps);
+    let out = triaged.finish(deps);
     if let (Some(path), Some(t)) = (&agent.transcript, out.transcript()) {
         std::fs::write(path, serde_json::to_string_pretty(t)?)
             .with_context(|| format!("writing the transcript to {}", path.display()))?;

@@ -166,12 +166,12 @@ impl Drop for TempDir {
     }
 }
 
-/// A progress bar over `total` items of `what`.
+/// A progress bar over `total` cases of `what`.
 pub fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{pos}}/{{len}} [{{elapsed_precise}}] {{wide_bar}} eta {{eta}}"
+            "{{spinner}} {what} {{pos}}/{{len}} cases [{{elapsed_precise}}] {{wide_bar}} eta {{eta}}"
         ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );

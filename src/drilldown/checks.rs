@@ -19,7 +19,6 @@ use serde::Serialize;
 /// Buckets per window the checks aim for: the data's own step, coarsened to at most this many.
 const MAX_BUCKETS: i64 = 2_000;
 
-/// The bucket width for the checks: the data's step, never finer than 1/MAX_BUCKETS of the span.
 /// Why a check could not be made (the report lists it under "Not checked").
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CheckError {
@@ -39,6 +38,7 @@ pub enum CheckError {
     NoUnits,
 }
 
+/// The bucket width for the checks: the data's step, never finer than 1/MAX_BUCKETS of the span.
 pub fn bucket(rows: &Rows, q: &Query) -> Ts {
     let span = q.baseline.1.max(q.current.1) - q.baseline.0.min(q.current.0);
     rows.step().unwrap_or(60_000).max(span / MAX_BUCKETS).max(1)

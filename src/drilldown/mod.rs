@@ -12,8 +12,8 @@
 //! baselines); this module attributes the change to the findings (Shapley values) and scores
 //! element sets; [`report`] adds bootstrap confidence, the narrative, the chart and versioned
 //! baselines; [`checks`] holds the counterfactual checks (difference-in-differences, temporal
-//! order, sample-ratio mismatch, data quality); [`eval`] scores the RobustSpot RS and Kontrast
-//! datasets.
+//! order, sample-ratio mismatch, data quality); [`request`] checks and runs what a user asks
+//! for. `eval::drilldown` scores the RobustSpot RS and Kontrast datasets.
 
 pub mod checks;
 pub mod report;

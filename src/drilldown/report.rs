@@ -126,10 +126,10 @@ pub enum BaselineError {
     NoBaseline { name: String, root: PathBuf },
     #[error("baseline {name:?} has no version {version} (versions: {versions:?})")]
     NoVersion { name: String, version: u32, versions: Vec<u32> },
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: {source}", path.display())]
-    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Json { path: PathBuf, error: serde_json::Error },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
 }
@@ -164,7 +164,7 @@ pub fn save_baseline(
     data: &str,
 ) -> Result<Snapshot, BaselineError> {
     let dir = baseline_dir(root, name)?;
-    std::fs::create_dir_all(&dir).map_err(|source| BaselineError::Io { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| BaselineError::Io { path: dir.clone(), error: source })?;
     let version = versions(&dir).last().map_or(1, |v| v + 1);
     let segments = cube
         .leaves
@@ -185,12 +185,13 @@ pub fn save_baseline(
         length_ms: q.current.1 - q.current.0,
     };
     let path = dir.join(format!("v{version}.json"));
-    let text = serde_json::to_string(&snap).map_err(|source| BaselineError::Json { path: path.clone(), source })?;
+    let text =
+        serde_json::to_string(&snap).map_err(|source| BaselineError::Json { path: path.clone(), error: source })?;
     // Written beside and renamed: a reader never sees half a version.
     let tmp = dir.join(format!(".v{version}.json.tmp"));
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|source| BaselineError::Io { path: path.clone(), source })?;
+        .map_err(|source| BaselineError::Io { path: path.clone(), error: source })?;
     Ok(snap)
 }
 
@@ -214,9 +215,10 @@ pub fn load_baseline(root: &Path, spec: &str) -> Result<Snapshot, BaselineError>
         return Err(BaselineError::NoVersion { name: name.to_string(), version: v, versions: all });
     }
     let path = dir.join(format!("v{v}.json"));
-    let text = std::fs::read_to_string(&path).map_err(|source| BaselineError::Io { path: path.clone(), source })?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| BaselineError::Io { path: path.clone(), error: source })?;
     let snap: Snapshot =
-        serde_json::from_str(&text).map_err(|source| BaselineError::Json { path: path.clone(), source })?;
+        serde_json::from_str(&text).map_err(|source| BaselineError::Json { path: path.clone(), error: source })?;
     if let Some((i, _)) = snap.segments.iter().enumerate().find(|(_, s)| s.0.len() != snap.dims.len()) {
         let message =
             format!("segment {} has {} values for {} dimensions", i + 1, snap.segments[i].0.len(), snap.dims.len());

@@ -98,8 +98,8 @@ pub enum RequestError {
     BothBaselines,
     #[error("give --baseline or --against")]
     NoBaseline,
-    #[error("{flag} {source}")]
-    Span { flag: &'static str, source: SpanError },
+    #[error("{flag} {error}")]
+    Span { flag: &'static str, error: SpanError },
     #[error("--baseline {baseline} and --current {current} overlap: rows would count as both actual and forecast")]
     Overlap { baseline: String, current: String },
     #[error("--treated {0}")]
@@ -110,14 +110,14 @@ pub enum RequestError {
     Data(#[from] DataError),
     #[error(transparent)]
     Baseline(#[from] BaselineError),
-    #[error("reading changes from {}: {source}", path.display())]
-    Changes { path: PathBuf, source: IngestError },
+    #[error("reading changes from {}: {error}", path.display())]
+    Changes { path: PathBuf, error: IngestError },
     #[error("{}: no change event could be read", path.display())]
     NoChanges { path: PathBuf },
-    #[error("reading {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{}: not a drill-down report (--out JSON): {source}", path.display())]
-    Compare { path: PathBuf, source: serde_json::Error },
+    #[error("reading {}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("{}: not a drill-down report (--out JSON): {error}", path.display())]
+    Compare { path: PathBuf, error: serde_json::Error },
 }
 
 impl Request {
@@ -133,7 +133,7 @@ impl Request {
             (None, None) => return Err(RequestError::NoKpi),
         };
         let against = self.against.as_deref().map(|s| report::load_baseline(&self.baselines, s)).transpose()?;
-        let span = |flag: &'static str| move |source| RequestError::Span { flag, source };
+        let span = |flag: &'static str| move |source| RequestError::Span { flag, error: source };
         let method = match (self.season.as_deref(), self.forecast) {
             (Some(s), _) => Method::Seasonal(table::duration(s).map_err(span("--season"))?),
             (None, ForecastChoice::Auto) => Method::Auto,
@@ -192,7 +192,7 @@ impl Request {
             Some(p) => {
                 let mut rr = crate::model::ReadReport::default();
                 let c = crate::ingest::read_changes(p, &mut rr)
-                    .map_err(|source| RequestError::Changes { path: p.clone(), source })?;
+                    .map_err(|source| RequestError::Changes { path: p.clone(), error: source })?;
                 for issue in rr.issues.iter().take(5) {
                     say(format!("{}: {issue}", p.display()));
                 }
@@ -211,11 +211,11 @@ impl Request {
         };
         let earlier = match &self.compare {
             Some(p) => {
-                let text =
-                    std::fs::read_to_string(p).map_err(|source| RequestError::Read { path: p.clone(), source })?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| RequestError::Read { path: p.clone(), error: source })?;
                 Some(
                     serde_json::from_str::<Earlier>(&text)
-                        .map_err(|source| RequestError::Compare { path: p.clone(), source })?,
+                        .map_err(|source| RequestError::Compare { path: p.clone(), error: source })?,
                 )
             }
             None => None,

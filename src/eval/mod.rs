@@ -617,7 +617,12 @@ pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + 
     };
     type Candidates = Vec<(String, Vec<f64>)>;
     let features = |case: &Case| {
-        let (case, cfg) = (case.clone(), Method::Culprit.pipeline_config(opts));
+        let cfg = crate::pipeline::PipelineConfig {
+            triage: opts.config.clone(),
+            agent: opts.agent.clone(),
+            trigger: crate::investigate::Trigger::Never,
+        };
+        let case = case.clone();
         guarded(opts.timeout, move || -> Option<(Candidates, Truth)> {
             let incident = load(&case).ok()?;
             let truth = incident.truth.clone()?;

@@ -40,9 +40,6 @@ pub fn read_log_file(file: &LogFile, report: &mut ReadReport, f: &mut dyn FnMut(
     }
 }
 
-/// Attributes as (key, text): a JSON object (keys in the document's order as far as serde_json
-/// keeps it), an array of `[key, value]` pairs, or an array of `{"key", "value"}` objects (OTLP
-/// style). Values of any JSON type are stringified.
 /// An `attributes` field of the wrong shape.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 enum BadAttributes {
@@ -54,6 +51,9 @@ enum BadAttributes {
     Shape,
 }
 
+/// Attributes as (key, text): a JSON object (keys in the document's order as far as serde_json
+/// keeps it), an array of `[key, value]` pairs, or an array of `{"key", "value"}` objects (OTLP
+/// style). Values of any JSON type are stringified.
 fn attributes_of(v: &Value) -> Result<Vec<(String, String)>, BadAttributes> {
     match v {
         Value::Null => Ok(Vec::new()),

@@ -241,6 +241,9 @@ enum BadValue {
     NotFinite(String),
     #[error("not a number: {0:?}")]
     NotANumber(String),
+    /// A JSON value of another type than string or number, as written.
+    #[error("not a number: {0}")]
+    NotANumberValue(String),
     #[error("bad number")]
     BadNumber,
 }
@@ -382,7 +385,7 @@ fn query_range_doc(
             let v = pair.map(|a| match &a[1] {
                 Value::String(s) => parse_value(s),
                 Value::Number(x) => x.as_f64().ok_or(BadValue::BadNumber),
-                other => Err(BadValue::NotANumber(short(&other.to_string()))),
+                other => Err(BadValue::NotANumberValue(short(&other.to_string()))),
             });
             match (t, v) {
                 (Some(t), Some(Ok(v))) => {

@@ -43,12 +43,12 @@ pub struct SavedChat {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: not a culprit chat session: {source}", path.display())]
-    Format { path: PathBuf, source: serde_json::Error },
-    #[error("{}: the session could not be written as JSON: {source}", path.display())]
-    Encode { path: PathBuf, source: serde_json::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{}: not a culprit chat session: {error}", path.display())]
+    Format { path: PathBuf, error: serde_json::Error },
+    #[error("{}: the session could not be written as JSON: {error}", path.display())]
+    Encode { path: PathBuf, error: serde_json::Error },
     #[error("{}: a session of incident `{incident}` ({schema}), not of `{expected}`", path.display())]
     OtherIncident { path: PathBuf, incident: String, schema: String, expected: String },
 }
@@ -68,10 +68,10 @@ impl SavedChat {
 
     /// Reads the saved session at `path`, which must be one of incident `incident`.
     pub fn read(path: &Path, incident: &str) -> Result<SavedChat, ChatError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ChatError::Io { path: path.to_path_buf(), source })?;
-        let saved: SavedChat =
-            serde_json::from_str(&text).map_err(|source| ChatError::Format { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ChatError::Io { path: path.to_path_buf(), error: source })?;
+        let saved: SavedChat = serde_json::from_str(&text)
+            .map_err(|source| ChatError::Format { path: path.to_path_buf(), error: source })?;
         if saved.schema != CHAT_SCHEMA || saved.incident != incident {
             return Err(ChatError::OtherIncident {
                 path: path.to_path_buf(),
@@ -107,9 +107,9 @@ impl SavedChat {
 /// Writes a chat session (or a record holding one) as JSON, atomically: a temporary file beside
 /// it, then a rename, so a crash never leaves half a session.
 pub fn save(path: &Path, value: &impl Serialize) -> Result<(), ChatError> {
-    let io = |source| ChatError::Io { path: path.to_path_buf(), source };
-    let text =
-        serde_json::to_string_pretty(value).map_err(|source| ChatError::Encode { path: path.to_path_buf(), source })?;
+    let io = |source| ChatError::Io { path: path.to_path_buf(), error: source };
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|source| ChatError::Encode { path: path.to_path_buf(), error: source })?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     std::fs::write(&tmp, text).map_err(io)?;
@@ -231,7 +231,10 @@ fn standing(session: &Session) -> String {
 
 fn describe(step: &Step) -> String {
     let mut s = match &step.error {
-        Some(e) => format!("{}: {}", step.tool, e.message),
+        Some(e) => match &e.diagnostics {
+            Some(d) => format!("{}: {} ({d})", step.tool, e.message),
+            None => format!("{}: {}", step.tool, e.message),
+        },
         None => format!("{}: {}", step.tool, step.summary),
     };
     if !step.ratios.is_empty() {

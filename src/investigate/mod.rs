@@ -244,6 +244,9 @@ impl<'a> Session<'a> {
             confidence_after: after.1,
         };
         tracing::info!(turn = step.turn, tool = %step.tool, summary = %step.summary, confidence = step.confidence_after, "agent step");
+        if let Some(d) = step.error.as_ref().and_then(|e| e.diagnostics.as_deref()) {
+            tracing::warn!(turn = step.turn, tool = %step.tool, diagnostics = %d, "tool failed");
+        }
         self.steps.push(step.clone());
         if let Some(f) = self.on_step.as_mut() {
             f(&step);

@@ -128,7 +128,12 @@ impl Transcript {
             out.push_str(&format!("  {}. {}({})\n", s.turn, s.tool, compact(&s.args)));
             out.push_str(&format!("     why: {}\n", s.reasoning));
             match &s.error {
-                Some(e) => out.push_str(&format!("     error: {}\n", e.message)),
+                Some(e) => {
+                    out.push_str(&format!("     error: {}\n", e.message));
+                    if let Some(d) = &e.diagnostics {
+                        out.push_str(&format!("     diagnostics: {d}\n"));
+                    }
+                }
                 None => out.push_str(&format!("     found: {}\n", s.summary)),
             }
             if !ratios.is_empty() {

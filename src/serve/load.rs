@@ -53,8 +53,8 @@ const TOKEN: &str = "load-test-operator-token";
 pub enum LoadError {
     #[error("the load test's server: {0}")]
     Server(#[from] super::ServeError),
-    #[error("{what}: {source}")]
-    Io { what: &'static str, source: std::io::Error },
+    #[error("{what}: {error}")]
+    Io { what: &'static str, error: std::io::Error },
     #[error("the server thread ended early")]
     ServerGone,
     #[error("HTTP client: {0}")]
@@ -85,14 +85,14 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
         let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
             Ok(rt) => rt,
             Err(e) => {
-                let _ = ready_tx.send(Err(LoadError::Io { what: "starting the server's runtime", source: e }));
+                let _ = ready_tx.send(Err(LoadError::Io { what: "starting the server's runtime", error: e }));
                 return;
             }
         };
         rt.block_on(async move {
             let started = async {
                 let app = App::start(serve_cfg, None, &|_| None).await?;
-                let io = |what| move |source| LoadError::Io { what, source };
+                let io = |what| move |source| LoadError::Io { what, error: source };
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(io("binding 127.0.0.1:0"))?;
                 let addr = listener.local_addr().map_err(io("the listener's address"))?;
                 Ok::<_, LoadError>((app, listener, addr))
@@ -275,7 +275,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
 
     // Every accepted alert must be in the audit log.
     let audit = std::fs::read_to_string(app.audit.path())
-        .map_err(|source| LoadError::Io { what: "reading the audit log", source })?;
+        .map_err(|source| LoadError::Io { what: "reading the audit log", error: source })?;
     let mut logged = std::collections::HashSet::new();
     for line in audit.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };

@@ -79,8 +79,8 @@ impl Encoding {
 pub enum DecodeError {
     #[error("not JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("not an {message}: {source}")]
-    Protobuf { message: &'static str, source: prost::DecodeError },
+    #[error("not an {message}: {error}")]
+    Protobuf { message: &'static str, error: prost::DecodeError },
 }
 
 /// Decodes one request body; a body that is not a request of its signal at all is an error.
@@ -99,7 +99,7 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
         Encoding::Protobuf => match signal {
             Signal::Traces => {
                 let req = ExportTraceServiceRequest::decode(body)
-                    .map_err(|source| DecodeError::Protobuf { message: "ExportTraceServiceRequest", source })?;
+                    .map_err(|source| DecodeError::Protobuf { message: "ExportTraceServiceRequest", error: source })?;
                 for rs in req.resource_spans {
                     let service = service_name(rs.resource.as_ref());
                     for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
@@ -129,7 +129,7 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
             }
             Signal::Logs => {
                 let req = ExportLogsServiceRequest::decode(body)
-                    .map_err(|source| DecodeError::Protobuf { message: "ExportLogsServiceRequest", source })?;
+                    .map_err(|source| DecodeError::Protobuf { message: "ExportLogsServiceRequest", error: source })?;
                 for rl in req.resource_logs {
                     let service = service_name(rl.resource.as_ref());
                     for rec in rl.scope_logs.into_iter().flat_map(|s| s.log_records) {
@@ -166,8 +166,10 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
                 }
             }
             Signal::Metrics => {
-                let req = ExportMetricsServiceRequest::decode(body)
-                    .map_err(|source| DecodeError::Protobuf { message: "ExportMetricsServiceRequest", source })?;
+                let req = ExportMetricsServiceRequest::decode(body).map_err(|source| DecodeError::Protobuf {
+                    message: "ExportMetricsServiceRequest",
+                    error: source,
+                })?;
                 for rm in req.resource_metrics {
                     let service = service_name(rm.resource.as_ref());
                     for m in rm.scope_metrics.into_iter().flat_map(|s| s.metrics) {

@@ -150,7 +150,10 @@ impl Dataset for Nezha {
         let root =
             if is_root(path) { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
         let mut suites = Vec::new();
-        for system in systems(path) {
+        // Suites by system name, as eval has always listed them (OnlineBoutique first).
+        let mut systems = systems(path);
+        systems.sort_by_key(|s| s.name());
+        for system in systems {
             let cases = list(&root, system)?
                 .into_iter()
                 .map(|r| Case::new(&Nezha, r.case.id.clone(), system.name(), r.clone()).labelled(r.truth))
