@@ -27,4 +27,4 @@ bench: setup
 ## Accuracy of culprit and the baselines on the simulated suite and the public datasets (README's
 ## tables), and the drill-down datasets (RobustSpot RS, Kontrast).
 eval: setup
-	@$(ENV) && cargo run --quiet -- eval evals/simulated.toml evals/red_herrings.toml evals/postmortems ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop ../shared/datasets/robustspot_rs ../shared/datasets/kontrast_software_change
+	@$(ENV) && cargo run --quiet -- eval evals/simulated.toml evals/red_herrings.toml evals/postmortems ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop ../shared/datasets/changerca ../shared/datasets/robustspot_rs ../shared/datasets/kontrast_software_change

@@ -25,6 +25,8 @@ pub enum Baseline {
     PageRank,
     Earliest,
     Random,
+    /// The change that started last before the alert (ChangeRCA's simple reference).
+    LatestChange,
 }
 
 /// Services of the incident, best suspect first.
@@ -40,6 +42,7 @@ pub fn rank(baseline: Baseline, incident: &Incident) -> Ranking {
         Baseline::PageRank => pagerank(incident, &splits),
         Baseline::Earliest => earliest(incident, &splits),
         Baseline::Random => random(incident, &splits),
+        Baseline::LatestChange => latest_change(incident),
     }
 }
 
@@ -245,6 +248,27 @@ pub fn earliest(_incident: &Incident, splits: &[Split]) -> Ranking {
         (None, None) => b.2.total_cmp(&a.2),
     });
     ranked.into_iter().map(|(s, _, _)| s.to_string()).collect()
+}
+
+/// "The latest change": the services changed at or before the alert, the one whose change started
+/// last first (ties by name); services without a change are not ranked. The simple reference of
+/// change-attribution datasets such as ChangeRCA's.
+pub fn latest_change(incident: &Incident) -> Ranking {
+    let mut changes: Vec<(Ts, &str)> = incident
+        .telemetry
+        .changes
+        .iter()
+        .filter(|c| c.time <= incident.alert.time)
+        .map(|c| (c.time, c.service.as_str()))
+        .collect();
+    changes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let mut ranked: Vec<String> = Vec::new();
+    for (_, s) in changes {
+        if !ranked.iter().any(|r| r == s) {
+            ranked.push(s.to_string());
+        }
+    }
+    ranked
 }
 
 /// A uniformly random order of the incident's services, fixed per case (seeded by its id), so

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use culprit::eval::datasets::{self, nezha, rcd, Case, Dataset};
+use culprit::eval::datasets::{self, changerca, nezha, rcd, Case, Dataset};
 use culprit::model::{Incident, ReadReport, Severity};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -295,4 +295,72 @@ fn malformed_metric_row_is_skipped_and_counted() {
     // NaN is a gap, not a bad row.
     assert_eq!(get("PodServerLatencyP90(s)").map(|s| s.points.clone()), Some(vec![(1_000_000, 0.1), (1_200_000, 0.4)]));
     assert!(series.iter().all(|s| !s.metric.starts_with("Node")));
+}
+
+/// ChangeRCA's case file holds the label beside the inputs, and lists the faulty release first.
+/// The same case with every label field removed from disk, its releases in another order and an
+/// index that names no cause gives culprit the same incident and the same report.
+#[test]
+fn changerca_hands_culprit_no_label() {
+    let Some(root) = datasets() else { return };
+    let cases = list(root.join("changerca"));
+    assert_eq!(cases.len(), 40);
+    assert_eq!(fault_kinds(&cases).len(), 13);
+    let case = &cases[0];
+    let original = case.key::<changerca::ChangeRcaCase>().expect("a ChangeRCA case");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data").join(&original.id);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for entry in std::fs::read_dir(&original.dir).expect("case folder").flatten() {
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+        }
+    }
+    let file = dir.join(format!("{}.json", original.id));
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    let fields = json.as_object_mut().expect("an object");
+    let first_release = fields["plan"].as_object().and_then(|p| p.keys().next().cloned());
+    assert_eq!(first_release.as_deref(), Some(original.truth.service.as_str()), "the leak the adapter must not use");
+    for label in ["fault_release_service", "fault", "normal_service_list"] {
+        assert!(fields.remove(label).is_some(), "{label} was in the case file");
+    }
+    // The plan rewritten with its releases in reverse order.
+    let plan: Vec<(String, serde_json::Value)> =
+        fields["plan"].as_object().expect("plan").iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let text = serde_json::to_string(&json).expect("json");
+    let plan_text: Vec<String> =
+        plan.iter().map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str()))).collect();
+    let text =
+        text.replacen(&serde_json::to_string(&json["plan"]).expect("plan"), &format!("{{{}}}", plan_text.join(",")), 1);
+    std::fs::write(&file, text).expect("write");
+    std::fs::write(
+        tmp.path().join("cases_index.csv"),
+        format!(
+            "case_id,case_dir,root_cause_service,fault_type,faulty_release,detect_timestamp\n{},data/{},unknown,unknown,unknown,0\n",
+            original.id, original.id
+        ),
+    )
+    .expect("index");
+    let blind = &list(tmp.path().to_path_buf())[0];
+    let (a, b) = (case.load_incident().expect("load"), blind.load_incident().expect("load blind"));
+    assert_eq!(a.truth.as_ref().map(|t| t.service.as_str()), Some(original.truth.service.as_str()));
+    assert_eq!(b.truth.as_ref().map(|t| t.service.as_str()), Some("unknown"));
+    assert!(a.telemetry.changes.len() > 1, "a case with concurrent releases");
+    assert_eq!(a.telemetry.changes, b.telemetry.changes);
+    assert_eq!(a.telemetry.metrics, b.telemetry.metrics);
+    assert_eq!(
+        (a.alert.clone(), a.analysis_start, a.topology.clone()),
+        (b.alert.clone(), b.analysis_start, b.topology.clone())
+    );
+    let cfg = culprit::pipeline::PipelineConfig::with_trigger(culprit::investigate::Trigger::Always);
+    let report = |i: &Incident| {
+        let mut r = serde_json::to_value(culprit::pipeline::run(i, &cfg, Default::default()).report).expect("report");
+        r["investigation"]["seconds"] = serde_json::Value::Null;
+        r
+    };
+    assert_eq!(report(&a), report(&b));
+    // The alert names the entry service, never the label; releases after the window are left out.
+    assert_eq!(a.alert.service, changerca::ENTRY_SERVICE);
+    assert!(a.telemetry.changes.iter().all(|c| c.time <= a.alert.time + changerca::AFTER_ALERT));
 }

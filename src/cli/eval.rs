@@ -16,7 +16,8 @@ pub struct EvalArgs {
     suites: Vec<String>,
     /// Methods to run, comma-separated: culprit, culprit_embed (with the learned k-NN
     /// detector, fitted per case on its reference period), culprit_agent (the triage, then the
-    /// rules agent), baro, nsigma, epsilon_diagnosis, pagerank, earliest, random (default: all).
+    /// rules agent), baro, nsigma, epsilon_diagnosis, pagerank, earliest, random, latest_change
+    /// (the change that started last before the alert) (default: all).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Print the summary as JSON ({"suites":[{"name","system","cases","methods":{…}}]}).

@@ -98,7 +98,7 @@ pub enum Command {
     /// expected calibration error of culprit's confidence; seconds per case.
     ///
     /// A SUITE is anything the dataset registry recognises: a Nezha folder (.../nezha,
-    /// .../nezha/trainticket, .../nezha/onlineboutique), .../rcd_sockshop, the drill-down
+    /// .../nezha/trainticket, .../nezha/onlineboutique), .../rcd_sockshop, .../changerca, the drill-down
     /// datasets .../robustspot_rs and .../kontrast_software_change (scored by their own tables),
     /// a directory of bundles each with truth.json, a simulated-suite spec (evals/simulated.toml),
     /// or `sim:A-B` for simulated seeds A to B (`sim:A-B:KIND` forces a fault kind).

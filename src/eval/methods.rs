@@ -26,6 +26,7 @@ pub enum Method {
     PageRank,
     Earliest,
     Random,
+    LatestChange,
 }
 
 /// What a method said about one incident.
@@ -40,7 +41,7 @@ pub struct Answer {
 }
 
 impl Method {
-    pub const ALL: [Method; 9] = [
+    pub const ALL: [Method; 10] = [
         Method::Culprit,
         Method::CulpritEmbed,
         Method::CulpritAgent,
@@ -50,6 +51,7 @@ impl Method {
         Method::PageRank,
         Method::Earliest,
         Method::Random,
+        Method::LatestChange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +65,7 @@ impl Method {
             Method::PageRank => "pagerank",
             Method::Earliest => "earliest",
             Method::Random => "random",
+            Method::LatestChange => "latest_change",
         }
     }
 
@@ -99,6 +102,7 @@ impl Method {
             Method::PageRank => Baseline::PageRank,
             Method::Earliest => Baseline::Earliest,
             Method::Random => Baseline::Random,
+            Method::LatestChange => Baseline::LatestChange,
         })
     }
 

@@ -5,7 +5,7 @@
 //!
 //! Incident datasets load each case as the same [`Incident`] every other reader produces, with its
 //! label in [`Incident::truth`]: Nezha (FSE'23) TrainTicket and OnlineBoutique ([`nezha`]), RCD
-//! Sock Shop (NeurIPS'22, [`rcd`]), directories of bundles with `truth.json` ([`bundles`]) and
+//! Sock Shop (NeurIPS'22, [`rcd`]), ChangeRCA's concurrent releases (FSE'24, [`changerca`]), directories of bundles with `truth.json` ([`bundles`]) and
 //! simulated suites ([`simulated`]). Drill-down datasets load cubes or KPI series: RobustSpot RS
 //! ([`robustspot`]) and Kontrast ([`kontrast`]).
 //!
@@ -16,6 +16,7 @@
 //! [`Incident::read_report`], a missing index or telemetry folder is an error naming the file.
 
 pub mod bundles;
+pub mod changerca;
 pub mod kontrast;
 pub mod nezha;
 pub mod rcd;
@@ -58,6 +59,7 @@ pub static REGISTRY: &[&dyn Dataset] = &[
     &simulated::Spec,
     &nezha::Nezha,
     &rcd::SockShop,
+    &changerca::ChangeRca,
     &bundles::Bundles,
 ];
 
