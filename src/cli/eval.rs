@@ -61,7 +61,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
     if a.feedback_split {
         return feedback_split(&incidents, a.json, &opts);
     }
-    let bar = progress(cases(&incidents), "eval");
+    let bar = progress(cases(&incidents), "eval", " cases", true);
     let reports: Vec<eval::SuiteReport> = incidents.iter().map(|s| eval::run_suite(s, &opts, &|| bar.inc(1))).collect();
     bar.finish_and_clear();
     if a.json {
@@ -91,7 +91,7 @@ fn cases(suites: &[Suite]) -> u64 {
 
 fn run_drilldown(suites: &[Suite], json: bool) -> Result<()> {
     use culprit::eval::drilldown as de;
-    let bar = progress(cases(suites), "drill-down eval");
+    let bar = progress(cases(suites), "drill-down eval", " cases", true);
     let outcomes: Vec<de::Outcome> = suites.iter().map(|s| de::run(s, &|| bar.inc(1))).collect::<Result<_, _>>()?;
     bar.finish_and_clear();
     if json {
@@ -103,7 +103,7 @@ fn run_drilldown(suites: &[Suite], json: bool) -> Result<()> {
 }
 
 fn feedback_split(suites: &[Suite], json: bool, opts: &eval::EvalOptions) -> Result<ExitCode> {
-    let bar = progress(cases(suites), "feedback split");
+    let bar = progress(cases(suites), "feedback split", " cases", true);
     let rows: Vec<eval::FeedbackSplit> = suites.iter().map(|s| eval::feedback_split(s, opts, &|| bar.inc(1))).collect();
     bar.finish_and_clear();
     if json {

@@ -166,12 +166,14 @@ impl Drop for TempDir {
     }
 }
 
-/// A progress bar over `total` cases of `what`.
-pub fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
+/// A progress bar over `total` items of `what` (`unit` after the count, e.g. " cases"; the
+/// remaining time is shown when `eta`).
+pub fn progress(total: u64, what: &str, unit: &str, eta: bool) -> indicatif::ProgressBar {
+    let eta = if eta { " eta {eta}" } else { "" };
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{pos}}/{{len}} cases [{{elapsed_precise}}] {{wide_bar}} eta {{eta}}"
+            "{{spinner}} {what} {{pos}}/{{len}}{unit} [{{elapsed_precise}}] {{wide_bar}}{eta}"
         ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );

@@ -1,7 +1,7 @@
 //! `culprit train` and `culprit models status`: the learned embedders, trained on fault-free
 //! events of a bundle or a store, and whether they still fit the data.
 
-use super::store::{load, open_store, spinner, thin};
+use super::store::{load, open_store, thin};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use culprit::embed::net::TrainConfig;
@@ -107,7 +107,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             eprintln!("{source}: skipped, only {} baseline events in {} (need 32)", rows.len(), a.from);
             continue;
         }
-        let bar = spinner(&format!("training {source} on {} events", rows.len()));
+        let bar = super::progress(0, &format!("training {source} on {} events", rows.len()), "", false);
         let model = Embedder::fit(*source, &rows, &a.from, &cfg, |step, total| {
             bar.set_length(total as u64);
             bar.set_position(step as u64);

@@ -102,17 +102,6 @@ pub(super) fn open_store(rt: &tokio::runtime::Runtime, uri: &str) -> Result<Stor
     rt.block_on(Store::open(uri)).with_context(|| format!("opening the store {uri}"))
 }
 
-pub(super) fn spinner(what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{pos}}/{{len}} [{{elapsed_precise}}] {{wide_bar}}"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 pub(super) fn load(bundle: &Path) -> Result<Incident> {
     culprit::ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))
 }

@@ -7,7 +7,7 @@
 //! culprit's go through `pipeline::run`. A case whose loading or analysis fails is `Invalid`:
 //! counted apart, never a hit or a miss.
 
-use crate::model::{Incident, Truth};
+use crate::model::Truth;
 use crate::triage::Config;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,6 +17,9 @@ pub mod datasets;
 pub mod drilldown;
 pub mod methods;
 
+/// Resolves a suite argument into its suites and cases, through the dataset registry (cheap:
+/// nothing heavy is loaded yet).
+pub use datasets::suites;
 pub use datasets::{Case, Suite};
 pub use methods::Method;
 
@@ -34,12 +37,6 @@ pub enum EvalError {
     Ingest(#[from] crate::ingest::IngestError),
     #[error("{0}")]
     Guard(#[from] GuardError),
-}
-
-/// Resolves a suite argument into its suites and cases, through the dataset registry (cheap:
-/// nothing heavy is loaded yet).
-pub fn suites(arg: &str) -> Result<Vec<Suite>, EvalError> {
-    datasets::suites(arg)
 }
 
 /// How one method did on one case.
@@ -76,11 +73,6 @@ pub struct CaseResult {
     pub truth: Option<Truth>,
     pub load_seconds: f64,
     pub methods: BTreeMap<Method, Outcome>,
-}
-
-/// Loads an incident case.
-pub fn load(case: &Case) -> Result<Incident, EvalError> {
-    case.load_incident()
 }
 
 /// Why guarded work gave no result.
@@ -165,7 +157,7 @@ pub fn run_case(case: &Case, opts: &EvalOptions) -> CaseResult {
     let (case2, opts2) = (case.clone(), opts.clone());
     let work = move || -> Result<(Truth, f64, BTreeMap<Method, Outcome>), EvalError> {
         let t0 = Instant::now();
-        let incident = load(&case2)?;
+        let incident = case2.load_incident()?;
         let truth = incident
             .truth
             .clone()
@@ -624,7 +616,7 @@ pub fn feedback_split(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + 
         };
         let case = case.clone();
         guarded(opts.timeout, move || -> Option<(Candidates, Truth)> {
-            let incident = load(&case).ok()?;
+            let incident = case.load_incident().ok()?;
             let truth = incident.truth.clone()?;
             Some((crate::pipeline::run(&incident, &cfg, crate::pipeline::Deps::default()).features, truth))
         })

@@ -20,8 +20,8 @@
 
 use super::nezha::read_dependency_csv;
 use super::{
-    alert, column, csv_reader, headers, issue, line_of, parse_value, AdapterError, Case, Dataset, Loaded, Scoring,
-    SeriesBuilder, Suite,
+    alert, column, csv_reader, headers, issue, line_of, parse_value, required, AdapterError, Case, Dataset, Loaded,
+    Scoring, SeriesBuilder, Suite,
 };
 use crate::eval::EvalError;
 use crate::model::{Change, ChangeKind, Incident, ReadReport, Telemetry, Truth, Ts, MINUTE};
@@ -102,20 +102,9 @@ pub fn list(root: &Path) -> Result<Vec<ChangeRcaCase>, AdapterError> {
     let mut cases = Vec::new();
     for record in rdr.records() {
         let record = record.map_err(|error| AdapterError::Csv { path: path.clone(), source: error })?;
-        let get = |i: usize| record.get(i).unwrap_or("").trim().to_string();
-        let (id, dir, service) = (get(c_id), get(c_dir), get(c_service));
-        for (i, v) in [(c_id, &id), (c_dir, &dir), (c_service, &service)] {
-            if v.is_empty() {
-                return Err(AdapterError::BadField {
-                    path: path.clone(),
-                    line: line_of(&record),
-                    field: hdr[i].clone(),
-                    message: "empty".into(),
-                });
-            }
-        }
-        let truth =
-            Truth { service: service.clone(), indicator: String::new(), kind: get(c_fault), chain: vec![service] };
+        let [id, dir, service] = required(&record, [c_id, c_dir, c_service], &hdr, &path)?;
+        let kind = record.get(c_fault).unwrap_or("").trim().to_string();
+        let truth = Truth { service: service.clone(), indicator: String::new(), kind, chain: vec![service] };
         cases.push(ChangeRcaCase { id, dir: root.join(dir), truth });
     }
     Ok(cases)
@@ -210,6 +199,9 @@ fn pod_service(pod: &str) -> Option<&str> {
     ["-v1-", "-v2-"].iter().find_map(|v| pod.find(v).map(|i| &pod[..i]))
 }
 
+/// A series a table column feeds: (column index, service, metric).
+type Column = (usize, String, String);
+
 /// A per-pod table `<pod>_<caller>_<callee>.csv` into `out`, within `[from, to)`.
 fn read_pod_table(
     path: &Path,
@@ -220,48 +212,20 @@ fn read_pod_table(
 ) -> Result<(), AdapterError> {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     let parts: Vec<&str> = stem.split('_').collect();
-    let (Some(pod), Some(service), [_, caller, callee]) =
-        (parts.first(), parts.first().and_then(|p| pod_service(p)), parts.as_slice())
-    else {
+    let (Some(service), [pod, caller, callee]) = (parts.first().and_then(|p| pod_service(p)), parts.as_slice()) else {
         report.skip(issue(path, 0, None, "not a <pod>_<caller>_<callee>.csv table".into()));
         return Ok(());
     };
-    let mut rdr = csv_reader(path)?;
-    let hdr = headers(&mut rdr, path)?;
-    let c_time = column(&hdr, "Timestamp", path)?;
-    let cols: Vec<(usize, String)> = POD_METRICS
-        .iter()
-        .filter_map(|m| {
-            let i = hdr.iter().position(|h| h == m)?;
-            Some((i, format!("{m}{{edge=\"{caller}->{callee}\",pod=\"{pod}\"}}")))
-        })
-        .collect();
-    for record in rdr.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                report.skip(issue(path, e.position().map_or(0, |p| p.line()), None, e.to_string()));
-                continue;
-            }
-        };
-        let line = line_of(&record);
-        let Some(t) = record.get(c_time).and_then(|s| s.trim().parse::<i64>().ok()).map(to_minute) else {
-            report.skip(issue(path, line, Some("Timestamp"), "not a Unix time in seconds".into()));
-            continue;
-        };
-        if t < from || t >= to {
-            continue;
-        }
-        report.records_read += 1;
-        for (i, metric) in &cols {
-            match record.get(*i).map(parse_value) {
-                Some(Ok(Some(v))) => out.push(service, metric, t, v),
-                Some(Ok(None)) | None => {}
-                Some(Err(e)) => report.skip(issue(path, line, Some(&hdr[*i]), e.to_string())),
-            }
-        }
-    }
-    Ok(())
+    let columns = |hdr: &[String]| -> Vec<Column> {
+        POD_METRICS
+            .iter()
+            .filter_map(|m| {
+                let i = hdr.iter().position(|h| h == m)?;
+                Some((i, service.to_string(), format!("{m}{{edge=\"{caller}->{callee}\",pod=\"{pod}\"}}")))
+            })
+            .collect()
+    };
+    read_table(path, "Timestamp", &columns, from, to, out, report)
 }
 
 /// A success-rate table (`source_success.csv` caller side, `destination_success.csv` callee
@@ -274,22 +238,39 @@ fn read_success_table(
     out: &mut SeriesBuilder,
     report: &mut ReadReport,
 ) -> Result<(), AdapterError> {
+    let columns = |hdr: &[String]| -> Vec<Column> {
+        hdr.iter()
+            .enumerate()
+            .filter(|(_, h)| *h != "time" && *h != "timestamp")
+            .filter_map(|(i, h)| {
+                let (caller, callee) = h.split_once('_')?;
+                Some(if caller_side {
+                    (i, caller.to_string(), format!("EdgeSuccessRate{{callee=\"{callee}\"}}"))
+                } else {
+                    (i, callee.to_string(), format!("EdgeSuccessRate{{caller=\"{caller}\"}}"))
+                })
+            })
+            .collect()
+    };
+    read_table(path, "timestamp", &columns, from, to, out, report)
+}
+
+/// Reads a table whose rows carry Unix seconds in `time_column`: the rows within `[from, to)`
+/// (times rounded to the minute) into the series `columns` picks from the header. Bad rows and
+/// cells are skipped and reported.
+fn read_table(
+    path: &Path,
+    time_column: &str,
+    columns: &dyn Fn(&[String]) -> Vec<Column>,
+    from: Ts,
+    to: Ts,
+    out: &mut SeriesBuilder,
+    report: &mut ReadReport,
+) -> Result<(), AdapterError> {
     let mut rdr = csv_reader(path)?;
     let hdr = headers(&mut rdr, path)?;
-    let c_time = column(&hdr, "timestamp", path)?;
-    let edges: Vec<(usize, String, String)> = hdr
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != c_time && hdr[*i] != "time")
-        .filter_map(|(i, h)| {
-            let (caller, callee) = h.split_once('_')?;
-            Some(if caller_side {
-                (i, caller.to_string(), format!("EdgeSuccessRate{{callee=\"{callee}\"}}"))
-            } else {
-                (i, callee.to_string(), format!("EdgeSuccessRate{{caller=\"{caller}\"}}"))
-            })
-        })
-        .collect();
+    let c_time = column(&hdr, time_column, path)?;
+    let columns = columns(&hdr);
     for record in rdr.records() {
         let record = match record {
             Ok(r) => r,
@@ -300,14 +281,14 @@ fn read_success_table(
         };
         let line = line_of(&record);
         let Some(t) = record.get(c_time).and_then(|s| s.trim().parse::<i64>().ok()).map(to_minute) else {
-            report.skip(issue(path, line, Some("timestamp"), "not a Unix time in seconds".into()));
+            report.skip(issue(path, line, Some(time_column), "not a Unix time in seconds".into()));
             continue;
         };
         if t < from || t >= to {
             continue;
         }
         report.records_read += 1;
-        for (i, service, metric) in &edges {
+        for (i, service, metric) in &columns {
             match record.get(*i).map(parse_value) {
                 Some(Ok(Some(v))) => out.push(service, metric, t, v),
                 Some(Ok(None)) | None => {}

@@ -301,6 +301,29 @@ pub(crate) fn issue(path: &Path, line: u64, field: Option<&str>, message: String
     ReadIssue { file: path.display().to_string(), line, field: field.map(str::to_string), message }
 }
 
+/// The trimmed cells of `cols` in an index row, each required non-empty (an error names the
+/// field and the line).
+pub(crate) fn required<const N: usize>(
+    record: &csv::StringRecord,
+    cols: [usize; N],
+    hdr: &[String],
+    path: &Path,
+) -> Result<[String; N], AdapterError> {
+    let mut out: [String; N] = std::array::from_fn(|_| String::new());
+    for (slot, &i) in out.iter_mut().zip(&cols) {
+        *slot = record.get(i).unwrap_or("").trim().to_string();
+        if slot.is_empty() {
+            return Err(AdapterError::BadField {
+                path: path.to_path_buf(),
+                line: line_of(record),
+                field: hdr.get(i).cloned().unwrap_or_default(),
+                message: "empty".into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The 1-based line of a CSV record (0 when unknown).
 pub(crate) fn line_of(record: &csv::StringRecord) -> u64 {
     record.position().map(|p| p.line()).unwrap_or(0)

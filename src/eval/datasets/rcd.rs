@@ -5,7 +5,7 @@
 //! anomalous timestamp: the alert fires then and analysis starts there. The label comes from
 //! `cases_index.csv` (`<service>-<cpu|mem>` folders).
 
-use super::{alert, column, csv_reader, headers, line_of, AdapterError, Case, Dataset, Loaded, Scoring, Suite};
+use super::{alert, column, csv_reader, headers, required, AdapterError, Case, Dataset, Loaded, Scoring, Suite};
 use crate::eval::EvalError;
 use crate::ingest::read_wide_csv;
 use crate::model::{Incident, ReadReport, Telemetry, Truth};
@@ -85,18 +85,8 @@ pub fn list(root: &Path) -> Result<Vec<RcdCase>, AdapterError> {
     let mut cases = Vec::new();
     for record in rdr.records() {
         let record = record.map_err(|source| AdapterError::Csv { path: path.clone(), source })?;
+        let [id, service, fault] = required(&record, [c_id, c_service, c_fault], &hdr, &path)?;
         let get = |i: usize| record.get(i).unwrap_or("").trim().to_string();
-        let (id, service, fault) = (get(c_id), get(c_service), get(c_fault));
-        for (i, v) in [(c_id, &id), (c_service, &service), (c_fault, &fault)] {
-            if v.is_empty() {
-                return Err(AdapterError::BadField {
-                    path: path.clone(),
-                    line: line_of(&record),
-                    field: hdr[i].clone(),
-                    message: "empty".into(),
-                });
-            }
-        }
         cases.push(RcdCase {
             id,
             truth: Truth {
