@@ -83,6 +83,32 @@ impl Outcome {
         }
     }
 
+    /// Where inside each service of [`Outcome::ranked`] the cause sits, as far as the triage can
+    /// say: the signal of the candidate's lead anomaly (a log statement pair `A_B`, an operation,
+    /// a metric name); empty when the service was no triage candidate.
+    pub fn locations(&self) -> Vec<String> {
+        let ranking = &self.triage.ranking;
+        let anomalies = &self.triage.detection.anomalies;
+        self.ranked()
+            .iter()
+            .map(|s| {
+                ranking
+                    .candidates
+                    .iter()
+                    .find(|c| c.service == *s)
+                    .and_then(|c| anomalies.get(c.lead))
+                    .map_or_else(String::new, |a| a.signal.clone())
+            })
+            .collect()
+    }
+
+    /// The evidence of the first answer's lead anomaly (the triage's), for per-case details.
+    pub fn why(&self) -> Option<String> {
+        let first = self.ranked().into_iter().next()?;
+        let c = self.triage.ranking.candidates.iter().find(|c| c.service == first)?;
+        self.triage.detection.anomalies.get(c.lead).map(|a| a.evidence.clone())
+    }
+
     /// Whether a root cause is claimed: the triage found one, and the agent (if it ran) did not
     /// clear every suspect.
     pub fn claims_root_cause(&self) -> bool {

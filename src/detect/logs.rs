@@ -4,6 +4,7 @@
 //! Logs are streamed once (reference first, then the incident period); only per-template counts
 //! and first-seen times are kept, so memory does not grow with the number of lines.
 
+use super::patterns::SpanEvents;
 use super::{Anomaly, DetectConfig, Detection, Source};
 use crate::model::{Incident, Level, LogRecord, Logs, ReadReport, Ts};
 use std::collections::{BTreeMap, HashMap};
@@ -137,32 +138,11 @@ struct ServiceLogs {
     stats: Vec<TemplateStats>,
     reference: u64,
     current: u64,
-    /// Templates seen per trace (lines that carry a `trace_id` attribute), per period, with the
-    /// trace's first time: what a request did in this service, step by step.
-    traces: [TraceSteps; 2],
 }
-
-/// Trace id → (first time seen, template ids logged in that trace).
-type TraceSteps = HashMap<Box<str>, (Ts, Vec<u32>)>;
-
-/// Most traces remembered per service and period; beyond it, new traces are not followed (the
-/// counts above still are). Bounds memory on very large logs.
-const MAX_TRACES: usize = 50_000;
 
 impl ServiceLogs {
     fn push(&mut self, rec: &LogRecord, current: bool) {
         let id = self.drain.add(&rec.message) as usize;
-        if let Some((_, trace)) = rec.attributes.iter().find(|(k, _)| k == "trace_id") {
-            let traces = &mut self.traces[usize::from(current)];
-            if let Some((t, ids)) = traces.get_mut(trace.as_str()) {
-                *t = (*t).min(rec.time);
-                if !ids.contains(&(id as u32)) {
-                    ids.push(id as u32);
-                }
-            } else if traces.len() < MAX_TRACES {
-                traces.insert(trace.as_str().into(), (rec.time, vec![id as u32]));
-            }
-        }
         if id >= self.stats.len() {
             self.stats.resize_with(id + 1, TemplateStats::default);
         }
@@ -198,13 +178,15 @@ fn stream(logs: &Logs, report: &mut ReadReport, f: &mut dyn FnMut(&LogRecord)) {
     }
 }
 
-pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
+/// Also records, into `events`, every line that names its span (for [`super::patterns`]).
+pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection, events: &mut SpanEvents) {
     let mut services: BTreeMap<String, ServiceLogs> = BTreeMap::new();
     let mut lines = 0u64;
     let mut last = Ts::MIN;
     let start = incident.analysis_start;
     let mut push = |rec: &LogRecord, current: bool| {
         lines += 1;
+        events.log(rec, current);
         if current {
             last = last.max(rec.time);
         }
@@ -306,9 +288,6 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
         let evidence = format!("{name} logged a new template {} times: `{}`", s.stats[id].current, template(id));
         out.anomalies.push(anomaly("new_log_template", id, z, 1, evidence));
     }
-    if let Some(a) = broken_sequence(name, s, cfg) {
-        out.anomalies.push(a);
-    }
     if let Some((z, id)) = best_missing {
         let t = &s.stats[id];
         let evidence =
@@ -320,79 +299,6 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
             ..anomaly("missing_log_template", id, z, -1, evidence)
         });
     }
-}
-
-/// A step that always followed another in the reference (within one trace, in this service) and
-/// now often does not: the code path is cut short between them (an early return, an exception
-/// that is not logged). In the manner of Nezha's event patterns, reduced to pairs.
-fn broken_sequence(name: &str, s: &ServiceLogs, cfg: &DetectConfig) -> Option<Anomaly> {
-    const MIN_SUPPORT: u64 = 5;
-    const MIN_CONFIDENCE: f64 = 0.95;
-    const MIN_BROKEN_SHARE: f64 = 0.3;
-    let [reference, current] = &s.traces;
-    if reference.is_empty() || current.is_empty() {
-        return None;
-    }
-    let mut single: HashMap<u32, u64> = HashMap::new();
-    let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
-    for (_, ids) in reference.values() {
-        for &a in ids {
-            *single.entry(a).or_default() += 1;
-            for &b in ids.iter().filter(|b| **b != a) {
-                *pairs.entry((a, b)).or_default() += 1;
-            }
-        }
-    }
-    // Rules a → b: b accompanied a in nearly every reference trace.
-    let mut rules: Vec<(u32, u32, f64)> = pairs
-        .iter()
-        .filter_map(|(&(a, b), &n)| {
-            let support = single[&a];
-            let confidence = n as f64 / support as f64;
-            (support >= MIN_SUPPORT && confidence >= MIN_CONFIDENCE).then_some((a, b, confidence))
-        })
-        .collect();
-    rules.sort_by_key(|r| (r.0, r.1));
-    let mut best: Option<(f64, u32, u32, u64, u64, Ts)> = None;
-    for (a, b, confidence) in rules {
-        let (mut n, mut k, mut first) = (0u64, 0u64, Ts::MAX);
-        for (t, ids) in current.values() {
-            if ids.contains(&a) {
-                n += 1;
-                if !ids.contains(&b) {
-                    k += 1;
-                    first = first.min(*t);
-                }
-            }
-        }
-        if n == 0 {
-            continue;
-        }
-        let p0 = (1.0 - confidence).max(0.01);
-        let z = (k as f64 - n as f64 * p0) / (n as f64 * p0 * (1.0 - p0) + 1.0).sqrt();
-        if z >= cfg.z_threshold && k as f64 / n as f64 >= MIN_BROKEN_SHARE && best.is_none_or(|x| z > x.0) {
-            best = Some((z, a, b, n, k, first));
-        }
-    }
-    let (z, a, b, n, k, first) = best?;
-    let template = |id: u32| s.drain.templates.get(id as usize).map(|t| t.to_string()).unwrap_or_default();
-    Some(Anomaly {
-        service: name.to_string(),
-        source: Source::Log,
-        indicator: "broken_log_sequence".into(),
-        signal: format!("{} → {}", template(a), template(b)),
-        onset: first,
-        end: Ts::MAX,
-        score: z,
-        direction: -1,
-        evidence: format!(
-            "{name}: `{}` was always followed by `{}` in a request; now {} of {} requests stop before it",
-            template(a),
-            template(b),
-            k,
-            n
-        ),
-    })
 }
 
 fn level_word(l: Level) -> &'static str {

@@ -10,6 +10,7 @@
 pub mod changes;
 pub mod logs;
 pub mod metrics;
+pub mod patterns;
 pub mod stats;
 pub mod traces;
 
@@ -123,8 +124,9 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
         .unwrap_or(incident.alert.time);
     // Logs are the bulk of the work (streamed, template-mined); the other sources run beside them.
     let mut from_logs = Detection { data_end: out.data_end, ..Detection::default() };
+    let mut events = patterns::SpanEvents::default();
     rayon::join(
-        || logs::detect(incident, cfg, &mut from_logs),
+        || logs::detect(incident, cfg, &mut from_logs, &mut events),
         || {
             metrics::detect(incident, cfg, &mut out);
             traces::detect(incident, cfg, &mut out);
@@ -137,6 +139,14 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
     out.log_templates = from_logs.log_templates;
     out.read_report = from_logs.read_report;
     out.data_end = out.data_end.max(from_logs.data_end);
+    // Spans join the log lines they wrote: what each request did, step by step.
+    let start = incident.analysis_start;
+    match &incident.baseline {
+        Some(b) => events.spans(&b.spans, false),
+        None => events.spans(t.spans.iter().filter(|s| s.start < start), false),
+    }
+    events.spans(t.spans.iter().filter(|s| s.start >= start), true);
+    patterns::detect(&mut events, &mut out);
     out.anomalies.sort_by(|a, b| {
         a.onset.cmp(&b.onset).then_with(|| a.service.cmp(&b.service)).then_with(|| a.indicator.cmp(&b.indicator))
     });

@@ -38,6 +38,10 @@ pub struct Answer {
     pub claims_root_cause: Option<bool>,
     /// The confidence in the first answer (culprit's methods only).
     pub confidence: Option<f64>,
+    /// Where inside each ranked service (culprit's methods only; see `Outcome::locations`).
+    pub locations: Vec<String>,
+    /// The evidence behind the first answer (culprit's methods only).
+    pub why: Option<String>,
 }
 
 impl Method {
@@ -109,13 +113,21 @@ impl Method {
     /// Runs the method on one incident: culprit's through the pipeline, baselines directly.
     pub fn run(self, incident: &Incident, opts: &EvalOptions) -> Answer {
         match self.baseline() {
-            Some(b) => Answer { ranked: baselines::rank(b, incident), claims_root_cause: None, confidence: None },
+            Some(b) => Answer {
+                ranked: baselines::rank(b, incident),
+                claims_root_cause: None,
+                confidence: None,
+                locations: Vec::new(),
+                why: None,
+            },
             None => {
                 let out = pipeline::run(incident, &self.pipeline_config(opts), Deps::default());
                 Answer {
                     ranked: out.ranked(),
                     claims_root_cause: Some(out.claims_root_cause()),
                     confidence: out.confidence(),
+                    locations: out.locations(),
+                    why: out.why(),
                 }
             }
         }

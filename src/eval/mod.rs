@@ -9,6 +9,7 @@
 
 use crate::model::Truth;
 use crate::triage::Config;
+use methods::Answer;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -63,6 +64,16 @@ pub struct Scored {
     /// The top-1 confidence (culprit only).
     pub confidence: Option<f64>,
     pub seconds: f64,
+    /// Where inside each of the top five services (culprit only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<String>,
+    /// 1-based rank at which service *and* location are both right (AIS), when the truth names
+    /// a location and the method gives locations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub located: Option<usize>,
+    /// The evidence behind the first answer (culprit only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,9 +143,26 @@ impl Default for EvalOptions {
     }
 }
 
-fn judge(truth: &Truth, ranked: Vec<String>, reported: Option<bool>, confidence: Option<f64>, seconds: f64) -> Outcome {
+/// Whether a location names the labelled one (Nezha's inner-service labels: a log statement
+/// pair `A_B`, an operation start, or a resource metric such as `CpuUsageRate(%)`).
+pub fn same_location(found: &str, label: &str) -> bool {
+    let norm = |x: &str| x.trim().to_ascii_lowercase();
+    !label.trim().is_empty() && norm(found) == norm(label)
+}
+
+fn judge(truth: &Truth, answer: Answer, seconds: f64) -> Outcome {
+    let Answer { ranked, claims_root_cause: reported, confidence, locations, why } = answer;
     let rank =
         if truth.is_fault_free() { None } else { ranked.iter().position(|s| *s == truth.service).map(|p| p + 1) };
+    let located = (!truth.is_fault_free() && !truth.indicator.trim().is_empty() && !locations.is_empty())
+        .then(|| {
+            ranked
+                .iter()
+                .zip(&locations)
+                .position(|(s, l)| *s == truth.service && same_location(l, &truth.indicator))
+                .map(|p| p + 1)
+        })
+        .flatten();
     let pass = if truth.is_fault_free() { reported == Some(false) } else { rank == Some(1) };
     let scored = Scored {
         rank,
@@ -142,6 +170,9 @@ fn judge(truth: &Truth, ranked: Vec<String>, reported: Option<bool>, confidence:
         root_cause_reported: reported,
         confidence,
         seconds,
+        locations: locations.into_iter().take(5).collect(),
+        located,
+        why,
     };
     if pass {
         Outcome::Pass(scored)
@@ -168,7 +199,7 @@ pub fn run_case(case: &Case, opts: &EvalOptions) -> CaseResult {
             let t = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.run(&incident, &opts2)));
             let outcome = match result {
-                Ok(r) => judge(&truth, r.ranked, r.claims_root_cause, r.confidence, t.elapsed().as_secs_f64()),
+                Ok(r) => judge(&truth, r, t.elapsed().as_secs_f64()),
                 Err(_) => Outcome::Invalid { reason: format!("{} panicked", m.as_str()) },
             };
             out.insert(m, outcome);
@@ -208,6 +239,14 @@ pub struct Scores {
     #[serde(rename = "avg@5")]
     pub avg5: f64,
     pub mrr: f64,
+    /// AIS@1/3/5: service and location inside it both right within the top k, over the fault
+    /// cases whose truth names a location (None when none does or the method gives no locations).
+    #[serde(rename = "ais@1", default, skip_serializing_if = "Option::is_none")]
+    pub ais1: Option<f64>,
+    #[serde(rename = "ais@3", default, skip_serializing_if = "Option::is_none")]
+    pub ais3: Option<f64>,
+    #[serde(rename = "ais@5", default, skip_serializing_if = "Option::is_none")]
+    pub ais5: Option<f64>,
     /// Fault-free cases, and the share of them where a root cause was (wrongly) claimed; None
     /// when there were none, or for a method that never claims.
     pub fault_free: usize,
@@ -253,6 +292,7 @@ pub fn calibration(pairs: &[(f64, bool)], bins: usize) -> (f64, Vec<(f64, f64, u
 pub fn score(results: &[&CaseResult], m: Method) -> Scores {
     let mut s = Scores { cases: results.len(), ..Default::default() };
     let mut hits = [0usize; 5];
+    let (mut located, mut locatable) = ([0usize; 5], 0usize);
     let (mut rr, mut fp, mut claims, mut detected, mut timed) = (0.0, 0usize, 0usize, 0usize, 0usize);
     for r in results {
         let Some(outcome) = r.methods.get(&m) else { continue };
@@ -279,6 +319,16 @@ pub fn score(results: &[&CaseResult], m: Method) -> Scores {
             continue;
         }
         s.faults += 1;
+        if !sc.locations.is_empty() && r.truth.as_ref().is_some_and(|t| !t.indicator.trim().is_empty()) {
+            locatable += 1;
+            if let Some(k) = sc.located {
+                for (i, h) in located.iter_mut().enumerate() {
+                    if k <= i + 1 {
+                        *h += 1;
+                    }
+                }
+            }
+        }
         if let Some(k) = sc.rank {
             for (i, h) in hits.iter_mut().enumerate() {
                 if k <= i + 1 {
@@ -295,6 +345,10 @@ pub fn score(results: &[&CaseResult], m: Method) -> Scores {
     s.ac5 = ac[4];
     s.avg5 = ac.iter().sum::<f64>() / 5.0;
     s.mrr = rr / n;
+    if locatable > 0 {
+        let share = |h: usize| Some(h as f64 / locatable as f64);
+        (s.ais1, s.ais3, s.ais5) = (share(located[0]), share(located[2]), share(located[4]));
+    }
     s.seconds /= timed.max(1) as f64;
     if claims > 0 {
         s.fpr = (s.fault_free > 0).then(|| fp as f64 / s.fault_free as f64);
@@ -317,7 +371,18 @@ pub struct SuiteReport {
     pub methods: BTreeMap<Method, Scores>,
     /// Per fault kind, per method.
     pub per_fault: BTreeMap<String, BTreeMap<Method, Scores>>,
+    /// The same scores over the cases at even positions of the suite's listing (where any
+    /// setting chosen while looking at a real dataset was chosen) and over the odd ones (held
+    /// out: never looked at to choose anything).
+    pub tuning_half: BTreeMap<Method, Scores>,
+    pub held_out_half: BTreeMap<Method, Scores>,
     pub results: Vec<CaseResult>,
+}
+
+/// Whether the case at `index` of a suite's listing is in the half settings may be chosen on
+/// (even positions); the odd positions are held out.
+pub fn is_tuning_half(index: usize) -> bool {
+    index % 2 == 0
 }
 
 impl SuiteReport {
@@ -379,11 +444,19 @@ pub fn run_suite(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + Sync)
     for r in &results {
         per_fault.entry(r.fault_kind.clone()).or_default().push(r);
     }
+    let (tuning, held_out): (Vec<(usize, &CaseResult)>, Vec<(usize, &CaseResult)>) =
+        results.iter().enumerate().partition(|(i, _)| is_tuning_half(*i));
+    let half = |h: Vec<(usize, &CaseResult)>| -> BTreeMap<Method, Scores> {
+        let h: Vec<&CaseResult> = h.into_iter().map(|(_, r)| r).collect();
+        opts.methods.iter().map(|m| (*m, score(&h, *m))).collect()
+    };
     SuiteReport {
         name: suite.name.clone(),
         system: suite.cases.first().map(|c| c.system.clone()).unwrap_or_default(),
         cases: results.len(),
         methods: opts.methods.iter().map(|m| (*m, score(&all, *m))).collect(),
+        tuning_half: half(tuning),
+        held_out_half: half(held_out),
         per_fault: per_fault
             .into_iter()
             .map(|(k, v)| (k, opts.methods.iter().map(|m| (*m, score(&v, *m))).collect()))
@@ -430,6 +503,36 @@ pub fn render_markdown(reports: &[SuiteReport]) -> String {
                 sc.seconds
             );
         }
+        let located: Vec<(&Method, &Scores)> = r.methods.iter().filter(|(_, sc)| sc.ais1.is_some()).collect();
+        if !located.is_empty() {
+            let _ = writeln!(s, "\nService and location inside it both right (AIS@k):\n");
+            let _ = writeln!(s, "| method | AIS@1 | AIS@3 | AIS@5 |");
+            let _ = writeln!(s, "|---|---:|---:|---:|");
+            for (m, sc) in located {
+                let _ = writeln!(s, "| {} | {} | {} | {} |", m.as_str(), opt(sc.ais1), opt(sc.ais3), opt(sc.ais5));
+            }
+        }
+        if r.cases >= 4 {
+            let _ = writeln!(
+                s,
+                "\nBy half (tuning: cases at even positions, where settings may be chosen; held out: the odd ones):\n"
+            );
+            let _ = writeln!(s, "| method | tuning AC@1 | tuning ECE | held-out AC@1 | held-out AC@3 | held-out ECE |");
+            let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+            for (m, t) in &r.tuning_half {
+                let Some(h) = r.held_out_half.get(m) else { continue };
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.3} | {} | {:.3} | {:.3} | {} |",
+                    m.as_str(),
+                    t.ac1,
+                    opt(t.ece),
+                    h.ac1,
+                    h.ac3,
+                    opt(h.ece)
+                );
+            }
+        }
         let methods: Vec<Method> = r.methods.keys().copied().collect();
         let _ = writeln!(
             s,
@@ -468,6 +571,8 @@ pub fn summary_json(reports: &[SuiteReport]) -> serde_json::Value {
                 "system": r.system,
                 "cases": r.cases,
                 "methods": r.methods.iter().map(|(m, s)| (m.as_str(), s)).collect::<BTreeMap<_, _>>(),
+                "tuning_half": r.tuning_half.iter().map(|(m, s)| (m.as_str(), s)).collect::<BTreeMap<_, _>>(),
+                "held_out_half": r.held_out_half.iter().map(|(m, s)| (m.as_str(), s)).collect::<BTreeMap<_, _>>(),
                 "per_fault": r.per_fault.iter().map(|(k, per)| {
                     (k.as_str(), per.iter().map(|(m, s)| (m.as_str(), s)).collect::<BTreeMap<_, _>>())
                 }).collect::<BTreeMap<_, _>>(),
@@ -487,7 +592,14 @@ mod tests {
             Some(k) => (1..=5).map(|i| if i == k { "a".to_string() } else { format!("x{i}") }).collect(),
             None => vec!["x1".to_string()],
         };
-        let outcome = judge(&truth, ranked, Some(reported), Some(confidence), 1.0);
+        let answer = Answer {
+            ranked,
+            claims_root_cause: Some(reported),
+            confidence: Some(confidence),
+            locations: Vec::new(),
+            why: None,
+        };
+        let outcome = judge(&truth, answer, 1.0);
         CaseResult {
             id: "c".into(),
             system: "s".into(),
@@ -530,7 +642,17 @@ mod tests {
         let mut base = rs[0].clone();
         base.methods = BTreeMap::from([(
             Method::Random,
-            judge(base.truth.as_ref().expect("t"), vec!["a".into()], None, None, 0.0),
+            judge(
+                base.truth.as_ref().expect("t"),
+                Answer {
+                    ranked: vec!["a".into()],
+                    claims_root_cause: None,
+                    confidence: None,
+                    locations: Vec::new(),
+                    why: None,
+                },
+                0.0,
+            ),
         )]);
         let b = score(&[&base], Method::Random);
         assert_eq!((b.brier, b.fpr, b.ac1), (None, None, 1.0));
