@@ -114,6 +114,10 @@ fn reliability(a: &Anomaly) -> f64 {
     if a.source == Source::Metric && a.direction < 0 && a.indicator == "mem" {
         return 0.3;
     }
+    // Nor is a service that got faster: it has less to do, because something before it failed.
+    if a.source == Source::Metric && a.direction < 0 && a.indicator == "latency" {
+        return 0.3;
+    }
     if a.source == Source::Inferred {
         return 0.5;
     }

@@ -147,11 +147,65 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
     }
     events.spans(t.spans.iter().filter(|s| s.start >= start), true);
     patterns::detect(&mut events, &mut out);
+    discount_stale_trace_latency(incident, cfg, &mut out);
     out.anomalies.sort_by(|a, b| {
         a.onset.cmp(&b.onset).then_with(|| a.service.cmp(&b.service)).then_with(|| a.indicator.cmp(&b.indicator))
     });
     tracing::info!(anomalies = out.anomalies.len(), "detection done");
     out
+}
+
+/// A trace reference this much older than the incident period is stale: what it calls slow may
+/// be the system's normal of today (a table that grew, a heavier daily mix).
+pub const STALE_REFERENCE: Ts = 60 * crate::model::MINUTE;
+
+/// Factor on a trace latency anomaly's score when its reference is stale and the service's own
+/// latency metrics, judged against the recent past, found nothing.
+pub const STALE_TRACE_FACTOR: f64 = 0.5;
+
+/// Spans judged against an old reference (a fault-free capture from hours before) cannot tell a
+/// fault from the day's drift; the service's latency metrics, judged against the hour before the
+/// alert, can. When they were judged and found nothing, the trace latency anomaly of that service
+/// weighs [`STALE_TRACE_FACTOR`] of its score.
+fn discount_stale_trace_latency(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
+    let Some(reference_end) = incident
+        .baseline
+        .as_ref()
+        .and_then(|b| b.spans.iter().map(|s| s.start.saturating_add(s.duration_ms as Ts)).max())
+    else {
+        return;
+    };
+    if incident.analysis_start.saturating_sub(reference_end) < STALE_REFERENCE {
+        return;
+    }
+    let recent = |service: &str| {
+        let judged = incident.baseline.iter().flat_map(|b| &b.metrics).any(|s| {
+            s.service == service
+                && canonical_indicator(&s.metric) == "latency"
+                && s.points.len() >= cfg.min_reference_points
+                && s.points.last().is_some_and(|p| incident.analysis_start.saturating_sub(p.0) < STALE_REFERENCE)
+        });
+        let anomalous = out
+            .anomalies
+            .iter()
+            .any(|a| a.service == service && a.source == Source::Metric && a.indicator == "latency");
+        judged && !anomalous
+    };
+    let quiet: std::collections::BTreeSet<String> = out
+        .anomalies
+        .iter()
+        .filter(|a| a.source == Source::Trace && a.indicator.starts_with("latency") && recent(&a.service))
+        .map(|a| a.service.clone())
+        .collect();
+    for a in &mut out.anomalies {
+        if a.source == Source::Trace && a.indicator.starts_with("latency") && quiet.contains(&a.service) {
+            a.score *= STALE_TRACE_FACTOR;
+            a.evidence.push_str(&format!(
+                " (reference spans from over {} min before; the service's latency metrics show nothing against the last hour)",
+                STALE_REFERENCE / crate::model::MINUTE
+            ));
+        }
+    }
 }
 
 /// Maps a metric name as sources spell it to the indicator people talk about.
