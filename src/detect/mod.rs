@@ -168,33 +168,14 @@ pub const STALE_TRACE_FACTOR: f64 = 0.5;
 /// alert, can. When they were judged and found nothing, the trace latency anomaly of that service
 /// weighs [`STALE_TRACE_FACTOR`] of its score.
 fn discount_stale_trace_latency(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
-    let Some(reference_end) = incident
-        .baseline
-        .as_ref()
-        .and_then(|b| b.spans.iter().map(|s| s.start.saturating_add(s.duration_ms as Ts)).max())
-    else {
-        return;
-    };
-    if incident.analysis_start.saturating_sub(reference_end) < STALE_REFERENCE {
+    if !trace_reference_is_stale(incident) {
         return;
     }
-    let recent = |service: &str| {
-        let judged = incident.baseline.iter().flat_map(|b| &b.metrics).any(|s| {
-            s.service == service
-                && canonical_indicator(&s.metric) == "latency"
-                && s.points.len() >= cfg.min_reference_points
-                && s.points.last().is_some_and(|p| incident.analysis_start.saturating_sub(p.0) < STALE_REFERENCE)
-        });
-        let anomalous = out
-            .anomalies
-            .iter()
-            .any(|a| a.service == service && a.source == Source::Metric && a.indicator == "latency");
-        judged && !anomalous
-    };
     let quiet: std::collections::BTreeSet<String> = out
         .anomalies
         .iter()
-        .filter(|a| a.source == Source::Trace && a.indicator.starts_with("latency") && recent(&a.service))
+        .filter(|a| a.source == Source::Trace && a.indicator.starts_with("latency"))
+        .filter(|a| latency_metrics_clear(incident, &out.anomalies, &a.service, cfg.min_reference_points))
         .map(|a| a.service.clone())
         .collect();
     for a in &mut out.anomalies {
@@ -206,6 +187,29 @@ fn discount_stale_trace_latency(incident: &Incident, cfg: &DetectConfig, out: &m
             ));
         }
     }
+}
+
+/// Whether the incident's trace reference (its separate baseline's spans) ended over
+/// [`STALE_REFERENCE`] before the incident period.
+pub fn trace_reference_is_stale(incident: &Incident) -> bool {
+    incident
+        .baseline
+        .as_ref()
+        .and_then(|b| b.spans.iter().map(|s| s.start.saturating_add(s.duration_ms as Ts)).max())
+        .is_some_and(|end| incident.analysis_start.saturating_sub(end) >= STALE_REFERENCE)
+}
+
+/// Whether `service`'s latency metrics were judged against the recent past (a baseline series
+/// with `min_points` points, the last within [`STALE_REFERENCE`] of the incident) and none of
+/// `anomalies` is a metric latency anomaly of it.
+pub fn latency_metrics_clear(incident: &Incident, anomalies: &[Anomaly], service: &str, min_points: usize) -> bool {
+    let judged = incident.baseline.iter().flat_map(|b| &b.metrics).any(|s| {
+        s.service == service
+            && canonical_indicator(&s.metric) == "latency"
+            && s.points.len() >= min_points
+            && s.points.last().is_some_and(|p| incident.analysis_start.saturating_sub(p.0) < STALE_REFERENCE)
+    });
+    judged && !anomalies.iter().any(|a| a.service == service && a.source == Source::Metric && a.indicator == "latency")
 }
 
 /// Maps a metric name as sources spell it to the indicator people talk about.

@@ -481,6 +481,18 @@ impl Tool for TraceQuery {
                 }
             }
         }
+        // Spans judged against an old reference cannot tell a fault from the day's drift: where
+        // only latency rose, a service whose latency metrics (against the last hour) show nothing
+        // is not accused by the traces (see `detect::trace_reference_is_stale`).
+        if lat_up && !err_up && crate::detect::trace_reference_is_stale(cx.incident) {
+            let min_points = crate::detect::DetectConfig::default().min_reference_points;
+            for a in &o.shares {
+                let anomalies = &cx.triage.detection.anomalies;
+                if crate::detect::latency_metrics_clear(cx.incident, anomalies, &a.service, min_points) {
+                    cap.insert(a.service.as_str(), 1.0);
+                }
+            }
+        }
         let top = o.shares.iter().map(share).fold(0.0, f64::max);
         let kappa = ((top - 0.2) / 0.5).clamp(0.0, 1.0);
         if kappa == 0.0 {
