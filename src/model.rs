@@ -261,6 +261,11 @@ pub struct Truth {
     /// Services from cause to symptom.
     #[serde(default)]
     pub chain: Vec<String>,
+    /// Where inside the service the fault sits, when the dataset labels it (Nezha: a log
+    /// statement pair `A_B`, an operation start, or a resource metric such as `CpuUsageRate(%)`);
+    /// scored as AIS@k.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 impl Truth {

@@ -747,6 +747,7 @@ fn write_then_load_round_trips() {
         indicator: "pool.size".into(),
         kind: "config".into(),
         chain: vec!["payments".into(), "checkout".into()],
+        location: None,
     };
     let incident = Incident {
         id: "inc-42".into(),

@@ -4,7 +4,6 @@
 //! Logs are streamed once (reference first, then the incident period); only per-template counts
 //! and first-seen times are kept, so memory does not grow with the number of lines.
 
-use super::patterns::SpanEvents;
 use super::{Anomaly, DetectConfig, Detection, Source};
 use crate::model::{Incident, Level, LogRecord, Logs, ReadReport, Ts};
 use std::collections::{BTreeMap, HashMap};
@@ -178,15 +177,16 @@ fn stream(logs: &Logs, report: &mut ReadReport, f: &mut dyn FnMut(&LogRecord)) {
     }
 }
 
-/// Also records, into `events`, every line that names its span (for [`super::patterns`]).
-pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection, events: &mut SpanEvents) {
+/// Also hands every line, with whether it is in the incident period, to `on_line` (the event
+/// patterns of [`super::patterns`] are gathered from the same single read).
+pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection, on_line: &mut dyn FnMut(&LogRecord, bool)) {
     let mut services: BTreeMap<String, ServiceLogs> = BTreeMap::new();
     let mut lines = 0u64;
     let mut last = Ts::MIN;
     let start = incident.analysis_start;
     let mut push = |rec: &LogRecord, current: bool| {
         lines += 1;
-        events.log(rec, current);
+        on_line(rec, current);
         if current {
             last = last.max(rec.time);
         }

@@ -126,7 +126,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
     let mut from_logs = Detection { data_end: out.data_end, ..Detection::default() };
     let mut events = patterns::SpanEvents::default();
     rayon::join(
-        || logs::detect(incident, cfg, &mut from_logs, &mut events),
+        || logs::detect(incident, cfg, &mut from_logs, &mut |r, current| events.log(r, current)),
         || {
             metrics::detect(incident, cfg, &mut out);
             traces::detect(incident, cfg, &mut out);

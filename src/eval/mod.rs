@@ -154,15 +154,14 @@ fn judge(truth: &Truth, answer: Answer, seconds: f64) -> Outcome {
     let Answer { ranked, claims_root_cause: reported, confidence, locations, why } = answer;
     let rank =
         if truth.is_fault_free() { None } else { ranked.iter().position(|s| *s == truth.service).map(|p| p + 1) };
-    let located = (!truth.is_fault_free() && !truth.indicator.trim().is_empty() && !locations.is_empty())
-        .then(|| {
+    let located =
+        truth.location.as_deref().filter(|_| !truth.is_fault_free() && !locations.is_empty()).and_then(|label| {
             ranked
                 .iter()
                 .zip(&locations)
-                .position(|(s, l)| *s == truth.service && same_location(l, &truth.indicator))
+                .position(|(s, l)| *s == truth.service && same_location(l, label))
                 .map(|p| p + 1)
-        })
-        .flatten();
+        });
     let pass = if truth.is_fault_free() { reported == Some(false) } else { rank == Some(1) };
     let scored = Scored {
         rank,
@@ -319,7 +318,7 @@ pub fn score(results: &[&CaseResult], m: Method) -> Scores {
             continue;
         }
         s.faults += 1;
-        if !sc.locations.is_empty() && r.truth.as_ref().is_some_and(|t| !t.indicator.trim().is_empty()) {
+        if !sc.locations.is_empty() && r.truth.as_ref().is_some_and(|t| t.location.is_some()) {
             locatable += 1;
             if let Some(k) = sc.located {
                 for (i, h) in located.iter_mut().enumerate() {
@@ -587,7 +586,8 @@ mod tests {
     use super::*;
 
     fn res(kind: &str, rank: Option<usize>, reported: bool, confidence: f64) -> CaseResult {
-        let truth = Truth { service: "a".into(), indicator: String::new(), kind: kind.into(), chain: vec![] };
+        let truth =
+            Truth { service: "a".into(), indicator: String::new(), kind: kind.into(), chain: vec![], location: None };
         let ranked = match rank {
             Some(k) => (1..=5).map(|i| if i == k { "a".to_string() } else { format!("x{i}") }).collect(),
             None => vec!["x1".to_string()],

@@ -104,6 +104,7 @@ pub(crate) fn build(sys: &System, cfg: &SimConfig, kind: FaultKind) -> Scenario 
                 indicator: inj.indicator,
                 kind: kind.as_str().to_string(),
                 chain: chain.iter().map(|&i| sys.nodes[i].name.clone()).collect(),
+                location: None,
             };
             (alert, truth)
         }
@@ -149,6 +150,7 @@ pub(crate) fn build(sys: &System, cfg: &SimConfig, kind: FaultKind) -> Scenario 
                 indicator: String::new(),
                 kind: FaultKind::None.as_str().to_string(),
                 chain: Vec::new(),
+                location: None,
             };
             (alert, truth)
         }

@@ -104,7 +104,8 @@ pub fn list(root: &Path) -> Result<Vec<ChangeRcaCase>, AdapterError> {
         let record = record.map_err(|error| AdapterError::Csv { path: path.clone(), source: error })?;
         let [id, dir, service] = required(&record, [c_id, c_dir, c_service], &hdr, &path)?;
         let kind = record.get(c_fault).unwrap_or("").trim().to_string();
-        let truth = Truth { service: service.clone(), indicator: String::new(), kind, chain: vec![service] };
+        let truth =
+            Truth { service: service.clone(), indicator: String::new(), kind, chain: vec![service], location: None };
         cases.push(ChangeRcaCase { id, dir: root.join(dir), truth });
     }
     Ok(cases)

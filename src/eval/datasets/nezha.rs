@@ -225,7 +225,13 @@ pub fn list(root: &Path, system: System) -> Result<Vec<NezhaRef>, AdapterError> 
             get(c_minutes).split(';').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
         cases.push(NezhaRef {
             system,
-            truth: Truth { service: service.clone(), indicator: get(c_inner), kind: fault_kind, chain: vec![service] },
+            truth: Truth {
+                service: service.clone(),
+                indicator: get(c_inner),
+                kind: fault_kind,
+                chain: vec![service],
+                location: Some(get(c_inner)).filter(|l| !l.is_empty()),
+            },
             case: NezhaCase {
                 id: get(c_id),
                 system_dir: system_dir.clone(),

@@ -96,6 +96,7 @@ pub fn list(root: &Path) -> Result<Vec<RcdCase>, AdapterError> {
                 indicator: fault.clone(),
                 kind: fault,
                 chain: vec![service],
+                location: None,
             },
             normal_csv: root.join(get(c_normal)),
             anomalous_csv: root.join(get(c_anom)),
