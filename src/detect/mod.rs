@@ -159,14 +159,10 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
 /// be the system's normal of today (a table that grew, a heavier daily mix).
 pub const STALE_REFERENCE: Ts = 60 * crate::model::MINUTE;
 
-/// Factor on a trace latency anomaly's score when its reference is stale and the service's own
-/// latency metrics, judged against the recent past, found nothing.
-pub const STALE_TRACE_FACTOR: f64 = 0.5;
-
 /// Spans judged against an old reference (a fault-free capture from hours before) cannot tell a
 /// fault from the day's drift; the service's latency metrics, judged against the hour before the
 /// alert, can. When they were judged and found nothing, the trace latency anomaly of that service
-/// weighs [`STALE_TRACE_FACTOR`] of its score.
+/// keeps at most the detectors' threshold as its score: barely anomalous, whatever its z.
 fn discount_stale_trace_latency(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     if !trace_reference_is_stale(incident) {
         return;
@@ -180,7 +176,7 @@ fn discount_stale_trace_latency(incident: &Incident, cfg: &DetectConfig, out: &m
         .collect();
     for a in &mut out.anomalies {
         if a.source == Source::Trace && a.indicator.starts_with("latency") && quiet.contains(&a.service) {
-            a.score *= STALE_TRACE_FACTOR;
+            a.score = a.score.min(cfg.z_threshold);
             a.evidence.push_str(&format!(
                 " (reference spans from over {} min before; the service's latency metrics show nothing against the last hour)",
                 STALE_REFERENCE / crate::model::MINUTE
