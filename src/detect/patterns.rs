@@ -37,7 +37,7 @@ pub const MIN_REFERENCE_SPANS: u64 = 3;
 pub const FULL_SUPPORT: u64 = 10;
 
 /// A pattern's weighted change of share (in [0, 1]) must reach this to be an anomaly.
-pub const MIN_SHIFT: f64 = 0.3;
+pub const MIN_SHIFT: f64 = 0.5;
 
 /// The anomaly score of a full change of share (1.0), in the z-like units of the other detectors.
 pub const SCORE_PER_SHIFT: f64 = 20.0;
@@ -132,6 +132,9 @@ impl SpanEvents {
 struct Counts {
     spans: HashMap<(Box<str>, u32), u64>,
     pairs: HashMap<(Box<str>, u32, u32), (u64, Ts, Ts)>,
+    /// Per service and `A`: each span's first time and the steps that directly followed `A` in
+    /// it (to date when an expected step first failed to come).
+    nexts: HashMap<(Box<str>, u32), Vec<(Ts, Vec<u32>)>>,
 }
 
 fn count(period: &HashMap<(Box<str>, Box<str>), Vec<Step>>, end: u32) -> Counts {
@@ -145,8 +148,13 @@ fn count(period: &HashMap<(Box<str>, Box<str>), Vec<Step>>, end: u32) -> Counts 
         seen_pair.clear();
         let first = steps.first().map_or(0, |s| s.0);
         let last = steps.last().map_or(0, |s| s.0);
+        let mut nexts: HashMap<u32, Vec<u32>> = HashMap::new();
         for (i, &(_, a)) in steps.iter().enumerate() {
             let b = steps.get(i + 1).map_or(end, |s| s.1);
+            let n = nexts.entry(a).or_default();
+            if !n.contains(&b) {
+                n.push(b);
+            }
             if seen_a.insert(a) {
                 *c.spans.entry((service.clone(), a)).or_default() += 1;
             }
@@ -156,6 +164,9 @@ fn count(period: &HashMap<(Box<str>, Box<str>), Vec<Step>>, end: u32) -> Counts 
                 e.1 = e.1.min(first);
                 e.2 = e.2.max(last);
             }
+        }
+        for (a, n) in nexts {
+            c.nexts.entry((service.clone(), a)).or_default().push((first, n));
         }
     }
     c
@@ -204,7 +215,8 @@ pub fn detect(events: &mut SpanEvents, out: &mut Detection) {
         if n_cur == 0 {
             continue;
         }
-        let (k_cur, first, last) = current.pairs.get(&(service.into(), a, b)).copied().unwrap_or((0, Ts::MAX, Ts::MIN));
+        let (k_cur, mut first, mut last) =
+            current.pairs.get(&(service.into(), a, b)).copied().unwrap_or((0, Ts::MAX, Ts::MIN));
         let n_ref = reference.spans.get(&(service.into(), a)).copied().unwrap_or(0);
         let k_ref = reference.pairs.get(&(service.into(), a, b)).map_or(0, |p| p.0);
         let known = n_ref >= MIN_REFERENCE_SPANS;
@@ -221,6 +233,17 @@ pub fn detect(events: &mut SpanEvents, out: &mut Detection) {
             if !known || failure || b == end {
                 continue;
             }
+            // Dated from the first span where `B` failed to follow `A`, lasting.
+            first = current
+                .nexts
+                .get(&(service.into(), a))
+                .into_iter()
+                .flatten()
+                .filter(|(_, n)| !n.contains(&b))
+                .map(|x| x.0)
+                .min()
+                .unwrap_or(Ts::MAX);
+            last = Ts::MAX;
             -d * support
         };
         if shift < MIN_SHIFT {
@@ -235,7 +258,6 @@ pub fn detect(events: &mut SpanEvents, out: &mut Detection) {
         }
     }
     let name = |id: u32| events.names[id as usize].trim_end_matches(" !").to_string();
-    let analysis_first = events.periods[1].values().flat_map(|s| s.iter().map(|x| x.0)).min().unwrap_or(0);
     for (service, c) in best {
         let (a, b) = (name(c.a), name(c.b));
         let rose = c.current.0 as f64 / c.current.1 as f64 > c.reference.map_or(0.0, |(k, n)| k as f64 / n as f64);
@@ -249,12 +271,12 @@ pub fn detect(events: &mut SpanEvents, out: &mut Detection) {
             c.current.1,
             100.0 * c.current.0 as f64 / c.current.1 as f64
         );
-        let (onset, end, evidence) = if rose {
-            (c.first, c.last, format!("{service}: after `{a}` came `{b}` in {now}; {was}"))
+        let evidence = if rose {
+            format!("{service}: after `{a}` came `{b}` in {now}; {was}")
         } else {
-            // A step that stopped coming is dated from the period's start and lasts.
-            (analysis_first, Ts::MAX, format!("{service}: after `{a}`, `{b}` came next in {was}; {now}"))
+            format!("{service}: after `{a}`, `{b}` came next in {was}; {now}")
         };
+        let (onset, end) = (c.first, c.last);
         out.anomalies.push(Anomaly {
             service: service.to_string(),
             source: Source::Log,
