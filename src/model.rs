@@ -180,6 +180,10 @@ pub struct Change {
     pub keys: Vec<KeyChange>,
     #[serde(default)]
     pub description: Option<String>,
+    /// The instances (pods, hosts) the change brought in, when known: a canary's new pods, to
+    /// compare with the service's old ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<String>,
 }
 
 /// Where the log records of an incident live: already in memory, or in files read on demand.

@@ -710,6 +710,7 @@ fn sample_telemetry(shift: Ts) -> Telemetry {
                 previous_version: Some("v1".into()),
                 keys: vec![],
                 description: Some("release".into()),
+                instances: Vec::new(),
             },
             Change {
                 time: T0 + shift - 120_000,
@@ -723,6 +724,7 @@ fn sample_telemetry(shift: Ts) -> Telemetry {
                     KeyChange { key: "a".into(), old: None, new: Some("".into()) },
                 ],
                 description: None,
+                instances: Vec::new(),
             },
         ],
     }

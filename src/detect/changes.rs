@@ -1,14 +1,131 @@
 //! Change events as candidate causes: every deploy, config change or flag flip shortly before or
 //! during the incident period is a suspect until the graph shows what, if anything, followed it.
 
-use super::{Anomaly, DetectConfig, Detection, Source};
-use crate::model::{Change, ChangeKind, Incident, Ts};
+use super::stats::{quantile, Robust};
+use super::{canonical_indicator, Anomaly, DetectConfig, Detection, Source};
+use crate::model::{Change, ChangeKind, Incident, Series, Ts};
+use std::collections::BTreeMap;
 
 pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     let from = incident.analysis_start.saturating_sub(cfg.change_lookback);
     for c in incident.telemetry.changes.iter().filter(|c| c.time >= from) {
         out.anomalies.push(candidate(c));
+        if let Some(a) = canary(incident, c, cfg).worst {
+            out.anomalies.push(a);
+        }
     }
+}
+
+/// The value of the `pod="…"` label of a series name, and the name without it (the series of
+/// the same metric and edge from every pod share that rest).
+fn split_pod(metric: &str) -> Option<(&str, String)> {
+    let start = metric.find("pod=\"")? + 5;
+    let len = metric[start..].find('"')?;
+    let pod = &metric[start..start + len];
+    let label = &metric[start - 5..start + len + 1];
+    let rest =
+        metric.replacen(&format!(",{label}"), "", 1).replacen(&format!("{label},"), "", 1).replacen(label, "", 1);
+    Some((pod, rest.replace("{}", "")))
+}
+
+/// Whether a canary comparison of this series says something about the service itself: what
+/// its requests see (success, latency), not a fresh pod's CPU or memory (which differ from a warm
+/// one's by nature), and on calls it serves (`edge="x->service"`), not calls it makes (whose
+/// failures are the callee's).
+fn judged_by_canary(key: &str, service: &str) -> bool {
+    let served = match key.find("edge=\"") {
+        Some(i) => {
+            key[i + 6..].split('"').next().and_then(|e| e.split_once("->")).is_some_and(|(_, callee)| callee == service)
+        }
+        None => true,
+    };
+    served && matches!(canonical_indicator(key), "errors" | "latency")
+}
+
+/// A canary's verdict: the pods a deploy brought in ([`Change::instances`]), against the same
+/// service's other pods over the same minutes since the change, metric by metric and call edge by
+/// call edge (ChangeRCA's question). The worst difference, in units of the old pods' spread in
+/// the reference (or since the change, when there is no reference), becomes a `canary` anomaly
+/// of the service, dated at the change: worse means a lower success rate, a higher latency, CPU
+/// or memory.
+pub fn canary(incident: &Incident, c: &Change, cfg: &DetectConfig) -> Canary {
+    const MIN_POINTS: usize = 2;
+    let mut verdict = Canary { compared: 0, worst: None };
+    if c.kind != ChangeKind::Deploy || c.instances.is_empty() {
+        return verdict;
+    }
+    let reference: Vec<&Series> = incident.baseline.iter().flat_map(|b| &b.metrics).collect();
+    // Metric (without the pod label) → (new pods' values, old pods' values) since the change.
+    let mut groups: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for s in incident.telemetry.metrics.iter().filter(|s| s.service == c.service) {
+        let Some((pod, key)) = split_pod(&s.metric) else { continue };
+        let values = s.points.iter().filter(|p| p.0 >= c.time && p.1.is_finite()).map(|p| p.1);
+        let g = groups.entry(key).or_default();
+        if c.instances.iter().any(|i| i == pod) {
+            g.0.extend(values);
+        } else {
+            g.1.extend(values);
+        }
+    }
+    let mut best: Option<(f64, String, f64, f64)> = None;
+    for (key, (new, old)) in &groups {
+        if new.len() < MIN_POINTS || old.len() < MIN_POINTS || !judged_by_canary(key, &c.service) {
+            continue;
+        }
+        verdict.compared += 1;
+        // The pods' normal spread: the reference (a separate baseline, or the data before the
+        // incident period).
+        let before: Vec<f64> = reference
+            .iter()
+            .copied()
+            .chain(&incident.telemetry.metrics)
+            .filter(|s| s.service == c.service && split_pod(&s.metric).is_some_and(|(_, k)| k == *key))
+            .flat_map(|s| s.points.iter().filter(|p| p.0 < incident.analysis_start).map(|p| p.1))
+            .filter(|v| v.is_finite())
+            .collect();
+        let spread = if before.len() >= cfg.min_reference_points { Robust::of(&before) } else { Robust::of(old) };
+        let (m_new, m_old) = (quantile(new, 0.5), quantile(old, 0.5));
+        let worse_if_lower = key.to_ascii_lowercase().contains("success");
+        let z = (m_new - m_old) / spread.scale;
+        let bad = if worse_if_lower { -z } else { z };
+        if bad >= cfg.z_threshold && best.as_ref().is_none_or(|b| bad > b.0) {
+            best = Some((bad, key.clone(), m_new, m_old));
+        }
+    }
+    let Some((z, key, m_new, m_old)) = best else { return verdict };
+    let version = c.version.as_deref().unwrap_or("the new version");
+    verdict.worst = Some(Anomaly {
+        service: c.service.clone(),
+        source: Source::Metric,
+        indicator: "canary".into(),
+        signal: key.clone(),
+        onset: c.time,
+        end: Ts::MAX,
+        score: z,
+        direction: if key.to_ascii_lowercase().contains("success") { -1 } else { 1 },
+        evidence: format!(
+            "{}'s {} new pod(s) ({version}) against its old pods since the deploy: {key} median {} vs {} \
+             ({} {:.1} of the reference spread)",
+            c.service,
+            c.instances.len(),
+            super::metrics::fmt_num(m_new),
+            super::metrics::fmt_num(m_old),
+            canonical_indicator(&key),
+            z
+        ),
+    });
+    verdict
+}
+
+/// What comparing a deploy's new instances with the service's old ones found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    /// Series (metric and served call edge) with points from both new and old instances since the
+    /// deploy.
+    pub compared: usize,
+    /// The comparison where the new instances are worst, when that clears the detectors'
+    /// threshold, as a `canary` anomaly of the service.
+    pub worst: Option<Anomaly>,
 }
 
 /// The indicator of a change: the changed key for config and flags, `version` for deploys.
@@ -76,6 +193,7 @@ mod tests {
             previous_version: None,
             keys: vec![KeyChange { key: "ldap.timeout_ms".into(), old: Some("5000".into()), new: Some("500".into()) }],
             description: None,
+            instances: Vec::new(),
         };
         assert_eq!(describe(&c), "config ldap.timeout_ms 5000 → 500 by ana");
         assert_eq!(indicator(&c), "ldap.timeout_ms");

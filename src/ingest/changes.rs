@@ -55,6 +55,7 @@ fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
         previous_version: text("previous_version"),
         keys,
         description: text("description"),
+        instances: Vec::new(),
     })
 }
 

@@ -195,6 +195,7 @@ fn deploy(rng: &mut SimRng, node: &Node, t: Ts) -> Change {
         previous_version: Some(version_str(node.version)),
         keys: Vec::new(),
         description: Some(format!("deploy {} {}", node.name, version_str(new))),
+        instances: Vec::new(),
     }
 }
 
@@ -359,6 +360,7 @@ fn inject(
                     new: Some(format!("{new_ms:.0}")),
                 }],
                 description: Some(format!("tighten {} timeout to fail fast", sys.nodes[d].name)),
+                instances: Vec::new(),
             });
             plan.edge_faults[e] = Some(EdgeFault {
                 mode: FailMode::Timeout { new_ms },
@@ -425,6 +427,7 @@ fn inject(
                 previous_version: None,
                 keys: vec![KeyChange { key: key.clone(), old: Some("false".into()), new: Some("true".into()) }],
                 description: Some(format!("enable {feature} for {:.0}% of traffic", frac * 100.0)),
+                instances: Vec::new(),
             });
             Injected { cause: c, indicator: key, prefer: None }
         }

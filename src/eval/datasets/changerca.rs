@@ -169,11 +169,15 @@ fn changes(file: &CaseFile, end: Ts, id: &str) -> Vec<Change> {
             // completed by the end of the window.
             let mut steps: Vec<&Step> = r.process.values().collect();
             steps.sort_by_key(|s| s.v2);
-            let swapped: Vec<String> = steps
+            let done: Vec<&&Step> = steps
                 .iter()
                 .filter(|s| s.release_complete_timestamp.is_some_and(|t| t.saturating_mul(1000) < end))
+                .collect();
+            let swapped: Vec<String> = done
+                .iter()
                 .flat_map(|s| s.delete_pod.iter().zip(&s.release_pod).map(|(old, new)| format!("{old} → {new}")))
                 .collect();
+            let instances: Vec<String> = done.iter().flat_map(|s| s.release_pod.iter().cloned()).collect();
             let replicas = r.target_replica.map_or_else(String::new, |n| format!(" of {n} replicas"));
             Change {
                 time: r.release_time.saturating_mul(1000),
@@ -188,6 +192,7 @@ fn changes(file: &CaseFile, end: Ts, id: &str) -> Vec<Change> {
                     swapped.len(),
                     swapped.join(", ")
                 )),
+                instances,
             }
         })
         .collect();

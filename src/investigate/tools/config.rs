@@ -40,6 +40,9 @@ pub struct ChangeView {
     pub author: Option<String>,
     pub description: Option<String>,
     pub keys: Vec<KeyView>,
+    /// For a deploy that names its new instances: how they compare with the service's old ones
+    /// since the deploy (`worse: …` or `no worse on N series`), see `detect::changes::canary`.
+    pub canary: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -102,7 +105,14 @@ fn direction(old: Option<&str>, new: Option<&str>) -> &'static str {
 }
 
 fn view(cx: &ToolCx, c: &Change) -> ChangeView {
+    let verdict = crate::detect::changes::canary(cx.incident, c, &crate::detect::DetectConfig::default());
+    let canary = match (&verdict.worst, verdict.compared) {
+        (Some(a), _) => Some(format!("worse: {}", a.evidence)),
+        (None, 0) => None,
+        (None, n) => Some(format!("no worse than the old instances on {n} series")),
+    };
     ChangeView {
+        canary,
         at_s: (c.time - cx.incident.alert.time) / 1000,
         kind: c.kind.as_str().to_string(),
         version: c.version.clone(),
@@ -175,8 +185,9 @@ impl Tool for ConfigDiff {
         } else {
             keys.join(", ")
         };
+        let canary = c.canary.as_deref().map(|v| format!("; canary {v}")).unwrap_or_default();
         format!(
-            "{} change(s) to {}; latest a {} at {:+} s: {what}",
+            "{} change(s) to {}; latest a {} at {:+} s: {what}{canary}",
             o.changes.len() + o.more,
             o.service,
             c.kind,
@@ -201,8 +212,15 @@ impl Tool for ConfigDiff {
         let mut out = Vec::new();
         let settings: Vec<&ChangeView> =
             before.iter().copied().filter(|c| c.kind != ChangeKind::Deploy.as_str()).collect();
+        // A canary comparison is the most specific evidence about a deploy: new pods that serve
+        // worse than the old ones beside them (ratio 3), or as well on every compared series (0.6).
+        let canary = before.iter().filter_map(|c| c.canary.as_deref()).next();
         let ratio = if settings.is_empty() {
-            1.3
+            match canary {
+                Some(v) if v.starts_with("worse") => 3.0,
+                Some(_) => 0.6,
+                None => 1.3,
+            }
         } else {
             let deps: Vec<&str> = settings
                 .iter()
