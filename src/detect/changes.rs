@@ -180,7 +180,70 @@ fn candidate(c: &Change) -> Anomaly {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::KeyChange;
+    use crate::model::{Alert, KeyChange, Severity, Telemetry, MINUTE};
+
+    /// `cart` with two old pods and, from minute 30, one new pod whose success rate is `canary`
+    /// on the calls it serves and whose CPU is twice the old pods'.
+    fn release(canary: f64) -> (Incident, Change) {
+        let series = |pod: &str, metric: &str, f: &dyn Fn(i64) -> Option<f64>| Series {
+            service: "cart".into(),
+            metric: format!("{metric}{{edge=\"frontend->cart\",pod=\"{pod}\"}}"),
+            points: (0..40).filter_map(|m| f(m).map(|v| (m * MINUTE, v))).collect(),
+        };
+        let jitter = |m: i64| (m % 3) as f64 * 0.1;
+        let mut metrics = Vec::new();
+        for pod in ["cart-v1-a", "cart-v1-b"] {
+            metrics.push(series(pod, "SuccessRate", &|m| Some(99.8 + jitter(m))));
+            metrics.push(series(pod, "CPUUsageRate(%)", &|m| Some(20.0 + jitter(m))));
+        }
+        metrics.push(series("cart-v2-c", "SuccessRate", &|m| (m >= 30).then_some(canary + jitter(m))));
+        metrics.push(series("cart-v2-c", "CPUUsageRate(%)", &|m| (m >= 30).then_some(40.0 + jitter(m))));
+        let change = Change {
+            time: 30 * MINUTE,
+            service: "cart".into(),
+            kind: ChangeKind::Deploy,
+            author: None,
+            version: Some("v2".into()),
+            previous_version: Some("v1".into()),
+            keys: Vec::new(),
+            description: None,
+            instances: vec!["cart-v2-c".into()],
+        };
+        let incident = Incident {
+            id: "canary".into(),
+            alert: Alert {
+                title: "errors".into(),
+                service: "frontend".into(),
+                signal: "errors".into(),
+                time: 36 * MINUTE,
+                severity: Severity::High,
+            },
+            telemetry: Telemetry { metrics, changes: vec![change.clone()], ..Telemetry::default() },
+            baseline: None,
+            analysis_start: 30 * MINUTE,
+            topology: None,
+            truth: None,
+            read_report: Default::default(),
+        };
+        (incident, change)
+    }
+
+    #[test]
+    fn a_canary_that_serves_worse_than_the_old_pods_is_an_anomaly_with_the_comparison() {
+        let (incident, change) = release(70.0);
+        let v = canary(&incident, &change, &DetectConfig::default());
+        // Success on the served edge only: the new pod's doubled CPU is not compared.
+        assert_eq!(v.compared, 1);
+        let a = v.worst.expect("a worse canary");
+        assert_eq!((a.service.as_str(), a.indicator.as_str()), ("cart", "canary"));
+        assert_eq!(a.signal, "SuccessRate{edge=\"frontend->cart\"}");
+        assert_eq!((a.onset, a.direction), (30 * MINUTE, -1));
+        assert!(a.evidence.contains("median 70"), "{}", a.evidence);
+        // A healthy canary is compared and found no worse.
+        let (incident, change) = release(99.8);
+        let v = canary(&incident, &change, &DetectConfig::default());
+        assert_eq!((v.compared, v.worst), (1, None));
+    }
 
     #[test]
     fn descriptions_name_versions_and_keys() {

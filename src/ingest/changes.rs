@@ -12,8 +12,9 @@ use std::io::Write;
 use std::path::Path;
 
 /// Reads JSON lines `{"time", "service", "kind": "deploy|config|flag", "author", "version",
-/// "previous_version", "keys": [{"key", "old", "new"}], "description"}`. `keys` may be spelled
-/// `changed_keys` and may be an object `{"k": {"old", "new"}}` (or `{"k": "new"}`).
+/// "previous_version", "keys": [{"key", "old", "new"}], "description", "instances": ["pod", …]}`.
+/// `keys` may be spelled `changed_keys` and may be an object `{"k": {"old", "new"}}` (or
+/// `{"k": "new"}`); `instances` (alias `pods`) names the instances a deploy brought in.
 pub fn read_changes(path: &Path, report: &mut ReadReport) -> Result<Vec<Change>, IngestError> {
     let mut out = Vec::new();
     io::for_each_json_line(path, report, change, |c| out.push(c))?;
@@ -46,6 +47,14 @@ fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
         None => Vec::new(),
         Some(v) => keys(v).map_err(|m| ("keys", m.to_string()))?,
     };
+    let instances = match io::get(obj, &["instances", "pods"]) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| io::scalar_text(v).ok_or_else(|| ("instances", format!("not an instance name: {v}"))))
+            .collect::<Result<_, _>>()?,
+        Some(v) => return Err(("instances", format!("must be an array of instance names, not {v}"))),
+    };
     Ok(Change {
         time,
         service,
@@ -55,7 +64,7 @@ fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
         previous_version: text("previous_version"),
         keys,
         description: text("description"),
-        instances: Vec::new(),
+        instances,
     })
 }
 
@@ -122,6 +131,9 @@ pub(crate) fn write_changes(changes: &[Change], w: &mut dyn Write) -> std::io::R
         }
         if let Some(d) = &c.description {
             obj.insert("description".into(), json!(d));
+        }
+        if !c.instances.is_empty() {
+            obj.insert("instances".into(), json!(c.instances));
         }
         serde_json::to_writer(&mut *w, &Value::Object(obj))?;
         w.write_all(b"\n")?;
