@@ -124,6 +124,11 @@ impl SpanEvents {
     pub fn is_empty(&self) -> bool {
         self.periods[1].is_empty()
     }
+
+    /// Whether any span of the reference has events (there is a normal to learn from).
+    pub fn has_reference(&self) -> bool {
+        !self.periods[0].is_empty()
+    }
 }
 
 /// Per service and event `A`: spans with `A`, and per next event `B` the spans where `B`
