@@ -84,7 +84,7 @@ pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &De
     if current.is_empty() {
         return None;
     }
-    let r = Robust::of(reference);
+    let r = Robust::with_swings(reference);
     // An error ratio must move by half a percentage point to matter, whatever its z-score.
     let is_ratio = canonical_indicator(&series.metric) == "errors" && reference.iter().all(|x| (0.0..=1.0).contains(x));
     let min_abs = if is_ratio { MIN_ERROR_RATIO_SHIFT } else { 0.0 };

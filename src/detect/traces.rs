@@ -156,7 +156,7 @@ fn latency(
     if reference.len() < cfg.min_reference_points || current.len() < MIN_CURRENT {
         return None;
     }
-    let r = Robust::of(reference);
+    let r = Robust::with_swings(reference);
     let cur: Vec<f64> = current.iter().map(|p| p.1).collect();
     let med = quantile(&cur, 0.5);
     let z_median = r.z(med) * (current.len() as f64).sqrt().min(3.0);
