@@ -48,6 +48,15 @@ const MAX_SPANS: usize = 200_000;
 /// One event of a span: when, and which (an index into [`SpanEvents::names`]).
 type Step = (Ts, u32);
 
+/// (service, span id) → the span's events, for one period.
+type Spans = HashMap<(Box<str>, Box<str>), Vec<Step>>;
+
+/// A service and an event `A` of its spans.
+type ServiceStep = (Box<str>, u32);
+
+/// Spans where `B` directly followed `A`, with the first and last span time: (count, first, last).
+type PairSeen = (u64, Ts, Ts);
+
 /// The events of every span, per period, gathered while the logs stream and from the spans.
 #[derive(Debug, Default)]
 pub struct SpanEvents {
@@ -55,7 +64,7 @@ pub struct SpanEvents {
     failure: Vec<bool>,
     index: HashMap<Box<str>, u32>,
     /// Per period (reference, current): (service, span id) → its events.
-    periods: [HashMap<(Box<str>, Box<str>), Vec<Step>>; 2],
+    periods: [Spans; 2],
 }
 
 /// The code location a log line starts with (`t.s.TravelServiceImpl#532`,
@@ -135,14 +144,14 @@ impl SpanEvents {
 /// directly followed `A` (with the first and last time seen, for the current period).
 #[derive(Debug, Default)]
 struct Counts {
-    spans: HashMap<(Box<str>, u32), u64>,
-    pairs: HashMap<(Box<str>, u32, u32), (u64, Ts, Ts)>,
+    spans: HashMap<ServiceStep, u64>,
+    pairs: HashMap<(Box<str>, u32, u32), PairSeen>,
     /// Per service and `A`: each span's first time and the steps that directly followed `A` in
     /// it (to date when an expected step first failed to come).
-    nexts: HashMap<(Box<str>, u32), Vec<(Ts, Vec<u32>)>>,
+    nexts: HashMap<ServiceStep, Vec<(Ts, Vec<u32>)>>,
 }
 
-fn count(period: &HashMap<(Box<str>, Box<str>), Vec<Step>>, end: u32) -> Counts {
+fn count(period: &Spans, end: u32) -> Counts {
     let mut c = Counts::default();
     let mut seen_a: HashSet<u32> = HashSet::new();
     let mut seen_pair: HashSet<(u32, u32)> = HashSet::new();

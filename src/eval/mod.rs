@@ -381,7 +381,7 @@ pub struct SuiteReport {
 /// Whether the case at `index` of a suite's listing is in the half settings may be chosen on
 /// (even positions); the odd positions are held out.
 pub fn is_tuning_half(index: usize) -> bool {
-    index % 2 == 0
+    index.is_multiple_of(2)
 }
 
 impl SuiteReport {
@@ -443,10 +443,9 @@ pub fn run_suite(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + Sync)
     for r in &results {
         per_fault.entry(r.fault_kind.clone()).or_default().push(r);
     }
-    let (tuning, held_out): (Vec<(usize, &CaseResult)>, Vec<(usize, &CaseResult)>) =
-        results.iter().enumerate().partition(|(i, _)| is_tuning_half(*i));
-    let half = |h: Vec<(usize, &CaseResult)>| -> BTreeMap<Method, Scores> {
-        let h: Vec<&CaseResult> = h.into_iter().map(|(_, r)| r).collect();
+    let half = |tuning: bool| -> BTreeMap<Method, Scores> {
+        let h: Vec<&CaseResult> =
+            results.iter().enumerate().filter(|(i, _)| is_tuning_half(*i) == tuning).map(|(_, r)| r).collect();
         opts.methods.iter().map(|m| (*m, score(&h, *m))).collect()
     };
     SuiteReport {
@@ -454,8 +453,8 @@ pub fn run_suite(suite: &Suite, opts: &EvalOptions, progress: &(dyn Fn() + Sync)
         system: suite.cases.first().map(|c| c.system.clone()).unwrap_or_default(),
         cases: results.len(),
         methods: opts.methods.iter().map(|m| (*m, score(&all, *m))).collect(),
-        tuning_half: half(tuning),
-        held_out_half: half(held_out),
+        tuning_half: half(true),
+        held_out_half: half(false),
         per_fault: per_fault
             .into_iter()
             .map(|(k, v)| (k, opts.methods.iter().map(|m| (*m, score(&v, *m))).collect()))
