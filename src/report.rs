@@ -119,7 +119,12 @@ fn kind_of(a: &Anomaly) -> String {
         "cpu" => "cpu",
         "mem" => "memory",
         "latency" | "latency_total" | "latency_client" => "latency",
-        "errors" | "log_errors" | "new_log_template" | "missing_log_template" | "event_pattern" => "errors",
+        "errors"
+        | "log_errors"
+        | "new_log_template"
+        | "missing_log_template"
+        | "broken_log_sequence"
+        | "event_pattern" => "errors",
         "connections" | "queue" => "saturation",
         "traffic" => "traffic",
         _ => "anomaly",
@@ -166,6 +171,9 @@ fn action(incident: &Incident, lead: &Anomaly) -> String {
         }
         "connections" => format!("{s} is out of connections: raise the pool or find what holds them"),
         "errors" | "log_errors" | "new_log_template" => format!("inspect the new errors in {s}: `{}`", lead.signal),
+        "broken_log_sequence" => {
+            format!("requests in {s} stop short between `{}`: check the code between those log lines", lead.signal)
+        }
         "event_pattern" if lead.direction < 0 => format!(
             "requests in {s} stop short of an expected step (`{}`, the step before and the one that no longer \
              follows): check the code between those two",

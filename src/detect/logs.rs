@@ -137,11 +137,32 @@ struct ServiceLogs {
     stats: Vec<TemplateStats>,
     reference: u64,
     current: u64,
+    /// Templates seen per trace (lines that carry a `trace_id` attribute), per period, with the
+    /// trace's first time: what a request did in this service, step by step.
+    traces: [TraceSteps; 2],
 }
+
+/// Trace id → (first time seen, template ids logged in that trace).
+type TraceSteps = HashMap<Box<str>, (Ts, Vec<u32>)>;
+
+/// Most traces remembered per service and period; beyond it, new traces are not followed (the
+/// counts above still are). Bounds memory on very large logs.
+const MAX_TRACES: usize = 50_000;
 
 impl ServiceLogs {
     fn push(&mut self, rec: &LogRecord, current: bool) {
         let id = self.drain.add(&rec.message) as usize;
+        if let Some((_, trace)) = rec.attributes.iter().find(|(k, _)| k == "trace_id") {
+            let traces = &mut self.traces[usize::from(current)];
+            if let Some((t, ids)) = traces.get_mut(trace.as_str()) {
+                *t = (*t).min(rec.time);
+                if !ids.contains(&(id as u32)) {
+                    ids.push(id as u32);
+                }
+            } else if traces.len() < MAX_TRACES {
+                traces.insert(trace.as_str().into(), (rec.time, vec![id as u32]));
+            }
+        }
         if id >= self.stats.len() {
             self.stats.resize_with(id + 1, TemplateStats::default);
         }
@@ -217,7 +238,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection, on_l
     out.read_report.merge(report);
     for (name, s) in &services {
         out.log_templates += s.drain.templates.len();
-        judge_service(name, s, cfg, out);
+        judge_service(name, s, incident.baseline.is_none(), cfg, out);
     }
 }
 
@@ -229,7 +250,9 @@ fn count_z(observed: f64, expected: f64) -> f64 {
     (observed - expected) / (expected * (1.0 + DISPERSION * expected) + 1.0).sqrt()
 }
 
-fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Detection) {
+/// `sequences`: judge broken request sequences here (a reference cut from the same stream; with a
+/// separate fault-free capture the finer event patterns of [`super::patterns`] do it).
+fn judge_service(name: &str, s: &ServiceLogs, sequences: bool, cfg: &DetectConfig, out: &mut Detection) {
     const MIN_REFERENCE_LINES: u64 = 20;
     if s.current == 0 {
         return;
@@ -288,6 +311,9 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
         let evidence = format!("{name} logged a new template {} times: `{}`", s.stats[id].current, template(id));
         out.anomalies.push(anomaly("new_log_template", id, z, 1, evidence));
     }
+    if let Some(a) = broken_sequence(name, s, cfg).filter(|_| sequences) {
+        out.anomalies.push(a);
+    }
     if let Some((z, id)) = best_missing {
         let t = &s.stats[id];
         let evidence =
@@ -299,6 +325,79 @@ fn judge_service(name: &str, s: &ServiceLogs, cfg: &DetectConfig, out: &mut Dete
             ..anomaly("missing_log_template", id, z, -1, evidence)
         });
     }
+}
+
+/// A step that always followed another in the reference (within one trace, in this service) and
+/// now often does not: the code path is cut short between them (an early return, an exception
+/// that is not logged). In the manner of Nezha's event patterns, reduced to pairs.
+fn broken_sequence(name: &str, s: &ServiceLogs, cfg: &DetectConfig) -> Option<Anomaly> {
+    const MIN_SUPPORT: u64 = 5;
+    const MIN_CONFIDENCE: f64 = 0.95;
+    const MIN_BROKEN_SHARE: f64 = 0.3;
+    let [reference, current] = &s.traces;
+    if reference.is_empty() || current.is_empty() {
+        return None;
+    }
+    let mut single: HashMap<u32, u64> = HashMap::new();
+    let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
+    for (_, ids) in reference.values() {
+        for &a in ids {
+            *single.entry(a).or_default() += 1;
+            for &b in ids.iter().filter(|b| **b != a) {
+                *pairs.entry((a, b)).or_default() += 1;
+            }
+        }
+    }
+    // Rules a → b: b accompanied a in nearly every reference trace.
+    let mut rules: Vec<(u32, u32, f64)> = pairs
+        .iter()
+        .filter_map(|(&(a, b), &n)| {
+            let support = single[&a];
+            let confidence = n as f64 / support as f64;
+            (support >= MIN_SUPPORT && confidence >= MIN_CONFIDENCE).then_some((a, b, confidence))
+        })
+        .collect();
+    rules.sort_by_key(|r| (r.0, r.1));
+    let mut best: Option<(f64, u32, u32, u64, u64, Ts)> = None;
+    for (a, b, confidence) in rules {
+        let (mut n, mut k, mut first) = (0u64, 0u64, Ts::MAX);
+        for (t, ids) in current.values() {
+            if ids.contains(&a) {
+                n += 1;
+                if !ids.contains(&b) {
+                    k += 1;
+                    first = first.min(*t);
+                }
+            }
+        }
+        if n == 0 {
+            continue;
+        }
+        let p0 = (1.0 - confidence).max(0.01);
+        let z = (k as f64 - n as f64 * p0) / (n as f64 * p0 * (1.0 - p0) + 1.0).sqrt();
+        if z >= cfg.z_threshold && k as f64 / n as f64 >= MIN_BROKEN_SHARE && best.is_none_or(|x| z > x.0) {
+            best = Some((z, a, b, n, k, first));
+        }
+    }
+    let (z, a, b, n, k, first) = best?;
+    let template = |id: u32| s.drain.templates.get(id as usize).map(|t| t.to_string()).unwrap_or_default();
+    Some(Anomaly {
+        service: name.to_string(),
+        source: Source::Log,
+        indicator: "broken_log_sequence".into(),
+        signal: format!("{} → {}", template(a), template(b)),
+        onset: first,
+        end: Ts::MAX,
+        score: z,
+        direction: -1,
+        evidence: format!(
+            "{name}: `{}` was always followed by `{}` in a request; now {} of {} requests stop before it",
+            template(a),
+            template(b),
+            k,
+            n
+        ),
+    })
 }
 
 fn level_word(l: Level) -> &'static str {
@@ -361,7 +460,7 @@ mod tests {
             s.push(&rec(1050 + i, Level::Error, "NullPointerException in ChargeHandler"), true);
         }
         let mut out = Detection::default();
-        judge_service("pay", &s, &DetectConfig::default(), &mut out);
+        judge_service("pay", &s, true, &DetectConfig::default(), &mut out);
         let a = out.anomalies.iter().find(|a| a.indicator == "log_errors").expect("error anomaly");
         assert_eq!(a.onset, 1050);
         assert!(a.evidence.contains("NullPointerException"));
@@ -379,7 +478,7 @@ mod tests {
             s.push(&rec(1000 + i, Level::Error, &format!("client sent bad token {i}")), true);
         }
         let mut out = Detection::default();
-        judge_service("pay", &s, &DetectConfig::default(), &mut out);
+        judge_service("pay", &s, true, &DetectConfig::default(), &mut out);
         assert!(out.anomalies.is_empty(), "{:?}", out.anomalies);
     }
 }

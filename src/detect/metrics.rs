@@ -63,7 +63,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
             ));
             continue;
         }
-        if let Some(a) = judge(series, &reference, &current, cfg) {
+        if let Some(a) = judge(series, &reference, &current, incident.baseline.is_some(), cfg) {
             out.anomalies.push(a);
         }
     }
@@ -80,11 +80,20 @@ const MIN_ERROR_RATIO_SHIFT: f64 = 0.005;
 const WITHIN_RANGE_DISCOUNT: f64 = 0.5;
 
 /// Judges one series; `None` when it is normal.
-pub fn judge(series: &Series, reference: &[f64], current: &[(Ts, f64)], cfg: &DetectConfig) -> Option<Anomaly> {
+/// `learned`: the reference is a separate fault-free capture, whose usual swings are normal
+/// ([`Robust::with_swings`]); a reference cut from the same stream just before the incident is
+/// judged by its plain robust scale.
+pub fn judge(
+    series: &Series,
+    reference: &[f64],
+    current: &[(Ts, f64)],
+    learned: bool,
+    cfg: &DetectConfig,
+) -> Option<Anomaly> {
     if current.is_empty() {
         return None;
     }
-    let r = Robust::with_swings(reference);
+    let r = if learned { Robust::with_swings(reference) } else { Robust::of(reference) };
     // An error ratio must move by half a percentage point to matter, whatever its z-score.
     let is_ratio = canonical_indicator(&series.metric) == "errors" && reference.iter().all(|x| (0.0..=1.0).contains(x));
     let min_abs = if is_ratio { MIN_ERROR_RATIO_SHIFT } else { 0.0 };
@@ -205,7 +214,7 @@ mod tests {
     fn sustained_shift_is_found_with_its_onset() {
         let reference = noisy_baseline(60);
         let current: Vec<(Ts, f64)> = (0..20).map(|i| (i * 1000, if i >= 8 { 90.0 } else { 51.0 })).collect();
-        let a = judge(&series(&current), &reference, &current, &DetectConfig::default()).expect("anomaly");
+        let a = judge(&series(&current), &reference, &current, false, &DetectConfig::default()).expect("anomaly");
         assert_eq!(a.onset, 8000);
         assert_eq!(a.direction, 1);
         assert_eq!(a.indicator, "cpu");
@@ -215,7 +224,7 @@ mod tests {
     fn a_single_spike_is_not_an_anomaly() {
         let reference = noisy_baseline(60);
         let current: Vec<(Ts, f64)> = (0..20).map(|i| (i * 1000, if i == 8 { 200.0 } else { 51.0 })).collect();
-        assert!(judge(&series(&current), &reference, &current, &DetectConfig::default()).is_none());
+        assert!(judge(&series(&current), &reference, &current, false, &DetectConfig::default()).is_none());
     }
 
     #[test]
@@ -223,7 +232,7 @@ mod tests {
         let reference = noisy_baseline(60);
         let current: Vec<(Ts, f64)> =
             (0..30).map(|i| (i * 1000, if i >= 10 { 51.0 + (i - 10) as f64 * 2.0 } else { 50.5 })).collect();
-        let a = judge(&series(&current), &reference, &current, &DetectConfig::default()).expect("anomaly");
+        let a = judge(&series(&current), &reference, &current, false, &DetectConfig::default()).expect("anomaly");
         assert!(a.onset <= 12_000, "onset {} should be near the ramp start", a.onset);
     }
 
@@ -231,7 +240,7 @@ mod tests {
     fn a_drop_is_an_anomaly_too() {
         let reference: Vec<f64> = (0..60).map(|i| 99.0 + (i % 3) as f64 * 0.2).collect();
         let current: Vec<(Ts, f64)> = (0..10).map(|i| (i * 1000, if i >= 3 { 70.0 } else { 99.1 })).collect();
-        let a = judge(&series(&current), &reference, &current, &DetectConfig::default()).expect("anomaly");
+        let a = judge(&series(&current), &reference, &current, false, &DetectConfig::default()).expect("anomaly");
         assert_eq!(a.direction, -1);
     }
 }

@@ -146,13 +146,19 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
         None => events.spans(t.spans.iter().filter(|s| s.start < start), false),
     }
     events.spans(t.spans.iter().filter(|s| s.start >= start), true);
-    // Where the requests' steps were learned from a reference, a template that is new or missing
-    // by count says nothing the patterns do not say better (and mostly reflects another request
-    // mix): error bursts stay, the template counts give way. Chosen on TrainTicket's tuning half
-    // (0.571 -> 0.643).
+    // Where the requests' steps were learned from a separate fault-free capture, a template that
+    // is new or missing by count says nothing the patterns do not say better (and mostly reflects
+    // another request mix): error bursts stay, the template counts give way. Chosen on
+    // TrainTicket's tuning half (0.571 -> 0.643). A reference cut from the same stream before the
+    // incident is short, and there the template counts still carry a deploy's new errors.
     let learned = !events.is_empty() && events.has_reference();
-    patterns::detect(&mut events, &mut out);
-    if learned {
+    // Patterns are learned only from a separate fault-free capture (Nezha's `construct_data`, the
+    // steady state before ChangeRCA's releases): a reference cut from the same stream just before
+    // the incident is short and may already hold the fault's first requests.
+    if incident.baseline.is_some() {
+        patterns::detect(&mut events, &mut out);
+    }
+    if learned && incident.baseline.is_some() {
         out.anomalies.retain(|a| {
             !(a.source == Source::Log && matches!(a.indicator.as_str(), "new_log_template" | "missing_log_template"))
         });

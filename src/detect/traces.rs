@@ -117,10 +117,13 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     let mut best_self: BTreeMap<&str, Anomaly> = BTreeMap::new();
     let mut best_total: BTreeMap<&str, Anomaly> = BTreeMap::new();
     for ((service, op), st) in &ops {
-        if let Some(a) = latency(service, op, &st.ref_self, &st.cur_self, "latency", "self time", cfg) {
+        let learned = incident.baseline.is_some();
+        if let Some(a) = latency(service, op, &st.ref_self, &st.cur_self, ("latency", "self time"), learned, cfg) {
             keep_best(&mut best_self, service, a);
         }
-        if let Some(a) = latency(service, op, &st.ref_total, &st.cur_total, "latency_total", "end-to-end", cfg) {
+        if let Some(a) =
+            latency(service, op, &st.ref_total, &st.cur_total, ("latency_total", "end-to-end"), learned, cfg)
+        {
             keep_best(&mut best_total, service, a);
         }
     }
@@ -145,8 +148,8 @@ fn latency(
     op: &str,
     reference: &[f64],
     current: &[(Ts, f64)],
-    indicator: &str,
-    what: &str,
+    (indicator, what): (&str, &str),
+    learned: bool,
     cfg: &DetectConfig,
 ) -> Option<Anomaly> {
     const MIN_CURRENT: usize = 3;
@@ -156,7 +159,7 @@ fn latency(
     if reference.len() < cfg.min_reference_points || current.len() < MIN_CURRENT {
         return None;
     }
-    let r = Robust::with_swings(reference);
+    let r = if learned { Robust::with_swings(reference) } else { Robust::of(reference) };
     let cur: Vec<f64> = current.iter().map(|p| p.1).collect();
     let med = quantile(&cur, 0.5);
     let z_median = r.z(med) * (current.len() as f64).sqrt().min(3.0);

@@ -8,7 +8,8 @@
 //! each pod's table as series per metric and call edge, labelled with the edge and the pod
 //! (`SuccessRate{edge="frontend->adservice",pod="adservice-v2-…"}`), and the success-rate tables
 //! as series of the caller and the callee; `dependency.csv` as the topology. The steady state
-//! before the first release is the reference; the incident runs from the first release to
+//! before the first release is the reference (the incident's separate baseline: fault-free data);
+//! the incident runs from the first release to
 //! [`AFTER_ALERT`] past the alert, as the dataset card advises. Times are rounded to the minute.
 //!
 //! **Boundary**: the case file holds the label beside the inputs (`fault_release_service`,
@@ -20,8 +21,8 @@
 
 use super::nezha::read_dependency_csv;
 use super::{
-    alert, column, csv_reader, headers, issue, line_of, parse_value, required, AdapterError, Case, Dataset, Loaded,
-    Scoring, SeriesBuilder, Suite,
+    alert, column, csv_reader, headers, issue, line_of, parse_value, required, slice_series, AdapterError, Case,
+    Dataset, Loaded, Scoring, SeriesBuilder, Suite,
 };
 use crate::eval::EvalError;
 use crate::model::{Change, ChangeKind, Incident, ReadReport, Telemetry, Truth, Ts, MINUTE};
@@ -353,7 +354,11 @@ pub fn load(c: &ChangeRcaCase) -> Result<Incident, AdapterError> {
             _ => read_pod_table(t, start, end, &mut series, &mut report)?,
         }
     }
-    let metrics = series.finish();
+    let all = series.finish();
+    // The steady state before the first release is fault-free data: it is the reference, apart.
+    let metrics = slice_series(&all, first_release, end);
+    let reference = slice_series(&all, start, first_release);
+    drop(all);
     if metrics.is_empty() {
         return Err(AdapterError::NoData {
             path: c.dir.clone(),
@@ -365,7 +370,7 @@ pub fn load(c: &ChangeRcaCase) -> Result<Incident, AdapterError> {
         id: c.id.clone(),
         alert: alert(LABEL, ENTRY_SERVICE, alert_time),
         telemetry: Telemetry { metrics, changes: changes(&file, end, &c.id), ..Telemetry::default() },
-        baseline: None,
+        baseline: Some(Telemetry { metrics: reference, ..Telemetry::default() }),
         analysis_start: first_release,
         topology: Some(topology),
         truth: Some(c.truth.clone()),
