@@ -124,9 +124,20 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
         .unwrap_or(incident.alert.time);
     // Logs are the bulk of the work (streamed, template-mined); the other sources run beside them.
     let mut from_logs = Detection { data_end: out.data_end, ..Detection::default() };
+    // Event patterns are learned only from a separate fault-free capture (Nezha's
+    // `construct_data`, the steady state before ChangeRCA's releases): a reference cut from the
+    // same stream just before the incident is short and may already hold the fault's first
+    // requests. Without one, the lines are not even gathered.
+    let learn = incident.baseline.is_some();
     let mut events = patterns::SpanEvents::default();
     rayon::join(
-        || logs::detect(incident, cfg, &mut from_logs, &mut |r, current| events.log(r, current)),
+        || {
+            logs::detect(incident, cfg, &mut from_logs, &mut |r, current| {
+                if learn {
+                    events.log(r, current)
+                }
+            })
+        },
         || {
             metrics::detect(incident, cfg, &mut out);
             traces::detect(incident, cfg, &mut out);
@@ -139,26 +150,19 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
     out.log_templates = from_logs.log_templates;
     out.read_report = from_logs.read_report;
     out.data_end = out.data_end.max(from_logs.data_end);
-    // Spans join the log lines they wrote: what each request did, step by step.
-    let start = incident.analysis_start;
-    match &incident.baseline {
-        Some(b) => events.spans(&b.spans, false),
-        None => events.spans(t.spans.iter().filter(|s| s.start < start), false),
+    if let Some(b) = incident.baseline.as_ref().filter(|_| learn) {
+        // Spans join the log lines they wrote: what each request did, step by step.
+        events.spans(&b.spans, false);
+        events.spans(t.spans.iter().filter(|s| s.start >= incident.analysis_start), true);
     }
-    events.spans(t.spans.iter().filter(|s| s.start >= start), true);
-    // Where the requests' steps were learned from a separate fault-free capture, a template that
-    // is new or missing by count says nothing the patterns do not say better (and mostly reflects
-    // another request mix): error bursts stay, the template counts give way. Chosen on
-    // TrainTicket's tuning half (0.571 -> 0.643). A reference cut from the same stream before the
-    // incident is short, and there the template counts still carry a deploy's new errors.
+    // Where the requests' steps were learned, a template that is new or missing by count says
+    // nothing the patterns do not say better (and mostly reflects another request mix): error
+    // bursts stay, the template counts give way. Chosen on TrainTicket's tuning half
+    // (0.571 -> 0.643). With a reference from the same stream the template counts still carry a
+    // deploy's new errors.
     let learned = !events.is_empty() && events.has_reference();
-    // Patterns are learned only from a separate fault-free capture (Nezha's `construct_data`, the
-    // steady state before ChangeRCA's releases): a reference cut from the same stream just before
-    // the incident is short and may already hold the fault's first requests.
-    if incident.baseline.is_some() {
-        patterns::detect(&mut events, &mut out);
-    }
-    if learned && incident.baseline.is_some() {
+    patterns::detect(&mut events, &mut out);
+    if learned {
         out.anomalies.retain(|a| {
             !(a.source == Source::Log && matches!(a.indicator.as_str(), "new_log_template" | "missing_log_template"))
         });
