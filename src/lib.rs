@@ -7,6 +7,7 @@
 
 pub mod baselines;
 pub mod bench;
+pub mod calibrate;
 pub mod correlate;
 pub mod detect;
 pub mod drilldown;

@@ -115,13 +115,23 @@ impl Outcome {
         self.report.verdict == Verdict::RootCause
     }
 
-    /// The confidence in the leading answer, unrounded: the agent's posterior of its conclusion
-    /// when it ran, else the triage's confidence in its first candidate.
+    /// The confidence the report prints for the first service of [`Outcome::ranked`]: the
+    /// calibrated probability that it is the root cause (`calibrate`).
     pub fn confidence(&self) -> Option<f64> {
-        match self.transcript() {
-            Some(t) => Some(t.conclusion.confidence),
-            None => self.triage.ranking.candidates.first().map(|c| c.confidence),
-        }
+        let first = self.ranked().into_iter().next()?;
+        self.report.root_causes.iter().find(|rc| rc.service == first).map(|rc| rc.confidence)
+    }
+
+    /// What [`Outcome::confidence`] was computed from: the features of the first service of
+    /// [`Outcome::ranked`] under the map that printed it (the agent's when it ran), for fitting
+    /// the maps (`culprit eval --fit-calibration`).
+    pub fn calibration_features(&self) -> Option<Vec<f64>> {
+        let first = self.ranked().into_iter().next()?;
+        let features = match self.transcript() {
+            Some(t) => crate::calibrate::agent_features(t, &self.triage.ranking, &self.triage.detection.anomalies),
+            None => crate::calibrate::triage_features(&self.triage.ranking, &self.triage.detection.anomalies),
+        };
+        features.into_iter().find(|(s, _)| *s == first).map(|(_, x)| x)
     }
 
     /// The headline: the agent's conclusion when it names a service, else the report's first
@@ -137,7 +147,12 @@ impl Outcome {
                 .conclusion
                 .service
                 .clone()
-                .map(|service| Top { service, kind: t.conclusion.kind.clone(), confidence: t.conclusion.confidence })
+                .map(|service| {
+                    // The calibrated probability the report prints for it, when it has one.
+                    let printed = self.report.root_causes.iter().find(|rc| rc.service == service);
+                    let confidence = printed.map_or(t.conclusion.confidence, |rc| rc.confidence);
+                    Top { service, kind: t.conclusion.kind.clone(), confidence }
+                })
                 .or(first),
             None => first,
         }
@@ -198,7 +213,7 @@ impl Triaged<'_> {
             };
             let transcript =
                 investigate::investigate_watched(incident, &triage, deps.kb, policy, &cfg.agent, deps.on_step);
-            report::add_investigation(&mut report, transcript);
+            report::add_investigation(&mut report, transcript, &triage);
             agent_seconds = started.elapsed().as_secs_f64();
         }
         Outcome { triage, report, features, seconds: Seconds { triage: seconds, agent: agent_seconds } }

@@ -344,13 +344,17 @@ pub fn rank(
             // or both reach each other and the other's influence started first.
             // Only an explainer with comparable weight counts: a faint blip in a dependency does
             // not take the blame away from a service with strong evidence of its own.
-            let explained = reaches.iter().any(|(other, r)| {
-                other != service
-                    && r.contains_key(*service)
-                    && service_mass[other] >= EXPLAINER_MASS * service_mass[service]
-                    && (!reaches[service].contains_key(*other)
-                        || first.get(other).unwrap_or(&never) < first.get(service).unwrap_or(&never))
-            });
+            // A worse canary is never explained by another service: its new pods serve worse than
+            // its old pods beside them, which see the same callers and callees.
+            let canary = idx.iter().any(|&i| anomalies[i].indicator == "canary");
+            let explained = !canary
+                && reaches.iter().any(|(other, r)| {
+                    other != service
+                        && r.contains_key(*service)
+                        && service_mass[other] >= EXPLAINER_MASS * service_mass[service]
+                        && (!reaches[service].contains_key(*other)
+                            || first.get(other).unwrap_or(&never) < first.get(service).unwrap_or(&never))
+                });
             let chain = path_to(&reaches[service], alert_service)
                 .or_else(|| deps.caller_path(service, alert_service))
                 .unwrap_or_else(|| vec![service.to_string()]);
@@ -497,6 +501,22 @@ mod tests {
         assert_eq!(r.candidates[0].service, "cart");
         let search = r.candidates.iter().find(|c| c.service == "search").expect("search ranked");
         assert!(search.score < 0.01, "{}", search.score);
+    }
+
+    #[test]
+    fn a_worse_canary_is_not_explained_by_an_earlier_upstream_anomaly() {
+        // db is slow first; api's latency follows, so db explains api …
+        let mut anomalies = vec![
+            a("db", Source::Metric, "latency", 0, 8.0),
+            a("api", Source::Trace, "latency_total", 20_000, 8.0),
+            a("frontend", Source::Trace, "latency_total", 30_000, 20.0),
+        ];
+        let edges = [("frontend", "api"), ("api", "db")];
+        let api = |r: &Ranking| r.candidates.iter().find(|c| c.service == "api").map(|c| c.explained);
+        assert_eq!(api(&run(&anomalies, &edges, "frontend")), Some(true));
+        // … unless api's new pods serve worse than its old ones beside them.
+        anomalies.push(a("api", Source::Metric, "canary", 20_000, 8.0));
+        assert_eq!(api(&run(&anomalies, &edges, "frontend")), Some(false));
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub struct RootCause {
     /// `deploy`, `config`, `flag` for changes; otherwise the class of the leading anomaly
     /// (`cpu`, `memory`, `latency`, `errors`, `saturation`, `traffic`, `anomaly`).
     pub kind: String,
+    /// Where inside the service: the lead anomaly's signal (a log statement pair `A_B` by code
+    /// location, an operation, a metric, a change's kind).
+    #[serde(default)]
+    pub location: String,
+    /// The probability that this is the root cause (`calibrate`).
     pub confidence: f64,
     /// Services from the cause to the symptom.
     pub chain: Vec<String>,
@@ -206,12 +211,14 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
             evidence: a.evidence.clone(),
         })
         .collect();
+    let confidences = crate::calibrate::triage_confidences(ranking, anomalies);
     let root_causes: Vec<RootCause> = ranking
         .candidates
         .iter()
         .take(5)
         .enumerate()
         .map(|(i, c)| {
+            let confidence = confidences.get(i).map_or(0.0, |(_, p)| *p);
             let lead = &anomalies[c.lead];
             let mut evidence: Vec<Evidence> = c
                 .anomalies
@@ -249,7 +256,8 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
                 service: c.service.clone(),
                 indicator: lead.indicator.clone(),
                 kind: kind_of(lead),
-                confidence: (c.confidence * 1000.0).round() / 1000.0,
+                location: lead.signal.clone(),
+                confidence: round3(confidence),
                 chain: c.chain.clone(),
                 explained: c.explained,
                 evidence,
@@ -304,16 +312,22 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
     }
 }
 
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 /// Folds the agent's investigation into the report: the root causes follow the agent's posterior
-/// (their confidence becomes it), and a root cause is named only if the triage found one and
-/// the agent's leader is a named suspect rather than "none of these".
-pub fn add_investigation(r: &mut Report, t: Transcript) {
+/// (their confidence becomes its calibrated probability, [`crate::calibrate::agent_map`]), and a
+/// root cause is named only if the triage found one and the agent's leader is a named suspect
+/// rather than "none of these".
+pub fn add_investigation(r: &mut Report, t: Transcript, triage: &Triage) {
     let order = t.ranked(r.root_causes.iter().map(|c| c.service.as_str()));
     r.root_causes.sort_by_key(|c| order.iter().position(|s| *s == c.service).unwrap_or(usize::MAX));
+    let confidences = crate::calibrate::agent_confidences(&t, &triage.ranking, &triage.detection.anomalies);
     for (i, c) in r.root_causes.iter_mut().enumerate() {
         c.rank = i + 1;
-        if let Some(h) = t.hypotheses.iter().find(|h| h.service.as_deref() == Some(c.service.as_str())) {
-            c.confidence = h.posterior;
+        if let Some((_, p)) = confidences.iter().find(|(s, _)| *s == c.service) {
+            c.confidence = round3(*p);
         }
     }
     if t.conclusion.service.is_none() {
@@ -347,6 +361,9 @@ pub fn render_text(r: &Report) -> String {
                 top.indicator,
                 top.confidence * 100.0
             );
+            if !["", top.indicator.as_str(), top.kind.as_str()].contains(&top.location.as_str()) {
+                let _ = writeln!(s, "Where: {}", top.location);
+            }
             let _ = writeln!(s, "Chain: {}", top.chain.join(" → "));
             let _ = writeln!(s, "Recommended action: {}", top.action);
             let _ = writeln!(s, "Evidence:");

@@ -34,6 +34,7 @@ const STAGES: &[(&str, &str)] = &[
     ("baselines", "side road: the published rankers"),
     ("drilldown", "side road: business-KPI drill-down"),
     ("investigate", "the agent: ledger, tools, policies"),
+    ("calibrate", "the printed confidence: evidence mapped to a probability"),
     ("report", "what the user reads"),
     ("rerank", "the feedback re-ranker"),
     ("pipeline", "the one entry: triage, re-rank, agent, report"),

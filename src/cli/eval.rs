@@ -35,6 +35,11 @@ pub struct EvalArgs {
     /// the other, held-apart half is scored before and after it.
     #[arg(long)]
     feedback_split: bool,
+    /// Also fit the maps from evidence to printed confidence (`calibrate`) on the tuning half
+    /// of every suite run (even positions), and show each suite's held-out ECE with the fit
+    /// beside the printed one. The fitted weights are what `src/calibrate.rs` holds.
+    #[arg(long)]
+    fit_calibration: bool,
 }
 
 pub fn run(a: EvalArgs) -> Result<ExitCode> {
@@ -68,6 +73,15 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&eval::summary_json(&reports))?);
     } else {
         print!("{}", eval::render_markdown(&reports));
+    }
+    if a.fit_calibration {
+        for m in [Method::Culprit, Method::CulpritAgent] {
+            match eval::fit_calibration(&reports, m) {
+                Some(f) if a.json => println!("{}", serde_json::to_string_pretty(&f)?),
+                Some(f) => print!("{}", eval::render_calibration_fit(&f)),
+                None => eprintln!("calibration: no {} answers with features to fit on", m.as_str()),
+            }
+        }
     }
     for r in &reports {
         for c in &r.results {

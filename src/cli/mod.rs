@@ -94,8 +94,13 @@ pub enum Command {
     /// Deterministic for a seed.
     Simulate(simulate::SimulateArgs),
     /// Score culprit and the published baselines on labelled suites, side by side: AC@1/3/5,
-    /// Avg@5, MRR per suite, system and fault kind; FPR on fault-free cases; Brier score and
+    /// Avg@5, MRR per suite, system and fault kind; AIS@1/3/5 (service and the location inside
+    /// it both right) where the labels name a location; FPR on fault-free cases; Brier score and
     /// expected calibration error of culprit's confidence; seconds per case.
+    ///
+    /// Every suite is also scored by half: the cases at even positions of its listing are the
+    /// tuning half (where settings may be chosen, and `--fit-calibration` fits), the odd ones
+    /// the held-out half.
     ///
     /// A SUITE is anything the dataset registry recognises: a Nezha folder (.../nezha,
     /// .../nezha/trainticket, .../nezha/onlineboutique), .../rcd_sockshop, .../changerca, the drill-down
@@ -104,6 +109,8 @@ pub enum Command {
     /// or `sim:A-B` for simulated seeds A to B (`sim:A-B:KIND` forces a fault kind).
     ///
     /// Example: culprit eval evals/simulated.toml ../shared/datasets/nezha/trainticket sim:1-50:none
+    ///
+    /// Example: culprit eval --methods culprit,culprit_agent --fit-calibration ../shared/datasets/changerca
     Eval(eval::EvalArgs),
     /// Train the learned embedders (a TabularResNet per source, self-supervised, no labels) on
     /// fault-free events, and save weights and model cards.

@@ -157,7 +157,9 @@ fn count(period: &Spans, end: u32) -> Counts {
     let mut seen_pair: HashSet<(u32, u32)> = HashSet::new();
     for ((service, _), steps) in period {
         let mut steps = steps.clone();
-        steps.sort_unstable();
+        // By time only, and stable: lines of one span logged in the same millisecond keep the
+        // order they were written in (sorting ties by event id would invent an order).
+        steps.sort_by_key(|s| s.0);
         seen_a.clear();
         seen_pair.clear();
         let first = steps.first().map_or(0, |s| s.0);
@@ -194,6 +196,8 @@ struct Changed {
     b: u32,
     reference: Option<(u64, u64)>,
     current: (u64, u64),
+    /// A drop judged over the spans from the first miss on: (with `B` next, spans).
+    since_miss: Option<(u64, u64)>,
     /// Spans with `A` in the incident period whose next step was not the expected `B` (drops),
     /// or that took `B` (rises): when they were first and last seen.
     first: Ts,
@@ -239,6 +243,7 @@ pub fn detect(events: &mut SpanEvents, out: &mut Detection) {
         let support = (n_cur.min(FULL_SUPPORT)) as f64 / FULL_SUPPORT as f64;
         let failure = events.failure[b as usize];
         let d = p_cur - p_ref;
+        let mut since_miss = None;
         let shift = if d > 0.0 {
             d * support * if failure { 1.0 } else { NEW_STEP_WEIGHT }
         } else {
@@ -247,24 +252,40 @@ pub fn detect(events: &mut SpanEvents, out: &mut Detection) {
             if !known || failure || b == end {
                 continue;
             }
-            // Dated from the first span where `B` failed to follow `A`, lasting.
-            first = current
-                .nexts
-                .get(&(service.into(), a))
-                .into_iter()
-                .flatten()
-                .filter(|(_, n)| !n.contains(&b))
-                .map(|x| x.0)
-                .min()
-                .unwrap_or(Ts::MAX);
+            // Dated from the first span where `B` failed to follow `A`, lasting. A fault starts
+            // somewhere inside the incident window: the share is also judged over the spans from
+            // that first miss on, and the larger of the two drops counts.
+            let mut spans: Vec<&(Ts, Vec<u32>)> =
+                current.nexts.get(&(service.into(), a)).into_iter().flatten().collect();
+            spans.sort_by_key(|x| x.0);
+            let Some(i) = spans.iter().position(|(_, n)| !n.contains(&b)) else { continue };
+            first = spans[i].0;
             last = Ts::MAX;
-            -d * support
+            let since = &spans[i..];
+            let n_since = since.len() as u64;
+            let k_since = since.iter().filter(|(_, n)| n.contains(&b)).count() as u64;
+            let support_since = (n_since.min(FULL_SUPPORT)) as f64 / FULL_SUPPORT as f64;
+            let drop_since = (p_ref - k_since as f64 / n_since as f64) * support_since;
+            if drop_since > -d * support {
+                since_miss = Some((k_since, n_since));
+                drop_since
+            } else {
+                -d * support
+            }
         };
         if shift < MIN_SHIFT {
             continue;
         }
-        let c =
-            Changed { shift, a, b, reference: known.then_some((k_ref, n_ref)), current: (k_cur, n_cur), first, last };
+        let c = Changed {
+            shift,
+            a,
+            b,
+            reference: known.then_some((k_ref, n_ref)),
+            current: (k_cur, n_cur),
+            since_miss,
+            first,
+            last,
+        };
         let better =
             best.get(service).is_none_or(|o| c.shift > o.shift || (c.shift == o.shift && (c.a, c.b) < (o.a, o.b)));
         if better {
@@ -279,12 +300,18 @@ pub fn detect(events: &mut SpanEvents, out: &mut Detection) {
             Some((k, n)) => format!("{k} of {n} reference spans ({:.0} %)", 100.0 * k as f64 / n as f64),
             None => "never in the reference".to_string(),
         };
-        let now = format!(
+        let mut now = format!(
             "{} of {} spans now ({:.0} %)",
             c.current.0,
             c.current.1,
             100.0 * c.current.0 as f64 / c.current.1 as f64
         );
+        if let Some((k, n)) = c.since_miss {
+            now.push_str(&format!(
+                ", {k} of {n} from the first that missed it on ({:.0} %)",
+                100.0 * k as f64 / n as f64
+            ));
+        }
         let evidence = if rose {
             format!("{service}: after `{a}` came `{b}` in {now}; {was}")
         } else {
@@ -399,6 +426,49 @@ mod tests {
         assert_eq!(by["travel"].direction, 1);
         // Preserve's new step (#168) is no failure: a quarter of a full shift, below MIN_SHIFT.
         assert!(!by.contains_key("preserve"), "{:#?}", by.get("preserve"));
+    }
+
+    #[test]
+    fn a_step_that_stops_midway_is_judged_from_the_first_miss_on() {
+        let mut ev = SpanEvents::default();
+        let ok = [(Level::Info, "c.s.Impl#31 [find]"), (Level::Info, "c.s.Impl#34 [found]")];
+        requests(&mut ev, false, 0, 20, "contacts", &ok);
+        // 20 good requests, then the fault: 12 that return after #31. Over the whole window the
+        // share only falls from 100 % to 62 %; from the first miss on it is 0 %.
+        requests(&mut ev, true, 10 * MINUTE, 20, "contacts", &ok);
+        let fault_start = 10 * MINUTE + 20 * 100 + 5_000;
+        for i in 0..12 {
+            let (id, t) = (format!("late{i}"), fault_start + i * 100);
+            ev.spans([&span(t, "contacts", &id, "Api.get")], true);
+            ev.log(&line(t + 1, "contacts", &id, Level::Info, ok[0].1), true);
+        }
+        let mut out = Detection::default();
+        detect(&mut ev, &mut out);
+        assert_eq!(out.anomalies.len(), 1, "{:#?}", out.anomalies);
+        let a = &out.anomalies[0];
+        // Dated at the first broken span (its start event sits a millisecond before the span).
+        assert_eq!((a.signal.as_str(), a.onset), ("c.s.Impl#31_c.s.Impl#34", fault_start - 1));
+        assert!(a.evidence.contains("0 of 12 from the first that missed it on"), "{}", a.evidence);
+    }
+
+    #[test]
+    fn lines_of_one_millisecond_keep_the_order_they_were_written_in() {
+        let mut ev = SpanEvents::default();
+        // `#1` is seen first elsewhere, so sorting ties by event id would put it first.
+        ev.log(&line(0, "other", "x", Level::Info, "Z#1 [seen]"), false);
+        for (i, current) in (0..40).map(|i| (i, i >= 20)) {
+            let id = format!("s{i}");
+            let t = if current { 10 * MINUTE } else { 0 } + i as Ts * 100;
+            ev.spans([&span(t, "svc", &id, "Api.get")], current);
+            ev.log(&line(t + 1, "svc", &id, Level::Info, "Z#2 [first]"), current);
+            if !current {
+                ev.log(&line(t + 1, "svc", &id, Level::Info, "Z#1 [then]"), current);
+            }
+        }
+        let mut out = Detection::default();
+        detect(&mut ev, &mut out);
+        let a = out.anomalies.iter().find(|a| a.service == "svc").expect("a broken step");
+        assert_eq!(a.signal, "Z#2_Z#1");
     }
 
     #[test]

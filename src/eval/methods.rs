@@ -42,6 +42,8 @@ pub struct Answer {
     pub locations: Vec<String>,
     /// The evidence behind the first answer (culprit's methods only).
     pub why: Option<String>,
+    /// What the confidence was computed from (culprit's methods only; `calibrate`).
+    pub features: Vec<f64>,
 }
 
 impl Method {
@@ -119,6 +121,7 @@ impl Method {
                 confidence: None,
                 locations: Vec::new(),
                 why: None,
+                features: Vec::new(),
             },
             None => {
                 let out = pipeline::run(incident, &self.pipeline_config(opts), Deps::default());
@@ -128,6 +131,7 @@ impl Method {
                     confidence: out.confidence(),
                     locations: out.locations(),
                     why: out.why(),
+                    features: out.calibration_features().unwrap_or_default(),
                 }
             }
         }

@@ -74,6 +74,9 @@ pub struct Scored {
     /// The evidence behind the first answer (culprit only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// What the confidence was computed from (culprit only; `calibrate`'s features).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,7 +154,7 @@ pub fn same_location(found: &str, label: &str) -> bool {
 }
 
 fn judge(truth: &Truth, answer: Answer, seconds: f64) -> Outcome {
-    let Answer { ranked, claims_root_cause: reported, confidence, locations, why } = answer;
+    let Answer { ranked, claims_root_cause: reported, confidence, locations, why, features } = answer;
     let rank =
         if truth.is_fault_free() { None } else { ranked.iter().position(|s| *s == truth.service).map(|p| p + 1) };
     let located =
@@ -172,6 +175,7 @@ fn judge(truth: &Truth, answer: Answer, seconds: f64) -> Outcome {
         locations: locations.into_iter().take(5).collect(),
         located,
         why,
+        features,
     };
     if pass {
         Outcome::Pass(scored)
@@ -286,6 +290,88 @@ pub fn calibration(pairs: &[(f64, bool)], bins: usize) -> (f64, Vec<(f64, f64, u
         acc.into_iter().map(|(c, a, k)| if k == 0 { (0.0, 0.0, 0) } else { (c / k as f64, a / k as f64, k) }).collect();
     let ece = table.iter().map(|(c, a, k)| (*k as f64 / n) * (c - a).abs()).sum();
     (ece, table)
+}
+
+/// A calibration map fitted on the tuning halves of `reports` for method `m`'s confidence, and
+/// what it gives: the fitted map, the cases it was fitted on, and per suite the ECE of the map
+/// on the held-out half beside that of the confidence the run printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationFit {
+    pub method: Method,
+    pub features: Vec<String>,
+    pub map: crate::calibrate::Logistic,
+    pub fitted_on: usize,
+    /// (suite, held-out cases, ECE of the printed confidence, ECE of the fitted map).
+    pub held_out: Vec<(String, usize, f64, f64)>,
+}
+
+/// Each case's (features, top-1 right) for method `m`, over the cases `keep` selects by position.
+fn feature_rows(r: &SuiteReport, m: Method, keep: impl Fn(usize) -> bool) -> Vec<(Vec<f64>, bool, f64)> {
+    r.results
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .filter_map(|(_, c)| match c.methods.get(&m)? {
+            Outcome::Pass(s) | Outcome::Fail(s) if !s.features.is_empty() => {
+                Some((s.features.clone(), s.rank == Some(1), s.confidence.unwrap_or(0.0)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The L2 penalty of the calibration fit (a priori: the features are all in [-1, 1]).
+const FIT_L2: f64 = 1e-2;
+
+/// Fits `calibrate`'s map for method `m` (culprit: the triage's; culprit_agent: the agent's) on
+/// the tuning halves of every suite in `reports`, each suite weighing the same in total.
+pub fn fit_calibration(reports: &[SuiteReport], m: Method) -> Option<CalibrationFit> {
+    let mut rows = Vec::new();
+    for r in reports {
+        let own = feature_rows(r, m, is_tuning_half);
+        let weight = 1.0 / own.len().max(1) as f64;
+        rows.extend(own.into_iter().map(|(x, ok, _)| (x, f64::from(u8::from(ok)), weight)));
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    let map = crate::calibrate::Logistic::fit(&rows, FIT_L2, 20_000);
+    let held_out = reports
+        .iter()
+        .map(|r| {
+            let rows = feature_rows(r, m, |i| !is_tuning_half(i));
+            let printed: Vec<(f64, bool)> = rows.iter().map(|(_, ok, c)| (*c, *ok)).collect();
+            let fitted: Vec<(f64, bool)> = rows.iter().map(|(x, ok, _)| (map.probability(x), *ok)).collect();
+            (r.name.clone(), rows.len(), calibration(&printed, 10).0, calibration(&fitted, 10).0)
+        })
+        .collect();
+    let features = match m {
+        Method::CulpritAgent => crate::calibrate::AGENT_FEATURES.to_vec(),
+        _ => crate::calibrate::TRIAGE_FEATURES.to_vec(),
+    };
+    Some(CalibrationFit {
+        method: m,
+        features: features.into_iter().map(String::from).collect(),
+        map,
+        fitted_on: rows.len(),
+        held_out,
+    })
+}
+
+/// The fit as markdown: the map (to put into `calibrate`) and the held-out ECE per suite.
+pub fn render_calibration_fit(f: &CalibrationFit) -> String {
+    let mut s = format!(
+        "\n## Calibration of {} fitted on the tuning halves ({} cases)\n\nbias {:.4}, weights {} over {}\n\n| suite | held-out cases | ECE printed | ECE with this fit |\n|---|---:|---:|---:|\n",
+        f.method.as_str(),
+        f.fitted_on,
+        f.map.bias,
+        f.map.weights.iter().map(|w| format!("{w:.4}")).collect::<Vec<_>>().join(", "),
+        f.features.join(", "),
+    );
+    for (name, n, printed, fitted) in &f.held_out {
+        s.push_str(&format!("| {name} | {n} | {printed:.3} | {fitted:.3} |\n"));
+    }
+    s
 }
 
 pub fn score(results: &[&CaseResult], m: Method) -> Scores {
@@ -597,6 +683,7 @@ mod tests {
             confidence: Some(confidence),
             locations: Vec::new(),
             why: None,
+            features: Vec::new(),
         };
         let outcome = judge(&truth, answer, 1.0);
         CaseResult {
@@ -649,6 +736,7 @@ mod tests {
                     confidence: None,
                     locations: Vec::new(),
                     why: None,
+                    features: Vec::new(),
                 },
                 0.0,
             ),
