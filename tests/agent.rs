@@ -308,7 +308,7 @@ fn similar_incidents_come_from_the_knowledge_base() {
     let kb = culprit::kb::BlockingKb::open(store.to_str().unwrap()).unwrap();
     let incident = simulate::simulate(&simulate::demo_config());
     let t = triage::triage(&incident, &Default::default());
-    let cx = ToolCx { incident: &incident, triage: &t, kb: Some(&kb), max_items: 5 };
+    let cx = ToolCx { incident: &incident, triage: &t, kb: Some(&kb), max_items: 5, logs: Default::default() };
     let ledger = Ledger::new(&[("bank-gw".into(), "errors".into(), 0.5), ("auth".into(), "config".into(), 0.5)], 0.1);
     let obs = tools::run(&tools::all(), &cx, "search_similar_incidents", serde_json::json!({ "query": "x509 certificate has expired, upstream bank-gw returned 502, card payments failed", "k": 3 }), &ledger).unwrap();
     let matches = obs.output["matches"].as_array().unwrap();

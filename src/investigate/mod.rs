@@ -191,7 +191,7 @@ impl<'a> Session<'a> {
         .posterior();
         let tool_errors = steps.iter().filter(|s| s.error.is_some()).count();
         Session {
-            cx: ToolCx { incident, triage, kb, max_items: cfg.max_items.max(1) },
+            cx: ToolCx { incident, triage, kb, max_items: cfg.max_items.max(1), logs: Default::default() },
             tools: tools::all(),
             ledger,
             priors,

@@ -280,7 +280,7 @@ mod tests {
         for seed in 1..=4 {
             let incident = simulate(&SimConfig { fault: Some(FaultKind::Latency), ..SimConfig::for_seed(seed) });
             let triage = crate::triage::triage(&incident, &Default::default());
-            let cx = ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5 };
+            let cx = ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5, logs: Default::default() };
             let truth = incident.truth.as_ref().map(|t| t.service.clone()).unwrap_or_default();
             let out = Drilldown.call(&cx, &Args { signal: Signal::Latency, by: None }).unwrap();
             let top = out.findings.first().unwrap_or_else(|| panic!("seed {seed}: no finding in {out:?}"));

@@ -45,6 +45,8 @@ pub struct ToolCx<'a> {
     pub kb: Option<&'a dyn PastIncidents>,
     /// Most items a tool returns in one list (the rest is counted, not shown).
     pub max_items: usize,
+    /// The logs as `log_search` mined them, kept for the investigation's later calls.
+    pub logs: logs::LogCache,
 }
 
 impl ToolCx<'_> {
@@ -320,7 +322,7 @@ mod tests {
     fn every_spec_matches_its_tool() {
         let incident = crate::simulate::simulate(&crate::simulate::demo_config());
         let triage = crate::triage::triage(&incident, &Default::default());
-        let cx = ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5 };
+        let cx = ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5, logs: Default::default() };
         let ledger = Ledger::new(&[], 0.5);
         let tools = all();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools");

@@ -93,7 +93,7 @@ mod tests {
     fn timeline_answers_filters_and_errors_readably() {
         let incident = simulate::simulate(&SimConfig::for_seed(1));
         let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
-        let cx = ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5 };
+        let cx = ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5, logs: Default::default() };
         let tools = all();
         let ledger = Ledger::new(&[], 0.5);
         let call = |tools: &[Box<dyn super::super::ToolDyn>], cx: &ToolCx, name: &str, args| {
