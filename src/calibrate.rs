@@ -41,12 +41,12 @@ pub struct Logistic {
 /// Fitted on the tuning halves of Nezha TrainTicket and OnlineBoutique, RCD Sock Shop and
 /// ChangeRCA (78 answers, each suite weighing the same; L2 0.01), on 2026-12-06 (the command is
 /// in the README). Over [`TRIAGE_FEATURES`]: (bias, weights).
-const TRIAGE_FIT: (f64, [f64; 7]) = (0.1153, [0.7267, 0.2951, 0.1911, 0.9521, 1.8654, -0.1543, -0.5311]);
+const TRIAGE_FIT: (f64, [f64; 7]) = (0.0635, [0.7327, 0.3920, 0.4805, 1.1905, 1.7049, 0.0661, -0.5188]);
 
 /// Fitted with [`TRIAGE_FIT`], on the agent's answers to the same cases. Over
 /// [`AGENT_FEATURES`]: (bias, weights).
 const AGENT_FIT: (f64, [f64; 9]) =
-    (-0.1291, [0.4685, 0.5286, 0.1108, 0.3579, 0.9341, 0.9462, 1.7826, -0.1992, -0.4036]);
+    (-0.9920, [0.4305, 1.0858, 0.2822, 0.3247, 1.4486, 0.7078, 1.8641, -0.2033, -0.1801]);
 
 /// The map for the triage's candidates.
 pub fn triage_map() -> Logistic {
