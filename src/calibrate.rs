@@ -58,7 +58,8 @@ pub fn agent_map() -> Logistic {
     Logistic { bias: AGENT_FIT.0, weights: AGENT_FIT.1.to_vec() }
 }
 
-fn sigmoid(z: f64) -> f64 {
+/// The logistic function.
+pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 

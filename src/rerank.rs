@@ -126,45 +126,23 @@ pub struct Reranker {
     pub examples: usize,
 }
 
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
-}
-
 impl Reranker {
-    /// Fits the weights (full-batch gradient descent on the log loss, L2 penalty `l2`).
+    /// Fits the weights (full-batch gradient descent on the log loss, L2 penalty `l2`; the same
+    /// fit as `calibrate`'s maps). Positives are rare (one per investigation): they weigh as much
+    /// as the negatives in total.
     pub fn fit(examples: &[Example], l2: f64) -> Reranker {
         let pairs: Vec<(&[f64], f64)> =
             examples.iter().flat_map(Example::pairs).filter(|(x, _)| x.len() == FEATURES.len()).collect();
-        let n = FEATURES.len();
-        let (mut w, mut b) = (vec![0.0; n], 0.0);
-        if !pairs.is_empty() {
-            // Positives are rare (one per investigation): weigh them up to the negatives' total.
-            let pos = pairs.iter().filter(|(_, y)| *y > 0.5).count().max(1) as f64;
-            let neg = (pairs.len() as f64 - pos).max(1.0);
-            let lr = 0.5;
-            for _ in 0..600 {
-                let (mut gw, mut gb) = (vec![0.0; n], 0.0);
-                let mut total = 0.0;
-                for (x, y) in &pairs {
-                    let weight = if *y > 0.5 { neg / pos } else { 1.0 };
-                    let p = sigmoid(b + x.iter().zip(&w).map(|(a, c)| a * c).sum::<f64>());
-                    let g = weight * (p - y);
-                    for (gi, xi) in gw.iter_mut().zip(x.iter()) {
-                        *gi += g * xi;
-                    }
-                    gb += g;
-                    total += weight;
-                }
-                for (wi, gi) in w.iter_mut().zip(&gw) {
-                    *wi -= lr * (gi / total + l2 * *wi);
-                }
-                b -= lr * gb / total;
-            }
-        }
+        let pos = pairs.iter().filter(|(_, y)| *y > 0.5).count().max(1) as f64;
+        let neg = (pairs.len() as f64 - pos).max(1.0);
+        let rows: Vec<(Vec<f64>, f64, f64)> =
+            pairs.iter().map(|(x, y)| (x.to_vec(), *y, if *y > 0.5 { neg / pos } else { 1.0 })).collect();
+        let map = crate::calibrate::Logistic::fit(&rows, l2, 600);
+        let weights = if map.weights.len() == FEATURES.len() { map.weights } else { vec![0.0; FEATURES.len()] };
         Reranker {
             features: FEATURES.iter().map(|s| s.to_string()).collect(),
-            weights: w,
-            bias: b,
+            weights,
+            bias: map.bias,
             examples: examples.len(),
         }
     }
@@ -175,7 +153,7 @@ impl Reranker {
     }
 
     pub fn probability(&self, x: &[f64]) -> f64 {
-        sigmoid(self.bias + x.iter().zip(&self.weights).map(|(a, c)| a * c).sum::<f64>())
+        crate::calibrate::sigmoid(self.bias + x.iter().zip(&self.weights).map(|(a, c)| a * c).sum::<f64>())
     }
 
     /// The candidates' services in the re-ranked order, with their probabilities. Ties keep the
