@@ -84,9 +84,11 @@ impl Logistic {
         for _ in 0..iterations {
             let (mut gw, mut gb) = (vec![0.0; n], 0.0);
             for (x, y, wt) in rows {
+                // A non-finite feature counts as 0, as in `probability`.
+                let x: Vec<f64> = x.iter().map(|v| if v.is_finite() { *v } else { 0.0 }).collect();
                 let p = sigmoid(b + x.iter().zip(&w).map(|(a, c)| a * c).sum::<f64>());
                 let g = wt * (p - y);
-                for (gi, xi) in gw.iter_mut().zip(x) {
+                for (gi, xi) in gw.iter_mut().zip(&x) {
                     *gi += g * xi;
                 }
                 gb += g;
@@ -178,21 +180,27 @@ pub fn agent_features(t: &Transcript, ranking: &Ranking, anomalies: &[Anomaly]) 
 
 /// The leader's calibrated probability, and the rest of the probability shared among the
 /// others in proportion to their raw scores (`rest`), with `elsewhere` standing for what lies
-/// outside them (the agent's "none of these"): so the printed confidences never add up to more
-/// than 1, whatever the map says of the leader.
+/// outside them (the agent's "none of these"), none above the leader: so the printed
+/// confidences never add up to more than 1 nor contradict the order, whatever the map says of
+/// the leader.
 fn spread(leader: f64, rest: &[f64], elsewhere: f64) -> Vec<f64> {
     let total: f64 = rest.iter().map(|r| r.max(0.0)).sum::<f64>() + elsewhere.max(0.0);
     let mut out = vec![leader];
-    out.extend(rest.iter().map(|r| if total > 0.0 { (1.0 - leader) * r.max(0.0) / total } else { 0.0 }));
+    out.extend(rest.iter().map(|r| if total > 0.0 { ((1.0 - leader) * r.max(0.0) / total).min(leader) } else { 0.0 }));
     out
 }
 
 /// The confidence printed for each of the triage's first [`crate::rank::CONFIDENCE_POOL`]
-/// candidates, in the ranking's order: the leader's from [`triage_map`], the others' sharing the
-/// rest by their raw confidence.
-pub fn triage_confidences(ranking: &Ranking, anomalies: &[Anomaly]) -> Vec<(String, f64)> {
-    let features: Vec<(String, Vec<f64>)> =
+/// candidates: the leader's from [`triage_map`], the others' sharing the rest by their raw
+/// confidence. The leader is the ranking's first, or `leader` when given (the feedback
+/// re-ranker's first); it comes first, the others follow in the ranking's order.
+pub fn triage_confidences(ranking: &Ranking, anomalies: &[Anomaly], leader: Option<&str>) -> Vec<(String, f64)> {
+    let mut features: Vec<(String, Vec<f64>)> =
         triage_features(ranking, anomalies).into_iter().take(crate::rank::CONFIDENCE_POOL).collect();
+    if let Some(i) = leader.and_then(|l| features.iter().position(|(s, _)| s == l)) {
+        let lead = features.remove(i);
+        features.insert(0, lead);
+    }
     let Some((_, lead)) = features.first() else { return Vec::new() };
     let rest: Vec<f64> = features.iter().skip(1).map(|(_, x)| x[0]).collect();
     let p = spread(triage_map().probability(lead), &rest, 0.0);
@@ -239,6 +247,36 @@ mod tests {
         let p = spread(0.5, &[0.2], 0.2);
         assert!((p[1] - 0.25).abs() < 1e-12, "{p:?}");
         assert_eq!(spread(0.9, &[0.0], 0.0), vec![0.9, 0.0]);
+        // A leader the map doubts is still not outranked by the runner-up.
+        assert_eq!(spread(0.3, &[0.4], 0.0), vec![0.3, 0.3]);
+    }
+
+    #[test]
+    fn the_printed_confidences_follow_the_ranking_and_add_up_to_at_most_one() {
+        use crate::simulate::{self, SimConfig};
+        for seed in 1..=6 {
+            let incident = simulate::simulate(&SimConfig::for_seed(seed));
+            let t = crate::triage::triage(&incident, &crate::triage::Config::default());
+            let anomalies = &t.detection.anomalies;
+            let p = triage_confidences(&t.ranking, anomalies, None);
+            let order: Vec<&str> = t.ranking.candidates.iter().take(5).map(|c| c.service.as_str()).collect();
+            assert_eq!(p.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), order, "seed {seed}");
+            assert!(p.iter().map(|x| x.1).sum::<f64>() <= 1.0 + 1e-9, "seed {seed}: {p:?}");
+            assert!(p.iter().all(|x| x.1 <= p[0].1), "seed {seed}: {p:?}");
+            // A re-ranked leader comes first and gets the map's probability.
+            if let Some(last) = order.last().filter(|_| order.len() > 1) {
+                let q = triage_confidences(&t.ranking, anomalies, Some(last));
+                assert_eq!(q[0].0, *last);
+                assert_eq!(q.len(), p.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_with_a_nan_feature_does_not_poison_the_fit() {
+        let rows = vec![(vec![1.0, f64::NAN], 1.0, 1.0), (vec![0.0, 0.0], 0.0, 1.0)];
+        let m = Logistic::fit(&rows, 1e-2, 200);
+        assert!(m.bias.is_finite() && m.weights.iter().all(|w| w.is_finite()), "{m:?}");
     }
 
     #[test]

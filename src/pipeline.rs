@@ -115,11 +115,16 @@ impl Outcome {
         self.report.verdict == Verdict::RootCause
     }
 
-    /// The confidence the report prints for the first service of [`Outcome::ranked`]: the
-    /// calibrated probability that it is the root cause (`calibrate`).
+    /// The confidence printed for the first service of [`Outcome::ranked`], unrounded: the
+    /// calibrated probability that it is the root cause (`calibrate`; the agent's map when it
+    /// ran).
     pub fn confidence(&self) -> Option<f64> {
-        let first = self.ranked().into_iter().next()?;
-        self.report.root_causes.iter().find(|rc| rc.service == first).map(|rc| rc.confidence)
+        let (ranking, anomalies) = (&self.triage.ranking, &self.triage.detection.anomalies);
+        let first = match self.transcript() {
+            Some(t) => crate::calibrate::agent_confidences(t, ranking, anomalies).into_iter().next(),
+            None => crate::calibrate::triage_confidences(ranking, anomalies, None).into_iter().next(),
+        };
+        first.map(|(_, p)| p)
     }
 
     /// What [`Outcome::confidence`] was computed from: the features of the first service of
@@ -160,7 +165,7 @@ impl Outcome {
 }
 
 /// Runs the pipeline on one incident: the triage, the report, the re-ranker (when one is given
-/// and trained), then the agent when `cfg.trigger` says so, whose posterior becomes the report's
+/// and trained), then the agent when `cfg.trigger` says so, whose posterior, calibrated, becomes the report's
 /// confidence.
 pub fn run(incident: &Incident, cfg: &PipelineConfig, deps: Deps) -> Outcome {
     start(incident, cfg).finish(deps)
@@ -202,6 +207,8 @@ impl Triaged<'_> {
         let features = rerank::features(&triage, &incident.alert, &cfg.triage.rank);
         if let Some(r) = deps.reranker.filter(|r| r.is_trained()) {
             rerank::apply(&mut report, &r.order(&features));
+            // The printed probability belongs to whichever candidate now leads.
+            report::set_confidences(&mut report.root_causes, &triage);
         }
         let mut agent_seconds = 0.0;
         if investigate::should_run(cfg.trigger, incident, &triage, &cfg.agent) {

@@ -285,7 +285,8 @@ pub const CONFIDENCE_POOL: usize = 5;
 /// cause (the explaining edge may be wrong), but less likely than its explainer.
 pub const EXPLAINED_FACTOR: f64 = 0.5;
 
-/// The triage's confidence in a candidate (the number the user sees when no agent runs): the
+/// The triage's raw confidence in a candidate (what `calibrate` maps to the number the user sees,
+/// and the agent's priors are in proportion to): the
 /// square root of its `share` of the walk mass among the top [`CONFIDENCE_POOL`], times the
 /// `evidence` strength in [0, 1] (its strongest anomaly, or for a change the strongest effect
 /// that followed it), times [`EXPLAINED_FACTOR`] when an upstream cause explains it. [`rank`]

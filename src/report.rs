@@ -211,14 +211,13 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
             evidence: a.evidence.clone(),
         })
         .collect();
-    let confidences = crate::calibrate::triage_confidences(ranking, anomalies);
+
     let root_causes: Vec<RootCause> = ranking
         .candidates
         .iter()
         .take(5)
         .enumerate()
         .map(|(i, c)| {
-            let confidence = confidences.get(i).map_or(0.0, |(_, p)| *p);
             let lead = &anomalies[c.lead];
             let mut evidence: Vec<Evidence> = c
                 .anomalies
@@ -256,8 +255,9 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
                 service: c.service.clone(),
                 indicator: lead.indicator.clone(),
                 kind: kind_of(lead),
-                location: lead.signal.clone(),
-                confidence: round3(confidence),
+                // A suspect inferred from its callers' waits has no place inside it to name.
+                location: if lead.source == Source::Inferred { String::new() } else { lead.signal.clone() },
+                confidence: 0.0,
                 chain: c.chain.clone(),
                 explained: c.explained,
                 evidence,
@@ -265,6 +265,8 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
             }
         })
         .collect();
+    let mut root_causes = root_causes;
+    set_confidences(&mut root_causes, triage);
     let causal_edges = triage
         .graph
         .edge_references()
@@ -312,6 +314,16 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
     }
 }
 
+/// Sets the triage's printed confidences (`calibrate::triage_confidences`) on the root causes,
+/// with the first of them as the leader (after the feedback re-ranker, its first).
+pub fn set_confidences(root_causes: &mut [RootCause], triage: &Triage) {
+    let leader = root_causes.first().map(|rc| rc.service.as_str());
+    let p = crate::calibrate::triage_confidences(&triage.ranking, &triage.detection.anomalies, leader);
+    for rc in root_causes.iter_mut() {
+        rc.confidence = round3(p.iter().find(|(s, _)| *s == rc.service).map_or(0.0, |(_, p)| *p));
+    }
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -326,9 +338,8 @@ pub fn add_investigation(r: &mut Report, t: Transcript, triage: &Triage) {
     let confidences = crate::calibrate::agent_confidences(&t, &triage.ranking, &triage.detection.anomalies);
     for (i, c) in r.root_causes.iter_mut().enumerate() {
         c.rank = i + 1;
-        if let Some((_, p)) = confidences.iter().find(|(s, _)| *s == c.service) {
-            c.confidence = round3(*p);
-        }
+        // A root cause the agent held no hypothesis about has its share in "none of these".
+        c.confidence = round3(confidences.iter().find(|(s, _)| *s == c.service).map_or(0.0, |(_, p)| *p));
     }
     if t.conclusion.service.is_none() {
         r.verdict = Verdict::NoRootCause;

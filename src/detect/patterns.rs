@@ -261,7 +261,8 @@ pub fn detect(events: &mut SpanEvents, out: &mut Detection) {
             let Some(i) = spans.iter().position(|(_, n)| !n.contains(&b)) else { continue };
             first = spans[i].0;
             last = Ts::MAX;
-            let since = &spans[i..];
+            // Every span from that millisecond on (spans of one millisecond have no order).
+            let since: Vec<&&(Ts, Vec<u32>)> = spans.iter().filter(|s| s.0 >= first).collect();
             let n_since = since.len() as u64;
             let k_since = since.iter().filter(|(_, n)| n.contains(&b)).count() as u64;
             let support_since = (n_since.min(FULL_SUPPORT)) as f64 / FULL_SUPPORT as f64;

@@ -130,7 +130,8 @@ pub const P_NONE_WITHOUT_CAUSE: f64 = 0.5;
 
 /// The ledger's priors: the triage's top `cfg.hypotheses` candidates, in proportion to their
 /// triage confidence, and "none of these" at [`P_NONE_WITH_CAUSE`] or [`P_NONE_WITHOUT_CAUSE`].
-/// From here on the confidence is the ledger's posterior ([`Ledger::posterior`]).
+/// From here on the agent's belief is the ledger's posterior ([`Ledger::posterior`]), which
+/// `calibrate` maps to the confidence the report prints.
 pub fn initial_ledger(triage: &Triage, cfg: &AgentConfig) -> Ledger {
     let candidates: Vec<(String, String, f64)> = triage
         .ranking
