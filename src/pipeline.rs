@@ -84,8 +84,8 @@ impl Outcome {
     }
 
     /// Where inside each service of [`Outcome::ranked`] the cause sits, as far as the triage can
-    /// say: the signal of the candidate's lead anomaly (a log statement pair `A_B`, an operation,
-    /// a metric name); empty when the service was no triage candidate.
+    /// say: [`report::location`] of the candidate's lead anomaly, as the report shows it; empty
+    /// when the service was no triage candidate.
     pub fn locations(&self) -> Vec<String> {
         let ranking = &self.triage.ranking;
         let anomalies = &self.triage.detection.anomalies;
@@ -97,7 +97,7 @@ impl Outcome {
                     .iter()
                     .find(|c| c.service == *s)
                     .and_then(|c| anomalies.get(c.lead))
-                    .map_or_else(String::new, |a| a.signal.clone())
+                    .map_or_else(String::new, report::location)
             })
             .collect()
     }

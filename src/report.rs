@@ -116,6 +116,16 @@ pub struct Report {
     pub investigation: Option<Transcript>,
 }
 
+/// Where inside its service an anomaly sits: its signal (a log statement pair, an operation, a
+/// metric, a change's kind); nothing for a suspect inferred from its callers' waits.
+pub fn location(a: &Anomaly) -> String {
+    if a.source == Source::Inferred {
+        String::new()
+    } else {
+        a.signal.clone()
+    }
+}
+
 fn kind_of(a: &Anomaly) -> String {
     if a.source == Source::Change {
         return a.signal.clone();
@@ -255,8 +265,7 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
                 service: c.service.clone(),
                 indicator: lead.indicator.clone(),
                 kind: kind_of(lead),
-                // A suspect inferred from its callers' waits has no place inside it to name.
-                location: if lead.source == Source::Inferred { String::new() } else { lead.signal.clone() },
+                location: location(lead),
                 confidence: 0.0,
                 chain: c.chain.clone(),
                 explained: c.explained,
