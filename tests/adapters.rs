@@ -57,10 +57,15 @@ fn check(case: &Case, inc: &Incident) {
     if let Some(t) = inject_time(case) {
         assert_eq!(inc.alert.time, t);
     }
-    // Incident points start at the analysis start, baseline points end before it (Nezha; RCD's
-    // baseline was recorded separately).
+    // Incident points start at most the recent span before the analysis start (Nezha: the
+    // level each series stood at; RCD: at it).
     let first = inc.telemetry.metrics.iter().filter_map(|s| s.points.first()).map(|p| p.0).min().expect("points");
-    assert!(first >= inc.analysis_start);
+    assert!(first >= inc.analysis_start - culprit::detect::metrics::RECENT_SPAN);
+    // Nezha's learned normal holds no minute of the case's own fault window.
+    if let Some(r) = case.key::<nezha::NezhaRef>() {
+        let inside = |t: i64| t >= r.case.inject_time && t < r.case.window_end;
+        assert!(baseline.metrics.iter().all(|s| s.points.iter().all(|p| !inside(p.0))), "{}: fault in normal", case.id);
+    }
     assert_eq!(inc.alert.severity, Severity::High);
     assert_eq!(inc.alert.signal, "latency");
     assert_eq!(inc.truth.as_ref(), case.truth.as_ref());
@@ -158,13 +163,13 @@ fn load_trainticket_case() {
     assert!(inc.telemetry.metrics.iter().all(|s| !s.metric.starts_with("Node")));
     assert!(inc.telemetry.metrics.iter().any(|s| s.service == "ts-ui-dashboard" && s.metric == "LatencyP90(s)"));
     assert!(inc.telemetry.metrics.iter().any(|s| s.service == "ts-contacts-service" && s.metric == "CpuUsageRate(%)"));
-    // One point a minute: 60 in the baseline hour, at most 10 in the incident window.
+    // One point a minute: the day's fault-free minutes (08:41 to midnight less 28 faults' windows
+    // of at most 10 minutes: over 600) as normal, at most 5 + 10 in the incident's.
     let cpu = |m: &[culprit::model::Series]| {
         m.iter().find(|s| s.service == "ts-travel-service" && s.metric == "CpuUsageRate(%)").map(|s| s.points.len())
     };
-    assert!(cpu(&baseline.metrics).is_some_and(|n| (55..=61).contains(&n)));
-    assert!(cpu(&inc.telemetry.metrics).is_some_and(|n| (1..=10).contains(&n)));
-    assert!(baseline.metrics.iter().all(|s| s.points.iter().all(|p| p.0 < inc.analysis_start)));
+    assert!(cpu(&baseline.metrics).is_some_and(|n| (600..=920).contains(&n)), "{:?}", cpu(&baseline.metrics));
+    assert!(cpu(&inc.telemetry.metrics).is_some_and(|n| (1..=15).contains(&n)));
 }
 
 #[test]
@@ -191,8 +196,13 @@ fn load_onlineboutique_case() {
         .iter()
         .any(|i| i.file.contains("adservice") && i.field.as_deref() == Some("TimeStamp")));
     assert_eq!(inc.read_report.records_skipped, 0);
-    // No per-edge tables leak in as services.
+    // No per-edge tables leak in as services: each edge is a series of its callee, measured at
+    // both ends.
     assert!(inc.telemetry.metrics.iter().all(|s| !s.service.contains('_')));
+    for side in ["caller", "callee"] {
+        let metric = format!("EdgeLatencyP50(s){{edge=\"frontend->cartservice\",side=\"{side}\"}}");
+        assert!(inc.telemetry.metrics.iter().any(|s| s.service == "cartservice" && s.metric == metric), "{metric}");
+    }
 }
 
 #[test]

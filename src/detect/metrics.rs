@@ -17,7 +17,13 @@ pub struct Split<'a> {
     pub series: &'a Series,
     pub reference: Vec<f64>,
     pub current: Vec<(Ts, f64)>,
+    /// With a separate baseline: the series' own points in the [`RECENT_SPAN`] before
+    /// `analysis_start`, the level it stood at just before the incident. Empty otherwise.
+    pub recent: Vec<f64>,
 }
+
+/// How far before the incident period the series' own points show where its level stood.
+pub const RECENT_SPAN: Ts = 5 * crate::model::MINUTE;
 
 /// Splits every metric series of the incident (the eval baselines read metrics the same way).
 pub fn split(incident: &Incident) -> Vec<Split<'_>> {
@@ -46,13 +52,27 @@ pub fn split(incident: &Incident) -> Vec<Split<'_>> {
             };
             let current =
                 series.points.iter().copied().filter(|p| p.0 >= incident.analysis_start && p.1.is_finite()).collect();
-            Split { series, reference, current }
+            let recent = match &incident.baseline {
+                Some(_) => series
+                    .points
+                    .iter()
+                    .filter(|p| {
+                        p.0 < incident.analysis_start
+                            && p.0 >= incident.analysis_start.saturating_sub(RECENT_SPAN)
+                            && p.1.is_finite()
+                    })
+                    .map(|p| p.1)
+                    .collect(),
+                None => Vec::new(),
+            };
+            Split { series, reference, current, recent }
         })
         .collect()
 }
 
 pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
-    for Split { series, reference, current } in split(incident) {
+    let first = out.anomalies.len();
+    for Split { series, reference, current, recent } in split(incident) {
         if reference.len() < cfg.min_reference_points {
             out.unchecked.push(format!(
                 "metric {}/{}: {} reference points (need {})",
@@ -63,9 +83,56 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
             ));
             continue;
         }
-        if let Some(a) = judge(series, &reference, &current, incident.baseline.is_some(), cfg) {
+        if let Some(a) = judge(series, &reference, &recent, &current, incident.baseline.is_some(), cfg) {
             out.anomalies.push(a);
         }
+    }
+    blame_callers(incident, &mut out.anomalies[first..]);
+}
+
+/// The call edge a per-edge series measures (`…{edge="caller->callee",…}`), and the series'
+/// name with the edge's value replaced by `*`: the same measurement on the callee's other edges.
+fn edge_of(metric: &str) -> Option<(&str, &str, String)> {
+    let start = metric.find("edge=\"")? + 6;
+    let len = metric[start..].find('"')?;
+    let (caller, callee) = metric[start..start + len].split_once("->")?;
+    Some((caller, callee, format!("{}*{}", &metric[..start], &metric[start + len..])))
+}
+
+/// A call edge slow for one caller only is the caller's trouble, not the callee's: when the
+/// latency of the calls `A -> B` is anomalous while B serves its other callers (the same
+/// measurement on their edges) as usual, the anomaly is moved to A (its network, or a starved
+/// A timing its own calls). A callee slow for every caller keeps it.
+fn blame_callers(incident: &Incident, anomalies: &mut [Anomaly]) {
+    let suspect = |a: &Anomaly| a.indicator == "latency" && a.direction > 0;
+    let slow: Vec<(String, String, String)> = anomalies
+        .iter()
+        .filter(|a| suspect(a))
+        .filter_map(|a| edge_of(&a.signal).map(|(caller, _, key)| (a.service.clone(), key, caller.to_string())))
+        .collect();
+    for a in anomalies.iter_mut().filter(|a| suspect(a)) {
+        let Some((caller, callee, key)) = edge_of(&a.signal) else { continue };
+        if callee != a.service || caller == callee {
+            continue;
+        }
+        let others: Vec<&str> = incident
+            .telemetry
+            .metrics
+            .iter()
+            .filter(|s| s.service == a.service)
+            .filter_map(|s| edge_of(&s.metric).filter(|(c, _, k)| *c != caller && *k == key).map(|(c, _, _)| c))
+            .collect();
+        let others_slow = slow.iter().any(|(svc, k, c)| *svc == a.service && *k == key && c != caller);
+        if others.is_empty() || others_slow {
+            continue;
+        }
+        let (caller, callee) = (caller.to_string(), callee.to_string());
+        a.evidence = format!(
+            "{}; {callee} serves its other callers ({}) as usual, so the delay is on {caller}'s side",
+            a.evidence,
+            others.join(", ")
+        );
+        a.service = caller;
     }
 }
 
@@ -79,13 +146,20 @@ const MIN_ERROR_RATIO_SHIFT: f64 = 0.005;
 /// Weight of an excursion that stays within the reference's 1st–99th percentile range.
 const WITHIN_RANGE_DISCOUNT: f64 = 0.5;
 
+/// Fewest recent points that can say where a level stood before the incident.
+const MIN_RECENT_POINTS: usize = 3;
+
 /// Judges one series; `None` when it is normal.
 /// `learned`: the reference is a separate fault-free capture, whose usual swings are normal
 /// ([`Robust::with_swings`]); a reference cut from the same stream just before the incident is
-/// judged by its plain robust scale.
+/// judged by its plain robust scale. `recent`: the series' points just before the incident
+/// period; when their median was already anomalous against the reference (a gauge that drifted,
+/// memory that grew over the day), the reference is moved to that level, since what was already
+/// so before the incident is not its news.
 pub fn judge(
     series: &Series,
     reference: &[f64],
+    recent: &[f64],
     current: &[(Ts, f64)],
     learned: bool,
     cfg: &DetectConfig,
@@ -93,7 +167,14 @@ pub fn judge(
     if current.is_empty() {
         return None;
     }
-    let r = if learned { Robust::with_swings(reference) } else { Robust::of(reference) };
+    let mut r = if learned { Robust::with_swings(reference) } else { Robust::of(reference) };
+    if recent.len() >= MIN_RECENT_POINTS {
+        let level = super::stats::quantile(recent, 0.5);
+        if r.z(level).abs() >= cfg.z_threshold {
+            let drift = level - r.median;
+            r = Robust { median: level, scale: r.scale, hi: r.hi + drift, lo: r.lo + drift };
+        }
+    }
     // An error ratio must move by half a percentage point to matter, whatever its z-score.
     let is_ratio = canonical_indicator(&series.metric) == "errors" && reference.iter().all(|x| (0.0..=1.0).contains(x));
     let min_abs = if is_ratio { MIN_ERROR_RATIO_SHIFT } else { 0.0 };
@@ -214,7 +295,7 @@ mod tests {
     fn sustained_shift_is_found_with_its_onset() {
         let reference = noisy_baseline(60);
         let current: Vec<(Ts, f64)> = (0..20).map(|i| (i * 1000, if i >= 8 { 90.0 } else { 51.0 })).collect();
-        let a = judge(&series(&current), &reference, &current, false, &DetectConfig::default()).expect("anomaly");
+        let a = judge(&series(&current), &reference, &[], &current, false, &DetectConfig::default()).expect("anomaly");
         assert_eq!(a.onset, 8000);
         assert_eq!(a.direction, 1);
         assert_eq!(a.indicator, "cpu");
@@ -224,7 +305,7 @@ mod tests {
     fn a_single_spike_is_not_an_anomaly() {
         let reference = noisy_baseline(60);
         let current: Vec<(Ts, f64)> = (0..20).map(|i| (i * 1000, if i == 8 { 200.0 } else { 51.0 })).collect();
-        assert!(judge(&series(&current), &reference, &current, false, &DetectConfig::default()).is_none());
+        assert!(judge(&series(&current), &reference, &[], &current, false, &DetectConfig::default()).is_none());
     }
 
     #[test]
@@ -232,7 +313,7 @@ mod tests {
         let reference = noisy_baseline(60);
         let current: Vec<(Ts, f64)> =
             (0..30).map(|i| (i * 1000, if i >= 10 { 51.0 + (i - 10) as f64 * 2.0 } else { 50.5 })).collect();
-        let a = judge(&series(&current), &reference, &current, false, &DetectConfig::default()).expect("anomaly");
+        let a = judge(&series(&current), &reference, &[], &current, false, &DetectConfig::default()).expect("anomaly");
         assert!(a.onset <= 12_000, "onset {} should be near the ramp start", a.onset);
     }
 
@@ -240,7 +321,87 @@ mod tests {
     fn a_drop_is_an_anomaly_too() {
         let reference: Vec<f64> = (0..60).map(|i| 99.0 + (i % 3) as f64 * 0.2).collect();
         let current: Vec<(Ts, f64)> = (0..10).map(|i| (i * 1000, if i >= 3 { 70.0 } else { 99.1 })).collect();
-        let a = judge(&series(&current), &reference, &current, false, &DetectConfig::default()).expect("anomaly");
+        let a = judge(&series(&current), &reference, &[], &current, false, &DetectConfig::default()).expect("anomaly");
         assert_eq!(a.direction, -1);
+    }
+
+    #[test]
+    fn a_level_already_off_before_the_incident_is_not_its_news() {
+        // Learned normal says 12; the gauge stood at 42 for the minutes before the incident and
+        // stays there: nothing new. A rise from 42 to 90 is.
+        let reference = noisy_baseline(120).iter().map(|x| x - 38.0).collect::<Vec<_>>();
+        let recent = [42.0, 42.0, 42.1, 42.0, 41.9];
+        let flat: Vec<(Ts, f64)> = (0..10).map(|i| (i * 60_000, 42.0)).collect();
+        let cfg = DetectConfig::default();
+        assert!(judge(&series(&flat), &reference, &[], &flat, true, &cfg).is_some(), "against normal alone it is off");
+        assert!(judge(&series(&flat), &reference, &recent, &flat, true, &cfg).is_none());
+        let rise: Vec<(Ts, f64)> = (0..10).map(|i| (i * 60_000, if i >= 3 { 90.0 } else { 42.0 })).collect();
+        let a = judge(&series(&rise), &reference, &recent, &rise, true, &cfg).expect("the rise is news");
+        assert_eq!(a.onset, 180_000);
+    }
+
+    fn edge(caller: &str, callee: &str, f: impl Fn(i64) -> f64) -> Series {
+        Series {
+            service: callee.into(),
+            metric: format!("EdgeLatencyP50(s){{edge=\"{caller}->{callee}\",side=\"caller\"}}"),
+            points: (0..40).map(|m| (m * crate::model::MINUTE, f(m))).collect(),
+        }
+    }
+
+    fn incident_of(metrics: Vec<Series>) -> Incident {
+        use crate::model::{Alert, Severity, Telemetry};
+        let baseline = metrics
+            .iter()
+            .map(|s| Series {
+                points: (0..60).map(|m| (-(m + 1) * crate::model::MINUTE, 0.005 + (m % 5) as f64 * 0.0002)).collect(),
+                ..s.clone()
+            })
+            .collect();
+        Incident {
+            id: "edges".into(),
+            alert: Alert {
+                title: "latency".into(),
+                service: "frontend".into(),
+                signal: "latency".into(),
+                time: 20 * crate::model::MINUTE,
+                severity: Severity::High,
+            },
+            telemetry: Telemetry { metrics, ..Telemetry::default() },
+            baseline: Some(Telemetry { metrics: baseline, ..Telemetry::default() }),
+            analysis_start: 20 * crate::model::MINUTE,
+            topology: None,
+            truth: None,
+            read_report: Default::default(),
+        }
+    }
+
+    fn detected(incident: &Incident) -> Vec<(String, String)> {
+        let mut out = Detection::default();
+        detect(incident, &DetectConfig::default(), &mut out);
+        let mut v: Vec<_> = out.anomalies.iter().map(|a| (a.service.clone(), a.signal.clone())).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_callee_slow_for_one_caller_only_hands_the_anomaly_to_that_caller() {
+        let slow = |m: i64| if m >= 22 { 0.2 } else { 0.005 };
+        let normal = |m: i64| 0.005 + (m % 3) as f64 * 0.0001;
+        // The recommender's calls to the catalogue are slow; the catalogue's other callers are
+        // served as usual: the recommender's side (its network) is where the delay is.
+        let one = incident_of(vec![
+            edge("recommendation", "catalogue", slow),
+            edge("frontend", "catalogue", normal),
+            edge("checkout", "catalogue", normal),
+        ]);
+        let found = detected(&one);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "recommendation");
+        // Every caller of the cart waits: the cart keeps it.
+        let all = incident_of(vec![edge("frontend", "cart", slow), edge("checkout", "cart", slow)]);
+        assert!(detected(&all).iter().all(|(s, _)| s == "cart"));
+        // A single caller says nothing either way: the callee keeps it.
+        let only = incident_of(vec![edge("checkout", "email", slow)]);
+        assert_eq!(detected(&only)[0].0, "email");
     }
 }

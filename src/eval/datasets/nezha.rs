@@ -7,10 +7,17 @@
 //! only), `rca_data/<date>/metric/dependency.csv.gz` (OnlineBoutique call graph) and
 //! `construct_data/<date>/{log,trace}` (fault-free, the TrainTicket log/trace baseline).
 //!
-//! Windows: metrics in `[inject − 60 min, inject)` are the baseline, metrics in
-//! `[inject, window_end)` the incident, where `window_end` is `inject + 10 min` cut short at the
-//! next injection of the same system and day (faults are often only 4–9 min apart, and the next
-//! fault must not leak into this case's window). Times use `inject_time` (wall clock UTC), never
+//! Windows: metrics in `[inject, window_end)` are the incident, where `window_end` is
+//! `inject + 10 min` cut short at the next injection of the same system and day (faults are often
+//! only 4–9 min apart, and the next fault must not leak into this case's window); the
+//! [`RECENT_SPAN`](crate::detect::metrics::RECENT_SPAN) before the injection comes along as the
+//! level the series stood at. The metric baseline is the day's fault-free minutes: every minute
+//! of the day's tables (which `construct_data` holds too) outside `[inject, inject + 10 min)` of
+//! every listed fault of that day. The faults come every 8 minutes or so for hours, so the hour
+//! before a fault is full of earlier faults and cannot say what normal is; the day's tables go on
+//! for 8 to 16 fault-free hours after the last fault, and those hours are the normal that is
+//! learned. (They lie after the alert in time: what is learned from them is only what normal
+//! looks like, never evidence about the incident.) Times use `inject_time` (wall clock UTC), never
 //! `inject_timestamp_as_given` (off by 8 h for some rows).
 //!
 //! The whole-day metric tables of a day are parsed once per process and shared by its cases
@@ -29,8 +36,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Metric history before the injection used as the baseline.
-pub const BASELINE_SPAN: Ts = 60 * MINUTE;
 /// Longest incident window after the injection (cut at the next injection).
 pub const INCIDENT_SPAN: Ts = 10 * MINUTE;
 
@@ -44,6 +49,12 @@ pub const OB_FRONT_SERVICE: &str = "frontend";
 
 /// Metric-folder files that are not per-service metric tables.
 const NOT_METRICS: [&str; 3] = ["dependency", "source_50", "destination_50"];
+
+/// OnlineBoutique's per-call-edge latency tables (median latency of the calls on each
+/// `caller_callee` edge a minute) and which end of the call measured them: `source_50` the
+/// caller's side, `destination_50` the callee's. A call slow on the caller's side but not on the
+/// callee's was slow on the way (the network to the callee), not in the callee's work.
+const EDGE_TABLES: [(&str, &str); 2] = [("source_50", "caller"), ("destination_50", "callee")];
 
 /// Where one Nezha case lives and how its windows are cut.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +71,9 @@ pub struct NezhaCase {
     pub window_end: Ts,
     /// The case's minute files (`HH_MM`), in order.
     pub minute_files: Vec<String>,
+    /// The injection times (Unix ms) of every listed fault of the same system and day, this one
+    /// included: the minutes after them are not normal.
+    pub day_faults: Vec<Ts>,
 }
 
 impl NezhaCase {
@@ -239,6 +253,7 @@ pub fn list(root: &Path, system: System) -> Result<Vec<NezhaRef>, AdapterError> 
                 inject_time,
                 window_end: inject_time + INCIDENT_SPAN,
                 minute_files,
+                day_faults: Vec::new(),
             },
         });
     }
@@ -254,6 +269,7 @@ pub fn list(root: &Path, system: System) -> Result<Vec<NezhaRef>, AdapterError> 
         {
             n.window_end = n.window_end.min(next);
         }
+        n.day_faults = injections.get(&n.date).cloned().unwrap_or_default();
     }
     Ok(cases)
 }
@@ -266,12 +282,9 @@ pub fn load(r: &NezhaRef) -> Result<Incident, AdapterError> {
 
     let day = metric_day(&rca.join("metric"), r.system.front_service())?;
     report.merge(day.report.clone());
-    let mut telemetry =
-        Telemetry { metrics: slice_series(&day.series, n.inject_time, n.window_end), ..Telemetry::default() };
-    let mut baseline = Telemetry {
-        metrics: slice_series(&day.series, n.inject_time - BASELINE_SPAN, n.inject_time),
-        ..Telemetry::default()
-    };
+    let from = n.inject_time - crate::detect::metrics::RECENT_SPAN;
+    let mut telemetry = Telemetry { metrics: slice_series(&day.series, from, n.window_end), ..Telemetry::default() };
+    let mut baseline = Telemetry { metrics: fault_free(&day.series, &n.day_faults), ..Telemetry::default() };
     drop(day);
 
     let mut topology = None;
@@ -326,6 +339,19 @@ pub fn load(r: &NezhaRef) -> Result<Incident, AdapterError> {
         truth: Some(r.truth.clone()),
         read_report: report,
     })
+}
+
+/// The points of a day's series outside every fault's window `[inject, inject + INCIDENT_SPAN)`.
+fn fault_free(all: &[Series], faults: &[Ts]) -> Vec<Series> {
+    let faulty = |t: Ts| faults.iter().any(|&f| t >= f && t < f + INCIDENT_SPAN);
+    all.iter()
+        .map(|s| Series {
+            service: s.service.clone(),
+            metric: s.metric.clone(),
+            points: s.points.iter().copied().filter(|p| !faulty(p.0)).collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect()
 }
 
 /// A day's metric tables, parsed, with what could not be read in them.
@@ -389,12 +415,81 @@ pub fn read_metric_dir(dir: &Path, front_service: &str, report: &mut ReadReport)
     for path in csv_files(dir)? {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let stem = name.trim_end_matches(".gz").trim_end_matches(".csv");
+        if let Some((_, side)) = EDGE_TABLES.iter().find(|(t, _)| *t == stem) {
+            all.extend(read_edge_csv(&path, side, report)?);
+            continue;
+        }
         if NOT_METRICS.contains(&stem) {
             continue;
         }
         all.extend(read_metric_csv(&path, front_service, report)?);
     }
     Ok(all.finish())
+}
+
+/// Reads one per-edge latency table (`time`, `timestamp`, then one `caller_callee` column per
+/// call edge). Each column becomes a series of the callee, named
+/// `EdgeLatencyP50(s){edge="caller->callee",side="<side>"}`: how long calls to it took, as the
+/// caller or the callee measured them. A column whose name is not `caller_callee` is reported
+/// once and left out; a row with an unreadable time or value is skipped and reported.
+pub fn read_edge_csv(path: &Path, side: &str, report: &mut ReadReport) -> Result<Vec<Series>, AdapterError> {
+    let mut rdr = csv_reader(path)?;
+    let hdr = headers(&mut rdr, path)?;
+    let time_col = column(&hdr, "timestamp", path)?;
+    let wall_col = hdr.iter().position(|h| h == "time");
+    let mut edges: Vec<(usize, String, String)> = Vec::new();
+    for (i, h) in hdr.iter().enumerate() {
+        if i == time_col || Some(i) == wall_col {
+            continue;
+        }
+        match h.split_once('_') {
+            Some((caller, callee)) if !caller.is_empty() && !callee.is_empty() && !callee.contains('_') => edges.push(
+                (i, callee.to_string(), format!("EdgeLatencyP50(s){{edge=\"{caller}->{callee}\",side=\"{side}\"}}")),
+            ),
+            _ if report.issues.len() < ReadReport::MAX_ISSUES => {
+                report.issues.push(issue(path, 1, Some(h), "not a `caller_callee` edge column; left out".into()))
+            }
+            _ => {}
+        }
+    }
+    let mut out = SeriesBuilder::default();
+    for record in rdr.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                report.skip(issue(path, e.position().map(|p| p.line()).unwrap_or(0), None, e.to_string()));
+                continue;
+            }
+        };
+        let line = line_of(&record);
+        let wall = wall_col.and_then(|c| record.get(c)).and_then(parse_go_time);
+        let stamp = record.get(time_col).and_then(|s| s.trim().parse::<i64>().ok()).map(|s| s.saturating_mul(1000));
+        let Some(t) = wall.or(stamp) else {
+            report.skip(issue(path, line, Some(&hdr[time_col]), "neither `time` nor `timestamp` is readable".into()));
+            continue;
+        };
+        let mut row = Vec::with_capacity(edges.len());
+        let mut bad = None;
+        for (i, service, metric) in &edges {
+            match parse_value(record.get(*i).unwrap_or("")) {
+                Ok(Some(v)) => row.push((service, metric, v)),
+                Ok(None) => {}
+                Err(msg) => {
+                    bad = Some((*i, msg));
+                    break;
+                }
+            }
+        }
+        if let Some((i, msg)) = bad {
+            report.skip(issue(path, line, Some(&hdr[i]), msg.to_string()));
+            continue;
+        }
+        report.records_read += 1;
+        for (service, metric, v) in row {
+            out.push(service, metric, t, v);
+        }
+    }
+    Ok(out.finish())
 }
 
 /// Reads one Nezha metric table: time, `PodName` (per-pod tables; service =
@@ -602,5 +697,43 @@ mod tests {
     #[test]
     fn wall_clock_parses() {
         assert_eq!(parse_wall_clock("2023-01-29 08:43:04"), Some(1_674_981_784_000));
+    }
+
+    #[test]
+    fn edge_tables_become_the_callees_series_and_odd_cells_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("source_50.csv");
+        std::fs::write(
+            &path,
+            "time,timestamp,frontend_cartservice,checkoutservice_cartservice,oddcolumn\n\
+             2022-08-22 03:51:20.02 +0000 UTC m=+0.5,1661140280,0.0046,0.0030,1\n\
+             2022-08-22 03:52:19.94 +0000 UTC m=+60.4,1661140339,0.2120,NaN,1\n\
+             2022-08-22 03:53:19.94 +0000 UTC m=+120.4,1661140399,fast,0.0031,1\n",
+        )
+        .expect("write");
+        let mut report = ReadReport::default();
+        let series = read_edge_csv(&path, "caller", &mut report).expect("read");
+        assert_eq!(series.len(), 2);
+        assert!(series.iter().all(|s| s.service == "cartservice"));
+        let front = series.iter().find(|s| s.metric.contains("frontend->cartservice")).expect("frontend edge");
+        assert_eq!(front.metric, "EdgeLatencyP50(s){edge=\"frontend->cartservice\",side=\"caller\"}");
+        assert_eq!(front.points, vec![(1_661_140_280_000, 0.0046), (1_661_140_339_000, 0.212)]);
+        // The unreadable cell costs its row (reported with line and field), the NaN only itself.
+        assert_eq!((report.records_read, report.records_skipped), (2, 1));
+        assert!(report.issues.iter().any(|i| i.line == 4 && i.field.as_deref() == Some("frontend_cartservice")));
+        assert!(report.issues.iter().any(|i| i.field.as_deref() == Some("oddcolumn")));
+    }
+
+    #[test]
+    fn the_learned_normal_leaves_out_every_faults_window() {
+        let day = vec![Series {
+            service: "cart".into(),
+            metric: "cpu".into(),
+            points: (0..60).map(|m| (m * MINUTE, m as f64)).collect(),
+        }];
+        let normal = fault_free(&day, &[5 * MINUTE, 30 * MINUTE]);
+        let kept: Vec<Ts> = normal[0].points.iter().map(|p| p.0 / MINUTE).collect();
+        assert!(kept.iter().all(|m| !(5..15).contains(m) && !(30..40).contains(m)));
+        assert_eq!(kept.len(), 40);
     }
 }

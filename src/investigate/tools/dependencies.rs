@@ -58,12 +58,11 @@ impl Tool for DependencyLookup {
     }
 
     /// A cause must be able to reach the symptom: no call path to the alerting service is
-    /// evidence against (×0.3); a path is mild evidence for (×1.2). (The tool only runs where a
-    /// dependency graph is known: `applicable`.)
+    /// evidence against (×0.3); a path is mild evidence for (×1.2), the alerting service's own
+    /// (of no hops) included: a fault where the alert fires can cause it, and a ledger that
+    /// raised every other suspect for reaching it would lower that one for nothing. (The tool
+    /// only runs where a dependency graph is known: `applicable`.)
     fn assess(&self, _: &ToolCx, _: &Args, o: &Output, ledger: &Ledger) -> Vec<(usize, f64)> {
-        if o.service == o.alert_service {
-            return Vec::new();
-        }
         about(ledger, &o.service, if o.path_to_alert.is_some() { 1.2 } else { 0.3 })
     }
 }

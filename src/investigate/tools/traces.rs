@@ -13,7 +13,7 @@ use crate::investigate::ledger::Ledger;
 use crate::model::Span;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub struct TraceQuery;
 
@@ -482,25 +482,32 @@ impl Tool for TraceQuery {
             }
         }
         // Spans judged against an old reference cannot tell a fault from the day's drift: where
-        // only latency rose, a service whose latency metrics (against the last hour) show nothing
-        // is not accused by the traces (see `detect::trace_reference_is_stale`).
+        // only latency rose, the traces say nothing about a service whose latency metrics
+        // (against the last hour) show nothing, neither against it nor for it, and its share
+        // does not make the change look concentrated (see `detect::trace_reference_is_stale`).
+        let mut mute: BTreeSet<&str> = BTreeSet::new();
         if lat_up && !err_up && crate::detect::trace_reference_is_stale(cx.incident) {
             let min_points = crate::detect::DetectConfig::default().min_reference_points;
-            for a in &o.shares {
-                let anomalies = &cx.triage.detection.anomalies;
-                if crate::detect::latency_metrics_clear(cx.incident, anomalies, &a.service, min_points) {
-                    cap.insert(a.service.as_str(), 1.0);
+            let anomalies = &cx.triage.detection.anomalies;
+            let services = o
+                .shares
+                .iter()
+                .map(|a| a.service.as_str())
+                .chain(ledger.hypotheses.iter().filter_map(|h| h.service.as_deref()));
+            for s in services {
+                if crate::detect::latency_metrics_clear(cx.incident, anomalies, s, min_points) {
+                    mute.insert(s);
                 }
             }
         }
-        let top = o.shares.iter().map(share).fold(0.0, f64::max);
+        let top = o.shares.iter().filter(|a| !mute.contains(a.service.as_str())).map(share).fold(0.0, f64::max);
         let kappa = ((top - 0.2) / 0.5).clamp(0.0, 1.0);
         if kappa == 0.0 {
             return Vec::new();
         }
         let mut out = Vec::new();
         for h in &ledger.hypotheses {
-            let Some(s) = h.service.as_deref() else { continue };
+            let Some(s) = h.service.as_deref().filter(|s| !mute.contains(s)) else { continue };
             let ratio = match o.shares.iter().find(|a| a.service == s) {
                 Some(a) => 0.25 + 6.0 * share(a),
                 None if cx.incident.telemetry.spans.iter().any(|sp| sp.service == s) => 0.3,
