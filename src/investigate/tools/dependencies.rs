@@ -66,3 +66,27 @@ impl Tool for DependencyLookup {
         about(ledger, &o.service, if o.path_to_alert.is_some() { 1.2 } else { 0.3 })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::{self, SimConfig};
+
+    #[test]
+    fn the_alerting_service_reaches_itself_like_any_suspect_reaches_it() {
+        let incident = simulate::simulate(&SimConfig::for_seed(1));
+        let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
+        let cx = ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5, logs: Default::default() };
+        let alert = incident.alert.service.clone();
+        let suspect = triage.dependencies.callees_of(&alert).next().expect("the entry calls something").to_string();
+        let ledger =
+            Ledger::new(&[(alert.clone(), "latency".into(), 1.0), (suspect.clone(), "latency".into(), 1.0)], 0.1);
+        let factor = |service: &str| {
+            let o = DependencyLookup.call(&cx, &Args { service: service.into() }).expect("lookup");
+            DependencyLookup.assess(&cx, &Args { service: service.into() }, &o, &ledger)
+        };
+        // Both can cause what the alert sees: neither gains on the other.
+        assert_eq!(factor(&alert), vec![(0, 1.2)]);
+        assert_eq!(factor(&suspect), vec![(1, 1.2)]);
+    }
+}
