@@ -147,10 +147,20 @@ impl Default for EvalOptions {
 }
 
 /// Whether a location names the labelled one (Nezha's inner-service labels: a log statement
-/// pair `A_B`, an operation start, or a resource metric such as `CpuUsageRate(%)`).
+/// pair `A_B`, an operation start, or a resource metric such as `CpuUsageRate(%)`). Code
+/// locations must be the same statements; a CPU or memory label is named by any series of that
+/// resource (`CpuUsage(m)` is the CPU `CpuUsageRate(%)` counts in millicores). Latency and
+/// network labels are not widened: a slow service is not its network.
 pub fn same_location(found: &str, label: &str) -> bool {
     let norm = |x: &str| x.trim().to_ascii_lowercase();
-    !label.trim().is_empty() && norm(found) == norm(label)
+    if label.trim().is_empty() {
+        return false;
+    }
+    let resource = |x: &str| {
+        let c = crate::detect::canonical_indicator(x);
+        (matches!(c, "cpu" | "mem") && !x.contains('_') && !x.contains('#')).then_some(c)
+    };
+    norm(found) == norm(label) || resource(label).is_some_and(|r| resource(found) == Some(r))
 }
 
 fn judge(truth: &Truth, answer: Answer, seconds: f64) -> Outcome {
@@ -669,6 +679,17 @@ pub fn summary_json(reports: &[SuiteReport]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resource_label_is_named_by_any_series_of_that_resource_and_code_by_its_statements() {
+        assert!(same_location("CpuUsage(m)", "CpuUsageRate(%)"));
+        assert!(same_location("cpuusagerate(%)", "CpuUsageRate(%)"));
+        assert!(!same_location("MemoryUsage(Mi)", "CpuUsageRate(%)"));
+        assert!(!same_location("PodServerLatencyP90(s)", "NetworkP90(ms)"));
+        assert!(same_location("a.B#3_a.B#7", "a.B#3_a.B#7"));
+        assert!(!same_location("a.C#1_a.B#7", "a.B#3_a.B#7"));
+        assert!(!same_location("CpuUsage(m)", ""));
+    }
 
     fn res(kind: &str, rank: Option<usize>, reported: bool, confidence: f64) -> CaseResult {
         let truth =
