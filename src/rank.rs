@@ -308,7 +308,7 @@ pub fn rank(
     g: &CausalGraph,
     deps: &Dependencies,
     alert: &Alert,
-    data_end: Ts,
+    data_end: &dyn Fn(Source) -> Ts,
     cfg: &RankConfig,
 ) -> Ranking {
     let alert_service = alert.service.as_str();
@@ -398,11 +398,14 @@ pub fn rank(
     }
     let strongest =
         anomalies.iter().filter(|a| a.source != Source::Change).map(|a| strength(a, cfg)).fold(0.0f64, f64::max);
-    // A cause must still be at work: evidence that lasted a while or is still there at the end
-    // of the data. A blip that crossed a threshold and went away by itself needs no fix.
+    // A cause must still be at work: evidence that lasted a while or is still there where its
+    // own source's data ends (three minutes of logs beside ten of metrics: a burst that lasts to
+    // the last log line is still going on as far as anyone can tell). A blip that crossed a
+    // threshold and went away by itself needs no fix.
     let lasting = |a: &Anomaly| {
         a.source != Source::Change
-            && (a.end >= data_end.saturating_sub(cfg.still_active) || a.end.saturating_sub(a.onset) >= cfg.lasting)
+            && (a.end >= data_end(a.source).saturating_sub(cfg.still_active)
+                || a.end.saturating_sub(a.onset) >= cfg.lasting)
     };
     // Judged on the candidate's clear evidence from around the alert, not on some older drift of
     // the same service.
@@ -460,7 +463,7 @@ mod tests {
             severity: Default::default(),
             title: String::new(),
         };
-        rank(anomalies, &g, &deps, &alert, alert.time, &RankConfig::default())
+        rank(anomalies, &g, &deps, &alert, &|_| alert.time, &RankConfig::default())
     }
 
     #[test]
@@ -527,5 +530,29 @@ mod tests {
         assert!(!r.has_root_cause);
         let none = run(&[], &[], "frontend");
         assert!(!none.has_root_cause && none.candidates.is_empty());
+    }
+
+    #[test]
+    fn evidence_that_lasts_to_the_end_of_its_own_source_is_still_at_work() {
+        // Error logs from a minute after the alert to the last log line (3 minutes of logs were
+        // exported); metrics go on to minute 10 and show nothing.
+        let mut errors = a("cart", Source::Log, "log_errors", 60_000, 30.0);
+        errors.end = 180_000;
+        let anomalies = vec![errors];
+        let deps = Dependencies::new(None, &[("frontend".to_string(), "cart".to_string())]);
+        let g = build(&anomalies, &deps, &GraphConfig::default());
+        let alert = Alert {
+            time: 0,
+            service: "frontend".into(),
+            signal: "latency".into(),
+            severity: Default::default(),
+            title: String::new(),
+        };
+        let cfg = RankConfig::default();
+        let ends = |logs: Ts| move |s: Source| if s == Source::Log { logs } else { 600_000 };
+        // Judged against the end of the logs, the burst was still going on when they stop …
+        assert!(rank(&anomalies, &g, &deps, &alert, &ends(180_000), &cfg).has_root_cause);
+        // … and not when the logs go on seven minutes beyond it without it.
+        assert!(!rank(&anomalies, &g, &deps, &alert, &ends(600_000), &cfg).has_root_cause);
     }
 }

@@ -62,7 +62,7 @@ pub fn triage(incident: &Incident, cfg: &Config) -> Triage {
     let groups = correlate::group(&detection.anomalies, cfg.group_window);
     let graph = graph::build(&detection.anomalies, &dependencies, &cfg.graph);
     let ranking =
-        rank::rank(&detection.anomalies, &graph, &dependencies, &incident.alert, detection.data_end, &cfg.rank);
+        rank::rank(&detection.anomalies, &graph, &dependencies, &incident.alert, &|s| detection.end_of(s), &cfg.rank);
     tracing::info!(
         anomalies = detection.anomalies.len(),
         edges = graph.edge_count(),

@@ -235,6 +235,9 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection, on_l
     });
     out.log_lines += lines;
     out.data_end = out.data_end.max(last);
+    if last > Ts::MIN {
+        out.source_end.insert(Source::Log, last);
+    }
     out.read_report.merge(report);
     for (name, s) in &services {
         out.log_templates += s.drain.templates.len();

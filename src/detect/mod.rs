@@ -108,6 +108,18 @@ pub struct Detection {
     pub read_report: ReadReport,
     /// The latest time seen in the incident period (metrics, spans, logs): "now" for the data.
     pub data_end: Ts,
+    /// The latest time of each source that has any (metrics, logs, spans): where each source's
+    /// view ends, which may be well before `data_end` (an export with three minutes of logs and
+    /// ten of metrics).
+    #[serde(default)]
+    pub source_end: std::collections::BTreeMap<Source, Ts>,
+}
+
+impl Detection {
+    /// Where `source`'s data ends ([`Detection::source_end`]), else where all data ends.
+    pub fn end_of(&self, source: Source) -> Ts {
+        self.source_end.get(&source).copied().unwrap_or(self.data_end)
+    }
 }
 
 /// Runs every detector on the incident.
@@ -115,13 +127,11 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
     let _span = tracing::info_span!("detect", incident = %incident.id).entered();
     let mut out = Detection::default();
     let t = &incident.telemetry;
-    out.data_end = t
-        .metrics
-        .iter()
-        .filter_map(|s| s.points.last().map(|p| p.0))
-        .chain(t.spans.iter().map(|s| s.start.saturating_add(s.duration_ms as Ts)))
-        .max()
-        .unwrap_or(incident.alert.time);
+    let metric_end = t.metrics.iter().filter_map(|s| s.points.last().map(|p| p.0)).max();
+    let span_end = t.spans.iter().map(|s| s.start.saturating_add(s.duration_ms as Ts)).max();
+    out.data_end = metric_end.into_iter().chain(span_end).max().unwrap_or(incident.alert.time);
+    out.source_end.extend(metric_end.map(|e| (Source::Metric, e)));
+    out.source_end.extend(span_end.map(|e| (Source::Trace, e)));
     // Logs are the bulk of the work (streamed, template-mined); the other sources run beside them.
     let mut from_logs = Detection { data_end: out.data_end, ..Detection::default() };
     // Event patterns are learned only from a separate fault-free capture (Nezha's
@@ -150,6 +160,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
     out.log_templates = from_logs.log_templates;
     out.read_report = from_logs.read_report;
     out.data_end = out.data_end.max(from_logs.data_end);
+    out.source_end.append(&mut from_logs.source_end);
     if let Some(b) = incident.baseline.as_ref().filter(|_| learn) {
         // Spans join the log lines they wrote: what each request did, step by step.
         events.spans(&b.spans, false);
