@@ -191,8 +191,8 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
 pub const STALE_REFERENCE: Ts = 60 * crate::model::MINUTE;
 
 /// Spans judged against an old reference (a fault-free capture from hours before) cannot tell a
-/// fault from the day's drift; the service's latency metrics, judged against the hour before the
-/// alert, can. When they were judged and found nothing, the trace latency anomaly of that service
+/// fault from the day's drift; the service's latency metrics, judged against their own (recent or
+/// learned) reference, can. When they were judged and found nothing, the trace latency anomaly of that service
 /// keeps at most the detectors' threshold as its score: barely anomalous, whatever its z.
 fn discount_stale_trace_latency(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     if !trace_reference_is_stale(incident) {
@@ -209,7 +209,7 @@ fn discount_stale_trace_latency(incident: &Incident, cfg: &DetectConfig, out: &m
         if a.source == Source::Trace && a.indicator.starts_with("latency") && quiet.contains(&a.service) {
             a.score = a.score.min(cfg.z_threshold);
             a.evidence.push_str(&format!(
-                " (reference spans from over {} min before; the service's latency metrics show nothing against the last hour)",
+                " (reference spans from over {} min before; the service's latency metrics show nothing against their own reference)",
                 STALE_REFERENCE / crate::model::MINUTE
             ));
         }
@@ -226,8 +226,9 @@ pub fn trace_reference_is_stale(incident: &Incident) -> bool {
         .is_some_and(|end| incident.analysis_start.saturating_sub(end) >= STALE_REFERENCE)
 }
 
-/// Whether `service`'s latency metrics were judged against the recent past (a baseline series
-/// with `min_points` points, the last within [`STALE_REFERENCE`] of the incident) and none of
+/// Whether `service`'s latency metrics were judged against a reference close to the incident (a
+/// baseline series with `min_points` points that reaches to within [`STALE_REFERENCE`] of the
+/// incident, or past it, as a day's learned normal does) and none of
 /// `anomalies` is a metric latency anomaly of it.
 pub fn latency_metrics_clear(incident: &Incident, anomalies: &[Anomaly], service: &str, min_points: usize) -> bool {
     let judged = incident.baseline.iter().flat_map(|b| &b.metrics).any(|s| {
