@@ -100,12 +100,21 @@ impl Level {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
     pub time: Ts,
+    /// Nanoseconds past `time`'s millisecond, when the source gives nanoseconds (OTLP, Nezha's
+    /// `TimeUnixNano`): what orders the lines one request writes within a millisecond, which
+    /// exports do not always keep in order (Nezha's files run newest first).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nanos: u32,
     pub service: String,
     #[serde(default)]
     pub level: Level,
     pub message: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<(String, String)>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One span of a distributed trace.

@@ -203,6 +203,7 @@ fn planted_instructions_in_telemetry_do_not_steer_the_agent() {
     for k in 0..40 {
         incident.telemetry.logs.records.push(LogRecord {
             time: t0 + k * 3_000,
+            nanos: 0,
             service: "auth".into(),
             level: Level::Error,
             message: planted.to_string(),

@@ -295,6 +295,7 @@ fn for_each_log_yields_memory_then_files_and_survives_missing_files() {
     let dir = tempfile::tempdir().unwrap();
     let rec = |m: &str| LogRecord {
         time: T0,
+        nanos: 0,
         service: "a".into(),
         level: Level::Info,
         message: m.into(),
@@ -656,6 +657,7 @@ fn sample_telemetry(shift: Ts) -> Telemetry {
             records: vec![
                 LogRecord {
                     time: T0 + shift + 7,
+                    nanos: 0,
                     service: "checkout".into(),
                     level: Level::Error,
                     message: "payment failed: \"timeout\"\n  at x".into(),
@@ -663,6 +665,7 @@ fn sample_telemetry(shift: Ts) -> Telemetry {
                 },
                 LogRecord {
                     time: T0 + shift + 8,
+                    nanos: 0,
                     service: "carts".into(),
                     level: Level::Fatal,
                     message: String::new(),
@@ -670,6 +673,7 @@ fn sample_telemetry(shift: Ts) -> Telemetry {
                 },
                 LogRecord {
                     time: 5,
+                    nanos: 0,
                     service: "old".into(),
                     level: Level::Trace,
                     message: "early".into(),
@@ -817,6 +821,9 @@ fn real_nezha_logs_and_traces() {
         let first = &logs[0];
         assert_eq!(first.service, "ts-travel-service");
         assert_eq!(first.time, 1_674_981_742_383);
+        // The nanoseconds past the millisecond are kept: they order one request's lines.
+        assert_eq!(first.nanos, 150_913);
+        assert!(logs.iter().all(|l| l.nanos < 1_000_000));
         assert!(first.message.starts_with("t.s.TravelServiceImpl#532 [getRouteByRouteId]"), "{}", first.message);
         assert!(logs.iter().all(|l| l.service.starts_with("ts-") && !l.service.ends_with("-service-")));
         assert!(logs.iter().all(|l| !l.message.contains("TraceID:")));

@@ -224,6 +224,7 @@ fn degenerate_incidents_are_answered_not_panicked_on() {
     });
     odd.telemetry.logs.records.push(LogRecord {
         time: i64::MAX,
+        nanos: 0,
         service: "web".into(),
         level: Default::default(),
         message: String::new(),

@@ -447,7 +447,7 @@ mod tests {
     }
 
     fn rec(t: Ts, level: Level, msg: &str) -> LogRecord {
-        LogRecord { time: t, service: "pay".into(), level, message: msg.into(), attributes: vec![] }
+        LogRecord { time: t, nanos: 0, service: "pay".into(), level, message: msg.into(), attributes: vec![] }
     }
 
     #[test]

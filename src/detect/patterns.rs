@@ -45,8 +45,9 @@ pub const SCORE_PER_SHIFT: f64 = 20.0;
 /// Most spans followed per period; beyond it new spans are not recorded (bounds memory).
 const MAX_SPANS: usize = 200_000;
 
-/// One event of a span: when, and which (an index into [`SpanEvents::names`]).
-type Step = (Ts, u32);
+/// One event of a span: when (ms, and nanoseconds past it where the source gives them), and
+/// which (an index into [`SpanEvents::names`]).
+type Step = (Ts, u32, u32);
 
 /// (service, span id) → the span's events, for one period.
 type Spans = HashMap<(Box<str>, Box<str>), Vec<Step>>;
@@ -117,7 +118,7 @@ impl SpanEvents {
             name.push_str(" !");
         }
         let id = self.intern(&name, failure);
-        self.push(current, &rec.service, span, (rec.time, id));
+        self.push(current, &rec.service, span, (rec.time, rec.nanos, id));
     }
 
     /// Records each span's start as the first event of its sequence.
@@ -125,7 +126,7 @@ impl SpanEvents {
         for s in spans {
             let id = self.intern(&format!("{} start", s.operation), false);
             // Before any log line of the span at the same millisecond.
-            self.push(current, &s.service, &s.span_id, (s.start.saturating_sub(1), id));
+            self.push(current, &s.service, &s.span_id, (s.start.saturating_sub(1), 0, id));
         }
     }
 
@@ -157,16 +158,17 @@ fn count(period: &Spans, end: u32) -> Counts {
     let mut seen_pair: HashSet<(u32, u32)> = HashSet::new();
     for ((service, _), steps) in period {
         let mut steps = steps.clone();
-        // By time only, and stable: lines of one span logged in the same millisecond keep the
-        // order they were written in (sorting ties by event id would invent an order).
-        steps.sort_by_key(|s| s.0);
+        // By time (to the nanosecond where the source gives it) only, and stable: lines of one
+        // span logged in the same instant keep the order they were read in (sorting ties by
+        // event id would invent an order).
+        steps.sort_by_key(|s| (s.0, s.1));
         seen_a.clear();
         seen_pair.clear();
         let first = steps.first().map_or(0, |s| s.0);
         let last = steps.last().map_or(0, |s| s.0);
         let mut nexts: HashMap<u32, Vec<u32>> = HashMap::new();
-        for (i, &(_, a)) in steps.iter().enumerate() {
-            let b = steps.get(i + 1).map_or(end, |s| s.1);
+        for (i, &(_, _, a)) in steps.iter().enumerate() {
+            let b = steps.get(i + 1).map_or(end, |s| s.2);
             let n = nexts.entry(a).or_default();
             if !n.contains(&b) {
                 n.push(b);
@@ -341,6 +343,7 @@ mod tests {
     fn line(t: Ts, service: &str, span: &str, level: Level, msg: &str) -> LogRecord {
         LogRecord {
             time: t,
+            nanos: 0,
             service: service.into(),
             level,
             message: msg.into(),
@@ -470,6 +473,27 @@ mod tests {
         detect(&mut ev, &mut out);
         let a = out.anomalies.iter().find(|a| a.service == "svc").expect("a broken step");
         assert_eq!(a.signal, "Z#2_Z#1");
+    }
+
+    #[test]
+    fn lines_read_newest_first_are_ordered_by_their_nanoseconds() {
+        // Nezha's files run newest first: within one millisecond, `#2` then `#3` then `#4` were
+        // written (by their nanoseconds), `#4` is read first. Normal: `#4` follows `#3`; now
+        // `#5` does: the pair is `#3_#4`, not one the reading order invents.
+        let mut ev = SpanEvents::default();
+        for (i, current) in (0..40).map(|i| (i, i >= 20)) {
+            let id = format!("s{i}");
+            let t = if current { 10 * MINUTE } else { 0 } + i as Ts * 100;
+            ev.spans([&span(t, "svc", &id, "Api.get")], current);
+            let last = if current { "Z#5 [other]" } else { "Z#4 [done]" };
+            for (nanos, msg) in [(900_000, last), (500_000, "Z#3 [found]"), (100_000, "Z#2 [asked]")] {
+                ev.log(&LogRecord { nanos, ..line(t + 1, "svc", &id, Level::Info, msg) }, current);
+            }
+        }
+        let mut out = Detection::default();
+        detect(&mut ev, &mut out);
+        let a = out.anomalies.iter().find(|a| a.service == "svc").expect("a broken step");
+        assert_eq!(a.signal, "Z#3_Z#4");
     }
 
     #[test]

@@ -115,7 +115,7 @@ fn json_log(obj: &Value) -> Result<LogRecord, (&'static str, String)> {
         Some(a) => attributes_of(a).map_err(|m| ("attributes", m.to_string()))?,
         None => Vec::new(),
     };
-    Ok(LogRecord { time, service, level, message, attributes })
+    Ok(LogRecord { time, nanos: 0, service, level, message, attributes })
 }
 
 /// Reads OTLP/JSON logs: one `{"resourceLogs": […]}` export request per line, or one
@@ -165,7 +165,14 @@ fn otlp_log(rec: &Value, service: Option<&str>) -> Result<LogRecord, (&'static s
             attributes.push((name.to_string(), id.to_string()));
         }
     }
-    Ok(LogRecord { time: nanos_to_ms(nanos), service: service.to_string(), level, message, attributes })
+    Ok(LogRecord {
+        time: nanos_to_ms(nanos),
+        nanos: super::time::nanos_within_ms(nanos),
+        service: service.to_string(),
+        level,
+        message,
+        attributes,
+    })
 }
 
 /// Reads the Nezha container-log CSV (`Timestamp,TimeUnixNano,Node,PodName,Container,TraceID,
@@ -185,8 +192,8 @@ pub fn read_nezha_logs(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(L
     let trace_col = rows.column(&["traceid"]);
     let span_col = rows.column(&["spanid"]);
     while let Some(n) = rows.next_record(report) {
-        let time = nano_col
-            .and_then(|c| rows.get(c).parse::<i128>().ok())
+        let ns = nano_col.and_then(|c| rows.get(c).parse::<i128>().ok());
+        let time = ns
             .map(nanos_to_ms)
             .filter(|t| super::time::plausible(*t))
             .or_else(|| ts_col.and_then(|c| super::time::parse_time_str(&rows.get(c))));
@@ -222,7 +229,9 @@ pub fn read_nezha_logs(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(L
             }
         }
         report.records_read += 1;
-        f(LogRecord { time, service, level: line.level, message: line.message, attributes });
+        // Sub-millisecond order only when the time came from the nanosecond column.
+        let nanos = ns.filter(|n| nanos_to_ms(*n) == time).map_or(0, super::time::nanos_within_ms);
+        f(LogRecord { time, nanos, service, level: line.level, message: line.message, attributes });
     }
     Ok(())
 }

@@ -75,6 +75,11 @@ pub fn nanos_to_ms(ns: i128) -> Ts {
     ms.clamp(Ts::MIN as i128, Ts::MAX as i128) as Ts
 }
 
+/// The nanoseconds past the millisecond [`nanos_to_ms`] keeps.
+pub fn nanos_within_ms(ns: i128) -> u32 {
+    ns.rem_euclid(1_000_000) as u32
+}
+
 /// A time written as text: RFC 3339 / ISO-8601 (`T` or space, `Z`, `+hh:mm`, `+hhmm` or no zone
 /// meaning UTC, fractional seconds with `.` or `,`), a bare date, or a bare epoch number.
 pub fn parse_time_str(s: &str) -> Option<Ts> {

@@ -157,6 +157,7 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
                         d.report.records_read += 1;
                         d.logs.push(LogRecord {
                             time: (nanos / 1_000_000) as Ts,
+                            nanos: (nanos % 1_000_000) as u32,
                             service: svc.clone(),
                             level,
                             message: any_text(rec.body.as_ref()),

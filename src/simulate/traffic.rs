@@ -139,6 +139,7 @@ impl Gen<'_, '_> {
         }
         self.logs.push(LogRecord {
             time: t as Ts,
+            nanos: 0,
             service: self.sys.nodes[node].name.clone(),
             level,
             message,
