@@ -54,7 +54,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "P", default_value_t = 0.85)]
     threshold: f64,
     /// Most tool calls the agent makes.
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = 10)]
     max_turns: usize,
     /// Save the agent's transcript (JSON, schema culprit.transcript/v1) to this file.
     #[arg(long, value_name = "FILE")]

@@ -62,7 +62,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             threshold: 0.85,
-            max_turns: 8,
+            max_turns: 10,
             max_seconds: 120.0,
             max_tokens: 30_000,
             hypotheses: 5,
