@@ -33,12 +33,8 @@ fn split_pod(metric: &str) -> Option<(&str, String)> {
 /// one's by nature), and on calls it serves (`edge="x->service"`), not calls it makes (whose
 /// failures are the callee's).
 fn judged_by_canary(key: &str, service: &str) -> bool {
-    let served = match key.find("edge=\"") {
-        Some(i) => {
-            key[i + 6..].split('"').next().and_then(|e| e.split_once("->")).is_some_and(|(_, callee)| callee == service)
-        }
-        None => true,
-    };
+    let served =
+        !key.contains("edge=\"") || super::metrics::edge_of(key).is_some_and(|(_, callee, _)| callee == service);
     served && matches!(canonical_indicator(key), "errors" | "latency")
 }
 

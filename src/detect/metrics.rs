@@ -92,7 +92,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
 
 /// The call edge a per-edge series measures (`…{edge="caller->callee",…}`), and the series'
 /// name with the edge's value replaced by `*`: the same measurement on the callee's other edges.
-fn edge_of(metric: &str) -> Option<(&str, &str, String)> {
+pub(crate) fn edge_of(metric: &str) -> Option<(&str, &str, String)> {
     let start = metric.find("edge=\"")? + 6;
     let len = metric[start..].find('"')?;
     let (caller, callee) = metric[start..start + len].split_once("->")?;
