@@ -46,8 +46,7 @@ const TRIAGE_FIT: (f64, [f64; 7]) = (0.0872, [0.2459, 1.3218, 0.5890, 1.1806, 1.
 /// Fitted like [`TRIAGE_FIT`], on the agent's answers to the same cases; refitted on 2026-12-07
 /// after `metric_correlation` began to work on minute-scraped data (the triage's answers did not
 /// change, so its map was kept). Over [`AGENT_FEATURES`]: (bias, weights).
-const AGENT_FIT: (f64, [f64; 9]) =
-    (-0.6761, [0.5152, 1.1597, 0.2948, 0.3368, 1.7178, 0.3209, 1.1556, -0.4178, 0.0000]);
+const AGENT_FIT: (f64, [f64; 9]) = (-0.6761, [0.5152, 1.1597, 0.2948, 0.3368, 1.7178, 0.3209, 1.1556, -0.4178, 0.0000]);
 
 /// The map for the triage's candidates.
 pub fn triage_map() -> Logistic {
