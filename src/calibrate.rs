@@ -5,7 +5,7 @@
 //! probabilities: on real data a triage confidence of 0.5 was right every time on one system and
 //! half the time on another. Each candidate is described by a few features of the evidence
 //! (its raw confidence, its margin over the best other candidate, whether a root cause was
-//! claimed …) and a logistic map turns them into a probability. The weights ([`TRIAGE`],
+//! claimed, how many other suspects a change leads …) and a logistic map turns them into a probability. The weights ([`TRIAGE`],
 //! [`AGENT`]) were fitted with `culprit eval --fit-calibration` on the *tuning halves* of the real
 //! suites (see the README's results), never on the halves the README reports calibration on.
 
@@ -15,11 +15,19 @@ use crate::rank::Ranking;
 use serde::{Deserialize, Serialize};
 
 /// Feature names of [`triage_features`], in order.
-pub const TRIAGE_FEATURES: [&str; 7] =
-    ["confidence", "margin", "claimed", "lead_is_change", "lead_is_resource", "lead_is_errors", "lead_is_inferred"];
+pub const TRIAGE_FEATURES: [&str; 8] = [
+    "confidence",
+    "margin",
+    "claimed",
+    "lead_is_change",
+    "lead_is_resource",
+    "lead_is_errors",
+    "lead_is_inferred",
+    "rival_changes",
+];
 
 /// Feature names of [`agent_features`], in order.
-pub const AGENT_FEATURES: [&str; 9] = [
+pub const AGENT_FEATURES: [&str; 10] = [
     "posterior",
     "margin",
     "claimed",
@@ -29,6 +37,7 @@ pub const AGENT_FEATURES: [&str; 9] = [
     "lead_is_resource",
     "lead_is_errors",
     "lead_is_inferred",
+    "rival_changes",
 ];
 
 /// A logistic map from features to a probability.
@@ -39,14 +48,14 @@ pub struct Logistic {
 }
 
 /// Fitted on the tuning halves of Nezha TrainTicket and OnlineBoutique, RCD Sock Shop and
-/// ChangeRCA (86 answers, each suite weighing the same; L2 0.01), refitted on 2026-12-06 after the learned normal of the Nezha cases (the command is
-/// in the README). Over [`TRIAGE_FEATURES`]: (bias, weights).
-const TRIAGE_FIT: (f64, [f64; 7]) = (0.0872, [0.2459, 1.3218, 0.5890, 1.1806, 1.1352, 0.1949, 0.0000]);
+/// ChangeRCA (86 answers, each suite weighing the same; L2 0.01), refitted on 2026-12-07 with
+/// `rival_changes` added (the command is in the README). Over [`TRIAGE_FEATURES`]: (bias, weights).
+const TRIAGE_FIT: (f64, [f64; 8]) = (0.1697, [0.5004, 1.2667, 0.7730, 1.9545, 0.9241, 0.3730, 0.0000, -1.1247]);
 
-/// Fitted like [`TRIAGE_FIT`], on the agent's answers to the same cases; refitted on 2026-12-07
-/// after `metric_correlation` began to work on minute-scraped data (the triage's answers did not
-/// change, so its map was kept). Over [`AGENT_FEATURES`]: (bias, weights).
-const AGENT_FIT: (f64, [f64; 9]) = (-0.6761, [0.5152, 1.1597, 0.2948, 0.3368, 1.7178, 0.3209, 1.1556, -0.4178, 0.0000]);
+/// Fitted with [`TRIAGE_FIT`], on the agent's answers to the same cases. Over
+/// [`AGENT_FEATURES`]: (bias, weights).
+const AGENT_FIT: (f64, [f64; 10]) =
+    (-0.5987, [0.4934, 1.1599, 0.4018, 0.3537, 1.7295, 0.8073, 1.0501, -0.4567, 0.0000, -0.6823]);
 
 /// The map for the triage's candidates.
 pub fn triage_map() -> Logistic {
@@ -125,6 +134,17 @@ fn flag(b: bool) -> f64 {
 /// What kind of evidence leads a candidate, as flags: a change; a resource metric (CPU,
 /// memory); errors (error counts, log templates, broken request steps); a suspect inferred from
 /// its callers' waits. Latency and anything else is the case with no flag.
+/// How many other suspects a change leads, as ln(1 + n): concurrent releases compete for the
+/// same blame, so one of five is less surely the cause than a lone one with the same evidence.
+fn rival_changes(ranking: &Ranking, anomalies: &[Anomaly], service: &str) -> f64 {
+    let n = ranking
+        .candidates
+        .iter()
+        .filter(|c| c.service != service && anomalies.get(c.lead).is_some_and(|a| a.source == Source::Change))
+        .count();
+    (n as f64).ln_1p()
+}
+
 fn lead_kind(lead: Option<&Anomaly>) -> [f64; 4] {
     let Some(a) = lead else { return [0.0; 4] };
     let errors = matches!(
@@ -148,6 +168,7 @@ pub fn triage_features(ranking: &Ranking, anomalies: &[Anomaly]) -> Vec<(String,
             let others = cs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, o)| o.confidence);
             let mut x = vec![c.confidence, margin(c.confidence, others), flag(ranking.has_root_cause)];
             x.extend(lead_kind(anomalies.get(c.lead)));
+            x.push(rival_changes(ranking, anomalies, &c.service));
             (c.service.clone(), x)
         })
         .collect()
@@ -173,6 +194,7 @@ pub fn agent_features(t: &Transcript, ranking: &Ranking, anomalies: &[Anomaly]) 
                 flag(triage_top == Some(service)),
             ];
             x.extend(lead_kind(candidate.and_then(|c| anomalies.get(c.lead))));
+            x.push(rival_changes(ranking, anomalies, service));
             Some((service.to_string(), x))
         })
         .collect()

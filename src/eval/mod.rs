@@ -269,6 +269,10 @@ pub struct Scores {
     /// Brier score and expected calibration error of the top-1 confidence (culprit only).
     pub brier: Option<f64>,
     pub ece: Option<f64>,
+    /// The ECE a perfectly calibrated confidence would show on these answers ([`ece_floor`]):
+    /// how far below it a suite this small can be asked to go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ece_floor: Option<f64>,
     pub invalid: usize,
     /// Mean seconds per case for this method (loading excluded).
     pub seconds: f64,
@@ -300,6 +304,26 @@ pub fn calibration(pairs: &[(f64, bool)], bins: usize) -> (f64, Vec<(f64, f64, u
         acc.into_iter().map(|(c, a, k)| if k == 0 { (0.0, 0.0, 0) } else { (c / k as f64, a / k as f64, k) }).collect();
     let ece = table.iter().map(|(c, a, k)| (*k as f64 / n) * (c - a).abs()).sum();
     (ece, table)
+}
+
+/// The ECE that a perfectly calibrated confidence would show on answers with these confidences:
+/// the median, over 1,000 draws, of the ECE when each answer is right with exactly its printed
+/// probability (a fixed seed, so the figure is the same on every run). On a handful of answers
+/// sampling alone gives a large ECE: fourteen answers at 0.8 are right 11 times as often as 12
+/// or 10, and 10 bins see them all.
+pub fn ece_floor(pairs: &[(f64, bool)], bins: usize) -> f64 {
+    use rand::{Rng, SeedableRng};
+    const DRAWS: usize = 1000;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xECE);
+    let mut eces: Vec<f64> = (0..DRAWS)
+        .map(|_| {
+            let drawn: Vec<(f64, bool)> =
+                pairs.iter().map(|(c, _)| (*c, rng.gen::<f64>() < c.clamp(0.0, 1.0))).collect();
+            calibration(&drawn, bins).0
+        })
+        .collect();
+    eces.sort_by(f64::total_cmp);
+    eces[DRAWS / 2]
 }
 
 /// A calibration map fitted on the tuning halves of `reports` for method `m`'s confidence, and
@@ -454,6 +478,7 @@ pub fn score(results: &[&CaseResult], m: Method) -> Scores {
         s.brier =
             Some(pairs.iter().map(|(c, ok)| (c - f64::from(u8::from(*ok))).powi(2)).sum::<f64>() / pairs.len() as f64);
         s.ece = Some(calibration(&pairs, 10).0);
+        s.ece_floor = Some(ece_floor(&pairs, 10));
     }
     s
 }
@@ -611,19 +636,23 @@ pub fn render_markdown(reports: &[SuiteReport]) -> String {
                 s,
                 "\nBy half (tuning: cases at even positions, where settings may be chosen; held out: the odd ones):\n"
             );
-            let _ = writeln!(s, "| method | tuning AC@1 | tuning ECE | held-out AC@1 | held-out AC@3 | held-out ECE |");
-            let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                s,
+                "| method | tuning AC@1 | tuning ECE | held-out AC@1 | held-out AC@3 | held-out ECE | held-out ECE if perfectly calibrated |"
+            );
+            let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
             for (m, t) in &r.tuning_half {
                 let Some(h) = r.held_out_half.get(m) else { continue };
                 let _ = writeln!(
                     s,
-                    "| {} | {:.3} | {} | {:.3} | {:.3} | {} |",
+                    "| {} | {:.3} | {} | {:.3} | {:.3} | {} | {} |",
                     m.as_str(),
                     t.ac1,
                     opt(t.ece),
                     h.ac1,
                     h.ac3,
-                    opt(h.ece)
+                    opt(h.ece),
+                    opt(h.ece_floor)
                 );
             }
         }
@@ -764,6 +793,20 @@ mod tests {
         )]);
         let b = score(&[&base], Method::Random);
         assert_eq!((b.brier, b.fpr, b.ac1), (None, None, 1.0));
+    }
+
+    /// A small suite cannot show a small ECE even when its confidence is exactly right; a large
+    /// one can, and certainty has none to show.
+    #[test]
+    fn the_ece_floor_shrinks_with_the_number_of_answers() {
+        let at = |c: f64, n: usize| vec![(c, true); n];
+        let (small, large) = (ece_floor(&at(0.8, 14), 10), ece_floor(&at(0.8, 2000), 10));
+        assert!(small > 0.05 && small < 0.3, "{small}");
+        assert!(large < 0.02, "{large}");
+        assert_eq!(ece_floor(&at(1.0, 14), 10), 0.0);
+        assert_eq!(ece_floor(&at(0.8, 14), 10), small, "the same on every run");
+        // It does not look at the outcomes, only at the confidences.
+        assert_eq!(ece_floor(&vec![(0.8, false); 14], 10), small);
     }
 
     #[test]
