@@ -5,8 +5,8 @@
 //! probabilities: on real data a triage confidence of 0.5 was right every time on one system and
 //! half the time on another. Each candidate is described by a few features of the evidence
 //! (its raw confidence, its margin over the best other candidate, whether a root cause was
-//! claimed, how many other suspects a change leads …) and a logistic map turns them into a probability. The weights ([`TRIAGE`],
-//! [`AGENT`]) were fitted with `culprit eval --fit-calibration` on the *tuning halves* of the real
+//! claimed, how many other suspects a change leads …) and a logistic map turns them into a
+//! probability. The weights ([`TRIAGE`], [`AGENT`]) were fitted with `culprit eval --fit-calibration` on the *tuning halves* of the real
 //! suites (see the README's results), never on the halves the README reports calibration on.
 
 use crate::detect::{Anomaly, Source};
@@ -134,17 +134,6 @@ fn flag(b: bool) -> f64 {
 /// What kind of evidence leads a candidate, as flags: a change; a resource metric (CPU,
 /// memory); errors (error counts, log templates, broken request steps); a suspect inferred from
 /// its callers' waits. Latency and anything else is the case with no flag.
-/// How many other suspects a change leads, as ln(1 + n): concurrent releases compete for the
-/// same blame, so one of five is less surely the cause than a lone one with the same evidence.
-fn rival_changes(ranking: &Ranking, anomalies: &[Anomaly], service: &str) -> f64 {
-    let n = ranking
-        .candidates
-        .iter()
-        .filter(|c| c.service != service && anomalies.get(c.lead).is_some_and(|a| a.source == Source::Change))
-        .count();
-    (n as f64).ln_1p()
-}
-
 fn lead_kind(lead: Option<&Anomaly>) -> [f64; 4] {
     let Some(a) = lead else { return [0.0; 4] };
     let errors = matches!(
@@ -157,6 +146,17 @@ fn lead_kind(lead: Option<&Anomaly>) -> [f64; 4] {
         flag(a.source != Source::Change && errors),
         flag(a.source == Source::Inferred),
     ]
+}
+
+/// How many other suspects a change leads, as ln(1 + n): concurrent releases compete for the
+/// same blame, so one of five is less surely the cause than a lone one with the same evidence.
+fn rival_changes(ranking: &Ranking, anomalies: &[Anomaly], service: &str) -> f64 {
+    let n = ranking
+        .candidates
+        .iter()
+        .filter(|c| c.service != service && anomalies.get(c.lead).is_some_and(|a| a.source == Source::Change))
+        .count();
+    (n as f64).ln_1p()
 }
 
 /// Each triage candidate's features ([`TRIAGE_FEATURES`]), in the ranking's order.

@@ -57,11 +57,15 @@ pub struct Output {
 }
 
 const STEP: Ts = 30 * SECOND;
+const MAX_LAG: i64 = 6;
+
+/// Standard errors of Fisher's z below which a correlation could be chance: two-sided 5 % over
+/// the 2·[`MAX_LAG`] + 1 = 13 lags tried (Bonferroni).
+const CHANCE_Z: f64 = 2.9;
 
 /// Indicators of a service's own resources: the only series of the symptom service whose
 /// correlation with its symptom says something (see `assess`).
 const OWN_CAUSES: [&str; 5] = ["cpu", "mem", "connections", "queue", "io"];
-const MAX_LAG: i64 = 6;
 
 /// The resampling step: 30 s, or the symptom's own sampling interval (the median gap between its
 /// points) when that is coarser, so that series scraped once a minute still line up in time.
@@ -119,14 +123,13 @@ fn lagged(x: &[Option<f64>], y: &[Option<f64>], lag: i64) -> Option<(f64, usize)
 }
 
 /// The lower confidence bound of |r| with every lag tried counted: Fisher's
-/// z = atanh(|r|) less 2.9 standard errors 1/√(n − 3) (two-sided 5 % over the 13 lags,
-/// Bonferroni), back through tanh; 0 when the correlation could be chance. Few points give a
+/// z = atanh(|r|) less [`CHANCE_Z`] standard errors 1/√(n − 3), back through tanh; 0 when the correlation could be chance. Few points give a
 /// low bound however high r is: ten minutes of minute samples correlate by chance easily.
 fn lower_bound(c: &Correlation) -> f64 {
     if c.points <= 3 {
         return 0.0;
     }
-    let z = c.correlation.abs().min(0.999_999).atanh() - 2.9 / ((c.points - 3) as f64).sqrt();
+    let z = c.correlation.abs().min(0.999_999).atanh() - CHANCE_Z / ((c.points - 3) as f64).sqrt();
     z.max(0.0).tanh()
 }
 
@@ -321,8 +324,8 @@ impl Tool for MetricCorrelation {
 
     /// Weak evidence by design (correlation is not causation; everything on the symptom's path
     /// correlates with it): ×(0.8 + 0.7·r₋) for the best correlation at which the suspect leads
-    /// or is level, r₋ the lower confidence bound of |r| over that many points, ×1.2 more when the Granger test says its past helps; a suspect whose trouble
-    /// around the alert began more than a minute after the symptom's is discounted (×0.6).
+    /// or is level, r₋ the lower confidence bound of |r| over that many points, ×1.2 more when
+    /// the Granger test says its past helps; a suspect whose trouble around the alert began more than a minute after the symptom's is discounted (×0.6).
     fn assess(&self, _: &ToolCx, _: &Args, o: &Output, ledger: &Ledger) -> Vec<(usize, f64)> {
         if !o.alert_signal {
             return Vec::new();
