@@ -330,6 +330,7 @@ fn changerca_hands_culprit_no_label() {
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
     let fields = json.as_object_mut().expect("an object");
+    let gied = fields["GIED_result"].as_str().expect("the case's alert").to_string();
     let first_release = fields["plan"].as_object().and_then(|p| p.keys().next().cloned());
     assert_eq!(first_release.as_deref(), Some(original.truth.service.as_str()), "the leak the adapter must not use");
     for label in ["fault_release_service", "fault", "normal_service_list"] {
@@ -370,7 +371,8 @@ fn changerca_hands_culprit_no_label() {
         r
     };
     assert_eq!(report(&a), report(&b));
-    // The alert names the entry service, never the label; releases after the window are left out.
-    assert_eq!(a.alert.service, changerca::ENTRY_SERVICE);
+    // The alert is the case's own (failed calls at the service GIED blamed), never the label;
+    // releases after the window are left out.
+    assert_eq!((a.alert.service.as_str(), a.alert.signal.as_str()), (gied.as_str(), "errors"));
     assert!(a.telemetry.changes.iter().all(|c| c.time <= a.alert.time + changerca::AFTER_ALERT));
 }

@@ -16,8 +16,11 @@
 //! `fault`, `normal_service_list`): they are never read (the JSON is parsed into a type without
 //! them), and the releases reach culprit in an order shuffled by the case id, because the faulty
 //! release is the first key of every plan. The label comes from `cases_index.csv`, into
-//! `Incident::truth` only. Other methods' answers stored in the case (`GIED_result`, …) are not
-//! read either.
+//! `Incident::truth` only. The alert is the dataset's own: `GIED_result` is the service the
+//! alerting module blamed at `detect_timestamp` (ChangeRCA takes it as its input, so the anchor
+//! is measured with it too), on failed calls (GIED counts them per edge), so the signal is
+//! `errors`; `frontend` when the field is absent. The other upstream answers stored in the case
+//! (`Microrca_result`, `Microscope_result`) are not read.
 
 use super::nezha::read_dependency_csv;
 use super::{
@@ -38,7 +41,8 @@ pub const AFTER_ALERT: Ts = 2 * MINUTE;
 
 /// The system name of every case.
 pub const SYSTEM: &str = "changerca";
-/// The service through which users reach OnlineBoutique; the alert names it for every case.
+/// The service through which users reach OnlineBoutique; the alert names it when the case has no
+/// `GIED_result`.
 pub const ENTRY_SERVICE: &str = "frontend";
 const LABEL: &str = "ChangeRCA OnlineBoutique";
 
@@ -121,6 +125,9 @@ struct CaseFile {
     #[serde(rename = "experiemnt_end_time")]
     experiment_end_time: String,
     detect_timestamp: i64,
+    /// The service GIED, the alerting module ChangeRCA takes as input, blamed at the alert.
+    #[serde(rename = "GIED_result", default)]
+    gied_result: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -306,6 +313,15 @@ fn read_table(
     Ok(())
 }
 
+/// The case's alert as GIED raised it: failed calls at the service it blamed.
+fn gied_alert(file: &CaseFile, time: Ts) -> crate::model::Alert {
+    let service = file.gied_result.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(ENTRY_SERVICE);
+    let mut a = alert(LABEL, service, time);
+    a.signal = "errors".into();
+    a.title = a.title.replacen("latency alert", "failed-call alert (GIED)", 1);
+    a
+}
+
 /// Loads one case: the releases, the metrics of the case window up to [`AFTER_ALERT`] past the
 /// alert, the topology; the label only into `truth`.
 pub fn load(c: &ChangeRcaCase) -> Result<Incident, AdapterError> {
@@ -368,7 +384,7 @@ pub fn load(c: &ChangeRcaCase) -> Result<Incident, AdapterError> {
     let topology = read_dependency_csv(&c.dir.join("dependency.csv"), &mut report)?;
     Ok(Incident {
         id: c.id.clone(),
-        alert: alert(LABEL, ENTRY_SERVICE, alert_time),
+        alert: gied_alert(&file, alert_time),
         telemetry: Telemetry { metrics, changes: changes(&file, end, &c.id), ..Telemetry::default() },
         baseline: Some(Telemetry { metrics: reference, ..Telemetry::default() }),
         analysis_start: first_release,
@@ -400,5 +416,15 @@ mod tests {
         assert!(ids.iter().all(|s| s.len() == 2));
         assert!(ids.iter().any(|s| s[0] == "a") && ids.iter().any(|s| s[0] == "b"), "{ids:?}");
         assert_eq!(changes(&file, 1_050_000, "case-1").len(), 1);
+        // The alert: failed calls, at the service GIED blamed, else at the entry service.
+        let at = |f: &CaseFile| {
+            let a = gied_alert(f, 1_200_000);
+            (a.service, a.signal, a.time)
+        };
+        assert_eq!(at(&file), (ENTRY_SERVICE.to_string(), "errors".to_string(), 1_200_000));
+        let blamed: CaseFile =
+            serde_json::from_str(&json.replacen("{\"plan\"", "{\"GIED_result\": \"cartservice\", \"plan\"", 1))
+                .unwrap();
+        assert_eq!(at(&blamed).0, "cartservice");
     }
 }
