@@ -42,6 +42,11 @@ pub struct RankConfig {
     pub lasting_window: Ts,
     /// Evidence last seen this close to the end of the data is still going on.
     pub still_active: Ts,
+    /// How long after the alert evidence may begin and still count as a cause: the alert fires
+    /// on samples taken up to a scrape interval or two before it, and a metric's onset is the
+    /// sample that showed it. A service whose evidence all begins later than this is an effect
+    /// or a coincidence, never the root cause.
+    pub settle: Ts,
     /// Below this confidence the verdict is `no_root_cause`.
     pub min_confidence: f64,
     /// The strongest anomaly must reach this strength for any root cause to be reported.
@@ -62,6 +67,7 @@ impl Default for RankConfig {
             lasting: 5 * crate::model::MINUTE,
             still_active: 2 * crate::model::MINUTE,
             lasting_window: 15 * crate::model::MINUTE,
+            settle: 2 * crate::model::MINUTE,
             min_confidence: 0.2,
             min_strength: 0.45,
         }
@@ -335,11 +341,21 @@ pub fn rank(
         per_service.keys().map(|s| (*s, reach(&edges, s))).collect();
     let service_mass: BTreeMap<&str, f64> =
         per_service.iter().map(|(s, idx)| (*s, idx.iter().map(|&i| mass[i]).sum())).collect();
+    // Only what began by the alert (and the settle margin) can have caused it.
+    let latest_cause = alert.time.saturating_add(cfg.settle);
     let mut candidates: Vec<Candidate> = per_service
         .iter()
+        .filter(|(_, idx)| idx.iter().any(|&i| anomalies[i].onset <= latest_cause))
         .map(|(service, idx)| {
+            // What began in time leads (it is what the cause is named after); what began later
+            // follows it as the rest of the story (still going, or how it spread).
             let mut idx = idx.clone();
-            idx.sort_by(|&a, &b| mass[b].total_cmp(&mass[a]).then(a.cmp(&b)));
+            idx.sort_by(|&a, &b| {
+                (anomalies[b].onset <= latest_cause)
+                    .cmp(&(anomalies[a].onset <= latest_cause))
+                    .then(mass[b].total_cmp(&mass[a]))
+                    .then(a.cmp(&b))
+            });
             let score: f64 = idx.iter().map(|&i| mass[i]).sum();
             // Explained: another service reaches this one and this one does not reach it back,
             // or both reach each other and the other's influence started first.
@@ -464,6 +480,39 @@ mod tests {
             title: String::new(),
         };
         rank(anomalies, &g, &deps, &alert, &|_| alert.time, &RankConfig::default())
+    }
+
+    #[test]
+    fn evidence_that_began_after_the_alert_never_names_the_cause() {
+        use crate::model::MINUTE;
+        // The alert is at minute 35 (the latest onset below is the run's alert time, so it is
+        // set explicitly): `db` rose at 30, `cache` rose only at 65, strongly.
+        let anomalies = vec![
+            a("api", Source::Metric, "latency", 31 * MINUTE, 6.0),
+            a("db", Source::Metric, "cpu", 30 * MINUTE, 5.0),
+            a("db", Source::Metric, "mem", 66 * MINUTE, 30.0),
+            a("cache", Source::Metric, "cpu", 65 * MINUTE, 40.0),
+        ];
+        let deps = Dependencies::new(None, &[("api".into(), "db".into()), ("api".into(), "cache".into())]);
+        let g = build(&anomalies, &deps, &GraphConfig::default());
+        let alert = Alert {
+            time: 35 * MINUTE,
+            service: "api".into(),
+            signal: "latency".into(),
+            severity: Default::default(),
+            title: String::new(),
+        };
+        let r = rank(&anomalies, &g, &deps, &alert, &|_| 70 * MINUTE, &RankConfig::default());
+        let named: Vec<&str> = r.candidates.iter().map(|c| c.service.as_str()).collect();
+        assert!(!named.contains(&"cache"), "{named:?}");
+        let db = r.candidates.iter().find(|c| c.service == "db").expect("db is a suspect");
+        // Named after what it did before the alert, with what came later behind it.
+        assert_eq!(anomalies[db.lead].indicator, "cpu");
+        assert_eq!(db.anomalies, vec![1, 2]);
+        // With the margin stretched past minute 65, the late rise is a suspect again.
+        let late = RankConfig { settle: 40 * MINUTE, ..RankConfig::default() };
+        let r = rank(&anomalies, &g, &deps, &alert, &|_| 70 * MINUTE, &late);
+        assert!(r.candidates.iter().any(|c| c.service == "cache"));
     }
 
     #[test]

@@ -116,6 +116,18 @@ pub struct Report {
     pub investigation: Option<Transcript>,
 }
 
+/// For evidence that began after the alert: whether it is still going where its source's data
+/// ends, or over (it is context for the reader, never what a cause was chosen on).
+fn after_alert(a: &Anomaly, alert: Ts, data_end: Ts) -> Option<String> {
+    (a.onset > alert && a.source != Source::Change).then(|| {
+        if a.end == Ts::MAX || a.end >= data_end.saturating_sub(2 * crate::model::MINUTE) {
+            "began after the alert, still going".to_string()
+        } else {
+            format!("began after the alert, over by {}", fmt_time(a.end))
+        }
+    })
+}
+
 /// Where inside its service an anomaly sits: its signal (a log statement pair, an operation, a
 /// metric, a change's kind); nothing for a suspect inferred from its callers' waits.
 pub fn location(a: &Anomaly) -> String {
@@ -229,21 +241,8 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
         .enumerate()
         .map(|(i, c)| {
             let lead = &anomalies[c.lead];
-            let mut evidence: Vec<Evidence> = c
-                .anomalies
-                .iter()
-                .take(4)
-                .map(|&k| {
-                    let a = &anomalies[k];
-                    Evidence {
-                        time: fmt_time(a.onset),
-                        service: a.service.clone(),
-                        source: a.source,
-                        text: a.evidence.clone(),
-                    }
-                })
-                .collect();
-            // The strongest effect downstream, so the reader sees what the cause did.
+            // The lead and what followed it, then the strongest effect downstream (so the reader
+            // sees what the cause did), in time order; what began after the alert is marked so.
             let effect = triage
                 .graph
                 .edge_references()
@@ -251,15 +250,21 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
                 .map(|e| triage.graph[e.target()])
                 .filter(|k| anomalies[*k].service != c.service)
                 .max_by(|x, y| anomalies[*x].score.total_cmp(&anomalies[*y].score));
-            if let Some(k) = effect {
-                let a = &anomalies[k];
-                evidence.push(Evidence {
-                    time: fmt_time(a.onset),
-                    service: a.service.clone(),
-                    source: a.source,
-                    text: a.evidence.clone(),
-                });
-            }
+            let mut shown: Vec<usize> = c.anomalies.iter().copied().take(4).chain(effect).collect();
+            shown.sort_by_key(|&k| (anomalies[k].onset, k));
+            let evidence = shown
+                .into_iter()
+                .map(|k| {
+                    let a = &anomalies[k];
+                    Evidence {
+                        time: fmt_time(a.onset),
+                        service: a.service.clone(),
+                        source: a.source,
+                        text: after_alert(a, incident.alert.time, triage.detection.end_of(a.source))
+                            .map_or_else(|| a.evidence.clone(), |note| format!("{} ({note})", a.evidence)),
+                    }
+                })
+                .collect();
             RootCause {
                 rank: i + 1,
                 service: c.service.clone(),
