@@ -320,19 +320,58 @@ pub struct ReadReport {
     pub issues: Vec<ReadIssue>,
     /// Skipped-record counts per file.
     pub skipped_per_file: BTreeMap<String, u64>,
+    /// Records read per file: every file that was read, even when none of it could be.
+    #[serde(default)]
+    pub read_per_file: BTreeMap<String, u64>,
+    /// Files in the input that no reader took, so nothing in them was seen.
+    #[serde(default)]
+    pub ignored: Vec<String>,
 }
 
 impl ReadReport {
     /// Issues kept in full; the rest are only counted.
     pub const MAX_ISSUES: usize = 50;
 
+    /// Counts an unreadable record and keeps its issue while there is room. The report lists
+    /// them per file, so they are logged at debug level only, not as a flood of warnings.
     pub fn skip(&mut self, issue: ReadIssue) {
         self.records_skipped += 1;
         *self.skipped_per_file.entry(issue.file.clone()).or_default() += 1;
         if self.issues.len() < Self::MAX_ISSUES {
-            tracing::warn!(%issue, "skipped unreadable record");
+            tracing::debug!(%issue, "skipped unreadable record");
             self.issues.push(issue);
         }
+    }
+
+    /// Notes that `file` was read and `read` records came from it (zero included: a file that
+    /// gave nothing is the one the user must hear about).
+    pub fn count_file(&mut self, file: &str, read: u64) {
+        *self.read_per_file.entry(file.to_string()).or_default() += read;
+    }
+
+    /// Runs `read` on `file` and notes how many records it added to [`ReadReport::records_read`].
+    pub fn counting<T>(&mut self, file: &str, read: impl FnOnce(&mut ReadReport) -> T) -> T {
+        let before = self.records_read;
+        let out = read(self);
+        let n = self.records_read.saturating_sub(before);
+        self.count_file(file, n);
+        out
+    }
+
+    /// Files whose records were mostly unreadable (more skipped than read), with both counts:
+    /// what culprit did not see.
+    pub fn unreadable_files(&self) -> Vec<(&str, u64, u64)> {
+        let mut files: Vec<&str> =
+            self.read_per_file.keys().chain(self.skipped_per_file.keys()).map(String::as_str).collect();
+        files.sort_unstable();
+        files.dedup();
+        files
+            .into_iter()
+            .map(|f| {
+                (f, self.read_per_file.get(f).copied().unwrap_or(0), self.skipped_per_file.get(f).copied().unwrap_or(0))
+            })
+            .filter(|(_, read, skipped)| skipped > read)
+            .collect()
     }
 
     pub fn merge(&mut self, other: ReadReport) {
@@ -340,6 +379,14 @@ impl ReadReport {
         self.records_skipped += other.records_skipped;
         for (k, v) in other.skipped_per_file {
             *self.skipped_per_file.entry(k).or_default() += v;
+        }
+        for (k, v) in other.read_per_file {
+            *self.read_per_file.entry(k).or_default() += v;
+        }
+        for f in other.ignored {
+            if !self.ignored.contains(&f) {
+                self.ignored.push(f);
+            }
         }
         let room = Self::MAX_ISSUES.saturating_sub(self.issues.len());
         self.issues.extend(other.issues.into_iter().take(room));

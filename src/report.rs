@@ -20,6 +20,9 @@ pub const SCHEMA: &str = "culprit.report/v1";
 pub enum Verdict {
     RootCause,
     NoRootCause,
+    /// Data the answer depends on could not be read (or is missing): no cause is presented as
+    /// if it had been seen; `data.problems` says what to fix.
+    InsufficientData,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +101,10 @@ pub struct DataSummary {
     pub unchecked: Vec<String>,
     /// Records that could not be read.
     pub unreadable: ReadReport,
+    /// Why the data is not enough to name a cause, each with what to fix (empty when it is):
+    /// a file mostly unreadable, a data file no reader took, no data of the alerting service.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,12 +311,17 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
         .collect();
     let mut unreadable = incident.read_report.clone();
     unreadable.merge(triage.detection.read_report.clone());
+    let problems = data_problems(incident, triage, &unreadable);
     let t = &incident.telemetry;
     Report {
         schema: SCHEMA.into(),
         incident: incident.id.clone(),
         alert: incident.alert.clone(),
-        verdict: if ranking.has_root_cause { Verdict::RootCause } else { Verdict::NoRootCause },
+        verdict: match (problems.is_empty(), ranking.has_root_cause) {
+            (false, _) => Verdict::InsufficientData,
+            (true, true) => Verdict::RootCause,
+            (true, false) => Verdict::NoRootCause,
+        },
         root_causes,
         timeline,
         groups,
@@ -324,8 +336,52 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
             dependencies: triage.dependencies.origin.to_string(),
             unchecked: triage.detection.unchecked.clone(),
             unreadable,
+            problems,
         },
     }
+}
+
+/// File extensions of telemetry a reader may exist for: an ignored file with one of them is data
+/// culprit did not see.
+const DATA_EXTENSIONS: [&str; 8] = ["json", "jsonl", "ndjson", "csv", "tsv", "prom", "log", "gz"];
+
+/// What keeps the data from supporting an answer, each with what to fix: files mostly unreadable,
+/// data files no reader took, and an alerting service with no metric, log or span at all.
+fn data_problems(incident: &Incident, triage: &Triage, read: &ReadReport) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (file, ok, skipped) in read.unreadable_files() {
+        let why = read.issues.iter().find(|i| i.file == file).map(|i| format!(" (first: {i})")).unwrap_or_default();
+        problems.push(format!(
+            "{file}: {skipped} of {} records could not be read{why}; fix the fields docs/bundle-format.md names for \
+             this format",
+            ok + skipped
+        ));
+    }
+    for file in &read.ignored {
+        let ext = file.rsplit('.').next().unwrap_or_default().to_ascii_lowercase();
+        if DATA_EXTENSIONS.contains(&ext.as_str()) {
+            problems.push(format!(
+                "{file}: not read, no reader takes a file of this name; rename it as docs/bundle-format.md lists \
+                 (metrics*.prom, logs*.jsonl, traces*.json, spans*.csv, changes*.jsonl, …) or remove it"
+            ));
+        }
+    }
+    let service = incident.alert.service.as_str();
+    let in_baseline = |f: &dyn Fn(&crate::model::Telemetry) -> bool| incident.baseline.as_ref().is_some_and(f);
+    let has_metrics = |t: &crate::model::Telemetry| t.metrics.iter().any(|s| s.service == service);
+    let has_spans = |t: &crate::model::Telemetry| t.spans.iter().any(|s| s.service == service);
+    let seen = has_metrics(&incident.telemetry)
+        || has_spans(&incident.telemetry)
+        || in_baseline(&has_metrics)
+        || in_baseline(&has_spans)
+        || triage.detection.log_services.contains(service);
+    if !service.is_empty() && !seen {
+        problems.push(format!(
+            "no metric, log line or span of `{service}`, the service the alert names, was read; check the \
+             service field or label of its telemetry (service, service.name, job, …) or the alert's service"
+        ));
+    }
+    problems
 }
 
 /// Sets the triage's printed confidences (`calibrate::triage_confidences`) on the root causes,
@@ -355,7 +411,7 @@ pub fn add_investigation(r: &mut Report, t: Transcript, triage: &Triage) {
         // A root cause the agent held no hypothesis about has its share in "none of these".
         c.confidence = round3(confidences.iter().find(|(s, _)| *s == c.service).map_or(0.0, |(_, p)| *p));
     }
-    if t.conclusion.service.is_none() {
+    if t.conclusion.service.is_none() && r.verdict == Verdict::RootCause {
         r.verdict = Verdict::NoRootCause;
     }
     r.investigation = Some(t);
@@ -375,6 +431,8 @@ pub fn render_text(r: &Report) -> String {
         fmt_time(a.time),
         a.severity
     );
+    let _ = writeln!(s);
+    render_data(&mut s, &r.data);
     let _ = writeln!(s);
     match (r.verdict, r.root_causes.first()) {
         (Verdict::RootCause, Some(top)) => {
@@ -396,27 +454,43 @@ pub fn render_text(r: &Report) -> String {
                 let _ = writeln!(s, "  - {} [{}] {}", e.time, e.source.as_str(), e.text);
             }
         }
+        (Verdict::InsufficientData, _) => {
+            let _ = writeln!(s, "## Insufficient data: culprit names no root cause from data it could not read.");
+            let _ = writeln!(s, "What to fix:");
+            for p in &r.data.problems {
+                let _ = writeln!(s, "  - {p}");
+            }
+        }
         _ => {
             let _ = writeln!(s, "## No root cause: nothing anomalous enough explains the alert.");
             let _ = writeln!(s, "The alert may be noise, or the cause is outside the data culprit saw.");
         }
     }
-    if r.root_causes.len() > 1 || r.verdict == Verdict::NoRootCause {
+    if r.root_causes.len() > 1 || (r.verdict != Verdict::RootCause && !r.root_causes.is_empty()) {
         let _ = writeln!(
             s,
             "\n## {}",
-            if r.verdict == Verdict::RootCause { "Other candidates" } else { "Weak suspicions" }
+            match r.verdict {
+                Verdict::RootCause => "Other candidates",
+                Verdict::NoRootCause => "Weak suspicions",
+                Verdict::InsufficientData => "Suspicions from the data that could be read (not a verdict)",
+            }
         );
         let skip = usize::from(r.verdict == Verdict::RootCause);
         for c in r.root_causes.iter().skip(skip) {
+            // With data missing, a percentage would claim a certainty nobody has.
+            let confidence = if r.verdict == Verdict::InsufficientData {
+                String::new()
+            } else {
+                format!(" confidence {:.0} %", c.confidence * 100.0)
+            };
             let _ = writeln!(
                 s,
-                "  {}. {} ({} {}) confidence {:.0} %{}",
+                "  {}. {} ({} {}){confidence}{}",
                 c.rank,
                 c.service,
                 c.kind,
                 c.indicator,
-                c.confidence * 100.0,
                 if c.explained { " — explained by an upstream cause" } else { "" }
             );
         }
@@ -432,21 +506,58 @@ pub fn render_text(r: &Report) -> String {
     if r.timeline.len() > 25 {
         let _ = writeln!(s, "  … {} more (use --json for all)", r.timeline.len() - 25);
     }
-    let d = &r.data;
+    s
+}
+
+/// Files listed one per line in the text report before the rest are summed up.
+const FILES_LISTED: usize = 12;
+
+/// What was read and what was not, per file, one line each (the files with skipped records
+/// first), then what the data amounts to.
+fn render_data(s: &mut String, d: &DataSummary) {
+    let u = &d.unreadable;
+    let mut files: Vec<(&str, u64, u64)> = u
+        .read_per_file
+        .keys()
+        .chain(u.skipped_per_file.keys())
+        .map(|f| {
+            (f.as_str(), u.read_per_file.get(f).copied().unwrap_or(0), u.skipped_per_file.get(f).copied().unwrap_or(0))
+        })
+        .collect();
+    files.sort_by(|a, b| (b.2 > 0).cmp(&(a.2 > 0)).then(a.0.cmp(b.0)));
+    files.dedup_by(|a, b| a.0 == b.0);
     let _ = writeln!(
         s,
-        "\nData: {} metric series, {} log lines ({} templates), {} spans, {} changes; dependencies from {}.",
+        "## Data read: {} files, {} records read, {} skipped{}",
+        files.len(),
+        u.records_read,
+        u.records_skipped,
+        if u.ignored.is_empty() { String::new() } else { format!(", {} files not read", u.ignored.len()) }
+    );
+    for (file, read, skipped) in files.iter().take(FILES_LISTED) {
+        let why = if *skipped > 0 {
+            let first = u.issues.iter().find(|i| i.file == *file).map(|i| format!("; first: {i}")).unwrap_or_default();
+            format!(", {skipped} skipped{first}")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(s, "  {file}: {read} records read{why}");
+    }
+    if files.len() > FILES_LISTED {
+        let rest = &files[FILES_LISTED..];
+        let skipped: u64 = rest.iter().map(|f| f.2).sum();
+        let _ = writeln!(s, "  … {} more files ({} records skipped in them)", rest.len(), skipped);
+    }
+    for f in &u.ignored {
+        let _ = writeln!(s, "  {f}: not read (no reader takes this file name)");
+    }
+    let _ = writeln!(
+        s,
+        "In all: {} metric series, {} log lines ({} templates), {} spans, {} changes; dependencies from {}.",
         d.metric_series, d.log_lines, d.log_templates, d.spans, d.changes, d.dependencies
     );
     if !d.unchecked.is_empty() {
         let _ =
             writeln!(s, "Not checked: {} signals lacked reference data (e.g. {}).", d.unchecked.len(), d.unchecked[0]);
     }
-    if d.unreadable.records_skipped > 0 {
-        let _ = writeln!(s, "Unreadable: {} records skipped:", d.unreadable.records_skipped);
-        for i in d.unreadable.issues.iter().take(10) {
-            let _ = writeln!(s, "  - {i}");
-        }
-    }
-    s
 }

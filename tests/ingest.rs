@@ -122,13 +122,15 @@ fn prometheus_query_range_pretty_and_per_line() {
     assert_eq!(series(&all, "checkout", "latency_p99").points, vec![(T0 + 123, 0.25), (T0 + 60_000, 0.5)]);
     assert_eq!(series(&all, "cart", r#"up{instance="a"}"#).points, vec![(T0, 1.0)]);
 
-    // One response per line, with a broken line in the middle.
+    // One response per line, with a broken line in the middle; the file's name names the result
+    // that has no `__name__` (an aggregated query's).
     let compact: String = serde_json::from_str::<serde_json::Value>(RANGE).unwrap().to_string();
-    let path = write(dir.path(), "lines.json", &format!("{compact}\n{{\"status\": \"succ\n{compact}\n"));
+    let path = write(dir.path(), "error_rate.json", &format!("{compact}\n{{\"status\": \"succ\n{compact}\n"));
     let mut report = ReadReport::default();
     let all = ingest::read_prometheus_query_range(&path, &mut report).unwrap();
-    assert_eq!(report.records_read, 6);
+    assert_eq!(report.records_read, 8);
     assert_eq!(series(&all, "checkout", "latency_p99").points.len(), 4);
+    assert_eq!(series(&all, "cart", "error_rate").points, vec![(T0, 1.0), (T0, 1.0)]);
     assert_eq!(report.issues.iter().filter(|i| i.line == 2).count(), 1);
 }
 
@@ -559,7 +561,14 @@ fn load_bundle_finds_files_by_name_and_folder() {
         inc.telemetry.metrics.iter().map(|s| (s.service.as_str(), s.metric.as_str())).collect();
     assert_eq!(
         names,
-        vec![("a", "cpu"), ("b", "cpu"), ("checkout", "latency_p99"), ("cart", "up{instance=\"a\"}"), ("c", "mem")]
+        vec![
+            ("a", "cpu"),
+            ("b", "cpu"),
+            ("checkout", "latency_p99"),
+            ("cart", "up{instance=\"a\"}"),
+            ("cart", "range"),
+            ("c", "mem")
+        ]
     );
     let logs: Vec<(String, LogFormat)> = inc
         .telemetry
@@ -582,8 +591,12 @@ fn load_bundle_finds_files_by_name_and_folder() {
     assert_eq!(inc.topology.as_ref().map(|t| t.edges.len()), Some(1));
     assert_eq!(inc.truth.as_ref().map(|t| t.kind.as_str()), Some("cpu_hog"));
     assert_eq!(inc.baseline.as_ref().map(|b| b.metrics[0].points.clone()), Some(vec![(T0 - 1_000_000, 0.5)]));
-    // The query_range file's three bad points/results and the bogus change kind.
-    assert_eq!(inc.read_report.records_skipped, 4, "{:#?}", inc.read_report.issues);
+    // The query_range file's two bad points (its nameless result is named after the file) and
+    // the bogus change kind.
+    assert_eq!(inc.read_report.records_skipped, 3, "{:#?}", inc.read_report.issues);
+    // Files no reader takes are listed as not read.
+    let ignored: Vec<&str> = inc.read_report.ignored.iter().map(|f| f.rsplit('/').next().unwrap_or(f)).collect();
+    assert_eq!(ignored, vec!["README.md", "notes.txt"]);
     assert!(inc
         .read_report
         .issues
@@ -779,7 +792,17 @@ fn write_then_load_round_trips() {
     };
     ingest::write_bundle(&incident, Some(&truth), &d).unwrap();
     let back = ingest::load_bundle(&d).unwrap();
-    assert_eq!(back.read_report, ReadReport { records_read: back.read_report.records_read, ..Default::default() });
+    assert_eq!(
+        back.read_report,
+        ReadReport {
+            records_read: back.read_report.records_read,
+            read_per_file: back.read_report.read_per_file.clone(),
+            ..Default::default()
+        }
+    );
+    // Every file written was read, and counted as read.
+    assert_eq!(back.read_report.read_per_file.values().sum::<u64>(), back.read_report.records_read);
+    assert!(back.read_report.read_per_file.values().all(|&n| n > 0), "{:?}", back.read_report.read_per_file);
     assert_eq!((&back.id, &back.alert, back.analysis_start), (&incident.id, &incident.alert, incident.analysis_start));
     assert_eq!(back.topology, incident.topology);
     assert_eq!(back.truth.as_ref(), Some(&truth));

@@ -203,7 +203,9 @@ fn degenerate_incidents_are_answered_not_panicked_on() {
         read_report: Default::default(),
     };
     let r = investigate(&empty);
-    assert_eq!(r.verdict, Verdict::NoRootCause);
+    // Nothing at all of the alerting service: not "no root cause" but "no data".
+    assert_eq!(r.verdict, Verdict::InsufficientData);
+    assert!(r.data.problems.iter().any(|p| p.contains("`web`")), "{:?}", r.data.problems);
     assert!(r.root_causes.is_empty());
 
     let mut odd = empty.clone();

@@ -166,5 +166,6 @@ fn report_on(bundle: &Path, json: bool, triage: triage::Config, agent: &AgentArg
     Ok(match out.report.verdict {
         Verdict::RootCause => ExitCode::SUCCESS,
         Verdict::NoRootCause => ExitCode::from(3),
+        Verdict::InsufficientData => ExitCode::from(4),
     })
 }

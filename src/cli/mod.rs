@@ -27,7 +27,9 @@ use std::process::ExitCode;
 /// `culprit investigate /tmp/inc`.
 ///
 /// Exit codes: 0 a root cause was found (or the verb succeeded), 3 the analysis found no root
-/// cause, 1 an error (unreadable input, bad arguments to a verb), 2 a usage error.
+/// cause, 4 insufficient data (a file mostly unreadable, a data file no reader takes, nothing of
+/// the alerting service: the report says what to fix), 1 an error (unreadable input, bad
+/// arguments to a verb), 2 a usage error.
 #[derive(Parser, Debug)]
 #[command(name = "culprit", version, about, long_about, propagate_version = true)]
 pub struct Cli {

@@ -239,6 +239,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection, on_l
         out.source_end.insert(Source::Log, last);
     }
     out.read_report.merge(report);
+    out.log_services.extend(services.keys().cloned());
     for (name, s) in &services {
         out.log_templates += s.drain.templates.len();
         judge_service(name, s, incident.baseline.is_none(), cfg, out);

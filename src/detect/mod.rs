@@ -113,6 +113,9 @@ pub struct Detection {
     /// ten of metrics).
     #[serde(default)]
     pub source_end: std::collections::BTreeMap<Source, Ts>,
+    /// Services that wrote any log line read (with metrics and spans, what the data covers).
+    #[serde(default)]
+    pub log_services: std::collections::BTreeSet<String>,
 }
 
 impl Detection {

@@ -95,22 +95,25 @@ pub fn load_telemetry(dir: &Path, report: &mut ReadReport) -> Result<Telemetry, 
         let Some(kind) = classify(folder, &base) else {
             if folder.is_some() || !matches!(base.as_str(), "incident.json" | "truth.json" | "topology.json") {
                 tracing::debug!(file = %path.display(), "not a telemetry file name; ignored");
+                report.ignored.push(io::display(&path));
             }
             continue;
         };
         tracing::debug!(file = %path.display(), ?kind, "reading");
-        let result = match kind {
+        if let FileKind::Logs(format) = kind {
+            // Streamed (and counted) whenever a stage reads the logs.
+            t.logs.files.push(LogFile { path: path.clone(), format });
+            continue;
+        }
+        let result = report.counting(&io::display(&path), |report| match kind {
             FileKind::PromText => read_prometheus_text(&path, report).map(|s| t.metrics.extend(s)),
             FileKind::QueryRange => read_prometheus_query_range(&path, report).map(|s| t.metrics.extend(s)),
             FileKind::WideCsv => read_wide_csv(&path, report).map(|s| t.metrics.extend(s)),
             FileKind::OtlpTraces => read_otlp_traces(&path, report).map(|s| t.spans.extend(s)),
             FileKind::SpanCsv => read_span_csv(&path, report).map(|s| t.spans.extend(s)),
             FileKind::Changes => read_changes(&path, report).map(|c| t.changes.extend(c)),
-            FileKind::Logs(format) => {
-                t.logs.files.push(LogFile { path: path.clone(), format });
-                Ok(())
-            }
-        };
+            FileKind::Logs(_) => Ok(()),
+        });
         if let Err(e) = result {
             report.skip(file_issue(&path, &e));
         }
@@ -144,7 +147,7 @@ pub fn load_bundle(dir: &Path) -> Result<Incident, IngestError> {
     let baseline = if baseline_dir.is_dir() { Some(load_telemetry(&baseline_dir, &mut report)?) } else { None };
     let topology_path = dir.join("topology.json");
     let topology = if topology_path.is_file() {
-        match read_topology(&topology_path, &mut report) {
+        match report.counting(&io::display(&topology_path), |r| read_topology(&topology_path, r)) {
             Ok(t) => Some(t),
             Err(e) => {
                 report.skip(file_issue(&topology_path, &e));

@@ -27,16 +27,21 @@ pub(crate) fn change_from_json(obj: &Value) -> Result<Change, (&'static str, Str
 }
 
 fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
-    let time = match io::get(obj, &["time", "timestamp", "ts"]) {
+    let time = match io::get(obj, &io::TIME_FIELDS) {
         None => return Err(("time", "missing".into())),
         Some(v) => io::time_of(v).ok_or_else(|| ("time", format!("not a time: {v}")))?,
     };
-    let service = match io::get(obj, &["service", "service.name", "service_name"]) {
-        None => return Err(("service", "missing".into())),
+    let service = match io::get(obj, &io::SERVICE_FIELDS) {
+        None => return Err(("service", "missing (nor any of service.name, app, k8s.container.name, job, …)".into())),
         Some(v) => io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?,
     };
     let kind = match io::get(obj, &["kind", "type"]) {
-        None => return Err(("kind", "missing".into())),
+        // Without a kind, what the record holds says it: a version is a deploy, a flag a flag
+        // flip, changed keys a config change.
+        None if io::get(obj, &["version", "previous_version", "image"]).is_some() => ChangeKind::Deploy,
+        None if io::get(obj, &["flag", "flag_key", "feature_flag"]).is_some() => ChangeKind::Flag,
+        None if io::get(obj, &["keys", "changed_keys"]).is_some() => ChangeKind::Config,
+        None => return Err(("kind", "missing, and no version, flag or keys to tell it by".into())),
         Some(v) => v
             .as_str()
             .and_then(ChangeKind::parse)

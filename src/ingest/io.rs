@@ -289,10 +289,44 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The first of `keys` present in `obj` with a non-null value.
+/// The first of `keys` present in `obj` with a non-null value. A key with dots is also looked up
+/// as a path of nested objects (`kubernetes.labels.app`), as log shippers nest them.
 pub(crate) fn get<'a>(obj: &'a Value, keys: &[&str]) -> Option<&'a Value> {
-    keys.iter().find_map(|k| obj.get(k).filter(|v| !v.is_null()))
+    keys.iter().find_map(|k| obj.get(k).or_else(|| nested(obj, k)).filter(|v| !v.is_null()))
 }
+
+fn nested<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    if !path.contains('.') {
+        return None;
+    }
+    path.split('.').try_fold(obj, |v, part| v.get(part))
+}
+
+/// Where a JSON record may name its service, most specific first: culprit's own field, the
+/// OpenTelemetry attribute, then what log shippers and platforms call it (Kubernetes container,
+/// app label, Prometheus job).
+pub(crate) const SERVICE_FIELDS: [&str; 16] = [
+    "service",
+    "service.name",
+    "service_name",
+    "serviceName",
+    "resource.service.name",
+    "app",
+    "application",
+    "app_name",
+    "k8s.container.name",
+    "k8s.deployment.name",
+    "kubernetes.container_name",
+    "kubernetes.labels.app",
+    "container_name",
+    "container",
+    "job",
+    "component",
+];
+
+/// Where a JSON record may hold its time.
+pub(crate) const TIME_FIELDS: [&str; 8] =
+    ["time", "timestamp", "ts", "@timestamp", "datetime", "date", "timeUnixNano", "eventTime"];
 
 /// A JSON value as text: strings as they are, anything else as compact JSON.
 pub(crate) fn to_text(v: &Value) -> String {

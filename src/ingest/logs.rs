@@ -18,8 +18,9 @@ pub fn for_each_log(logs: &Logs, report: &mut ReadReport, mut f: impl FnMut(LogR
         f(r.clone());
     }
     for file in &logs.files {
-        if let Err(e) = read_log_file(file, report, &mut f) {
-            report.skip(io::issue(&io::display(&file.path), 0, None, io::error_chain(&e)));
+        let name = io::display(&file.path);
+        if let Err(e) = report.counting(&name, |r| read_log_file(file, r, &mut f)) {
+            report.skip(io::issue(&name, 0, None, io::error_chain(&e)));
         }
     }
 }
@@ -98,15 +99,15 @@ pub fn read_json_lines_logs(
 }
 
 fn json_log(obj: &Value) -> Result<LogRecord, (&'static str, String)> {
-    let time = match io::get(obj, &["time", "timestamp", "ts", "@timestamp"]) {
+    let time = match io::get(obj, &io::TIME_FIELDS) {
         None => return Err(("time", "missing".into())),
         Some(v) => io::time_of(v).ok_or_else(|| ("time", format!("not a time: {v}")))?,
     };
-    let service = match io::get(obj, &["service", "service.name", "service_name"]) {
-        None => return Err(("service", "missing".into())),
+    let service = match io::get(obj, &io::SERVICE_FIELDS) {
+        None => return Err(("service", "missing (nor any of service.name, app, k8s.container.name, job, …)".into())),
         Some(v) => io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?,
     };
-    let message = match io::get(obj, &["message", "msg", "body"]) {
+    let message = match io::get(obj, &["message", "msg", "body", "log", "text", "event"]) {
         None => return Err(("message", "missing".into())),
         Some(v) => io::to_text(v),
     };

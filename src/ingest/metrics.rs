@@ -321,9 +321,22 @@ pub fn read_prometheus_text(path: &Path, report: &mut ReadReport) -> Result<Vec<
 /// or one (pretty-printed) document per file. Each point is a record.
 pub fn read_prometheus_query_range(path: &Path, report: &mut ReadReport) -> Result<Vec<Series>, IngestError> {
     let file = io::display(path);
+    let name = name_from_file(path);
     let mut out = SeriesBuilder::default();
-    io::for_each_json_doc(path, report, &mut |n, doc, report| query_range_doc(&doc, &file, n, None, report, &mut out))?;
+    io::for_each_json_doc(path, report, &mut |n, doc, report| {
+        query_range_doc(&doc, &file, n, name.as_deref(), report, &mut out)
+    })?;
     Ok(out.finish())
+}
+
+/// The metric a `query_range` file is named after, for results without `__name__` (an
+/// aggregated query drops it): the file's stem without a `metrics` prefix
+/// (`metrics/error_rate.json`, `metrics-error_rate.json` → `error_rate`); none for `metrics.json`.
+fn name_from_file(path: &Path) -> Option<String> {
+    let base = io::base_name(path);
+    let stem = base.strip_suffix(".json").unwrap_or(&base);
+    let stem = stem.strip_prefix("metrics").map_or(stem, |rest| rest.trim_start_matches(['-', '_', '.']));
+    (!stem.is_empty()).then(|| stem.to_string())
 }
 
 /// The series of one Prometheus HTTP API response, such as a live `query_range` answer.
@@ -363,7 +376,12 @@ fn query_range_doc(
             .map(|(_, v)| v.clone())
             .or_else(|| fallback.map(str::to_string))
         else {
-            report.skip(io::issue(file, n, Some("__name__"), format!("result {i} has no metric name")));
+            report.skip(io::issue(
+                file,
+                n,
+                Some("__name__"),
+                format!("result {i} has no metric name (name the file after the metric: metrics/<name>.json)"),
+            ));
             continue;
         };
         let Some(service) = service_of(&labels) else {
@@ -407,30 +425,51 @@ fn query_range_doc(
     }
 }
 
-/// Reads a wide CSV: a `time` (or `timestamp`) column and one `<service>_<metric>` column per
-/// series, split at the first underscore (`carts-db_cpu` → `carts-db` / `cpu`). Times are epoch
-/// numbers of any unit or date strings. Empty cells are missing values; other unreadable cells are
-/// issues naming the column, and the rest of the row is kept.
+/// The service and metric a wide CSV column names: a Prometheus series
+/// (`error_rate{service="checkout"}`, the service from its service label), else `<service>.<metric>`
+/// or `<service>_<metric>` split at the first dot or underscore, whichever comes first
+/// (`checkout.error_rate` → `checkout` / `error_rate`, `carts-db_cpu` → `carts-db` / `cpu`).
+fn wide_column(h: &str) -> Result<(String, String), &'static str> {
+    if h.contains('{') {
+        let line = format!("{h} 0");
+        let sample = parse_sample(&line).map_err(|_| "not a Prometheus series name")?;
+        let service = service_of(&sample.labels).ok_or("no service label (service, job, app, …) in the column name")?;
+        return Ok((service, metric_name(&sample.name, &sample.labels)));
+    }
+    match h.find(['.', '_']).map(|i| (&h[..i], &h[i + 1..])) {
+        Some((svc, metric)) if !svc.is_empty() && !metric.is_empty() => Ok((svc.to_string(), metric.to_string())),
+        _ => Err("column name is not `<service>_<metric>`, `<service>.<metric>` or `metric{service=\"…\"}`"),
+    }
+}
+
+/// Reads a metric CSV. Wide: a `time` (or `timestamp`) column and one column per series, named as
+/// [`wide_column`] reads it. Long: `time`, `service`, `metric` (or `name`) and `value` columns,
+/// one point per row. Times are epoch numbers of any unit or date strings. Empty cells are
+/// missing values; other unreadable cells are issues naming the column, and the rest of the row
+/// is kept.
 pub fn read_wide_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Series>, IngestError> {
     let mut rows = CsvRows::open(path)?;
     let file = rows.file().to_string();
-    let Some(time_col) = rows.column(&["time", "timestamp"]) else {
+    let Some(time_col) = rows.column(&["time", "timestamp", "ts"]) else {
         return Err(IngestError::Invalid {
             file,
             field: "time".into(),
             message: "no `time` or `timestamp` column".into(),
         });
     };
+    if let (Some(s), Some(m), Some(v)) =
+        (rows.column(&["service"]), rows.column(&["metric", "name", "metric_name"]), rows.column(&["value"]))
+    {
+        return Ok(read_long_csv(&mut rows, [time_col, s, m, v], report));
+    }
     let mut cols: Vec<(usize, String, String)> = Vec::new();
     for (i, h) in rows.headers.iter().enumerate() {
         if i == time_col {
             continue;
         }
-        match h.split_once('_') {
-            Some((svc, metric)) if !svc.is_empty() && !metric.is_empty() => {
-                cols.push((i, svc.to_string(), metric.to_string()))
-            }
-            _ => report.skip(io::issue(&file, 1, Some(h), "column name is not `<service>_<metric>`; column ignored")),
+        match wide_column(h) {
+            Ok((svc, metric)) => cols.push((i, svc, metric)),
+            Err(why) => report.skip(io::issue(&file, 1, Some(h), format!("{why}; column ignored"))),
         }
     }
     let time_name = rows.headers[time_col].clone();
@@ -454,6 +493,33 @@ pub fn read_wide_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Series>
         report.records_read += 1;
     }
     Ok(out.finish())
+}
+
+/// The long format: one (time, service, metric, value) point per row.
+fn read_long_csv(rows: &mut CsvRows, [t_col, s_col, m_col, v_col]: [usize; 4], report: &mut ReadReport) -> Vec<Series> {
+    let file = rows.file().to_string();
+    let mut out = SeriesBuilder::default();
+    while let Some(n) = rows.next_record(report) {
+        let cell = rows.get(t_col);
+        let Some(t) = parse_time_str(&cell) else {
+            report.skip(io::issue(&file, n, Some(&rows.headers[t_col]), format!("bad time {:?}", short(&cell))));
+            continue;
+        };
+        let (service, metric) = (rows.get(s_col).trim().to_string(), rows.get(m_col).trim().to_string());
+        if service.is_empty() || metric.is_empty() {
+            let field = if service.is_empty() { &rows.headers[s_col] } else { &rows.headers[m_col] };
+            report.skip(io::issue(&file, n, Some(field), "empty"));
+            continue;
+        }
+        match parse_value(&rows.get(v_col)) {
+            Ok(v) => {
+                out.push(&service, &metric, t, v);
+                report.records_read += 1;
+            }
+            Err(msg) => report.skip(io::issue(&file, n, Some(&rows.headers[v_col]), msg.to_string())),
+        }
+    }
+    out.finish()
 }
 
 /// How a series is written in exposition format: `name{service="s",labels}` when the metric is a
