@@ -6,6 +6,8 @@
 //!   127.0.0.1 (Debian's packages) with a small exporter, the real OpenTelemetry Python SDK
 //!   exporting to culprit's receiver, the `culprit serve` binary, and the web page driven in
 //!   headless Chromium (screenshot saved under the target dir);
+//! - `an_alertmanager_group_with_one_bad_alert_investigates_the_good_ones`: alert by alert, the
+//!   bad one answered and audited with its reason;
 //! - `load_test_loses_no_alert`: a short run of `culprit bench --serve`'s load test.
 //!
 //! The servers come from `scripts/setup.sh --llm` (run by `make test`), which exports their paths
@@ -243,6 +245,42 @@ async fn api_auth_audit_and_feedback() {
     assert!(count("denied") >= 5, "{audit:?}");
     let fb_line = audit.iter().find(|l| l["action"] == "feedback").unwrap();
     assert_eq!((fb_line["who"].as_str(), fb_line["target"].as_str()), (Some("alertmanager"), Some(id.as_str())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alertmanager_group_with_one_bad_alert_investigates_the_good_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, _app) = start_in_process(dir.path()).await;
+    let group = json!({
+        "version": "4", "status": "firing", "receiver": "culprit",
+        "commonLabels": { "severity": "warning" },
+        "alerts": [
+            { "status": "firing", "labels": { "alertname": "CartErrors", "service": "cart" }, "startsAt": "2026-12-07T10:00:00Z" },
+            { "status": "firing", "labels": { "alertname": "NodeDown", "instance": "10.0.0.7:9100" }, "startsAt": "2026-12-07T10:00:00Z" },
+            { "status": "firing", "labels": { "alertname": "ShippingLatency", "job": "shipping" }, "startsAt": "2026-12-07T10:00:00Z" }
+        ]
+    });
+    let (s, v) = api.call("POST", "/v1/alerts/alertmanager", Some(OPERATOR), Some(group.to_string())).await;
+    assert_eq!(s, 202, "{v}");
+    let outcomes: Vec<&str> = v["alerts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, vec!["started", "rejected", "started"], "{v}");
+    assert!(v["alerts"][1]["error"].as_str().unwrap().contains("no service label"), "{v}");
+    for i in [0, 2] {
+        let id = v["alerts"][i]["investigation"].as_str().unwrap();
+        let done = api.wait_done(id, Duration::from_secs(60)).await;
+        assert_eq!(done["status"], "done", "{done}");
+    }
+    // A group with nothing readable is the sender's error, as a whole; both are audited.
+    let bad = json!({ "alerts": [{ "labels": { "alertname": "X" } }] });
+    let (s, v) = api.call("POST", "/v1/alerts/alertmanager", Some(OPERATOR), Some(bad.to_string())).await;
+    assert_eq!(s, 400, "{v}");
+    let audit = audit_lines(dir.path());
+    let rejected: Vec<&Value> = audit.iter().filter(|l| l["action"] == "alert.rejected").collect();
+    assert_eq!(rejected.len(), 2, "{audit:?}");
+    assert_eq!(rejected[0]["detail"]["index"], 1);
+    assert_eq!(rejected[0]["detail"]["labels"]["instance"], "10.0.0.7:9100");
+    assert!(rejected[0]["detail"]["reason"].as_str().unwrap().contains("no service label"));
+    assert_eq!(audit.iter().filter(|l| l["action"] == "alert.received").count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,9 +129,10 @@ pub enum AlertError {
     Time(String),
 }
 
-/// The alerts of an Alertmanager webhook. An alert without a service label is an error naming
-/// its index (Alertmanager sends whatever labels the rule has).
-pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incoming>, AlertError> {
+/// The alerts of an Alertmanager webhook, each on its own: an alert without a service label is an
+/// error naming its index (Alertmanager sends whatever labels the rule has), and the others of
+/// the group are read all the same (Alertmanager does not resend a group it got a 4xx for).
+pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Vec<Result<Incoming, AlertError>> {
     if let Some(v) = &p.version {
         if v != "4" {
             tracing::warn!(version = %v, "Alertmanager webhook version other than 4; reading it as 4");
@@ -141,8 +142,10 @@ pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incomin
     for (i, a) in p.alerts.iter().enumerate() {
         let mut labels = p.common_labels.clone();
         labels.extend(a.labels.clone());
-        let svc =
-            service(&labels).ok_or_else(|| AlertError::NoService { index: i, labels: SERVICE_LABELS.join(", ") })?;
+        let Some(svc) = service(&labels) else {
+            out.push(Err(AlertError::NoService { index: i, labels: SERVICE_LABELS.join(", ") }));
+            continue;
+        };
         let annotations: BTreeMap<String, String> =
             p.common_annotations.clone().into_iter().chain(a.annotations.clone()).collect();
         let time =
@@ -154,7 +157,7 @@ pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incomin
             .cloned()
             .unwrap_or_else(|| format!("alert on {svc}"));
         let firing = a.status.as_deref().or(p.status.as_deref()).is_none_or(|s| s != "resolved");
-        out.push(Incoming {
+        out.push(Ok(Incoming {
             alert: Alert {
                 time,
                 service: svc,
@@ -165,9 +168,9 @@ pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Result<Vec<Incomin
             fingerprint: a.fingerprint.clone().filter(|f| !f.is_empty()).unwrap_or_else(|| fingerprint_of(&labels)),
             firing,
             labels,
-        });
+        }));
     }
-    Ok(out)
+    out
 }
 
 pub fn from_generic(g: GenericAlert, now: Ts) -> Result<Incoming, AlertError> {
@@ -208,7 +211,7 @@ mod tests {
             "alerts":[{"status":"firing","labels":{"service":"frontend"},"annotations":{},"startsAt":"2026-11-22T20:00:00Z","fingerprint":"abc"},
                       {"status":"resolved","labels":{"job":"checkout","alertname":"CheckoutLatency","severity":"warning"},"startsAt":"2026-11-22T20:01:00Z"}]}"#;
         let p: AlertmanagerPayload = serde_json::from_str(body).unwrap();
-        let a = from_alertmanager(&p, 0).unwrap();
+        let a: Vec<Incoming> = from_alertmanager(&p, 0).into_iter().map(Result::unwrap).collect();
         assert_eq!(a.len(), 2);
         assert_eq!(
             (a[0].alert.service.as_str(), a[0].alert.signal.as_str(), a[0].alert.severity),
@@ -222,9 +225,14 @@ mod tests {
             (a[1].alert.service.as_str(), a[1].alert.signal.as_str(), a[1].alert.severity),
             ("checkout", "latency", Severity::Warning)
         );
-        let no_service: AlertmanagerPayload =
-            serde_json::from_str(r#"{"alerts":[{"labels":{"alertname":"X"}}]}"#).unwrap();
-        assert!(from_alertmanager(&no_service, 0).unwrap_err().to_string().starts_with("alerts[0]: no service label"));
+        // One alert without a service label is its own error; the group's other alerts stand.
+        let mixed: AlertmanagerPayload = serde_json::from_str(
+            r#"{"alerts":[{"labels":{"alertname":"X"}},{"labels":{"alertname":"Y","service":"cart"}}]}"#,
+        )
+        .unwrap();
+        let a = from_alertmanager(&mixed, 0);
+        assert!(a[0].as_ref().unwrap_err().to_string().starts_with("alerts[0]: no service label"));
+        assert_eq!(a[1].as_ref().map(|i| i.alert.service.as_str()), Ok("cart"));
     }
 
     #[test]

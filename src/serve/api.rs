@@ -300,9 +300,40 @@ fn new_record(
 async fn alertmanager(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(&app, Role::Operator, "alerts")?;
     let payload: alerts::AlertmanagerPayload = parse(&body)?;
-    let incoming = alerts::from_alertmanager(&payload, now_ms()).map_err(|e| ApiError::bad(e.to_string()))?;
-    let results: Vec<Value> = incoming.into_iter().map(|i| accept(&app, &caller, i, "alertmanager")).collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "alerts": results }))).into_response())
+    // Alert by alert: a bad one is answered and audited with its reason, and the good ones of the
+    // same group are investigated (Alertmanager would not resend the group after a 4xx).
+    let mut accepted = 0;
+    let mut first_error = None;
+    let results: Vec<Value> = alerts::from_alertmanager(&payload, now_ms())
+        .into_iter()
+        .enumerate()
+        .map(|(i, parsed)| match parsed {
+            Ok(inc) => {
+                accepted += 1;
+                accept(&app, &caller, inc, "alertmanager")
+            }
+            Err(e) => {
+                app.metrics.alerts.with_label_values(&["alertmanager", "rejected"]).inc();
+                let labels = payload.alerts.get(i).map(|a| json!(a.labels)).unwrap_or(Value::Null);
+                app.audit.record(
+                    &caller.name,
+                    caller.role.as_str(),
+                    "alert.rejected",
+                    "-",
+                    json!({ "source": "alertmanager", "index": i, "reason": e.to_string(), "labels": labels }),
+                );
+                first_error.get_or_insert_with(|| e.to_string());
+                json!({ "index": i, "outcome": "rejected", "error": e.to_string() })
+            }
+        })
+        .collect();
+    match first_error {
+        // Nothing in the group could be read: the sender's error, as a whole.
+        Some(error) if accepted == 0 => {
+            Ok((StatusCode::BAD_REQUEST, Json(json!({ "error": error, "alerts": results }))).into_response())
+        }
+        _ => Ok((StatusCode::ACCEPTED, Json(json!({ "alerts": results }))).into_response()),
+    }
 }
 
 async fn generic(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
