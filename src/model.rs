@@ -28,7 +28,9 @@ pub enum Severity {
 /// The alert that opened the incident: where the symptom was seen, and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
-    /// When the alert fired (Unix ms).
+    /// When the alert fired (Unix ms; RFC 3339 in JSON, like every other time there, and read
+    /// back from either).
+    #[serde(with = "rfc3339_ms")]
     pub time: Ts,
     /// The service whose signal fired (the symptom, not necessarily the cause).
     pub service: String,
@@ -38,6 +40,36 @@ pub struct Alert {
     pub severity: Severity,
     #[serde(default)]
     pub title: String,
+}
+
+/// A time as RFC 3339 with milliseconds in JSON (`2024-05-15T07:54:49.000Z`); read from that or
+/// from Unix ms, as reports written before it held.
+mod rfc3339_ms {
+    use super::Ts;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Ts, s: S) -> Result<S::Ok, S::Error> {
+        match chrono::DateTime::from_timestamp_millis(*t) {
+            Some(d) => s.serialize_str(&d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            None => s.serialize_i64(*t),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Ms(i64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ts, D::Error> {
+        match Either::deserialize(d)? {
+            Either::Ms(ms) => Ok(ms),
+            Either::Text(s) => chrono::DateTime::parse_from_rfc3339(&s)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?} ({e})"))),
+        }
+    }
 }
 
 /// One metric time series of one service.

@@ -436,14 +436,33 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(s);
     match (r.verdict, r.root_causes.first()) {
         (Verdict::RootCause, Some(top)) => {
-            let _ = writeln!(
-                s,
-                "## Root cause: {} ({} {}), confidence {:.0} %",
-                top.service,
-                top.kind,
-                top.indicator,
-                top.confidence * 100.0
-            );
+            match r.root_causes.get(1).filter(|second| !clearly_ahead(top, second)) {
+                Some(second) => {
+                    let _ = writeln!(
+                        s,
+                        "## Uncertain between {} ({} {}, {:.0} %) and {} ({} {}, {:.0} %); the evidence below is for {}",
+                        top.service,
+                        top.kind,
+                        top.indicator,
+                        top.confidence * 100.0,
+                        second.service,
+                        second.kind,
+                        second.indicator,
+                        second.confidence * 100.0,
+                        top.service
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "## Root cause: {} ({} {}), confidence {:.0} %",
+                        top.service,
+                        top.kind,
+                        top.indicator,
+                        top.confidence * 100.0
+                    );
+                }
+            }
             if !["", top.indicator.as_str(), top.kind.as_str()].contains(&top.location.as_str()) {
                 let _ = writeln!(s, "Where: {}", top.location);
             }
@@ -509,6 +528,15 @@ pub fn render_text(r: &Report) -> String {
     s
 }
 
+/// How many times the runner-up's confidence the leader's must be for the headline to name it
+/// alone; below that it says the two are close.
+pub const CLEAR_LEAD: f64 = 2.0;
+
+/// Whether `top` is clearly ahead of `second` ([`CLEAR_LEAD`]).
+pub fn clearly_ahead(top: &RootCause, second: &RootCause) -> bool {
+    top.confidence >= CLEAR_LEAD * second.confidence
+}
+
 /// Files listed one per line in the text report before the rest are summed up.
 const FILES_LISTED: usize = 12;
 
@@ -559,5 +587,29 @@ fn render_data(s: &mut String, d: &DataSummary) {
     if !d.unchecked.is_empty() {
         let _ =
             writeln!(s, "Not checked: {} signals lacked reference data (e.g. {}).", d.unchecked.len(), d.unchecked[0]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_not_clearly_ahead_is_headlined_as_uncertain() {
+        let incident = crate::simulate::simulate(&crate::simulate::demo_config());
+        let t = crate::triage::triage(&incident, &crate::triage::Config::default());
+        let mut r = build(&incident, &t);
+        assert_eq!(r.verdict, Verdict::RootCause);
+        assert!(render_text(&r).contains("## Root cause: auth"));
+        r.root_causes[0].confidence = 0.45;
+        r.root_causes[1].confidence = 0.40;
+        let text = render_text(&r);
+        assert!(text.contains("## Uncertain between auth"), "{text}");
+        assert!(!text.contains("## Root cause:"), "{text}");
+        // The alert's time reads as RFC 3339 in JSON, and back.
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["alert"]["time"], "2024-05-15T07:54:49.000Z");
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back.alert.time, r.alert.time);
     }
 }
