@@ -275,11 +275,14 @@ fn chat_answers_follow_ups_and_resumes_the_session() {
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
     assert_eq!(saved["schema"], "culprit.chat/v1");
     assert_eq!(saved["exchanges"].as_array().unwrap().len(), 2);
-    let again = ask("why auth?\n");
+    let again = ask("why auth?\nwhat changed in the last hour?\nhow tall is the moon?\n");
     assert!(again.contains("Resumed") && again.contains("2 earlier questions"), "{again}");
     assert!(again.contains("config_diff ×5.00"), "the resumed ledger keeps its evidence: {again}");
+    // "What changed" without a service: every change, oldest first, timed from the alert.
+    assert!(again.contains("change(s), oldest first") && again.contains("ldap.timeout_ms 5000 → 500"), "{again}");
+    assert!(again.contains("not something culprit can answer"), "{again}");
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
-    assert_eq!(saved["exchanges"].as_array().unwrap().len(), 3);
+    assert_eq!(saved["exchanges"].as_array().unwrap().len(), 5);
     // A session of another incident is refused.
     let other = dir.path().join("other");
     culprit(&["simulate", "--out", other.to_str().unwrap(), "--seed", "7"]);

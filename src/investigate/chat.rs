@@ -244,8 +244,36 @@ fn describe(step: &Step) -> String {
     s
 }
 
-const HELP: &str =
-    "Ask about a service or a check, e.g. \"why not the database?\", \"show the config diff for auth\", \
+/// Words that ask what changed, when no service is named (the config diff needs one).
+const CHANGE_WORDS: [&str; 5] = ["change", "deploy", "release", "flag", "config"];
+
+/// Every change of the incident, in time order, with when it happened relative to the alert.
+fn changes(session: &Session) -> String {
+    let incident = session.cx.incident;
+    let mut all: Vec<&crate::model::Change> = incident.telemetry.changes.iter().collect();
+    all.sort_by_key(|c| c.time);
+    if all.is_empty() {
+        return "No change events (deploys, config, flags) reached culprit for this incident.".to_string();
+    }
+    let mut lines = vec![format!("{} change(s), oldest first:", all.len())];
+    for c in all.iter().take(session.cx.max_items) {
+        let minutes = (c.time - incident.alert.time) as f64 / crate::model::MINUTE as f64;
+        lines.push(format!(
+            "  - {} ({:+.1} min from the alert) {}: {}",
+            crate::ingest::time::fmt_time(c.time),
+            minutes,
+            c.service,
+            crate::detect::changes::describe(c)
+        ));
+    }
+    if all.len() > session.cx.max_items {
+        lines.push(format!("  … {} more", all.len() - session.cx.max_items));
+    }
+    lines.join("\n")
+}
+
+const HELP: &str = "That is not something culprit can answer from this incident's data. \
+Ask about a service or a check, e.g. \"why not the database?\", \"show the config diff for auth\", \
 \"logs of checkout\", \"is payment upstream of the alert?\", \"slow spans\", \"similar past incidents\", \"timeline\".";
 
 /// Answers one question offline (the rules), recording the calls in the session.
@@ -272,6 +300,10 @@ pub fn answer_offline(session: &mut Session, question: &str) -> Exchange {
             Some(s) => parts.push(explain(session, &s)),
             None => parts.push("No named suspect leads: the evidence clears the triage's suspects.".to_string()),
         }
+    }
+    if parts.is_empty() && service.is_none() && CHANGE_WORDS.iter().any(|w| q.contains(w)) {
+        parts.push(changes(session));
+        return Exchange { question: question.to_string(), answer: parts.join("\n"), turns: Vec::new() };
     }
     if parts.is_empty() {
         parts.push(HELP.to_string());
