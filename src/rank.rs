@@ -341,21 +341,19 @@ pub fn rank(
         per_service.keys().map(|s| (*s, reach(&edges, s))).collect();
     let service_mass: BTreeMap<&str, f64> =
         per_service.iter().map(|(s, idx)| (*s, idx.iter().map(|&i| mass[i]).sum())).collect();
-    // Only what began by the alert (and the settle margin) can have caused it.
+    // Only what began by the alert (and the settle margin) can have caused it; a change's time
+    // is exact, so it gets no margin.
     let latest_cause = alert.time.saturating_add(cfg.settle);
+    let in_time =
+        |i: usize| anomalies[i].onset <= if anomalies[i].source == Source::Change { alert.time } else { latest_cause };
     let mut candidates: Vec<Candidate> = per_service
         .iter()
-        .filter(|(_, idx)| idx.iter().any(|&i| anomalies[i].onset <= latest_cause))
+        .filter(|(_, idx)| idx.iter().any(|&i| in_time(i)))
         .map(|(service, idx)| {
             // What began in time leads (it is what the cause is named after); what began later
             // follows it as the rest of the story (still going, or how it spread).
             let mut idx = idx.clone();
-            idx.sort_by(|&a, &b| {
-                (anomalies[b].onset <= latest_cause)
-                    .cmp(&(anomalies[a].onset <= latest_cause))
-                    .then(mass[b].total_cmp(&mass[a]))
-                    .then(a.cmp(&b))
-            });
+            idx.sort_by(|&a, &b| in_time(b).cmp(&in_time(a)).then(mass[b].total_cmp(&mass[a])).then(a.cmp(&b)));
             let score: f64 = idx.iter().map(|&i| mass[i]).sum();
             // Explained: another service reaches this one and this one does not reach it back,
             // or both reach each other and the other's influence started first.
@@ -492,6 +490,8 @@ mod tests {
             a("db", Source::Metric, "cpu", 30 * MINUTE, 5.0),
             a("db", Source::Metric, "mem", 66 * MINUTE, 30.0),
             a("cache", Source::Metric, "cpu", 65 * MINUTE, 40.0),
+            // A change's time is exact: one a minute after the alert gets no settle margin.
+            a("queue", Source::Change, "config", 36 * MINUTE, 0.0),
         ];
         let deps = Dependencies::new(None, &[("api".into(), "db".into()), ("api".into(), "cache".into())]);
         let g = build(&anomalies, &deps, &GraphConfig::default());
@@ -504,7 +504,7 @@ mod tests {
         };
         let r = rank(&anomalies, &g, &deps, &alert, &|_| 70 * MINUTE, &RankConfig::default());
         let named: Vec<&str> = r.candidates.iter().map(|c| c.service.as_str()).collect();
-        assert!(!named.contains(&"cache"), "{named:?}");
+        assert!(!named.contains(&"cache") && !named.contains(&"queue"), "{named:?}");
         let db = r.candidates.iter().find(|c| c.service == "db").expect("db is a suspect");
         // Named after what it did before the alert, with what came later behind it.
         assert_eq!(anomalies[db.lead].indicator, "cpu");
