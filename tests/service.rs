@@ -269,6 +269,8 @@ async fn an_alertmanager_group_with_one_bad_alert_investigates_the_good_ones() {
         let id = v["alerts"][i]["investigation"].as_str().unwrap();
         let done = api.wait_done(id, Duration::from_secs(60)).await;
         assert_eq!(done["status"], "done", "{done}");
+        // No telemetry of the service reached culprit: "no data", not "no root cause".
+        assert_eq!(done["report"]["verdict"], "insufficient_data", "{done}");
     }
     // A group with nothing readable is the sender's error, as a whole; both are audited.
     let bad = json!({ "alerts": [{ "labels": { "alertname": "X" } }] });
