@@ -375,24 +375,18 @@ impl ReadReport {
         }
     }
 
-    /// Notes that `file` was read and `read` records came from it (zero included: a file that
-    /// gave nothing is the one the user must hear about).
-    pub fn count_file(&mut self, file: &str, read: u64) {
-        *self.read_per_file.entry(file.to_string()).or_default() += read;
-    }
-
-    /// Runs `read` on `file` and notes how many records it added to [`ReadReport::records_read`].
+    /// Runs `read` on `file` and notes how many records it added to [`ReadReport::records_read`]
+    /// (zero included: a file that gave nothing is the one the user must hear about).
     pub fn counting<T>(&mut self, file: &str, read: impl FnOnce(&mut ReadReport) -> T) -> T {
         let before = self.records_read;
         let out = read(self);
         let n = self.records_read.saturating_sub(before);
-        self.count_file(file, n);
+        *self.read_per_file.entry(file.to_string()).or_default() += n;
         out
     }
 
-    /// Files whose records were mostly unreadable (more skipped than read), with both counts:
-    /// what culprit did not see.
-    pub fn unreadable_files(&self) -> Vec<(&str, u64, u64)> {
+    /// Every file read or skipped from, by name: (file, records read, records skipped).
+    pub fn files(&self) -> Vec<(&str, u64, u64)> {
         let mut files: Vec<&str> =
             self.read_per_file.keys().chain(self.skipped_per_file.keys()).map(String::as_str).collect();
         files.sort_unstable();
@@ -402,8 +396,13 @@ impl ReadReport {
             .map(|f| {
                 (f, self.read_per_file.get(f).copied().unwrap_or(0), self.skipped_per_file.get(f).copied().unwrap_or(0))
             })
-            .filter(|(_, read, skipped)| skipped > read)
             .collect()
+    }
+
+    /// Files whose records were mostly unreadable (more skipped than read), with both counts:
+    /// what culprit did not see.
+    pub fn unreadable_files(&self) -> Vec<(&str, u64, u64)> {
+        self.files().into_iter().filter(|(_, read, skipped)| skipped > read).collect()
     }
 
     pub fn merge(&mut self, other: ReadReport) {

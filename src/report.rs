@@ -127,7 +127,9 @@ pub struct Report {
 /// ends, or over (it is context for the reader, never what a cause was chosen on).
 fn after_alert(a: &Anomaly, alert: Ts, data_end: Ts) -> Option<String> {
     (a.onset > alert && a.source != Source::Change).then(|| {
-        if a.end == Ts::MAX || a.end >= data_end.saturating_sub(2 * crate::model::MINUTE) {
+        // The ranking's own rule for "still going".
+        let still_active = crate::rank::RankConfig::default().still_active;
+        if a.end == Ts::MAX || a.end >= data_end.saturating_sub(still_active) {
             "began after the alert, still going".to_string()
         } else {
             format!("began after the alert, over by {}", fmt_time(a.end))
@@ -367,13 +369,9 @@ fn data_problems(incident: &Incident, triage: &Triage, read: &ReadReport) -> Vec
         }
     }
     let service = incident.alert.service.as_str();
-    let in_baseline = |f: &dyn Fn(&crate::model::Telemetry) -> bool| incident.baseline.as_ref().is_some_and(f);
-    let has_metrics = |t: &crate::model::Telemetry| t.metrics.iter().any(|s| s.service == service);
-    let has_spans = |t: &crate::model::Telemetry| t.spans.iter().any(|s| s.service == service);
-    let seen = has_metrics(&incident.telemetry)
-        || has_spans(&incident.telemetry)
-        || in_baseline(&has_metrics)
-        || in_baseline(&has_spans)
+    let seen = std::iter::once(&incident.telemetry)
+        .chain(incident.baseline.as_ref())
+        .any(|t| t.metrics.iter().any(|s| s.service == service) || t.spans.iter().any(|s| s.service == service))
         || triage.detection.log_services.contains(service);
     if !service.is_empty() && !seen {
         problems.push(format!(
@@ -544,16 +542,9 @@ const FILES_LISTED: usize = 12;
 /// first), then what the data amounts to.
 fn render_data(s: &mut String, d: &DataSummary) {
     let u = &d.unreadable;
-    let mut files: Vec<(&str, u64, u64)> = u
-        .read_per_file
-        .keys()
-        .chain(u.skipped_per_file.keys())
-        .map(|f| {
-            (f.as_str(), u.read_per_file.get(f).copied().unwrap_or(0), u.skipped_per_file.get(f).copied().unwrap_or(0))
-        })
-        .collect();
-    files.sort_by(|a, b| (b.2 > 0).cmp(&(a.2 > 0)).then(a.0.cmp(b.0)));
-    files.dedup_by(|a, b| a.0 == b.0);
+    let mut files = u.files();
+    // Files with skipped records first (stable: by name within each part).
+    files.sort_by_key(|f| f.2 == 0);
     let _ = writeln!(
         s,
         "## Data read: {} files, {} records read, {} skipped{}",

@@ -32,7 +32,7 @@ fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
         Some(v) => io::time_of(v).ok_or_else(|| ("time", format!("not a time: {v}")))?,
     };
     let service = match io::get(obj, &io::SERVICE_FIELDS) {
-        None => return Err(("service", "missing (nor any of service.name, app, k8s.container.name, job, …)".into())),
+        None => return Err(("service", io::NO_SERVICE.into())),
         Some(v) => io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?,
     };
     let kind = match io::get(obj, &["kind", "type"]) {

@@ -324,6 +324,9 @@ pub(crate) const SERVICE_FIELDS: [&str; 16] = [
     "component",
 ];
 
+/// The issue when none of [`SERVICE_FIELDS`] is there.
+pub(crate) const NO_SERVICE: &str = "missing (nor any of service.name, app, k8s.container.name, job, …)";
+
 /// Where a JSON record may hold its time.
 pub(crate) const TIME_FIELDS: [&str; 8] =
     ["time", "timestamp", "ts", "@timestamp", "datetime", "date", "timeUnixNano", "eventTime"];
