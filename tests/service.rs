@@ -66,7 +66,7 @@ impl Api {
         loop {
             let (s, v) = self.call("GET", &format!("/v1/investigations/{id}"), Some(VIEWER), None).await;
             assert_eq!(s, 200, "{v}");
-            if v["status"] == "done" || v["status"] == "failed" {
+            if ["done", "no_data", "failed"].contains(&v["status"].as_str().unwrap_or("")) {
                 return v;
             }
             assert!(t.elapsed() < limit, "investigation {id} not finished after {limit:?}: {v}");
@@ -109,7 +109,8 @@ async fn agent_investigations_share_one_store_connection() {
     }
     for id in &ids {
         let done = api.wait_done(id, Duration::from_secs(60)).await;
-        assert_eq!((done["status"].as_str(), done["mode"].as_str()), (Some("done"), Some("agent")), "{done}");
+        // No telemetry was sent: the agent runs and the answer is "no data".
+        assert_eq!((done["status"].as_str(), done["mode"].as_str()), (Some("no_data"), Some("agent")), "{done}");
         assert!(done["report"]["investigation"]["policy"].is_string(), "the agent ran: {done}");
     }
     assert_eq!(culprit::store::times_opened(&uri), 1, "two agent investigations opened the store again");
@@ -142,7 +143,7 @@ async fn api_auth_audit_and_feedback() {
     assert_eq!((grouped["outcome"].as_str(), grouped["investigation"].as_str()), (Some("grouped"), Some(id.as_str())));
 
     let done = api.wait_done(&id, Duration::from_secs(60)).await;
-    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["status"], "no_data", "nothing of checkout was sent: {done}");
     assert_eq!((done["mode"].as_str(), done["alerts"].as_u64()), (Some("agent"), Some(2)));
     assert_eq!(done["report"]["schema"], "culprit.report/v1");
 
@@ -232,7 +233,7 @@ async fn api_auth_audit_and_feedback() {
     assert!(!v.to_string().contains(OPERATOR), "a token leaked: {v}");
     let (_, m) = api.call("GET", "/metrics", Some(VIEWER), None).await;
     let m = m.as_str().unwrap().to_string();
-    assert!(m.contains("culprit_investigations_total{mode=\"agent\",status=\"done\"} 1"), "{m}");
+    assert!(m.contains("culprit_investigations_total{mode=\"agent\",status=\"no_data\"} 1"), "{m}");
     assert!(m.contains("culprit_alerts_total{outcome=\"duplicate\",source=\"generic\"} 1"), "{m}");
 
     // Everything is in the audit log.
@@ -268,8 +269,8 @@ async fn an_alertmanager_group_with_one_bad_alert_investigates_the_good_ones() {
     for i in [0, 2] {
         let id = v["alerts"][i]["investigation"].as_str().unwrap();
         let done = api.wait_done(id, Duration::from_secs(60)).await;
-        assert_eq!(done["status"], "done", "{done}");
         // No telemetry of the service reached culprit: "no data", not "no root cause".
+        assert_eq!(done["status"], "no_data", "{done}");
         assert_eq!(done["report"]["verdict"], "insufficient_data", "{done}");
     }
     // A group with nothing readable is the sender's error, as a whole; both are audited.
@@ -283,6 +284,56 @@ async fn an_alertmanager_group_with_one_bad_alert_investigates_the_good_ones() {
     assert_eq!(rejected[0]["detail"]["labels"]["instance"], "10.0.0.7:9100");
     assert!(rejected[0]["detail"]["reason"].as_str().unwrap().contains("no service label"));
     assert_eq!(audit.iter().filter(|l| l["action"] == "alert.received").count(), 2);
+}
+
+/// An alert that arrives before any telemetry of its service ends as "no data" (saying so), and
+/// the next alert of its group re-runs it once telemetry has arrived; without new telemetry a
+/// new alert only joins the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_before_its_telemetry_is_no_data_and_reruns_when_data_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, _app) = start_in_process(dir.path()).await;
+    let alert = |signal: &str| json!({ "service": "checkout", "signal": signal, "severity": "warning" }).to_string();
+    let (s, v) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(alert("errors"))).await;
+    assert_eq!((s, v["outcome"].as_str()), (202, Some("started")), "{v}");
+    let id = v["investigation"].as_str().unwrap().to_string();
+    let first = api.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(first["status"], "no_data", "{first}");
+    let problems = first["report"]["data"]["problems"].to_string();
+    assert!(problems.contains("no data received for checkout in the window"), "{problems}");
+    assert!(first["top"].is_null(), "no cause is named from no data: {first}");
+
+    // Another alert with no new telemetry joins the group and does not re-run it.
+    let (_, v) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(alert("latency"))).await;
+    assert_eq!((v["outcome"].as_str(), v["rerun"].as_bool()), (Some("grouped"), Some(false)), "{v}");
+
+    // Checkout's spans arrive (OTLP JSON), then a third alert: the investigation runs again.
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let spans: Vec<Value> = (0..60)
+        .map(|i| {
+            let start = now_ns - (60 - i) * 1_000_000_000;
+            json!({ "traceId": format!("{:032x}", i + 1), "spanId": format!("{:016x}", i + 1), "name": "POST /checkout",
+                "kind": 2, "startTimeUnixNano": start.to_string(), "endTimeUnixNano": (start + 40_000_000).to_string(),
+                "status": { "code": if i > 50 { 2 } else { 0 } } })
+        })
+        .collect();
+    let traces = json!({ "resourceSpans": [{ "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "checkout" } }] },
+        "scopeSpans": [{ "spans": spans }] }] });
+    let (s, v) = api.call("POST", "/v1/traces", Some(OPERATOR), Some(traces.to_string())).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(alert("cpu"))).await;
+    assert_eq!((v["outcome"].as_str(), v["rerun"].as_bool()), (Some("grouped"), Some(true)), "{v}");
+    let again = api.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(again["status"], "done", "checkout's spans were read: {again}");
+    assert_eq!((again["reruns"].as_u64(), again["alerts"].as_u64()), (Some(1), Some(3)), "{again}");
+    assert!(again["report"]["data"]["spans"].as_u64().unwrap() >= 60, "{}", again["report"]["data"]);
+    assert_ne!(again["report"]["verdict"], "insufficient_data", "{}", again["report"]["data"]);
+    let audit = audit_lines(dir.path());
+    assert_eq!(audit.iter().filter(|l| l["action"] == "investigation.rerun" && l["target"] == id.as_str()).count(), 1);
+    assert_eq!(
+        audit.iter().filter(|l| l["action"] == "investigation.finished" && l["target"] == id.as_str()).count(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,5 +652,147 @@ promql = 'sum by (service) (rate(demo_errors_total{{service=~"{{services}}"}}[5s
     assert_eq!(d["feedback"][0]["note"], "checked in chromium", "{}", d["feedback"]);
     let audit = audit_lines(&t.join("culprit"));
     assert!(audit.iter().any(|l| l["action"] == "feedback" && l["target"] == id.as_str()));
+    drop(procs);
+}
+
+/// `culprit investigate --prometheus` and `culprit collect` against a real Prometheus and a real
+/// VictoriaMetrics, both scraping the exporter into which a fault in payments-db is injected:
+/// the metrics are found by their service label (no query given) and the injected service named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn investigate_live_from_prometheus_and_victoria_metrics() {
+    let (prometheus, victoria, python) =
+        (need("CULPRIT_TEST_PROMETHEUS"), need("CULPRIT_TEST_VICTORIA_METRICS"), need("CULPRIT_TEST_PYTHON"));
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/service");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let artefacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("live-cli");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let (exp_port, prom_port, vm_port) = (free_port(), free_port(), free_port());
+    let mut procs = Procs(Vec::new());
+    let fault = t.join("fault-on");
+    spawn(
+        &mut procs,
+        "exporter",
+        Command::new(&python)
+            .arg(here.join("exporter.py"))
+            .args(["--port", &exp_port.to_string(), "--fault-file"])
+            .arg(&fault),
+        &artefacts,
+    );
+    // One scrape configuration, read by both servers.
+    let scrape = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [\"127.0.0.1:{exp_port}\"]\n"
+    );
+    std::fs::write(t.join("scrape.yml"), scrape).unwrap();
+    spawn(
+        &mut procs,
+        "prometheus",
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", t.join("scrape.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", t.join("prom-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
+        &artefacts,
+    );
+    spawn(
+        &mut procs,
+        "victoria-metrics",
+        Command::new(&victoria)
+            .arg(format!("-storageDataPath={}", t.join("vm-data").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{vm_port}"))
+            .arg(format!("-promscrape.config={}", t.join("scrape.yml").display()))
+            // Answer queries up to now (by default the last 30 s are held back).
+            .arg("-search.latencyOffset=0s"),
+        &artefacts,
+    );
+    let http = reqwest::Client::new();
+    let servers = [
+        ("prometheus", format!("http://127.0.0.1:{prom_port}")),
+        ("victoria-metrics", format!("http://127.0.0.1:{vm_port}")),
+    ];
+    for (name, base) in &servers {
+        wait_for(&format!("{name} holding the exporter's series"), Duration::from_secs(60), async || {
+            let url = format!("{base}/api/v1/query?query=demo_cpu_ratio");
+            match http.get(url).send().await {
+                Ok(r) => r.text().await.unwrap_or_default().contains("payments-db"),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+    let start = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    std::fs::write(&fault, "on").unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let from = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let culprit = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_culprit")).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for (name, base) in &servers {
+        let args = [
+            "investigate",
+            "--prometheus",
+            base,
+            "--service",
+            "frontend",
+            "--signal",
+            "errors",
+            "--from",
+            &from,
+            "--at",
+            &at,
+            "--to",
+            &at,
+            "--step",
+            "1",
+            "--json",
+        ];
+        let (code, out, err) = culprit(&args);
+        std::fs::write(artefacts.join(format!("{name}.json")), &out).unwrap();
+        assert_eq!(code, Some(0), "{name}: {err}\n{out}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert!(err.contains("found 4 metrics of frontend"), "{name}: the exporter's four metrics are found: {err}");
+        assert!(
+            report["data"]["metric_series"].as_u64().unwrap() >= 12,
+            "{name}: 4 metrics × 3 services: {}",
+            report["data"]
+        );
+        assert_eq!(
+            report["root_causes"][0]["service"], "payments-db",
+            "{name}: the injected fault; {}",
+            report["root_causes"]
+        );
+    }
+    // collect writes the same window as a bundle; investigating it gives the same answer.
+    let dir = t.join("bundle");
+    let (name, base) = &servers[1];
+    let (code, out, err) = culprit(&[
+        "collect",
+        "--prometheus",
+        base,
+        "--service",
+        "frontend",
+        "--from",
+        &from,
+        "--at",
+        &at,
+        "--to",
+        &at,
+        "--step",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "collect from {name}: {err}");
+    assert!(out.contains("metric series"), "{out}");
+    let (code, out, err) = culprit(&["investigate", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(code, Some(0), "investigating the collected bundle: {err}\n{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["root_causes"][0]["service"], "payments-db", "{}", report["root_causes"]);
     drop(procs);
 }

@@ -15,8 +15,11 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct InvestigateArgs {
-    /// The bundle directory.
-    pub bundle: PathBuf,
+    /// The bundle directory (or, instead, a live source: --prometheus, --store).
+    #[arg(required_unless_present_any = ["prometheus", "store"], conflicts_with_all = ["prometheus", "store"])]
+    pub bundle: Option<PathBuf>,
+    #[command(flatten)]
+    live: super::live::LiveArgs,
     /// Print the report as JSON (schema culprit.report/v1) instead of text.
     #[arg(long)]
     json: bool,
@@ -118,7 +121,11 @@ pub fn run(a: InvestigateArgs) -> Result<ExitCode> {
         ..Default::default()
     });
     let cfg = triage::Config { group_window: a.window as i64 * 1000, knn, ..Default::default() };
-    report_on(&a.bundle, a.json, cfg, &a.agent)
+    let incident = match &a.bundle {
+        Some(b) => ingest::load_bundle(b).with_context(|| format!("loading bundle {}", b.display()))?,
+        None => a.live.gather()?,
+    };
+    report_on(&incident, a.json, cfg, &a.agent)
 }
 
 pub fn demo(a: DemoArgs) -> Result<ExitCode> {
@@ -135,16 +142,21 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
     if !a.json {
         println!("Simulated seed 001's incident into {} and investigating it.\n", dir.display());
     }
-    report_on(&dir, a.json, triage::Config::default(), &a.agent)
+    let incident = ingest::load_bundle(&dir).with_context(|| format!("loading bundle {}", dir.display()))?;
+    report_on(&incident, a.json, triage::Config::default(), &a.agent)
 }
 
-/// Loads a bundle, runs the pipeline (the agent as `--agent` says), prints the report, and
-/// answers 0 when it names a root cause, 3 when not.
-fn report_on(bundle: &Path, json: bool, triage: triage::Config, agent: &AgentArgs) -> Result<ExitCode> {
-    let incident = ingest::load_bundle(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
+/// Runs the pipeline on an incident (the agent as `--agent` says), prints the report, and
+/// answers 0 when it names a root cause, 3 when not, 4 on insufficient data.
+fn report_on(
+    incident: &culprit::model::Incident,
+    json: bool,
+    triage: triage::Config,
+    agent: &AgentArgs,
+) -> Result<ExitCode> {
     let cfg = PipelineConfig { triage, agent: agent.config()?, trigger: agent.agent };
     // The knowledge base and the policy are made ready only when the agent will run.
-    let triaged = pipeline::start(&incident, &cfg);
+    let triaged = pipeline::start(incident, &cfg);
     let will_run = triaged.agent_will_run();
     let kb = if will_run { agent.knowledge_base()? } else { None };
     let mut policy = if will_run { Some(agent.policy()?) } else { None };

@@ -7,6 +7,7 @@ mod chat;
 mod drilldown;
 mod eval;
 mod investigate;
+mod live;
 mod models;
 mod serve;
 mod simulate;
@@ -47,8 +48,23 @@ pub enum Command {
     /// Investigate an incident bundle and report its root cause.
     ///
     /// A bundle is a directory with `incident.json` and telemetry files (see docs/bundle-format.md).
-    /// Records that cannot be read are skipped, counted and listed at the end of the report.
+    /// Records that cannot be read are skipped, counted and listed at the start of the report.
+    ///
+    /// Or live, without files: --prometheus URL (Prometheus or VictoriaMetrics) and/or --store URI
+    /// (what `culprit serve` received over OTLP), around an alert on --service; the metrics of
+    /// the service are found by its label unless --query names them.
+    ///
+    /// Example: culprit investigate /tmp/inc
+    ///
+    /// Example: culprit investigate --prometheus http://127.0.0.1:9090 --service checkout --signal latency --from now-1h
     Investigate(investigate::InvestigateArgs),
+    /// Write a bundle from live sources (Prometheus or VictoriaMetrics `query_range`, culprit
+    /// serve's store) around an alert, to investigate, keep or share.
+    ///
+    /// Takes the same source and window flags as `culprit investigate --prometheus`.
+    ///
+    /// Example: culprit collect --prometheus http://127.0.0.1:9090 --service checkout --at 2026-12-07T03:12:00Z --out /tmp/inc
+    Collect(live::CollectArgs),
     /// Which attribute combinations explain a business KPI's change (drill-down), and whether
     /// a change event caused it.
     ///
@@ -147,6 +163,7 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Investigate(a) => investigate::run(a),
         Command::Demo(a) => investigate::demo(a),
+        Command::Collect(a) => live::collect(a),
         Command::Chat(a) => chat::run(a),
         Command::Drilldown(a) => drilldown::run(a),
         Command::Serve(a) => serve::run(a),

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Labels that may name the service, in order of preference. None of them is part of a metric name.
-const SERVICE_LABELS: [&str; 6] = ["service", "job", "service_name", "app", "container", "pod"];
+pub const SERVICE_LABELS: [&str; 6] = ["service", "job", "service_name", "app", "container", "pod"];
 
 /// Collects points into series keyed by (service, metric), in first-seen order.
 #[derive(Default)]

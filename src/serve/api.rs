@@ -202,6 +202,7 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
     };
     let now = now_ms();
     let group = inc.alert.service.clone();
+    let mut rerun = false;
     let (id, outcome, start) = {
         let mut reg = lock(&app.registry);
         let window = group_seconds as i64 * 1000;
@@ -221,6 +222,11 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
                         r.summary.updated_ms = now;
                         if r.fingerprints.insert(inc.fingerprint.clone()) {
                             r.summary.alerts += 1;
+                            // A new alert of the group, with telemetry newer than what the
+                            // investigation read: it runs again (after the current run, if any).
+                            if r.summary.status != Status::Queued && app.new_data_since(r.read_ms) {
+                                rerun = true;
+                            }
                             "grouped"
                         } else {
                             "duplicate"
@@ -228,6 +234,21 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
                     }
                     None => "duplicate",
                 };
+                if rerun {
+                    let r = reg.records.get_mut(&id).filter(|r| r.summary.status == Status::Running);
+                    match r {
+                        Some(r) => {
+                            r.rerun_pending = true;
+                            rerun = false;
+                        }
+                        None => {
+                            if let Some(r) = reg.records.get_mut(&id) {
+                                r.summary.status = Status::Queued;
+                                r.reruns += 1;
+                            }
+                        }
+                    }
+                }
                 (Some(id), outcome, false)
             }
             (None, false) => (None, "resolved", false),
@@ -247,6 +268,19 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
         id.as_deref().unwrap_or("-"),
         json!({ "source": source, "outcome": outcome, "service": inc.alert.service, "signal": inc.alert.signal, "severity": inc.alert.severity, "fingerprint": inc.fingerprint, "title": inc.alert.title }),
     );
+    if rerun {
+        if let Some(id) = &id {
+            app.audit.record(
+                &caller.name,
+                caller.role.as_str(),
+                "investigation.rerun",
+                id,
+                json!({ "service": inc.alert.service, "why": "a new alert in the group, and telemetry newer than the last read" }),
+            );
+            app.emit(id, "status", json!({ "status": Status::Queued }));
+            worker::enqueue(app, id.clone());
+        }
+    }
     if start {
         if let Some(id) = &id {
             app.audit.record(
@@ -260,7 +294,7 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
             worker::enqueue(app, id.clone());
         }
     }
-    json!({ "investigation": id, "outcome": outcome, "service": inc.alert.service })
+    json!({ "investigation": id, "outcome": outcome, "service": inc.alert.service, "rerun": rerun })
 }
 
 fn new_record(
@@ -293,6 +327,9 @@ fn new_record(
         feedback_items: Vec::new(),
         features: Vec::new(),
         events: Vec::new(),
+        read_ms: 0,
+        reruns: 0,
+        rerun_pending: false,
         tx: Some(tokio::sync::broadcast::channel(256).0),
     }
 }
@@ -401,6 +438,7 @@ async fn detail(State(app): State<AppState>, caller: Caller, Path(id): Path<Stri
         o.insert("error".into(), json!(r.error));
         o.insert("feedback".into(), json!(r.feedback_items));
         o.insert("latest_feedback".into(), json!(r.summary.feedback));
+        o.insert("reruns".into(), json!(r.reruns));
     }
     Ok(Json(v))
 }
@@ -673,6 +711,7 @@ async fn changes(State(app): State<AppState>, caller: Caller, body: Bytes) -> Re
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("changes not stored: {e}")))?;
     let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
+    app.telemetry_arrived();
     app.audit.record(
         &caller.name,
         caller.role.as_str(),
@@ -741,6 +780,7 @@ async fn otlp_in(
         .add_events(&rows)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("not stored, retry: {e}")))?;
+    app.telemetry_arrived();
     app.metrics.otlp_records.with_label_values(&[signal.as_str(), "stored"]).inc_by(rows.len() as u64);
     app.metrics.otlp_records.with_label_values(&[signal.as_str(), "rejected"]).inc_by(decoded.rejected());
     if decoded.rejected() > 0 {

@@ -292,13 +292,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     let q = |p: f64| if lat.is_empty() { 0.0 } else { lat[((lat.len() - 1) as f64 * p).round() as usize] };
     let (investigations, finished) = {
         let reg = super::lock(&app.registry);
-        (
-            reg.order.len(),
-            reg.records
-                .values()
-                .filter(|r| matches!(r.summary.status, super::Status::Done | super::Status::Failed))
-                .count(),
-        )
+        (reg.order.len(), reg.records.values().filter(|r| r.summary.status.finished()).count())
     };
     super::worker::stop(&app);
     let sent = sent.load(Ordering::Relaxed);

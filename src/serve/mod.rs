@@ -43,7 +43,19 @@ pub enum Status {
     Queued,
     Running,
     Done,
+    /// Finished without the data to answer: nothing of the alerting service was received in the
+    /// window (the report's `data.problems` say what). A new alert in its group re-runs it once
+    /// telemetry has arrived.
+    #[serde(rename = "no_data")]
+    NoData,
     Failed,
+}
+
+impl Status {
+    /// Whether the investigation has ended (for now: a new alert may re-run it).
+    pub fn finished(self) -> bool {
+        matches!(self, Status::Done | Status::NoData | Status::Failed)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +119,15 @@ pub struct Record {
     /// The triage's candidates' features, for the re-ranker's training on feedback.
     pub features: Vec<(String, Vec<f64>)>,
     pub events: Vec<Event>,
+    /// When its telemetry was last read (Unix ms; 0 before the first run).
+    #[serde(default)]
+    pub read_ms: Ts,
+    /// How many times a new alert in the group re-ran it.
+    #[serde(default)]
+    pub reruns: u32,
+    /// A new alert with new telemetry arrived while it ran: run it again when it ends.
+    #[serde(skip)]
+    pub rerun_pending: bool,
     #[serde(skip)]
     pub tx: Option<broadcast::Sender<Event>>,
 }
@@ -278,6 +299,9 @@ pub struct App {
     pub http: reqwest::Client,
     pub jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     pub runtime: tokio::runtime::Handle,
+    /// When telemetry (OTLP, changes) was last stored (Unix ms): a grouped alert re-runs an
+    /// investigation that read its data before then.
+    pub telemetry_ms: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -346,9 +370,23 @@ impl App {
             http,
             jobs: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
+            telemetry_ms: std::sync::atomic::AtomicI64::new(0),
         });
         worker::spawn(&app, workers)?;
         Ok(app)
+    }
+
+    /// Notes that telemetry was stored now.
+    pub fn telemetry_arrived(&self) {
+        self.telemetry_ms.fetch_max(now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether data newer than `read_ms` may be there: telemetry was stored since, or a
+    /// Prometheus is configured and a step has passed.
+    pub fn new_data_since(&self, read_ms: Ts) -> bool {
+        let stored = self.telemetry_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let scraped = self.config().prometheus.is_some_and(|p| now_ms() - read_ms >= p.step_seconds as i64 * 1000);
+        stored > read_ms || scraped
     }
 
     pub fn config(&self) -> ServeConfig {

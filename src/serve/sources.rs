@@ -2,7 +2,7 @@
 //! (`query_range`, PromQL built from the incident's services) and from what the OTLP receiver
 //! and `/v1/changes` stored, assembled into an [`Incident`] for the pipeline.
 
-use super::config::PrometheusConfig;
+use super::config::{PromQuery, PrometheusConfig};
 use super::otlp::Point;
 use crate::model::{Alert, Change, Incident, LogRecord, ReadIssue, ReadReport, Series, Span, Telemetry, Topology, Ts};
 use crate::store::Store;
@@ -44,9 +44,11 @@ fn issue(file: &str, field: &str, message: String) -> ReadIssue {
 /// The stored spans, logs, metric points and changes of the window. A stored row that no longer
 /// parses is skipped and reported.
 pub async fn stored(store: &Store, w: Window, g: &mut Gathered) {
-    let origin = format!("store {}", store.uri());
     let mut points: Vec<Point> = Vec::new();
     for source in [SPAN, LOG, METRIC, CHANGE] {
+        // One line per kind in the report's "Data read", even when the store had none.
+        let origin = format!("store {} ({source}s)", store.uri());
+        g.report.read_per_file.entry(origin.clone()).or_default();
         let rows = match store.events_between(source, w.from, w.to, MAX_ROWS).await {
             Ok(r) => r,
             Err(e) => {
@@ -62,7 +64,10 @@ pub async fn stored(store: &Store, w: Window, g: &mut Gathered) {
                 _ => serde_json::from_str(&attrs).map(|c| g.changes.push(c)),
             };
             match ok {
-                Ok(()) => g.report.records_read += 1,
+                Ok(()) => {
+                    g.report.records_read += 1;
+                    *g.report.read_per_file.entry(origin.clone()).or_default() += 1;
+                }
                 Err(e) => g.report.skip(issue(&origin, source, format!("unreadable stored {source}: {e}"))),
             }
         }
@@ -103,41 +108,124 @@ pub async fn prometheus(
             ("end", format!("{:.3}", w.to as f64 / 1000.0)),
             ("step", format!("{}s", cfg.step_seconds)),
         ];
-        let url = match reqwest::Url::parse_with_params(&format!("{base}/api/v1/query_range"), &params) {
-            Ok(u) => u,
-            Err(e) => {
-                g.report.skip(issue(&origin, "url", format!("bad Prometheus URL {base}: {e}")));
-                continue;
-            }
-        };
-        let answer = async {
-            let resp = client
-                .get(url)
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await
-                .map_err(|e| format!("request failed: {e}"))?;
-            let status = resp.status();
-            let body = resp.bytes().await.map_err(|e| format!("reading the answer: {e}"))?;
-            let doc: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| format!("HTTP {status}, not JSON: {e}"))?;
-            if !status.is_success() {
-                let why = doc.get("error").and_then(|e| e.as_str()).unwrap_or("");
-                return Err(format!("HTTP {status}: {why}"));
-            }
-            Ok(doc)
-        }
-        .await;
-        match answer {
-            Ok(doc) => {
-                let series =
-                    crate::ingest::metrics::series_from_query_range(&doc, &origin, Some(&q.name), &mut g.report);
+        match prometheus_api(client, base, "/api/v1/query_range", &params).await {
+            Ok(data) => {
+                let doc = serde_json::json!({ "data": data });
+                let series = g.report.counting(&origin, |r| {
+                    crate::ingest::metrics::series_from_query_range(&doc, &origin, Some(&q.name), r)
+                });
                 tracing::debug!(query = %q.name, series = series.len(), "prometheus query_range");
                 g.metrics.extend(series);
             }
             Err(e) => g.report.skip(issue(&origin, "query", format!("{promql}: {e}"))),
         }
     }
+}
+
+/// GETs a Prometheus HTTP API path (`/api/v1/...`) and answers its `data`, or why not.
+async fn prometheus_api(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    params: &[(&str, String)],
+) -> Result<serde_json::Value, String> {
+    let url = reqwest::Url::parse_with_params(&format!("{}{path}", base.trim_end_matches('/')), params)
+        .map_err(|e| format!("bad Prometheus URL {base}: {e}"))?;
+    let resp = client.get(url.clone()).timeout(Duration::from_secs(30)).send().await.map_err(|e| {
+        // reqwest's message names the URL; the reason (refused, timed out …) is in its sources.
+        let mut why = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            why = format!("{why}: {c}");
+            cause = c.source();
+        }
+        why
+    })?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| format!("{url}: reading the answer: {e}"))?;
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: HTTP {status}, not JSON: {e}"))?;
+    if !status.is_success() || doc.get("status").and_then(|s| s.as_str()) != Some("success") {
+        let why = doc.get("error").and_then(|e| e.as_str()).unwrap_or("");
+        return Err(format!("{url}: HTTP {status}: {why}"));
+    }
+    Ok(doc["data"].take())
+}
+
+/// Metric names that are the exporter's own plumbing, not the service's behaviour.
+fn plumbing(name: &str) -> bool {
+    ["go_", "promhttp_", "scrape_", "prometheus_", "vm_", "net_conntrack_"].iter().any(|p| name.starts_with(p))
+        || name == "up"
+        || name.ends_with("_created")
+        || name.ends_with("_info")
+}
+
+/// Queries for every metric a Prometheus (or VictoriaMetrics) server holds for the alerting
+/// service, for when the user names none: the first label of
+/// [`SERVICE_LABELS`](crate::ingest::metrics::SERVICE_LABELS) that has `service` among its
+/// values in the window is the service label; each metric name carrying it becomes one query,
+/// by that label: counters (`_total`, `_count`) as `rate` over `rate_seconds`, histograms
+/// (`_bucket`) as their p99, anything else as the maximum. Fails, saying what was tried, when
+/// no label has the service.
+pub async fn discover_queries(
+    client: &reqwest::Client,
+    base: &str,
+    service: &str,
+    w: Window,
+    rate_seconds: u64,
+) -> Result<Vec<PromQuery>, String> {
+    let range = [("start", format!("{:.3}", w.from as f64 / 1000.0)), ("end", format!("{:.3}", w.to as f64 / 1000.0))];
+    let mut label = None;
+    for l in crate::ingest::metrics::SERVICE_LABELS {
+        let values = prometheus_api(client, base, &format!("/api/v1/label/{l}/values"), &range).await?;
+        let has = values.as_array().is_some_and(|vs| {
+            vs.iter()
+                .filter_map(|v| v.as_str())
+                .any(|v| v == service || (l == "pod" && crate::ingest::pod_to_service(v) == service))
+        });
+        if has {
+            label = Some(l);
+            break;
+        }
+    }
+    let Some(label) = label else {
+        return Err(format!(
+            "no series in the window has {service:?} in any of the labels {} (is the window right? \
+             otherwise name the queries with --query NAME=PROMQL)",
+            crate::ingest::metrics::SERVICE_LABELS.join(", ")
+        ));
+    };
+    let mut params = range.to_vec();
+    params.push(("match[]", format!("{{{label}!=\"\"}}")));
+    let series = prometheus_api(client, base, "/api/v1/series", &params).await?;
+    let names: BTreeSet<String> = series
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["__name__"].as_str()).filter(|n| !plumbing(n)).map(String::from).collect())
+        .unwrap_or_default();
+    let histograms: BTreeSet<&str> = names.iter().filter_map(|n| n.strip_suffix("_bucket")).collect();
+    let matcher = format!("{label}=~\"{{services}}\"");
+    let mut queries = Vec::new();
+    for n in &names {
+        let (name, promql) = if let Some(h) = n.strip_suffix("_bucket") {
+            (
+                format!("{h}_p99"),
+                format!("histogram_quantile(0.99, sum by ({label}, le) (rate({n}{{{matcher}}}[{rate_seconds}s])))"),
+            )
+        } else if histograms.iter().any(|h| n.strip_prefix(h).is_some_and(|rest| rest == "_sum" || rest == "_count")) {
+            continue;
+        } else if n.ends_with("_total") || n.ends_with("_count") {
+            (n.clone(), format!("sum by ({label}) (rate({n}{{{matcher}}}[{rate_seconds}s]))"))
+        } else {
+            (n.clone(), format!("max by ({label}) ({n}{{{matcher}}})"))
+        };
+        queries.push(PromQuery { name, promql });
+    }
+    if queries.is_empty() {
+        return Err(format!(
+            "the series with a {label} label in the window are all exporter plumbing (go_, up, scrape_ …)"
+        ));
+    }
+    Ok(queries)
 }
 
 /// The services an incident is about: the alert's, the declared topology's and every one seen in

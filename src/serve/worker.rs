@@ -7,6 +7,7 @@ use crate::investigate::policy::{AgentPolicy, BuildError};
 use crate::investigate::tools::PastIncidents;
 use crate::investigate::Trigger;
 use crate::pipeline::{self, Deps, PipelineConfig};
+use crate::report::Verdict;
 use crate::rerank::{Example, Label, Reranker};
 use serde_json::json;
 use std::path::Path;
@@ -86,21 +87,30 @@ fn run(app: &Arc<App>, job: Job) {
     let outcome =
         result.map_err(|_| "the investigation panicked (a bug: please report it with the audit line)".to_string());
     let seconds = job.received.elapsed().as_secs_f64();
-    let status = if outcome.is_ok() { Status::Done } else { Status::Failed };
-    app.metrics
-        .investigations
-        .with_label_values(&[mode.as_str(), if outcome.is_ok() { "done" } else { "failed" }])
-        .inc();
+    let status = match &outcome {
+        Ok(Verdict::InsufficientData) => Status::NoData,
+        Ok(_) => Status::Done,
+        Err(_) => Status::Failed,
+    };
+    let label = match status {
+        Status::NoData => "no_data",
+        Status::Done => "done",
+        _ => "failed",
+    };
+    app.metrics.investigations.with_label_values(&[mode.as_str(), label]).inc();
     app.metrics.latency.with_label_values(&[mode.as_str()]).observe(seconds);
-    let top = {
+    let (top, again) = {
         let mut reg = lock(&app.registry);
         let Some(r) = reg.records.get_mut(&id) else { return };
         r.summary.status = status;
         r.summary.updated_ms = now_ms();
-        if let Err(e) = &outcome {
-            r.error = Some(e.clone());
+        r.error = outcome.as_ref().err().cloned();
+        let again = std::mem::take(&mut r.rerun_pending);
+        if again {
+            r.summary.status = Status::Queued;
+            r.reruns += 1;
         }
-        r.summary.top.clone()
+        (r.summary.top.clone(), again)
     };
     app.audit.record(
         "culprit",
@@ -111,12 +121,17 @@ fn run(app: &Arc<App>, job: Job) {
     );
     app.emit(&id, "done", json!({ "status": status, "top": top }));
     save(app, &id);
-    if outcome.is_ok() {
+    if status == Status::Done {
         super::notify::investigation_done(app, &id);
+    }
+    if again {
+        app.emit(&id, "status", json!({ "status": Status::Queued }));
+        enqueue(app, id);
     }
 }
 
-fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode, job: &Job) {
+/// Reads the window, runs the pipeline and keeps the report; answers its verdict.
+fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode, job: &Job) -> Verdict {
     let cfg = app.config();
     // Let the moment's telemetry arrive (exported, scraped) before reading it.
     let settle = Duration::from_secs(cfg.window.settle_seconds);
@@ -131,6 +146,7 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
         analysis_start: alert.time - w.analysis_seconds as i64 * 1000,
     };
     let mut gathered = sources::Gathered::default();
+    let read_ms = now_ms();
     app.runtime.block_on(sources::stored(&app.store, window, &mut gathered));
     if let Some(p) = &cfg.prometheus {
         let services = sources::services(alert, None, &gathered);
@@ -159,14 +175,35 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
         app.metrics.llm_tokens.inc_by(t.tokens);
     }
     let top = out.top();
-    let pipeline::Outcome { triage, report, features, .. } = out;
+    let pipeline::Outcome { triage, mut report, features, .. } = out;
+    let verdict = report.verdict;
+    let t = &incident.telemetry;
+    let alert_service_seen = t.metrics.iter().any(|x| x.service == alert.service)
+        || t.spans.iter().any(|x| x.service == alert.service)
+        || t.logs.records.iter().any(|x| x.service == alert.service);
+    if verdict == Verdict::InsufficientData && !alert_service_seen {
+        let time = |t| crate::ingest::time::rfc3339(t, crate::ingest::time::SecondsFormat::Secs).unwrap_or_default();
+        report.data.problems.insert(
+            0,
+            format!(
+                "no data received for {} in the window {} to {}: send its telemetry (OTLP to /v1/traces, /v1/logs, \
+                 /v1/metrics) or label its Prometheus series with it; the next alert in this group re-runs the \
+                 investigation once data has arrived",
+                alert.service,
+                time(window.from),
+                time(window.to)
+            ),
+        );
+    }
     lock(&app.cases).put(id.to_string(), Arc::new((incident, triage)));
     let mut reg = lock(&app.registry);
     if let Some(r) = reg.records.get_mut(id) {
         r.summary.top = top;
         r.report = Some(report);
         r.features = features;
+        r.read_ms = read_ms;
     }
+    verdict
 }
 
 /// Writes an investigation to `<data_dir>/investigations/<id>.json` (atomically).
@@ -278,6 +315,6 @@ pub fn retrain(app: &App) -> Reranker {
 pub fn watch(app: &App, id: &str) -> Option<(Vec<Event>, Option<tokio::sync::broadcast::Receiver<Event>>)> {
     let reg = lock(&app.registry);
     let r = reg.records.get(id)?;
-    let finished = matches!(r.summary.status, Status::Done | Status::Failed);
+    let finished = r.summary.status.finished();
     Some((r.events.clone(), if finished { None } else { r.tx.as_ref().map(|t| t.subscribe()) }))
 }
