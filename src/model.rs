@@ -237,11 +237,58 @@ pub struct Logs {
     pub files: Vec<LogFile>,
 }
 
-/// A log file to stream, with its format.
+/// A log file to stream, with its format and the hints of the bundle it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogFile {
     pub path: PathBuf,
     pub format: LogFormat,
+    pub hints: std::sync::Arc<ReadHints>,
+}
+
+impl LogFile {
+    /// A log file read without hints (the built-in field spellings; syslog years near now).
+    pub fn new(path: PathBuf, format: LogFormat) -> LogFile {
+        LogFile { path, format, hints: Default::default() }
+    }
+}
+
+/// What readers need to know beyond a file itself: how its bundle spells its fields (the
+/// bundle's `mapping.json`, tried before the built-in spellings) and when the incident happened
+/// (the year of syslog dates).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadHints {
+    /// Fields that name the service: JSON keys or dotted paths, CSV columns, Loki labels.
+    #[serde(deserialize_with = "one_or_many")]
+    pub service: Vec<String>,
+    /// Fields that hold the record's time.
+    #[serde(deserialize_with = "one_or_many")]
+    pub time: Vec<String>,
+    /// Fields that hold a log line's text.
+    #[serde(deserialize_with = "one_or_many")]
+    pub message: Vec<String>,
+    /// Fields that hold a log line's level.
+    #[serde(deserialize_with = "one_or_many")]
+    pub level: Vec<String>,
+    /// In a wide metric CSV, what separates service and metric in a column name (`checkout::errors`
+    /// with `"::"`); without it, the first `.` or `_`.
+    pub metric_separator: Option<String>,
+    /// The incident's alert time (Unix ms), set by the loader, not the file.
+    #[serde(skip)]
+    pub reference: Option<Ts>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +297,10 @@ pub enum LogFormat {
     JsonLines,
     /// OpenTelemetry OTLP/JSON `resourceLogs`, one export request per line (collector file exporter).
     OtlpJson,
+    /// Loki's `query_range` answer (`resultType: streams`), as its API or `logcli --output raw` gives it.
+    Loki,
+    /// Syslog text lines, RFC 3164 (`Mar  4 13:00:00 host app[12]: …`) or RFC 5424.
+    Syslog,
     /// The Nezha dataset's container-log CSV.
     NezhaCsv,
 }

@@ -363,8 +363,9 @@ fn data_problems(incident: &Incident, triage: &Triage, read: &ReadReport) -> Vec
         let ext = file.rsplit('.').next().unwrap_or_default().to_ascii_lowercase();
         if DATA_EXTENSIONS.contains(&ext.as_str()) {
             problems.push(format!(
-                "{file}: not read, no reader takes a file of this name; rename it as docs/bundle-format.md lists \
-                 (metrics*.prom, logs*.jsonl, traces*.json, spans*.csv, changes*.jsonl, …) or remove it"
+                "{file}: not read, neither its name nor its content says what it holds; rename it as \
+                 docs/bundle-format.md lists (metrics*.prom, logs*.jsonl, traces*.json, spans*.csv, changes*.jsonl, …), \
+                 check that it is one of the formats there, or remove it"
             ));
         }
     }

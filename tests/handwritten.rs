@@ -286,15 +286,192 @@ fn logs_with_epoch_times_of_any_unit_are_read() {
     }
 }
 
+/// `Mar  4 13:00:00`: syslog's time, without year or zone.
+fn syslog_time(t: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(t).unwrap().format("%b %e %H:%M:%S").to_string()
+}
+
 #[test]
-fn unreadable_logs_end_in_insufficient_data_not_a_confident_cause() {
-    // Syslog times carry no year or zone; a field nobody documents names the service.
-    let syslog =
-        |t: i64| format!("\"{}\"", DateTime::<Utc>::from_timestamp_millis(t).unwrap().format("%b %e %H:%M:%S"));
-    let r = investigate(base(json_logs("service", &syslog), vec![prom_metrics()], changes(true)));
-    insufficient(&r, "syslog times", "logs.jsonl");
-    let r = investigate(base(json_logs("svc_identifier", &quoted_rfc3339), vec![prom_metrics()], changes(true)));
+fn syslog_times_take_their_year_from_the_incident() {
+    let r = investigate(base(
+        json_logs("service", &|t| format!("\"{}\"", syslog_time(t))),
+        vec![prom_metrics()],
+        changes(true),
+    ));
+    names_the_deploy(&r, "syslog times in JSON lines");
+    assert_eq!(r.data.unreadable.records_skipped, 0, "{:?}", r.data.unreadable.issues.first());
+}
+
+#[test]
+fn a_field_nobody_documents_is_insufficient_until_the_mapping_names_it() {
+    let files = base(json_logs("svc_identifier", &quoted_rfc3339), vec![prom_metrics()], changes(true));
+    let r = investigate(files.clone());
     insufficient(&r, "unknown service field", "logs.jsonl");
+    let mut mapped = files;
+    mapped.push(("mapping.json".into(), r#"{"service": ["svc_identifier"]}"#.into()));
+    let r = investigate(mapped);
+    names_the_deploy(&r, "service field named in mapping.json");
+    assert!(r.data.log_lines > 0 && r.data.unreadable.records_skipped == 0, "{:?}", r.data.unreadable);
+    // A mapping also names the time field, and a wide CSV's own separator.
+    let mut s = String::new();
+    for (t, svc, level, msg) in log_lines() {
+        let _ = writeln!(s, r#"{{"event_at": "{}", "svc": "{svc}", "sev": "{level}", "text": "{msg}"}}"#, rfc3339(t));
+    }
+    let files = vec![
+        incident_json("checkout"),
+        topology(),
+        ("logs.jsonl".into(), s),
+        changes(true),
+        wide_csv(&|svc, m| format!("{svc}::{m}")),
+        (
+            "mapping.json".into(),
+            r#"{"service": "svc", "time": "event_at", "level": "sev", "metric_separator": "::"}"#.into(),
+        ),
+    ];
+    let r = investigate(files);
+    names_the_deploy(&r, "mapping with time, level and separator");
+    assert_eq!(r.data.metric_series, 6);
+}
+
+/// Syslog text lines for every log line: RFC 3164, or RFC 5424 with `rfc5424`.
+fn syslog_file(rfc5424: bool) -> String {
+    let mut s = String::new();
+    for (t, svc, level, msg) in log_lines() {
+        let pri = if level == "error" { 11 } else { 14 };
+        if rfc5424 {
+            let _ = writeln!(s, "<{pri}>1 {} host-7 {svc} 4242 - - {msg}", rfc3339(t));
+        } else {
+            let _ = writeln!(s, "<{pri}>{} host-7 {svc}[4242]: {msg}", syslog_time(t));
+        }
+    }
+    s
+}
+
+#[test]
+fn syslog_and_loki_exports_are_read() {
+    for (shape, file) in [("rfc3164", syslog_file(false)), ("rfc5424", syslog_file(true))] {
+        let r = investigate(base(("logs/messages.log".into(), file), vec![prom_metrics()], changes(true)));
+        names_the_deploy(&r, shape);
+        assert!(r.data.log_lines > 0 && r.data.unreadable.records_skipped == 0, "{shape}: {:?}", r.data.unreadable);
+    }
+    // Loki's query_range answer, one stream per service and level, saved as logs/*.json.
+    let mut streams = Vec::new();
+    for svc in SERVICES {
+        for level in ["info", "error"] {
+            let values: Vec<String> = log_lines()
+                .into_iter()
+                .filter(|l| l.1 == svc && l.2 == level)
+                .map(|(t, _, _, msg)| format!(r#"["{}", "{msg}"]"#, t as i128 * 1_000_000))
+                .collect();
+            if !values.is_empty() {
+                streams.push(format!(
+                    r#"{{"stream": {{"service_name": "{svc}", "detected_level": "{level}", "namespace": "shop"}}, "values": [{}]}}"#,
+                    values.join(", ")
+                ));
+            }
+        }
+    }
+    let loki =
+        format!(r#"{{"status": "success", "data": {{"resultType": "streams", "result": [{}]}}}}"#, streams.join(", "));
+    let r = investigate(base(("logs/loki-export.json".into(), loki), vec![prom_metrics()], changes(true)));
+    names_the_deploy(&r, "loki");
+    assert!(r.data.log_lines > 0 && r.data.unreadable.records_skipped == 0, "{:?}", r.data.unreadable);
+}
+
+/// One trace every 30 s, frontend → checkout → payments: (trace, [(span, parent, service,
+/// operation, start ms, duration ms, error)]). Payments' charges slow down and some fail after
+/// the deploy; its callers wait on them.
+#[allow(clippy::type_complexity)]
+fn traces() -> Vec<(String, Vec<(String, Option<String>, &'static str, &'static str, i64, f64, bool)>)> {
+    let mut out = Vec::new();
+    let (mut t, mut n) = (START, 0);
+    while t <= END {
+        let slow = t >= DEPLOY + MINUTE;
+        let pay = if slow { 900.0 } else { 300.0 } + (n % 5) as f64;
+        let failed = slow && n % 3 == 0;
+        let id = |k: i64| format!("{:016x}", n * 3 + k + 1);
+        out.push((
+            format!("{:032x}", n + 1),
+            vec![
+                (id(0), None, "frontend", "GET /cart", t, pay + 120.0, failed),
+                (id(1), Some(id(0)), "checkout", "POST /checkout", t + 10, pay + 50.0, failed),
+                (id(2), Some(id(1)), "payments", "charge", t + 20, pay, failed),
+            ],
+        ));
+        t += 30_000;
+        n += 1;
+    }
+    out
+}
+
+#[test]
+fn jaeger_tempo_and_otlp_trace_exports_are_read_by_content() {
+    // Jaeger's UI download: {"data": [{traceID, spans, processes}]}.
+    let jaeger: Vec<String> = traces()
+        .into_iter()
+        .map(|(trace, spans)| {
+            let spans: Vec<String> = spans
+                .iter()
+                .map(|(id, parent, svc, op, start, ms, err)| {
+                    let refs = parent.as_ref().map_or(String::new(), |p| {
+                        format!(r#"{{"refType": "CHILD_OF", "traceID": "{trace}", "spanID": "{p}"}}"#)
+                    });
+                    format!(
+                        r#"{{"traceID": "{trace}", "spanID": "{id}", "operationName": "{op}", "references": [{refs}], "startTime": {}, "duration": {}, "tags": [{{"key": "error", "type": "bool", "value": {err}}}], "processID": "p-{svc}"}}"#,
+                        start * 1000,
+                        (ms * 1000.0) as i64
+                    )
+                })
+                .collect();
+            let processes: Vec<String> =
+                SERVICES.iter().map(|s| format!(r#""p-{s}": {{"serviceName": "{s}", "tags": []}}"#)).collect();
+            format!(r#"{{"traceID": "{trace}", "spans": [{}], "processes": {{{}}}}}"#, spans.join(", "), processes.join(", "))
+        })
+        .collect();
+    let jaeger =
+        format!(r#"{{"data": [{}], "total": 0, "limit": 0, "offset": 0, "errors": null}}"#, jaeger.join(",\n"));
+    // OTLP/JSON, one export request per line (the collector's file exporter), and Tempo's
+    // download, which says `batches` for `resourceSpans`.
+    let otlp_doc = |key: &str| -> String {
+        let per_service: Vec<String> = SERVICES
+            .iter()
+            .map(|svc| {
+                let spans: Vec<String> = traces()
+                    .into_iter()
+                    .flat_map(|(trace, spans)| {
+                        spans.into_iter().filter(|s| s.2 == *svc).map(move |(id, parent, _, op, start, ms, err)| {
+                            let ns = start as i128 * 1_000_000;
+                            format!(
+                                r#"{{"traceId": "{trace}", "spanId": "{id}", "parentSpanId": "{}", "name": "{op}", "startTimeUnixNano": "{ns}", "endTimeUnixNano": "{}", "status": {{"code": {}}}}}"#,
+                                parent.unwrap_or_default(),
+                                ns + (ms * 1e6) as i128,
+                                if err { 2 } else { 0 }
+                            )
+                        })
+                    })
+                    .collect();
+                format!(
+                    r#"{{"resource": {{"attributes": [{{"key": "service.name", "value": {{"stringValue": "{svc}"}}}}]}}, "scopeSpans": [{{"spans": [{}]}}]}}"#,
+                    spans.join(", ")
+                )
+            })
+            .collect();
+        format!(r#"{{"{key}": [{}]}}"#, per_service.join(", "))
+    };
+    let spans = traces().iter().map(|t| t.1.len()).sum::<usize>();
+    for (shape, name, text) in [
+        ("jaeger", "traces/trace-download.json", jaeger),
+        ("otlp lines named .jsonl", "traces.jsonl", otlp_doc("resourceSpans")),
+        ("otlp named otel-traces.json", "otel-traces.json", otlp_doc("resourceSpans")),
+        ("tempo", "traces/tempo-trace.json", otlp_doc("batches")),
+    ] {
+        let mut files = base(json_logs("service", &quoted_rfc3339), vec![prom_metrics()], changes(true));
+        files.push((name.into(), text));
+        let r = investigate(files);
+        names_the_deploy(&r, shape);
+        assert_eq!(r.data.spans, spans, "{shape}: {:?}", r.data.unreadable);
+        assert!(r.data.unreadable.ignored.is_empty(), "{shape}: {:?}", r.data.unreadable.ignored);
+    }
 }
 
 #[test]
@@ -331,10 +508,11 @@ fn aggregated_query_range_answers_are_named_by_their_file() {
 #[test]
 fn a_data_file_no_reader_takes_is_reported_and_no_cause_is_presented() {
     let mut files = base(json_logs("service", &quoted_rfc3339), vec![prom_metrics()], changes(true));
-    files.push(("otel-export.jsonl".into(), r#"{"resourceSpans": []}"#.into()));
+    // Neither the name nor the content says what it is.
+    files.push(("export-7.json".into(), r#"{"rows": [[1, 2], [3, 4]]}"#.into()));
     let r = investigate(files);
-    insufficient(&r, "unrecognised file", "otel-export.jsonl");
-    assert!(r.data.unreadable.ignored.iter().any(|f| f.ends_with("otel-export.jsonl")));
+    insufficient(&r, "unrecognised file", "export-7.json");
+    assert!(r.data.unreadable.ignored.iter().any(|f| f.ends_with("export-7.json")));
 }
 
 #[test]

@@ -48,7 +48,7 @@ fn series<'a>(all: &'a [Series], service: &str, metric: &str) -> &'a Series {
 }
 
 fn log_file(path: PathBuf, format: LogFormat) -> Logs {
-    Logs { records: vec![], files: vec![LogFile { path, format }] }
+    Logs { records: vec![], files: vec![LogFile::new(path, format)] }
 }
 
 // ---------------------------------------------------------------- metrics
@@ -307,8 +307,8 @@ fn for_each_log_yields_memory_then_files_and_survives_missing_files() {
     let logs = Logs {
         records: vec![rec("in memory")],
         files: vec![
-            LogFile { path: dir.path().join("missing.jsonl"), format: LogFormat::JsonLines },
-            LogFile { path, format: LogFormat::JsonLines },
+            LogFile::new(dir.path().join("missing.jsonl"), LogFormat::JsonLines),
+            LogFile::new(path, LogFormat::JsonLines),
         ],
     };
     let mut report = ReadReport::default();

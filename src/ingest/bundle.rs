@@ -1,6 +1,8 @@
-//! Loading an incident bundle: a directory with `incident.json` and telemetry files found by name.
+//! Loading an incident bundle: a directory with `incident.json` and telemetry files found by name,
+//! and by content where the name does not say (or, for `.json`, does not decide) what a file is.
 //!
-//! The layout is specified in `docs/bundle-format.md`. Only `incident.json` (and a present but
+//! The layout is specified in `docs/bundle-format.md`. A `mapping.json` may name the bundle's own
+//! field spellings ([`ReadHints`]). Only `incident.json` (and a present but
 //! unreadable `truth.json`) can fail a load; a telemetry file that cannot be read is one issue in
 //! the incident's read report. Log files are listed, not read: they are streamed later.
 
@@ -9,9 +11,14 @@ use super::{
     read_changes, read_otlp_traces, read_prometheus_query_range, read_prometheus_text, read_span_csv, read_topology,
     read_wide_csv, IngestError,
 };
-use crate::model::{Alert, Incident, LogFile, LogFormat, ReadReport, Severity, Telemetry, Truth, MINUTE};
+use crate::model::{Alert, Incident, LogFile, LogFormat, ReadHints, ReadReport, Severity, Telemetry, Truth, MINUTE};
 use serde_json::Value;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Files of a bundle that are not telemetry.
+const NOT_TELEMETRY: [&str; 4] = ["incident.json", "truth.json", "topology.json", "mapping.json"];
 
 /// The subfolders whose files are telemetry by extension alone.
 const FOLDERS: [&str; 4] = ["metrics", "logs", "traces", "changes"];
@@ -24,8 +31,58 @@ enum FileKind {
     WideCsv,
     Logs(LogFormat),
     OtlpTraces,
+    JaegerTraces,
     SpanCsv,
     Changes,
+}
+
+/// What a file holds, judged from its first 64 KiB (decompressed): the document's keys for JSON
+/// (OTLP `resourceSpans`/`resourceLogs`, Tempo `batches`, Loki `streams`, a Prometheus `matrix`,
+/// Jaeger `traceID`/`spanID`), the first object's fields for JSON lines (a change `kind`, a log
+/// message), the header for CSV (trace and span ids: spans; a time column: metrics), and the
+/// first line for Prometheus text and syslog. None when nothing fits.
+fn sniff(path: &Path) -> Option<FileKind> {
+    let mut head = Vec::new();
+    io::open(path).ok()?.take(64 * 1024).read_to_end(&mut head).ok()?;
+    let text = String::from_utf8_lossy(&head);
+    let t = text.trim_start();
+    let first = t.lines().next()?.trim();
+    if t.starts_with('{') || t.starts_with('[') {
+        let has = |k: &str| t.contains(k);
+        if has("\"resourceSpans\"") || (has("\"batches\"") && has("\"spanId\"")) {
+            return Some(FileKind::OtlpTraces);
+        }
+        if has("\"resourceLogs\"") {
+            return Some(FileKind::Logs(LogFormat::OtlpJson));
+        }
+        if has("\"resultType\"") && has("\"streams\"") {
+            return Some(FileKind::Logs(LogFormat::Loki));
+        }
+        if has("\"resultType\"") && has("\"matrix\"") {
+            return Some(FileKind::QueryRange);
+        }
+        if has("\"traceID\"") && has("\"spanID\"") {
+            return Some(FileKind::JaegerTraces);
+        }
+        let obj: Value = serde_json::from_str(first).ok().filter(Value::is_object)?;
+        let kind = io::get(&obj, &["kind", "type", "change_type"]).and_then(Value::as_str);
+        if kind.is_some_and(|k| crate::model::ChangeKind::parse(k).is_some()) {
+            return Some(FileKind::Changes);
+        }
+        return io::get(&obj, &io::MESSAGE_FIELDS).is_some().then_some(FileKind::Logs(LogFormat::JsonLines));
+    }
+    if first.starts_with("# HELP") || first.starts_with("# TYPE") || super::metrics::is_sample(first) {
+        return Some(FileKind::PromText);
+    }
+    let header: Vec<String> = first.split(',').map(io::normalise).collect();
+    if header.len() > 1 {
+        let any = |names: &[&str]| header.iter().any(|h| names.contains(&h.as_str()));
+        if any(&["traceid"]) && any(&["spanid"]) {
+            return Some(FileKind::SpanCsv);
+        }
+        return any(&["time", "timestamp", "ts"]).then_some(FileKind::WideCsv);
+    }
+    super::logs::syslog_line(first).is_ok().then_some(FileKind::Logs(LogFormat::Syslog))
 }
 
 /// Classifies `base` (lowercased, `.gz` removed) found at the top level (`folder` None) or in one
@@ -37,6 +94,7 @@ fn classify(folder: Option<&str>, base: &str) -> Option<FileKind> {
         Some("metrics") if ext(".prom") || ext(".txt") => Some(FileKind::PromText),
         Some("metrics") if ext(".json") => Some(FileKind::QueryRange),
         Some("metrics") if ext(".csv") => Some(FileKind::WideCsv),
+        Some("logs") if ext(".log") || ext(".syslog") => Some(FileKind::Logs(LogFormat::Syslog)),
         Some("logs") if lines => Some(FileKind::Logs(LogFormat::JsonLines)),
         Some("logs") if ext(".json") => Some(FileKind::Logs(LogFormat::OtlpJson)),
         Some("logs") if ext(".csv") => Some(FileKind::Logs(LogFormat::NezhaCsv)),
@@ -82,6 +140,15 @@ fn files_in(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
 /// Reads the telemetry files of a bundle directory (top level and `metrics/`, `logs/`, `traces/`,
 /// `changes/`). Log files are only listed. A file that cannot be read is one issue (line 0).
 pub fn load_telemetry(dir: &Path, report: &mut ReadReport) -> Result<Telemetry, IngestError> {
+    load_telemetry_with(dir, &Arc::new(ReadHints::default()), report)
+}
+
+/// [`load_telemetry`] with a bundle's hints (field spellings, the incident's time).
+fn load_telemetry_with(dir: &Path, hints: &Arc<ReadHints>, report: &mut ReadReport) -> Result<Telemetry, IngestError> {
+    io::with_hints(hints, || read_telemetry(dir, hints, report))
+}
+
+fn read_telemetry(dir: &Path, hints: &Arc<ReadHints>, report: &mut ReadReport) -> Result<Telemetry, IngestError> {
     let mut found: Vec<(Option<&str>, PathBuf)> = files_in(dir)?.into_iter().map(|p| (None, p)).collect();
     for folder in FOLDERS {
         let sub = dir.join(folder);
@@ -92,17 +159,24 @@ pub fn load_telemetry(dir: &Path, report: &mut ReadReport) -> Result<Telemetry, 
     let mut t = Telemetry::default();
     for (folder, path) in found {
         let base = io::base_name(&path);
-        let Some(kind) = classify(folder, &base) else {
-            if folder.is_some() || !matches!(base.as_str(), "incident.json" | "truth.json" | "topology.json") {
-                tracing::debug!(file = %path.display(), "not a telemetry file name; ignored");
-                report.ignored.push(io::display(&path));
-            }
+        if folder.is_none() && NOT_TELEMETRY.contains(&base.as_str()) {
+            continue;
+        }
+        // A `.json` name does not decide between OTLP, Loki, Jaeger and Prometheus: its content does.
+        let by_name = classify(folder, &base);
+        let kind = match by_name {
+            Some(k) if !base.ends_with(".json") => Some(k),
+            _ => sniff(&path).or(by_name),
+        };
+        let Some(kind) = kind else {
+            tracing::debug!(file = %path.display(), "neither its name nor its content says what it holds; ignored");
+            report.ignored.push(io::display(&path));
             continue;
         };
-        tracing::debug!(file = %path.display(), ?kind, "reading");
+        tracing::debug!(file = %path.display(), ?kind, by_name = by_name == Some(kind), "reading");
         if let FileKind::Logs(format) = kind {
             // Streamed (and counted) whenever a stage reads the logs.
-            t.logs.files.push(LogFile { path: path.clone(), format });
+            t.logs.files.push(LogFile { path: path.clone(), format, hints: hints.clone() });
             continue;
         }
         let result = report.counting(&io::display(&path), |report| match kind {
@@ -110,6 +184,7 @@ pub fn load_telemetry(dir: &Path, report: &mut ReadReport) -> Result<Telemetry, 
             FileKind::QueryRange => read_prometheus_query_range(&path, report).map(|s| t.metrics.extend(s)),
             FileKind::WideCsv => read_wide_csv(&path, report).map(|s| t.metrics.extend(s)),
             FileKind::OtlpTraces => read_otlp_traces(&path, report).map(|s| t.spans.extend(s)),
+            FileKind::JaegerTraces => super::traces::read_jaeger_traces(&path, report).map(|s| t.spans.extend(s)),
             FileKind::SpanCsv => read_span_csv(&path, report).map(|s| t.spans.extend(s)),
             FileKind::Changes => read_changes(&path, report).map(|c| t.changes.extend(c)),
             FileKind::Logs(_) => Ok(()),
@@ -141,10 +216,20 @@ pub fn load_bundle(dir: &Path) -> Result<Incident, IngestError> {
     }
     let default_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let head = read_incident_json(&incident_path, &default_id)?;
+    let mapping_path = dir.join("mapping.json");
+    let mut hints = if mapping_path.is_file() {
+        let file = io::display(&mapping_path);
+        serde_json::from_reader(io::open(&mapping_path)?).map_err(|source| IngestError::Json { file, source })?
+    } else {
+        ReadHints::default()
+    };
+    hints.reference = Some(head.alert.time);
+    let hints = Arc::new(hints);
     let mut report = ReadReport::default();
-    let telemetry = load_telemetry(dir, &mut report)?;
+    let telemetry = load_telemetry_with(dir, &hints, &mut report)?;
     let baseline_dir = dir.join("baseline");
-    let baseline = if baseline_dir.is_dir() { Some(load_telemetry(&baseline_dir, &mut report)?) } else { None };
+    let baseline =
+        if baseline_dir.is_dir() { Some(load_telemetry_with(&baseline_dir, &hints, &mut report)?) } else { None };
     let topology_path = dir.join("topology.json");
     let topology = if topology_path.is_file() {
         match report.counting(&io::display(&topology_path), |r| read_topology(&topology_path, r)) {

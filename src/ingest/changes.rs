@@ -27,11 +27,11 @@ pub(crate) fn change_from_json(obj: &Value) -> Result<Change, (&'static str, Str
 }
 
 fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
-    let time = match io::get(obj, &io::TIME_FIELDS) {
+    let time = match io::get_hinted(obj, |h| &h.time, &io::TIME_FIELDS) {
         None => return Err(("time", "missing".into())),
         Some(v) => io::time_of(v).ok_or_else(|| ("time", format!("not a time: {v}")))?,
     };
-    let service = match io::get(obj, &io::SERVICE_FIELDS) {
+    let service = match io::get_hinted(obj, |h| &h.service, &io::SERVICE_FIELDS) {
         None => return Err(("service", io::NO_SERVICE.into())),
         Some(v) => io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?,
     };

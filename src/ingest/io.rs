@@ -5,7 +5,7 @@
 //! end that file with one issue, never the whole load.
 
 use super::IngestError;
-use crate::model::{ReadIssue, ReadReport, Ts};
+use crate::model::{ReadHints, ReadIssue, ReadReport, Ts};
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 use std::cell::Cell;
@@ -143,6 +143,12 @@ impl CsvRows {
     pub(crate) fn column(&self, names: &[&str]) -> Option<usize> {
         let norm: Vec<String> = self.headers.iter().map(|h| normalise(h)).collect();
         names.iter().find_map(|n| norm.iter().position(|h| h == n))
+    }
+
+    /// [`CsvRows::column`] for names as users spell them (normalised here).
+    pub(crate) fn column_of(&self, names: &[String]) -> Option<usize> {
+        let norm: Vec<String> = names.iter().map(|n| normalise(n)).collect();
+        self.column(&norm.iter().map(String::as_str).collect::<Vec<&str>>())
     }
 
     /// The first of `names` present, or an error naming the file and `field`: a column the
@@ -331,6 +337,53 @@ pub(crate) const NO_SERVICE: &str = "missing (nor any of service.name, app, k8s.
 pub(crate) const TIME_FIELDS: [&str; 8] =
     ["time", "timestamp", "ts", "@timestamp", "datetime", "date", "timeUnixNano", "eventTime"];
 
+/// Where a JSON log record may hold its text, and its level.
+pub(crate) const MESSAGE_FIELDS: [&str; 6] = ["message", "msg", "body", "log", "text", "event"];
+pub(crate) const LEVEL_FIELDS: [&str; 5] = ["level", "severity", "severity_text", "lvl", "detected_level"];
+
+thread_local! {
+    /// The hints of the bundle being read (see [`with_hints`]).
+    static HINTS: std::cell::RefCell<std::sync::Arc<ReadHints>> = std::cell::RefCell::default();
+}
+
+/// Runs `f` (the reading of one bundle's files) with its hints: its own field spellings come
+/// first, and syslog dates take the year of its incident.
+pub(crate) fn with_hints<T>(hints: &std::sync::Arc<ReadHints>, f: impl FnOnce() -> T) -> T {
+    let before = HINTS.with(|h| h.replace(hints.clone()));
+    let out = super::time::with_reference(hints.reference, f);
+    HINTS.with(|h| h.replace(before));
+    out
+}
+
+/// The fields to try for one thing: the hints' spellings (from `pick`), then the built-in ones.
+pub(crate) fn fields(pick: fn(&ReadHints) -> &Vec<String>, builtin: &[&str]) -> Vec<String> {
+    HINTS.with(|h| {
+        let h = h.borrow();
+        pick(&h).iter().cloned().chain(builtin.iter().map(|s| s.to_string())).collect()
+    })
+}
+
+/// The first of the hinted, then built-in, fields present in `obj`.
+pub(crate) fn get_hinted<'a>(
+    obj: &'a Value,
+    pick: fn(&ReadHints) -> &Vec<String>,
+    builtin: &[&str],
+) -> Option<&'a Value> {
+    let own = HINTS.with(|h| pick(&h.borrow()).clone());
+    if !own.is_empty() {
+        let keys: Vec<&str> = own.iter().map(String::as_str).collect();
+        if let Some(v) = get(obj, &keys) {
+            return Some(v);
+        }
+    }
+    get(obj, builtin)
+}
+
+/// The separator a bundle declared between service and metric in wide CSV column names.
+pub(crate) fn metric_separator() -> Option<String> {
+    HINTS.with(|h| h.borrow().metric_separator.clone())
+}
+
 /// A JSON value as text: strings as they are, anything else as compact JSON.
 pub(crate) fn to_text(v: &Value) -> String {
     match v {
@@ -422,7 +475,9 @@ pub(crate) fn for_each_json_line<T>(
 /// Where the records sit in an OTLP/JSON export request: `resourceLogs` → `scopeLogs` (or the
 /// older `instrumentationLibraryLogs`) → `logRecords`, and the same shape for spans.
 pub(crate) struct OtlpShape {
+    /// The resources' key (Tempo's API answers `batches` for `resourceSpans`: `also`).
     pub resources: &'static str,
+    pub also: Option<&'static str>,
     pub scopes: [&'static str; 2],
     pub records: &'static str,
 }
@@ -453,7 +508,8 @@ pub(crate) fn otlp_doc_records<T>(
     parse: &impl Fn(&Value, Option<&str>) -> Parsed<T>,
     f: &mut impl FnMut(T),
 ) {
-    let Some(resources) = doc.get(shape.resources).and_then(Value::as_array) else {
+    let found = doc.get(shape.resources).or_else(|| shape.also.and_then(|k| doc.get(k)));
+    let Some(resources) = found.and_then(Value::as_array) else {
         report.skip(issue(file, n, Some(shape.resources), format!("no {} array", shape.resources)));
         return;
     };

@@ -34,11 +34,13 @@ pub fn read_logs(logs: &Logs, report: &mut ReadReport) -> Vec<LogRecord> {
 
 /// Streams one log file in its format.
 pub fn read_log_file(file: &LogFile, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
-    match file.format {
+    io::with_hints(&file.hints, || match file.format {
         LogFormat::JsonLines => read_json_lines_logs(&file.path, report, f),
         LogFormat::OtlpJson => read_otlp_logs(&file.path, report, f),
+        LogFormat::Loki => read_loki_logs(&file.path, report, f),
+        LogFormat::Syslog => read_syslog(&file.path, report, f),
         LogFormat::NezhaCsv => read_nezha_logs(&file.path, report, f),
-    }
+    })
 }
 
 /// An `attributes` field of the wrong shape.
@@ -99,19 +101,19 @@ pub fn read_json_lines_logs(
 }
 
 fn json_log(obj: &Value) -> Result<LogRecord, (&'static str, String)> {
-    let time = match io::get(obj, &io::TIME_FIELDS) {
+    let time = match io::get_hinted(obj, |h| &h.time, &io::TIME_FIELDS) {
         None => return Err(("time", "missing".into())),
         Some(v) => io::time_of(v).ok_or_else(|| ("time", format!("not a time: {v}")))?,
     };
-    let service = match io::get(obj, &io::SERVICE_FIELDS) {
+    let service = match io::get_hinted(obj, |h| &h.service, &io::SERVICE_FIELDS) {
         None => return Err(("service", io::NO_SERVICE.into())),
         Some(v) => io::scalar_text(v).ok_or_else(|| ("service", format!("not a service name: {v}")))?,
     };
-    let message = match io::get(obj, &["message", "msg", "body", "log", "text", "event"]) {
+    let message = match io::get_hinted(obj, |h| &h.message, &io::MESSAGE_FIELDS) {
         None => return Err(("message", "missing".into())),
         Some(v) => io::to_text(v),
     };
-    let level = level_of(io::get(obj, &["level", "severity", "severity_text", "lvl"]));
+    let level = level_of(io::get_hinted(obj, |h| &h.level, &io::LEVEL_FIELDS));
     let attributes = match obj.get("attributes") {
         Some(a) => attributes_of(a).map_err(|m| ("attributes", m.to_string()))?,
         None => Vec::new(),
@@ -128,6 +130,7 @@ pub fn read_otlp_logs(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(Lo
 
 const LOGS: io::OtlpShape = io::OtlpShape {
     resources: "resourceLogs",
+    also: None,
     scopes: ["scopeLogs", "instrumentationLibraryLogs"],
     records: "logRecords",
 };
@@ -235,6 +238,136 @@ pub fn read_nezha_logs(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(L
         f(LogRecord { time, nanos, service, level: line.level, message: line.message, attributes });
     }
     Ok(())
+}
+
+/// Reads Loki `query_range` answers (`{"data": {"resultType": "streams", "result": [{"stream":
+/// {labels}, "values": [["<unix ns>", "<line>"], …]}]}}`), one document or one per line, as
+/// Loki's API and `logcli query --output raw` give them. The service is the first stream label of
+/// the bundle's mapping or [`io::SERVICE_FIELDS`] (Loki 3 sets `service_name`); the level is the
+/// `level` or `detected_level` label, else read from the line.
+pub fn read_loki_logs(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
+    let file = io::display(path);
+    io::for_each_json_doc(path, report, &mut |n, doc, report| {
+        let Some(streams) = doc.pointer("/data/result").and_then(Value::as_array) else {
+            report.skip(io::issue(
+                &file,
+                n,
+                Some("data.result"),
+                "no data.result array (Loki query_range answers have one)",
+            ));
+            return;
+        };
+        for (i, stream) in streams.iter().enumerate() {
+            let labels = stream.get("stream").unwrap_or(&Value::Null);
+            let service = io::get_hinted(labels, |h| &h.service, &io::SERVICE_FIELDS).and_then(io::scalar_text);
+            let level =
+                io::get_hinted(labels, |h| &h.level, &io::LEVEL_FIELDS).and_then(|v| Level::parse(&io::to_text(v)));
+            for v in io::array(stream, "values") {
+                let Some(service) = &service else {
+                    let msg = format!("stream {i} has no service label {labels} ({})", io::NO_SERVICE);
+                    report.skip(io::issue(&file, n, Some("stream"), msg));
+                    continue;
+                };
+                let ns = v.get(0).and_then(io::nanos_of);
+                let (Some(ns), Some(text)) = (ns, v.get(1).and_then(Value::as_str)) else {
+                    report.skip(io::issue(
+                        &file,
+                        n,
+                        Some("values"),
+                        format!("stream {i}: not [\"<unix ns>\", \"<line>\"]: {v}"),
+                    ));
+                    continue;
+                };
+                let line = parse_app_log_line(text);
+                let mut attributes = Vec::new();
+                for (name, id) in [("trace_id", line.trace_id), ("span_id", line.span_id)] {
+                    if let Some(id) = id {
+                        attributes.push((name.to_string(), id));
+                    }
+                }
+                report.records_read += 1;
+                f(LogRecord {
+                    time: nanos_to_ms(ns),
+                    nanos: super::time::nanos_within_ms(ns),
+                    service: service.clone(),
+                    level: level.unwrap_or(line.level),
+                    message: line.message,
+                    attributes,
+                });
+            }
+        }
+    })
+}
+
+/// Reads syslog text: RFC 3164 (`<34>Mar  4 13:00:00 host app[123]: text`, the year from the
+/// incident), the same with an RFC 3339 time (rsyslog's high-precision format), or RFC 5424
+/// (`<34>1 2026-03-04T13:00:00Z host app 123 - - text`). The service is the program (tag or
+/// APP-NAME); the level comes from the priority's severity, else from the text.
+pub fn read_syslog(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
+    let mut lines = io::Lines::open(path)?;
+    let file = lines.file().to_string();
+    while let Some((n, line)) = lines.next_line(report) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match syslog_line(line) {
+            Ok(r) => {
+                report.records_read += 1;
+                f(r);
+            }
+            Err((field, msg)) => report.skip(io::issue(&file, n, Some(field), msg)),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn syslog_line(line: &str) -> io::Parsed<LogRecord> {
+    let mut rest = line.trim();
+    let mut severity = None;
+    if let Some((pri, after)) = rest.strip_prefix('<').and_then(|r| r.split_once('>')) {
+        severity = pri.parse::<u16>().ok().map(|p| p % 8);
+        rest = after;
+    }
+    let (time_text, host_on) = if let Some(r) = rest.strip_prefix("1 ") {
+        split_token(r)
+    } else {
+        let (first, after) = split_token(rest);
+        if super::time::parse_time_str(first).is_some() && first.len() > 8 {
+            (first, after)
+        } else {
+            // `Mmm dd hh:mm:ss`: three tokens.
+            let (_, a1) = split_token(after);
+            let (_, a2) = split_token(a1);
+            (&rest[..rest.len() - a2.len()], a2)
+        }
+    };
+    let time = super::time::parse_time_str(time_text.trim())
+        .ok_or_else(|| ("time", format!("not a syslog time: {:?}", time_text.trim())))?;
+    let (_host, after_host) = split_token(host_on);
+    let (service, message) = if rest.starts_with("1 ") {
+        // APP-NAME PROCID MSGID STRUCTURED-DATA MSG
+        let (app, a) = split_token(after_host);
+        let (_, a) = split_token(a);
+        let (_, a) = split_token(a);
+        let msg = if a.starts_with('[') { a.find("] ").map_or("", |i| &a[i + 2..]) } else { split_token(a).1 };
+        (app, msg)
+    } else {
+        let (tag, msg) = after_host.split_once(':').unwrap_or(("", after_host));
+        (tag.split('[').next().unwrap_or_default(), msg)
+    };
+    let service = service.trim();
+    if service.is_empty() || service == "-" {
+        return Err(("app", "no program name (`host app[pid]: text`) after the time and host".into()));
+    }
+    let line = parse_app_log_line(message);
+    let level = match severity {
+        Some(0..=3) => Level::Error,
+        Some(4) => Level::Warn,
+        Some(7) => Level::Debug,
+        Some(_) => Level::Info,
+        None => line.level,
+    };
+    Ok(LogRecord { time, nanos: 0, service: service.to_string(), level, message: line.message, attributes: Vec::new() })
 }
 
 /// An application log line taken apart.

@@ -436,10 +436,19 @@ fn wide_column(h: &str) -> Result<(String, String), &'static str> {
         let service = service_of(&sample.labels).ok_or("no service label (service, job, app, …) in the column name")?;
         return Ok((service, metric_name(&sample.name, &sample.labels)));
     }
-    match h.find(['.', '_']).map(|i| (&h[..i], &h[i + 1..])) {
+    let split = match io::metric_separator().filter(|s| !s.is_empty()) {
+        Some(sep) => h.split_once(sep.as_str()),
+        None => h.find(['.', '_']).map(|i| (&h[..i], &h[i + 1..])),
+    };
+    match split {
         Some((svc, metric)) if !svc.is_empty() && !metric.is_empty() => Ok((svc.to_string(), metric.to_string())),
         _ => Err("column name is not `<service>_<metric>`, `<service>.<metric>` or `metric{service=\"…\"}`"),
     }
+}
+
+/// Whether a line is one Prometheus text sample (`name{labels} value [time]`).
+pub(crate) fn is_sample(line: &str) -> bool {
+    parse_sample(line).is_ok()
 }
 
 /// Reads a metric CSV. Wide: a `time` (or `timestamp`) column and one column per series, named as
@@ -450,7 +459,9 @@ fn wide_column(h: &str) -> Result<(String, String), &'static str> {
 pub fn read_wide_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Series>, IngestError> {
     let mut rows = CsvRows::open(path)?;
     let file = rows.file().to_string();
-    let Some(time_col) = rows.column(&["time", "timestamp", "ts"]) else {
+    let time_names = io::fields(|h| &h.time, &["time", "timestamp", "ts"]);
+    let service_names = io::fields(|h| &h.service, &["service"]);
+    let Some(time_col) = rows.column_of(&time_names) else {
         return Err(IngestError::Invalid {
             file,
             field: "time".into(),
@@ -458,7 +469,7 @@ pub fn read_wide_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Series>
         });
     };
     if let (Some(s), Some(m), Some(v)) =
-        (rows.column(&["service"]), rows.column(&["metric", "name", "metric_name"]), rows.column(&["value"]))
+        (rows.column_of(&service_names), rows.column(&["metric", "name", "metric_name"]), rows.column(&["value"]))
     {
         return Ok(read_long_csv(&mut rows, [time_col, s, m, v], report));
     }

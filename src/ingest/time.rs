@@ -1,12 +1,13 @@
 //! Turning the many spellings of a point in time into Unix milliseconds.
 //!
 //! Sources write RFC 3339 strings, ISO-8601 with a space, or bare numbers whose unit is only
-//! known from their magnitude (seconds, ms, µs or ns since the epoch). Everything ends up as
-//! [`Ts`]; spans additionally need nanosecond precision to keep fractional durations.
+//! known from their magnitude (seconds, ms, µs or ns since the epoch), or syslog's `Mar  4
+//! 13:00:00` without a year (taken from the incident: see [`with_reference`]). Everything ends up
+//! as [`Ts`]; spans additionally need nanosecond precision to keep fractional durations.
 
 use crate::model::Ts;
 pub use chrono::SecondsFormat;
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
 
 /// The unit of a bare epoch number, guessed from its magnitude.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +112,42 @@ fn parse_nanos_unchecked(s: &str) -> Option<i128> {
         // Also catches `NaN` and `inf`, which are no time.
         return x.is_finite().then(|| nanos_from_number(x));
     }
-    parse_date_nanos(s)
+    parse_date_nanos(s).or_else(|| {
+        let reference = REFERENCE.with(|r| r.get()).unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        parse_syslog_nanos(s, reference)
+    })
+}
+
+thread_local! {
+    /// When the data being read happened, about (Unix ms): gives syslog times their year.
+    static REFERENCE: std::cell::Cell<Option<Ts>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with `reference` as the time syslog dates without a year are placed near (the
+/// incident's alert); outside, they are placed near now.
+pub fn with_reference<T>(reference: Option<Ts>, f: impl FnOnce() -> T) -> T {
+    let before = REFERENCE.with(|r| r.replace(reference));
+    let out = f();
+    REFERENCE.with(|r| r.set(before));
+    out
+}
+
+/// A syslog (RFC 3164) time, `Mar  4 13:00:00` or `Mar 4 13:00:00.123`, which has no year and
+/// no zone: UTC, in the year that puts it nearest to `reference`.
+pub fn parse_syslog_nanos(s: &str, reference: Ts) -> Option<i128> {
+    let mut parts = s.split_whitespace();
+    let (month, day, clock) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || month.len() != 3 || !month.chars().all(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let ref_year = DateTime::from_timestamp_millis(reference)?.naive_utc().date().year_ce().1 as i32;
+    (ref_year - 1..=ref_year + 1)
+        .filter_map(|y| {
+            NaiveDateTime::parse_from_str(&format!("{y} {month} {day} {clock}"), "%Y %b %d %H:%M:%S%.f").ok()
+        })
+        .map(|d| d.and_utc())
+        .min_by_key(|d| (d.timestamp_millis() - reference).abs())
+        .map(|d| d.timestamp() as i128 * 1_000_000_000 + d.timestamp_subsec_nanos() as i128)
 }
 
 fn parse_date_nanos(s: &str) -> Option<i128> {
@@ -182,6 +218,19 @@ pub fn fmt_time(ts: Ts) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn syslog_times_take_the_year_nearest_the_incident() {
+        let alert = parse_time_str("2026-03-04T13:30:00Z").unwrap();
+        let t = with_reference(Some(alert), || parse_time_str("Mar  4 13:00:00")).unwrap();
+        assert_eq!(t, parse_time_str("2026-03-04T13:00:00Z").unwrap());
+        // Late December before a January incident is last year.
+        let jan = parse_time_str("2027-01-01T00:10:00Z").unwrap();
+        let t = with_reference(Some(jan), || parse_time_str("Dec 31 23:59:58.5")).unwrap();
+        assert_eq!(t, parse_time_str("2026-12-31T23:59:58.500Z").unwrap());
+        assert_eq!(with_reference(Some(alert), || parse_time_str("Foo  4 13:00:00")), None);
+        assert_eq!(with_reference(Some(alert), || parse_time_str("Feb 30 13:00:00")), None);
+    }
+
     use super::*;
 
     const T: Ts = 1_674_981_742_383; // 2023-01-29T08:42:22.383Z

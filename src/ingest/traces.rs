@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Reads OTLP/JSON traces: one `{"resourceSpans": […]}` export request per line, or one
-/// pretty-printed document. Service from the resource's `service.name`; a span is an error when
+/// pretty-printed document (also Tempo's trace JSON, which says `batches`). Service from the resource's `service.name`; a span is an error when
 /// `status.code` is 2 / `STATUS_CODE_ERROR`; an empty `parentSpanId` marks a root.
 pub fn read_otlp_traces(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, IngestError> {
     let mut out = Vec::new();
@@ -22,6 +22,7 @@ pub fn read_otlp_traces(path: &Path, report: &mut ReadReport) -> Result<Vec<Span
 
 const SPANS: io::OtlpShape = io::OtlpShape {
     resources: "resourceSpans",
+    also: Some("batches"),
     scopes: ["scopeSpans", "instrumentationLibrarySpans"],
     records: "spans",
 };
@@ -71,6 +72,96 @@ fn otlp_span(span: &Value, service: Option<&str>) -> Result<Span, (&'static str,
         operation: span.get("name").map(io::to_text).unwrap_or_default(),
         start: nanos_to_ms(start),
         duration_ms: (end - start) as f64 / 1e6,
+        error,
+    })
+}
+
+/// Reads Jaeger trace JSON, as its UI downloads it and its API answers (`{"data": [trace, …]}`,
+/// or one trace): each trace's `spans` with `traceID`, `spanID`, `operationName`, `references`
+/// (the `CHILD_OF` one is the parent), `startTime` and `duration` in µs, and `processID` naming
+/// its process in `processes` (whose `serviceName` is the service). A span is an error when its
+/// tag `error` is true, `otel.status_code` is `ERROR`, or `http.status_code` is 500 or more.
+pub fn read_jaeger_traces(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, IngestError> {
+    let file = io::display(path);
+    let mut out = Vec::new();
+    io::for_each_json_doc(path, report, &mut |n, doc, report| {
+        let traces: Vec<&Value> = match doc.get("data") {
+            Some(Value::Array(a)) => a.iter().collect(),
+            _ if doc.get("spans").is_some() => vec![&doc],
+            _ => {
+                report.skip(io::issue(
+                    &file,
+                    n,
+                    Some("data"),
+                    "no data array of traces (a Jaeger trace download has one)",
+                ));
+                return;
+            }
+        };
+        for trace in traces {
+            let processes = trace.get("processes");
+            for span in io::array(trace, "spans") {
+                match jaeger_span(span, processes) {
+                    Ok(s) => {
+                        report.records_read += 1;
+                        out.push(s);
+                    }
+                    Err((field, msg)) => report.skip(io::issue(&file, n, Some(field), msg)),
+                }
+            }
+        }
+    })?;
+    Ok(out)
+}
+
+fn jaeger_span(span: &Value, processes: Option<&Value>) -> io::Parsed<Span> {
+    let text = |key: &'static str| -> io::Parsed<String> {
+        span.get(key).and_then(io::scalar_text).ok_or((key, "missing".to_string()))
+    };
+    let (trace_id, span_id) = (text("traceID")?, text("spanID")?);
+    let parent_id = io::array(span, "references")
+        .iter()
+        .find(|r| r.get("refType").and_then(Value::as_str).is_none_or(|t| t == "CHILD_OF"))
+        .and_then(|r| r.get("spanID"))
+        .and_then(io::scalar_text);
+    let us = |key: &'static str| -> io::Parsed<f64> {
+        span.get(key)
+            .and_then(Value::as_f64)
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or((key, "missing or not a count of µs".to_string()))
+    };
+    let (start_us, duration_us) = (us("startTime")?, us("duration")?);
+    let start = (start_us / 1000.0).floor() as i64;
+    if !super::time::plausible(start) {
+        return Err(("startTime", format!("not a time in µs: {start_us}")));
+    }
+    let process = span.get("process").or_else(|| {
+        let id = span.get("processID")?.as_str()?;
+        processes?.get(id)
+    });
+    let service = process
+        .and_then(|p| p.get("serviceName"))
+        .and_then(io::scalar_text)
+        .ok_or(("processID", "no process with a serviceName".to_string()))?;
+    let tag = |key: &str| {
+        io::array(span, "tags")
+            .iter()
+            .find(|t| t.get("key").and_then(Value::as_str) == Some(key))
+            .and_then(|t| t.get("value"))
+    };
+    let error = tag("error").is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
+        || tag("otel.status_code").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("ERROR"))
+        || tag("http.status_code")
+            .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+            .is_some_and(|c| c >= 500.0);
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_id,
+        service,
+        operation: span.get("operationName").map(io::to_text).unwrap_or_default(),
+        start,
+        duration_ms: duration_us / 1000.0,
         error,
     })
 }

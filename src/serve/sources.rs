@@ -122,32 +122,47 @@ pub async fn prometheus(
     }
 }
 
+/// Why a Prometheus-compatible server gave no answer to use.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("bad Prometheus URL {url}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("{reason}")]
+    Request { reason: String },
+    #[error("{url}: HTTP {status}: {reason}")]
+    Answer { url: String, status: u16, reason: String },
+    #[error(
+        "no series in the window has {service:?} in any of the labels {labels} (is the window right? otherwise name \
+         the queries with --query NAME=PROMQL)"
+    )]
+    NoServiceLabel { service: String, labels: String },
+    #[error("the series with a {label} label in the window are all exporter plumbing (go_, up, scrape_ …)")]
+    OnlyPlumbing { label: String },
+}
+
 /// GETs a Prometheus HTTP API path (`/api/v1/...`) and answers its `data`, or why not.
 async fn prometheus_api(
     client: &reqwest::Client,
     base: &str,
     path: &str,
     params: &[(&str, String)],
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, SourceError> {
     let url = reqwest::Url::parse_with_params(&format!("{}{path}", base.trim_end_matches('/')), params)
-        .map_err(|e| format!("bad Prometheus URL {base}: {e}"))?;
-    let resp = client.get(url.clone()).timeout(Duration::from_secs(30)).send().await.map_err(|e| {
+        .map_err(|e| SourceError::Url { url: base.to_string(), reason: e.to_string() })?;
+    let resp = client
+        .get(url.clone())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
         // reqwest's message names the URL; the reason (refused, timed out …) is in its sources.
-        let mut why = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            why = format!("{why}: {c}");
-            cause = c.source();
-        }
-        why
-    })?;
+        .map_err(|e| SourceError::Request { reason: crate::ingest::io::error_chain(&e) })?;
     let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| format!("{url}: reading the answer: {e}"))?;
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("{url}: HTTP {status}, not JSON: {e}"))?;
+    let answer = |reason: String| SourceError::Answer { url: url.to_string(), status: status.as_u16(), reason };
+    let body = resp.bytes().await.map_err(|e| answer(format!("reading the answer: {e}")))?;
+    let mut doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| answer(format!("not JSON: {e}")))?;
     if !status.is_success() || doc.get("status").and_then(|s| s.as_str()) != Some("success") {
-        let why = doc.get("error").and_then(|e| e.as_str()).unwrap_or("");
-        return Err(format!("{url}: HTTP {status}: {why}"));
+        let why = doc.get("error").and_then(|e| e.as_str()).unwrap_or("not a success");
+        return Err(answer(why.to_string()));
     }
     Ok(doc["data"].take())
 }
@@ -173,7 +188,7 @@ pub async fn discover_queries(
     service: &str,
     w: Window,
     rate_seconds: u64,
-) -> Result<Vec<PromQuery>, String> {
+) -> Result<Vec<PromQuery>, SourceError> {
     let range = [("start", format!("{:.3}", w.from as f64 / 1000.0)), ("end", format!("{:.3}", w.to as f64 / 1000.0))];
     let mut label = None;
     for l in crate::ingest::metrics::SERVICE_LABELS {
@@ -189,11 +204,10 @@ pub async fn discover_queries(
         }
     }
     let Some(label) = label else {
-        return Err(format!(
-            "no series in the window has {service:?} in any of the labels {} (is the window right? \
-             otherwise name the queries with --query NAME=PROMQL)",
-            crate::ingest::metrics::SERVICE_LABELS.join(", ")
-        ));
+        return Err(SourceError::NoServiceLabel {
+            service: service.to_string(),
+            labels: crate::ingest::metrics::SERVICE_LABELS.join(", "),
+        });
     };
     let mut params = range.to_vec();
     params.push(("match[]", format!("{{{label}!=\"\"}}")));
@@ -221,9 +235,7 @@ pub async fn discover_queries(
         queries.push(PromQuery { name, promql });
     }
     if queries.is_empty() {
-        return Err(format!(
-            "the series with a {label} label in the window are all exporter plumbing (go_, up, scrape_ …)"
-        ));
+        return Err(SourceError::OnlyPlumbing { label: label.to_string() });
     }
     Ok(queries)
 }

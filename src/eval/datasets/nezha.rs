@@ -293,7 +293,11 @@ pub fn load(r: &NezhaRef) -> Result<Incident, AdapterError> {
             for minute in &n.minute_files {
                 let log = rca.join("log").join(format!("{minute}_log.csv.gz"));
                 if log.is_file() {
-                    telemetry.logs.files.push(LogFile { path: log, format: LogFormat::NezhaCsv });
+                    telemetry.logs.files.push(LogFile {
+                        path: log,
+                        format: LogFormat::NezhaCsv,
+                        hints: Default::default(),
+                    });
                 } else {
                     report.skip(issue(&log, 0, None, "minute log file missing".into()));
                 }
@@ -309,7 +313,7 @@ pub fn load(r: &NezhaRef) -> Result<Incident, AdapterError> {
                 records: Vec::new(),
                 files: csv_files(&construct.join("log"))?
                     .into_iter()
-                    .map(|path| LogFile { path, format: LogFormat::NezhaCsv })
+                    .map(|path| LogFile::new(path, LogFormat::NezhaCsv))
                     .collect(),
             };
             for trace in csv_files(&construct.join("trace"))? {
