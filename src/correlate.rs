@@ -75,6 +75,7 @@ pub fn infer(anomalies: &[Anomaly], deps: &Dependencies) -> Vec<Anomaly> {
             end,
             score,
             direction: 1,
+            measure: None,
             evidence: format!(
                 "{service} shows nothing itself, but its callers {} wait longer on their calls",
                 callers.join(", ")
@@ -175,6 +176,7 @@ mod tests {
             end: Ts::MAX,
             score: 5.0,
             direction: 1,
+            measure: None,
             evidence: String::new(),
         }
     }

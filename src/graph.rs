@@ -179,6 +179,7 @@ mod tests {
             end: Ts::MAX,
             score: 6.0,
             direction: 1,
+            measure: None,
             evidence: String::new(),
         }
     }

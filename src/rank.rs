@@ -462,6 +462,7 @@ mod tests {
             end: Ts::MAX,
             score,
             direction: 1,
+            measure: None,
             evidence: String::new(),
         }
     }

@@ -25,11 +25,28 @@ pub enum Verdict {
     InsufficientData,
 }
 
+/// One piece of evidence: the sentence for people, and its parts for machines.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
+    /// When it began (RFC 3339).
     pub time: String,
     pub service: String,
     pub source: Source,
+    /// The metric, operation, log template or change it is about.
+    #[serde(default)]
+    pub signal: String,
+    /// Its figure over its own window (onset to end) and the baseline's, in `unit`; absent where
+    /// there is no one figure (changes, log templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    /// `ms`, `s`, `%`, `ratio`, `bytes`, `/s`, or empty when the source does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// When it ended (RFC 3339), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
     pub text: String,
 }
 
@@ -269,6 +286,11 @@ pub fn build(incident: &Incident, triage: &Triage) -> Report {
                         time: fmt_time(a.onset),
                         service: a.service.clone(),
                         source: a.source,
+                        signal: a.signal.clone(),
+                        value: a.measure.as_ref().map(|m| round_sig(m.value)),
+                        baseline: a.measure.as_ref().map(|m| round_sig(m.baseline)),
+                        unit: a.measure.as_ref().map(|m| m.unit.clone()),
+                        end: (a.end != Ts::MAX).then(|| fmt_time(a.end)),
                         text: after_alert(a, incident.alert.time, triage.detection.end_of(a.source))
                             .map_or_else(|| a.evidence.clone(), |note| format!("{} ({note})", a.evidence)),
                     }
@@ -393,6 +415,19 @@ pub fn set_confidences(root_causes: &mut [RootCause], triage: &Triage) {
     }
 }
 
+/// Six significant digits: enough for people, stable in JSON.
+fn round_sig(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(5 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -414,6 +449,18 @@ pub fn add_investigation(r: &mut Report, t: Transcript, triage: &Triage) {
         r.verdict = Verdict::NoRootCause;
     }
     r.investigation = Some(t);
+}
+
+/// What a root cause is, in a few words: its kind and indicator (`config ldap.timeout_ms`), once
+/// when they say the same (`cpu`, not `cpu cpu`).
+fn what(c: &RootCause) -> String {
+    if c.kind == c.indicator || c.indicator.is_empty() {
+        c.kind.clone()
+    } else if c.indicator.starts_with(&c.kind) {
+        c.indicator.clone()
+    } else {
+        format!("{} {}", c.kind, c.indicator)
+    }
 }
 
 /// The readable report for a terminal or a chat message (markdown-friendly).
@@ -439,14 +486,12 @@ pub fn render_text(r: &Report) -> String {
                 Some(second) => {
                     let _ = writeln!(
                         s,
-                        "## Uncertain between {} ({} {}, {:.0} %) and {} ({} {}, {:.0} %); the evidence below is for {}",
+                        "## Uncertain between {} ({}, {:.0} %) and {} ({}, {:.0} %); the evidence below is for {}",
                         top.service,
-                        top.kind,
-                        top.indicator,
+                        what(top),
                         top.confidence * 100.0,
                         second.service,
-                        second.kind,
-                        second.indicator,
+                        what(second),
                         second.confidence * 100.0,
                         top.service
                     );
@@ -454,10 +499,9 @@ pub fn render_text(r: &Report) -> String {
                 None => {
                     let _ = writeln!(
                         s,
-                        "## Root cause: {} ({} {}), confidence {:.0} %",
+                        "## Root cause: {} ({}), confidence {:.0} %",
                         top.service,
-                        top.kind,
-                        top.indicator,
+                        what(top),
                         top.confidence * 100.0
                     );
                 }
@@ -504,11 +548,10 @@ pub fn render_text(r: &Report) -> String {
             };
             let _ = writeln!(
                 s,
-                "  {}. {} ({} {}){confidence}{}",
+                "  {}. {} ({}){confidence}{}",
                 c.rank,
                 c.service,
-                c.kind,
-                c.indicator,
+                what(c),
                 if c.explained { " — explained by an upstream cause" } else { "" }
             );
         }
@@ -569,7 +612,7 @@ fn render_data(s: &mut String, d: &DataSummary) {
         let _ = writeln!(s, "  … {} more files ({} records skipped in them)", rest.len(), skipped);
     }
     for f in &u.ignored {
-        let _ = writeln!(s, "  {f}: not read (no reader takes this file name)");
+        let _ = writeln!(s, "  {f}: not read (neither its name nor its content says what it holds)");
     }
     let _ = writeln!(
         s,
@@ -577,8 +620,12 @@ fn render_data(s: &mut String, d: &DataSummary) {
         d.metric_series, d.log_lines, d.log_templates, d.spans, d.changes, d.dependencies
     );
     if !d.unchecked.is_empty() {
-        let _ =
-            writeln!(s, "Not checked: {} signals lacked reference data (e.g. {}).", d.unchecked.len(), d.unchecked[0]);
+        let _ = writeln!(
+            s,
+            "Not checked: {} lacked reference data (e.g. {}).",
+            plural(d.unchecked.len(), "signal", "signals"),
+            d.unchecked[0]
+        );
     }
 }
 

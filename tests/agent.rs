@@ -275,14 +275,28 @@ fn chat_answers_follow_ups_and_resumes_the_session() {
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
     assert_eq!(saved["schema"], "culprit.chat/v1");
     assert_eq!(saved["exchanges"].as_array().unwrap().len(), 2);
-    let again = ask("why auth?\nwhat changed in the last hour?\nhow tall is the moon?\n");
+    let again = ask("why auth?\nwhat changed in the last hour?\nhow tall is the moon?\nshow the logs of auth\n");
     assert!(again.contains("Resumed") && again.contains("2 earlier questions"), "{again}");
     assert!(again.contains("config_diff ×5.00"), "the resumed ledger keeps its evidence: {again}");
     // "What changed" without a service: every change, oldest first, timed from the alert.
     assert!(again.contains("change(s), oldest first") && again.contains("ldap.timeout_ms 5000 → 500"), "{again}");
     assert!(again.contains("not something culprit can answer"), "{again}");
+    // "Logs of auth": its actual lines, newest first, each with its template.
+    let lines: Vec<&str> = again
+        .split("Latest lines during the incident, newest first:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no log lines: {again}"))
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.trim_start().starts_with("template:"))
+        .collect();
+    let times: Vec<&str> = lines.iter().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(times.len() >= 3, "{again}");
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    assert!(times.iter().all(|t| t.starts_with("2024-05-15T")), "{times:?}");
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
-    assert_eq!(saved["exchanges"].as_array().unwrap().len(), 5);
+    assert_eq!(saved["exchanges"].as_array().unwrap().len(), 6);
     // A session of another incident is refused.
     let other = dir.path().join("other");
     culprit(&["simulate", "--out", other.to_str().unwrap(), "--seed", "7"]);

@@ -99,6 +99,7 @@ pub fn canary(incident: &Incident, c: &Change, cfg: &DetectConfig) -> Canary {
         end: Ts::MAX,
         score: z,
         direction: if key.to_ascii_lowercase().contains("success") { -1 } else { 1 },
+        measure: None,
         evidence: format!(
             "{}'s {} new pod(s) ({version}) against its old pods since the deploy: {key} median {} vs {} \
              ({} {:.1} of the reference spread)",
@@ -169,6 +170,7 @@ fn candidate(c: &Change) -> Anomaly {
         end: Ts::MAX,
         score: 0.0,
         direction: 0,
+        measure: None,
         evidence: format!("{} on {}", describe(c), c.service),
     }
 }

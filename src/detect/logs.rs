@@ -297,6 +297,7 @@ fn judge_service(name: &str, s: &ServiceLogs, sequences: bool, cfg: &DetectConfi
             score: z,
             direction,
             evidence,
+            measure: None,
         }
     };
     if let Some((z, id)) = best_error {
@@ -394,6 +395,7 @@ fn broken_sequence(name: &str, s: &ServiceLogs, cfg: &DetectConfig) -> Option<An
         end: Ts::MAX,
         score: z,
         direction: -1,
+        measure: None,
         evidence: format!(
             "{name}: `{}` was always followed by `{}` in a request; now {} of {} requests stop before it",
             template(a),

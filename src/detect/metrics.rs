@@ -6,7 +6,7 @@
 //! over the ramp that led to it, so a slow leak is dated when it began, not when it crossed.
 
 use super::stats::Robust;
-use super::{canonical_indicator, Anomaly, DetectConfig, Detection, Source};
+use super::{canonical_indicator, Anomaly, DetectConfig, Detection, Measure, Source};
 use crate::model::{Incident, Series, Ts};
 use std::collections::HashMap;
 
@@ -242,6 +242,11 @@ pub fn judge(
         }
     });
     let canon = canonical_indicator(&series.metric);
+    // The figure is the anomaly's own: the median from its onset to its end, not the whole
+    // period's (which a late shift hides in).
+    let own: Vec<f64> = current[i..=end.max(i)].iter().map(|p| p.1).collect();
+    let value = super::stats::quantile(&own, 0.5);
+    let unit = unit_of(&series.metric);
     Some(Anomaly {
         service: series.service.clone(),
         source: Source::Metric,
@@ -251,16 +256,69 @@ pub fn judge(
         end: current[end].0,
         score: best.abs(),
         direction: sign as i8,
+        measure: Some(Measure { value, baseline: r.median, unit: unit.to_string() }),
         evidence: format!(
-            "{} {} {} to {} (baseline median {}, z {:.1})",
+            "{} {} {} to {} from {} on ({} {}; baseline median {}, z {:.1})",
             series.service,
             series.metric,
             if sign > 0.0 { "rose" } else { "fell" },
-            fmt_num(peak),
-            fmt_num(r.median),
+            fmt_value(value, unit),
+            crate::ingest::time::fmt_clock(current[i].0),
+            if sign > 0.0 { "peak" } else { "low" },
+            fmt_value(peak, unit),
+            fmt_value(r.median, unit),
             best
         ),
     })
+}
+
+/// The unit a metric's name declares (`_seconds`, `(s)`, `_ms`, `_bytes`, `_percent`, `_ratio`,
+/// `_per_second`), or "" when it declares none.
+pub fn unit_of(metric: &str) -> &'static str {
+    let m = metric.split('{').next().unwrap_or(metric).to_ascii_lowercase();
+    let ends = |s: &[&str]| s.iter().any(|x| m.ends_with(x));
+    let has = |s: &[&str]| s.iter().any(|x| m.contains(x));
+    if has(&["(ms)", "_ms_", "millisecond"]) || ends(&["_ms", "latency_ms", "_millis"]) {
+        "ms"
+    } else if has(&["(s)", "_seconds_"]) || ends(&["_seconds", "_second", "_sec", "_secs"]) {
+        "s"
+    } else if has(&["bytes", "(b)"]) {
+        "bytes"
+    } else if has(&["percent", "(%)", "_pct"]) {
+        "%"
+    } else if ends(&["_ratio"]) {
+        "ratio"
+    } else if ends(&["kbps"]) {
+        "kbit/s"
+    } else if has(&["per_second", "per_sec"]) || ends(&["rps", "qps"]) {
+        "/s"
+    } else {
+        ""
+    }
+}
+
+/// A figure with its unit, scaled for people: seconds under one as ms, bytes as KiB/MiB/GiB,
+/// ratios as percentages.
+pub fn fmt_value(x: f64, unit: &str) -> String {
+    match unit {
+        "s" if x.abs() < 1.0 => format!("{} ms", fmt_num(x * 1000.0)),
+        "s" => format!("{} s", fmt_num(x)),
+        "ms" => format!("{} ms", fmt_num(x)),
+        "%" => format!("{} %", fmt_num(x)),
+        "ratio" => format!("{} %", fmt_num(x * 100.0)),
+        "/s" => format!("{}/s", fmt_num(x)),
+        "kbit/s" => format!("{} kbit/s", fmt_num(x)),
+        "bytes" => {
+            let (mut v, mut i) = (x, 0);
+            let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+            while v.abs() >= 1024.0 && i + 1 < units.len() {
+                v /= 1024.0;
+                i += 1;
+            }
+            format!("{} {}", fmt_num(v), units[i])
+        }
+        _ => fmt_num(x),
+    }
 }
 
 /// Short number formatting for evidence lines.
@@ -299,6 +357,35 @@ mod tests {
         assert_eq!(a.onset, 8000);
         assert_eq!(a.direction, 1);
         assert_eq!(a.indicator, "cpu");
+    }
+
+    #[test]
+    fn units_come_from_the_name_and_are_shown_scaled() {
+        assert_eq!(unit_of("http_request_duration_seconds"), "s");
+        assert_eq!(unit_of("PodServerLatencyP99(s)"), "s");
+        assert_eq!(unit_of("latency_p99_ms{route=\"/pay\"}"), "ms");
+        assert_eq!(unit_of("process_resident_memory_bytes"), "bytes");
+        assert_eq!(unit_of("cpu_percent"), "%");
+        assert_eq!(unit_of("error_ratio"), "ratio");
+        assert_eq!(unit_of("latency_p99"), "");
+        assert_eq!(fmt_value(0.5349, "s"), "535 ms");
+        assert_eq!(fmt_value(0.0215, "ratio"), "2.15 %");
+        assert_eq!(fmt_value(3.0 * 1024.0 * 1024.0, "bytes"), "3.00 MiB");
+        assert_eq!(fmt_value(0.5349, ""), "0.5349");
+    }
+
+    #[test]
+    fn the_figure_is_the_anomalys_own_window_not_the_period() {
+        // 30 minutes at 120 ms, then 5 at 470 ms: the whole period's median says 120 ms and hides
+        // the regression; the anomaly's own window says 470 ms.
+        let reference: Vec<f64> = (0..60).map(|i| 0.12 + (i % 5) as f64 * 0.001).collect();
+        let current: Vec<(Ts, f64)> = (0..35).map(|i| (i * 60_000, if i >= 30 { 0.47 } else { 0.121 })).collect();
+        let s = Series { service: "checkout".into(), metric: "latency_p99_seconds".into(), points: current.clone() };
+        let a = judge(&s, &reference, &[], &current, false, &DetectConfig::default()).expect("anomaly");
+        let m = a.measure.expect("a metric anomaly has a measure");
+        assert_eq!((m.value, m.unit.as_str()), (0.47, "s"));
+        assert!((m.baseline - 0.122).abs() < 0.002, "{m:?}");
+        assert!(a.evidence.contains("rose to 470 ms from 00:30:00 on"), "{}", a.evidence);
     }
 
     #[test]

@@ -63,6 +63,22 @@ pub struct Anomaly {
     pub direction: i8,
     /// One human-readable line of evidence with numbers.
     pub evidence: String,
+    /// Its figure over its own window (from onset to its end, or to the end of the data) beside
+    /// the baseline's, with their unit; None where there is no one figure (a change, a log
+    /// template, an inferred suspect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<Measure>,
+}
+
+/// An anomaly's figure beside its baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measure {
+    /// The median over the anomaly's own window.
+    pub value: f64,
+    /// The baseline's median.
+    pub baseline: f64,
+    /// `ms`, `s`, `%`, `ratio`, `bytes`, `/s`, `count`, or empty when the source does not say.
+    pub unit: String,
 }
 
 /// Thresholds and windows of the detectors.

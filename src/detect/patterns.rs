@@ -330,6 +330,7 @@ pub fn detect(events: &mut SpanEvents, out: &mut Detection) {
             end,
             score: c.shift * SCORE_PER_SHIFT,
             direction: if rose { 1 } else { -1 },
+            measure: None,
             evidence,
         });
     }

@@ -6,7 +6,7 @@
 //! too, as the symptom that callers see.
 
 use super::stats::{change_point, quantile, segment_end, Robust};
-use super::{Anomaly, DetectConfig, Detection, Source};
+use super::{Anomaly, DetectConfig, Detection, Measure, Source};
 use crate::detect::metrics::fmt_num;
 use crate::model::{Incident, Span, Ts};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -185,7 +185,12 @@ fn latency(
     let zs: Vec<f64> = sorted.iter().map(|p| r.z(p.1)).collect();
     let start = change_point(&zs, 0.0);
     let onset = sorted[start].0;
-    let end = sorted[segment_end(&zs, start, 0.0)].0;
+    let last = segment_end(&zs, start, 0.0);
+    let end = sorted[last].0;
+    // The figures of the anomaly's own spans (from its onset), not of the whole period.
+    let own: Vec<f64> = sorted[start..=last.max(start)].iter().map(|p| p.1).collect();
+    let own_med = quantile(&own, 0.5);
+    let own_over = own.iter().filter(|x| **x > r.hi).count();
     Some(Anomaly {
         service: service.to_string(),
         source: Source::Trace,
@@ -195,12 +200,15 @@ fn latency(
         end,
         score: z,
         direction: 1,
+        measure: Some(Measure { value: own_med, baseline: r.median, unit: "ms".into() }),
         evidence: format!(
-            "{service} `{op}` {what} median {} ms (baseline {} ms); {:.0} % of {} spans above the baseline p99",
-            fmt_num(med),
+            "{service} `{op}` {what} median {} ms from {} on (baseline {} ms); {:.0} % of its {} spans since above \
+             the baseline p99",
+            fmt_num(own_med),
+            crate::ingest::time::fmt_clock(onset),
             fmt_num(r.median),
-            100.0 * over / n,
-            current.len()
+            100.0 * own_over as f64 / own.len() as f64,
+            own.len()
         ),
     })
 }
@@ -222,7 +230,12 @@ fn errors(service: &str, e: &ErrStats, cfg: &DetectConfig) -> Option<Anomaly> {
     let flags: Vec<f64> = cur.iter().map(|c| if c.1 { 1.0 } else { 0.0 }).collect();
     let start = change_point(&flags, p0);
     let onset = cur[start].0;
-    let end = cur[segment_end(&flags, start, p0)].0;
+    let last = segment_end(&flags, start, p0);
+    let end = cur[last].0;
+    let own = &flags[start..=last.max(start)];
+    let failed = own.iter().sum::<f64>();
+    let share = 100.0 * failed / own.len() as f64;
+    let baseline = 100.0 * e.ref_err as f64 / (e.ref_n.max(1)) as f64;
     Some(Anomaly {
         service: service.to_string(),
         source: Source::Trace,
@@ -232,12 +245,12 @@ fn errors(service: &str, e: &ErrStats, cfg: &DetectConfig) -> Option<Anomaly> {
         end,
         score: z,
         direction: 1,
+        measure: Some(Measure { value: share, baseline, unit: "%".into() }),
         evidence: format!(
-            "{service} spans failed at their origin {:.1} % of the time ({} of {}), baseline {:.2} %",
-            100.0 * k / n,
-            k,
-            e.cur.len(),
-            100.0 * e.ref_err as f64 / (e.ref_n.max(1)) as f64
+            "{service} spans failed at their origin {share:.1} % of the time from {} on ({failed} of {}), baseline \
+             {baseline:.2} %",
+            crate::ingest::time::fmt_clock(onset),
+            own.len(),
         ),
     })
 }

@@ -416,6 +416,7 @@ fn judge(
             end: if run[run.len() - 1].0 >= last_minute { Ts::MAX } else { run[run.len() - 1].3 },
             score,
             direction: 1,
+            measure: None,
             evidence: format!(
                 "{service}: {far} of {total} sampled {source} events over {} min are farther from the baseline than {:.0} % of baseline events (k-NN distance > {threshold:.3})",
                 run.len(),

@@ -216,6 +216,11 @@ pub fn fmt_time(ts: Ts) -> String {
     rfc3339(ts, SecondsFormat::Secs).unwrap_or_else(|| ts.to_string())
 }
 
+/// The time of day, `13:21:05` (UTC), for evidence lines, whose date is the incident's.
+pub fn fmt_clock(ts: Ts) -> String {
+    DateTime::from_timestamp_millis(ts).map_or_else(|| ts.to_string(), |d| d.format("%H:%M:%S").to_string())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -272,6 +272,23 @@ fn changes(session: &Session) -> String {
     lines.join("\n")
 }
 
+/// The log lines a `log_search` step returned, newest first, each with its template.
+fn latest_lines(step: &Step) -> Vec<String> {
+    let lines = step.output.as_ref().and_then(|o| o["latest"].as_array()).cloned().unwrap_or_default();
+    if lines.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec!["Latest lines during the incident, newest first:".to_string()];
+    for l in &lines {
+        let text = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+        out.push(format!("  {} {:5} {}", text("time"), text("level").to_uppercase(), text("message")));
+        if text("template") != text("message") {
+            out.push(format!("      template: {}", text("template")));
+        }
+    }
+    out
+}
+
 const HELP: &str = "That is not something culprit can answer from this incident's data. \
 Ask about a service or a check, e.g. \"why not the database?\", \"show the config diff for auth\", \
 \"logs of checkout\", \"is payment upstream of the alert?\", \"slow spans\", \"similar past incidents\", \"timeline\".";
@@ -286,10 +303,16 @@ pub fn answer_offline(session: &mut Session, question: &str) -> Exchange {
         // Asked again: the earlier answer, not a refused repeat.
         if let Some(earlier) = session.steps.iter().find(|s| s.tool == tool && s.args == args && s.error.is_none()) {
             parts.push(format!("(turn {}) {}", earlier.turn, describe(earlier)));
+            if earlier.tool == "log_search" {
+                parts.extend(latest_lines(earlier));
+            }
             continue;
         }
         let step = session.call(tool, args, format!("asked: {question}"), "rules");
         parts.push(describe(&step));
+        if step.tool == "log_search" {
+            parts.extend(latest_lines(&step));
+        }
     }
     let q = question.to_lowercase();
     if let Some(s) = service.as_deref().filter(|_| q.contains("why")) {

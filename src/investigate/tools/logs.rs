@@ -36,6 +36,16 @@ pub struct TemplateView {
     pub per_min_during: f64,
 }
 
+/// One log line as it was written, with the template it belongs to.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LineView {
+    /// RFC 3339 with ms.
+    pub time: String,
+    pub level: String,
+    pub template: String,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Output {
     pub service: String,
@@ -47,8 +57,13 @@ pub struct Output {
     pub new_templates: Vec<TemplateView>,
     /// Templates at least three times as frequent as before, largest rise first.
     pub bursting: Vec<TemplateView>,
+    /// The latest lines during the incident, newest first.
+    pub latest: Vec<LineView>,
     pub more: usize,
 }
+
+/// Lines kept per service for [`Output::latest`].
+const LATEST: usize = 50;
 
 #[derive(Default)]
 struct Counts {
@@ -67,6 +82,8 @@ struct ServiceLogs {
     errors_during: u64,
     first: Ts,
     last: Ts,
+    /// The latest lines during the incident (time, level, template, text), at most [`LATEST`].
+    latest: std::collections::BinaryHeap<std::cmp::Reverse<(Ts, Level, u32, String)>>,
 }
 
 impl ServiceLogs {
@@ -80,6 +97,7 @@ impl ServiceLogs {
             errors_during: 0,
             first: Ts::MAX,
             last: Ts::MIN,
+            latest: Default::default(),
         }
     }
 
@@ -99,6 +117,11 @@ impl ServiceLogs {
             c.during += 1;
             self.lines_during += 1;
             self.errors_during += r.level.is_error() as u64;
+            // A min-heap of the newest: the oldest kept leaves first.
+            self.latest.push(std::cmp::Reverse((r.time, r.level, id, r.message.clone())));
+            if self.latest.len() > LATEST {
+                self.latest.pop();
+            }
         } else {
             c.before += 1;
             self.lines_before += 1;
@@ -191,7 +214,21 @@ impl Tool for LogSearch {
         bursting.sort_by(|a, b| {
             (b.per_min_during / b.per_min_before.max(0.01)).total_cmp(&(a.per_min_during / a.per_min_before.max(0.01)))
         });
-        let more = truncate(&mut new_templates, cx.max_items) + truncate(&mut bursting, cx.max_items);
+        let mut latest: Vec<&(Ts, Level, u32, String)> = l.latest.iter().map(|r| &r.0).collect();
+        latest.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut latest: Vec<LineView> = latest
+            .into_iter()
+            .map(|(t, level, id, message)| LineView {
+                time: crate::ingest::time::rfc3339(*t, crate::ingest::time::SecondsFormat::Millis)
+                    .unwrap_or_else(|| t.to_string()),
+                level: format!("{level:?}").to_lowercase(),
+                template: templates.get(*id as usize).map(|t| t.to_string()).unwrap_or_default(),
+                message: message.clone(),
+            })
+            .collect();
+        let more = truncate(&mut new_templates, cx.max_items)
+            + truncate(&mut bursting, cx.max_items)
+            + truncate(&mut latest, cx.max_items);
         Ok(Output {
             service: args.service.clone(),
             lines_before: l.lines_before,
@@ -200,6 +237,7 @@ impl Tool for LogSearch {
             errors_per_min_during: round(l.errors_during as f64 / minutes_during),
             new_templates,
             bursting,
+            latest,
             more,
         })
     }
