@@ -215,7 +215,7 @@ impl Tool for LogSearch {
             (b.per_min_during / b.per_min_before.max(0.01)).total_cmp(&(a.per_min_during / a.per_min_before.max(0.01)))
         });
         let mut latest: Vec<&(Ts, Level, u32, String)> = l.latest.iter().map(|r| &r.0).collect();
-        latest.sort_by(|a, b| b.0.cmp(&a.0));
+        latest.sort_by_key(|l| std::cmp::Reverse(l.0));
         let mut latest: Vec<LineView> = latest
             .into_iter()
             .map(|(t, level, id, message)| LineView {
