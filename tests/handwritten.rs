@@ -378,6 +378,27 @@ fn syslog_and_loki_exports_are_read() {
     assert!(r.data.log_lines > 0 && r.data.unreadable.records_skipped == 0, "{:?}", r.data.unreadable);
 }
 
+#[test]
+fn files_named_anything_are_read_by_their_content() {
+    // Syslog without a priority in a file without an extension, JSON-lines logs named `.log`,
+    // Prometheus text and a wide CSV under names no rule knows.
+    let plain_syslog: String =
+        syslog_file(false).lines().map(|l| format!("{}\n", &l[l.find('>').unwrap() + 1..])).collect();
+    let json_as_log = json_logs("service", &quoted_rfc3339).1;
+    let prom = prom_metrics().1;
+    let csv = wide_csv(&|svc, m| format!("{svc}.{m}")).1;
+    for (logs, metrics) in [
+        (("messages".to_string(), plain_syslog), ("scrape-dump.out".to_string(), prom)),
+        (("cloudwatch-export.log".to_string(), json_as_log), ("kpis.csv".to_string(), csv)),
+    ] {
+        let shape = format!("{} + {}", logs.0, metrics.0);
+        let r = investigate(base(logs, vec![metrics], changes(true)));
+        names_the_deploy(&r, &shape);
+        assert!(r.data.unreadable.ignored.is_empty(), "{shape}: {:?}", r.data.unreadable.ignored);
+        assert!(r.data.log_lines > 0 && r.data.metric_series == 6, "{shape}: {:?}", r.data);
+    }
+}
+
 /// One trace every 30 s, frontend → checkout → payments: (trace, [(span, parent, service,
 /// operation, start ms, duration ms, error)]). Payments' charges slow down and some fail after
 /// the deploy; its callers wait on them.

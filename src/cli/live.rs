@@ -105,7 +105,7 @@ fn window(a: &LiveArgs, service: &str, now: Ts) -> Result<(Alert, Window)> {
             "the window must hold the alert: --from < --at ≤ --to (here {from} ms, {at} ms, {to} ms since the epoch)"
         );
     }
-    let analysis = a.analysis.map_or(15 * MINUTE, |s| s as i64 * 1000).min((at - from) / 2).max(1000);
+    let analysis = a.analysis.map_or(15 * MINUTE, |s| (s as i64).saturating_mul(1000)).min((at - from) / 2).max(1000);
     let alert = Alert {
         time: at,
         service: service.to_string(),
@@ -130,7 +130,7 @@ impl LiveArgs {
         let (alert, w) = window(self, &service, now)?;
         let span_s = ((w.to - w.from) / 1000).max(1) as u64;
         let step = self.step.unwrap_or((span_s / 400).max(1)).max(1);
-        let rate = self.rate_window.unwrap_or((4 * step).max(5));
+        let rate = self.rate_window.unwrap_or(step.saturating_mul(4).max(5));
         let mut queries = Vec::new();
         for q in &self.queries {
             let (name, promql) = q.split_once('=').with_context(|| {

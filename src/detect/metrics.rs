@@ -278,7 +278,11 @@ pub fn unit_of(metric: &str) -> &'static str {
     let m = metric.split('{').next().unwrap_or(metric).to_ascii_lowercase();
     let ends = |s: &[&str]| s.iter().any(|x| m.ends_with(x));
     let has = |s: &[&str]| s.iter().any(|x| m.contains(x));
-    if has(&["(ms)", "_ms_", "millisecond"]) || ends(&["_ms", "latency_ms", "_millis"]) {
+    if has(&["per_second", "per_sec"]) || ends(&["rps", "qps"]) {
+        "/s"
+    } else if ends(&["kbps"]) {
+        "kbit/s"
+    } else if has(&["(ms)", "_ms_", "millisecond"]) || ends(&["_ms", "latency_ms", "_millis"]) {
         "ms"
     } else if has(&["(s)", "_seconds_"]) || ends(&["_seconds", "_second", "_sec", "_secs"]) {
         "s"
@@ -288,10 +292,6 @@ pub fn unit_of(metric: &str) -> &'static str {
         "%"
     } else if ends(&["_ratio"]) {
         "ratio"
-    } else if ends(&["kbps"]) {
-        "kbit/s"
-    } else if has(&["per_second", "per_sec"]) || ends(&["rps", "qps"]) {
-        "/s"
     } else {
         ""
     }
@@ -368,6 +368,8 @@ mod tests {
         assert_eq!(unit_of("cpu_percent"), "%");
         assert_eq!(unit_of("error_ratio"), "ratio");
         assert_eq!(unit_of("latency_p99"), "");
+        assert_eq!(unit_of("requests_per_second"), "/s");
+        assert_eq!(unit_of("process_cpu_seconds_per_second"), "/s");
         assert_eq!(fmt_value(0.5349, "s"), "535 ms");
         assert_eq!(fmt_value(0.0215, "ratio"), "2.15 %");
         assert_eq!(fmt_value(3.0 * 1024.0 * 1024.0, "bytes"), "3.00 MiB");

@@ -55,13 +55,13 @@ fn sniff(path: &Path) -> Option<FileKind> {
         if has("\"resourceLogs\"") {
             return Some(FileKind::Logs(LogFormat::OtlpJson));
         }
-        if has("\"resultType\"") && has("\"streams\"") {
+        if says(t, "resultType", "streams") {
             return Some(FileKind::Logs(LogFormat::Loki));
         }
-        if has("\"resultType\"") && has("\"matrix\"") {
+        if says(t, "resultType", "matrix") || says(t, "resultType", "vector") {
             return Some(FileKind::QueryRange);
         }
-        if has("\"traceID\"") && has("\"spanID\"") {
+        if has("\"traceID\"") && has("\"spanID\"") && has("\"operationName\"") {
             return Some(FileKind::JaegerTraces);
         }
         let obj: Value = serde_json::from_str(first).ok().filter(Value::is_object)?;
@@ -74,15 +74,24 @@ fn sniff(path: &Path) -> Option<FileKind> {
     if first.starts_with("# HELP") || first.starts_with("# TYPE") || super::metrics::is_sample(first) {
         return Some(FileKind::PromText);
     }
-    let header: Vec<String> = first.split(',').map(io::normalise).collect();
-    if header.len() > 1 {
-        let any = |names: &[&str]| header.iter().any(|h| names.contains(&h.as_str()));
-        if any(&["traceid"]) && any(&["spanid"]) {
-            return Some(FileKind::SpanCsv);
-        }
-        return any(&["time", "timestamp", "ts"]).then_some(FileKind::WideCsv);
+    if super::logs::syslog_line(first).is_ok() {
+        return Some(FileKind::Logs(LogFormat::Syslog));
     }
-    super::logs::syslog_line(first).is_ok().then_some(FileKind::Logs(LogFormat::Syslog))
+    let header: Vec<String> = first.split(',').map(io::normalise).collect();
+    let any = |names: &[&str]| header.iter().any(|h| names.contains(&h.as_str()));
+    if header.len() > 1 && any(&["traceid"]) && any(&["spanid"]) {
+        return Some(FileKind::SpanCsv);
+    }
+    (header.len() > 1 && any(&["time", "timestamp", "ts"])).then_some(FileKind::WideCsv)
+}
+
+/// Whether JSON text has `"key": "value"` (any spacing) somewhere.
+fn says(text: &str, key: &str, value: &str) -> bool {
+    let quoted = format!("\"{key}\"");
+    text.match_indices(&quoted).any(|(i, _)| {
+        let rest = text[i + quoted.len()..].trim_start();
+        rest.strip_prefix(':').is_some_and(|r| r.trim_start().starts_with(&format!("\"{value}\"")))
+    })
 }
 
 /// Classifies `base` (lowercased, `.gz` removed) found at the top level (`folder` None) or in one
@@ -162,10 +171,11 @@ fn read_telemetry(dir: &Path, hints: &Arc<ReadHints>, report: &mut ReadReport) -
         if folder.is_none() && NOT_TELEMETRY.contains(&base.as_str()) {
             continue;
         }
-        // A `.json` name does not decide between OTLP, Loki, Jaeger and Prometheus: its content does.
+        // A `.json` name does not decide between OTLP, Loki, Jaeger and Prometheus, nor `.log`
+        // between syslog and JSON lines: the content does.
         let by_name = classify(folder, &base);
         let kind = match by_name {
-            Some(k) if !base.ends_with(".json") => Some(k),
+            Some(k) if !base.ends_with(".json") && !base.ends_with(".log") => Some(k),
             _ => sniff(&path).or(by_name),
         };
         let Some(kind) = kind else {

@@ -349,10 +349,17 @@ thread_local! {
 /// Runs `f` (the reading of one bundle's files) with its hints: its own field spellings come
 /// first, and syslog dates take the year of its incident.
 pub(crate) fn with_hints<T>(hints: &std::sync::Arc<ReadHints>, f: impl FnOnce() -> T) -> T {
-    let before = HINTS.with(|h| h.replace(hints.clone()));
-    let out = super::time::with_reference(hints.reference, f);
-    HINTS.with(|h| h.replace(before));
-    out
+    /// Puts the earlier hints back, also when `f` panics (the eval harness catches panics).
+    struct Restore(Option<std::sync::Arc<ReadHints>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(h) = self.0.take() {
+                HINTS.with(|cell| cell.replace(h));
+            }
+        }
+    }
+    let _restore = Restore(Some(HINTS.with(|h| h.replace(hints.clone()))));
+    super::time::with_reference(hints.reference, f)
 }
 
 /// The fields to try for one thing: the hints' spellings (from `pick`), then the built-in ones.

@@ -332,7 +332,8 @@ pub(crate) fn syslog_line(line: &str) -> io::Parsed<LogRecord> {
         split_token(r)
     } else {
         let (first, after) = split_token(rest);
-        if super::time::parse_time_str(first).is_some() && first.len() > 8 {
+        // A leading RFC 3339 time (rsyslog's high-precision format) has its time of day in it.
+        if first.contains(':') && first.len() > 8 && super::time::parse_time_str(first).is_some() {
             (first, after)
         } else {
             // `Mmm dd hh:mm:ss`: three tokens.

@@ -416,6 +416,9 @@ fn query_range_doc(
                     Some("values"),
                     format!("result {i} point {j}: not a [time, \"value\"] pair"),
                 )),
+                // NaN is how Prometheus answers "no data at this step" (a histogram quantile
+                // without traffic): a gap, not a bad record.
+                (_, Some(Err(BadValue::NotFinite(v)))) if v.trim().eq_ignore_ascii_case("nan") => {}
                 (_, Some(Err(msg))) => {
                     report.skip(io::issue(file, n, Some("values"), format!("result {i} point {j}: {msg}")))
                 }
@@ -446,9 +449,21 @@ fn wide_column(h: &str) -> Result<(String, String), &'static str> {
     }
 }
 
-/// Whether a line is one Prometheus text sample (`name{labels} value [time]`).
+/// Whether a line is one Prometheus text sample: a metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`),
+/// labels, a number (or `NaN`, `±Inf`) and at most a numeric timestamp after it. Strict, as it
+/// decides what a file is (a CSV header or a syslog line must not pass).
 pub(crate) fn is_sample(line: &str) -> bool {
-    parse_sample(line).is_ok()
+    let Ok(s) = parse_sample(line) else { return false };
+    let name_ok = s.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    let number = |t: &str| t.parse::<f64>().is_ok();
+    let rest: Vec<&str> = line.rsplit_once('}').map_or(line, |(_, r)| r).split_whitespace().collect();
+    let (value, tail) = match (line.contains('{'), rest.as_slice()) {
+        (true, [v, tail @ ..]) => (*v, tail),
+        (false, [_, v, tail @ ..]) => (*v, tail),
+        _ => return false,
+    };
+    name_ok && number(value) && tail.len() <= 1 && tail.iter().all(|t| number(t))
 }
 
 /// Reads a metric CSV. Wide: a `time` (or `timestamp`) column and one column per series, named as
@@ -575,6 +590,18 @@ pub(crate) fn write_prometheus(series: &[Series], w: &mut dyn Write) -> std::io:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_real_samples_pass_as_samples() {
+        assert!(is_sample("http_requests_total{service=\"a\"} 12 1700000000000"));
+        assert!(is_sample("up 1"));
+        assert!(is_sample("x NaN"));
+        for not in
+            ["time,svc_cpu", "Mar  4 13:00:00 host app: x", "2024-03-04T13:21:00Z host app: x", "checkout went down"]
+        {
+            assert!(!is_sample(not), "{not}");
+        }
+    }
 
     #[test]
     fn parses_exposition_lines() {

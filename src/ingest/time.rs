@@ -126,10 +126,15 @@ thread_local! {
 /// Runs `f` with `reference` as the time syslog dates without a year are placed near (the
 /// incident's alert); outside, they are placed near now.
 pub fn with_reference<T>(reference: Option<Ts>, f: impl FnOnce() -> T) -> T {
-    let before = REFERENCE.with(|r| r.replace(reference));
-    let out = f();
-    REFERENCE.with(|r| r.set(before));
-    out
+    /// Puts the earlier reference back, also when `f` panics.
+    struct Restore(Option<Ts>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            REFERENCE.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(REFERENCE.with(|r| r.replace(reference)));
+    f()
 }
 
 /// A syslog (RFC 3164) time, `Mar  4 13:00:00` or `Mar 4 13:00:00.123`, which has no year and

@@ -202,7 +202,7 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
     };
     let now = now_ms();
     let group = inc.alert.service.clone();
-    let mut rerun = false;
+    let (mut rerun, mut queue_now) = (false, false);
     let (id, outcome, start) = {
         let mut reg = lock(&app.registry);
         let window = group_seconds as i64 * 1000;
@@ -235,17 +235,13 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
                     None => "duplicate",
                 };
                 if rerun {
-                    let r = reg.records.get_mut(&id).filter(|r| r.summary.status == Status::Running);
-                    match r {
-                        Some(r) => {
+                    if let Some(r) = reg.records.get_mut(&id) {
+                        if r.summary.status == Status::Running {
+                            // Queued again when this run ends.
                             r.rerun_pending = true;
-                            rerun = false;
-                        }
-                        None => {
-                            if let Some(r) = reg.records.get_mut(&id) {
-                                r.summary.status = Status::Queued;
-                                r.reruns += 1;
-                            }
+                        } else {
+                            r.requeue();
+                            queue_now = true;
                         }
                     }
                 }
@@ -268,7 +264,7 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
         id.as_deref().unwrap_or("-"),
         json!({ "source": source, "outcome": outcome, "service": inc.alert.service, "signal": inc.alert.signal, "severity": inc.alert.severity, "fingerprint": inc.fingerprint, "title": inc.alert.title }),
     );
-    if rerun {
+    if queue_now {
         if let Some(id) = &id {
             app.audit.record(
                 &caller.name,

@@ -132,6 +132,16 @@ pub struct Record {
     pub tx: Option<broadcast::Sender<Event>>,
 }
 
+impl Record {
+    /// Queues it for another run: its events start again (a watcher replays the new run, not
+    /// the last one's `done`).
+    pub fn requeue(&mut self) {
+        self.summary.status = Status::Queued;
+        self.reruns += 1;
+        self.events.clear();
+    }
+}
+
 /// The investigations, in creation order, and the newest of each alert group (so an alert finds
 /// its group without a scan of every investigation).
 #[derive(Default)]

@@ -117,7 +117,14 @@ pub async fn prometheus(
                 tracing::debug!(query = %q.name, series = series.len(), "prometheus query_range");
                 g.metrics.extend(series);
             }
-            Err(e) => g.report.skip(issue(&origin, "query", format!("{promql}: {e}"))),
+            // A query that failed is told, not counted as unreadable data: one bad query of many
+            // (a discovered histogram with no traffic) must not void the others.
+            Err(e) => {
+                g.report.read_per_file.entry(origin.clone()).or_default();
+                if g.report.issues.len() < ReadReport::MAX_ISSUES {
+                    g.report.issues.push(issue(&origin, "query", format!("{promql}: {e}")));
+                }
+            }
         }
     }
 }
@@ -209,8 +216,16 @@ pub async fn discover_queries(
             labels: crate::ingest::metrics::SERVICE_LABELS.join(", "),
         });
     };
+    // The service's own series (its metric names are then read for every service). Its name is
+    // a PromQL string: `\` and `"` escaped; a pod name is matched by prefix.
+    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let selector = if label == "pod" {
+        format!("{{pod=~\"{}(-.+)?\"}}", quote(&regex::escape(service)))
+    } else {
+        format!("{{{label}=\"{}\"}}", quote(service))
+    };
     let mut params = range.to_vec();
-    params.push(("match[]", format!("{{{label}!=\"\"}}")));
+    params.push(("match[]", selector));
     let series = prometheus_api(client, base, "/api/v1/series", &params).await?;
     let names: BTreeSet<String> = series
         .as_array()
@@ -227,8 +242,9 @@ pub async fn discover_queries(
             )
         } else if histograms.iter().any(|h| n.strip_prefix(h).is_some_and(|rest| rest == "_sum" || rest == "_count")) {
             continue;
-        } else if n.ends_with("_total") || n.ends_with("_count") {
-            (n.clone(), format!("sum by ({label}) (rate({n}{{{matcher}}}[{rate_seconds}s]))"))
+        } else if let Some(stem) = n.strip_suffix("_total").or_else(|| n.strip_suffix("_count")) {
+            // A counter, read as its rate: named per second, so its unit says so.
+            (format!("{stem}_per_second"), format!("sum by ({label}) (rate({n}{{{matcher}}}[{rate_seconds}s]))"))
         } else {
             (n.clone(), format!("max by ({label}) ({n}{{{matcher}}})"))
         };

@@ -88,7 +88,7 @@ fn run(app: &Arc<App>, job: Job) {
         result.map_err(|_| "the investigation panicked (a bug: please report it with the audit line)".to_string());
     let seconds = job.received.elapsed().as_secs_f64();
     let status = match &outcome {
-        Ok(Verdict::InsufficientData) => Status::NoData,
+        Ok(NoData(true)) => Status::NoData,
         Ok(_) => Status::Done,
         Err(_) => Status::Failed,
     };
@@ -107,8 +107,7 @@ fn run(app: &Arc<App>, job: Job) {
         r.error = outcome.as_ref().err().cloned();
         let again = std::mem::take(&mut r.rerun_pending);
         if again {
-            r.summary.status = Status::Queued;
-            r.reruns += 1;
+            r.requeue();
         }
         (r.summary.top.clone(), again)
     };
@@ -130,8 +129,12 @@ fn run(app: &Arc<App>, job: Job) {
     }
 }
 
-/// Reads the window, runs the pipeline and keeps the report; answers its verdict.
-fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode, job: &Job) -> Verdict {
+/// Whether an investigation found nothing of its alerting service (its report's verdict is then
+/// `insufficient_data`).
+struct NoData(bool);
+
+/// Reads the window, runs the pipeline and keeps the report.
+fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode, job: &Job) -> NoData {
     let cfg = app.config();
     // Let the moment's telemetry arrive (exported, scraped) before reading it.
     let settle = Duration::from_secs(cfg.window.settle_seconds);
@@ -176,12 +179,12 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
     }
     let top = out.top();
     let pipeline::Outcome { triage, mut report, features, .. } = out;
-    let verdict = report.verdict;
     let t = &incident.telemetry;
     let alert_service_seen = t.metrics.iter().any(|x| x.service == alert.service)
         || t.spans.iter().any(|x| x.service == alert.service)
         || t.logs.records.iter().any(|x| x.service == alert.service);
-    if verdict == Verdict::InsufficientData && !alert_service_seen {
+    let no_data = report.verdict == Verdict::InsufficientData && !alert_service_seen;
+    if no_data {
         let time = |t| crate::ingest::time::rfc3339(t, crate::ingest::time::SecondsFormat::Secs).unwrap_or_default();
         report.data.problems.insert(
             0,
@@ -203,7 +206,7 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
         r.features = features;
         r.read_ms = read_ms;
     }
-    verdict
+    NoData(no_data)
 }
 
 /// Writes an investigation to `<data_dir>/investigations/<id>.json` (atomically).
