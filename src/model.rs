@@ -273,9 +273,31 @@ pub struct ReadHints {
     /// In a wide metric CSV, what separates service and metric in a column name (`checkout::errors`
     /// with `"::"`); without it, the first `.` or `_`.
     pub metric_separator: Option<String>,
+    /// Records more than this many hours from the alert (either side) are rejected as bad input
+    /// (a clock gone wrong, a garbage time like 9999-12-31); default 24.
+    pub window_hours: Option<f64>,
     /// The incident's alert time (Unix ms), set by the loader, not the file.
     #[serde(skip)]
     pub reference: Option<Ts>,
+    /// The times records must fall in (Unix ms, inclusive), set by the loader from the alert and
+    /// `window_hours`; None accepts any time.
+    #[serde(skip)]
+    pub window: Option<(Ts, Ts)>,
+}
+
+impl ReadHints {
+    /// Records this far from the alert, either side, are not the incident's.
+    pub const DEFAULT_WINDOW_HOURS: f64 = 24.0;
+
+    /// Why a time is outside [`ReadHints::window`], or None when it is inside (or there is none).
+    pub fn outside(&self, t: Ts) -> Option<String> {
+        let (lo, hi) = self.window?;
+        (t < lo || t > hi).then(|| {
+            let h = self.window_hours.unwrap_or(Self::DEFAULT_WINDOW_HOURS);
+            let when = chrono::DateTime::from_timestamp_millis(t).map_or_else(|| format!("{t} ms"), |d| d.to_rfc3339());
+            format!("{when} is more than {h} h from the alert (mapping.json `window_hours` widens it)")
+        })
+    }
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -374,7 +396,8 @@ impl Truth {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadIssue {
     pub file: String,
-    /// 1-based line (or row) number; 0 when the problem is with the file as a whole.
+    /// 1-based line (or row) number; 0 when the problem is with the file as a whole, or with a
+    /// record rejected after it was read (for a time outside the incident's window).
     pub line: u64,
     /// The field at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]

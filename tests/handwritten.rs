@@ -399,6 +399,31 @@ fn files_named_anything_are_read_by_their_content() {
     }
 }
 
+#[test]
+fn times_far_from_the_alert_are_rejected_as_bad_input_not_analysed() {
+    // One log line dated 9999-12-31 and one metric point in 2100 once made the analysis size its
+    // arrays from them (an abort allocating 67 GB); now each is a skipped record naming its field.
+    let (name, mut logs) = json_logs("service", &quoted_rfc3339);
+    logs.push_str(
+        r#"{"time": "9999-12-31T23:59:59Z", "service": "payments", "level": "error", "message": "from the future"}"#,
+    );
+    logs.push('\n');
+    let (prom, mut metrics) = prom_metrics();
+    metrics.push_str("latency_p99_ms{service=\"payments\"} 1 4102444800000\n");
+    let r = investigate(base((name, logs), vec![(prom, metrics)], changes(true)));
+    names_the_deploy(&r, "far-future records");
+    let issues = &r.data.unreadable.issues;
+    for (file, field) in [("logs.jsonl", "time"), ("metrics.prom", "time")] {
+        assert!(
+            issues.iter().any(|i| i.file.ends_with(file)
+                && i.field.as_deref() == Some(field)
+                && i.message.contains("more than 24 h from the alert")),
+            "{file}: {issues:?}"
+        );
+    }
+    assert_eq!(r.data.unreadable.records_skipped, 2);
+}
+
 /// One trace every 30 s, frontend → checkout → payments: (trace, [(span, parent, service,
 /// operation, start ms, duration ms, error)]). Payments' charges slow down and some fail after
 /// the deploy; its callers wait on them.

@@ -189,21 +189,85 @@ fn read_telemetry(dir: &Path, hints: &Arc<ReadHints>, report: &mut ReadReport) -
             t.logs.files.push(LogFile { path: path.clone(), format, hints: hints.clone() });
             continue;
         }
-        let result = report.counting(&io::display(&path), |report| match kind {
-            FileKind::PromText => read_prometheus_text(&path, report).map(|s| t.metrics.extend(s)),
-            FileKind::QueryRange => read_prometheus_query_range(&path, report).map(|s| t.metrics.extend(s)),
-            FileKind::WideCsv => read_wide_csv(&path, report).map(|s| t.metrics.extend(s)),
-            FileKind::OtlpTraces => read_otlp_traces(&path, report).map(|s| t.spans.extend(s)),
-            FileKind::JaegerTraces => super::traces::read_jaeger_traces(&path, report).map(|s| t.spans.extend(s)),
-            FileKind::SpanCsv => read_span_csv(&path, report).map(|s| t.spans.extend(s)),
-            FileKind::Changes => read_changes(&path, report).map(|c| t.changes.extend(c)),
-            FileKind::Logs(_) => Ok(()),
+        let before = (t.metrics.len(), t.spans.len(), t.changes.len());
+        let name = io::display(&path);
+        let result = report.counting(&name, |report| {
+            let read = read_file(kind, &path, &mut t, report);
+            drop_outside(&mut t, before, &name, hints, report);
+            read
         });
         if let Err(e) = result {
             report.skip(file_issue(&path, &e));
         }
     }
     Ok(t)
+}
+
+/// Reads one (non-log) file into `t`.
+fn read_file(kind: FileKind, path: &Path, t: &mut Telemetry, report: &mut ReadReport) -> Result<(), IngestError> {
+    match kind {
+        FileKind::PromText => read_prometheus_text(path, report).map(|s| t.metrics.extend(s)),
+        FileKind::QueryRange => read_prometheus_query_range(path, report).map(|s| t.metrics.extend(s)),
+        FileKind::WideCsv => read_wide_csv(path, report).map(|s| t.metrics.extend(s)),
+        FileKind::OtlpTraces => read_otlp_traces(path, report).map(|s| t.spans.extend(s)),
+        FileKind::JaegerTraces => super::traces::read_jaeger_traces(path, report).map(|s| t.spans.extend(s)),
+        FileKind::SpanCsv => read_span_csv(path, report).map(|s| t.spans.extend(s)),
+        FileKind::Changes => read_changes(path, report).map(|c| t.changes.extend(c)),
+        FileKind::Logs(_) => Ok(()),
+    }
+}
+
+/// Rejects what one file added to `t` (series from `from.0`, spans from `from.1`, changes from
+/// `from.2`) whose time lies outside the hints' window: each is a skipped record with its file
+/// and field, no longer a read one.
+fn drop_outside(
+    t: &mut Telemetry,
+    from: (usize, usize, usize),
+    file: &str,
+    hints: &ReadHints,
+    report: &mut ReadReport,
+) {
+    if hints.window.is_none() {
+        return;
+    }
+    let mut rejected: Vec<(&'static str, String)> = Vec::new();
+    for s in &mut t.metrics[from.0..] {
+        s.points.retain(|p| match hints.outside(p.0) {
+            Some(why) => {
+                rejected.push(("time", why));
+                false
+            }
+            None => true,
+        });
+    }
+    let mut i = from.0;
+    t.metrics.retain(|s| {
+        i += 1;
+        i <= from.0 || !s.points.is_empty()
+    });
+    let span_limit = hints.window.map_or(f64::MAX, |(lo, hi)| (hi - lo) as f64);
+    let mut k = 0;
+    t.spans.retain(|s| {
+        k += 1;
+        if k <= from.1 {
+            return true;
+        }
+        let why = hints.outside(s.start).map(|w| ("start", w)).or_else(|| {
+            // NaN is no duration either.
+            (s.duration_ms.is_nan() || s.duration_ms > span_limit)
+                .then(|| ("duration", format!("{} ms is longer than the window", s.duration_ms)))
+        });
+        why.map(|w| rejected.push(w)).is_none()
+    });
+    let mut k = 0;
+    t.changes.retain(|c| {
+        k += 1;
+        k <= from.2 || hints.outside(c.time).map(|w| rejected.push(("time", w))).is_none()
+    });
+    report.records_read = report.records_read.saturating_sub(rejected.len() as u64);
+    for (field, why) in rejected {
+        report.skip(io::issue(file, 0, Some(field), why));
+    }
 }
 
 fn file_issue(path: &Path, e: &IngestError) -> crate::model::ReadIssue {
@@ -234,12 +298,22 @@ pub fn load_bundle(dir: &Path) -> Result<Incident, IngestError> {
         ReadHints::default()
     };
     hints.reference = Some(head.alert.time);
+    let reach = (hints.window_hours.unwrap_or(ReadHints::DEFAULT_WINDOW_HOURS).max(0.0) * 3_600_000.0).min(1e15) as i64;
+    hints.window = Some((head.alert.time.saturating_sub(reach), head.alert.time.saturating_add(reach)));
     let hints = Arc::new(hints);
     let mut report = ReadReport::default();
     let telemetry = load_telemetry_with(dir, &hints, &mut report)?;
     let baseline_dir = dir.join("baseline");
-    let baseline =
-        if baseline_dir.is_dir() { Some(load_telemetry_with(&baseline_dir, &hints, &mut report)?) } else { None };
+    // A separate baseline is a normal period, often days before: it may reach back 90 days.
+    let baseline_hints = Arc::new(ReadHints {
+        window: hints.window.map(|(lo, hi)| (lo.min(head.alert.time.saturating_sub(90 * 24 * 3_600_000)), hi)),
+        ..(*hints).clone()
+    });
+    let baseline = if baseline_dir.is_dir() {
+        Some(load_telemetry_with(&baseline_dir, &baseline_hints, &mut report)?)
+    } else {
+        None
+    };
     let topology_path = dir.join("topology.json");
     let topology = if topology_path.is_file() {
         match report.counting(&io::display(&topology_path), |r| read_topology(&topology_path, r)) {

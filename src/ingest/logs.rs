@@ -33,14 +33,28 @@ pub fn read_logs(logs: &Logs, report: &mut ReadReport) -> Vec<LogRecord> {
 }
 
 /// Streams one log file in its format.
+/// Lines dated outside the file's hints' window are rejected as bad input (skipped, with the time
+/// field named), not passed on.
 pub fn read_log_file(file: &LogFile, report: &mut ReadReport, f: &mut dyn FnMut(LogRecord)) -> Result<(), IngestError> {
-    io::with_hints(&file.hints, || match file.format {
-        LogFormat::JsonLines => read_json_lines_logs(&file.path, report, f),
-        LogFormat::OtlpJson => read_otlp_logs(&file.path, report, f),
-        LogFormat::Loki => read_loki_logs(&file.path, report, f),
-        LogFormat::Syslog => read_syslog(&file.path, report, f),
-        LogFormat::NezhaCsv => read_nezha_logs(&file.path, report, f),
-    })
+    let mut rejected: Vec<String> = Vec::new();
+    let mut keep = |r: LogRecord| match file.hints.outside(r.time) {
+        Some(why) => rejected.push(why),
+        None => f(r),
+    };
+    let g: &mut dyn FnMut(LogRecord) = &mut keep;
+    let result = io::with_hints(&file.hints, || match file.format {
+        LogFormat::JsonLines => read_json_lines_logs(&file.path, report, g),
+        LogFormat::OtlpJson => read_otlp_logs(&file.path, report, g),
+        LogFormat::Loki => read_loki_logs(&file.path, report, g),
+        LogFormat::Syslog => read_syslog(&file.path, report, g),
+        LogFormat::NezhaCsv => read_nezha_logs(&file.path, report, g),
+    });
+    report.records_read = report.records_read.saturating_sub(rejected.len() as u64);
+    let name = io::display(&file.path);
+    for why in rejected {
+        report.skip(io::issue(&name, 0, Some("time"), why));
+    }
+    result
 }
 
 /// An `attributes` field of the wrong shape.

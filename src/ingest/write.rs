@@ -10,7 +10,7 @@ use super::metrics::write_prometheus;
 use super::time::{rfc3339, SecondsFormat};
 use super::traces::write_span_csv;
 use super::{for_each_log, IngestError};
-use crate::model::{Incident, LogRecord, ReadReport, Telemetry, Truth, Ts};
+use crate::model::{Incident, LogRecord, ReadHints, ReadReport, Telemetry, Truth, Ts};
 use serde_json::{json, Value};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -50,6 +50,13 @@ pub fn write_bundle(incident: &Incident, truth: Option<&Truth>, dir: &Path) -> R
         "analysis_start": time_value(incident.analysis_start),
     });
     write_json(&dir.join("incident.json"), &head)?;
+    // Records further from the alert than the loader accepts by default are the incident's own
+    // here (the writer knows its data): the bundle says how far to reach, so it loads back whole.
+    let reach = farthest(incident);
+    if reach > (ReadHints::DEFAULT_WINDOW_HOURS * 3_600_000.0) as i64 {
+        let hours = (reach as f64 / 3_600_000.0).ceil() + 1.0;
+        write_json(&dir.join("mapping.json"), &json!({ "window_hours": hours }))?;
+    }
     write_telemetry(&incident.telemetry, dir)?;
     if let Some(topology) = &incident.topology {
         write_json(&dir.join("topology.json"), topology)?;
@@ -63,6 +70,24 @@ pub fn write_bundle(incident: &Incident, truth: Option<&Truth>, dir: &Path) -> R
         write_telemetry(baseline, &sub)?;
     }
     Ok(())
+}
+
+/// The farthest any record (of the incident or its baseline) lies from the alert, in ms.
+fn farthest(incident: &Incident) -> Ts {
+    let alert = incident.alert.time;
+    let far = |t: &Telemetry| -> Ts {
+        let times = t
+            .metrics
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .chain(t.spans.iter().map(|s| s.start))
+            .chain(t.changes.iter().map(|c| c.time))
+            .chain(t.logs.records.iter().map(|r| r.time));
+        // Streamed log files are not read here: the reach their bundle declared stands for them.
+        let declared = t.logs.files.iter().filter_map(|f| f.hints.window_hours).map(|h| (h * 3_600_000.0) as Ts);
+        times.map(|x| x.saturating_sub(alert).saturating_abs()).chain(declared).max().unwrap_or(0)
+    };
+    far(&incident.telemetry).max(incident.baseline.as_ref().map_or(0, far))
 }
 
 fn write_telemetry(t: &Telemetry, dir: &Path) -> Result<(), IngestError> {

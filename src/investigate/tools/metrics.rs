@@ -67,6 +67,9 @@ const CHANCE_Z: f64 = 2.9;
 /// correlation with its symptom says something (see `assess`).
 const OWN_CAUSES: [&str; 5] = ["cpu", "mem", "connections", "queue", "io"];
 
+/// Most steps a resampled series has (at the 30 s step, a week).
+const MAX_STEPS: usize = 20_160;
+
 /// The resampling step: 30 s, or the symptom's own sampling interval (the median gap between its
 /// points) when that is coarser, so that series scraped once a minute still line up in time.
 fn step_for(s: &Series) -> Ts {
@@ -82,7 +85,11 @@ fn step_for(s: &Series) -> Ts {
 /// Means per step from `from` to `to` of a series' points, with those of its twin in the
 /// incident's separate baseline (which may reach into the window: the steady state just before).
 fn resample(s: &Series, twin: Option<&Series>, from: Ts, to: Ts, step: Ts) -> Vec<Option<f64>> {
-    let n = ((to - from) / step).max(0) as usize + 1;
+    // However far apart the input's times are, the grid stays small: a far-future point must
+    // not size an allocation.
+    let step = step.max(1);
+    let to = to.min(from.saturating_add(step.saturating_mul(MAX_STEPS as Ts - 1)));
+    let n = (to.saturating_sub(from) / step).clamp(0, MAX_STEPS as Ts - 1) as usize + 1;
     let mut sum = vec![0.0; n];
     let mut count = vec![0u32; n];
     for &(t, v) in s.points.iter().chain(twin.iter().flat_map(|b| &b.points)) {
@@ -406,6 +413,14 @@ mod tests {
 
     /// A correlation's lower bound grows with the points behind it, and one that could be chance
     /// over the 13 lags tried has none.
+    #[test]
+    fn a_far_future_point_does_not_size_the_grid() {
+        let s = Series { service: "s".into(), metric: "m".into(), points: vec![(0, 1.0), (253_402_300_799_000, 2.0)] };
+        let grid = resample(&s, None, 0, 253_402_300_799_000, STEP);
+        assert_eq!(grid.len(), MAX_STEPS);
+        assert_eq!(grid[0], Some(1.0));
+    }
+
     #[test]
     fn the_bound_of_a_correlation_depends_on_its_points() {
         let c = |r: f64, points: usize| Correlation {
