@@ -438,6 +438,14 @@ fn spawn(procs: &mut Procs, name: &str, cmd: &mut Command, log: &Path) {
     procs.0.push((name.to_string(), child));
 }
 
+/// `tests/service/exporter.py` on `port`, its fault on while `fault` exists.
+fn spawn_exporter(procs: &mut Procs, python: &str, port: u16, fault: &Path, artefacts: &Path) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/service/exporter.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(script).args(["--port", &port.to_string(), "--fault-file"]).arg(fault);
+    spawn(procs, "exporter", &mut cmd, artefacts);
+}
+
 async fn wait_for(what: &str, limit: Duration, mut ok: impl AsyncFnMut() -> bool) {
     let t = Instant::now();
     while !ok().await {
@@ -501,15 +509,7 @@ promql = 'sum by (service) (rate(demo_errors_total{{service=~"{{services}}"}}[5s
 
     // The exporter, Prometheus scraping it with the alert rule, Alertmanager calling culprit.
     let fault = t.join("fault-on");
-    spawn(
-        &mut procs,
-        "exporter",
-        Command::new(&python)
-            .arg(here.join("exporter.py"))
-            .args(["--port", &exp_port.to_string(), "--fault-file"])
-            .arg(&fault),
-        &artefacts,
-    );
+    spawn_exporter(&mut procs, &python, exp_port, &fault, &artefacts);
     render(
         &here.join("prometheus.yml.tmpl"),
         &t.join("prometheus.yml"),
@@ -662,7 +662,6 @@ promql = 'sum by (service) (rate(demo_errors_total{{service=~"{{services}}"}}[5s
 async fn investigate_live_from_prometheus_and_victoria_metrics() {
     let (prometheus, victoria, python) =
         (need("CULPRIT_TEST_PROMETHEUS"), need("CULPRIT_TEST_VICTORIA_METRICS"), need("CULPRIT_TEST_PYTHON"));
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/service");
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let artefacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("live-cli");
@@ -670,15 +669,7 @@ async fn investigate_live_from_prometheus_and_victoria_metrics() {
     let (exp_port, prom_port, vm_port) = (free_port(), free_port(), free_port());
     let mut procs = Procs(Vec::new());
     let fault = t.join("fault-on");
-    spawn(
-        &mut procs,
-        "exporter",
-        Command::new(&python)
-            .arg(here.join("exporter.py"))
-            .args(["--port", &exp_port.to_string(), "--fault-file"])
-            .arg(&fault),
-        &artefacts,
-    );
+    spawn_exporter(&mut procs, &python, exp_port, &fault, &artefacts);
     // One scrape configuration, read by both servers.
     let scrape = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [\"127.0.0.1:{exp_port}\"]\n"

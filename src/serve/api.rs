@@ -264,31 +264,19 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
         id.as_deref().unwrap_or("-"),
         json!({ "source": source, "outcome": outcome, "service": inc.alert.service, "signal": inc.alert.signal, "severity": inc.alert.severity, "fingerprint": inc.fingerprint, "title": inc.alert.title }),
     );
-    if queue_now {
-        if let Some(id) = &id {
-            app.audit.record(
-                &caller.name,
-                caller.role.as_str(),
-                "investigation.rerun",
-                id,
-                json!({ "service": inc.alert.service, "why": "a new alert in the group, and telemetry newer than the last read" }),
-            );
-            app.emit(id, "status", json!({ "status": Status::Queued }));
-            worker::enqueue(app, id.clone());
-        }
+    // An investigation queued now (new, or again) is audited, announced and handed to a worker.
+    let queue = |id: &str, action: &str, detail: Value| {
+        app.audit.record(&caller.name, caller.role.as_str(), action, id, detail);
+        app.emit(id, "status", json!({ "status": Status::Queued }));
+        worker::enqueue(app, id.to_string());
+    };
+    if let Some(id) = id.as_deref().filter(|_| queue_now) {
+        let why = "a new alert in the group, and telemetry newer than the last read";
+        queue(id, "investigation.rerun", json!({ "service": inc.alert.service, "why": why }));
     }
-    if start {
-        if let Some(id) = &id {
-            app.audit.record(
-                &caller.name,
-                caller.role.as_str(),
-                "investigation.started",
-                id,
-                json!({ "service": inc.alert.service, "severity": inc.alert.severity, "source": source }),
-            );
-            app.emit(id, "status", json!({ "status": Status::Queued }));
-            worker::enqueue(app, id.clone());
-        }
+    if let Some(id) = id.as_deref().filter(|_| start) {
+        let detail = json!({ "service": inc.alert.service, "severity": inc.alert.severity, "source": source });
+        queue(id, "investigation.started", detail);
     }
     json!({ "investigation": id, "outcome": outcome, "service": inc.alert.service, "rerun": rerun })
 }
