@@ -76,6 +76,8 @@ impl Default for GraphConfig {
 
 /// How far an effect may seem to precede a cause whose time is exact (clock skew between hosts).
 const EXACT_TOLERANCE: Ts = 5 * SECOND;
+/// Most anomalies the causal graph takes (placeholder: unbounded before the fix).
+pub const MAX_NODES: usize = usize::MAX;
 
 /// Node weights are indices into the anomaly list the graph was built from.
 pub type CausalGraph = DiGraph<usize, Edge>;

@@ -13,6 +13,8 @@ pub type Ts = i64;
 pub const SECOND: Ts = 1_000;
 pub const MINUTE: Ts = 60 * SECOND;
 pub const HOUR: Ts = 60 * MINUTE;
+/// Most keys kept of one change (placeholder: unbounded before the fix).
+pub const MAX_KEYS_PER_CHANGE: usize = usize::MAX;
 
 /// How urgent the alert is; high and critical alerts get an agent investigation in later stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]

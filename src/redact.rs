@@ -68,6 +68,35 @@ impl Redactor {
     }
 }
 
+/// Every shape of the catalogue, as telemetry carries it; each is a (text, secret) pair. The
+/// agent's test at the real model server sends the same list.
+pub const CATALOGUE: &[(&str, &str)] = &[
+    ("aws_secret_access_key=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"),
+    ("AWS_SECRET_ACCESS_KEY=Zq9T2vYc8PLmN4rT6uW1xA3sD5fG7hJ9kL0pQ2wE", "Zq9T2vYc8PLmN4rT6uW1xA3sD5fG7hJ9kL0pQ2wE"),
+    ("env AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE set", "AKIAIOSFODNN7EXAMPLE"),
+    ("connect failed db_password=Tr0ub4dor&3 host=db1", "Tr0ub4dor"),
+    (r#"{"user": "svc", "password": "correct horse battery"}"#, "correct horse battery"),
+    (r#"config {"clientSecret":"s3cr3t-v4lue-991"}"#, "s3cr3t-v4lue-991"),
+    ("GET /callback?code=1&access_token=ya29.a0AfH6SMBx9QwErTy HTTP/1.1", "ya29.a0AfH6SMBx9QwErTy"),
+    ("upstream request header Authorization: Basic YWRtaW46aHVudGVyMg==", "YWRtaW46aHVudGVyMg"),
+    ("header authorization=Bearer eyZ0eXAiOiJKV1QiLCJhbGciOi", "eyZ0eXAiOiJKV1QiLCJhbGciOi"),
+    ("redis dial redis://:p4ssw0rd-redis@cache-1:6379/0 refused", "p4ssw0rd-redis"),
+    ("postgres://orders:pgS3cret!@db.internal:5432/orders timeout", "pgS3cret!"),
+    ("cloning with ghp_16C7e42F292c6912E7710c838347Ae178B4a", "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
+    ("slack post with xoxb-2048-1024-aBcDeFgHiJkLmNoPqRsTuV failed", "xoxb-2048-1024-aBcDeFgHiJkLmNoPqRsTuV"),
+    ("charge via sk_live_4eC39HqLyjWDarjtT1zdp7dc refused", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+    ("payment declined card 4111 1111 1111 1111 exp 12/29", "4111 1111 1111 1111"),
+    ("payment declined card=5500-0000-0000-0004", "5500-0000-0000-0004"),
+    ("key material: -----BEGIN RSA PRIVATE KEY----- (truncated)", "BEGIN RSA PRIVATE KEY"),
+    (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----",
+        "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ",
+    ),
+    ("gitlab glpat-xY3zW8vU2tS6rQ4pO1nM push", "glpat-xY3zW8vU2tS6rQ4pO1nM"),
+    ("maps key AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY", "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"),
+    ("webhook https://hooks.slack.com/services/T000/B000/XXXXXXXX failed", "hooks.slack.com/services/T000"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

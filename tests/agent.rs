@@ -13,6 +13,7 @@ use culprit::investigate::rules::Rules;
 use culprit::investigate::{investigate, AgentConfig, StopReason, Transcript, TRANSCRIPT_SCHEMA};
 use culprit::llm::Endpoint;
 use culprit::model::{Incident, Level, LogRecord};
+use culprit::redact::CATALOGUE;
 use culprit::simulate;
 use culprit::triage;
 use std::process::Command;
@@ -189,6 +190,43 @@ fn secrets_and_pii_are_redacted_before_the_model_sees_them() {
     let sent = serde_json::to_string(policy.messages()).unwrap();
     assert!(sent.contains("[REDACTED:email]") && sent.contains("[REDACTED:secret]"), "{sent}");
     assert!(!sent.contains("hunter2") && !sent.contains("ana@example.com"), "{sent}");
+}
+
+/// Every entry of the secret catalogue, planted in the alert title, in log lines and in a config
+/// change, is absent from every request the llm policy sends, captured on the wire in front of the
+/// real model server; the alert title did reach it (redacted), so the capture is not empty.
+#[test]
+fn the_secret_catalogue_never_reaches_the_model_server() {
+    let server = chat_server();
+    let proxy = common::CapturingProxy::start(&server.base_url);
+    let mut incident = simulate::simulate(&simulate::demo_config());
+    let texts: Vec<&str> = CATALOGUE.iter().map(|(t, _)| *t).collect();
+    incident.alert.title = format!("auth errors: {}", texts.join(" | "));
+    let t0 = incident.alert.time - 120_000;
+    for (k, text) in texts.iter().enumerate() {
+        incident.telemetry.logs.records.push(LogRecord {
+            time: t0 + k as i64 * 1_000,
+            nanos: 0,
+            service: "auth".into(),
+            level: Level::Error,
+            message: text.to_string(),
+            attributes: Vec::new(),
+        });
+    }
+    if let Some(c) = incident.telemetry.changes.first_mut() {
+        c.description = Some(texts.join("\n"));
+    }
+    let t = triage::triage(&incident, &Default::default());
+    let mut policy = LlmPolicy::new(Endpoint::new(&proxy.base_url, &server.model, None)).unwrap();
+    let tr = investigate(&incident, &t, None, &mut policy, &AgentConfig { max_turns: 3, ..Default::default() });
+    assert_eq!(tr.fallback, None, "{}", tr.render());
+    let sent = proxy.captured();
+    assert!(proxy.requests() >= 2, "{}", proxy.requests());
+    assert!(sent.contains("auth errors: ") && sent.contains("[REDACTED:"), "the title reached the server");
+    for (_, secret) in CATALOGUE {
+        let escaped = serde_json::to_string(secret).unwrap();
+        assert!(!sent.contains(secret) && !sent.contains(escaped.trim_matches('"')), "{secret:?} reached the model server");
+    }
 }
 
 /// An instruction planted in a log line and in the alert title reaches the model only inside data

@@ -16,80 +16,13 @@
 // The helpers below are test code too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use culprit::serve::config::{Role, ServeConfig, TokenConfig};
+mod common;
+
+use common::serve::{audit_lines, start_in_process, Api, ADMIN, OPERATOR, VIEWER};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const VIEWER: &str = "viewer-token-0001";
-const OPERATOR: &str = "operator-token-0002";
-const ADMIN: &str = "admin-token-0003";
-
-fn tokens() -> Vec<TokenConfig> {
-    [("grafana", Role::Viewer, VIEWER), ("alertmanager", Role::Operator, OPERATOR), ("root", Role::Admin, ADMIN)]
-        .into_iter()
-        .map(|(n, r, t)| TokenConfig { name: n.into(), role: r, token: Some(t.into()), token_env: None })
-        .collect()
-}
-
-fn audit_lines(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
-        let mut rb = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(t) = token {
-            rb = rb.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            rb = rb.header("content-type", "application/json").body(b);
-        }
-        let r = rb.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn wait_done(&self, id: &str, limit: Duration) -> Value {
-        let t = Instant::now();
-        loop {
-            let (s, v) = self.call("GET", &format!("/v1/investigations/{id}"), Some(VIEWER), None).await;
-            assert_eq!(s, 200, "{v}");
-            if ["done", "no_data", "failed"].contains(&v["status"].as_str().unwrap_or("")) {
-                return v;
-            }
-            assert!(t.elapsed() < limit, "investigation {id} not finished after {limit:?}: {v}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-async fn start_in_process(dir: &Path) -> (Api, std::sync::Arc<culprit::serve::App>) {
-    let cfg = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        tokens: tokens(),
-        max_body_bytes: 64 * 1024,
-        window: culprit::serve::config::WindowConfig { settle_seconds: 0, ..Default::default() },
-        ..Default::default()
-    };
-    let app = culprit::serve::App::start(cfg, None, &|_| None).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(culprit::serve::run(listener, app.clone(), std::future::pending()));
-    (Api { base: format!("http://{addr}"), http: reqwest::Client::new() }, app)
-}
 
 /// The service opens its store once and keeps that connection (and the knowledge base over it)
 /// for its whole life: agent investigations do not connect again.
@@ -384,12 +317,16 @@ async fn notifications_are_retried_until_delivered() {
     let attempts = culprit::serve::notify::send(
         &http,
         &format!("http://{addr}/hook"),
-        &json!({ "text": "root cause: payments-db" }),
+        &json!({ "text": "root cause: payments-db (alert: login with db_password=hunter2 failed)" }),
     )
     .await
     .unwrap();
     assert_eq!(attempts, 3);
-    assert_eq!(bodies.lock().unwrap().as_slice(), [r#"{"text":"root cause: payments-db"}"#]);
+    // Secrets in what is sent (an alert title) are redacted on the way out.
+    assert_eq!(
+        bodies.lock().unwrap().as_slice(),
+        [r#"{"text":"root cause: payments-db (alert: login with db_password=[REDACTED:secret] failed)"}"#]
+    );
     // A 4xx is not retried.
     let err = culprit::serve::notify::send(&http, &format!("http://{addr}/missing"), &json!({}))
         .await

@@ -22,7 +22,7 @@ pub fn read_changes(path: &Path, report: &mut ReadReport) -> Result<Vec<Change>,
 }
 
 /// One change event from its JSON object (the reader's per-line parser; `POST /v1/changes`).
-pub(crate) fn change_from_json(obj: &Value) -> Result<Change, (&'static str, String)> {
+pub fn change_from_json(obj: &Value) -> Result<Change, (&'static str, String)> {
     change(obj)
 }
 

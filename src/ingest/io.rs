@@ -591,6 +591,25 @@ pub(crate) fn otlp_attributes(v: Option<&Value>) -> Vec<(String, String)> {
 mod tests {
     use super::*;
 
+    /// A gzip bomb (here 96 MiB of zeros in about 100 KB) ends with an error naming the ratio,
+    /// long before its size: decompression is bounded by what came in.
+    #[test]
+    fn a_gzip_bomb_is_refused_by_its_ratio() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.csv.gz");
+        let mut gz = flate2::write::GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::best());
+        let zeros = vec![b'0'; 1 << 20];
+        for _ in 0..96 {
+            gz.write_all(&zeros).unwrap();
+        }
+        gz.finish().unwrap();
+        let mut out = Vec::new();
+        let err = open(&path).unwrap().read_to_end(&mut out).unwrap_err();
+        assert!(err.to_string().contains("compression ratio"), "{err}");
+        assert!(out.len() < 64 << 20, "{} bytes inflated before the refusal", out.len());
+    }
+
     #[test]
     fn base_name_strips_gz_and_case() {
         assert_eq!(base_name(Path::new("/x/Metrics.PROM.gz")), "metrics.prom");

@@ -19,7 +19,7 @@ mod write;
 use std::path::PathBuf;
 
 pub use bundle::{load_bundle, load_telemetry};
-pub use changes::read_changes;
+pub use changes::{change_from_json, read_changes};
 pub use logs::{
     for_each_log, parse_app_log_line, read_json_lines_logs, read_log_file, read_logs, read_nezha_logs, read_otlp_logs,
     AppLine,

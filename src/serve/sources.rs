@@ -299,4 +299,28 @@ mod tests {
         let s: BTreeSet<String> = ["payments.db", "api"].into_iter().map(String::from).collect();
         assert_eq!(services_regex(&s), r"api|payments\\.db");
     }
+
+    /// A service name is data: quotes and newlines in it cannot end the PromQL string and add
+    /// matchers or operators.
+    #[test]
+    fn a_quote_in_a_service_name_cannot_inject_promql() {
+        let s: BTreeSet<String> = ["x\"} or vector(1) or up{job=\"y".to_string(), "a\nb".into()].into_iter().collect();
+        let re = services_regex(&s);
+        let promql = format!("up{{service=~\"{re}\"}}");
+        // Outside the string literal there is nothing but the template's own text.
+        let mut inside = false;
+        let mut escaped = false;
+        let mut outside = String::new();
+        for c in promql.chars() {
+            match (inside, escaped, c) {
+                (true, true, _) => escaped = false,
+                (true, false, '\\') => escaped = true,
+                (_, false, '"') => inside = !inside,
+                (false, _, c) => outside.push(c),
+                _ => {}
+            }
+        }
+        assert_eq!(outside, "up{service=~}", "{promql}");
+        assert!(!re.contains('\n'), "{re:?}");
+    }
 }

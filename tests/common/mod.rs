@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -72,5 +74,77 @@ impl Drop for LlmServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A pass-through HTTP proxy in front of a server that keeps every request body it forwarded: what
+/// culprit put on the wire, captured before the server saw it. One request per connection.
+pub struct CapturingProxy {
+    pub base_url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CapturingProxy {
+    /// Forwards `127.0.0.1:<new port>` to `upstream` (a base URL such as `http://127.0.0.1:8080/v1`).
+    pub fn start(upstream: &str) -> CapturingProxy {
+        use std::io::{Read, Write};
+        let rest = upstream.strip_prefix("http://").expect("an http:// upstream");
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let upstream_addr = host.to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("its address").port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (upstream_addr, kept) = (upstream_addr.clone(), kept.clone());
+                std::thread::spawn(move || {
+                    let mut client = client;
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    // Headers, then as much body as Content-Length says.
+                    let (head_end, length) = loop {
+                        let Ok(n) = client.read(&mut chunk) else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..at]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                                .unwrap_or(0usize);
+                            break (at + 4, length);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        match client.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    kept.lock().expect("the capture").push(String::from_utf8_lossy(&buf[head_end..]).into_owned());
+                    // Ask the upstream to close after answering, so its answer ends at EOF.
+                    let head = String::from_utf8_lossy(&buf[..head_end]).replace("keep-alive", "close");
+                    let Ok(mut up) = TcpStream::connect(&upstream_addr) else { return };
+                    let _ = up.write_all(head.as_bytes());
+                    let _ = up.write_all(&buf[head_end..]);
+                    let mut answer = Vec::new();
+                    let _ = up.read_to_end(&mut answer);
+                    let _ = client.write_all(&answer);
+                });
+            }
+        });
+        CapturingProxy { base_url: format!("http://127.0.0.1:{port}/{path}"), bodies }
+    }
+
+    /// Every request body forwarded so far, joined.
+    pub fn captured(&self) -> String {
+        self.bodies.lock().expect("the capture").join("\n")
+    }
+
+    pub fn requests(&self) -> usize {
+        self.bodies.lock().expect("the capture").len()
     }
 }
