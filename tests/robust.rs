@@ -327,7 +327,8 @@ async fn many_small_otlp_posts_leave_a_small_store() {
 fn a_flood_of_changes_is_bounded_before_the_graph() {
     let mut incident = simulate::simulate(&simulate::demo_config());
     let clean = pipeline::run(&incident, &pipeline::PipelineConfig::default(), pipeline::Deps::default()).top();
-    let services: Vec<String> = incident.topology.services.iter().map(|n| n.name.clone()).collect();
+    let services: Vec<String> =
+        incident.topology.as_ref().unwrap().services.iter().map(|n| n.name.clone()).collect();
     let t0 = incident.alert.time - 10 * 60_000;
     for i in 0..20_000i64 {
         incident.telemetry.changes.push(culprit::model::Change {

@@ -125,13 +125,28 @@ impl CapturingProxy {
                         }
                     }
                     kept.lock().expect("the capture").push(String::from_utf8_lossy(&buf[head_end..]).into_owned());
-                    // Ask the upstream to close after answering, so its answer ends at EOF.
-                    let head = String::from_utf8_lossy(&buf[..head_end]).replace("keep-alive", "close");
-                    let Ok(mut up) = TcpStream::connect(&upstream_addr) else { return };
-                    let _ = up.write_all(head.as_bytes());
-                    let _ = up.write_all(&buf[head_end..]);
+                    // Ask the upstream to close after answering, so its answer ends at EOF (and
+                    // the client, told so too, does not reuse this connection).
+                    let head = String::from_utf8_lossy(&buf[..head_end]);
+                    let mut head: String = head
+                        .split("\r\n")
+                        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+                        .map(|l| format!("{l}\r\n"))
+                        .collect();
+                    head.push_str("Connection: close\r\n\r\n");
+                    // The server may still be loading its model: an empty answer is retried.
                     let mut answer = Vec::new();
-                    let _ = up.read_to_end(&mut answer);
+                    for _ in 0..120 {
+                        if let Ok(mut up) = TcpStream::connect(&upstream_addr) {
+                            let _ = up.write_all(head.as_bytes());
+                            let _ = up.write_all(&buf[head_end..]);
+                            let _ = up.read_to_end(&mut answer);
+                        }
+                        if !answer.is_empty() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
                     let _ = client.write_all(&answer);
                 });
             }
