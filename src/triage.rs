@@ -56,6 +56,10 @@ pub fn triage(incident: &Incident, cfg: &Config) -> Triage {
             a.onset.cmp(&b.onset).then_with(|| a.service.cmp(&b.service)).then_with(|| a.indicator.cmp(&b.indicator))
         });
     }
+    if let Some(note) = graph::bound(&mut detection.anomalies) {
+        tracing::warn!("{note}");
+        detection.unchecked.push(note);
+    }
     let dependencies = Dependencies::new(incident.topology.as_ref(), &detection.call_edges);
     let inferred = correlate::infer(&detection.anomalies, &dependencies);
     detection.anomalies.extend(inferred);

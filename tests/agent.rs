@@ -225,7 +225,10 @@ fn the_secret_catalogue_never_reaches_the_model_server() {
     assert!(sent.contains("auth errors: ") && sent.contains("[REDACTED:"), "the title reached the server");
     for (_, secret) in CATALOGUE {
         let escaped = serde_json::to_string(secret).unwrap();
-        assert!(!sent.contains(secret) && !sent.contains(escaped.trim_matches('"')), "{secret:?} reached the model server");
+        assert!(
+            !sent.contains(secret) && !sent.contains(escaped.trim_matches('"')),
+            "{secret:?} reached the model server"
+        );
     }
 }
 

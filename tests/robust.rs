@@ -78,7 +78,8 @@ async fn times_far_from_now_are_rejected_by_the_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_telemetry_twice_gives_the_same_answer() {
     let incident = simulate::simulate(&simulate::demo_config());
-    let alert_at = chrono::Utc::now().timestamp_millis() - 60_000;
+    // Ten minutes ago: the window (to five minutes after the alert) has ended for both runs.
+    let alert_at = chrono::Utc::now().timestamp_millis() - 10 * 60_000;
     let shift = alert_at - incident.alert.time;
     let requests = otlp_requests(&incident, shift, 2_000);
     let mut answers = Vec::new();
@@ -98,7 +99,12 @@ async fn the_same_telemetry_twice_gives_the_same_answer() {
         assert_eq!(s, 202, "{v}");
         let done = api.wait_done(v["investigation"].as_str().unwrap(), Duration::from_secs(120)).await;
         let data = &done["report"]["data"];
-        answers.push((data["spans"].clone(), data["log_lines"].clone(), data["metric_series"].clone(), done["top"].clone()));
+        answers.push((
+            data["spans"].clone(),
+            data["log_lines"].clone(),
+            data["metric_series"].clone(),
+            done["top"].clone(),
+        ));
     }
     assert_eq!(answers[0], answers[1], "fed once, then twice");
     assert!(answers[0].3["service"].is_string(), "{:?}", answers[0]);
@@ -131,7 +137,11 @@ fn a_bundle_with_every_line_twice_gives_the_same_answer() {
         let loaded = ingest::load_bundle(p).unwrap();
         let cfg = pipeline::PipelineConfig::default();
         let out = pipeline::run(&loaded, &cfg, pipeline::Deps::default());
-        (loaded.telemetry.spans.len(), loaded.telemetry.metrics.iter().map(|s| s.points.len()).sum::<usize>(), out.top())
+        (
+            loaded.telemetry.spans.len(),
+            loaded.telemetry.metrics.iter().map(|s| s.points.len()).sum::<usize>(),
+            out.top(),
+        )
     };
     let (a, b) = (run(&once), run(&twice));
     assert_eq!(a, b, "once, then every line twice");
@@ -191,9 +201,8 @@ async fn nothing_acknowledged_is_lost_when_the_service_is_killed() {
     let api = std::sync::Arc::new(Api::new(format!("http://127.0.0.1:{port}")));
 
     // One investigation finishes before the storm, for the chat after the restart.
-    let (s, v) = api
-        .call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(json!({ "service": "early" }).to_string()))
-        .await;
+    let (s, v) =
+        api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(json!({ "service": "early" }).to_string())).await;
     assert_eq!(s, 202, "{v}");
     let early = v["investigation"].as_str().unwrap().to_string();
     api.wait_done(&early, Duration::from_secs(60)).await;
@@ -239,11 +248,8 @@ async fn nothing_acknowledged_is_lost_when_the_service_is_killed() {
 
     let mut child = start_binary(t, port, "second.log");
     let audit = audit_lines(&t.join("data"));
-    let received: BTreeSet<&str> = audit
-        .iter()
-        .filter(|l| l["action"] == "alert.received")
-        .filter_map(|l| l["target"].as_str())
-        .collect();
+    let received: BTreeSet<&str> =
+        audit.iter().filter(|l| l["action"] == "alert.received").filter_map(|l| l["target"].as_str()).collect();
     let (_, list) = api.call("GET", "/v1/investigations", Some(VIEWER), None).await;
     let listed: BTreeSet<&str> =
         list["investigations"].as_array().unwrap().iter().filter_map(|i| i["id"].as_str()).collect();
@@ -254,7 +260,12 @@ async fn nothing_acknowledged_is_lost_when_the_service_is_killed() {
             lost.push(id.clone());
         }
     }
-    assert!(lost.is_empty(), "{} of {} answered investigations are gone after the restart: {lost:?}", lost.len(), acked.len());
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered investigations are gone after the restart: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
     for (_, id) in &acked {
         let done = api.wait_done(id, Duration::from_secs(300)).await;
         assert_ne!(done["status"], "failed", "{done}");
@@ -298,7 +309,11 @@ fn files_under(p: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_small_otlp_posts_leave_a_small_store() {
     let dir = tempfile::tempdir().unwrap();
-    let (api, app) = start_in_process(dir.path()).await;
+    let mut cfg = test_config(dir.path());
+    // Maintained every 100 commits (the default), keeping no old version (the default keeps a
+    // minute's, for readers still on one).
+    cfg.store_maintenance.keep_seconds = 0;
+    let (api, app) = start_with(cfg).await;
     let now = now_ns();
     for i in 0..300i128 {
         let logs = json!({ "resourceLogs": [{ "resource": resource("checkout"), "scopeLogs": [{ "logRecords": [
@@ -327,8 +342,7 @@ async fn many_small_otlp_posts_leave_a_small_store() {
 fn a_flood_of_changes_is_bounded_before_the_graph() {
     let mut incident = simulate::simulate(&simulate::demo_config());
     let clean = pipeline::run(&incident, &pipeline::PipelineConfig::default(), pipeline::Deps::default()).top();
-    let services: Vec<String> =
-        incident.topology.as_ref().unwrap().services.iter().map(|n| n.name.clone()).collect();
+    let services: Vec<String> = incident.topology.as_ref().unwrap().services.iter().map(|n| n.name.clone()).collect();
     let t0 = incident.alert.time - 10 * 60_000;
     for i in 0..20_000i64 {
         incident.telemetry.changes.push(culprit::model::Change {
@@ -338,7 +352,11 @@ fn a_flood_of_changes_is_bounded_before_the_graph() {
             author: Some("bot".into()),
             version: None,
             previous_version: None,
-            keys: vec![culprit::model::KeyChange { key: format!("flag-{i}"), old: Some("0".into()), new: Some("1".into()) }],
+            keys: vec![culprit::model::KeyChange {
+                key: format!("flag-{i}"),
+                old: Some("0".into()),
+                new: Some("1".into()),
+            }],
             description: None,
             instances: Vec::new(),
         });
@@ -437,7 +455,13 @@ async fn http_hardening() {
     // Failed authentication, again and again from one client: 429 with Retry-After.
     let mut last = 0;
     for _ in 0..40 {
-        let r = api.http.get(format!("{}/v1/investigations", api.base)).bearer_auth("wrong-token-xyz").send().await.unwrap();
+        let r = api
+            .http
+            .get(format!("{}/v1/investigations", api.base))
+            .bearer_auth("wrong-token-xyz")
+            .send()
+            .await
+            .unwrap();
         last = r.status().as_u16();
         if last == 429 {
             assert!(r.headers().contains_key("retry-after"));

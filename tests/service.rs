@@ -131,7 +131,8 @@ async fn api_auth_audit_and_feedback() {
     assert_eq!(api.call("POST", "/v1/alerts/generic", Some(OPERATOR), Some(big)).await.0, 413);
 
     // Changes, sessions, OTLP/JSON.
-    let change = json!({ "time": 1_700_000_000_000i64, "service": "payments-db", "kind": "config", "keys": [{ "key": "pool", "old": "50", "new": "5" }] });
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let change = json!({ "time": now_ms - 60_000, "service": "payments-db", "kind": "config", "keys": [{ "key": "pool", "old": "50", "new": "5" }] });
     assert_eq!(api.call("POST", "/v1/changes", Some(OPERATOR), Some(change.to_string())).await.0, 201);
     let (s, v) = api
         .call("POST", "/v1/changes", Some(OPERATOR), Some(json!({ "service": "x", "kind": "deploy" }).to_string()))
@@ -153,7 +154,7 @@ async fn api_auth_audit_and_feedback() {
     assert_eq!(s, 200, "{v}");
     assert!(!v["answer"].as_str().unwrap().is_empty());
     let logs = json!({ "resourceLogs": [{ "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "checkout" } }] },
-        "scopeLogs": [{ "logRecords": [{ "timeUnixNano": "1700000000000000000", "severityText": "ERROR", "body": { "stringValue": "payment failed" } }, { "body": {} }] }] }] });
+        "scopeLogs": [{ "logRecords": [{ "timeUnixNano": (now_ms as i128 * 1_000_000).to_string(), "severityText": "ERROR", "body": { "stringValue": "payment failed" } }, { "body": {} }] }] }] });
     let (s, v) = api.call("POST", "/v1/logs", Some(OPERATOR), Some(logs.to_string())).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["partialSuccess"]["rejectedLogRecords"], 1);
@@ -279,6 +280,8 @@ async fn load_test_loses_no_alert() {
         services: 8,
         rate_per_sender: 0.0,
         data_dir: dir.path().to_path_buf(),
+        otlp_rate: 20.0,
+        sample_seconds: 1.0,
     };
     let r = culprit::serve::load::run(&cfg).await.unwrap();
     assert_eq!(r.errors, 0, "{r:?}");
@@ -286,6 +289,8 @@ async fn load_test_loses_no_alert() {
     assert!(r.webhooks_sent > 100, "{r:?}");
     assert_eq!(r.audit_alert_lines, r.webhooks_sent, "{r:?}");
     assert!(r.sse_events > 0 && r.investigations > 1, "{r:?}");
+    assert!(r.otlp_requests > 20 && r.otlp_errors == 0, "{r:?}");
+    assert!(!r.samples.is_empty() && r.samples.iter().all(|s| s.rss_mib > 0.0 && s.store_files > 0), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

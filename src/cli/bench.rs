@@ -56,6 +56,14 @@ pub struct BenchArgs {
     /// as the previous one is answered (saturation).
     #[arg(long, default_value_t = 10.0, requires = "serve")]
     rate: f64,
+    /// With --serve: also feed OTLP log export requests (20 records each) at this many per
+    /// second, the soak test's telemetry; e.g. `culprit bench --serve --seconds 1800 --senders 2
+    /// --rate 0.1 --watchers 2 --otlp-rate 50 --sample-seconds 60` for 30 minutes.
+    #[arg(long, default_value_t = 0.0, requires = "serve")]
+    otlp_rate: f64,
+    /// With --serve: print the memory and the store's files every this many seconds (0: never).
+    #[arg(long, default_value_t = 0.0, requires = "serve")]
+    sample_seconds: f64,
 }
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
@@ -82,6 +90,8 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             services: 20,
             rate_per_sender: a.rate,
             data_dir: dir.0.clone(),
+            otlp_rate: a.otlp_rate,
+            sample_seconds: a.sample_seconds,
         };
         eprintln!(
             "bench: load test for {} s ({} webhook senders at {}/s each, {} watchers)",

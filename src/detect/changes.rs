@@ -6,9 +6,34 @@ use super::{canonical_indicator, Anomaly, DetectConfig, Detection, Source};
 use crate::model::{Change, ChangeKind, Incident, Series, Ts};
 use std::collections::BTreeMap;
 
+/// Most changes of one service and kind that become suspects: the ones nearest the alert (before
+/// it first). A runaway pipeline's thousands of flips are summarised, not graphed.
+pub const MAX_PER_SERVICE_AND_KIND: usize = 100;
+
 pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection) {
     let from = incident.analysis_start.saturating_sub(cfg.change_lookback);
-    for c in incident.telemetry.changes.iter().filter(|c| c.time >= from) {
+    let alert = incident.alert.time;
+    let mut buckets: BTreeMap<(&str, ChangeKind), Vec<(usize, &Change)>> = BTreeMap::new();
+    for (i, c) in incident.telemetry.changes.iter().enumerate().filter(|(_, c)| c.time >= from) {
+        buckets.entry((c.service.as_str(), c.kind)).or_default().push((i, c));
+    }
+    let mut kept: Vec<(usize, &Change)> = Vec::new();
+    for ((service, kind), mut changes) in buckets {
+        if changes.len() > MAX_PER_SERVICE_AND_KIND {
+            changes.sort_by_key(|(_, c)| (c.time > alert, c.time.abs_diff(alert)));
+            out.unchecked.push(format!(
+                "{} {} changes of {service} left out of the causal graph: only the {MAX_PER_SERVICE_AND_KIND} \
+                 nearest the alert are suspects",
+                changes.len() - MAX_PER_SERVICE_AND_KIND,
+                format!("{kind:?}").to_lowercase()
+            ));
+            changes.truncate(MAX_PER_SERVICE_AND_KIND);
+        }
+        kept.extend(changes);
+    }
+    // In the input's order, as before the bound.
+    kept.sort_by_key(|(i, _)| *i);
+    for (_, c) in kept {
         out.anomalies.push(candidate(c));
         if let Some(a) = canary(incident, c, cfg).worst {
             out.anomalies.push(a);

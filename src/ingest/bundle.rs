@@ -161,6 +161,10 @@ fn read_telemetry(dir: &Path, hints: &Arc<ReadHints>, report: &mut ReadReport) -
     let mut found: Vec<(Option<&str>, PathBuf)> = files_in(dir)?.into_iter().map(|p| (None, p)).collect();
     for folder in FOLDERS {
         let sub = dir.join(folder);
+        if std::fs::symlink_metadata(&sub).is_ok_and(|m| m.file_type().is_symlink()) {
+            report.skip(io::issue(&io::display(&sub), 0, None, "a symlink: refused (copy the folder into the bundle)"));
+            continue;
+        }
         if sub.is_dir() {
             found.extend(files_in(&sub)?.into_iter().map(|p| (Some(folder), p)));
         }
@@ -168,6 +172,12 @@ fn read_telemetry(dir: &Path, hints: &Arc<ReadHints>, report: &mut ReadReport) -
     let mut t = Telemetry::default();
     for (folder, path) in found {
         let base = io::base_name(&path);
+        // A bundle's files are its own: a link could reach anything the user can read.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            let name = io::display(&path);
+            report.skip(io::issue(&name, 0, None, "a symlink: refused (copy the file into the bundle)"));
+            continue;
+        }
         if folder.is_none() && NOT_TELEMETRY.contains(&base.as_str()) {
             continue;
         }
@@ -200,6 +210,7 @@ fn read_telemetry(dir: &Path, hints: &Arc<ReadHints>, report: &mut ReadReport) -
             report.skip(file_issue(&path, &e));
         }
     }
+    report.duplicates += super::dedup::dedup(&mut t);
     Ok(t)
 }
 

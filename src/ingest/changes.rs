@@ -6,7 +6,7 @@
 use super::io;
 use super::time::{rfc3339, SecondsFormat};
 use super::IngestError;
-use crate::model::{Change, ChangeKind, KeyChange, ReadReport};
+use crate::model::{Change, ChangeKind, KeyChange, ReadReport, MAX_KEYS_PER_CHANGE};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
@@ -48,10 +48,16 @@ fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
             .ok_or_else(|| ("kind", format!("unknown kind {v} (want deploy, config or flag)")))?,
     };
     let text = |key: &str| opt_text(obj.get(key));
-    let keys = match io::get(obj, &["keys", "changed_keys"]) {
+    let mut keys = match io::get(obj, &["keys", "changed_keys"]) {
         None => Vec::new(),
         Some(v) => keys(v).map_err(|m| ("keys", m.to_string()))?,
     };
+    let mut description = text("description");
+    if keys.len() > MAX_KEYS_PER_CHANGE {
+        let more = format!("(and {} more keys not kept)", keys.len() - MAX_KEYS_PER_CHANGE);
+        keys.truncate(MAX_KEYS_PER_CHANGE);
+        description = Some(description.map_or(more.clone(), |d| format!("{d} {more}")));
+    }
     let instances = match io::get(obj, &["instances", "pods"]) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
@@ -68,7 +74,7 @@ fn change(obj: &Value) -> Result<Change, (&'static str, String)> {
         version: text("version"),
         previous_version: text("previous_version"),
         keys,
-        description: text("description"),
+        description,
         instances,
     })
 }

@@ -32,11 +32,62 @@ pub(crate) fn base_name(path: &Path) -> String {
     }
 }
 
-/// Opens a file for streaming, decompressing it when its name ends in `.gz`.
-pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>, IngestError> {
+/// Past this many decompressed bytes, a gzip stream may inflate at most [`MAX_RATIO`] times what
+/// it read: a bomb (2 MB inflating to 2 GiB) ends with an error instead of filling memory.
+pub const RATIO_FREE_BYTES: u64 = 32 << 20;
+pub const MAX_RATIO: u64 = 200;
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    bytes: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.set(self.bytes.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A decompressing reader that refuses to inflate beyond [`MAX_RATIO`] (after the first
+/// [`RATIO_FREE_BYTES`]).
+struct Bounded<R> {
+    inner: R,
+    compressed: Rc<Cell<u64>>,
+    out: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let allowed = self.compressed.get().saturating_mul(MAX_RATIO).max(RATIO_FREE_BYTES);
+        if self.out > allowed {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "gzip stream inflates {} bytes from {} (compression ratio above {MAX_RATIO}:1): refused as a \
+                     decompression bomb",
+                    self.out,
+                    self.compressed.get()
+                ),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// Opens a file for streaming, decompressing it when its name ends in `.gz` (bounded by
+/// [`MAX_RATIO`]).
+pub fn open(path: &Path) -> Result<Box<dyn BufRead>, IngestError> {
     let file = File::open(path).map_err(|source| IngestError::Open { path: path.to_path_buf(), source })?;
     if is_gz(path) {
-        Ok(Box::new(BufReader::new(MultiGzDecoder::new(BufReader::new(file)))))
+        let compressed = Rc::new(Cell::new(0));
+        let counted = Counted { inner: file, bytes: compressed.clone() };
+        let inflating = MultiGzDecoder::new(BufReader::new(counted));
+        Ok(Box::new(BufReader::new(Bounded { inner: inflating, compressed, out: 0 })))
     } else {
         Ok(Box::new(BufReader::new(file)))
     }

@@ -7,6 +7,7 @@
 
 mod bundle;
 pub(crate) mod changes;
+pub mod dedup;
 pub(crate) mod io;
 pub(crate) mod logs;
 pub(crate) mod metrics;

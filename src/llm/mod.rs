@@ -145,6 +145,7 @@ pub async fn embed(endpoint: &Endpoint, texts: &[String]) -> Result<Vec<Vec<f32>
 
 async fn embed_batches(endpoint: &Endpoint, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
     let client = endpoint.client();
+    let texts: Vec<String> = texts.iter().map(|t| crate::redact::guard().apply(t)).collect();
     let mut out = Vec::with_capacity(texts.len());
     for batch in texts.chunks(BATCH) {
         let request = serde_json::json!({ "model": endpoint.model, "input": batch });
@@ -221,6 +222,14 @@ pub async fn chat(endpoint: &Endpoint, mut request: serde_json::Value) -> Result
     let span = tracing::info_span!("chat", gen_ai.request.model = %endpoint.model, server.address = %endpoint.base_url);
     async move {
         request["model"] = serde_json::Value::String(endpoint.model.clone());
+        // The last guard: whatever a caller forgot, no secret of the catalogue leaves for a model.
+        if let Some(messages) = request.get_mut("messages").and_then(|m| m.as_array_mut()) {
+            for m in messages {
+                if let Some(content) = m.get_mut("content") {
+                    *content = crate::redact::guard().apply_json(content);
+                }
+            }
+        }
         let response = post(endpoint, &endpoint.client(), Api::Chat, &request).await?;
         let bad = |message: String| LlmError::Response { url: endpoint.base_url.clone(), message };
         let message = response

@@ -127,12 +127,33 @@ pub enum AlertError {
     EmptyService,
     #[error("time: not a time: {0}")]
     Time(String),
+    #[error("{field}: {time} is more than {hours} h from now (window.accept_hours)")]
+    TooFar { field: String, time: String, hours: i64 },
+}
+
+/// When alerts may be timed: `reach` ms either side of `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: Ts,
+    pub reach: Ts,
+}
+
+impl Clock {
+    fn check(self, t: Ts, field: String) -> Result<Ts, AlertError> {
+        if t < self.now.saturating_sub(self.reach) || t > self.now.saturating_add(self.reach) {
+            let time = crate::ingest::time::rfc3339(t, crate::ingest::time::SecondsFormat::Secs)
+                .unwrap_or_else(|| format!("{t} ms"));
+            return Err(AlertError::TooFar { field, time, hours: self.reach / crate::model::HOUR });
+        }
+        Ok(t)
+    }
 }
 
 /// The alerts of an Alertmanager webhook, each on its own: an alert without a service label is an
 /// error naming its index (Alertmanager sends whatever labels the rule has), and the others of
 /// the group are read all the same (Alertmanager does not resend a group it got a 4xx for).
-pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Vec<Result<Incoming, AlertError>> {
+pub fn from_alertmanager(p: &AlertmanagerPayload, clock: Clock) -> Vec<Result<Incoming, AlertError>> {
+    let now = clock.now;
     if let Some(v) = &p.version {
         if v != "4" {
             tracing::warn!(version = %v, "Alertmanager webhook version other than 4; reading it as 4");
@@ -150,6 +171,13 @@ pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Vec<Result<Incomin
             p.common_annotations.clone().into_iter().chain(a.annotations.clone()).collect();
         let time =
             a.starts_at.as_deref().and_then(crate::ingest::time::parse_time_str).filter(|t| *t > 0).unwrap_or(now);
+        let time = match clock.check(time, format!("alerts[{i}].startsAt")) {
+            Ok(t) => t,
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+        };
         let title = annotations
             .get("summary")
             .or_else(|| annotations.get("description"))
@@ -173,13 +201,13 @@ pub fn from_alertmanager(p: &AlertmanagerPayload, now: Ts) -> Vec<Result<Incomin
     out
 }
 
-pub fn from_generic(g: GenericAlert, now: Ts) -> Result<Incoming, AlertError> {
+pub fn from_generic(g: GenericAlert, clock: Clock) -> Result<Incoming, AlertError> {
     if g.service.trim().is_empty() {
         return Err(AlertError::EmptyService);
     }
     let time = match &g.time {
-        None => now,
-        Some(v) => time_of(v).ok_or_else(|| AlertError::Time(v.to_string()))?,
+        None => clock.now,
+        Some(v) => clock.check(time_of(v).ok_or_else(|| AlertError::Time(v.to_string()))?, "time".into())?,
     };
     let mut labels = g.labels.clone();
     labels.insert("service".into(), g.service.clone());
@@ -211,7 +239,8 @@ mod tests {
             "alerts":[{"status":"firing","labels":{"service":"frontend"},"annotations":{},"startsAt":"2026-11-22T20:00:00Z","fingerprint":"abc"},
                       {"status":"resolved","labels":{"job":"checkout","alertname":"CheckoutLatency","severity":"warning"},"startsAt":"2026-11-22T20:01:00Z"}]}"#;
         let p: AlertmanagerPayload = serde_json::from_str(body).unwrap();
-        let a: Vec<Incoming> = from_alertmanager(&p, 0).into_iter().map(Result::unwrap).collect();
+        let clock = Clock { now: 1_795_377_600_000, reach: crate::model::HOUR };
+        let a: Vec<Incoming> = from_alertmanager(&p, clock).into_iter().map(Result::unwrap).collect();
         assert_eq!(a.len(), 2);
         assert_eq!(
             (a[0].alert.service.as_str(), a[0].alert.signal.as_str(), a[0].alert.severity),
@@ -230,7 +259,7 @@ mod tests {
             r#"{"alerts":[{"labels":{"alertname":"X"}},{"labels":{"alertname":"Y","service":"cart"}}]}"#,
         )
         .unwrap();
-        let a = from_alertmanager(&mixed, 0);
+        let a = from_alertmanager(&mixed, clock);
         assert!(a[0].as_ref().unwrap_err().to_string().starts_with("alerts[0]: no service label"));
         assert_eq!(a[1].as_ref().map(|i| i.alert.service.as_str()), Ok("cart"));
     }
@@ -238,10 +267,22 @@ mod tests {
     #[test]
     fn generic_alerts_need_a_service_and_a_readable_time() {
         let g: GenericAlert = serde_json::from_str(r#"{"service":"api","severity":"high","time":1700000000}"#).unwrap();
-        let a = from_generic(g, 5).unwrap();
+        let clock = Clock { now: 1_700_000_100_000, reach: crate::model::HOUR };
+        let a = from_generic(g, clock).unwrap();
         assert_eq!((a.alert.time, a.alert.severity), (1_700_000_000_000, Severity::High));
         let g: GenericAlert = serde_json::from_str(r#"{"service":"api","time":"yesterday"}"#).unwrap();
-        assert!(from_generic(g, 5).unwrap_err().to_string().starts_with("time: not a time"));
+        assert!(from_generic(g, clock).unwrap_err().to_string().starts_with("time: not a time"));
+        // The year 9999 and a day ago are refused, naming the field.
+        for far in ["253402300799", "1699900000"] {
+            let g: GenericAlert = serde_json::from_str(&format!(r#"{{"service":"api","time":{far}}}"#)).unwrap();
+            let e = from_generic(g, clock).unwrap_err().to_string();
+            assert!(e.starts_with("time: ") && e.contains("more than 1 h from now"), "{e}");
+        }
+        let far: AlertmanagerPayload =
+            serde_json::from_str(r#"{"alerts":[{"labels":{"service":"a"},"startsAt":"9999-12-31T23:59:59Z"}]}"#)
+                .unwrap();
+        let e = from_alertmanager(&far, clock).remove(0).unwrap_err().to_string();
+        assert!(e.starts_with("alerts[0].startsAt: 9999-12-31T23:59:59Z"), "{e}");
         assert!(serde_json::from_str::<GenericAlert>(r#"{"service":"api","sevrity":"high"}"#).is_err());
     }
 }

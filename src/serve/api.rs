@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -25,11 +25,17 @@ type AppState = Arc<App>;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), retry_after: None }
+    }
+    fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
     fn bad(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
@@ -45,6 +51,9 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"culprit\""));
+        }
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(s));
         }
         r
     }
@@ -124,9 +133,31 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiError> {
+        let client = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        let limit = app.config().http.failed_auth_per_minute;
+        // A client over the limit of failed authentications this minute gets 429 for each further
+        // failure, unaudited (a valid token still passes: clients behind one proxy share an
+        // address).
         let deny = |message: &str| {
+            let mut failures = lock(&app.auth_failures);
+            if let Some(wait) = failures.blocked(client, limit) {
+                app.metrics.auth_limited.inc();
+                return ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("too many failed authentications from {client}: try again in {wait} s"),
+                )
+                .retry_after(wait);
+            }
+            let n = failures.fail(client);
+            drop(failures);
             app.metrics.denied.with_label_values(&["401"]).inc();
-            app.audit.record("anonymous", "none", "denied", parts.uri.path(), json!({ "status": 401, "why": message }));
+            // The path clipped to 200 characters: a long one cannot grow the audit log.
+            let path: String = parts.uri.path().chars().take(200).collect();
+            let detail = json!({ "status": 401, "why": message, "client": client.to_string(), "failures": n });
+            app.audit.record("anonymous", "none", "denied", &path, detail);
             ApiError::new(StatusCode::UNAUTHORIZED, message.to_string())
         };
         let Some(token) = token_from(parts) else {
@@ -147,6 +178,102 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Reads `Content-Encoding`: gzip (any case, `x-gzip` too) is inflated here, within
+/// `max_body_bytes` and a ratio bound; `identity` passes; anything else is 415, not read as plain.
+async fn encodings(
+    State(app): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    let Some(enc) = req.headers().get(header::CONTENT_ENCODING) else { return Ok(next.run(req).await) };
+    let enc = enc.to_str().unwrap_or("?").trim().to_ascii_lowercase();
+    match enc.as_str() {
+        "" | "identity" => return Ok(next.run(req).await),
+        "gzip" | "x-gzip" => {}
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Encoding {other:?}: culprit reads gzip or an uncompressed body"),
+            ))
+        }
+    }
+    let limit = app.config().max_body_bytes;
+    let (mut parts, body) = req.into_parts();
+    let compressed = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is above max_body_bytes ({limit}): {e}"))
+    })?;
+    let inflated = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(compressed.as_ref()).take(limit as u64 + 1).read_to_end(&mut out).map(|_| out)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError::bad(format!("gzip body: {e}")))?;
+    if inflated.len() > limit {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the decompressed body is above max_body_bytes"));
+    }
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Ok(next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(inflated))).await)
+}
+
+/// Every error is a JSON body `{"error": …}`: the routes' own already are; this turns the
+/// framework's plain-text ones (413, 405, a rejected extractor) into the same shape.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let r = next.run(req).await;
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(r.status().is_client_error() || r.status().is_server_error()) || is_json {
+        return r;
+    }
+    let (mut parts, body) = r.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_string();
+    if message.is_empty() {
+        message = parts.status.canonical_reason().unwrap_or("error").to_lowercase();
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, axum::body::Body::from(json!({ "error": message }).to_string()))
+}
+
+/// Failed authentications per client address in the current minute.
+#[derive(Default)]
+pub struct Failures {
+    by_client: std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>,
+}
+
+impl Failures {
+    /// Seconds until `client` may try again, when it is over `limit` failures this minute.
+    fn blocked(&mut self, client: std::net::IpAddr, limit: u32) -> Option<u64> {
+        let (start, n) = self.by_client.get(&client).copied()?;
+        let age = start.elapsed().as_secs();
+        if age >= 60 {
+            self.by_client.remove(&client);
+            return None;
+        }
+        (n >= limit).then_some(60 - age)
+    }
+
+    /// Counts one failure; returns the count this minute.
+    fn fail(&mut self, client: std::net::IpAddr) -> u32 {
+        // Bounded: a flood from many addresses forgets the oldest minute's entries.
+        if self.by_client.len() > 100_000 {
+            self.by_client.retain(|_, (start, _)| start.elapsed().as_secs() < 60);
+        }
+        let e = self.by_client.entry(client).or_insert((std::time::Instant::now(), 0));
+        if e.0.elapsed().as_secs() >= 60 {
+            *e = (std::time::Instant::now(), 0);
+        }
+        e.1 += 1;
+        e.1
+    }
+}
+
 /// Parses a JSON body, naming line, column and field on error.
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
@@ -157,6 +284,8 @@ pub fn router(app: AppState) -> Router {
     let limit = app.config().max_body_bytes;
     Router::new()
         .route("/", get(page))
+        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("web/app.js")) }))
+        .route("/app.css", get(|| async { asset("text/css; charset=utf-8", include_str!("web/app.css")) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/alerts/alertmanager", post(alertmanager))
@@ -174,31 +303,48 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/metrics", post(|s, c, h, b| otlp_in(s, c, h, b, otlp::Signal::Metrics)))
         .route("/v1/config", get(show_config))
         .route("/v1/config/reload", post(reload))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint (see docs/serve.md)") })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), encodings))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
 
-/// The web page: one self-contained file, allowed to talk to this origin only.
+/// The page's policy: its own script and style files only (no inline code, so injected markup
+/// cannot run), talking to this origin only, never framed.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+                   frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// The web page, its script and its style sheet.
 async fn page() -> impl IntoResponse {
+    asset("text/html; charset=utf-8", include_str!("web/index.html"))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:"),
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CSP),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
-        Html(include_str!("web/index.html")),
+        body,
     )
+        .into_response()
 }
 
 async fn metrics(State(app): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(&app, Role::Viewer, "metrics")?;
+    super::writer::refresh(&app).await;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response())
 }
 
 /// What happened to one received alert.
 fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Value {
-    let (group_seconds, agent_from) = match app.cfg.read() {
-        Ok(c) => (c.alerts.group_seconds, c.alerts.agent_from),
-        Err(p) => (p.get_ref().alerts.group_seconds, p.get_ref().alerts.agent_from),
+    let (group_seconds, agent_from, max_queue) = match app.cfg.read() {
+        Ok(c) => (c.alerts.group_seconds, c.alerts.agent_from, c.alerts.max_queue),
+        Err(p) => (p.get_ref().alerts.group_seconds, p.get_ref().alerts.agent_from, p.get_ref().alerts.max_queue),
     };
     let now = now_ms();
     let group = inc.alert.service.clone();
@@ -248,6 +394,8 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
                 (Some(id), outcome, false)
             }
             (None, false) => (None, "resolved", false),
+            // A full queue: refused (429), so the sender retries later; nothing is recorded.
+            (None, true) if app.metrics.queue.get() >= max_queue as i64 => (None, "refused", false),
             (None, true) => {
                 let id = reg.new_id(now);
                 let mode = if inc.alert.severity >= agent_from { Mode::Agent } else { Mode::Triage };
@@ -256,6 +404,10 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
             }
         }
     };
+    // What was answered 2xx is on disk before the answer: a crash after it re-runs it.
+    if let Some(id) = id.as_deref().filter(|_| matches!(outcome, "started" | "grouped" | "resolved")) {
+        worker::save(app, id);
+    }
     app.metrics.alerts.with_label_values(&[source, outcome]).inc();
     app.audit.record(
         &caller.name,
@@ -279,6 +431,11 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
         queue(id, "investigation.started", detail);
     }
     json!({ "investigation": id, "outcome": outcome, "service": inc.alert.service, "rerun": rerun })
+}
+
+/// Now, and how far from now an alert may be timed.
+fn clock(app: &App) -> alerts::Clock {
+    alerts::Clock { now: now_ms(), reach: app.config().window.accept_hours as i64 * crate::model::HOUR }
 }
 
 fn new_record(
@@ -325,7 +482,7 @@ async fn alertmanager(State(app): State<AppState>, caller: Caller, body: Bytes) 
     // same group are investigated (Alertmanager would not resend the group after a 4xx).
     let mut accepted = 0;
     let mut first_error = None;
-    let results: Vec<Value> = alerts::from_alertmanager(&payload, now_ms())
+    let results: Vec<Value> = alerts::from_alertmanager(&payload, clock(&app))
         .into_iter()
         .enumerate()
         .map(|(i, parsed)| match parsed {
@@ -348,6 +505,10 @@ async fn alertmanager(State(app): State<AppState>, caller: Caller, body: Bytes) 
             }
         })
         .collect();
+    if results.iter().any(|r| r["outcome"] == "refused") {
+        // The group again later: the alerts taken now are duplicates then.
+        return Ok(queue_full(json!({ "error": QUEUE_FULL, "alerts": results })));
+    }
     match first_error {
         // Nothing in the group could be read: the sender's error, as a whole.
         Some(error) if accepted == 0 => {
@@ -357,11 +518,25 @@ async fn alertmanager(State(app): State<AppState>, caller: Caller, body: Bytes) 
     }
 }
 
+const QUEUE_FULL: &str = "the investigation queue is full (alerts.max_queue): retry after the Retry-After seconds";
+/// Seconds a sender is asked to wait when the queue is full.
+const RETRY_AFTER_SECONDS: &str = "30";
+
+fn queue_full(body: Value) -> Response {
+    (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)], Json(body)).into_response()
+}
+
 async fn generic(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(&app, Role::Operator, "alerts")?;
     let g: alerts::GenericAlert = parse(&body)?;
-    let inc = alerts::from_generic(g, now_ms()).map_err(|e| ApiError::bad(e.to_string()))?;
-    Ok((StatusCode::ACCEPTED, Json(accept(&app, &caller, inc, "generic"))).into_response())
+    let inc = alerts::from_generic(g, clock(&app)).map_err(|e| ApiError::bad(e.to_string()))?;
+    let answer = accept(&app, &caller, inc, "generic");
+    if answer["outcome"] == "refused" {
+        let mut body = answer;
+        body["error"] = json!(QUEUE_FULL);
+        return Ok(queue_full(body));
+    }
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -377,7 +552,10 @@ struct CreateRequest {
 async fn create(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(&app, Role::Operator, "investigations.create")?;
     let req: CreateRequest = parse(&body)?;
-    let inc = alerts::from_generic(req.alert, now_ms()).map_err(|e| ApiError::bad(e.to_string()))?;
+    let inc = alerts::from_generic(req.alert, clock(&app)).map_err(|e| ApiError::bad(e.to_string()))?;
+    if app.metrics.queue.get() >= app.config().alerts.max_queue as i64 {
+        return Ok(queue_full(json!({ "error": QUEUE_FULL })));
+    }
     let now = now_ms();
     let mode = req.mode.unwrap_or(if inc.alert.severity >= app.config().alerts.agent_from {
         Mode::Agent
@@ -391,6 +569,7 @@ async fn create(State(app): State<AppState>, caller: Caller, body: Bytes) -> Res
         reg.insert(new_record(&id, &inc.alert, mode, now, format!("manual:{id}"), inc.fingerprint.clone()));
         id
     };
+    worker::save(&app, &id);
     app.audit.record(
         &caller.name,
         caller.role.as_str(),
@@ -581,15 +760,14 @@ struct SessionRequest {
 async fn new_session(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(&app, Role::Operator, "sessions.create")?;
     let req: SessionRequest = parse(&body)?;
-    let case = lock(&app.cases).get(&req.investigation).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "investigation {:?} is unknown, not finished, or no longer in memory: start a new one",
-                req.investigation
-            ),
-        )
-    })?;
+    let (app2, inv) = (app.clone(), req.investigation.clone());
+    let case =
+        tokio::task::spawn_blocking(move || worker::case(&app2, &inv)).await.ok().flatten().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("investigation {:?} is unknown or has not finished: chat once it has", req.investigation),
+            )
+        })?;
     let cfg = app.config().agent_config();
     let chat =
         crate::investigate::chat::SavedChat::start(&crate::investigate::Session::new(&case.0, &case.1, None, &cfg));
@@ -636,12 +814,14 @@ async fn message(
         return Err(ApiError::bad("text: empty"));
     }
     let session = lock(&app.sessions).get(&id).cloned().ok_or_else(|| ApiError::not_found("session", &id))?;
-    let case = lock(&app.cases).get(&session.investigation).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            format!("the data of investigation {} is no longer in memory", session.investigation),
-        )
-    })?;
+    let (app2, inv) = (app.clone(), session.investigation.clone());
+    let case =
+        tokio::task::spawn_blocking(move || worker::case(&app2, &inv)).await.ok().flatten().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("investigation {} is unknown or has not finished", session.investigation),
+            )
+        })?;
     let cfg = app.config().agent_config();
     let text = req.text.clone();
     let updated = tokio::task::spawn_blocking(move || {
@@ -679,6 +859,13 @@ async fn changes(State(app): State<AppState>, caller: Caller, body: Bytes) -> Re
     for (i, item) in items.iter().enumerate() {
         let c = crate::ingest::changes::change_from_json(item)
             .map_err(|(field, msg)| ApiError::bad(format!("change {i}: {field}: {msg}")))?;
+        let clock = clock(&app);
+        if c.time.abs_diff(clock.now) > clock.reach.unsigned_abs() {
+            return Err(ApiError::bad(format!(
+                "change {i}: time: more than {} h from now (window.accept_hours)",
+                clock.reach / crate::model::HOUR
+            )));
+        }
         rows.push(EventRow {
             id: format!("change-{}-{}-{i}", c.time, c.service),
             time_ms: c.time,
@@ -690,20 +877,21 @@ async fn changes(State(app): State<AppState>, caller: Caller, body: Bytes) -> Re
             anomaly_score: None,
         });
     }
-    app.store
-        .add_events(&rows)
+    let services: Vec<String> = rows.iter().map(|r| r.service.clone()).collect();
+    let count = rows.len();
+    app.writer
+        .write(rows)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("changes not stored: {e}")))?;
-    let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("changes not stored, retry: {e}")))?;
     app.telemetry_arrived();
     app.audit.record(
         &caller.name,
         caller.role.as_str(),
         "changes.recorded",
         "-",
-        json!({ "count": rows.len(), "services": services }),
+        json!({ "count": count, "services": services }),
     );
-    Ok((StatusCode::CREATED, Json(json!({ "stored": rows.len() }))).into_response())
+    Ok((StatusCode::CREATED, Json(json!({ "stored": count }))).into_response())
 }
 
 async fn otlp_in(
@@ -721,25 +909,13 @@ async fn otlp_in(
             format!("Content-Type {ct:?}: OTLP/HTTP takes application/x-protobuf or application/json"),
         )
     })?;
-    let body = if headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) == Some("gzip") {
-        use std::io::Read;
-        let mut out = Vec::new();
-        let limit = app.config().max_body_bytes as u64;
-        flate2::read::GzDecoder::new(body.as_ref())
-            .take(limit + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| ApiError::bad(format!("gzip body: {e}")))?;
-        if out.len() as u64 > limit {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the decompressed body is above max_body_bytes"));
-        }
-        Bytes::from(out)
-    } else {
-        body
-    };
-    let decoded = tokio::task::spawn_blocking(move || otlp::decode(signal, enc, &body))
+    // A gzip body was inflated by the `encodings` layer.
+    let reach = app.config().window.accept_hours as i64 * crate::model::HOUR;
+    let mut decoded = tokio::task::spawn_blocking(move || otlp::decode(signal, enc, &body))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError::bad(e.to_string()))?;
+    decoded.bound(signal, now_ms(), reach);
     let mut rows = Vec::new();
     let row = |i: usize, t: i64, source: &str, service: &str, attrs: String| EventRow {
         id: format!("{source}-{t}-{service}-{i}"),
@@ -760,12 +936,13 @@ async fn otlp_in(
     for (i, p) in decoded.points.iter().enumerate() {
         rows.push(row(i, p.time, sources::METRIC, &p.service, serde_json::to_string(p).unwrap_or_default()));
     }
-    app.store
-        .add_events(&rows)
+    let stored = rows.len() as u64;
+    app.writer
+        .write(rows)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("not stored, retry: {e}")))?;
     app.telemetry_arrived();
-    app.metrics.otlp_records.with_label_values(&[signal.as_str(), "stored"]).inc_by(rows.len() as u64);
+    app.metrics.otlp_records.with_label_values(&[signal.as_str(), "stored"]).inc_by(stored);
     app.metrics.otlp_records.with_label_values(&[signal.as_str(), "rejected"]).inc_by(decoded.rejected());
     if decoded.rejected() > 0 {
         tracing::warn!(signal = signal.as_str(), rejected = decoded.rejected(), first = ?decoded.report.issues.first(), "OTLP records rejected");
@@ -777,8 +954,18 @@ async fn otlp_in(
 async fn show_config(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(&app, Role::Admin, "config.read")?;
     app.audit.record(&caller.name, caller.role.as_str(), "config.read", "-", json!({}));
-    // Token values are never serialised (`skip_serializing`).
-    Ok(Json(json!(app.config())))
+    // Token values are never serialised (`skip_serializing`); a webhook URL is a secret (a Slack
+    // one is its own credential): only its host is shown. Credentials in other URLs are redacted.
+    let mut v = json!(app.config());
+    if let Some(targets) = v.get_mut("notify").and_then(|n| n.as_array_mut()) {
+        for t in targets {
+            if let Some(url) = t.get("url").and_then(|u| u.as_str()) {
+                let shown = format!("https://{}/… (hidden)", super::notify::host(url));
+                t["url"] = json!(shown);
+            }
+        }
+    }
+    Ok(Json(crate::redact::guard().apply_json(&v)))
 }
 
 /// Re-reads the config file: tokens, agent, window, alert, Prometheus, redaction and notification

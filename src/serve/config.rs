@@ -48,6 +48,58 @@ pub struct ServeConfig {
     pub redact: RedactConfig,
     pub tokens: Vec<TokenConfig>,
     pub notify: Vec<NotifyConfig>,
+    pub store_maintenance: StoreMaintenance,
+    pub http: HttpLimits,
+}
+
+/// When the store is compacted and its old versions removed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreMaintenance {
+    /// After this many commits of received telemetry.
+    pub every_commits: u64,
+    /// Or this long after the last pass, whichever comes first.
+    pub every_seconds: u64,
+    /// Versions younger than this are kept (a reader may still be on one).
+    pub keep_seconds: u64,
+}
+
+impl Default for StoreMaintenance {
+    fn default() -> Self {
+        let d = super::writer::Schedule::default();
+        StoreMaintenance {
+            every_commits: d.every_commits,
+            every_seconds: d.every.as_secs(),
+            keep_seconds: d.keep.as_secs(),
+        }
+    }
+}
+
+impl StoreMaintenance {
+    pub fn schedule(&self) -> super::writer::Schedule {
+        super::writer::Schedule {
+            every_commits: self.every_commits.max(1),
+            every: std::time::Duration::from_secs(self.every_seconds.max(1)),
+            keep: std::time::Duration::from_secs(self.keep_seconds),
+        }
+    }
+}
+
+/// Limits on clients: slow or half-sent requests, and failed logins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this many seconds of the connection (or of the
+    /// previous request on it).
+    pub header_timeout_seconds: u64,
+    /// Failed authentications one client address may make per minute; beyond, 429.
+    pub failed_auth_per_minute: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits { header_timeout_seconds: 10, failed_auth_per_minute: 20 }
+    }
 }
 
 impl Default for ServeConfig {
@@ -65,6 +117,8 @@ impl Default for ServeConfig {
             redact: RedactConfig::default(),
             tokens: Vec::new(),
             notify: Vec::new(),
+            store_maintenance: StoreMaintenance::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -83,11 +137,20 @@ pub struct WindowConfig {
     /// Wait this long after an alert arrives before reading its window, so that the telemetry
     /// of the moment has been exported and scraped.
     pub settle_seconds: u64,
+    /// Telemetry and alerts timed more than this many hours from now (either way) are refused as
+    /// bad input, with the field named: a clock far off or a year 9999 never sizes anything.
+    pub accept_hours: u64,
 }
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        WindowConfig { before_seconds: 3600, after_seconds: 300, analysis_seconds: 900, settle_seconds: 15 }
+        WindowConfig {
+            before_seconds: 3600,
+            after_seconds: 300,
+            analysis_seconds: 900,
+            settle_seconds: 15,
+            accept_hours: 24,
+        }
     }
 }
 
@@ -99,11 +162,14 @@ pub struct AlertConfig {
     pub group_seconds: u64,
     /// Alerts at or above this severity get an agent investigation; others a static triage.
     pub agent_from: Severity,
+    /// Investigations waiting for a worker at most; an alert that would start one more is
+    /// answered 429 with `Retry-After` (Alertmanager retries it).
+    pub max_queue: usize,
 }
 
 impl Default for AlertConfig {
     fn default() -> Self {
-        AlertConfig { group_seconds: 300, agent_from: Severity::High }
+        AlertConfig { group_seconds: 300, agent_from: Severity::High, max_queue: 1_000 }
     }
 }
 
@@ -265,6 +331,15 @@ impl ServeConfig {
         }
         if !(self.agent.threshold > 0.0 && self.agent.threshold < 1.0) {
             return Err(invalid(format!("agent.threshold must be between 0 and 1, got {}", self.agent.threshold)));
+        }
+        const MONTH: u64 = 30 * 24 * 3600;
+        if self.window.before_seconds > MONTH || self.window.after_seconds > MONTH {
+            return Err(invalid(
+                "window.before_seconds and window.after_seconds must be at most 30 days (2592000)".into(),
+            ));
+        }
+        if self.window.accept_hours == 0 || self.window.accept_hours > 24 * 365 {
+            return Err(invalid("window.accept_hours must be between 1 and 8760".into()));
         }
         if self.window.analysis_seconds == 0 || self.window.analysis_seconds >= self.window.before_seconds {
             return Err(invalid("window.analysis_seconds must be above 0 and below window.before_seconds".into()));

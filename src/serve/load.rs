@@ -22,6 +22,26 @@ pub struct LoadConfig {
     /// the answers come back (saturation: latency is then concurrency ÷ throughput).
     pub rate_per_sender: f64,
     pub data_dir: std::path::PathBuf,
+    /// OTLP export requests per second (all signals, a few records each) fed beside the
+    /// alerts: the soak test (0: none).
+    pub otlp_rate: f64,
+    /// Seconds between samples of memory and the store's files (0: none).
+    pub sample_seconds: f64,
+}
+
+/// One sample of the soak test.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub seconds: f64,
+    /// This process's resident memory (the server and the load together).
+    pub rss_mib: f64,
+    /// Files under the store's directory.
+    pub store_files: usize,
+    pub store_mib: f64,
+    /// Versions and fragments of the events table.
+    pub versions: usize,
+    pub fragments: usize,
+    pub otlp_requests: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +64,49 @@ pub struct LoadReport {
     pub investigations_finished: usize,
     pub sse_events: u64,
     pub sse_streams: u64,
+    pub otlp_requests: u64,
+    pub otlp_errors: u64,
+    pub samples: Vec<Sample>,
+}
+
+/// The resident memory of this process in MiB (Linux; 0 elsewhere).
+pub fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Files and bytes under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> (usize, u64) {
+    let mut out = (0, 0);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            let (n, b) = files_under(&p);
+            out = (out.0 + n, out.1 + b);
+        } else {
+            out = (out.0 + 1, out.1 + e.metadata().map_or(0, |m| m.len()));
+        }
+    }
+    out
+}
+
+/// One OTLP/JSON logs export request: `n` records of `service` at `now_ns`.
+fn otlp_logs(service: &str, now_ns: i128, n: usize, k: u64) -> String {
+    let records: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({ "timeUnixNano": (now_ns + i as i128).to_string(), "severityText": "INFO",
+                "body": { "stringValue": format!("request {k}-{i} served in {} ms", 3 + (k + i as u64) % 40) } })
+        })
+        .collect();
+    serde_json::json!({ "resourceLogs": [{ "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": service } }] },
+        "scopeLogs": [{ "logRecords": records }] }] })
+    .to_string()
 }
 
 const TOKEN: &str = "load-test-operator-token";
@@ -197,6 +260,78 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
             super::lock(&accepted).extend(fps);
         }));
     }
+    // The OTLP feed, paced.
+    let otlp_sent = Arc::new(AtomicU64::new(0));
+    let otlp_errors = Arc::new(AtomicU64::new(0));
+    if cfg.otlp_rate > 0.0 {
+        let (client, base, stop, otlp_sent, otlp_errors) =
+            (client.clone(), base.clone(), stop.clone(), otlp_sent.clone(), otlp_errors.clone());
+        let (pace, services) = (Duration::from_secs_f64(1.0 / cfg.otlp_rate), cfg.services.max(1));
+        tasks.push(tokio::spawn(async move {
+            let mut next = tokio::time::Instant::now();
+            let mut k = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep_until(next).await;
+                next += pace;
+                k += 1;
+                let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as i128;
+                let body = otlp_logs(&format!("svc-{}", k % services as u64), now_ns, 20, k);
+                let (client, base, otlp_sent, otlp_errors) =
+                    (client.clone(), base.clone(), otlp_sent.clone(), otlp_errors.clone());
+                // Not waiting for the answer: the feed keeps its pace, as an exporter does.
+                tokio::spawn(async move {
+                    let r = client
+                        .post(format!("{base}/v1/logs"))
+                        .bearer_auth(TOKEN)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => {
+                            otlp_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            otlp_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        }));
+    }
+    // Samples of memory and the store, while the load runs.
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::new(Mutex::new(Vec::new()));
+    if cfg.sample_seconds > 0.0 {
+        let (stop, samples, app, otlp_sent) = (stop.clone(), samples.clone(), app.clone(), otlp_sent.clone());
+        let every = Duration::from_secs_f64(cfg.sample_seconds);
+        let store_dir = std::path::PathBuf::from(app.store.uri());
+        tasks.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let health = app.store.health(crate::store::EVENTS).await.unwrap_or_default();
+                let (files, bytes) = files_under(&store_dir);
+                let s = Sample {
+                    seconds: t0.elapsed().as_secs_f64(),
+                    rss_mib: rss_mib(),
+                    store_files: files,
+                    store_mib: bytes as f64 / (1 << 20) as f64,
+                    versions: health.versions,
+                    fragments: health.fragments,
+                    otlp_requests: otlp_sent.load(Ordering::Relaxed),
+                };
+                tracing::info!(?s, "soak sample");
+                eprintln!(
+                    "  {:>6.0} s  RSS {:>6.1} MiB  store {:>5} files {:>7.1} MiB  {:>4} versions {:>4} fragments  {} OTLP requests",
+                    s.seconds, s.rss_mib, s.store_files, s.store_mib, s.versions, s.fragments, s.otlp_requests
+                );
+                super::lock(&samples).push(s);
+                let until = tokio::time::Instant::now() + every;
+                while tokio::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }));
+    }
     for w in 0..cfg.watchers {
         let (client, base, stop, sse_events, sse_streams, fail, app) = (
             client.clone(),
@@ -297,6 +432,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     super::worker::stop(&app);
     let sent = sent.load(Ordering::Relaxed);
     let first_error = super::lock(&first_error).clone();
+    let samples = std::mem::take(&mut *super::lock(&samples));
     Ok(LoadReport {
         seconds: elapsed,
         senders: cfg.senders,
@@ -315,6 +451,9 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
         investigations_finished: finished,
         sse_events: sse_events.load(Ordering::Relaxed),
         sse_streams: sse_streams.load(Ordering::Relaxed),
+        otlp_requests: otlp_sent.load(Ordering::Relaxed),
+        otlp_errors: otlp_errors.load(Ordering::Relaxed),
+        samples,
     })
 }
 
@@ -325,7 +464,8 @@ pub fn render(r: &LoadReport) -> String {
          webhook latency        p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms\n\
          audit log              {} alert lines; accepted alerts missing from it: {}\n\
          investigations         {} started, {} finished during the test\n\
-         event streams          {} opened, {} events received\n",
+         event streams          {} opened, {} events received\n\
+         OTLP feed              {} requests stored, {} failed\n{}",
         r.senders,
         if r.rate_per_sender > 0.0 {
             format!("{} webhooks/s each", r.rate_per_sender)
@@ -347,5 +487,24 @@ pub fn render(r: &LoadReport) -> String {
         r.investigations_finished,
         r.sse_streams,
         r.sse_events,
+        r.otlp_requests,
+        r.otlp_errors,
+        soak_table(&r.samples),
     )
+}
+
+/// The samples as a table, with first and last beside each other.
+fn soak_table(samples: &[Sample]) -> String {
+    if samples.is_empty() {
+        return String::new();
+    }
+    let mut out =
+        String::from("samples                seconds    RSS MiB   store files  store MiB  versions  fragments\n");
+    for s in samples {
+        out.push_str(&format!(
+            "                       {:>7.0}  {:>9.1}  {:>12}  {:>9.1}  {:>8}  {:>9}\n",
+            s.seconds, s.rss_mib, s.store_files, s.store_mib, s.versions, s.fragments
+        ));
+    }
+    out
 }

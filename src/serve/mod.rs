@@ -5,6 +5,7 @@
 //! - `otlp.rs`: the OTLP/HTTP receiver's decoding (protobuf and JSON);
 //! - `sources.rs`: the window around an alert, from Prometheus and the store;
 //! - `worker.rs`: investigations in the background (triage, agent, re-ranker), streamed steps;
+//! - `writer.rs`: the one writer of received telemetry (group commits, compaction, old versions);
 //! - `audit.rs`: the append-only audit log; `notify.rs`: webhooks with retries;
 //! - `config.rs`: `culprit.toml`.
 //!
@@ -21,6 +22,7 @@ pub mod notify;
 pub mod otlp;
 pub mod sources;
 pub mod worker;
+pub mod writer;
 
 use crate::model::{Alert, Severity, Ts};
 use crate::report::Report;
@@ -213,11 +215,17 @@ pub struct Metrics {
     pub denied: prometheus::IntCounterVec,
     pub queue: prometheus::IntGauge,
     pub notify_failures: prometheus::IntCounter,
+    pub store_fragments: prometheus::IntGaugeVec,
+    pub store_versions: prometheus::IntGaugeVec,
+    pub store_rows: prometheus::IntGaugeVec,
+    pub store_bytes: prometheus::IntGaugeVec,
+    pub store_maintenance: prometheus::IntCounter,
+    pub auth_limited: prometheus::IntCounter,
 }
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
-        use prometheus::{histogram_opts, opts, HistogramVec, IntCounter, IntCounterVec, IntGauge};
+        use prometheus::{histogram_opts, opts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
         let registry = prometheus::Registry::new();
         let alerts = IntCounterVec::new(
             opts!(
@@ -251,6 +259,20 @@ impl Metrics {
         let queue = IntGauge::new("culprit_investigations_queued", "Investigations waiting for a worker.")?;
         let notify_failures =
             IntCounter::new("culprit_notify_failures_total", "Notifications that failed after every retry.")?;
+        let gauge = |name: &str, help: &str| IntGaugeVec::new(opts!(name, help), &["table"]);
+        let store_fragments =
+            gauge("culprit_store_fragments", "Fragments of each store table (compaction merges them).")?;
+        let store_versions = gauge("culprit_store_versions", "Versions kept of each store table (one manifest each).")?;
+        let store_rows = gauge("culprit_store_rows", "Rows of each store table.")?;
+        let store_bytes = gauge("culprit_store_bytes", "Bytes of each store table's data and index files.")?;
+        let store_maintenance = IntCounter::new(
+            "culprit_store_maintenance_total",
+            "Store maintenance passes (compaction and old versions).",
+        )?;
+        let auth_limited = IntCounter::new(
+            "culprit_auth_limited_total",
+            "Requests answered 429 because their client failed authentication too often.",
+        )?;
         for c in [
             Box::new(alerts.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(investigations.clone()),
@@ -261,6 +283,12 @@ impl Metrics {
             Box::new(denied.clone()),
             Box::new(queue.clone()),
             Box::new(notify_failures.clone()),
+            Box::new(store_fragments.clone()),
+            Box::new(store_versions.clone()),
+            Box::new(store_rows.clone()),
+            Box::new(store_bytes.clone()),
+            Box::new(store_maintenance.clone()),
+            Box::new(auth_limited.clone()),
         ] {
             registry.register(c)?;
         }
@@ -275,6 +303,12 @@ impl Metrics {
             denied,
             queue,
             notify_failures,
+            store_fragments,
+            store_versions,
+            store_rows,
+            store_bytes,
+            store_maintenance,
+            auth_limited,
         })
     }
 
@@ -306,6 +340,10 @@ pub struct App {
     pub sessions: Mutex<HashMap<String, ChatSession>>,
     pub reranker: RwLock<Option<Reranker>>,
     pub metrics: Metrics,
+    /// The one writer of received telemetry into `store`.
+    pub writer: writer::Writer,
+    /// Failed authentications per client address, for the limit on them.
+    pub auth_failures: Mutex<api::Failures>,
     pub http: reqwest::Client,
     pub jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     pub runtime: tokio::runtime::Handle,
@@ -365,18 +403,21 @@ impl App {
             .build()
             .map_err(|e| ServeError::Setup(format!("HTTP client: {e}")))?;
         let workers = cfg.workers;
-        let app = Arc::new(App {
+        let schedule = cfg.store_maintenance.schedule();
+        let app = Arc::new_cyclic(|me| App {
             cfg: RwLock::new(cfg),
             config_path,
             principals: RwLock::new(principals),
             audit,
-            store,
+            store: store.clone(),
             kb,
             registry: Mutex::new(registry),
             cases: Mutex::new(Cases { entries: VecDeque::new(), capacity: 32 }),
             sessions: Mutex::new(sessions),
             reranker: RwLock::new(reranker),
             metrics,
+            writer: writer::Writer::start(store.clone(), schedule, me.clone()),
+            auth_failures: Mutex::new(api::Failures::default()),
             http,
             jobs: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
@@ -439,9 +480,62 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(|source| ServeError::Io { path: "listener".into(), source })?;
     tracing::info!(%addr, "culprit serve listening");
-    let served = axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(shutdown).await;
+    // Our own accept loop on hyper (axum::serve sets no header timeout): a request's headers
+    // must arrive within `http.header_timeout_seconds` of the connection or of the previous
+    // response, so half-sent requests and idle keep-alive connections do not pile up.
+    let header_timeout = std::time::Duration::from_secs(app.config().http.header_timeout_seconds.max(1));
+    let router = api::router(app.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(router.clone(), req)
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Finished connections' tasks are collected as we go.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // In-flight requests finish; event streams are cut after a grace period.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     worker::stop(&app);
-    served.map_err(|source| ServeError::Io { path: addr.to_string(), source })
+    Ok(())
 }
 
 /// Resolves at Ctrl-C or SIGTERM.

@@ -50,18 +50,25 @@ pub fn investigation_done(app: &Arc<App>, id: &str) {
         return;
     }
     let Some(record) = lock(&app.registry).records.get(id).cloned() else { return };
+    let redactor = app.config().redactor().unwrap_or_default();
     for t in targets.into_iter().filter(|t| record.summary.severity >= t.min_severity) {
-        let (app, payload, id) = (app.clone(), body(t.kind, &record), id.to_string());
+        let (app, payload, id) = (app.clone(), redactor.apply_json(&body(t.kind, &record)), id.to_string());
         app.runtime.clone().spawn(async move {
             match send(&app.http, &t.url, &payload).await {
-                Ok(attempts) => tracing::info!(id, url = %t.url, attempts, "notified"),
+                Ok(attempts) => tracing::info!(id, host = %host(&t.url), attempts, "notified"),
                 Err(e) => {
                     app.metrics.notify_failures.inc();
-                    tracing::warn!(id, url = %t.url, error = %e, "notification failed after retries");
+                    tracing::warn!(id, host = %host(&t.url), error = %e, "notification failed after retries");
                 }
             }
         });
     }
+}
+
+/// The host of a webhook URL, for logs: the rest of a Slack webhook URL is its secret.
+pub fn host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().unwrap_or("").rsplit('@').next().unwrap_or("")
 }
 
 /// A notification that did not get through.
@@ -73,8 +80,10 @@ pub enum NotifyError {
     GaveUp { attempts: u32, last: String },
 }
 
-/// Posts `payload`, retrying on transport errors and 5xx/429 answers; returns the attempts made.
+/// Posts `payload` (its strings redacted: an alert title may carry a secret), retrying on
+/// transport errors and 5xx/429 answers; returns the attempts made.
 pub async fn send(http: &reqwest::Client, url: &str, payload: &Value) -> Result<u32, NotifyError> {
+    let payload = &crate::redact::guard().apply_json(payload);
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
         let body = payload.to_string();
@@ -91,7 +100,8 @@ pub async fn send(http: &reqwest::Client, url: &str, payload: &Value) -> Result<
                 last = format!("HTTP {}", resp.status())
             }
             Ok(resp) => return Err(NotifyError::Refused(resp.status())),
-            Err(e) => last = e.to_string(),
+            // Without the URL: a webhook URL is a secret.
+            Err(e) => last = e.without_url().to_string(),
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;

@@ -37,6 +37,52 @@ impl Decoded {
     pub fn rejected(&self) -> u64 {
         self.report.records_skipped
     }
+
+    /// Rejects, as bad input naming the field, every record more than `reach` ms from `now`
+    /// (a clock far off, a year 9999) and every span longer than `reach`: nothing sized from a
+    /// time may come from such a record.
+    pub fn bound(&mut self, signal: Signal, now: Ts, reach: Ts) {
+        let origin = format!("OTLP /v1/{}", signal.as_str());
+        let far = |t: Ts| t < now.saturating_sub(reach) || t > now.saturating_add(reach);
+        let hours = reach / crate::model::HOUR;
+        let mut rejected = Vec::new();
+        self.spans.retain(|s| {
+            let field = if far(s.start) {
+                "startTimeUnixNano"
+            } else if s.duration_ms.is_nan()
+                || s.duration_ms > reach as f64
+                || far(s.start.saturating_add(s.duration_ms as Ts))
+            {
+                "endTimeUnixNano"
+            } else {
+                return true;
+            };
+            rejected.push(issue(&origin, field, &format!("more than {hours} h from now (span {})", s.span_id)));
+            false
+        });
+        self.logs.retain(|l| {
+            let ok = !far(l.time);
+            if !ok {
+                rejected.push(issue(&origin, "timeUnixNano", &format!("more than {hours} h from now")));
+            }
+            ok
+        });
+        self.points.retain(|p| {
+            let ok = !far(p.time);
+            if !ok {
+                rejected.push(issue(
+                    &origin,
+                    "timeUnixNano",
+                    &format!("metric {}: more than {hours} h from now", p.metric),
+                ));
+            }
+            ok
+        });
+        for i in rejected {
+            self.report.records_read = self.report.records_read.saturating_sub(1);
+            self.report.skip(i);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -84,8 +84,14 @@ pub async fn stored(store: &Store, w: Window, g: &mut Gathered) {
 
 /// A PromQL regular expression matching exactly these services.
 pub fn services_regex(services: &BTreeSet<String>) -> String {
-    // RE2 escapes, then doubled for the PromQL string literal.
-    services.iter().map(|s| regex::escape(s).replace('\\', "\\\\")).collect::<Vec<_>>().join("|")
+    // RE2 escapes, then escaped again for the PromQL string literal (backslashes, quotes and
+    // line breaks), so a service name is data and cannot end the string.
+    services.iter().map(|s| promql_string(&regex::escape(s))).collect::<Vec<_>>().join("|")
+}
+
+/// `text` escaped for a double-quoted PromQL string.
+pub fn promql_string(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").replace('\r', "\\r")
 }
 
 /// Each configured query over the window, `{services}` replaced; failures are reported per query
@@ -218,7 +224,7 @@ pub async fn discover_queries(
     };
     // The service's own series (its metric names are then read for every service). Its name is
     // a PromQL string: `\` and `"` escaped; a pod name is matched by prefix.
-    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let quote = promql_string;
     let selector = if label == "pod" {
         format!("{{pod=~\"{}(-.+)?\"}}", quote(&regex::escape(service)))
     } else {
@@ -271,17 +277,19 @@ pub fn services(alert: &Alert, topology: Option<&Topology>, g: &Gathered) -> BTr
     s
 }
 
-/// The incident the pipeline investigates.
-pub fn incident(id: &str, alert: &Alert, w: Window, g: Gathered, topology: Option<Topology>) -> Incident {
+/// The incident of what was gathered, repeats dropped (an exporter's retry stores a batch twice).
+pub fn incident(id: &str, alert: &Alert, w: Window, mut g: Gathered, topology: Option<Topology>) -> Incident {
+    let mut telemetry = Telemetry {
+        metrics: g.metrics,
+        logs: crate::model::Logs { records: g.logs, files: Vec::new() },
+        spans: g.spans,
+        changes: g.changes,
+    };
+    g.report.duplicates += crate::ingest::dedup::dedup(&mut telemetry);
     Incident {
         id: id.to_string(),
         alert: alert.clone(),
-        telemetry: Telemetry {
-            metrics: g.metrics,
-            logs: crate::model::Logs { records: g.logs, files: Vec::new() },
-            spans: g.spans,
-            changes: g.changes,
-        },
+        telemetry,
         baseline: None,
         analysis_start: w.analysis_start,
         topology,

@@ -141,21 +141,9 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
     if let Some(wait) = settle.checked_sub(job.received.elapsed()) {
         std::thread::sleep(wait);
     }
-    let w = &cfg.window;
-    let to = (alert.time + w.after_seconds as i64 * 1000).min(now_ms().max(alert.time));
-    let window = sources::Window {
-        from: alert.time - w.before_seconds as i64 * 1000,
-        to: to + 1,
-        analysis_start: alert.time - w.analysis_seconds as i64 * 1000,
-    };
-    let mut gathered = sources::Gathered::default();
     let read_ms = now_ms();
-    app.runtime.block_on(sources::stored(&app.store, window, &mut gathered));
-    if let Some(p) = &cfg.prometheus {
-        let services = sources::services(alert, None, &gathered);
-        app.runtime.block_on(sources::prometheus(&app.http, p, &services, window, &mut gathered));
-    }
-    let incident = sources::incident(id, alert, window, gathered, None);
+    let window = window(&cfg, alert, read_ms);
+    let incident = gather(app, &cfg, id, alert, window);
     let trigger = if mode == Mode::Agent { Trigger::Always } else { Trigger::Never };
     let pcfg = PipelineConfig { agent: cfg.agent_config(), trigger, ..Default::default() };
     let mut policy = (mode == Mode::Agent).then(|| {
@@ -207,6 +195,56 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
         r.read_ms = read_ms;
     }
     NoData(no_data)
+}
+
+/// The window an investigation of `alert` reads when run at `now`.
+fn window(cfg: &super::config::ServeConfig, alert: &crate::model::Alert, now: crate::model::Ts) -> sources::Window {
+    let w = &cfg.window;
+    let to = (alert.time + w.after_seconds as i64 * 1000).min(now.max(alert.time));
+    sources::Window {
+        from: alert.time - w.before_seconds as i64 * 1000,
+        to: to + 1,
+        analysis_start: alert.time - w.analysis_seconds as i64 * 1000,
+    }
+}
+
+/// The telemetry of `window`, from the store and Prometheus, as an incident.
+fn gather(
+    app: &App,
+    cfg: &super::config::ServeConfig,
+    id: &str,
+    alert: &crate::model::Alert,
+    window: sources::Window,
+) -> crate::model::Incident {
+    let mut gathered = sources::Gathered::default();
+    app.runtime.block_on(sources::stored(&app.store, window, &mut gathered));
+    if let Some(p) = &cfg.prometheus {
+        let services = sources::services(alert, None, &gathered);
+        app.runtime.block_on(sources::prometheus(&app.http, p, &services, window, &mut gathered));
+    }
+    sources::incident(id, alert, window, gathered, None)
+}
+
+/// The incident and triage of a finished investigation, for chat: from memory, or rebuilt from
+/// the store (the window it read, up to when it read it) after a restart or an eviction. None
+/// when the investigation is unknown or has not run yet. Blocks: call it off the async runtime.
+pub fn case(app: &App, id: &str) -> Option<Arc<(crate::model::Incident, crate::triage::Triage)>> {
+    if let Some(c) = lock(&app.cases).get(id) {
+        return Some(c);
+    }
+    let (alert, read_ms) = {
+        let reg = lock(&app.registry);
+        let r = reg.records.get(id)?;
+        (r.summary.status.finished() && r.read_ms > 0).then(|| (r.alert.clone(), r.read_ms))?
+    };
+    let cfg = app.config();
+    let incident = gather(app, &cfg, id, &alert, window(&cfg, &alert, read_ms));
+    let pcfg = PipelineConfig::default();
+    let triage = pipeline::start(&incident, &pcfg).into_triage();
+    let case = Arc::new((incident, triage));
+    lock(&app.cases).put(id.to_string(), case.clone());
+    tracing::info!(id, "chat: the investigation's data was read again from the store");
+    Some(case)
 }
 
 /// Writes an investigation to `<data_dir>/investigations/<id>.json` (atomically).

@@ -148,6 +148,27 @@ fn strings<'a>(it: impl Iterator<Item = &'a str>) -> Arc<StringArray> {
     Arc::new(StringArray::from_iter_values(it))
 }
 
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Maintained {
+    pub fragments_removed: u64,
+    pub fragments_added: u64,
+    pub versions_removed: u64,
+    pub bytes_removed: u64,
+}
+
+/// The shape of a table on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Health {
+    pub fragments: usize,
+    /// Fragments below the compaction target (each one a set of small files).
+    pub small_fragments: usize,
+    /// Versions kept (one manifest each).
+    pub versions: usize,
+    pub rows: usize,
+    pub bytes: usize,
+}
+
 #[derive(Clone)]
 pub struct Store {
     uri: String,
@@ -245,6 +266,56 @@ impl Store {
         )?;
         self.table(EVENTS).await?.add(batch).execute().await.map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Compacts a table's small files into larger ones, then removes the versions (manifests and
+    /// the files only they use) older than `keep`. `sole_writer` says that nothing else writes
+    /// to the table meanwhile, so files of unfinished commits cannot exist and the newest
+    /// versions may go too; otherwise only versions older than a week are removed (LanceDB's
+    /// guard for concurrent writers).
+    pub async fn maintain(
+        &self,
+        table: &str,
+        keep: std::time::Duration,
+        sole_writer: bool,
+    ) -> Result<Maintained, StoreError> {
+        use lancedb::table::{CompactionOptions, OptimizeAction};
+        let t = self.table(table).await?;
+        let compacted = t
+            .optimize(OptimizeAction::Compact { options: CompactionOptions::default(), remap_options: None })
+            .await
+            .map_err(|e| self.err(e))?;
+        let older_than = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::zero());
+        let pruned = t
+            .optimize(OptimizeAction::Prune {
+                older_than: Some(older_than),
+                delete_unverified: Some(sole_writer),
+                error_if_tagged_old_versions: None,
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+        let (removed, added) =
+            compacted.compaction.map_or((0, 0), |c| (c.fragments_removed as u64, c.fragments_added as u64));
+        Ok(Maintained {
+            fragments_removed: removed,
+            fragments_added: added,
+            versions_removed: pruned.prune.as_ref().map_or(0, |p| p.old_versions),
+            bytes_removed: pruned.prune.as_ref().map_or(0, |p| p.bytes_removed),
+        })
+    }
+
+    /// Fragments, versions kept, rows and bytes of a table (for `/metrics`).
+    pub async fn health(&self, table: &str) -> Result<Health, StoreError> {
+        let t = self.table(table).await?;
+        let stats = t.stats().await.map_err(|e| self.err(e))?;
+        let versions = t.list_versions().await.map_err(|e| self.err(e))?.len();
+        Ok(Health {
+            fragments: stats.fragment_stats.num_fragments,
+            small_fragments: stats.fragment_stats.num_small_fragments,
+            versions,
+            rows: stats.num_rows,
+            bytes: stats.total_bytes,
+        })
     }
 
     /// Appends past incidents in one commit.

@@ -115,13 +115,17 @@ pub fn otlp_requests(incident: &Incident, shift_ms: i64, per_request: usize) -> 
             .collect();
         out.push(("/v1/traces", json!({ "resourceSpans": resources }).to_string()));
     }
-    for chunk in t.logs.records.chunks(per_request) {
+    for (c, chunk) in t.logs.records.chunks(per_request).enumerate() {
         let resources: Vec<Value> = chunk
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let attrs: Vec<Value> = r.attributes.iter().map(|(k, v)| attr(k, v)).collect();
+                // Nanoseconds, as SDKs stamp them: distinct within a millisecond.
+                let sub_ms = r.nanos as i128 + ((c * per_request + i) % 999_983) as i128 + 1;
+                let ns = (r.time + shift_ms) as i128 * 1_000_000 + sub_ms % 1_000_000;
                 json!({"resource": {"attributes": [attr("service.name", &r.service)]},
-                    "scopeLogs": [{"logRecords": [{"timeUnixNano": nanos(r.time + shift_ms),
+                    "scopeLogs": [{"logRecords": [{"timeUnixNano": ns.to_string(),
                         "severityText": format!("{:?}", r.level).to_uppercase(),
                         "body": {"stringValue": r.message}, "attributes": attrs}]}]})
             })
