@@ -310,16 +310,28 @@ fn files_under(p: &Path) -> usize {
 async fn many_small_otlp_posts_leave_a_small_store() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config(dir.path());
-    // Maintained every 100 commits (the default), keeping no old version (the default keeps a
-    // minute's, for readers still on one).
+    // Maintained every 10 commits, keeping no old version (the defaults: 100 commits, and the
+    // versions of the last 30 s, for readers still on one).
+    cfg.store_maintenance.every_commits = 10;
     cfg.store_maintenance.keep_seconds = 0;
     let (api, app) = start_with(cfg).await;
+    let api = std::sync::Arc::new(api);
     let now = now_ns();
-    for i in 0..300i128 {
-        let logs = json!({ "resourceLogs": [{ "resource": resource("checkout"), "scopeLogs": [{ "logRecords": [
-            { "timeUnixNano": (now - i * 1_000_000_000).to_string(), "body": { "stringValue": format!("line {i}") } }] }] }] });
-        let (s, v) = api.call("POST", "/v1/logs", Some(OPERATOR), Some(logs.to_string())).await;
-        assert_eq!(s, 200, "{v}");
+    // Ten senders at a time, as exporters send.
+    for wave in 0..30i128 {
+        let mut sends = Vec::new();
+        for k in 0..10i128 {
+            let (api, i) = (api.clone(), wave * 10 + k);
+            sends.push(tokio::spawn(async move {
+                let logs = json!({ "resourceLogs": [{ "resource": resource("checkout"), "scopeLogs": [{ "logRecords": [
+                    { "timeUnixNano": (now - i * 1_000_000_000).to_string(), "body": { "stringValue": format!("line {i}") } }] }] }] });
+                api.call("POST", "/v1/logs", Some(OPERATOR), Some(logs.to_string())).await
+            }));
+        }
+        for s in sends {
+            let (s, v) = s.await.unwrap();
+            assert_eq!(s, 200, "{v}");
+        }
     }
     let store_dir = dir.path().join("store");
     let t = Instant::now();
@@ -328,6 +340,7 @@ async fn many_small_otlp_posts_leave_a_small_store() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         files = files_under(&store_dir);
     }
+    eprintln!("{files} files in the store after 300 one-record posts and maintenance");
     assert!(files <= 120, "{files} files in the store after 300 one-record posts");
     assert_eq!(app.store.count(culprit::store::EVENTS, None).await.unwrap(), 300);
     let (_, metrics) = api.call("GET", "/metrics", Some(VIEWER), None).await;
@@ -410,6 +423,7 @@ async fn http_hardening() {
     })
     .await
     .unwrap();
+    eprintln!("a connection with half-sent headers was closed after {:?}", t.elapsed());
     assert!(closed, "a connection with half-sent headers was held {:?}", t.elapsed());
 
     // Every error is JSON: unknown route, wrong method, too large, bad token.

@@ -174,6 +174,11 @@ impl Registry {
     }
 }
 
+/// Finished investigations whose incident and triage stay in memory for chat. Few: one incident
+/// may hold up to `sources::MAX_ROWS` records of each kind, and chat reads any other one again
+/// from the store (`worker::case`).
+pub const CASES_KEPT: usize = 4;
+
 /// Incidents and triages of recent investigations, for chat sessions (bounded).
 pub struct Cases {
     pub entries: VecDeque<(String, Arc<(crate::model::Incident, crate::triage::Triage)>)>,
@@ -412,7 +417,7 @@ impl App {
             store: store.clone(),
             kb,
             registry: Mutex::new(registry),
-            cases: Mutex::new(Cases { entries: VecDeque::new(), capacity: 32 }),
+            cases: Mutex::new(Cases { entries: VecDeque::new(), capacity: CASES_KEPT }),
             sessions: Mutex::new(sessions),
             reranker: RwLock::new(reranker),
             metrics,

@@ -16,7 +16,7 @@ pub const METRIC: &str = "metric";
 pub const CHANGE: &str = "change";
 
 /// Most stored records of one kind read for one investigation.
-const MAX_ROWS: usize = 500_000;
+pub const MAX_ROWS: usize = 500_000;
 
 /// The period an investigation reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
-//! The one writer of received telemetry. OTLP requests and change events that arrive while a
-//! commit runs go into the next one together (group commit, up to a size), so a burst is a few
-//! LanceDB commits; between commits, on a schedule, the store is compacted and its old versions
-//! removed. A request is answered once its batch is committed, so a 2xx still means "stored".
+//! The one writer of received telemetry. OTLP requests and change events that arrive within 200
+//! ms of the last commit go into the next one together (group commit, up to a size), so a steady
+//! feed is five LanceDB commits a second whatever its rate; between commits, on a schedule, the
+//! store is compacted and its old versions removed. A request is answered once its batch is committed, so a 2xx still means "stored".
 //!
 //! Without this, every request was a commit, each commit a new version with its own files, and
 //! nothing merged or removed them: the store, and the time to open it, grew with every request.
@@ -14,6 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Rows in one commit at most.
 const MAX_BATCH_ROWS: usize = 20_000;
+/// Commits start at least this far apart: a steady feed (50 requests a second) becomes five
+/// commits a second, not fifty; a request after a quiet spell is committed at once.
+const MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// Requests waiting for the writer at most (further ones wait to be queued).
 const QUEUE: usize = 1_024;
 
@@ -44,7 +47,7 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Schedule { every_commits: 100, every: Duration::from_secs(300), keep: Duration::from_secs(60) }
+        Schedule { every_commits: 100, every: Duration::from_secs(300), keep: Duration::from_secs(30) }
     }
 }
 
@@ -74,6 +77,7 @@ async fn run(
     app: std::sync::Weak<App>,
 ) {
     let (mut commits, mut last) = (0u64, Instant::now());
+    let mut last_commit = Instant::now().checked_sub(MIN_INTERVAL).unwrap_or_else(Instant::now);
     loop {
         // The first request, or a timer tick for the schedule.
         let first = match tokio::time::timeout(schedule.every, rx.recv()).await {
@@ -82,18 +86,20 @@ async fn run(
             Err(_) => None,
         };
         if let Some(first) = first {
-            // Group commit: whatever arrived while the last commit ran goes into this one (no
-            // waiting added to a lone request).
+            // Group commit: whatever arrives until MIN_INTERVAL after the last commit began goes
+            // into this one (no waiting for a request after a quiet spell).
             let (mut rows, mut replies) = (first.0, vec![first.1]);
+            let until = tokio::time::Instant::from_std(last_commit + MIN_INTERVAL);
             while rows.len() < MAX_BATCH_ROWS {
-                match rx.try_recv() {
-                    Ok((more, reply)) => {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some((more, reply))) => {
                         rows.extend(more);
                         replies.push(reply);
                     }
-                    Err(_) => break,
+                    _ => break,
                 }
             }
+            last_commit = Instant::now();
             let result = store.add_events(&rows).await.map_err(|e| WriteError::Store(e.to_string()));
             commits += 1;
             for r in replies {

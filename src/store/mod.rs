@@ -24,6 +24,10 @@ pub const INCIDENTS: &str = "incidents";
 pub const FEEDBACK: &str = "feedback";
 /// Rows from which a vector index pays off (an IVF partition wants a few hundred rows).
 pub const INDEX_MIN_ROWS: usize = 50_000;
+/// The store connection's cache of vector and scalar indexes, in bytes.
+const INDEX_CACHE_BYTES: usize = 512 << 20;
+/// Its cache of manifests and other metadata, in bytes.
+const METADATA_CACHE_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -195,7 +199,14 @@ impl Store {
         if !uri.contains("://") {
             std::fs::create_dir_all(uri).map_err(|e| err(lancedb::Error::Runtime { message: e.to_string() }))?;
         }
-        let db = lancedb::connect(uri).execute().await.map_err(err)?;
+        // Bounded caches: LanceDB's defaults (6 GiB of index, 1 GiB of metadata) let a
+        // long-running service's memory grow with every version it has opened.
+        let session = lancedb::Session::new(
+            INDEX_CACHE_BYTES,
+            METADATA_CACHE_BYTES,
+            Arc::new(lancedb::ObjectStoreRegistry::default()),
+        );
+        let db = lancedb::connect(uri).session(Arc::new(session)).execute().await.map_err(err)?;
         let store = Store { uri: uri.to_string(), db };
         let names = store.db.table_names().execute().await.map_err(err)?;
         for (name, schema) in
