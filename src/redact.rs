@@ -30,7 +30,7 @@ fn built_in() -> Vec<(&'static str, String)> {
         ("url_credentials", r"(?i)\b[a-z][a-z0-9+.-]{1,20}://(?P<s>[^\s/@:]*:[^\s/@]+)@".into()),
         ("authorization", r#"(?i)\bauthorization["']?\s*[:=]\s*["']?(?P<s>(?:[a-z]+\s+)?[A-Za-z0-9._~+/=-]{6,})"#.into()),
         ("bearer", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}".into()),
-        ("basic_auth", r"(?i)\bbasic\s+[A-Za-z0-9+/]{8,}={0,2}".into()),
+        (BASIC, r"(?i)\bbasic\s+[A-Za-z0-9+/]{8,}={0,2}".into()),
         ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}".into()),
         ("aws_key", r"(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}".into()),
         ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})".into()),
@@ -43,13 +43,13 @@ fn built_in() -> Vec<(&'static str, String)> {
         ("npm_token", r"\bnpm_[A-Za-z0-9]{36}".into()),
         ("sendgrid_key", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}".into()),
         (
-            "secret",
+            SECRET,
             format!(
                 r#"(?i)[A-Za-z0-9_.-]*{SECRET_WORDS}[A-Za-z0-9_.-]*\\?["']?\s*[:=]\s*(?P<s>\\?"[^"\n]*?\\?"|'[^'\n]*'|[^\s"',;&}}<>\\]+)"#
             ),
         ),
         // Card brands' prefixes (Visa, Mastercard, Amex, Discover, JCB, Diners), 13–19 digits with
-        // optional spaces or dashes; kept only when the Luhn check passes (`is_card`).
+        // optional spaces or dashes; kept only when the Luhn check passes (`card_prefix`).
         (
             CARD,
             r"\b(?:4\d{3}|5[1-5]\d{2}|2[2-7]\d{2}|3[47]\d{2}|3[05689]\d{2}|6(?:011|5\d{2}|4[4-9]\d))(?:[ -]?\d){9,15}\b"
@@ -59,6 +59,8 @@ fn built_in() -> Vec<(&'static str, String)> {
 }
 
 const CARD: &str = "card_number";
+const BASIC: &str = "basic_auth";
+const SECRET: &str = "secret";
 
 /// Patterns that are redacted by default as personal data; configurable per deployment.
 pub const DEFAULT_PII: &[(&str, &str)] = &[("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")];
@@ -91,26 +93,41 @@ pub fn guard() -> &'static Redactor {
     R.get_or_init(Redactor::default)
 }
 
-/// True when the digits of `text` pass the Luhn check.
-fn is_card(text: &str) -> bool {
-    let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
+/// True when `digits` (13 to 19 of them) pass the Luhn check.
+fn luhn(digits: &[u32]) -> bool {
     let sum: u32 = digits
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| {
-            if i % 2 == 1 {
-                if d * 2 > 9 {
-                    d * 2 - 9
-                } else {
-                    d * 2
-                }
-            } else {
-                d
-            }
+        .map(|(i, &d)| match (i % 2 == 1, d * 2) {
+            (true, twice) if twice > 9 => twice - 9,
+            (true, twice) => twice,
+            _ => d,
         })
         .sum();
     (13..=19).contains(&digits.len()) && sum.is_multiple_of(10)
+}
+
+/// The byte length of the longest prefix of `text` whose digits are a card number.
+fn card_prefix(text: &str) -> Option<usize> {
+    let digits: Vec<(usize, u32)> =
+        text.char_indices().filter_map(|(i, c)| c.to_digit(10).map(|d| (i + c.len_utf8(), d))).collect();
+    (13..=digits.len().min(19)).rev().find_map(|n| {
+        let ds: Vec<u32> = digits[..n].iter().map(|d| d.1).collect();
+        luhn(&ds).then(|| digits[n - 1].0)
+    })
+}
+
+/// Whether a `Basic …` value looks like base64 credentials, not a word (`Basic database check`).
+fn looks_encoded(m: &str) -> bool {
+    let value = m.split_whitespace().nth(1).unwrap_or("");
+    value.len() >= 12 && value.chars().any(|c| c.is_ascii_digit() || matches!(c, '+' | '/' | '='))
+}
+
+/// A number too small to be a secret (`prompt_tokens=512`, `token_refresh_ms=1840`).
+fn is_small_number(v: &str) -> bool {
+    let v = v.trim_matches(|c| c == '"' || c == '\\' || c == '\'');
+    !v.is_empty() && v.len() < 6 && v.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 impl Redactor {
@@ -137,7 +154,18 @@ impl Redactor {
             out = re
                 .replace_all(&out, |c: &Captures| {
                     let whole = c.get(0).map_or("", |m| m.as_str());
-                    if name == CARD && !is_card(whole) {
+                    if name == CARD {
+                        // The longest prefix that is a card (the match may have taken the digits
+                        // of an amount or a date after it).
+                        return match card_prefix(whole) {
+                            Some(end) => format!("{tag}{}", &whole[end..]),
+                            None => whole.to_string(),
+                        };
+                    }
+                    if name == BASIC && !looks_encoded(whole) {
+                        return whole.to_string();
+                    }
+                    if name == SECRET && c.name("s").is_some_and(|v| is_small_number(v.as_str())) {
                         return whole.to_string();
                     }
                     match (c.get(0), c.name("s")) {
@@ -240,12 +268,20 @@ mod tests {
         let r = Redactor::default();
         assert_eq!(r.apply("redis://:pw1234@cache-1:6379"), "redis://[REDACTED:url_credentials]@cache-1:6379");
         assert_eq!(r.apply("db_password=x1"), "db_password=[REDACTED:secret]");
-        // Not a card: fails Luhn; an epoch in milliseconds; a trace id.
-        for plain in
-            ["order 4111 1111 1111 1112 failed", "at 1733400000123 ms", "trace 4bf92f3577b34da6a3ce929d0e0e4736"]
-        {
+        // Not secrets: a number failing Luhn, an epoch in milliseconds, a trace id, English,
+        // small counts under a secret-looking key.
+        for plain in [
+            "order 4111 1111 1111 1112 failed",
+            "at 1733400000123 ms",
+            "trace 4bf92f3577b34da6a3ce929d0e0e4736",
+            "Basic database health check passed",
+            "prompt_tokens=512 token_refresh_ms=1840",
+        ] {
             assert_eq!(r.apply(plain), plain);
         }
+        // A card followed by an amount or an expiry date.
+        assert_eq!(r.apply("charge 4111 1111 1111 1111 99.00 EUR"), "charge [REDACTED:card_number] 99.00 EUR");
+        assert_eq!(r.apply("card 4111111111111111 12/29"), "card [REDACTED:card_number] 12/29");
         let v = serde_json::json!({ "password": "hunter2", "nested": [{ "apiKey": "k-123" }], "msg": "ok" });
         let out = r.apply_json(&v).to_string();
         assert!(!out.contains("hunter2") && !out.contains("k-123") && out.contains("\"msg\":\"ok\""), "{out}");

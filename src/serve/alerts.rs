@@ -127,20 +127,24 @@ pub enum AlertError {
     EmptyService,
     #[error("time: not a time: {0}")]
     Time(String),
-    #[error("{field}: {time} is more than {hours} h from now (window.accept_hours)")]
+    #[error("{field}: {time} is before 2000 or more than {hours} h ahead of now (window.accept_hours)")]
     TooFar { field: String, time: String, hours: i64 },
 }
 
-/// When alerts may be timed: `reach` ms either side of `now`.
+/// When alerts may be timed: up to `reach` ms after `now`, and after 2000-01-01. A firing alert
+/// keeps its `startsAt` while Alertmanager resends it, so an old one is not refused.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     pub now: Ts,
     pub reach: Ts,
 }
 
+/// 2000-01-01T00:00:00Z in Unix ms: an alert before it is a clock gone wrong.
+const EARLIEST: Ts = 946_684_800_000;
+
 impl Clock {
     fn check(self, t: Ts, field: String) -> Result<Ts, AlertError> {
-        if t < self.now.saturating_sub(self.reach) || t > self.now.saturating_add(self.reach) {
+        if t < EARLIEST || t > self.now.saturating_add(self.reach) {
             let time = crate::ingest::time::rfc3339(t, crate::ingest::time::SecondsFormat::Secs)
                 .unwrap_or_else(|| format!("{t} ms"));
             return Err(AlertError::TooFar { field, time, hours: self.reach / crate::model::HOUR });
@@ -272,12 +276,15 @@ mod tests {
         assert_eq!((a.alert.time, a.alert.severity), (1_700_000_000_000, Severity::High));
         let g: GenericAlert = serde_json::from_str(r#"{"service":"api","time":"yesterday"}"#).unwrap();
         assert!(from_generic(g, clock).unwrap_err().to_string().starts_with("time: not a time"));
-        // The year 9999 and a day ago are refused, naming the field.
-        for far in ["253402300799", "1699900000"] {
+        // The year 9999 and 1990 are refused, naming the field; a day ago (a long-firing alert
+        // resent) is not.
+        for far in ["253402300799", "631152000"] {
             let g: GenericAlert = serde_json::from_str(&format!(r#"{{"service":"api","time":{far}}}"#)).unwrap();
             let e = from_generic(g, clock).unwrap_err().to_string();
-            assert!(e.starts_with("time: ") && e.contains("more than 1 h from now"), "{e}");
+            assert!(e.starts_with("time: ") && e.contains("more than 1 h ahead of now"), "{e}");
         }
+        let g: GenericAlert = serde_json::from_str(r#"{"service":"api","time":1699900000}"#).unwrap();
+        assert!(from_generic(g, clock).is_ok());
         let far: AlertmanagerPayload =
             serde_json::from_str(r#"{"alerts":[{"labels":{"service":"a"},"startsAt":"9999-12-31T23:59:59Z"}]}"#)
                 .unwrap();

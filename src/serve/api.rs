@@ -133,10 +133,16 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiError> {
-        let client = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        // An IPv6 client is its /64: one host has a whole one.
+        let client = match parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+        {
+            Some(std::net::IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                std::net::IpAddr::from(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            Some(ip) => ip,
+            None => std::net::IpAddr::from([0, 0, 0, 0]),
+        };
         let limit = app.config().http.failed_auth_per_minute;
         // A client over the limit of failed authentications this minute gets 429 for each further
         // failure, unaudited (a valid token still passes: clients behind one proxy share an
@@ -163,19 +169,23 @@ impl FromRequestParts<AppState> for Caller {
         let Some(token) = token_from(parts) else {
             return Err(deny("missing bearer token (Authorization: Bearer <token>)"));
         };
-        let principals = match app.principals.read() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        // Every token is compared, in constant time, whichever matches.
-        let mut found: Option<Caller> = None;
-        for p in principals.iter() {
-            if bool::from(p.secret.as_slice().ct_eq(token.as_bytes())) {
-                found = Some(Caller { name: p.name.clone(), role: p.role });
-            }
-        }
-        found.ok_or_else(|| deny("unknown token"))
+        principal(app, &token).ok_or_else(|| deny("unknown token"))
     }
+}
+
+/// The caller a token belongs to. Every token is compared, in constant time, whichever matches.
+fn principal(app: &App, token: &str) -> Option<Caller> {
+    let principals = match app.principals.read() {
+        Ok(p) => p,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let mut found: Option<Caller> = None;
+    for p in principals.iter() {
+        if bool::from(p.secret.as_slice().ct_eq(token.as_bytes())) {
+            found = Some(Caller { name: p.name.clone(), role: p.role });
+        }
+    }
+    found
 }
 
 /// Reads `Content-Encoding`: gzip (any case, `x-gzip` too) is inflated here, within
@@ -199,6 +209,10 @@ async fn encodings(
     }
     let limit = app.config().max_body_bytes;
     let (mut parts, body) = req.into_parts();
+    // Only a known caller's body is inflated: an anonymous one goes on as it is, to its 401.
+    if token_from(&parts).and_then(|t| principal(&app, &t)).is_none() {
+        return Ok(next.run(axum::extract::Request::from_parts(parts, body)).await);
+    }
     let compressed = axum::body::to_bytes(body, limit).await.map_err(|e| {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is above max_body_bytes ({limit}): {e}"))
     })?;
@@ -261,9 +275,13 @@ impl Failures {
 
     /// Counts one failure; returns the count this minute.
     fn fail(&mut self, client: std::net::IpAddr) -> u32 {
-        // Bounded: a flood from many addresses forgets the oldest minute's entries.
-        if self.by_client.len() > 100_000 {
+        // Bounded: past 100,000 addresses the minute's entries are forgotten (a flood from more
+        // addresses than that is not slowed by this limit, and costs nothing more).
+        if self.by_client.len() >= 100_000 {
             self.by_client.retain(|_, (start, _)| start.elapsed().as_secs() < 60);
+            if self.by_client.len() >= 100_000 {
+                self.by_client.clear();
+            }
         }
         let e = self.by_client.entry(client).or_insert((std::time::Instant::now(), 0));
         if e.0.elapsed().as_secs() >= 60 {
@@ -404,9 +422,14 @@ fn accept(app: &App, caller: &Caller, inc: alerts::Incoming, source: &str) -> Va
             }
         }
     };
-    // What was answered 2xx is on disk before the answer: a crash after it re-runs it.
-    if let Some(id) = id.as_deref().filter(|_| matches!(outcome, "started" | "grouped" | "resolved")) {
-        worker::save(app, id);
+    // What is answered 2xx is on disk before the answer: a crash after it re-runs it. A record
+    // that cannot be written is answered 503, so the sender retries (a duplicate then, saved
+    // again).
+    let mut outcome = outcome;
+    if let Some(id) = id.as_deref().filter(|_| outcome != "refused") {
+        if !worker::save(app, id) {
+            outcome = "unsaved";
+        }
     }
     app.metrics.alerts.with_label_values(&[source, outcome]).inc();
     app.audit.record(
@@ -505,6 +528,9 @@ async fn alertmanager(State(app): State<AppState>, caller: Caller, body: Bytes) 
             }
         })
         .collect();
+    if results.iter().any(|r| r["outcome"] == "unsaved") {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, UNSAVED).retry_after(5));
+    }
     if results.iter().any(|r| r["outcome"] == "refused") {
         // The group again later: the alerts taken now are duplicates then.
         return Ok(queue_full(json!({ "error": QUEUE_FULL, "alerts": results })));
@@ -518,6 +544,7 @@ async fn alertmanager(State(app): State<AppState>, caller: Caller, body: Bytes) 
     }
 }
 
+const UNSAVED: &str = "the investigation could not be written to the data directory: retry";
 const QUEUE_FULL: &str = "the investigation queue is full (alerts.max_queue): retry after the Retry-After seconds";
 /// Seconds a sender is asked to wait when the queue is full.
 const RETRY_AFTER_SECONDS: &str = "30";
@@ -531,6 +558,9 @@ async fn generic(State(app): State<AppState>, caller: Caller, body: Bytes) -> Re
     let g: alerts::GenericAlert = parse(&body)?;
     let inc = alerts::from_generic(g, clock(&app)).map_err(|e| ApiError::bad(e.to_string()))?;
     let answer = accept(&app, &caller, inc, "generic");
+    if answer["outcome"] == "unsaved" {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, UNSAVED).retry_after(5));
+    }
     if answer["outcome"] == "refused" {
         let mut body = answer;
         body["error"] = json!(QUEUE_FULL);
@@ -569,7 +599,9 @@ async fn create(State(app): State<AppState>, caller: Caller, body: Bytes) -> Res
         reg.insert(new_record(&id, &inc.alert, mode, now, format!("manual:{id}"), inc.fingerprint.clone()));
         id
     };
-    worker::save(&app, &id);
+    if !worker::save(&app, &id) {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, UNSAVED).retry_after(5));
+    }
     app.audit.record(
         &caller.name,
         caller.role.as_str(),

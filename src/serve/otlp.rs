@@ -241,9 +241,14 @@ pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Decoded
                             match (&service, p.time_unix_nano, value.is_finite()) {
                                 (Some(svc), t, true) if t > 0 => {
                                     d.report.records_read += 1;
+                                    let attrs = p
+                                        .attributes
+                                        .iter()
+                                        .map(|kv| (kv.key.clone(), any_text(kv.value.as_ref())))
+                                        .collect();
                                     d.points.push(Point {
                                         service: svc.clone(),
-                                        metric: m.name.clone(),
+                                        metric: series_name(&m.name, attrs),
                                         time: (t / 1_000_000) as Ts,
                                         value,
                                     });
@@ -357,6 +362,19 @@ fn any_text(v: Option<&AnyValue>) -> String {
 }
 
 /// Gauges and sums of an OTLP/JSON `ExportMetricsServiceRequest`.
+/// A metric's series name with its point's attributes as Prometheus-style labels (sorted), so
+/// the series of one metric stay apart (`http_requests{route="/a"}`) and a repeated point is a
+/// repeat of its own series.
+fn series_name(name: &str, mut attrs: Vec<(String, String)>) -> String {
+    if attrs.is_empty() {
+        return name.to_string();
+    }
+    attrs.sort();
+    let labels: Vec<String> =
+        attrs.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("{name}{{{}}}", labels.join(","))
+}
+
 fn points_from_json(doc: &Value, origin: &str, report: &mut ReadReport) -> Vec<Point> {
     let arr = |v: &Value, k: &str| v.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
     let mut out = Vec::new();
@@ -386,9 +404,10 @@ fn points_from_json(doc: &Value, origin: &str, report: &mut ReadReport) -> Vec<P
                     match (&service, t, v) {
                         (Some(svc), Some(t), Some(v)) if v.is_finite() && !name.is_empty() => {
                             report.records_read += 1;
+                            let attrs = ingest::io::otlp_attributes(p.get("attributes"));
                             out.push(Point {
                                 service: svc.clone(),
-                                metric: name.clone(),
+                                metric: series_name(&name, attrs),
                                 time: ingest::time::nanos_to_ms(t),
                                 value: v,
                             });

@@ -247,23 +247,30 @@ pub fn case(app: &App, id: &str) -> Option<Arc<(crate::model::Incident, crate::t
     Some(case)
 }
 
-/// Writes an investigation to `<data_dir>/investigations/<id>.json` (atomically).
-pub fn save(app: &App, id: &str) {
+/// Writes an investigation to `<data_dir>/investigations/<id>.json` (atomically: a temporary
+/// file of its own, renamed; one save at a time, so an older snapshot never lands after a newer
+/// one). Returns whether it was written (failures are logged).
+pub fn save(app: &App, id: &str) -> bool {
+    static SAVING: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+    let mut n = lock(&SAVING);
+    *n += 1;
     let dir = app.config().data_dir.join("investigations");
     let text = {
         let reg = lock(&app.registry);
-        let Some(r) = reg.records.get(id) else { return };
+        let Some(r) = reg.records.get(id) else { return false };
         serde_json::to_string(r)
     };
     let result = text.map_err(|e| e.to_string()).and_then(|t| {
-        let tmp = dir.join(format!("{id}.json.tmp"));
-        std::fs::write(&tmp, t)
-            .and_then(|_| std::fs::rename(&tmp, dir.join(format!("{id}.json"))))
-            .map_err(|e| e.to_string())
+        let tmp = dir.join(format!("{id}.json.{}.tmp", *n));
+        std::fs::write(&tmp, t).and_then(|_| std::fs::rename(&tmp, dir.join(format!("{id}.json")))).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            e.to_string()
+        })
     });
-    if let Err(e) = result {
+    if let Err(e) = &result {
         tracing::error!(id, error = %e, "could not save the investigation");
     }
+    result.is_ok()
 }
 
 /// Writes a chat session to `<data_dir>/sessions/<id>.json` (atomically, through `chat::save`).

@@ -279,9 +279,12 @@ impl Store {
         Ok(())
     }
 
-    /// Compacts a table's small files into larger ones, then removes the versions (manifests and
-    /// the files only they use) older than `keep`. `sole_writer` says that nothing else writes
-    /// to the table meanwhile, so files of unfinished commits cannot exist and the newest
+    /// Removes the versions (manifests and the files only they use) older than `keep`, then
+    /// compacts the table's small files into larger ones. In that order, a version that the
+    /// compaction replaces is removed only by the next pass, so a reader that began on it has
+    /// until then. `sole_writer` says that nothing else writes to the table (the service's
+    /// writer calls this between its commits; another process writing to the same store
+    /// meanwhile is not supported), so files of unfinished commits cannot exist and young
     /// versions may go too; otherwise only versions older than a week are removed (LanceDB's
     /// guard for concurrent writers).
     pub async fn maintain(
@@ -292,10 +295,6 @@ impl Store {
     ) -> Result<Maintained, StoreError> {
         use lancedb::table::{CompactionOptions, OptimizeAction};
         let t = self.table(table).await?;
-        let compacted = t
-            .optimize(OptimizeAction::Compact { options: CompactionOptions::default(), remap_options: None })
-            .await
-            .map_err(|e| self.err(e))?;
         let older_than = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::zero());
         let pruned = t
             .optimize(OptimizeAction::Prune {
@@ -303,6 +302,10 @@ impl Store {
                 delete_unverified: Some(sole_writer),
                 error_if_tagged_old_versions: None,
             })
+            .await
+            .map_err(|e| self.err(e))?;
+        let compacted = t
+            .optimize(OptimizeAction::Compact { options: CompactionOptions::default(), remap_options: None })
             .await
             .map_err(|e| self.err(e))?;
         let (removed, added) =
