@@ -394,6 +394,9 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
                         }
                     }
                 }
+                // A finished investigation's stream ends at once: a pause before the next, or
+                // the watchers spin (a soak counted millions of streams).
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }));
     }
