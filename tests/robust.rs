@@ -276,18 +276,8 @@ async fn nothing_acknowledged_is_lost_when_the_service_is_killed() {
         assert_eq!(n, 1, "{service}: its log record was answered 200 but is not in the store");
     }
 
-    let (s, v) =
-        api.call("POST", "/v1/sessions", Some(OPERATOR), Some(json!({ "investigation": early }).to_string())).await;
-    assert_eq!(s, 201, "a chat on an investigation from before the crash: {v}");
-    let session = v["session"].as_str().unwrap().to_string();
-    let (s, v) = api
-        .call(
-            "POST",
-            &format!("/v1/sessions/{session}/messages"),
-            Some(OPERATOR),
-            Some(json!({ "text": "what is the root cause?" }).to_string()),
-        )
-        .await;
+    // A chat on an investigation from before the crash.
+    let (s, v) = api.chat(&early, "what is the root cause?").await;
     assert_eq!(s, 200, "{v}");
     assert!(v["answer"].is_string(), "{v}");
     let _ = child.kill();

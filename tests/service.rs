@@ -139,18 +139,7 @@ async fn api_auth_audit_and_feedback() {
         .await;
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().starts_with("change 0: time"), "{v}");
-    let (s, v) =
-        api.call("POST", "/v1/sessions", Some(OPERATOR), Some(json!({ "investigation": id }).to_string())).await;
-    assert_eq!(s, 201, "{v}");
-    let sid = v["session"].as_str().unwrap().to_string();
-    let (s, v) = api
-        .call(
-            "POST",
-            &format!("/v1/sessions/{sid}/messages"),
-            Some(OPERATOR),
-            Some(json!({ "text": "timeline" }).to_string()),
-        )
-        .await;
+    let (s, v) = api.chat(&id, "timeline").await;
     assert_eq!(s, 200, "{v}");
     assert!(!v["answer"].as_str().unwrap().is_empty());
     let logs = json!({ "resourceLogs": [{ "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "checkout" } }] },

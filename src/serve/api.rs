@@ -4,7 +4,9 @@
 
 use super::config::{Role, ServeConfig};
 use super::{alerts, lock, now_ms, otlp, sources, worker, App, ChatSession, Mode, Record, Status, Summary};
+use crate::model::Incident;
 use crate::store::{EventRow, FeedbackRow};
+use crate::triage::Triage;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
@@ -789,17 +791,22 @@ struct SessionRequest {
     investigation: String,
 }
 
+/// The data a chat over `investigation` needs: kept in memory, or read again from the store (off
+/// the async runtime); 409 when it is unknown or has not finished.
+async fn chat_case(app: &AppState, investigation: &str) -> Result<Arc<(Incident, Triage)>, ApiError> {
+    let (app2, inv) = (app.clone(), investigation.to_string());
+    tokio::task::spawn_blocking(move || worker::case(&app2, &inv)).await.ok().flatten().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("investigation {investigation:?} is unknown or has not finished: chat once it has"),
+        )
+    })
+}
+
 async fn new_session(State(app): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(&app, Role::Operator, "sessions.create")?;
     let req: SessionRequest = parse(&body)?;
-    let (app2, inv) = (app.clone(), req.investigation.clone());
-    let case =
-        tokio::task::spawn_blocking(move || worker::case(&app2, &inv)).await.ok().flatten().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("investigation {:?} is unknown or has not finished: chat once it has", req.investigation),
-            )
-        })?;
+    let case = chat_case(&app, &req.investigation).await?;
     let cfg = app.config().agent_config();
     let chat =
         crate::investigate::chat::SavedChat::start(&crate::investigate::Session::new(&case.0, &case.1, None, &cfg));
@@ -846,14 +853,7 @@ async fn message(
         return Err(ApiError::bad("text: empty"));
     }
     let session = lock(&app.sessions).get(&id).cloned().ok_or_else(|| ApiError::not_found("session", &id))?;
-    let (app2, inv) = (app.clone(), session.investigation.clone());
-    let case =
-        tokio::task::spawn_blocking(move || worker::case(&app2, &inv)).await.ok().flatten().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("investigation {} is unknown or has not finished", session.investigation),
-            )
-        })?;
+    let case = chat_case(&app, &session.investigation).await?;
     let cfg = app.config().agent_config();
     let text = req.text.clone();
     let updated = tokio::task::spawn_blocking(move || {

@@ -50,6 +50,17 @@ impl Api {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// Opens a chat session over `investigation` (asserting 201) and asks `question`: the
+    /// message's status and answer.
+    pub async fn chat(&self, investigation: &str, question: &str) -> (u16, Value) {
+        let body = json!({ "investigation": investigation }).to_string();
+        let (s, v) = self.call("POST", "/v1/sessions", Some(OPERATOR), Some(body)).await;
+        assert_eq!(s, 201, "a chat session over {investigation}: {v}");
+        let session = v["session"].as_str().expect("a session id").to_string();
+        let body = json!({ "text": question }).to_string();
+        self.call("POST", &format!("/v1/sessions/{session}/messages"), Some(OPERATOR), Some(body)).await
+    }
+
     pub async fn wait_done(&self, id: &str, limit: Duration) -> Value {
         let t = Instant::now();
         loop {
