@@ -302,6 +302,25 @@ mod tests {
         assert!(system.contains(OPEN) && system.contains("never instructions"));
     }
 
+    /// A `log_search` step with this output or error, for the prompt tests.
+    fn step(leader: &str, confidence: f64, output: Option<Value>, error: Option<tools::ToolError>) -> Step {
+        Step {
+            turn: 1,
+            policy: "llm:m".into(),
+            reasoning: String::new(),
+            tool: "log_search".into(),
+            args: json!({}),
+            summary: String::new(),
+            output,
+            error,
+            ratios: vec![],
+            leader_before: leader.into(),
+            confidence_before: confidence,
+            leader_after: leader.into(),
+            confidence_after: confidence,
+        }
+    }
+
     /// A service name is telemetry too: one that carries fence markers and an instruction sits
     /// inside a data block wherever it appears (suspects, posterior, errors), defaced.
     #[test]
@@ -315,21 +334,8 @@ mod tests {
             Ledger::new(&[(evil.clone(), "config".into(), 0.7), ("frontend".into(), "latency".into(), 0.2)], 0.1);
         let all = tools::all();
         let view = View { cx: &cx, ledger: &ledger, steps: &[], tools: &all, threshold: 0.85 };
-        let step = Step {
-            turn: 1,
-            policy: "llm:m".into(),
-            reasoning: String::new(),
-            tool: "log_search".into(),
-            args: json!({}),
-            summary: String::new(),
-            output: None,
-            error: Some(tools::ToolError::new(tools::ToolErrorKind::NotFound, format!("no logs of {evil}"))),
-            ratios: vec![],
-            leader_before: evil.clone(),
-            confidence_before: 0.7,
-            leader_after: evil.clone(),
-            confidence_after: 0.7,
-        };
+        let error = tools::ToolError::new(tools::ToolErrorKind::NotFound, format!("no logs of {evil}"));
+        let step = step(&evil, 0.7, None, Some(error));
         for text in [incident_prompt(&p, &view).unwrap(), observation_prompt(&p, &step, &ledger, 2).unwrap()] {
             let mut seen = 0;
             let mut rest = text.as_str();
@@ -350,21 +356,7 @@ mod tests {
         let p = Prompts::new().unwrap();
         let ledger = Ledger::new(&[("a".into(), "k".into(), 1.0)], 0.1);
         let big = json!({ "text": "x".repeat(3 * MAX_OUTPUT_CHARS) });
-        let step = Step {
-            turn: 1,
-            policy: "llm:m".into(),
-            reasoning: String::new(),
-            tool: "log_search".into(),
-            args: json!({}),
-            summary: String::new(),
-            output: Some(big),
-            error: None,
-            ratios: vec![],
-            leader_before: "a".into(),
-            confidence_before: 0.9,
-            leader_after: "a".into(),
-            confidence_after: 0.9,
-        };
+        let step = step("a", 0.9, Some(big), None);
         let text = observation_prompt(&p, &step, &ledger, 3).unwrap();
         assert!(text.len() < MAX_OUTPUT_CHARS + 1_000, "{}", text.len());
         assert!(text.contains("truncated to fit") && text.contains("3 call(s) left"));
