@@ -9,7 +9,9 @@ Three services in a call chain, frontend -> checkout -> payments-db, each with:
 with mild random noise. The fault is on while the file given by --fault-file exists, after
 --fault-after seconds from start, or after `GET /fault` (until `GET /fault?state=off`); during it
 payments-db is the root cause (latency x8, CPU up), checkout suffers from it (latency x4, errors
-up) and frontend shows the symptom (errors up, latency up).
+up) and frontend shows the symptom (errors up, latency up). The fault reaches one hop further up
+the chain every --hop-seconds (default 3 s: three scrapes at 1 s), as a real one spreads, so a
+scrape never shows the cause and its symptoms starting at once.
 
   GET /metrics           Prometheus text format 0.0.4
   GET /fault             turns the fault on; ?state=off turns it off; answers JSON with the state
@@ -48,7 +50,9 @@ HELP = [
 
 
 class State:
-    def __init__(self, fault_file, fault_after, seed):
+    def __init__(self, fault_file, fault_after, hop_seconds, seed):
+        self.hop_seconds = hop_seconds
+        self.since = None
         self.lock = threading.Lock()
         self.rng = random.Random(seed)
         self.start = time.monotonic()
@@ -68,14 +72,24 @@ class State:
             on = True
         if on != self.was_on:
             self.was_on = on
+            self.since = now if on else None
             print(f"exporter: fault {'on' if on else 'off'} at {time.time():.3f}", file=sys.stderr, flush=True)
         return on
+
+    def profile(self, now, on):
+        """Per service, the faulty profile once the fault has reached it (payments-db at onset,
+        checkout one hop later, frontend two), else the normal one."""
+        if not on:
+            return NORMAL
+        hops = (now - self.since) / self.hop_seconds if self.hop_seconds > 0 else len(SERVICES)
+        # SERVICES runs from the caller to the root cause.
+        return {s: FAULT[s] if hops >= len(SERVICES) - 1 - i else NORMAL[s] for i, s in enumerate(SERVICES)}
 
     def advance(self):
         """Moves the counters on to now; returns the current profile and whether the fault is on."""
         now = time.monotonic()
         on = self.fault_on(now)
-        profile = FAULT if on else NORMAL
+        profile = self.profile(now, on)
         dt = now - self.last
         self.last = now
         for s in SERVICES:
@@ -141,9 +155,10 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--fault-file", help="the fault is on while this file exists")
     ap.add_argument("--fault-after", type=float, help="the fault turns on this many seconds after start")
+    ap.add_argument("--hop-seconds", type=float, default=3.0, help="seconds the fault takes to reach the next caller")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
-    state = State(args.fault_file, args.fault_after, args.seed)
+    state = State(args.fault_file, args.fault_after, args.hop_seconds, args.seed)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
     print(f"exporter: listening on {args.host}:{args.port}", file=sys.stderr, flush=True)
     try:
