@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 ENV := source .venv/culprit-env.sh
 
-.PHONY: setup demo test bench eval
+.PHONY: setup demo test bench eval fuzz
 
 setup:
 	@scripts/setup.sh
@@ -28,3 +28,9 @@ bench: setup
 ## tables), and the drill-down datasets (RobustSpot RS, Kontrast).
 eval: setup
 	@$(ENV) && cargo run --quiet -- eval evals/simulated.toml evals/red_herrings.toml evals/postmortems ../shared/datasets/nezha/trainticket ../shared/datasets/nezha/onlineboutique ../shared/datasets/rcd_sockshop ../shared/datasets/changerca ../shared/datasets/robustspot_rs ../shared/datasets/kontrast_software_change
+
+## Fuzz every reader (readers/fuzz; nightly and cargo-fuzz, installed when missing): 60 s per target
+## by default (FUZZ_SECONDS, FUZZ_JOBS, FUZZ_TARGETS; see scripts/fuzz.sh). New coverage is merged
+## into readers/fuzz/corpus/, crash inputs kept in readers/fuzz/crashes/; `make test` replays both.
+fuzz:
+	@scripts/fuzz.sh

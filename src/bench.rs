@@ -344,7 +344,7 @@ pub fn run_drilldown(rows: usize, seed: u64, dir: &std::path::Path) -> Result<Dr
     let data = table::read(&path, &q)?;
     let read_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (cube, forecast) = data.cube(&q)?;
+    let (cube, forecast) = crate::drilldown::table::cube(&data, &q)?;
     let cube_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let replicas = 100;

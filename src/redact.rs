@@ -62,8 +62,8 @@ const CARD: &str = "card_number";
 const BASIC: &str = "basic_auth";
 const SECRET: &str = "secret";
 
-/// Patterns that are redacted by default as personal data; configurable per deployment.
-pub const DEFAULT_PII: &[(&str, &str)] = &[("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")];
+/// The personal-data patterns redacted by default (kept with the configuration's schema).
+pub use culprit_readers::config::DEFAULT_PII;
 
 #[derive(Debug, thiserror::Error)]
 #[error("redaction pattern {name:?}: {source}")]

@@ -21,7 +21,7 @@ pub struct ServeArgs {
 
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
     let mut cfg = match &a.config {
-        Some(p) => ServeConfig::load(p)?,
+        Some(p) => culprit::serve::config::load(p)?,
         None => ServeConfig::default(),
     };
     if let Some(l) = a.listen {

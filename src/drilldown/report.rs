@@ -566,7 +566,7 @@ pub fn chart(r: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::table::{read, window, Measure, Method};
+    use super::super::table::{self, read, window, Measure, Method};
     use super::*;
 
     fn data(dir: &Path) -> PathBuf {
@@ -614,7 +614,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = query();
         let rows = read(&data(dir.path()), &q).unwrap();
-        let (cube, forecast) = rows.cube(&q).unwrap();
+        let (cube, forecast) = table::cube(&rows, &q).unwrap();
         let deploy: Change = serde_json::from_value(
             serde_json::json!({"time": 1_700_001_790_000i64, "service": "app", "kind": "deploy", "version": "2.0"}),
         )
@@ -660,7 +660,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = query();
         let rows = read(&data(dir.path()), &q).unwrap();
-        let (cube, forecast) = rows.cube(&q).unwrap();
+        let (cube, forecast) = table::cube(&rows, &q).unwrap();
         let root = dir.path().join("baselines");
         let v1 = save_baseline(&root, "checkout", &cube, &q, "orders/visits", &forecast, "kpi.csv").unwrap();
         let v2 = save_baseline(&root, "checkout", &cube, &q, "orders/visits", &forecast, "kpi.csv").unwrap();

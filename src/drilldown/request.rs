@@ -176,7 +176,7 @@ impl Request {
                 },
             ),
             None => {
-                let (cube, forecast) = rows.cube(&q)?;
+                let (cube, forecast) = table::cube(&rows, &q)?;
                 let window = table::span_text(q.baseline);
                 (cube, BaselineRef { name: None, version: None, window, forecast, data: data.clone(), created: None })
             }

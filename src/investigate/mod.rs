@@ -61,9 +61,9 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
-            threshold: 0.85,
-            max_turns: 10,
-            max_seconds: 120.0,
+            threshold: culprit_readers::config::AGENT_THRESHOLD,
+            max_turns: culprit_readers::config::AGENT_MAX_TURNS,
+            max_seconds: culprit_readers::config::AGENT_MAX_SECONDS,
             max_tokens: 30_000,
             hypotheses: 5,
             max_items: 8,

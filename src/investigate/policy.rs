@@ -8,19 +8,8 @@ use super::rules::Rules;
 use super::{Policy, PolicyError};
 use crate::llm::{Endpoint, LlmError};
 use crate::redact::Redactor;
-use serde::{Deserialize, Serialize};
 
-/// Who chooses the agent's checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyKind {
-    /// The offline, deterministic rules.
-    #[default]
-    Rules,
-    /// A model behind an OpenAI-compatible endpoint; if it fails, the investigation finishes with
-    /// `rules`.
-    Llm,
-}
+pub use culprit_readers::config::PolicyKind;
 
 /// What a policy is built from.
 #[derive(Debug, Clone, Default)]

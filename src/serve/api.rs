@@ -807,7 +807,7 @@ async fn new_session(State(app): State<AppState>, caller: Caller, body: Bytes) -
     caller.require(&app, Role::Operator, "sessions.create")?;
     let req: SessionRequest = parse(&body)?;
     let case = chat_case(&app, &req.investigation).await?;
-    let cfg = app.config().agent_config();
+    let cfg = super::config::agent_config(&app.config());
     let chat =
         crate::investigate::chat::SavedChat::start(&crate::investigate::Session::new(&case.0, &case.1, None, &cfg));
     let id = format!("chat-{}-{}", now_ms(), req.investigation);
@@ -854,7 +854,7 @@ async fn message(
     }
     let session = lock(&app.sessions).get(&id).cloned().ok_or_else(|| ApiError::not_found("session", &id))?;
     let case = chat_case(&app, &session.investigation).await?;
-    let cfg = app.config().agent_config();
+    let cfg = super::config::agent_config(&app.config());
     let text = req.text.clone();
     let updated = tokio::task::spawn_blocking(move || {
         let mut s = session.chat.resume(&case.0, &case.1, None, &cfg);
@@ -1009,7 +1009,7 @@ async fn reload(State(app): State<AppState>, caller: Caller) -> Result<Json<Valu
         .config_path
         .clone()
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "started without --config: nothing to reload"))?;
-    let result = ServeConfig::load(&path).and_then(|new| {
+    let result = super::config::load(&path).and_then(|new| {
         let principals = new.principals(&|k| std::env::var(k).ok())?;
         Ok((new, principals))
     });

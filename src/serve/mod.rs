@@ -13,13 +13,13 @@
 //! investigation runs on worker threads and its steps reach watchers as server-sent events. No
 //! endpoint runs a command or reads a path given in a request.
 
-pub mod alerts;
+pub use culprit_readers::alerts;
 pub mod api;
 pub mod audit;
 pub mod config;
 pub mod load;
 pub mod notify;
-pub mod otlp;
+pub use culprit_readers::otlp;
 pub mod sources;
 pub mod worker;
 pub mod writer;
@@ -377,7 +377,7 @@ impl App {
         config_path: Option<PathBuf>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Arc<App>, ServeError> {
-        cfg.validate(&config_path.as_ref().map_or("config".to_string(), |p| p.display().to_string()))?;
+        config::validate(&cfg, &config_path.as_ref().map_or("config".to_string(), |p| p.display().to_string()))?;
         let principals = cfg.principals(env)?;
         let io = |p: &std::path::Path| {
             let path = p.display().to_string();
@@ -408,7 +408,7 @@ impl App {
             .build()
             .map_err(|e| ServeError::Setup(format!("HTTP client: {e}")))?;
         let workers = cfg.workers;
-        let schedule = cfg.store_maintenance.schedule();
+        let schedule = writer::Schedule::from(&cfg.store_maintenance);
         let app = Arc::new_cyclic(|me| App {
             cfg: RwLock::new(cfg),
             config_path,

@@ -50,7 +50,7 @@ pub fn investigation_done(app: &Arc<App>, id: &str) {
         return;
     }
     let Some(record) = lock(&app.registry).records.get(id).cloned() else { return };
-    let redactor = app.config().redactor().unwrap_or_default();
+    let redactor = super::config::redactor(&app.config()).unwrap_or_default();
     for t in targets.into_iter().filter(|t| record.summary.severity >= t.min_severity) {
         let (app, payload, id) = (app.clone(), redactor.apply_json(&body(t.kind, &record)), id.to_string());
         app.runtime.clone().spawn(async move {

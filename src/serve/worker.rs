@@ -145,12 +145,15 @@ fn investigate(app: &Arc<App>, id: &str, alert: &crate::model::Alert, mode: Mode
     let window = window(&cfg, alert, read_ms);
     let incident = gather(app, &cfg, id, alert, window);
     let trigger = if mode == Mode::Agent { Trigger::Always } else { Trigger::Never };
-    let pcfg = PipelineConfig { agent: cfg.agent_config(), trigger, ..Default::default() };
+    let pcfg = PipelineConfig { agent: super::config::agent_config(&cfg), trigger, ..Default::default() };
     let mut policy = (mode == Mode::Agent).then(|| {
-        cfg.policy_spec().map_err(BuildError::from).and_then(|spec| AgentPolicy::build(&spec)).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "the configured policy is unavailable; using rules");
-            AgentPolicy::Rules(crate::investigate::rules::Rules)
-        })
+        super::config::policy_spec(&cfg)
+            .map_err(BuildError::from)
+            .and_then(|spec| AgentPolicy::build(&spec))
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the configured policy is unavailable; using rules");
+                AgentPolicy::Rules(crate::investigate::rules::Rules)
+            })
     });
     let reranker = app.reranker.read().map(|r| r.clone()).unwrap_or(None);
     let (app2, id2) = (app.clone(), id.to_string());

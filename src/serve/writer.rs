@@ -47,7 +47,18 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Schedule { every_commits: 100, every: Duration::from_secs(300), keep: Duration::from_secs(30) }
+        Schedule::from(&super::config::StoreMaintenance::default())
+    }
+}
+
+/// `[store_maintenance]`, at least one commit and one second apart.
+impl From<&super::config::StoreMaintenance> for Schedule {
+    fn from(m: &super::config::StoreMaintenance) -> Self {
+        Schedule {
+            every_commits: m.every_commits.max(1),
+            every: Duration::from_secs(m.every_seconds.max(1)),
+            keep: Duration::from_secs(m.keep_seconds),
+        }
     }
 }
 

@@ -335,7 +335,7 @@ pub fn read_syslog(path: &Path, report: &mut ReadReport, f: &mut dyn FnMut(LogRe
     Ok(())
 }
 
-pub(crate) fn syslog_line(line: &str) -> io::Parsed<LogRecord> {
+pub fn syslog_line(line: &str) -> io::Parsed<LogRecord> {
     let mut rest = line.trim();
     let mut severity = None;
     if let Some((pri, after)) = rest.strip_prefix('<').and_then(|r| r.split_once('>')) {

@@ -6,15 +6,15 @@
 //! The bundle layout is documented in `docs/bundle-format.md`.
 
 mod bundle;
-pub(crate) mod changes;
+pub mod changes;
 pub mod dedup;
-pub(crate) mod io;
-pub(crate) mod logs;
-pub(crate) mod metrics;
+pub mod io;
+pub mod logs;
+pub mod metrics;
 mod pod;
 pub mod time;
 mod topology;
-pub(crate) mod traces;
+pub mod traces;
 mod write;
 
 use std::path::PathBuf;

@@ -15,16 +15,16 @@ use std::path::Path;
 use std::rc::Rc;
 
 /// How a file is named in issues and errors.
-pub(crate) fn display(path: &Path) -> String {
+pub fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-pub(crate) fn is_gz(path: &Path) -> bool {
+pub fn is_gz(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// The lowercased file name without a trailing `.gz`: what format detection looks at.
-pub(crate) fn base_name(path: &Path) -> String {
+pub fn base_name(path: &Path) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     match name.strip_suffix(".gz") {
         Some(base) => base.to_string(),
@@ -93,13 +93,13 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead>, IngestError> {
     }
 }
 
-pub(crate) fn issue(file: &str, line: u64, field: Option<&str>, message: impl Into<String>) -> ReadIssue {
+pub fn issue(file: &str, line: u64, field: Option<&str>, message: impl Into<String>) -> ReadIssue {
     ReadIssue { file: file.to_string(), line, field: field.map(str::to_string), message: message.into() }
 }
 
 /// A file read line by line. Lines that are not UTF-8 are skipped with an issue; a read error
 /// (say, a corrupt gzip stream) ends the file with an issue.
-pub(crate) struct Lines {
+pub struct Lines {
     reader: Box<dyn BufRead>,
     buf: Vec<u8>,
     line: u64,
@@ -108,16 +108,16 @@ pub(crate) struct Lines {
 }
 
 impl Lines {
-    pub(crate) fn open(path: &Path) -> Result<Lines, IngestError> {
+    pub fn open(path: &Path) -> Result<Lines, IngestError> {
         Ok(Lines { reader: open(path)?, buf: Vec::new(), line: 0, file: display(path), done: false })
     }
 
-    pub(crate) fn file(&self) -> &str {
+    pub fn file(&self) -> &str {
         &self.file
     }
 
     /// The next line (1-based number, text without the line ending), or None at the end.
-    pub(crate) fn next_line(&mut self, report: &mut ReadReport) -> Option<(u64, &str)> {
+    pub fn next_line(&mut self, report: &mut ReadReport) -> Option<(u64, &str)> {
         loop {
             if self.done {
                 return None;
@@ -161,16 +161,16 @@ impl Lines {
 
 /// A CSV file read record by record, with its header. Fields are decoded lossily, so a stray
 /// invalid byte in a log message does not cost the record.
-pub(crate) struct CsvRows {
+pub struct CsvRows {
     reader: csv::Reader<Box<dyn BufRead>>,
     record: csv::ByteRecord,
-    pub(crate) headers: Vec<String>,
+    pub headers: Vec<String>,
     file: String,
     done: bool,
 }
 
 impl CsvRows {
-    pub(crate) fn open(path: &Path) -> Result<CsvRows, IngestError> {
+    pub fn open(path: &Path) -> Result<CsvRows, IngestError> {
         let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(open(path)?);
         let headers = match reader.byte_headers() {
             Ok(h) => h.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect(),
@@ -185,36 +185,36 @@ impl CsvRows {
         Ok(CsvRows { reader, record: csv::ByteRecord::new(), headers, file: display(path), done: false })
     }
 
-    pub(crate) fn file(&self) -> &str {
+    pub fn file(&self) -> &str {
         &self.file
     }
 
     /// Index of the first column whose normalised name (lowercase, no `_`, `-`, `.`, spaces) is
     /// one of `names` (given normalised), trying the names in order.
-    pub(crate) fn column(&self, names: &[&str]) -> Option<usize> {
+    pub fn column(&self, names: &[&str]) -> Option<usize> {
         let norm: Vec<String> = self.headers.iter().map(|h| normalise(h)).collect();
         names.iter().find_map(|n| norm.iter().position(|h| h == n))
     }
 
     /// [`CsvRows::column`] for names as users spell them (normalised here).
-    pub(crate) fn column_of(&self, names: &[String]) -> Option<usize> {
+    pub fn column_of(&self, names: &[String]) -> Option<usize> {
         let norm: Vec<String> = names.iter().map(|n| normalise(n)).collect();
         self.column(&norm.iter().map(String::as_str).collect::<Vec<&str>>())
     }
 
     /// The first of `names` present, or an error naming the file and `field`: a column the
     /// reader cannot do without.
-    pub(crate) fn require(&self, names: &[&str], field: &str) -> Result<usize, IngestError> {
+    pub fn require(&self, names: &[&str], field: &str) -> Result<usize, IngestError> {
         self.column(names).ok_or_else(|| self.missing(field))
     }
 
     /// The error for a required column that is absent.
-    pub(crate) fn missing(&self, field: &str) -> IngestError {
+    pub fn missing(&self, field: &str) -> IngestError {
         IngestError::Invalid { file: self.file.clone(), field: field.into(), message: "column missing".into() }
     }
 
     /// Moves to the next record; returns its 1-based line, or None at the end.
-    pub(crate) fn next_record(&mut self, report: &mut ReadReport) -> Option<u64> {
+    pub fn next_record(&mut self, report: &mut ReadReport) -> Option<u64> {
         loop {
             if self.done {
                 return None;
@@ -241,7 +241,7 @@ impl CsvRows {
     }
 
     /// Field `i` of the current record, trimmed; empty when the row is short.
-    pub(crate) fn get(&self, i: usize) -> std::borrow::Cow<'_, str> {
+    pub fn get(&self, i: usize) -> std::borrow::Cow<'_, str> {
         match self.record.get(i) {
             Some(b) => match String::from_utf8_lossy(b) {
                 std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.trim()),
@@ -253,7 +253,7 @@ impl CsvRows {
 }
 
 /// Column-name normal form for alias matching: lowercase without `_`, `-`, `.` and spaces.
-pub(crate) fn normalise(h: &str) -> String {
+pub fn normalise(h: &str) -> String {
     h.chars().filter(|c| !matches!(c, '_' | '-' | '.' | ' ')).flat_map(char::to_lowercase).collect()
 }
 
@@ -275,7 +275,7 @@ impl<R: Read> Read for CountingReader<R> {
 /// Calls `f(line, document)` for every JSON document in a file: one per line (OTLP file exporter,
 /// JSON lines), or, when the first line is not a document alone, the whole file read as a
 /// sequence of (pretty-printed) documents. Unparseable lines are skipped with an issue.
-pub(crate) fn for_each_json_doc(
+pub fn for_each_json_doc(
     path: &Path,
     report: &mut ReadReport,
     f: &mut dyn FnMut(u64, Value, &mut ReadReport),
@@ -335,7 +335,7 @@ fn whole_file_docs(
 }
 
 /// An error and its sources, `outer: inner: …`.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -348,7 +348,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The first of `keys` present in `obj` with a non-null value. A key with dots is also looked up
 /// as a path of nested objects (`kubernetes.labels.app`), as log shippers nest them.
-pub(crate) fn get<'a>(obj: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+pub fn get<'a>(obj: &'a Value, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().find_map(|k| obj.get(k).or_else(|| nested(obj, k)).filter(|v| !v.is_null()))
 }
 
@@ -362,7 +362,7 @@ fn nested<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
 /// Where a JSON record may name its service, most specific first: culprit's own field, the
 /// OpenTelemetry attribute, then what log shippers and platforms call it (Kubernetes container,
 /// app label, Prometheus job).
-pub(crate) const SERVICE_FIELDS: [&str; 16] = [
+pub const SERVICE_FIELDS: [&str; 16] = [
     "service",
     "service.name",
     "service_name",
@@ -382,15 +382,15 @@ pub(crate) const SERVICE_FIELDS: [&str; 16] = [
 ];
 
 /// The issue when none of [`SERVICE_FIELDS`] is there.
-pub(crate) const NO_SERVICE: &str = "missing (nor any of service.name, app, k8s.container.name, job, …)";
+pub const NO_SERVICE: &str = "missing (nor any of service.name, app, k8s.container.name, job, …)";
 
 /// Where a JSON record may hold its time.
-pub(crate) const TIME_FIELDS: [&str; 8] =
+pub const TIME_FIELDS: [&str; 8] =
     ["time", "timestamp", "ts", "@timestamp", "datetime", "date", "timeUnixNano", "eventTime"];
 
 /// Where a JSON log record may hold its text, and its level.
-pub(crate) const MESSAGE_FIELDS: [&str; 6] = ["message", "msg", "body", "log", "text", "event"];
-pub(crate) const LEVEL_FIELDS: [&str; 5] = ["level", "severity", "severity_text", "lvl", "detected_level"];
+pub const MESSAGE_FIELDS: [&str; 6] = ["message", "msg", "body", "log", "text", "event"];
+pub const LEVEL_FIELDS: [&str; 5] = ["level", "severity", "severity_text", "lvl", "detected_level"];
 
 thread_local! {
     /// The hints of the bundle being read (see [`with_hints`]).
@@ -399,7 +399,7 @@ thread_local! {
 
 /// Runs `f` (the reading of one bundle's files) with its hints: its own field spellings come
 /// first, and syslog dates take the year of its incident.
-pub(crate) fn with_hints<T>(hints: &std::sync::Arc<ReadHints>, f: impl FnOnce() -> T) -> T {
+pub fn with_hints<T>(hints: &std::sync::Arc<ReadHints>, f: impl FnOnce() -> T) -> T {
     /// Puts the earlier hints back, also when `f` panics (the eval harness catches panics).
     struct Restore(Option<std::sync::Arc<ReadHints>>);
     impl Drop for Restore {
@@ -414,7 +414,7 @@ pub(crate) fn with_hints<T>(hints: &std::sync::Arc<ReadHints>, f: impl FnOnce() 
 }
 
 /// The fields to try for one thing: the hints' spellings (from `pick`), then the built-in ones.
-pub(crate) fn fields(pick: fn(&ReadHints) -> &Vec<String>, builtin: &[&str]) -> Vec<String> {
+pub fn fields(pick: fn(&ReadHints) -> &Vec<String>, builtin: &[&str]) -> Vec<String> {
     HINTS.with(|h| {
         let h = h.borrow();
         pick(&h).iter().cloned().chain(builtin.iter().map(|s| s.to_string())).collect()
@@ -422,11 +422,7 @@ pub(crate) fn fields(pick: fn(&ReadHints) -> &Vec<String>, builtin: &[&str]) -> 
 }
 
 /// The first of the hinted, then built-in, fields present in `obj`.
-pub(crate) fn get_hinted<'a>(
-    obj: &'a Value,
-    pick: fn(&ReadHints) -> &Vec<String>,
-    builtin: &[&str],
-) -> Option<&'a Value> {
+pub fn get_hinted<'a>(obj: &'a Value, pick: fn(&ReadHints) -> &Vec<String>, builtin: &[&str]) -> Option<&'a Value> {
     let own = HINTS.with(|h| pick(&h.borrow()).clone());
     if !own.is_empty() {
         let keys: Vec<&str> = own.iter().map(String::as_str).collect();
@@ -438,12 +434,12 @@ pub(crate) fn get_hinted<'a>(
 }
 
 /// The separator a bundle declared between service and metric in wide CSV column names.
-pub(crate) fn metric_separator() -> Option<String> {
+pub fn metric_separator() -> Option<String> {
     HINTS.with(|h| h.borrow().metric_separator.clone())
 }
 
 /// A JSON value as text: strings as they are, anything else as compact JSON.
-pub(crate) fn to_text(v: &Value) -> String {
+pub fn to_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -451,7 +447,7 @@ pub(crate) fn to_text(v: &Value) -> String {
 }
 
 /// A non-empty string or number as text; None for anything else.
-pub(crate) fn scalar_text(v: &Value) -> Option<String> {
+pub fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -461,7 +457,7 @@ pub(crate) fn scalar_text(v: &Value) -> Option<String> {
 }
 
 /// A time given as a JSON number (magnitude decides the unit) or string.
-pub(crate) fn time_of(v: &Value) -> Option<Ts> {
+pub fn time_of(v: &Value) -> Option<Ts> {
     match v {
         Value::Number(n) => super::time::parse_time_str(&n.to_string()),
         Value::String(s) => super::time::parse_time_str(s),
@@ -471,7 +467,7 @@ pub(crate) fn time_of(v: &Value) -> Option<Ts> {
 
 /// A nanosecond count given as a JSON string or number (OTLP writes int64 as strings); None
 /// beyond the plausible range of times.
-pub(crate) fn nanos_of(v: &Value) -> Option<i128> {
+pub fn nanos_of(v: &Value) -> Option<i128> {
     let ns = match v {
         Value::Number(n) => n
             .as_i64()
@@ -490,12 +486,12 @@ pub(crate) fn nanos_of(v: &Value) -> Option<i128> {
 }
 
 /// A record parser's verdict: the record, or the field at fault and why.
-pub(crate) type Parsed<T> = Result<T, (&'static str, String)>;
+pub type Parsed<T> = Result<T, (&'static str, String)>;
 
 /// Streams a JSON-lines file: each non-empty line must be one JSON object, handed to `parse`.
 /// Lines that are not objects, and records `parse` rejects, are skipped and reported with file,
 /// line and field; the good ones go to `f`.
-pub(crate) fn for_each_json_line<T>(
+pub fn for_each_json_line<T>(
     path: &Path,
     report: &mut ReadReport,
     parse: impl Fn(&Value) -> Parsed<T>,
@@ -532,7 +528,7 @@ pub(crate) fn for_each_json_line<T>(
 
 /// Where the records sit in an OTLP/JSON export request: `resourceLogs` → `scopeLogs` (or the
 /// older `instrumentationLibraryLogs`) → `logRecords`, and the same shape for spans.
-pub(crate) struct OtlpShape {
+pub struct OtlpShape {
     /// The resources' key (Tempo's API answers `batches` for `resourceSpans`: `also`).
     pub resources: &'static str,
     pub also: Option<&'static str>,
@@ -542,7 +538,7 @@ pub(crate) struct OtlpShape {
 
 /// Streams the records of an OTLP/JSON file (one export request per line, or one document),
 /// each parsed with its resource's `service.name`; rejected records are skipped and reported.
-pub(crate) fn for_each_otlp_record<T>(
+pub fn for_each_otlp_record<T>(
     path: &Path,
     report: &mut ReadReport,
     shape: &OtlpShape,
@@ -557,7 +553,7 @@ pub(crate) fn for_each_otlp_record<T>(
 
 /// The records of one OTLP/JSON export request (`doc`, line `n` of `file`), each parsed with its
 /// resource's `service.name`; records that do not parse are skipped and reported.
-pub(crate) fn otlp_doc_records<T>(
+pub fn otlp_doc_records<T>(
     doc: &Value,
     file: &str,
     n: u64,
@@ -588,7 +584,7 @@ pub(crate) fn otlp_doc_records<T>(
 }
 
 /// `service.name` of an OTLP resource.
-pub(crate) fn otlp_service(resource: &Value) -> Option<String> {
+pub fn otlp_service(resource: &Value) -> Option<String> {
     otlp_attributes(resource.get("resource").and_then(|r| r.get("attributes")))
         .into_iter()
         .find(|(k, v)| k == "service.name" && !v.trim().is_empty())
@@ -596,12 +592,12 @@ pub(crate) fn otlp_service(resource: &Value) -> Option<String> {
 }
 
 /// The array at `key`, or an empty slice.
-pub(crate) fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+pub fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 /// An OTLP `AnyValue` (`{"stringValue": "x"}`, `intValue`, `doubleValue`, `boolValue`, arrays, …) as text.
-pub(crate) fn any_value_text(v: &Value) -> String {
+pub fn any_value_text(v: &Value) -> String {
     let Some(obj) = v.as_object() else {
         return to_text(v);
     };
@@ -627,7 +623,7 @@ pub(crate) fn any_value_text(v: &Value) -> String {
 }
 
 /// OTLP `[{"key", "value": AnyValue}]` as (key, text) pairs.
-pub(crate) fn otlp_attributes(v: Option<&Value>) -> Vec<(String, String)> {
+pub fn otlp_attributes(v: Option<&Value>) -> Vec<(String, String)> {
     v.and_then(Value::as_array)
         .map(|items| {
             items

@@ -273,7 +273,7 @@ pub fn read_span_csv(path: &Path, report: &mut ReadReport) -> Result<Vec<Span>, 
 
 /// Writes spans as the CSV `read_span_csv` reads back unchanged
 /// (`trace_id,span_id,parent_id,service,operation,start,duration_ms,error`).
-pub(crate) fn write_span_csv(spans: &[Span], w: &mut dyn Write) -> std::io::Result<()> {
+pub fn write_span_csv(spans: &[Span], w: &mut dyn Write) -> std::io::Result<()> {
     let mut csv = csv::Writer::from_writer(w);
     csv.write_record(["trace_id", "span_id", "parent_id", "service", "operation", "start", "duration_ms", "error"])?;
     for s in spans {

@@ -123,7 +123,7 @@ fn keys(v: &Value) -> Result<Vec<KeyChange>, BadKeys> {
 }
 
 /// Writes changes as the JSON lines `read_changes` reads back unchanged.
-pub(crate) fn write_changes(changes: &[Change], w: &mut dyn Write) -> std::io::Result<()> {
+pub fn write_changes(changes: &[Change], w: &mut dyn Write) -> std::io::Result<()> {
     for c in changes {
         let mut obj = serde_json::Map::new();
         obj.insert("time".into(), rfc3339(c.time, SecondsFormat::Millis).map_or(json!(c.time), Value::String));

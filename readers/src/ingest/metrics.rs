@@ -452,7 +452,7 @@ fn wide_column(h: &str) -> Result<(String, String), &'static str> {
 /// Whether a line is one Prometheus text sample: a metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`),
 /// labels, a number (or `NaN`, `±Inf`) and at most a numeric timestamp after it. Strict, as it
 /// decides what a file is (a CSV header or a syslog line must not pass).
-pub(crate) fn is_sample(line: &str) -> bool {
+pub fn is_sample(line: &str) -> bool {
     let Ok(s) = parse_sample(line) else { return false };
     let name_ok = s.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
@@ -577,7 +577,7 @@ fn format_value(v: f64) -> String {
 }
 
 /// Writes series as exposition lines with ms timestamps and a `service` label.
-pub(crate) fn write_prometheus(series: &[Series], w: &mut dyn Write) -> std::io::Result<()> {
+pub fn write_prometheus(series: &[Series], w: &mut dyn Write) -> std::io::Result<()> {
     for s in series {
         let head = exposition_series(s);
         for (t, v) in &s.points {
