@@ -188,7 +188,7 @@ impl Rows {
 }
 
 /// Value ids per dimension, numbered in order of appearance.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Values {
     pub values: Vec<Vec<String>>,
     ids: Vec<HashMap<String, u32>>,

@@ -148,8 +148,8 @@ impl Cube {
 #[derive(Debug, Clone, Default)]
 pub struct CubeBuilder {
     dims: Vec<String>,
-    values: Vec<Vec<String>>,
-    ids: Vec<HashMap<String, u32>>,
+    /// Each dimension's values, interned as the table reader interns them.
+    values: table::Values,
     /// a, b, fa, fb, Σa², Σb², Σab per leaf.
     /// Each leaf's place in `sums`.
     index: HashMap<Vec<u32>, usize>,
@@ -159,28 +159,16 @@ pub struct CubeBuilder {
 impl CubeBuilder {
     pub fn new(dims: Vec<String>) -> Self {
         let n = dims.len();
-        CubeBuilder {
-            dims,
-            values: vec![Vec::new(); n],
-            ids: vec![HashMap::new(); n],
-            index: HashMap::new(),
-            sums: Vec::new(),
-        }
+        CubeBuilder { dims, values: table::Values::new(n), index: HashMap::new(), sums: Vec::new() }
     }
 
     /// The value id of `value` in dimension `d`, new ones numbered in order of appearance.
     pub fn id(&mut self, d: usize, value: &str) -> u32 {
-        if let Some(&id) = self.ids[d].get(value) {
-            return id;
-        }
-        let id = self.values[d].len() as u32;
-        self.values[d].push(value.to_string());
-        self.ids[d].insert(value.to_string(), id);
-        id
+        self.values.id(d, value)
     }
 
     pub fn values(&self) -> &[Vec<String>] {
-        &self.values
+        &self.values.values
     }
 
     fn sums(&mut self, key: &[u32]) -> &mut [f64; 7] {
@@ -223,7 +211,7 @@ impl CubeBuilder {
             })
             .collect();
         leaves.sort_by(|x, y| x.attrs.cmp(&y.attrs));
-        Cube { dims: self.dims, values: self.values, leaves, ratio }
+        Cube { dims: self.dims, values: self.values.values, leaves, ratio }
     }
 }
 
