@@ -39,9 +39,9 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-pub fn run(seed: u64) -> Bench {
+pub fn run(seed: u64, scale: usize) -> Bench {
     let t0 = Instant::now();
-    let cfg = simulate::bench_config(seed);
+    let cfg = simulate::bench_config_scaled(seed, scale);
     let incident = simulate::simulate(&cfg);
     let simulate_seconds = t0.elapsed().as_secs_f64();
     // The rules agent always runs here (whatever the trigger would decide), with default budgets.

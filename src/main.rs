@@ -6,6 +6,10 @@ mod cli;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc: the readers parse on one thread what the detectors consume (and free) on another.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = match cli.verbose {

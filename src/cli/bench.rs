@@ -11,9 +11,15 @@ use std::process::ExitCode;
 pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Write the benchmark incident as a bundle into DIR instead of measuring.
+    /// Write the benchmark incident as a bundle into DIR instead of measuring; then time
+    /// `culprit investigate DIR` (the README's figures), e.g. `culprit bench --write /tmp/b &&
+    /// /usr/bin/time -v culprit investigate /tmp/b`.
     #[arg(long, value_name = "DIR")]
     write: Option<PathBuf>,
+    /// Size of the benchmark incident: N × (50 services, 500 metric series, ~1.07M log lines,
+    /// ~200k spans) over one hour. With --write, 10 makes the 10× incident (~2.6 GB on disk).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=20))]
+    scale: u64,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -68,7 +74,10 @@ pub struct BenchArgs {
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
     if let Some(dir) = a.write {
-        let incident = culprit::simulate::simulate(&culprit::simulate::bench_config(a.seed));
+        if a.scale > 1 {
+            eprintln!("bench: simulating the incident at {}× (a few GB of memory and minutes)", a.scale);
+        }
+        let incident = culprit::simulate::simulate(&culprit::simulate::bench_config_scaled(a.seed, a.scale as usize));
         culprit::ingest::write_bundle(&incident, incident.truth.as_ref(), &dir)
             .with_context(|| format!("writing the benchmark bundle to {}", dir.display()))?;
         println!("wrote {} to {}", incident.id, dir.display());
@@ -114,7 +123,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         )?;
         return show(a.json, &b, culprit::bench::render_learned(&b));
     }
-    let b = culprit::bench::run(a.seed);
+    let b = culprit::bench::run(a.seed, a.scale as usize);
     show(a.json, &b, culprit::bench::render(&b))
 }
 

@@ -6,7 +6,10 @@
 
 use super::{Anomaly, DetectConfig, Detection, Source};
 use crate::model::{Incident, Level, LogRecord, Logs, ReadReport, Ts};
-use std::collections::{BTreeMap, HashMap};
+/// foldhash: a line looks up its template group and its trace id; SipHash was a tenth of the time.
+use foldhash::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 /// Most tokens of a line that take part in matching; longer lines are cut (rarely matters).
 const MAX_TOKENS: usize = 48;
@@ -42,6 +45,10 @@ pub struct Drain {
 /// Whether a token is a variable part (ids, numbers, addresses) rather than template text.
 /// Code locations such as `OrderServiceImpl#120` stay: they say where in the code a line was.
 pub fn is_variable(tok: &str) -> bool {
+    // Most words have no digit at all: settled without looking at characters.
+    if !tok.bytes().any(|b| b.is_ascii_digit()) {
+        return false;
+    }
     let mut digits = 0usize;
     let mut alnum = 0usize;
     let mut hex_run = 0usize;
@@ -122,24 +129,86 @@ impl Drain {
 
 /// Counts of one template in the reference and in the incident period.
 #[derive(Debug, Clone, Default)]
-struct TemplateStats {
-    reference: u64,
-    current: u64,
+pub struct TemplateStats {
+    /// Lines in the reference (the separate baseline, else before `analysis_start`).
+    pub reference: u64,
+    /// Lines in the incident period (from `analysis_start`).
+    pub current: u64,
     first_current: Option<Ts>,
     last_current: Option<Ts>,
-    level: Level,
+    /// The most severe level of its lines.
+    pub level: Level,
     example: String,
+    /// Lines from [`during_from`] on (a part of `current`), and error lines in the reference and
+    /// from [`during_from`] on: what `log_search` reports.
+    pub during: u64,
+    pub errors_reference: u64,
+    pub errors_during: u64,
 }
 
+/// One service's logs as the detector read them: its templates, their counts, and the latest
+/// lines. Kept after detection in [`LogView`], so the agent's `log_search` answers without
+/// reading the logs again.
 #[derive(Debug, Default)]
-struct ServiceLogs {
+pub struct ServiceLogs {
     drain: Drain,
     stats: Vec<TemplateStats>,
     reference: u64,
     current: u64,
+    /// The earliest and latest line of the reference or from [`during_from`] on.
+    pub first: Ts,
+    pub last: Ts,
+    /// The latest lines from [`during_from`] on (time, level, template, text), at most [`LATEST`].
+    latest: BinaryHeap<Reverse<(Ts, Level, u32, String)>>,
     /// Templates seen per trace (lines that carry a `trace_id` attribute), per period, with the
-    /// trace's first time: what a request did in this service, step by step.
+    /// trace's first time: what a request did in this service, step by step. Dropped once judged.
     traces: [TraceSteps; 2],
+}
+
+/// Lines kept per service for [`ServiceLogs::latest`].
+pub const LATEST: usize = 50;
+
+/// The start of "during the incident" for the agent's before/during comparisons: a little before
+/// the alert (faults show before monitors fire), and never before the analysis start.
+pub fn during_from(incident: &Incident) -> Ts {
+    incident.alert.time.saturating_sub(10 * crate::model::MINUTE).max(incident.analysis_start)
+}
+
+/// Every service's [`ServiceLogs`], with the start of "during" they were counted from.
+#[derive(Debug, Default)]
+pub struct LogView {
+    pub services: BTreeMap<String, ServiceLogs>,
+    pub during_from: Ts,
+}
+
+impl TemplateStats {
+    /// A line of the template from the incident period (an error line when it has one).
+    pub fn example(&self) -> &str {
+        &self.example
+    }
+}
+
+impl ServiceLogs {
+    pub fn templates(&self) -> &[Template] {
+        self.drain.templates()
+    }
+
+    /// Each template's id and counts.
+    pub fn stats(&self) -> impl Iterator<Item = (u32, &TemplateStats)> {
+        self.stats.iter().enumerate().map(|(id, s)| (id as u32, s))
+    }
+
+    /// Reference lines; lines from [`during_from`] on.
+    pub fn lines(&self) -> (u64, u64) {
+        (self.reference, self.stats.iter().map(|s| s.during).sum())
+    }
+
+    /// The latest lines from [`during_from`] on, newest first: (time, level, template id, text).
+    pub fn latest(&self) -> Vec<&(Ts, Level, u32, String)> {
+        let mut latest: Vec<&(Ts, Level, u32, String)> = self.latest.iter().map(|r| &r.0).collect();
+        latest.sort_by_key(|l| Reverse(l.0));
+        latest
+    }
 }
 
 /// Trace id → (first time seen, template ids logged in that trace).
@@ -150,7 +219,13 @@ type TraceSteps = HashMap<Box<str>, (Ts, Vec<u32>)>;
 const MAX_TRACES: usize = 50_000;
 
 impl ServiceLogs {
-    fn push(&mut self, rec: &LogRecord, current: bool) {
+    fn new(similarity: f64) -> ServiceLogs {
+        ServiceLogs { drain: Drain::new(similarity), first: Ts::MAX, last: Ts::MIN, ..Default::default() }
+    }
+
+    /// Counts one line of the reference (`current` false) or of the incident period; `during`:
+    /// from [`during_from`] on.
+    fn push(&mut self, rec: &LogRecord, current: bool, during: bool) {
         let id = self.drain.add(&rec.message) as usize;
         if let Some((_, trace)) = rec.attributes.iter().find(|(k, _)| k == "trace_id") {
             let traces = &mut self.traces[usize::from(current)];
@@ -168,6 +243,7 @@ impl ServiceLogs {
         }
         let s = &mut self.stats[id];
         s.level = s.level.max(rec.level);
+        let error = u64::from(rec.level.is_error());
         if current {
             self.current += 1;
             s.current += 1;
@@ -183,6 +259,24 @@ impl ServiceLogs {
         } else {
             self.reference += 1;
             s.reference += 1;
+            s.errors_reference += error;
+        }
+        if during {
+            s.during += 1;
+            s.errors_during += error;
+            // A min-heap of the newest: a line older than all kept is not even copied.
+            let key = (rec.time, rec.level, id as u32);
+            let full = self.latest.len() >= LATEST;
+            if !full || self.latest.peek().is_some_and(|Reverse(o)| key > (o.0, o.1, o.2)) {
+                self.latest.push(Reverse((rec.time, rec.level, id as u32, rec.message.clone())));
+                if full {
+                    self.latest.pop();
+                }
+            }
+        }
+        if during || !current {
+            self.first = self.first.min(rec.time);
+            self.last = self.last.max(rec.time);
         }
     }
 }
@@ -205,17 +299,19 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection, on_l
     let mut lines = 0u64;
     let mut last = Ts::MIN;
     let start = incident.analysis_start;
+    let from = during_from(incident);
     let mut push = |rec: &LogRecord, current: bool| {
         lines += 1;
         on_line(rec, current);
         if current {
             last = last.max(rec.time);
         }
+        let during = current && rec.time >= from;
         match services.get_mut(&rec.service) {
-            Some(s) => s.push(rec, current),
+            Some(s) => s.push(rec, current, during),
             None => {
-                let mut s = ServiceLogs { drain: Drain::new(cfg.drain_similarity), ..Default::default() };
-                s.push(rec, current);
+                let mut s = ServiceLogs::new(cfg.drain_similarity);
+                s.push(rec, current, during);
                 services.insert(rec.service.clone(), s);
             }
         }
@@ -240,10 +336,12 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig, out: &mut Detection, on_l
     }
     out.read_report.merge(report);
     out.log_services.extend(services.keys().cloned());
-    for (name, s) in &services {
+    for (name, s) in &mut services {
         out.log_templates += s.drain.templates.len();
         judge_service(name, s, incident.baseline.is_none(), cfg, out);
+        s.traces = Default::default();
     }
+    out.logs = Some(std::sync::Arc::new(LogView { services, during_from: from }));
 }
 
 /// z of `observed` against `expected` counts under an over-dispersed (negative-binomial-like)
@@ -343,8 +441,8 @@ fn broken_sequence(name: &str, s: &ServiceLogs, cfg: &DetectConfig) -> Option<An
     if reference.is_empty() || current.is_empty() {
         return None;
     }
-    let mut single: HashMap<u32, u64> = HashMap::new();
-    let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
+    let mut single: HashMap<u32, u64> = HashMap::default();
+    let mut pairs: HashMap<(u32, u32), u64> = HashMap::default();
     for (_, ids) in reference.values() {
         for &a in ids {
             *single.entry(a).or_default() += 1;
@@ -455,15 +553,15 @@ mod tests {
 
     #[test]
     fn new_error_template_is_an_anomaly_with_first_seen_onset() {
-        let mut s = ServiceLogs { drain: Drain::new(0.5), ..Default::default() };
+        let mut s = ServiceLogs::new(0.5);
         for i in 0..200 {
-            s.push(&rec(i, Level::Info, &format!("charged order {i} amount {}", i * 3)), false);
+            s.push(&rec(i, Level::Info, &format!("charged order {i} amount {}", i * 3)), false, false);
         }
         for i in 0..100 {
-            s.push(&rec(1000 + i, Level::Info, &format!("charged order {i} amount {}", i * 3)), true);
+            s.push(&rec(1000 + i, Level::Info, &format!("charged order {i} amount {}", i * 3)), true, true);
         }
         for i in 0..30 {
-            s.push(&rec(1050 + i, Level::Error, "NullPointerException in ChargeHandler"), true);
+            s.push(&rec(1050 + i, Level::Error, "NullPointerException in ChargeHandler"), true, true);
         }
         let mut out = Detection::default();
         judge_service("pay", &s, true, &DetectConfig::default(), &mut out);
@@ -474,14 +572,14 @@ mod tests {
 
     #[test]
     fn more_traffic_alone_is_not_an_anomaly() {
-        let mut s = ServiceLogs { drain: Drain::new(0.5), ..Default::default() };
+        let mut s = ServiceLogs::new(0.5);
         for i in 0..100 {
-            s.push(&rec(i, Level::Info, &format!("served request {i}")), false);
-            s.push(&rec(i, Level::Error, &format!("client sent bad token {i}")), false);
+            s.push(&rec(i, Level::Info, &format!("served request {i}")), false, false);
+            s.push(&rec(i, Level::Error, &format!("client sent bad token {i}")), false, false);
         }
         for i in 0..400 {
-            s.push(&rec(1000 + i, Level::Info, &format!("served request {i}")), true);
-            s.push(&rec(1000 + i, Level::Error, &format!("client sent bad token {i}")), true);
+            s.push(&rec(1000 + i, Level::Info, &format!("served request {i}")), true, true);
+            s.push(&rec(1000 + i, Level::Error, &format!("client sent bad token {i}")), true, true);
         }
         let mut out = Detection::default();
         judge_service("pay", &s, true, &DetectConfig::default(), &mut out);

@@ -132,6 +132,10 @@ pub struct Detection {
     /// Services that wrote any log line read (with metrics and spans, what the data covers).
     #[serde(default)]
     pub log_services: std::collections::BTreeSet<String>,
+    /// The logs as the detector read them (templates and counts per service): the agent's
+    /// `log_search` answers from it. Not saved: a reloaded investigation reads the logs once more.
+    #[serde(skip)]
+    pub logs: Option<std::sync::Arc<logs::LogView>>,
 }
 
 impl Detection {
@@ -178,6 +182,7 @@ pub fn detect(incident: &Incident, cfg: &DetectConfig) -> Detection {
     out.log_lines = from_logs.log_lines;
     out.log_templates = from_logs.log_templates;
     out.read_report = from_logs.read_report;
+    out.logs = from_logs.logs.take();
     out.data_end = out.data_end.max(from_logs.data_end);
     out.source_end.append(&mut from_logs.source_end);
     if let Some(b) = incident.baseline.as_ref().filter(|_| learn) {

@@ -9,7 +9,8 @@ use super::stats::{change_point, quantile, segment_end, Robust};
 use super::{Anomaly, DetectConfig, Detection, Measure, Source};
 use crate::detect::metrics::fmt_num;
 use crate::model::{Incident, Span, Ts};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use foldhash::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Per-span facts derived from the trace tree.
 #[derive(Debug, Clone, Copy)]

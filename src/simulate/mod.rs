@@ -182,13 +182,21 @@ pub const BENCH_SPANS_PER_HOUR: f64 = 200_000.0;
 
 /// A scale test: 50 services over one hour, ~500 series at 15 s, ~200k spans, ~1M log lines.
 pub fn bench_config(seed: u64) -> SimConfig {
-    let services = 50;
+    bench_config_scaled(seed, 1)
+}
+
+/// [`bench_config`] `scale` times larger: `scale` × 50 services (and so metric series), and
+/// `scale` × the spans and log lines, over the same hour.
+pub fn bench_config_scaled(seed: u64, scale: usize) -> SimConfig {
+    let scale = scale.clamp(1, 100);
+    let services = 50 * scale;
     let sys = topology::build(seed, services);
     let per_request = sys.spans_per_request().max(1.0);
     let base = SimConfig::for_seed(seed);
     // Traffic follows the time of day; aim at the target for this window's hour.
     let shape = metrics::season(base.start + base.duration / 2);
-    SimConfig { services, requests_per_second: BENCH_SPANS_PER_HOUR / 3600.0 / per_request / shape, ..base }
+    let rate = BENCH_SPANS_PER_HOUR * scale as f64 / 3600.0 / per_request / shape;
+    SimConfig { services, requests_per_second: rate, ..base }
 }
 
 /// The LDAP incident of seed document 001: `auth` has its `ldap.timeout_ms` lowered from 5000 to

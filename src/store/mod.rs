@@ -1,4 +1,4 @@
-//! The store: LanceDB, embedded (a directory) or on object storage (`s3://…`), with three tables.
+//! The store: LanceDB, embedded (a directory) or on S3 (`s3://…`, with the `s3` feature), with three tables.
 //!
 //! - `events`: telemetry events with their 64-d embeddings and anomaly scores, for k-NN queries
 //!   filtered by source, service and time;
@@ -37,6 +37,10 @@ pub enum StoreError {
     Schema { uri: String, table: String, message: String },
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    #[error(
+        "store {uri}: this culprit was built without S3 support; build it with `cargo build --release --features s3`"
+    )]
+    NoS3 { uri: String },
 }
 
 /// Where the store lives unless told: `$CULPRIT_STORE`, else `culprit/store` under the user's data
@@ -196,6 +200,9 @@ impl Store {
             *m.entry(uri.to_string()).or_default() += 1;
         }
         let err = |source| StoreError::Lance { uri: uri.to_string(), source };
+        if uri.starts_with("s3://") && !cfg!(feature = "s3") {
+            return Err(StoreError::NoS3 { uri: uri.to_string() });
+        }
         if !uri.contains("://") {
             std::fs::create_dir_all(uri).map_err(|e| err(lancedb::Error::Runtime { message: e.to_string() }))?;
         }

@@ -13,6 +13,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// How a file is named in issues and errors.
 pub fn display(path: &Path) -> String {
@@ -40,13 +42,13 @@ pub const MAX_RATIO: u64 = 200;
 /// Counts the bytes read through it.
 struct Counted<R> {
     inner: R,
-    bytes: Rc<Cell<u64>>,
+    bytes: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.bytes.set(self.bytes.get() + n as u64);
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -55,7 +57,7 @@ impl<R: Read> Read for Counted<R> {
 /// [`RATIO_FREE_BYTES`]).
 struct Bounded<R> {
     inner: R,
-    compressed: Rc<Cell<u64>>,
+    compressed: Arc<AtomicU64>,
     out: u64,
 }
 
@@ -63,15 +65,15 @@ impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.out += n as u64;
-        let allowed = self.compressed.get().saturating_mul(MAX_RATIO).max(RATIO_FREE_BYTES);
+        let compressed = self.compressed.load(Ordering::Relaxed);
+        let allowed = compressed.saturating_mul(MAX_RATIO).max(RATIO_FREE_BYTES);
         if self.out > allowed {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!(
                     "gzip stream inflates {} bytes from {} (compression ratio above {MAX_RATIO}:1): refused as a \
                      decompression bomb",
-                    self.out,
-                    self.compressed.get()
+                    self.out, compressed
                 ),
             ));
         }
@@ -80,11 +82,11 @@ impl<R: Read> Read for Bounded<R> {
 }
 
 /// Opens a file for streaming, decompressing it when its name ends in `.gz` (bounded by
-/// [`MAX_RATIO`]).
-pub fn open(path: &Path) -> Result<Box<dyn BufRead>, IngestError> {
+/// [`MAX_RATIO`]). The reader may move to another thread (see [`for_each_json_line`]).
+pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, IngestError> {
     let file = File::open(path).map_err(|source| IngestError::Open { path: path.to_path_buf(), source })?;
     if is_gz(path) {
-        let compressed = Rc::new(Cell::new(0));
+        let compressed = Arc::new(AtomicU64::new(0));
         let counted = Counted { inner: file, bytes: compressed.clone() };
         let inflating = MultiGzDecoder::new(BufReader::new(counted));
         Ok(Box::new(BufReader::new(Bounded { inner: inflating, compressed, out: 0 })))
@@ -100,7 +102,7 @@ pub fn issue(file: &str, line: u64, field: Option<&str>, message: impl Into<Stri
 /// A file read line by line. Lines that are not UTF-8 are skipped with an issue; a read error
 /// (say, a corrupt gzip stream) ends the file with an issue.
 pub struct Lines {
-    reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead + Send>,
     buf: Vec<u8>,
     line: u64,
     file: String,
@@ -119,6 +121,27 @@ impl Lines {
     /// The next line (1-based number, text without the line ending), or None at the end.
     pub fn next_line(&mut self, report: &mut ReadReport) -> Option<(u64, &str)> {
         loop {
+            match self.next_item()? {
+                Ok(n) => return Some((n, self.text())),
+                Err(issue) => report.skip(issue),
+            }
+        }
+    }
+
+    /// The text of the line [`Lines::next_item`] last returned.
+    fn text(&self) -> &str {
+        let mut end = self.buf.len();
+        while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        let start = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+        std::str::from_utf8(&self.buf[start.min(end)..end]).unwrap_or("")
+    }
+
+    /// Moves to the next line: its number (its text is then [`Lines::text`]), or the issue of a
+    /// line that cannot be read; None at the end.
+    fn next_item(&mut self) -> Option<Result<u64, ReadIssue>> {
+        loop {
             if self.done {
                 return None;
             }
@@ -135,24 +158,16 @@ impl Lines {
                         end -= 1;
                     }
                     let start = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
-                    let start = start.min(end);
-                    if std::str::from_utf8(&self.buf[start..end]).is_err() {
-                        report.skip(issue(&self.file, self.line, None, "line is not valid UTF-8"));
-                        continue;
+                    if std::str::from_utf8(&self.buf[start.min(end)..end]).is_err() {
+                        return Some(Err(issue(&self.file, self.line, None, "line is not valid UTF-8")));
                     }
-                    let text = std::str::from_utf8(&self.buf[start..end]).unwrap_or("");
-                    return Some((self.line, text));
+                    return Some(Ok(self.line));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.done = true;
-                    report.skip(issue(
-                        &self.file,
-                        self.line + 1,
-                        None,
-                        format!("read error, rest of file skipped: {e}"),
-                    ));
-                    return None;
+                    let message = format!("read error, rest of file skipped: {e}");
+                    return Some(Err(issue(&self.file, self.line + 1, None, message)));
                 }
             }
         }
@@ -162,7 +177,7 @@ impl Lines {
 /// A CSV file read record by record, with its header. Fields are decoded lossily, so a stray
 /// invalid byte in a log message does not cost the record.
 pub struct CsvRows {
-    reader: csv::Reader<Box<dyn BufRead>>,
+    reader: csv::Reader<Box<dyn BufRead + Send>>,
     record: csv::ByteRecord,
     pub headers: Vec<String>,
     file: String,
@@ -423,14 +438,12 @@ pub fn fields(pick: fn(&ReadHints) -> &Vec<String>, builtin: &[&str]) -> Vec<Str
 
 /// The first of the hinted, then built-in, fields present in `obj`.
 pub fn get_hinted<'a>(obj: &'a Value, pick: fn(&ReadHints) -> &Vec<String>, builtin: &[&str]) -> Option<&'a Value> {
-    let own = HINTS.with(|h| pick(&h.borrow()).clone());
-    if !own.is_empty() {
-        let keys: Vec<&str> = own.iter().map(String::as_str).collect();
-        if let Some(v) = get(obj, &keys) {
-            return Some(v);
-        }
-    }
-    get(obj, builtin)
+    let own = HINTS.with(|h| {
+        let h = h.borrow();
+        let own = pick(&h);
+        own.iter().find_map(|k| obj.get(k.as_str()).or_else(|| nested(obj, k)).filter(|v| !v.is_null()))
+    });
+    own.or_else(|| get(obj, builtin))
 }
 
 /// The separator a bundle declared between service and metric in wide CSV column names.
@@ -491,39 +504,207 @@ pub type Parsed<T> = Result<T, (&'static str, String)>;
 /// Streams a JSON-lines file: each non-empty line must be one JSON object, handed to `parse`.
 /// Lines that are not objects, and records `parse` rejects, are skipped and reported with file,
 /// line and field; the good ones go to `f`.
-pub fn for_each_json_line<T>(
+pub fn for_each_json_line<T: Send>(
     path: &Path,
     report: &mut ReadReport,
-    parse: impl Fn(&Value) -> Parsed<T>,
+    parse: impl Fn(&Value) -> Parsed<T> + Sync,
+    f: impl FnMut(T),
+) -> Result<(), IngestError> {
+    for_each_json_line_fast(path, report, |_: &RawFields| None, parse, f)
+}
+
+/// [`for_each_json_line`] with a fast path: `fast` reads a line's top-level fields without a
+/// `Value` of the whole line, and answers None for anything it does not handle exactly as `parse`
+/// would (which then reads the line).
+pub fn for_each_json_line_fast<T: Send>(
+    path: &Path,
+    report: &mut ReadReport,
+    fast: impl Fn(&RawFields) -> Option<T> + Sync,
+    parse: impl Fn(&Value) -> Parsed<T> + Sync,
     mut f: impl FnMut(T),
 ) -> Result<(), IngestError> {
     let mut lines = Lines::open(path)?;
-    let file = lines.file().to_string();
-    while let Some((n, line)) = lines.next_line(report) {
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
+    // Reading and JSON parsing run on a thread of their own, a batch ahead of `f` (which mines
+    // templates, say): two cores on one file. Records and issues reach `f` and `report` in the
+    // file's order, as if read here.
+    let hints = HINTS.with(|h| h.borrow().clone());
+    let reference = super::time::reference();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<T, ReadIssue>>>(BATCHES_AHEAD);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Owned here, so the channel closes when this thread is done.
+            let tx = tx;
+            with_hints(&hints, || {
+                super::time::with_reference(reference, || {
+                    let mut batch = Vec::with_capacity(BATCH_LINES);
+                    while let Some(item) = lines.next_item() {
+                        let parsed = match item {
+                            Ok(n) => match parse_json_line(lines.text(), &fast, &parse) {
+                                None => continue,
+                                Some(parsed) => parsed.map_err(|(field, msg)| issue(&lines.file, n, field, msg)),
+                            },
+                            Err(issue) => Err(issue),
+                        };
+                        batch.push(parsed);
+                        if batch.len() == BATCH_LINES
+                            && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES))).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let _ = tx.send(batch);
+                })
+            })
+        });
+        for item in rx.iter().flatten() {
+            match item {
+                Ok(r) => {
+                    report.records_read += 1;
+                    f(r);
+                }
+                Err(issue) => report.skip(issue),
+            }
         }
-        let obj = match serde_json::from_str::<Value>(text) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => {
-                report.skip(issue(&file, n, None, "not a JSON object"));
-                continue;
+    });
+    Ok(())
+}
+
+/// A JSON object's top-level fields as written, values unparsed (and keys unescaped only when
+/// they need it): a line is checked as JSON and split into fields without allocating a `Value` for
+/// it, and only the fields asked for are read.
+pub struct RawFields<'a> {
+    pairs: Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>,
+}
+
+impl<'de> serde::Deserialize<'de> for RawFields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = RawFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
             }
-            Err(e) => {
-                report.skip(issue(&file, n, None, format!("not valid JSON: {e}")));
-                continue;
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawFields<'de>, A::Error> {
+                let mut pairs = Vec::with_capacity(8);
+                while let Some(Key(k)) = map.next_key()? {
+                    pairs.push((k, map.next_value()?));
+                }
+                Ok(RawFields { pairs })
             }
-        };
-        match parse(&obj) {
-            Ok(r) => {
-                report.records_read += 1;
-                f(r);
+        }
+        /// A key, borrowed from the line unless it holds escapes.
+        struct Key<'a>(std::borrow::Cow<'a, str>);
+        impl<'de> serde::Deserialize<'de> for Key<'de> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct K;
+                impl<'de> serde::de::Visitor<'de> for K {
+                    type Value = Key<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a key")
+                    }
+                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                        Ok(Key(std::borrow::Cow::Borrowed(v)))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                        Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+                    }
+                }
+                d.deserialize_str(K)
             }
-            Err((field, msg)) => report.skip(issue(&file, n, Some(field), msg)),
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
+/// One top-level field of [`RawFields`], as written.
+#[derive(Clone, Copy)]
+pub struct RawField<'a>(&'a serde_json::value::RawValue);
+
+impl<'a> RawField<'a> {
+    /// The string it holds (borrowed when it has no escapes); None for any other JSON type.
+    pub fn str(self) -> Option<std::borrow::Cow<'a, str>> {
+        let raw = self.0.get();
+        let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+        if inner.contains('\\') {
+            serde_json::from_str::<String>(raw).ok().map(std::borrow::Cow::Owned)
+        } else {
+            Some(std::borrow::Cow::Borrowed(inner))
         }
     }
-    Ok(())
+
+    /// The text as written (a number's digits, an array's brackets).
+    pub fn raw(self) -> &'a str {
+        self.0.get()
+    }
+
+    pub fn value(self) -> Option<Value> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+}
+
+/// What [`RawFields::first`] found.
+pub enum Lookup<'a> {
+    Found(RawField<'a>),
+    Absent,
+    /// The key names a nested path whose root is there: only a `Value` can follow it.
+    Nested,
+}
+
+impl<'a> RawFields<'a> {
+    /// The value of top-level `key` (the last, when repeated, as `serde_json` keeps it).
+    pub fn get(&self, key: &str) -> Option<RawField<'a>> {
+        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| RawField(v))
+    }
+
+    /// The first of `keys` present and not null, in the order [`get`] tries them, as long as no
+    /// dotted key before it could reach into a nested object.
+    pub fn first(&self, keys: &[&str]) -> Lookup<'a> {
+        for k in keys {
+            if let Some(v) = self.get(k).filter(|v| v.raw() != "null") {
+                return Lookup::Found(v);
+            }
+            if let Some((root, _)) = k.split_once('.') {
+                if self.get(root).is_some() {
+                    return Lookup::Nested;
+                }
+            }
+        }
+        Lookup::Absent
+    }
+}
+
+/// Whether the bundle being read spells any of these fields its own way (see [`get_hinted`]).
+pub fn hinted(picks: &[fn(&ReadHints) -> &Vec<String>]) -> bool {
+    HINTS.with(|h| {
+        let h = h.borrow();
+        picks.iter().any(|pick| !pick(&h).is_empty())
+    })
+}
+
+/// Lines parsed per batch handed from [`for_each_json_line`]'s reading thread, and batches it may
+/// run ahead: bounds what is in flight (a few MB) whatever the file's size.
+const BATCH_LINES: usize = 2048;
+const BATCHES_AHEAD: usize = 4;
+
+/// One JSON line through `parse`: None for a blank line, else the record or the field and message
+/// of why it cannot be read.
+fn parse_json_line<T>(
+    line: &str,
+    fast: &impl Fn(&RawFields) -> Option<T>,
+    parse: &impl Fn(&Value) -> Parsed<T>,
+) -> Option<Result<T, (Option<&'static str>, String)>> {
+    let text = line.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Some(r) = serde_json::from_str::<RawFields>(text).ok().and_then(|fields| fast(&fields)) {
+        return Some(Ok(r));
+    }
+    Some(match serde_json::from_str::<Value>(text) {
+        Ok(obj @ Value::Object(_)) => parse(&obj).map_err(|(field, msg)| (Some(field), msg)),
+        Ok(_) => Err((None, "not a JSON object".to_string())),
+        Err(e) => Err((None, format!("not valid JSON: {e}"))),
+    })
 }
 
 /// Where the records sit in an OTLP/JSON export request: `resourceLogs` → `scopeLogs` (or the

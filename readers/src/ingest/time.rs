@@ -123,6 +123,11 @@ thread_local! {
     static REFERENCE: std::cell::Cell<Option<Ts>> = const { std::cell::Cell::new(None) };
 }
 
+/// The reference [`with_reference`] set on this thread, to hand to another.
+pub fn reference() -> Option<Ts> {
+    REFERENCE.with(|r| r.get())
+}
+
 /// Runs `f` with `reference` as the time syslog dates without a year are placed near (the
 /// incident's alert); outside, they are placed near now.
 pub fn with_reference<T>(reference: Option<Ts>, f: impl FnOnce() -> T) -> T {

@@ -1,19 +1,19 @@
 //! `log_search`: a service's log templates before and during the incident: new templates,
 //! bursting ones, and the error rate.
 //!
-//! Lines are streamed (a bundle's log files are never held whole) and mined into templates with
-//! the same Drain miner as the detectors; without a text filter, every service's templates are
-//! mined in the first call's one pass and kept for the rest of the investigation ([`LogCache`]). Template text is telemetry: it reaches a model only as
-//! quoted data inside the tool's JSON output.
+//! It answers from the logs as the detector read them ([`LogView`]: templates, per-template
+//! counts before and from [`during_from`], the latest lines), so an investigation reads each log
+//! file once. A triage reloaded from disk carries no view: the first call reads the logs once and
+//! keeps them ([`LogCache`]). Template text is telemetry: it reaches a model only as quoted data
+//! inside the tool's JSON output.
 
 use super::{about, truncate, Data, Tool, ToolCx, ToolError, ToolErrorKind};
-use crate::detect::logs::Drain;
-use crate::ingest::for_each_log;
+use crate::detect::logs::{LogView, TemplateStats};
 use crate::investigate::ledger::Ledger;
-use crate::model::{Level, LogRecord, ReadReport, Ts, MINUTE};
+use crate::model::MINUTE;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 pub struct LogSearch;
 
@@ -22,7 +22,7 @@ pub struct LogSearch;
 pub struct Args {
     /// The service whose logs to search.
     pub service: String,
-    /// Only lines containing this text (case-insensitive).
+    /// Only templates (and lines) containing this text (case-insensitive).
     #[serde(default)]
     pub contains: Option<String>,
 }
@@ -62,87 +62,39 @@ pub struct Output {
     pub more: usize,
 }
 
-/// Lines kept per service for [`Output::latest`].
-const LATEST: usize = 50;
-
+/// The logs of an investigation whose triage carries no [`LogView`] (one reloaded from disk):
+/// read once, on the first call, and kept for the rest of the investigation.
 #[derive(Default)]
-struct Counts {
-    before: u64,
-    during: u64,
-    level: Level,
-}
+pub struct LogCache(std::sync::OnceLock<Arc<LogView>>);
 
-/// One service's lines, mined into templates and counted before and during the incident.
-struct ServiceLogs {
-    drain: Drain,
-    counts: BTreeMap<u32, Counts>,
-    lines_before: u64,
-    lines_during: u64,
-    errors_before: u64,
-    errors_during: u64,
-    first: Ts,
-    last: Ts,
-    /// The latest lines during the incident (time, level, template, text), at most [`LATEST`].
-    latest: std::collections::BinaryHeap<std::cmp::Reverse<(Ts, Level, u32, String)>>,
-}
-
-impl ServiceLogs {
-    fn new() -> ServiceLogs {
-        ServiceLogs {
-            drain: Drain::new(crate::detect::DetectConfig::default().drain_similarity),
-            counts: BTreeMap::new(),
-            lines_before: 0,
-            lines_during: 0,
-            errors_before: 0,
-            errors_during: 0,
-            first: Ts::MAX,
-            last: Ts::MIN,
-            latest: Default::default(),
+impl LogCache {
+    /// The triage's view of the logs, else (once) the detector's pass over them.
+    pub fn view(&self, cx: &ToolCx) -> Arc<LogView> {
+        if let Some(v) = &cx.triage.detection.logs {
+            return v.clone();
         }
+        self.0
+            .get_or_init(|| {
+                let mut scratch = crate::detect::Detection::default();
+                crate::detect::logs::detect(
+                    cx.incident,
+                    &crate::detect::DetectConfig::default(),
+                    &mut scratch,
+                    &mut |_, _| {},
+                );
+                scratch.logs.unwrap_or_default()
+            })
+            .clone()
     }
 
-    /// Counts one line (`from`: the start of "during"; `analysis_start`: the end of "before").
-    fn add(&mut self, r: &LogRecord, in_baseline: bool, from: Ts, analysis_start: Ts) {
-        let during = !in_baseline && r.time >= from;
-        let before = in_baseline || r.time < analysis_start;
-        if !during && !before {
-            return;
-        }
-        self.first = self.first.min(r.time);
-        self.last = self.last.max(r.time);
-        let id = self.drain.add(&r.message);
-        let c = self.counts.entry(id).or_default();
-        c.level = c.level.max(r.level);
-        if during {
-            c.during += 1;
-            self.lines_during += 1;
-            self.errors_during += r.level.is_error() as u64;
-            // A min-heap of the newest: the oldest kept leaves first.
-            self.latest.push(std::cmp::Reverse((r.time, r.level, id, r.message.clone())));
-            if self.latest.len() > LATEST {
-                self.latest.pop();
-            }
-        } else {
-            c.before += 1;
-            self.lines_before += 1;
-            self.errors_before += r.level.is_error() as u64;
-        }
+    /// Whether the logs were read again for this investigation.
+    pub fn was_read(&self) -> bool {
+        self.0.get().is_some()
     }
 }
 
-/// Every service's logs, mined in one pass the first time `log_search` is called without a
-/// filter in an investigation, so later calls do not read the logs again.
-#[derive(Default)]
-pub struct LogCache(std::sync::OnceLock<HashMap<String, ServiceLogs>>);
-
-/// Streams the incident's logs (the separate baseline's first), calling `visit` with each line
-/// and whether it is from the baseline.
-fn stream(i: &crate::model::Incident, mut visit: impl FnMut(LogRecord, bool)) {
-    let mut report = ReadReport::default();
-    if let Some(b) = &i.baseline {
-        for_each_log(&b.logs, &mut report, |r| visit(r, true));
-    }
-    for_each_log(&i.telemetry.logs, &mut report, |r| visit(r, false));
+fn unavailable(service: &str) -> ToolError {
+    ToolError::new(ToolErrorKind::Unavailable, format!("no log lines of `{service}` to compare"))
 }
 
 impl Tool for LogSearch {
@@ -157,72 +109,60 @@ impl Tool for LogSearch {
     fn call(&self, cx: &ToolCx, args: &Args) -> Result<Output, ToolError> {
         cx.check_service(&args.service)?;
         let i = cx.incident;
-        let (from, start) = (cx.during_from(), i.analysis_start);
-        let filtered;
-        let logs = match args.contains.as_deref().map(str::to_lowercase) {
-            Some(needle) => {
-                let mut one = ServiceLogs::new();
-                stream(i, |r, base| {
-                    if r.service == args.service && r.message.to_lowercase().contains(&needle) {
-                        one.add(&r, base, from, start);
-                    }
-                });
-                filtered = one;
-                Some(&filtered)
-            }
-            None => cx
-                .logs
-                .0
-                .get_or_init(|| {
-                    let mut all: HashMap<String, ServiceLogs> = HashMap::new();
-                    stream(i, |r, base| {
-                        all.entry(r.service.clone()).or_insert_with(ServiceLogs::new).add(&r, base, from, start)
-                    });
-                    all
-                })
-                .get(&args.service),
+        let view = cx.logs.view(cx);
+        let needle = args.contains.as_deref().map(str::to_lowercase);
+        let Some(l) = view.services.get(&args.service) else {
+            return Err(unavailable(&args.service));
         };
-        let Some(l) = logs.filter(|l| l.lines_before + l.lines_during > 0) else {
-            return Err(ToolError::new(
-                ToolErrorKind::Unavailable,
-                format!("no log lines of `{}` to compare", args.service),
-            ));
+        let templates = l.templates();
+        let text = |id: u32| templates.get(id as usize).map(|t| t.to_string()).unwrap_or_default();
+        // With a filter, only the templates whose text (or an example line) holds it count.
+        let matches = |id: u32, t: &TemplateStats| match &needle {
+            None => true,
+            Some(n) => text(id).to_lowercase().contains(n) || t.example().to_lowercase().contains(n),
         };
+        let counted: Vec<(u32, &TemplateStats)> =
+            l.stats().filter(|(id, t)| (t.reference > 0 || t.during > 0) && matches(*id, t)).collect();
+        let sum = |f: fn(&TemplateStats) -> u64| counted.iter().map(|(_, t)| f(t)).sum::<u64>();
+        let (lines_before, lines_during) = (sum(|t| t.reference), sum(|t| t.during));
+        if lines_before + lines_during == 0 {
+            return Err(unavailable(&args.service));
+        }
         let minutes_before = match &i.baseline {
             Some(_) => ((i.analysis_start.min(l.last) - l.first).max(MINUTE) as f64 / MINUTE as f64).max(1.0),
             None => ((i.analysis_start - l.first).max(MINUTE) as f64 / MINUTE as f64).max(1.0),
         };
         let minutes_during =
-            ((cx.triage.detection.data_end.max(l.last) - from).max(MINUTE) as f64 / MINUTE as f64).max(1.0);
-        let templates = l.drain.templates();
+            ((cx.triage.detection.data_end.max(l.last) - view.during_from).max(MINUTE) as f64 / MINUTE as f64).max(1.0);
         let round = |x: f64| (x * 100.0).round() / 100.0;
-        let view = |id: &u32, c: &Counts| TemplateView {
-            template: templates.get(*id as usize).map(|t| t.to_string()).unwrap_or_default(),
+        let view_of = |id: u32, c: &TemplateStats| TemplateView {
+            template: text(id),
             level: format!("{:?}", c.level).to_lowercase(),
-            per_min_before: round(c.before as f64 / minutes_before),
+            per_min_before: round(c.reference as f64 / minutes_before),
             per_min_during: round(c.during as f64 / minutes_during),
         };
         let mut new_templates: Vec<TemplateView> =
-            l.counts.iter().filter(|(_, c)| c.before == 0 && c.during > 0).map(|(id, c)| view(id, c)).collect();
+            counted.iter().filter(|(_, c)| c.reference == 0 && c.during > 0).map(|(id, c)| view_of(*id, c)).collect();
         new_templates.sort_by(|a, b| b.per_min_during.total_cmp(&a.per_min_during));
-        let mut bursting: Vec<TemplateView> = l
-            .counts
+        let mut bursting: Vec<TemplateView> = counted
             .iter()
-            .filter(|(_, c)| c.before > 0 && c.during as f64 / minutes_during >= 3.0 * c.before as f64 / minutes_before)
-            .map(|(id, c)| view(id, c))
+            .filter(|(_, c)| {
+                c.reference > 0 && c.during as f64 / minutes_during >= 3.0 * c.reference as f64 / minutes_before
+            })
+            .map(|(id, c)| view_of(*id, c))
             .collect();
         bursting.sort_by(|a, b| {
             (b.per_min_during / b.per_min_before.max(0.01)).total_cmp(&(a.per_min_during / a.per_min_before.max(0.01)))
         });
-        let mut latest: Vec<&(Ts, Level, u32, String)> = l.latest.iter().map(|r| &r.0).collect();
-        latest.sort_by_key(|l| std::cmp::Reverse(l.0));
-        let mut latest: Vec<LineView> = latest
+        let mut latest: Vec<LineView> = l
+            .latest()
             .into_iter()
+            .filter(|(_, _, _, message)| needle.as_ref().is_none_or(|n| message.to_lowercase().contains(n)))
             .map(|(t, level, id, message)| LineView {
                 time: crate::ingest::time::rfc3339(*t, crate::ingest::time::SecondsFormat::Millis)
                     .unwrap_or_else(|| t.to_string()),
                 level: format!("{level:?}").to_lowercase(),
-                template: templates.get(*id as usize).map(|t| t.to_string()).unwrap_or_default(),
+                template: text(*id),
                 message: message.clone(),
             })
             .collect();
@@ -231,10 +171,10 @@ impl Tool for LogSearch {
             + truncate(&mut latest, cx.max_items);
         Ok(Output {
             service: args.service.clone(),
-            lines_before: l.lines_before,
-            lines_during: l.lines_during,
-            errors_per_min_before: round(l.errors_before as f64 / minutes_before),
-            errors_per_min_during: round(l.errors_during as f64 / minutes_during),
+            lines_before,
+            lines_during,
+            errors_per_min_before: round(sum(|t| t.errors_reference) as f64 / minutes_before),
+            errors_per_min_during: round(sum(|t| t.errors_during) as f64 / minutes_during),
             new_templates,
             bursting,
             latest,
@@ -274,25 +214,36 @@ mod tests {
     use crate::simulate::{self, SimConfig};
 
     #[test]
-    fn later_calls_answer_from_the_first_pass_as_a_fresh_read_would() {
+    fn answers_from_the_triage_view_as_a_fresh_read_would() {
         let incident = simulate::simulate(&SimConfig::for_seed(1));
         let triage = crate::triage::triage(&incident, &crate::triage::Config::default());
-        let fresh =
-            || ToolCx { incident: &incident, triage: &triage, kb: None, max_items: 5, logs: Default::default() };
+        assert!(triage.detection.logs.is_some(), "the detector keeps its view of the logs");
+        let reloaded = crate::triage::Triage {
+            detection: crate::detect::Detection { logs: None, ..triage.detection.clone() },
+            ..triage.clone()
+        };
+        let cx_of = |t| ToolCx { incident: &incident, triage: t, kb: None, max_items: 5, logs: Default::default() };
         let truth = incident.truth.as_ref().unwrap().service.clone();
         let args = |service: &str, contains: Option<&str>| Args {
             service: service.into(),
             contains: contains.map(Into::into),
         };
-        // One investigation asks about the alert's service, then the cause.
-        let cx = fresh();
-        LogSearch.call(&cx, &args(&incident.alert.service, None)).unwrap();
-        assert!(cx.logs.0.get().is_some_and(|all| all.contains_key(&truth)), "every service mined in the first pass");
-        let cached = LogSearch.call(&cx, &args(&truth, None)).unwrap();
-        assert_eq!(cached, LogSearch.call(&fresh(), &args(&truth, None)).unwrap());
-        assert!(cached.lines_during > 0);
-        // A text filter reads the lines again, and finds only lines with the text.
+        let cx = cx_of(&triage);
+        let from_view = LogSearch.call(&cx, &args(&truth, None)).unwrap();
+        assert!(!cx.logs.was_read(), "the triage's view answered: no file read again");
+        assert!(from_view.lines_during > 0);
+        // A triage reloaded from disk has no view: the first call reads the logs, once, and
+        // answers as the view did.
+        let again = cx_of(&reloaded);
+        assert_eq!(LogSearch.call(&again, &args(&truth, None)).unwrap(), from_view);
+        assert!(again.logs.was_read());
+        // A text filter keeps only templates and lines that hold it.
         let none = LogSearch.call(&cx, &args(&truth, Some("no line says this"))).unwrap_err();
         assert_eq!(none.kind, ToolErrorKind::Unavailable);
+        let word = from_view.latest[0].message.split_whitespace().next().unwrap().to_lowercase();
+        let some = LogSearch.call(&cx, &args(&truth, Some(&word))).unwrap();
+        assert!(some.lines_before + some.lines_during <= from_view.lines_before + from_view.lines_during);
+        assert!(some.latest.iter().all(|l| l.message.to_lowercase().contains(&word)));
+        assert!(!some.latest.is_empty());
     }
 }

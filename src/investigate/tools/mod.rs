@@ -23,7 +23,7 @@ pub mod timeline;
 pub mod traces;
 
 use super::ledger::Ledger;
-use crate::model::{Incident, Ts, MINUTE};
+use crate::model::{Incident, Ts};
 use crate::triage::Triage;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -53,7 +53,7 @@ impl ToolCx<'_> {
     /// The start of "during the incident" for tools that compare before and during: a little
     /// before the alert (faults show before monitors fire), and never before the analysis start.
     pub fn during_from(&self) -> Ts {
-        (self.incident.alert.time - 10 * MINUTE).max(self.incident.analysis_start)
+        crate::detect::logs::during_from(self.incident)
     }
 
     /// Whether the incident knows this service at all (telemetry, topology, changes or the alert).

@@ -11,9 +11,10 @@ use super::{about, truncate, Data, Tool, ToolCx, ToolError, ToolErrorKind};
 use crate::detect::traces::derive;
 use crate::investigate::ledger::Ledger;
 use crate::model::Span;
+use foldhash::{HashMap, HashMapExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct TraceQuery;
 
