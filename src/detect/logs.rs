@@ -81,8 +81,13 @@ impl Drain {
 
     /// Adds one message and returns the id of its template.
     pub fn add(&mut self, message: &str) -> u32 {
-        let tokens: Vec<Option<&str>> =
-            message.split_whitespace().take(MAX_TOKENS).map(|t| if is_variable(t) { None } else { Some(t) }).collect();
+        let token = |t: &'_ str| if is_variable(t) { None } else { Some(t) };
+        // ASCII text splits the same on ASCII whitespace (but for the vertical tab), byte by byte.
+        let tokens: Vec<Option<&str>> = if message.is_ascii() && !message.contains('\x0B') {
+            message.split_ascii_whitespace().take(MAX_TOKENS).map(token).collect()
+        } else {
+            message.split_whitespace().take(MAX_TOKENS).map(token).collect()
+        };
         let first = tokens.first().copied().flatten().unwrap_or("");
         let group = self.index.entry(tokens.len()).or_default();
         let candidates = match group.get_mut(first) {
@@ -545,6 +550,16 @@ mod tests {
         assert!(is_variable("f3d4d4ef-693b-4456"));
         assert!(is_variable("12.5ms"));
         assert!(!is_variable("checkout"));
+    }
+
+    #[test]
+    fn words_split_on_every_kind_of_whitespace() {
+        let mut d = Drain::new(0.5);
+        for m in ["a\x0Bb 12", "a\u{A0}b 12", "a \t b\r\n12"] {
+            d.add(m);
+        }
+        assert_eq!(d.templates().len(), 1, "{:?}", d.templates());
+        assert_eq!(d.templates()[0].to_string(), "a b <*>");
     }
 
     fn rec(t: Ts, level: Level, msg: &str) -> LogRecord {
