@@ -81,7 +81,13 @@ impl Drain {
 
     /// Adds one message and returns the id of its template.
     pub fn add(&mut self, message: &str) -> u32 {
-        let token = |t: &'_ str| if is_variable(t) { None } else { Some(t) };
+        fn token(t: &str) -> Option<&str> {
+            if is_variable(t) {
+                None
+            } else {
+                Some(t)
+            }
+        }
         // ASCII text splits the same on ASCII whitespace (but for the vertical tab), byte by byte.
         let tokens: Vec<Option<&str>> = if message.is_ascii() && !message.contains('\x0B') {
             message.split_ascii_whitespace().take(MAX_TOKENS).map(token).collect()
