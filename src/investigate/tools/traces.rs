@@ -160,18 +160,21 @@ fn subtrees(spans: &[&Span], service: &str) -> Vec<Vec<usize>> {
     out
 }
 
-fn period(spans: &[&Span], service: &str) -> (Period, Vec<(usize, f64, bool)>) {
+/// The period's statistics, each span's (index, self time, failed) in `service`'s subtrees, and
+/// those subtrees.
+fn period(spans: &[&Span], service: &str) -> (Period, Vec<(usize, f64, bool)>, Vec<Vec<usize>>) {
     let derived = derive(spans);
     let mut p = Period::default();
     let mut facts = Vec::new();
+    let trees = subtrees(spans, service);
     let by_id: HashMap<(&str, &str), usize> =
         spans.iter().enumerate().map(|(i, s)| ((s.trace_id.as_str(), s.span_id.as_str()), i)).collect();
-    for tree in subtrees(spans, service) {
+    for tree in &trees {
         p.traces += 1;
         let mut failed = false;
         let mut own: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
         let mut calls: std::collections::BTreeSet<(&str, &str)> = Default::default();
-        for &i in &tree {
+        for &i in tree {
             let (s, d) = (spans[i], derived[i]);
             let o = own.entry(s.service.as_str()).or_default();
             o.0 += d.self_ms;
@@ -201,7 +204,7 @@ fn period(spans: &[&Span], service: &str) -> (Period, Vec<(usize, f64, bool)>) {
         }
         p.failed_traces += failed as usize;
     }
-    (p, facts)
+    (p, facts, trees)
 }
 
 /// Several callers of one callee that got slower (or failed more) in their own spans together:
@@ -325,8 +328,8 @@ impl Tool for TraceQuery {
                 format!("no spans of `{service}` during the incident: traces cannot explain it"),
             ));
         }
-        let (b, _) = period(&before, &service);
-        let (d, facts) = period(&during, &service);
+        let (b, _, _) = period(&before, &service);
+        let (d, facts, trees) = period(&during, &service);
         let mut services: Vec<String> = b.present.keys().chain(d.present.keys()).cloned().collect();
         services.sort_unstable();
         services.dedup();
@@ -381,16 +384,27 @@ impl Tool for TraceQuery {
         let mut more = truncate(&mut attribution, cx.max_items);
 
         let alert = i.alert.time;
-        let mut by_duration: Vec<&(usize, f64, bool)> = facts.iter().collect();
-        by_duration.sort_by(|x, y| during[y.0].duration_ms.total_cmp(&during[x.0].duration_ms));
-        let mut slowest: Vec<SpanView> =
-            by_duration.iter().map(|&&(j, self_ms, _)| view(during[j], self_ms, alert)).collect();
-        more += truncate(&mut slowest, cx.max_items);
-        let mut failing: Vec<SpanView> =
-            facts.iter().filter(|f| f.2).map(|&(j, self_ms, _)| view(during[j], self_ms, alert)).collect();
-        failing.sort_by(|x, y| y.duration_ms.total_cmp(&x.duration_ms));
-        more += truncate(&mut failing, cx.max_items);
-        let trees = subtrees(&during, &service);
+        // The longest spans first (ties in the order of `facts`), and views only of those shown.
+        let longest_first = |key: &dyn Fn(usize) -> f64, list: Vec<&(usize, f64, bool)>| -> (Vec<SpanView>, usize) {
+            let mut list: Vec<(usize, &(usize, f64, bool))> = list.into_iter().enumerate().collect();
+            let order = |x: &(usize, &(usize, f64, bool)), y: &(usize, &(usize, f64, bool))| {
+                key(y.1 .0).total_cmp(&key(x.1 .0)).then(x.0.cmp(&y.0))
+            };
+            let shown = cx.max_items.min(list.len());
+            if shown < list.len() {
+                list.select_nth_unstable_by(shown, order);
+            }
+            let mut top: Vec<_> = list[..shown].to_vec();
+            top.sort_unstable_by(order);
+            let views = top.iter().map(|(_, &(j, self_ms, _))| view(during[j], self_ms, alert)).collect();
+            (views, list.len() - shown)
+        };
+        let (slowest, hidden) = longest_first(&|j| during[j].duration_ms, facts.iter().collect());
+        more += hidden;
+        // Failing spans by their duration as shown (to 0.1 ms).
+        let shown_ms = |j: usize| (during[j].duration_ms * 10.0).round() / 10.0;
+        let (failing, hidden) = longest_first(&shown_ms, facts.iter().filter(|f| f.2).collect());
+        more += hidden;
         let slowest_tree = trees.iter().max_by(|x, y| {
             let dur = |t: &Vec<usize>| t.iter().map(|&j| during[j].duration_ms).fold(0.0, f64::max);
             dur(x).total_cmp(&dur(y))
