@@ -160,9 +160,12 @@ fn subtrees(spans: &[&Span], service: &str) -> Vec<Vec<usize>> {
     out
 }
 
-/// The period's statistics, each span's (index, self time, failed) in `service`'s subtrees, and
-/// those subtrees.
-fn period(spans: &[&Span], service: &str) -> (Period, Vec<(usize, f64, bool)>, Vec<Vec<usize>>) {
+/// One span of a subtree: its index in the period's spans, its self time (ms), whether it failed.
+type Fact = (usize, f64, bool);
+
+/// The period's statistics, the [`Fact`]s of the spans in `service`'s subtrees, and those
+/// subtrees.
+fn period(spans: &[&Span], service: &str) -> (Period, Vec<Fact>, Vec<Vec<usize>>) {
     let derived = derive(spans);
     let mut p = Period::default();
     let mut facts = Vec::new();
@@ -385,11 +388,10 @@ impl Tool for TraceQuery {
 
         let alert = i.alert.time;
         // The longest spans first (ties in the order of `facts`), and views only of those shown.
-        let longest_first = |key: &dyn Fn(usize) -> f64, list: Vec<&(usize, f64, bool)>| -> (Vec<SpanView>, usize) {
-            let mut list: Vec<(usize, &(usize, f64, bool))> = list.into_iter().enumerate().collect();
-            let order = |x: &(usize, &(usize, f64, bool)), y: &(usize, &(usize, f64, bool))| {
-                key(y.1 .0).total_cmp(&key(x.1 .0)).then(x.0.cmp(&y.0))
-            };
+        let longest_first = |key: &dyn Fn(usize) -> f64, list: Vec<&Fact>| -> (Vec<SpanView>, usize) {
+            let mut list: Vec<(usize, &Fact)> = list.into_iter().enumerate().collect();
+            let order =
+                |x: &(usize, &Fact), y: &(usize, &Fact)| key(y.1 .0).total_cmp(&key(x.1 .0)).then(x.0.cmp(&y.0));
             let shown = cx.max_items.min(list.len());
             if shown < list.len() {
                 list.select_nth_unstable_by(shown, order);
