@@ -22,7 +22,7 @@ pub struct LogSearch;
 pub struct Args {
     /// The service whose logs to search.
     pub service: String,
-    /// Only templates (and latest lines) containing this text (case-insensitive).
+    /// Only lines containing this text (case-insensitive).
     #[serde(default)]
     pub contains: Option<String>,
 }
