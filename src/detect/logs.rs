@@ -209,11 +209,6 @@ impl ServiceLogs {
         self.stats.iter().enumerate().map(|(id, s)| (id as u32, s))
     }
 
-    /// Reference lines; lines from [`during_from`] on.
-    pub fn lines(&self) -> (u64, u64) {
-        (self.reference, self.stats.iter().map(|s| s.during).sum())
-    }
-
     /// The latest lines from [`during_from`] on, newest first: (time, level, template id, text).
     pub fn latest(&self) -> Vec<&(Ts, Level, u32, String)> {
         let mut latest: Vec<&(Ts, Level, u32, String)> = self.latest.iter().map(|r| &r.0).collect();

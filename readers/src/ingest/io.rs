@@ -128,14 +128,19 @@ impl Lines {
         }
     }
 
-    /// The text of the line [`Lines::next_item`] last returned.
-    fn text(&self) -> &str {
+    /// The line [`Lines::next_item`] last read, without its line ending (and a first line's BOM).
+    fn bytes(&self) -> &[u8] {
         let mut end = self.buf.len();
         while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
             end -= 1;
         }
         let start = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
-        std::str::from_utf8(&self.buf[start.min(end)..end]).unwrap_or("")
+        &self.buf[start.min(end)..end]
+    }
+
+    /// The text of the line [`Lines::next_item`] last returned.
+    fn text(&self) -> &str {
+        std::str::from_utf8(self.bytes()).unwrap_or("")
     }
 
     /// Moves to the next line: its number (its text is then [`Lines::text`]), or the issue of a
@@ -153,12 +158,7 @@ impl Lines {
                 }
                 Ok(_) => {
                     self.line += 1;
-                    let mut end = self.buf.len();
-                    while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
-                        end -= 1;
-                    }
-                    let start = if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
-                    if std::str::from_utf8(&self.buf[start.min(end)..end]).is_err() {
+                    if std::str::from_utf8(self.bytes()).is_err() {
                         return Some(Err(issue(&self.file, self.line, None, "line is not valid UTF-8")));
                     }
                     return Some(Ok(self.line));
